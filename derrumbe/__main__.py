@@ -1,0 +1,3 @@
+from derrumbe.cli import main
+
+raise SystemExit(main())

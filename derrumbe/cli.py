@@ -1,0 +1,164 @@
+"""Command line: `derrumbe shot`, `derrumbe demo`.
+
+Options are generated from the ShotSpec's field table, so the CLI, the TOML spec and
+the manifest never disagree. A DerrumbeError becomes one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from derrumbe import __version__
+from derrumbe.errors import DerrumbeError
+from derrumbe.spec import ShotSpec, _coerce, cli_fields
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        self.exit(2, f"derrumbe: error: {message}\n")
+
+
+def _add_spec_options(p: argparse.ArgumentParser) -> None:
+    for f in cli_fields():
+        m = f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        default = "estimated" if f.default is None and f.name in (
+            "height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation") else f.default
+        unit = f" [{m['unit']}]" if m["unit"] else ""
+        rng = f" (range {m['lo']}..{m['hi']})" if m["lo"] is not None else ""
+        help_ = f"{m['help']}{unit}{rng}; default: {default}"
+        if isinstance(f.default, bool):
+            p.add_argument(flag, action="store_true", default=None, help=help_)
+        else:
+            p.add_argument(flag, default=None, choices=m["choices"], metavar=None if m["choices"] else "VALUE",
+                           help=help_)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="derrumbe", description="A plate of a real building in, a collapse shot out.")
+    p.add_argument("--version", action="version", version=f"derrumbe {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    s = sub.add_parser("shot", help="render a collapse shot from a plate",
+                       description="Render a collapse of the building in PLATE into OUT.")
+    s.add_argument("plate", nargs="?", help="plate image (JPEG/PNG/TIFF); optional with --spec")
+    s.add_argument("-o", "--out", required=True, help="output folder (frames, movie, manifest)")
+    s.add_argument("--spec", help="shot spec: a .toml file or a manifest.json of an earlier render; "
+                                  "options given here override it")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    _add_spec_options(s)
+    d = sub.add_parser("demo", help="render the built-in demo shot",
+                       description="Generate the demo plate and render its collapse.")
+    d.add_argument("-o", "--out", default="out/demo", help="output folder; default: out/demo")
+    d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    d.add_argument("--preview", action="store_true", default=None, help="fast low-resolution look")
+    d.add_argument("--style", default=None, choices=("implosion", "topple", "facade"), help="collapse style")
+    return p
+
+
+def _spec_from_args(args) -> ShotSpec:
+    spec = ShotSpec.load(args.spec) if args.spec else ShotSpec()
+    d = spec.to_dict()
+    if args.plate:
+        d["plate"] = args.plate
+    for f in cli_fields():
+        v = getattr(args, f.name, None)
+        if v is not None:
+            d[f.name] = _coerce(f, v)
+    # --box and --mask exclude each other; one given on the command line replaces the spec's.
+    if getattr(args, "box", None) is not None:
+        d.pop("mask", None)
+    if getattr(args, "mask", None) is not None:
+        d.pop("box", None)
+    spec = ShotSpec.from_dict(d)
+    for k in ("plate", "mask", "holdout"):
+        v = getattr(spec, k)
+        if v:
+            setattr(spec, k, str(Path(v).expanduser().resolve()))
+    return spec.validate()
+
+
+def _progress(quiet: bool):
+    from derrumbe.pipeline import Progress
+    if quiet:
+        return Progress(), (lambda s: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+
+    class RichStages(Progress):
+        def __init__(self):
+            self.bar = RichProgress(TextColumn("{task.description:<11}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                    TimeElapsedColumn(), console=console, transient=False)
+            self.bar.start()
+            self.task = None
+
+        def stage(self, name, total=None):
+            self.task = self.bar.add_task(name, total=total or 1)
+
+        def advance(self, done, total):
+            self.bar.update(self.task, completed=done, total=total)
+
+        def end(self):
+            if self.task is not None:
+                t = self.bar.tasks[-1]
+                self.bar.update(self.task, completed=t.total)
+
+        def stop(self):
+            self.bar.stop()
+
+    return RichStages(), (lambda s: console.print(f"[dim]{s}[/dim]"))
+
+
+def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
+    from derrumbe.pipeline import run_shot
+    prog, log = _progress(quiet)
+    try:
+        m = run_shot(spec, out, prog, log)
+    finally:
+        if hasattr(prog, "stop"):
+            prog.stop()
+    if not quiet:
+        t = m["timings_s"]
+        print(f"wrote {len(m['frames'])} frames {m['size'][0]}x{m['size'][1]} and {m['movie']} to {out}; "
+              f"total {sum(t.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")",
+              file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    import cv2
+    from derrumbe.demo import make_demo_plate
+    from derrumbe.stages.outputs import atomic_write_bytes
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DerrumbeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    d = make_demo_plate()
+    plate, hold = out / "demo_plate.png", out / "demo_holdout.png"
+    atomic_write_bytes(plate, cv2.imencode(".png", d.srgb[..., ::-1])[1].tobytes())
+    atomic_write_bytes(hold, cv2.imencode(".png", d.holdout)[1].tobytes())
+    spec = ShotSpec(plate=str(plate.resolve()), box=d.box, holdout=str(hold.resolve()), name="demo",
+                    style=args.style or "implosion", preview=bool(args.preview))
+    return _run(spec.validate(), str(out), args.quiet)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.cmd == "demo":
+            return _demo(args)
+        return _run(_spec_from_args(args), args.out, args.quiet)
+    except DerrumbeError as e:
+        print(f"derrumbe: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("derrumbe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

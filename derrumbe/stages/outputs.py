@@ -1,0 +1,103 @@
+"""Outputs stage: PNG frames, the review movie and the manifest, all written atomically.
+
+Each file is written to a temporary name in the same folder and renamed into place, so
+a killed run never leaves a truncated file under a final name. The manifest is written
+last: a folder without manifest.json is an unfinished render, whatever else it holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from derrumbe.errors import DerrumbeError
+
+FIRST_FRAME = 1001
+
+
+def prepare_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".derrumbe-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise DerrumbeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    # A previous manifest would make a half-finished re-render look complete.
+    (out / "manifest.json").unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def frame_path(out: Path, name: str, index: int) -> Path:
+    return out / f"{name}.{FIRST_FRAME + index:04d}.png"
+
+
+def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> Path:
+    ok, buf = cv2.imencode(".png", rgb_u8[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise DerrumbeError("PNG encoding failed")
+    p = frame_path(out, name, index)
+    atomic_write_bytes(p, buf.tobytes())
+    return p
+
+
+class MovieWriter:
+    """H.264 review movie through PyAV (libx264, yuv420p, every player opens it)."""
+
+    def __init__(self, path: Path, fps: int, size: tuple[int, int]):
+        import av
+        self.path = path
+        self.tmp = path.with_name("." + path.name + ".tmp.mp4")
+        self.container = av.open(str(self.tmp), mode="w")
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "16", "preset": "veryfast", "threads": "2"}
+        self._av = av
+
+    def add(self, rgb_u8: np.ndarray) -> None:
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_u8), format="rgb24")
+        for pkt in self.stream.encode(frame):
+            self.container.mux(pkt)
+
+    def close(self) -> None:
+        for pkt in self.stream.encode():
+            self.container.mux(pkt)
+        self.container.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_manifest(out: Path, manifest: dict) -> Path:
+    p = out / "manifest.json"
+    atomic_write_bytes(p, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    return p

@@ -1,0 +1,303 @@
+"""Simulation stage: the collapse as rigid bodies in MuJoCo, at real scale, g = 9.81 m/s^2.
+
+Every piece is a free body with a convex mesh (shrunk 1.5 cm so touching neighbours
+start without contacts). Three states a piece can be in:
+- held: kinematically at its pose (the intact building before activation, and sleeping
+  pieces). Held pieces are reset to their pose each step, so an intact building neither
+  sags nor jitters, as a soft weld to the world would let it.
+- clustered: welded to its cluster's anchor piece (a star of MuJoCo weld equalities),
+  so a cluster falls as one block; a weld breaks when its force exceeds the material's
+  bond strength times the piece's weight, and a piece cut off from its anchor in the
+  bond graph is let go, so blocks crumble from where they hit.
+- free: plain rigid body.
+The style only decides when which pieces are released and with what initial motion:
+it is an activation timeline, the physics does the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mujoco
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from derrumbe.materials import Material
+from derrumbe.stages.camera import STOREY_M
+from derrumbe.stages.fracture import PART_CORE, PART_FACADE, Fracture
+
+G = 9.81
+SHRINK_M = 0.015
+SIM_HZ = 240.0
+
+
+@dataclass
+class SimResult:
+    times: np.ndarray        # (T,) seconds
+    pos: np.ndarray          # (T, N, 3) body origin in the world
+    quat: np.ndarray         # (T, N, 4) w, x, y, z
+    dissipated: np.ndarray   # (T,) J of mechanical energy lost since the previous sample
+    released: np.ndarray     # (N,) time each piece was first let go (inf = never)
+    mass: np.ndarray         # (N,)
+    info: dict
+
+
+@dataclass
+class Release:
+    time: float
+    pieces: np.ndarray           # indices
+    clustered: bool              # keep cluster welds on (falls as a block)
+    lin_vel: np.ndarray          # (k, 3) world
+    ang_vel: np.ndarray          # (k, 3) world (= local at rest)
+
+
+def _mjcf(fr: Fracture, mat: Material, dt: float) -> str:
+    assets, bodies = [], []
+    for i in range(fr.n):
+        v = fr.verts[i].astype(np.float64)
+        r = np.linalg.norm(v, axis=1)
+        v = v * np.clip(1.0 - SHRINK_M / np.maximum(r, 1e-3), 0.5, 1.0)[:, None]
+        assets.append(f'<mesh name="m{i}" vertex="{" ".join(f"{x:.4f}" for x in v.ravel())}"/>')
+        c = fr.centroid[i]
+        rho = mat.density * max(0.05, fr.inside[i])
+        bodies.append(f'<body name="p{i}" pos="{c[0]:.5f} {c[1]:.5f} {c[2]:.5f}"><freejoint/>'
+                      f'<geom type="mesh" mesh="m{i}" density="{rho:.2f}"/></body>')
+    return f"""<mujoco>
+  <compiler inertiafromgeom="true"/>
+  <option timestep="{dt:.7f}" gravity="0 {-G} 0" integrator="implicitfast" cone="pyramidal"
+          solver="Newton" iterations="20" ls_iterations="6" jacobian="sparse"/>
+  <default><geom friction="{mat.friction} 0.01 0.001" condim="3" solref="0.006 1" solimp="0.9 0.99 0.002"/></default>
+  <asset>{''.join(assets)}</asset>
+  <worldbody>
+    <geom name="ground" type="plane" size="1000 1000 1" quat="0.70710678 -0.70710678 0 0"/>
+    {''.join(bodies)}
+  </worldbody>
+  <equality>{{welds}}</equality>
+</mujoco>"""
+
+
+def plan_releases(fr: Fracture, style: str, direction: str, start: float, seed: int) -> tuple[list, np.ndarray]:
+    """The activation timeline of a style. Returns releases and each piece's anchor."""
+    rng = np.random.default_rng(seed + 101)
+    c = fr.centroid
+    H = fr.box_hi[1]
+    x_mid = 0.5 * (fr.box_lo[0] + fr.box_hi[0])
+    z_mid = 0.5 * (fr.box_lo[2] + fr.box_hi[2])
+    n = fr.n
+    releases = []
+    zero = lambda k: np.zeros((k, 3))
+
+    def cluster_motion(idx, omega, pivot):
+        r = c[idx] - pivot
+        return np.cross(omega, r), np.broadcast_to(omega, (len(idx), 3)).copy()
+
+    if style == "implosion":
+        y_fail = max(STOREY_M * 1.2, 0.18 * H)
+        fail = np.nonzero(c[:, 1] < y_fail)[0]
+        upper = np.nonzero(c[:, 1] >= y_fail)[0]
+        # The base fails from the ground up within a quarter second; the front wall blows out.
+        t = start + 0.25 * c[fail, 1] / y_fail + rng.uniform(0, 0.05, len(fail))
+        for k, i in enumerate(fail):
+            out = 1.5 + 2.5 * rng.random() if fr.part[i] == PART_FACADE else 0.0
+            v = np.array([rng.normal(0, 0.6), rng.normal(0.2, 0.4), out + rng.normal(0, 0.4)])
+            v[0] += -0.8 * np.sign(c[i, 0] - x_mid) * (fr.part[i] == PART_CORE)   # folds in
+            releases.append(Release(t[k], np.array([i]), False, v[None], rng.normal(0, 1.5, (1, 3))))
+        # The upper part drops as a block, tilting a few degrees.
+        tilt = np.array([rng.normal(0, 0.02), 0.0, rng.choice([-1, 1]) * rng.uniform(0.04, 0.08)])
+        lv, av = cluster_motion(upper, tilt, np.array([x_mid, y_fail, z_mid]))
+        releases.append(Release(start + 0.12, upper, True, lv, av))
+    elif style == "topple":
+        sign = {"left": -1.0, "right": 1.0, "toward": 1.0, "away": -1.0}[direction]
+        lateral = direction in ("left", "right")
+        y_cut = max(STOREY_M, 0.15 * H)
+        coord = c[:, 0] - x_mid if lateral else c[:, 2] - z_mid
+        low = c[:, 1] < y_cut
+        wedge = np.nonzero(low & (coord * sign > -0.1 * abs(coord).max()))[0]
+        hinge = np.nonzero(low & ~np.isin(np.arange(n), wedge))[0]
+        upper = np.nonzero(~low)[0]
+        for i in wedge:
+            releases.append(Release(start + rng.uniform(0, 0.15), np.array([i]), False,
+                                    rng.normal(0, 0.5, (1, 3)), rng.normal(0, 1.0, (1, 3))))
+        if lateral:
+            pivot = np.array([fr.box_lo[0] if sign > 0 else fr.box_hi[0], y_cut, z_mid])
+            omega = np.array([0.0, 0.0, -0.35 * sign])
+        else:
+            pivot = np.array([x_mid, y_cut, fr.box_lo[2] if sign > 0 else fr.box_hi[2]])
+            omega = np.array([0.35 * sign, 0.0, 0.0])
+        lv, av = cluster_motion(upper, omega, pivot)
+        releases.append(Release(start + 0.1, upper, True, lv, av))
+        releases.append(Release(start + 1.4, hinge, False, zero(len(hinge)), zero(len(hinge))))
+    elif style == "facade":
+        fac = np.nonzero(fr.part == PART_FACADE)[0]
+        band = np.floor(c[fac, 1] / (2 * STOREY_M)).astype(int)
+        top = band.max()
+        for b in range(top, -1, -1):
+            idx = fac[band == b]
+            if not len(idx):
+                continue
+            # Each band of the wall hinges outward about its own foot, top bands first.
+            pivot = np.array([x_mid, c[idx, 1].min(), fr.facade_z])
+            omega = np.array([0.5 + 0.3 * rng.random(), 0.0, rng.normal(0, 0.05)])
+            lv, av = cluster_motion(idx, omega, pivot)
+            releases.append(Release(start + 0.3 * (top - b) + rng.uniform(0, 0.1), idx, True, lv, av))
+    else:
+        raise ValueError(style)
+    releases.sort(key=lambda r: r.time)
+
+    # Anchor of each piece's cluster: the piece nearest the cluster's centroid.
+    anchor = np.full(n, -1)
+    for cl in np.unique(fr.cluster):
+        idx = np.nonzero(fr.cluster == cl)[0]
+        a = idx[np.argmin(((c[idx] - c[idx].mean(0)) ** 2).sum(1))]
+        anchor[idx] = a
+    return releases, anchor
+
+
+def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: float, duration: float,
+             sample_hz: float, seed: int, progress=None) -> SimResult:
+    steps_per_sample = max(1, int(np.ceil(SIM_HZ / sample_hz)))
+    dt = 1.0 / (sample_hz * steps_per_sample)
+    releases, anchor = plan_releases(fr, style, direction, start, seed)
+    n = fr.n
+    # One weld per non-anchor piece to its cluster's anchor; all off until released.
+    weld_of = np.full(n, -1)
+    welds = []
+    for i in range(n):
+        if anchor[i] != i:
+            weld_of[i] = len(welds)
+            welds.append(f'<weld name="w{i}" body1="p{i}" body2="p{anchor[i]}" active="false" '
+                         f'solref="0.01 1"/>')
+    xml = _mjcf(fr, mat, dt).replace("{welds}", "".join(welds))
+    model = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    mass = model.body_mass[1:].copy()
+    qadr = model.jnt_qposadr[:n]
+    vadr = model.jnt_dofadr[:n]
+    rest_q = data.qpos.copy()
+
+    held = np.ones(n, bool)          # kinematically held (intact, or asleep)
+    held_q = rest_q.copy()
+    in_cluster = np.zeros(n, bool)
+    released_at = np.full(n, np.inf)
+    slow_since = np.full(n, np.inf)
+    limit = mat.bond_g * mass * G    # weld force at which a piece breaks off
+    bond_pairs = fr.bonds
+    same_cluster = fr.cluster[bond_pairs[:, 0]] == fr.cluster[bond_pairs[:, 1]]
+    cl_bonds = bond_pairs[same_cluster]
+
+    n_samples = int(round(duration * sample_hz)) + 1
+    times = np.arange(n_samples) / sample_hz
+    pos = np.empty((n_samples, n, 3), np.float32)
+    quat = np.empty((n_samples, n, 4), np.float32)
+    dissipated = np.zeros(n_samples, np.float32)
+    xpos0 = data.xpos[1:].astype(np.float32)
+    xquat0 = data.xquat[1:].astype(np.float32)
+
+    def energy():
+        v = data.qvel.reshape(n, 6)[:, :3]
+        return float((0.5 * mass * (v * v).sum(1)).sum() + (mass * G * data.xpos[1:, 1]).sum())
+
+    def hold_indices(mask):
+        idx = np.nonzero(mask)[0]
+        q = (qadr[idx, None] + np.arange(7)).ravel()
+        v = (vadr[idx, None] + np.arange(6)).ravel()
+        return q, v
+
+    def reconnect():
+        """Pieces of a cluster no longer joined to their anchor through intact welds go free."""
+        live = in_cluster | (anchor == np.arange(n))
+        ok = live[cl_bonds[:, 0]] & live[cl_bonds[:, 1]]
+        e = cl_bonds[ok]
+        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        _, comp = connected_components(g, directed=False)
+        lost = in_cluster & (comp != comp[anchor])
+        if lost.any():
+            model.eq_active0[weld_of[lost]] = 0
+            data.eq_active[weld_of[lost]] = 0
+            in_cluster[lost] = False
+        return int(lost.sum())
+
+    next_rel = 0
+    k0 = int(np.searchsorted(times, releases[0].time if releases else duration + 1))
+    pos[:k0] = xpos0
+    quat[:k0] = xquat0
+    data.time = times[k0 - 1] if k0 > 0 else 0.0
+    e_prev = energy()
+    broken = 0
+    sleeping_events = 0
+    hq, hv = hold_indices(held)
+    for k in range(max(k0, 0), n_samples):
+        t_target = times[k]
+        while data.time < t_target - 1e-9:
+            dirty = False
+            while next_rel < len(releases) and releases[next_rel].time <= data.time + 1e-9:
+                r = releases[next_rel]
+                idx = r.pieces
+                held[idx] = False
+                released_at[idx] = np.minimum(released_at[idx], data.time)
+                for j, i in enumerate(idx):
+                    data.qvel[vadr[i]:vadr[i] + 3] = r.lin_vel[j]
+                    data.qvel[vadr[i] + 3:vadr[i] + 6] = r.ang_vel[j]
+                if r.clustered:
+                    members = idx[weld_of[idx] >= 0]
+                    members = members[np.isin(anchor[members], idx)]
+                    data.eq_active[weld_of[members]] = 1
+                    in_cluster[members] = True
+                next_rel += 1
+                dirty = True
+            if dirty:
+                hq, hv = hold_indices(held)
+            mujoco.mj_step(model, data)
+            if len(hq):
+                data.qpos[hq] = held_q[hq]
+                data.qvel[hv] = 0.0
+            # Welds carrying more than their bond strength break.
+            if in_cluster.any():
+                rows = np.nonzero(data.efc_type[:data.nefc] == mujoco.mjtConstraint.mjCNSTR_EQUALITY)[0]
+                if len(rows):
+                    ids = data.efc_id[rows]
+                    f = np.zeros(model.neq)
+                    np.add.at(f, ids, data.efc_force[rows] ** 2)
+                    welded = np.nonzero(in_cluster)[0]
+                    over = welded[np.sqrt(f[weld_of[welded]]) > limit[welded]]
+                    if len(over):
+                        data.eq_active[weld_of[over]] = 0
+                        in_cluster[over] = False
+                        broken += len(over) + reconnect()
+        # Sleep: free pieces that stayed slow for half a second are held where they lie;
+        # anything fast nearby wakes them again.
+        v = data.qvel.reshape(n, 6)
+        speed = np.linalg.norm(v[:, :3], axis=1)
+        spin = np.linalg.norm(v[:, 3:], axis=1)
+        active = ~held & ~in_cluster & np.isfinite(released_at)
+        slow = active & (speed < 0.12) & (spin < 0.4)
+        slow_since[~slow] = np.inf
+        slow_since[slow & ~np.isfinite(slow_since)] = data.time
+        asleep = slow & (data.time - slow_since > 0.5)
+        fast = ~held & (speed > 2.0)
+        wake = np.zeros(n, bool)
+        sleepers = np.nonzero(held & np.isfinite(released_at))[0]
+        if fast.any() and len(sleepers):
+            tree = cKDTree(data.xpos[1:][sleepers])
+            for hits in tree.query_ball_point(data.xpos[1:][fast], r=2.5):
+                wake[sleepers[hits]] = True
+        if asleep.any() or wake.any():
+            held[asleep] = True
+            sleeping_events += int(asleep.sum())
+            q, _ = hold_indices(asleep)
+            held_q[q] = data.qpos[q]
+            held[wake] = False
+            hq, hv = hold_indices(held)
+        pos[k] = data.xpos[1:]
+        quat[k] = data.xquat[1:]
+        e = energy()
+        dissipated[k] = max(0.0, e_prev - e)
+        e_prev = e
+        if progress:
+            progress(k + 1, n_samples)
+    info = dict(pieces=n, dt=dt, welds=len(welds), broken_welds=int(broken), sleep_events=sleeping_events,
+                released=int(np.isfinite(released_at).sum()))
+    return SimResult(times, pos, quat, dissipated, released_at, mass, info)
