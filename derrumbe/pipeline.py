@@ -127,7 +127,7 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
             if t + shutter_s / 2 < first_motion:
                 img = plate_u8          # before the collapse: the untouched plate
             else:
-                layers = renderer.render(sim, float(t), shutter_s, 4 if spec.preview else 8)
+                layers = renderer.render(sim, float(t), shutter_s, 3 if spec.preview else 8)
                 samples_used.append(layers.samples)
                 t1 = time.perf_counter()
                 timings["render"] += t1 - t0

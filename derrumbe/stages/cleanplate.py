@@ -37,6 +37,31 @@ def _fit_sky(lin: np.ndarray, sky: np.ndarray) -> np.ndarray | None:
     return np.broadcast_to(col, (h, w, 3)).astype(np.float32).copy()
 
 
+def _match_rows(lin, building, sky_mask, sky_model, band=24):
+    """Bends the sky model, row by row, to the real sky left and right of the gap, so the
+    fill meets the plate's sky without a seam (the plate's sky varies across too)."""
+    h, w = building.shape
+    out = sky_model.copy()
+    inside = building > 0.5
+    cols = np.arange(w, dtype=np.float32)
+    for y in np.nonzero(inside.any(axis=1))[0]:
+        xs = np.nonzero(inside[y])[0]
+        l0, r0 = xs.min(), xs.max()
+        lm = sky_mask[y, max(0, l0 - band):l0] > 0.5
+        rm = sky_mask[y, r0 + 1:r0 + 1 + band] > 0.5
+        lv = lin[y, max(0, l0 - band):l0][lm].mean(0) - sky_model[y, l0] if lm.sum() > 3 else None
+        rv = lin[y, r0 + 1:r0 + 1 + band][rm].mean(0) - sky_model[y, r0] if rm.sum() > 3 else None
+        if lv is None and rv is None:
+            continue
+        lv = rv if lv is None else lv
+        rv = lv if rv is None else rv
+        a = np.clip((cols - l0) / max(1, r0 - l0), 0, 1)[:, None]
+        out[y] = sky_model[y] + lv * (1 - a) + rv * a
+    # Rows are matched independently: smooth the correction vertically against banding.
+    corr = cv2.GaussianBlur(out - sky_model, (0, 0), sigmaX=0.1, sigmaY=4)
+    return np.clip(sky_model + corr, 0, None)
+
+
 def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
     h, w = lin.shape[:2]
     # White balance of the plate: the average of its brightest pixels tells the light's tint.
@@ -110,10 +135,10 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
     sky = _fit_sky(lin, outside_sky)
     if sky is None:
         sky = _synth_sky(lin, cam)
-    fill = sky
+    fill = _match_rows(lin, building, outside_sky, sky)
     far, far_a = _skyline(lin, building, cam, rng)
     fill = fill * (1 - far_a[..., None]) + far * far_a[..., None]
-    reach = int(max(4, 6.0 * metres_px))
+    reach = int(max(4, 3.0 * metres_px))   # a party wall shows a few metres at most
     nb, nw = _continue_neighbours(lin, building, skyness, reach, holdout)
     a = np.clip(nw, 0, 1)[..., None]
     fill = fill * (1 - a) + nb / np.maximum(nw, 1e-6)[..., None] * a

@@ -65,7 +65,8 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     if grain > 0 and touched.any():
         n = rng.standard_normal(out.shape).astype(np.float32)
         n = cv2.GaussianBlur(n, (0, 0), 0.6) * 1.6     # grain clumps a little beyond one pixel
-        soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0)[..., None]
+        # Grain follows the effect, never onto the plate's own foreground objects.
+        soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0)[..., None] * (1 - h)
         enc = enc + n * grain_sigma * grain * soft
         touched = touched | (soft[..., 0] > 1e-3)
     u8 = np.clip(np.rint(enc * 255.0), 0, 255).astype(np.uint8)

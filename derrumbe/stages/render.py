@@ -435,8 +435,10 @@ class DebrisRenderer:
         samples = int(np.clip(np.ceil(travel / 3.0), 1, max_samples))
         moved = self._moved(pc, qc) | self._moved(p0, q0) | self._moved(p1, q1)
 
+        # One shadow map a frame, of the moving pieces only: it shades the debris and the
+        # street. (Standing parts no longer shadow falling debris: a cost cut, 2 cores.)
         self._upload(pc, qc, moved)
-        self._shadow_pass(self.shadow_fbo, moved_only=False)
+        self._shadow_pass(self.shadow_fbo, moved_only=True)
 
         self.acc_fbo.use()
         self.acc_fbo.clear(0, 0, 0, 0)
@@ -477,7 +479,6 @@ class DebrisRenderer:
         static = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1, :, 0]
 
         # Ground: sun shadow and contact occlusion from the moving pieces at mid-shutter.
-        self._shadow_pass(self.shadow_fbo, moved_only=True)
         self.occ_fbo.use()
         self.occ_fbo.clear(0, 0, 0, 0, depth=1.0)
         ctx.enable(mgl.DEPTH_TEST)

@@ -78,8 +78,8 @@ def _mjcf(fr: Fracture, mat: Material, dt: float) -> str:
 </mujoco>"""
 
 
-def plan_releases(fr: Fracture, style: str, direction: str, start: float, seed: int) -> tuple[list, np.ndarray]:
-    """The activation timeline of a style. Returns releases and each piece's anchor."""
+def plan_releases(fr: Fracture, style: str, direction: str, start: float, seed: int) -> list:
+    """The activation timeline of a style."""
     rng = np.random.default_rng(seed + 101)
     c = fr.centroid
     H = fr.box_hi[1]
@@ -145,32 +145,41 @@ def plan_releases(fr: Fracture, style: str, direction: str, start: float, seed: 
     else:
         raise ValueError(style)
     releases.sort(key=lambda r: r.time)
+    return releases
 
-    # Anchor of each piece's cluster: the piece nearest the cluster's centroid.
-    anchor = np.full(n, -1)
+
+def cluster_anchors(fr: Fracture) -> np.ndarray:
+    """Anchor of each piece's cluster: the piece nearest the cluster's centroid."""
+    anchor = np.full(fr.n, -1)
     for cl in np.unique(fr.cluster):
         idx = np.nonzero(fr.cluster == cl)[0]
-        a = idx[np.argmin(((c[idx] - c[idx].mean(0)) ** 2).sum(1))]
-        anchor[idx] = a
-    return releases, anchor
+        anchor[idx] = idx[np.argmin(((fr.centroid[idx] - fr.centroid[idx].mean(0)) ** 2).sum(1))]
+    return anchor
+
+
+def build_model(fr: Fracture, mat: Material, dt: float, anchor: np.ndarray) -> tuple[mujoco.MjModel, np.ndarray]:
+    """The MuJoCo model of the pieces; returns it and each piece's weld index (-1: anchor)."""
+    weld_of = np.full(fr.n, -1)
+    welds = []
+    for i in range(fr.n):
+        if anchor[i] != i:
+            weld_of[i] = len(welds)
+            welds.append(f'<weld name="w{i}" body1="p{i}" body2="p{anchor[i]}" active="false" solref="0.01 1"/>')
+    xml = _mjcf(fr, mat, dt).replace("{welds}", "".join(welds))
+    return mujoco.MjModel.from_xml_string(xml), weld_of
 
 
 def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: float, duration: float,
-             sample_hz: float, seed: int, progress=None) -> SimResult:
+             sample_hz: float, seed: int, progress=None, releases: list | None = None) -> SimResult:
+    """Runs the collapse; `releases` replaces the style's timeline (tests drop single pieces)."""
     steps_per_sample = max(1, int(np.ceil(SIM_HZ / sample_hz)))
     dt = 1.0 / (sample_hz * steps_per_sample)
-    releases, anchor = plan_releases(fr, style, direction, start, seed)
+    anchor = cluster_anchors(fr)
+    if releases is None:
+        releases = plan_releases(fr, style, direction, start, seed)
     n = fr.n
     # One weld per non-anchor piece to its cluster's anchor; all off until released.
-    weld_of = np.full(n, -1)
-    welds = []
-    for i in range(n):
-        if anchor[i] != i:
-            weld_of[i] = len(welds)
-            welds.append(f'<weld name="w{i}" body1="p{i}" body2="p{anchor[i]}" active="false" '
-                         f'solref="0.01 1"/>')
-    xml = _mjcf(fr, mat, dt).replace("{welds}", "".join(welds))
-    model = mujoco.MjModel.from_xml_string(xml)
+    model, weld_of = build_model(fr, mat, dt, anchor)
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     mass = model.body_mass[1:].copy()
@@ -298,6 +307,6 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
         e_prev = e
         if progress:
             progress(k + 1, n_samples)
-    info = dict(pieces=n, dt=dt, welds=len(welds), broken_welds=int(broken), sleep_events=sleeping_events,
+    info = dict(pieces=n, dt=dt, welds=int((weld_of >= 0).sum()), broken_welds=int(broken), sleep_events=sleeping_events,
                 released=int(np.isfinite(released_at).sum()))
     return SimResult(times, pos, quat, dissipated, released_at, mass, info)

@@ -1,0 +1,102 @@
+"""A whole shot through the CLI: files, untouched plate pixels, determinism, re-render."""
+
+import av
+import numpy as np
+
+from derrumbe.cli import main
+from derrumbe.colour import linear_to_u8, u8_to_linear
+from derrumbe.stages.plate import resize_linear
+from tests.conftest import TINY, read_rgb
+
+
+def _plate_at(manifest, demo_files):
+    d, p = demo_files
+    w, h = manifest["size"]
+    return linear_to_u8(resize_linear(u8_to_linear(p.srgb), (w, h)))
+
+
+def test_shot_writes_numbered_frames_movie_and_manifest(tiny_shot):
+    out, m = tiny_shot
+    n = round(2.0 * 12)
+    assert m["frames"] == [f"shot.{1001 + i:04d}.png" for i in range(n)]
+    assert all((out / f).exists() for f in m["frames"])
+    assert m["spec"]["seed"] == 1 and m["derrumbe_version"]
+    for stage in ("plate", "matte", "camera", "cleanplate", "fracture", "simulate", "render", "comp", "write"):
+        assert stage in m["timings_s"]
+    with av.open(str(out / m["movie"])) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == n
+    assert (frames[0].width, frames[0].height) == tuple(m["size"])
+    assert not list(out.glob(".*tmp*"))
+
+
+def test_frames_before_the_collapse_are_the_plate(tiny_shot, demo_files):
+    out, m = tiny_shot
+    plate = _plate_at(m, demo_files)
+    before = [f for i, f in enumerate(m["frames"]) if i / 12 < 0.5]
+    assert before
+    for f in before:
+        assert np.array_equal(read_rgb(out / f), plate)
+
+
+def test_pixels_nothing_covers_stay_the_plate_and_the_building_falls(tiny_shot, demo_files):
+    out, m = tiny_shot
+    plate = _plate_at(m, demo_files)
+    d, p = demo_files
+    w, h = m["size"]
+    s = w / p.srgb.shape[1]
+    x0, y0, x1, y1 = [int(v * s) for v in p.box]
+    changed_any = np.zeros((h, w), bool)
+    for f in m["frames"]:
+        changed_any |= (read_rgb(out / f) != plate).any(axis=2)
+    # The sky above the building's roof and left of its box is never touched.
+    assert not changed_any[: max(1, y0 - 6), : max(1, x0 - 40)].any()
+    assert not changed_any[: max(1, y0 - 6), x1 + 40:].any()
+    # The building region did change: it fell.
+    assert changed_any[y0:y1, x0:x1].mean() > 0.5
+    last = read_rgb(out / m["frames"][-1])
+    upper = slice(y0 + 4, y0 + (y1 - y0) // 3)
+    assert (last[upper, x0:x1] != plate[upper, x0:x1]).any(axis=2).mean() > 0.5
+
+
+def test_holdout_stays_in_front(tiny_shot, demo_files):
+    out, m = tiny_shot
+    plate = _plate_at(m, demo_files)
+    d, p = demo_files
+    import cv2
+    hold = cv2.resize(p.holdout, tuple(m["size"]), interpolation=cv2.INTER_AREA) > 250
+    for f in m["frames"]:
+        assert np.array_equal(read_rgb(out / f)[hold], plate[hold])
+
+
+def test_same_spec_and_seed_give_identical_frames_and_manifest_rerenders(tiny_shot, tmp_path):
+    out, m = tiny_shot
+    again = tmp_path / "again"
+    assert main(["shot", "--spec", str(out / "manifest.json"), "-o", str(again), "-q"]) == 0
+    for f in m["frames"]:
+        assert np.array_equal(read_rgb(out / f), read_rgb(again / f)), f
+
+
+def test_help_lists_every_option_with_default_and_unit(capsys):
+    try:
+        main(["shot", "--help"])
+    except SystemExit:
+        pass
+    text = capsys.readouterr().out
+    for opt in ("--box", "--mask", "--holdout", "--style", "--direction", "--start", "--height-m", "--material",
+                "--pieces", "--focal-mm", "--horizon-y", "--shake", "--grain", "--seed", "--fps", "--duration",
+                "--size", "--preview", "--spec", "-q"):
+        assert opt in text, opt
+    assert "[s]" in text and "default: 24" in text
+
+
+def test_other_styles_render(demo_files, tmp_path):
+    d, p = demo_files
+    box = ",".join(map(str, p.box))
+    for style in ("topple", "facade"):
+        out = tmp_path / style
+        args = ["shot", str(d / "plate.png"), "--box", box, "-o", str(out), "--style", style, "--direction", "right"]
+        assert main(args + TINY) == 0
+        assert (out / "manifest.json").exists()
+
+
