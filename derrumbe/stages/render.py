@@ -506,12 +506,3 @@ class DebrisRenderer:
     def release(self):
         self.ctx.release()
 
-
-def egl_available() -> bool:
-    try:
-        import moderngl
-        moderngl.create_standalone_context(backend="egl").release()
-        return True
-    except Exception:
-        return False
-
