@@ -12,7 +12,7 @@ from pathlib import Path
 
 from derrumbe import __version__
 from derrumbe.errors import DerrumbeError
-from derrumbe.spec import ShotSpec, _coerce, cli_fields
+from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, _coerce, cli_fields
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,6 +26,8 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = "estimated" if f.default is None and f.name in (
             "height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation") else f.default
+        default = {"wind": ",".join(map(str, WIND_DEFAULT)), "dust_color": ",".join(map(str, DUST_SRGB))}.get(
+            f.name, default)
         unit = f" [{m['unit']}]" if m["unit"] else ""
         rng = f" (range {m['lo']}..{m['hi']})" if m["lo"] is not None else ""
         help_ = f"{m['help']}{unit}{rng}; default: {default}"

@@ -19,20 +19,26 @@ import mujoco
 import numpy as np
 
 from derrumbe import __version__
-from derrumbe.colour import linear_to_u8
+from derrumbe.colour import linear_to_u8, srgb_to_linear
 from derrumbe.materials import MATERIALS
-from derrumbe.spec import ShotSpec, output_size
+from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size
 from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
-from derrumbe.stages.comp import composite, estimate_grain, shake_track
+from derrumbe.stages.comp import DustLayers, composite, estimate_grain, shake_track
+from derrumbe.stages.dust import DustSim, street_walls
+from derrumbe.stages.dust_render import DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
+from derrumbe.stages.particles import emit_particles
 from derrumbe.stages.plate import read_mask, read_plate, resize_linear
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
 from derrumbe.stages.simulate import simulate
 
 PREVIEW_MAX_PIECES = 300     # a preview trades fracture detail for speed
+DUST_CELLS = (60_000, 200_000)          # preview, final: the dust grid's cell budget
+DUST_STEPS_PER_FRAME = (1, 1.5)
+PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 SHUTTER = 0.5                # 180-degree shutter, in frames
 
 
@@ -89,6 +95,9 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     # One pixel of dilation: the building's anti-aliased edge goes with it.
     bmatte = cv2.dilate(bmatte.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
     hold_out = np.clip(cv2.resize(matte.holdout, (out_w, out_h), interpolation=cv2.INTER_AREA), 0, 1)
+    # A pixel all but covered by a foreground object is the object's: the last per cent
+    # of an edge blend would let the dust tint the plate's own pixels.
+    hold_out[hold_out > 0.97] = 1.0
     skyness = sky_likelihood(plate_u8)
 
     with stage("cleanplate"):
@@ -105,6 +114,9 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         sim = simulate(fr, material, spec.style, spec.direction, spec.start, spec.duration, sample_hz, spec.seed,
                        progress=progress.advance)
 
+    with stage("particles"):
+        grit = emit_particles(sim, fr.volume, material.face_albedo, PARTICLES[0 if spec.preview else 1], spec.seed)
+
     light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
     n_frames = max(1, int(round(spec.duration * spec.fps)))
     frame_times = np.arange(n_frames) / spec.fps
@@ -115,9 +127,24 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
                         3.0 * out_w / 1280.0, spec.seed)
     grain_sigma = estimate_grain(plate_u8)
 
-    timings["render"] = timings["comp"] = timings["write"] = 0.0
+    stage_t = dict(render=0.0, dust=0.0, dust_render=0.0, comp=0.0, write=0.0)
     renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, material.face_albedo, material.face_rough,
                               sim.pos[0], sim.quat[0])
+    dust = dust_r = None
+    if spec.dust > 0:
+        t0 = time.perf_counter()
+        wind = spec.wind or WIND_DEFAULT
+        q = 0 if spec.preview else 1
+        dust = DustSim(fr, sim, ocam, light.sun_dir, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1],
+                       seed=spec.seed, target_cells=DUST_CELLS[q], steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
+                       walls=lambda g: street_walls(g, fr, ocam, bmatte, skyness, place.depth_m))
+        march = (out_w // 2, out_h // 2)
+        back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
+        albedo = srgb_to_linear(np.array(spec.dust_color or DUST_SRGB) / 255.0)
+        dust_r = DustRenderer(renderer.ctx, ocam, dust.grid, light, albedo, back, march)
+        sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
+        sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
+        stage_t["dust"] += time.perf_counter() - t0
     movie = outputs.MovieWriter(out / f"{spec.name}.mp4", spec.fps, (out_w, out_h))
     frames, samples_used = [], []
     progress.stage("render", n_frames)
@@ -127,28 +154,40 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
             if t + shutter_s / 2 < first_motion:
                 img = plate_u8          # before the collapse: the untouched plate
             else:
-                layers = renderer.render(sim, float(t), shutter_s, 3 if spec.preview else 8)
+                layers = renderer.render(sim, float(t), shutter_s, 3 if spec.preview else 8, grit)
                 samples_used.append(layers.samples)
                 t1 = time.perf_counter()
-                timings["render"] += t1 - t0
+                stage_t["render"] += t1 - t0
+                dl = None
+                if dust is not None:
+                    frame = dust.advance_to(float(t))
+                    t2 = time.perf_counter()
+                    stage_t["dust"] += t2 - t1
+                    dl = _dust_layers(dust_r, frame, layers, (out_w, out_h), sun_share)
+                    t1 = time.perf_counter()
+                    stage_t["dust_render"] += t1 - t2
                 rng = np.random.default_rng([spec.seed, i])
                 img = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
-                                shake[i], rng)
-                t0, timings["comp"] = time.perf_counter(), timings["comp"] + time.perf_counter() - t1
+                                shake[i], rng, dl).frame
+                t0 = time.perf_counter()
+                stage_t["comp"] += t0 - t1
             frames.append(outputs.write_frame(out, spec.name, i, img))
             movie.add(img)
-            timings["write"] += time.perf_counter() - t0
+            stage_t["write"] += time.perf_counter() - t0
             progress.advance(i + 1, n_frames)
         t0 = time.perf_counter()
         movie.close()
-        timings["write"] += time.perf_counter() - t0
+        stage_t["write"] += time.perf_counter() - t0
     except BaseException:
         movie.abort()
         raise
     finally:
+        if dust_r is not None:
+            dust_r.release()
         renderer.release()
         progress.end()
-    for k in ("render", "comp", "write"):
+    timings.update(stage_t)
+    for k in stage_t:
         timings[k] = round(timings[k], 3)
 
     manifest = {
@@ -167,6 +206,8 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         },
         "fracture": {"pieces": fr.n, "bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
+        "particles": {"count": grit.n},
+        "dust": _dust_info(dust),
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
                    "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
         "timings_s": timings,
@@ -176,3 +217,26 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     }
     outputs.write_manifest(out, manifest)
     return manifest
+
+
+def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float) -> DustLayers:
+    """Marches the dust at half resolution against the debris depth, then brings the
+    layers to the output size."""
+    W, H = dust_r.size
+    # Mean depth of the nearest piece per march pixel, over the pixels a piece covers.
+    ds = cv2.resize(layers.depth_sum, (W, H), interpolation=cv2.INTER_AREA)
+    dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
+    opaque = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), 0.0).astype(np.float32)
+    d = dust_r.render(frame, opaque)
+    up = lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
+    shade = up(np.concatenate([d.shade_near, d.shade_far], -1))
+    return DustLayers(up(d.front), up(d.back), shade[..., :2], shade[..., 2:], sun_share)
+
+
+def _dust_info(dust: DustSim | None) -> dict:
+    if dust is None:
+        return {"enabled": False}
+    g = dust.grid
+    return {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
+            "origin_m": [round(float(x), 2) for x in g.origin], "steps": dust.steps_run,
+            "mass_kg": round(dust.mass_g() / 1000.0, 1), **dust.extent()}

@@ -23,6 +23,8 @@ STYLES = ("implosion", "topple", "facade")
 DIRECTIONS = ("left", "right", "toward", "away")
 MATERIALS = ("concrete", "masonry", "glass")
 PREVIEW_WIDTH = 640
+DUST_SRGB = (200, 188, 168)     # concrete dust: grey-beige (its albedo, lit by the plate's light)
+WIND_DEFAULT = (1.0, 90.0)      # a light breeze to the right
 
 
 def _f(default, help, unit="", lo=None, hi=None, choices=None, cli=True):
@@ -46,6 +48,9 @@ class ShotSpec:
     horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px")
     sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right (estimated)", "deg", -180.0, 180.0)
     sun_elevation: float | None = _f(None, "sun elevation above the horizon (estimated)", "deg", 5.0, 89.0)
+    dust: float = _f(1.0, "amount of dust relative to a concrete building's (0 = no dust)", "", 0.0, 5.0)
+    wind: list[float] | None = _f(None, "wind as SPEED,HEADING: m/s, and degrees (0 = toward the camera, 90 = to the right)", "m/s,deg")
+    dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B 0-255 (concrete grey-beige when absent)", "sRGB")
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
@@ -79,6 +84,14 @@ class ShotSpec:
             x0, y0, x1, y1 = self.box
             if x1 <= x0 or y1 <= y0:
                 raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need x1 > x0 and y1 > y0)")
+        if self.wind is not None:
+            if len(self.wind) != 2:
+                raise DerrumbeError("--wind needs SPEED,HEADING (m/s, degrees)")
+            if not (math.isfinite(self.wind[0]) and math.isfinite(self.wind[1])) or not 0 <= self.wind[0] <= 40:
+                raise DerrumbeError(f"--wind speed must be between 0 and 40 m/s, not {self.wind[0]}")
+        if self.dust_color is not None:
+            if len(self.dust_color) != 3 or not all(0 <= c <= 255 for c in self.dust_color):
+                raise DerrumbeError("--dust-color needs three numbers R,G,B between 0 and 255")
         if self.start >= self.duration:
             raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)")
         if self.size is not None:
@@ -138,9 +151,11 @@ def _coerce(f: dataclasses.Field, v: Any) -> Any:
         return None
     name = f.name
     try:
-        if name == "box":
+        if name in ("box", "wind", "dust_color"):
             if isinstance(v, str):
                 v = [p for p in v.replace(" ", "").split(",") if p]
+            if name == "wind":
+                return [float(x) for x in v]
             return [int(round(float(x))) for x in v]
         default = f.default
         t = type(default) if default is not None else None

@@ -7,10 +7,13 @@ the effect changed the picture, matched to the noise the plate already has.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
-from derrumbe.colour import linear_to_srgb
+from derrumbe.kernels import comp as K
 from derrumbe.stages.render import FrameLayers
 
 
@@ -47,34 +50,83 @@ def shake_track(times: np.ndarray, dissipated: np.ndarray, potential: float, amo
     return out
 
 
+@dataclass
+class DustLayers:
+    """The dust at output size, as the comp needs it (see stages/dust_render.py)."""
+    front: np.ndarray        # H x W x 4 premultiplied, in front of the nearest piece
+    back: np.ndarray         # H x W x 4 premultiplied, between that piece and the background
+    shade_near: np.ndarray   # H x W x 2 optical depth toward sun and sky at the nearest surface
+    shade_far: np.ndarray    # H x W x 2 the same at the background
+    sun_share: float         # the sun's share of the light on the ground
+
+
+@dataclass
+class CompResult:
+    frame: np.ndarray        # H x W x 3 uint8 sRGB, the shot
+    debris: np.ndarray       # H x W x 4 premultiplied linear RGBA of the debris as seen
+    dust: np.ndarray         # H x W x 4 premultiplied linear RGBA of the dust as seen
+    linear: np.ndarray       # H x W x 3 the beauty in scene-linear, before grain and shake
+
+
+GRAIN_PAD = 48
+
+
+@functools.lru_cache(maxsize=2)
+def _grain_bank(H: int, W: int) -> np.ndarray:
+    """A few frames of unit grain, a little larger than the picture; each frame of a
+    shot takes one at a random offset, which is as random to the eye as fresh noise
+    and a fraction of its cost."""
+    rng = np.random.default_rng(12345)
+    bank = rng.standard_normal((4, H + GRAIN_PAD, W + GRAIN_PAD, 3), dtype=np.float32)
+    # Grain clumps a little beyond one pixel.
+    return np.stack([cv2.GaussianBlur(b, (0, 0), 0.6) * 1.6 for b in bank])
+
+
+def grain_field(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
+    bank = _grain_bank(H, W)
+    k, dy, dx = rng.integers(0, len(bank)), rng.integers(0, GRAIN_PAD), rng.integers(0, GRAIN_PAD)
+    return bank[k, dy:dy + H, dx:dx + W]
+
+
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: np.ndarray, grain: float,
-              shake_px: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    st = np.clip(layers.static, 0, 1)[..., None]
-    m = matte[..., None]
-    # Inside the matte the building is gone wherever no piece at rest covers it.
-    base = plate_lin * (1 - m) + (plate_lin * st + clean_lin * (1 - st)) * m
-    ground = layers.ground[..., None]
-    base = base * (1 - (1 - ground) * (1 - st))
-    d = layers.debris
-    out = d[..., :3] + base * (1 - d[..., 3:4])
-    h = holdout[..., None]
-    out = out * (1 - h) + plate_lin * h
-    touched = np.abs(out - plate_lin).max(axis=2) > 1e-6
-    enc = linear_to_srgb(out)
+              shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None) -> CompResult:
+    """Front to back: the dust in front of the nearest piece, the debris, then (where no
+    standing part of the building blocks it) the dust behind the debris, then the base:
+    the plate where the building still stands, the clean plate where it has gone, the
+    street darkened by the pieces' shadows and contact; the cloud darkens what it covers
+    (sun through its optical depth toward the sun, sky through the depth overhead).
+    Holdouts (the plate's foreground objects) go back on top. The per-pixel maths is
+    one fused kernel (kernels/comp.py)."""
+    H, W = matte.shape
+    f32 = lambda a: np.ascontiguousarray(a, np.float32)
+    out = np.empty((H, W, 3), np.float32)
+    debris_pass = np.empty((H, W, 4), np.float32)
+    dust_pass = np.empty((H, W, 4), np.float32)
+    touched = np.empty((H, W), np.bool_)
+    if dust is None:
+        z4, z2 = np.zeros((1, 1, 4), np.float32), np.zeros((1, 1, 2), np.float32)
+        front = back = z4
+        near = far = z2
+        share = 0.0
+    else:
+        front, back, near, far = f32(dust.front), f32(dust.back), f32(dust.shade_near), f32(dust.shade_far)
+        share = float(dust.sun_share)
+    K.layers(f32(plate_lin), f32(clean_lin), f32(matte), f32(layers.static), f32(layers.ground), f32(layers.debris),
+             f32(holdout), front, back, near, far, share, dust is not None, out, debris_pass, dust_pass, touched)
     if grain > 0 and touched.any():
-        n = rng.standard_normal(out.shape).astype(np.float32)
-        n = cv2.GaussianBlur(n, (0, 0), 0.6) * 1.6     # grain clumps a little beyond one pixel
+        n = grain_field(H, W, rng)
         # Grain follows the effect, never onto the plate's own foreground objects.
-        soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0)[..., None] * (1 - h)
-        enc = enc + n * grain_sigma * grain * soft
-        touched = touched | (soft[..., 0] > 1e-3)
-    u8 = np.clip(np.rint(enc * 255.0), 0, 255).astype(np.uint8)
-    u8 = np.where(touched[..., None], u8, plate_u8)
+        soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0) * (1 - holdout)
+        sigma = (np.asarray(grain_sigma, np.float32) * grain).astype(np.float32)
+    else:
+        soft = np.zeros((H, W), np.float32)
+        sigma = np.zeros(3, np.float32)
+        n = np.zeros((H, W, 3), np.float32)
+    u8 = np.empty((H, W, 3), np.uint8)
+    K.encode(out, n, f32(soft), sigma, np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT, u8)
     if np.abs(shake_px).max() > 0.02:
         M = np.float32([[1, 0, shake_px[0]], [0, 1, shake_px[1]]])
         u8 = cv2.warpAffine(u8, M, (u8.shape[1], u8.shape[0]), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT)
-    return u8
-
-
+    return CompResult(u8, debris_pass, dust_pass, out)

@@ -155,7 +155,9 @@ def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.nd
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     auto = detect_foreground(srgb, building) if holdout is None else np.zeros((h, w), np.float32)
+    # Only the automatic holdout gets a soft edge; a user's mask is used as given (a
+    # blur would eat into the object it covers).
+    if auto.max() > 0:
+        auto = cv2.GaussianBlur(auto, (0, 0), 0.8)
     hold = np.maximum(auto, holdout if holdout is not None else 0)
-    if hold.max() > 0:
-        hold = cv2.GaussianBlur(hold, (0, 0), 0.8)
     return Matte(building=building, holdout=hold.astype(np.float32), auto_holdout_px=int((auto > 0.5).sum()))

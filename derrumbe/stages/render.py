@@ -43,6 +43,12 @@ class FrameLayers:
     static: np.ndarray       # H x W coverage by pieces still at rest (plate shows through)
     ground: np.ndarray       # H x W multiplier for the street (shadow, contact occlusion)
     samples: int             # motion-blur sub-frames used
+    depth_sum: np.ndarray    # H x W view depth of the nearest piece, summed over covered sub-frames
+    depth_n: np.ndarray      # H x W number of sub-frames in which a piece covered the pixel
+
+    def depth(self) -> np.ndarray:
+        """Mean view depth of the nearest piece (0 where none)."""
+        return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
 
 
 def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray,
@@ -126,7 +132,9 @@ void main() {
     // Pieces at rest only occlude in the beauty pass (the plate shows through there);
     // the static pass draws them alone, as coverage.
     if (static_pass == 1 && v_moved > 0.5) discard;
-    if (v_moved < 0.5) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, 0.0, 1.0); return; }
+    // aux: static coverage, moving coverage, view depth (summed over the shutter), count.
+    float depth = -v_world.z;
+    if (v_moved < 0.5) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
     vec3 n = normalize(v_nrm);
     if (!gl_FrontFacing) n = -n;
     vec4 lc = lightproj * vec4(v_world + n * 0.05, 1.0);
@@ -153,7 +161,7 @@ void main() {
         c = mix(vec3(0.025, 0.022, 0.02), face_albedo, slab) * shade(n, vis) * (0.8 + 0.4 * fbm(v_rest));
     }
     o_col = vec4(max(c, vec3(0.0)), 1.0);
-    o_aux = vec4(0.0, 1.0, 0.0, 1.0);
+    o_aux = vec4(0.0, 1.0, depth, 1.0);
 }
 """
 
@@ -175,6 +183,48 @@ _DEPTH_FS = """
 #version 330
 in float v_skip; out vec4 o;
 void main() { if (v_skip > 0.5) discard; o = vec4(1.0); }
+"""
+
+_GRIT_VS = """
+#version 330
+// One screen-space capsule per particle: the streak it draws during this sub-frame.
+uniform mat4 viewproj; uniform vec2 size;
+in vec2 in_corner;
+in vec3 in_p0; in vec3 in_p1; in float in_r; in vec3 in_alb;
+out vec3 v_alb; out float v_cov; out vec2 v_uv; out float v_depth;
+void main() {
+    vec4 c0 = viewproj * vec4(in_p0, 1.0), c1 = viewproj * vec4(in_p1, 1.0);
+    vec2 s0 = (c0.xy / c0.w * 0.5 + 0.5) * size, s1 = (c1.xy / c1.w * 0.5 + 0.5) * size;
+    float f = 0.5 * size.y * viewproj[1][1];                   // focal length in pixels
+    float r_px = in_r * f / max(c0.w, 0.1);
+    float w = max(r_px, 0.7);                                  // never thinner than a pixel
+    vec2 ax = s1 - s0; float len = length(ax);
+    vec2 dir = len > 1e-3 ? ax / len : vec2(1.0, 0.0);
+    vec2 nrm = vec2(-dir.y, dir.x);
+    float a = in_corner.x * 0.5 + 0.5;
+    vec2 s = mix(s0, s1, a) + dir * in_corner.x * w + nrm * in_corner.y * w;
+    // Coverage: the particle's own area spread over the streak it sweeps.
+    v_cov = clamp(3.14159 * r_px * r_px / ((len + 2.0 * w) * 2.0 * w), 0.0, 1.0);
+    v_alb = in_alb; v_uv = in_corner; v_depth = mix(c0.w, c1.w, a);
+    vec4 cc = mix(c0, c1, a);
+    gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
+}
+"""
+_GRIT_FS = """
+#version 330
+uniform vec3 sun_dir, sun_col, amb_col;
+in vec3 v_alb; in float v_cov; in vec2 v_uv; in float v_depth;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+void main() {
+    float edge = 1.0 - smoothstep(0.6, 1.0, abs(v_uv.y));      // soft across the streak
+    float a = v_cov * edge;
+    if (a < 1e-4) discard;
+    // A rough grain lit from all sides: half its surface sees the sun.
+    vec3 c = v_alb * (amb_col * 0.8 + sun_col * 0.5 * max(sun_dir.y, 0.2));
+    o_col = vec4(c * a, a);
+    o_aux = vec4(0.0, a, v_depth * a, a);
+}
 """
 
 _QUAD_VS = """
@@ -355,6 +405,15 @@ class DebrisRenderer:
         self.acc_col = ctx.texture((W, H), 4, dtype="f4")
         self.acc_aux = ctx.texture((W, H), 4, dtype="f4")
         self.acc_fbo = ctx.framebuffer(color_attachments=[self.acc_col, self.acc_aux])
+        self.grit_prog = ctx.program(vertex_shader=_GRIT_VS, fragment_shader=_GRIT_FS)
+        self.grit_corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
+        self.grit_vbo = None
+        g = self.grit_prog
+        g["viewproj"].write(self.viewproj.T.tobytes())
+        g["size"].value = (float(W), float(H))
+        g["sun_dir"].value = tuple(map(float, light.sun_dir))
+        g["sun_col"].value = tuple(map(float, light.sun_col))
+        g["amb_col"].value = tuple(map(float, light.amb_col))
         quad = ctx.buffer(np.array([-1, -1, 3, -1, -1, 3], np.float32).tobytes())
         self.accum_prog = ctx.program(vertex_shader=_QUAD_VS, fragment_shader=_ACCUM_FS)
         self.accum_vao = ctx.vertex_array(self.accum_prog, [(quad, "2f", "in_xy")])
@@ -421,7 +480,32 @@ class DebrisRenderer:
         self.dprog["moved_only"].value = 1.0 if moved_only else 0.0
         self.dvao.render()
 
-    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int) -> FrameLayers:
+    def _grit(self, particles, ta: float, tb: float):
+        """Draws the particles' streaks from ta to tb into the bound sub-frame, depth-tested
+        against the pieces (which occlude them) but not writing depth."""
+        p0, alive0 = particles.at(ta)
+        p1, alive1 = particles.at(tb)
+        live = alive0 & alive1
+        if not live.any():
+            return
+        data = np.hstack([p0[live], p1[live], particles.radius[live, None], particles.albedo[live]]).astype(np.float32)
+        if self.grit_vbo is None or self.grit_vbo.size < data.nbytes:
+            if self.grit_vbo is not None:
+                self.grit_vbo.release()
+            self.grit_vbo = self.ctx.buffer(reserve=max(data.nbytes, 1024))
+        self.grit_vbo.write(data.tobytes())
+        vao = self.ctx.vertex_array(self.grit_prog, [(self.grit_corners, "2f", "in_corner"),
+                                                     (self.grit_vbo, "3f 3f 1f 3f/i", "in_p0", "in_p1", "in_r", "in_alb")])
+        ctx, mgl = self.ctx, self.mgl
+        ctx.enable(mgl.DEPTH_TEST | mgl.BLEND)
+        ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
+        ctx.depth_mask = False
+        vao.render(mgl.TRIANGLE_STRIP, instances=int(live.sum()))
+        ctx.depth_mask = True
+        ctx.disable(mgl.BLEND)
+        vao.release()
+
+    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None) -> FrameLayers:
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
         # Sub-frames across the shutter: enough that no piece jumps more than ~3 px.
@@ -454,6 +538,9 @@ class DebrisRenderer:
             self.shadow.use(2)
             self.xf.use(3)
             self.vao.render()
+            if particles is not None and particles.n:
+                half = shutter_s / samples / 2 if samples > 1 else shutter_s / 2
+                self._grit(particles, ts - half, ts + half)
             self.acc_fbo.use()
             ctx.disable(mgl.DEPTH_TEST)
             ctx.enable(mgl.BLEND)
@@ -464,6 +551,7 @@ class DebrisRenderer:
             self.accum_vao.render()
         ctx.disable(mgl.BLEND)
         col = np.frombuffer(self.acc_col.read(), np.float32).reshape(H, W, 4)[::-1] / samples
+        aux = np.frombuffer(self.acc_aux.read(), np.float32).reshape(H, W, 4)[::-1]
 
         # Static coverage: the pieces still at rest, without the moving ones in front.
         self._upload(pc, qc, moved)
@@ -496,7 +584,8 @@ class DebrisRenderer:
         self.occ_tex.use(2)
         self.ground_vao.render()
         ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
-        return FrameLayers(debris=col.copy(), static=static.copy(), ground=ground, samples=samples)
+        return FrameLayers(debris=col.copy(), static=static.copy(), ground=ground, samples=samples,
+                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy())
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)
@@ -504,5 +593,7 @@ class DebrisRenderer:
         return (dp > 1e-3) | (dq > 1e-7)
 
     def release(self):
+        if self.grit_vbo is not None:
+            self.grit_vbo.release()
         self.ctx.release()
 

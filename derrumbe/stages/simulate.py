@@ -42,6 +42,7 @@ class SimResult:
     released: np.ndarray     # (N,) time each piece was first let go (inf = never)
     mass: np.ndarray         # (N,)
     info: dict
+    breaks: np.ndarray = None  # (B, 2) time and piece of every bond failure (dust comes from these)
 
 
 @dataclass
@@ -227,6 +228,7 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
             model.eq_active0[weld_of[lost]] = 0
             data.eq_active[weld_of[lost]] = 0
             in_cluster[lost] = False
+            breaks.extend((data.time, i) for i in np.nonzero(lost)[0])
         return int(lost.sum())
 
     next_rel = 0
@@ -236,6 +238,7 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
     data.time = times[k0 - 1] if k0 > 0 else 0.0
     e_prev = energy()
     broken = 0
+    breaks: list = []
     sleeping_events = 0
     hq, hv = hold_indices(held)
     for k in range(max(k0, 0), n_samples):
@@ -250,6 +253,8 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
                 for j, i in enumerate(idx):
                     data.qvel[vadr[i]:vadr[i] + 3] = r.lin_vel[j]
                     data.qvel[vadr[i] + 3:vadr[i] + 6] = r.ang_vel[j]
+                if not r.clustered:
+                    breaks.extend((data.time, i) for i in idx)
                 if r.clustered:
                     members = idx[weld_of[idx] >= 0]
                     members = members[np.isin(anchor[members], idx)]
@@ -275,6 +280,7 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
                     if len(over):
                         data.eq_active[weld_of[over]] = 0
                         in_cluster[over] = False
+                        breaks.extend((data.time, i) for i in over)
                         broken += len(over) + reconnect()
         # Sleep: free pieces that stayed slow for half a second are held where they lie;
         # anything fast nearby wakes them again.
@@ -309,4 +315,5 @@ def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: flo
             progress(k + 1, n_samples)
     info = dict(pieces=n, dt=dt, welds=int((weld_of >= 0).sum()), broken_welds=int(broken), sleep_events=sleeping_events,
                 released=int(np.isfinite(released_at).sum()))
-    return SimResult(times, pos, quat, dissipated, released_at, mass, info)
+    return SimResult(times, pos, quat, dissipated, released_at, mass, info,
+                     np.array(breaks, np.float64).reshape(-1, 2))

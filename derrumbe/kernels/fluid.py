@@ -1,0 +1,508 @@
+"""Numba kernels of the dust solver: a 3D stable-fluids grid (Stam 1999, Fedkiw 2001).
+
+Layout: a MAC grid of n cells of size h. Scalars live at cell centres, arrays indexed
+[k, j, i] = [z, y, x] so they upload to an OpenGL 3D texture without a transpose.
+Face velocities: u (nz, ny, nx+1) on x-faces, v (nz, ny+1, nx) on y-faces, w (nz+1,
+ny, nx) on z-faces. Positions inside a kernel are in cell units from the grid origin
+(cell (i, j, k) spans [i, i+1] x [j, j+1] x [k, k+1]).
+
+Boundaries: the ground (y = 0) is a wall; the other five sides are open (zero pressure
+outside, air and dust flow out, ambient air with no dust flows in).
+
+Every kernel writes each output cell from one thread and reads only its inputs, so the
+results do not depend on the thread count: same input, same bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_OPTS = dict(cache=True, fastmath=False, nogil=True)
+
+
+@njit(inline="always", **_OPTS)
+def _sample(f, x, y, z, zero_outside):
+    """Trilinear sample of f at index-space (x, y, z) (f[k, j, i] sits at (i, j, k)).
+    Outside the array: the nearest edge value, or 0 beyond half a cell when zero_outside."""
+    nz, ny, nx = f.shape
+    if zero_outside:
+        if x < -0.5 or y < -0.5 or z < -0.5 or x > nx - 0.5 or y > ny - 0.5 or z > nz - 0.5:
+            return 0.0
+    x = min(max(x, 0.0), nx - 1.0)
+    y = min(max(y, 0.0), ny - 1.0)
+    z = min(max(z, 0.0), nz - 1.0)
+    i0 = min(int(x), max(nx - 2, 0))
+    j0 = min(int(y), max(ny - 2, 0))
+    k0 = min(int(z), max(nz - 2, 0))
+    i1 = min(i0 + 1, nx - 1)
+    j1 = min(j0 + 1, ny - 1)
+    k1 = min(k0 + 1, nz - 1)
+    fx, fy, fz = x - i0, y - j0, z - k0
+    c00 = f[k0, j0, i0] * (1 - fx) + f[k0, j0, i1] * fx
+    c01 = f[k0, j1, i0] * (1 - fx) + f[k0, j1, i1] * fx
+    c10 = f[k1, j0, i0] * (1 - fx) + f[k1, j0, i1] * fx
+    c11 = f[k1, j1, i0] * (1 - fx) + f[k1, j1, i1] * fx
+    return (c00 * (1 - fy) + c01 * fy) * (1 - fz) + (c10 * (1 - fy) + c11 * fy) * fz
+
+
+@njit(inline="always", **_OPTS)
+def _velocity(u, v, w, x, y, z):
+    return (_sample(u, x, y - 0.5, z - 0.5, False),
+            _sample(v, x - 0.5, y, z - 0.5, False),
+            _sample(w, x - 0.5, y - 0.5, z, False))
+
+
+@njit(inline="always", **_OPTS)
+def _backtrace(u, v, w, x, y, z, dt_h):
+    """Where the fluid at (x, y, z) was dt ago (midpoint rule), in cell units."""
+    a, b, c = _velocity(u, v, w, x, y, z)
+    a, b, c = _velocity(u, v, w, x - 0.5 * dt_h * a, y - 0.5 * dt_h * b, z - 0.5 * dt_h * c)
+    return x - dt_h * a, y - dt_h * b, z - dt_h * c
+
+
+@njit(parallel=True, **_OPTS)
+def advect_scalars(fields, out, u, v, w, dt_h, zero_outside):
+    """Semi-Lagrangian advection of stacked cell-centred fields (m, nz, ny, nx)."""
+    m, nz, ny, nx = fields.shape
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx):
+                x, y, z = _backtrace(u, v, w, i + 0.5, j + 0.5, k + 0.5, dt_h)
+                for c in range(m):
+                    out[c, k, j, i] = _sample(fields[c], x - 0.5, y - 0.5, z - 0.5, zero_outside[c])
+
+
+@njit(inline="always", **_OPTS)
+def _sample_limited(f, lim, x, y, z):
+    """Trilinear sample of f, clamped to the range of lim's eight surrounding values
+    (the BFECC limiter: the correction may sharpen, never overshoot)."""
+    nz, ny, nx = f.shape
+    x = min(max(x, 0.0), nx - 1.0)
+    y = min(max(y, 0.0), ny - 1.0)
+    z = min(max(z, 0.0), nz - 1.0)
+    i0 = min(int(x), max(nx - 2, 0))
+    j0 = min(int(y), max(ny - 2, 0))
+    k0 = min(int(z), max(nz - 2, 0))
+    i1, j1, k1 = min(i0 + 1, nx - 1), min(j0 + 1, ny - 1), min(k0 + 1, nz - 1)
+    lo = lim[k0, j0, i0]
+    hi = lo
+    for kk in (k0, k1):
+        for jj in (j0, j1):
+            for ii in (i0, i1):
+                a = lim[kk, jj, ii]
+                lo = min(lo, a)
+                hi = max(hi, a)
+    v = _sample(f, x, y, z, False)
+    return min(max(v, lo), hi)
+
+
+@njit(parallel=True, **_OPTS)
+def advect_faces(su, sv, sw, u, v, w, u2, v2, w2, dt_h, lu, lv, lw, limit):
+    """Semi-Lagrangian advection of the face fields (su, sv, sw) by the velocity (u, v, w);
+    with `limit`, samples are clamped to the range of (lu, lv, lw) around the departure
+    point."""
+    nz, ny, nx = u.shape[0], u.shape[1], v.shape[2]
+    for k_ in prange(nz + 1):
+        k = np.int64(k_)
+        for j in range(ny + 1):
+            for i in range(nx + 1):
+                if k < nz and j < ny:
+                    x, y, z = _backtrace(u, v, w, i, j + 0.5, k + 0.5, dt_h)
+                    if limit:
+                        u2[k, j, i] = _sample_limited(su, lu, x, y - 0.5, z - 0.5)
+                    else:
+                        u2[k, j, i] = _sample(su, x, y - 0.5, z - 0.5, False)
+                if k < nz and i < nx:
+                    x, y, z = _backtrace(u, v, w, i + 0.5, j, k + 0.5, dt_h)
+                    if limit:
+                        v2[k, j, i] = _sample_limited(sv, lv, x - 0.5, y, z - 0.5)
+                    else:
+                        v2[k, j, i] = _sample(sv, x - 0.5, y, z - 0.5, False)
+                if j < ny and i < nx:
+                    x, y, z = _backtrace(u, v, w, i + 0.5, j + 0.5, k, dt_h)
+                    if limit:
+                        w2[k, j, i] = _sample_limited(sw, lw, x - 0.5, y - 0.5, z)
+                    else:
+                        w2[k, j, i] = _sample(sw, x - 0.5, y - 0.5, z, False)
+    # The ground is a wall.
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for i in range(nx):
+            v2[k, 0, i] = 0.0
+
+
+def advect_velocity(u, v, w, u2, v2, w2, dt_h, tmp):
+    """Self-advection of the velocity with BFECC (Kim et al. 2005): forward, back, and
+    forward again from a field corrected by half the round trip's error. The plain
+    semi-Lagrangian step loses much of a jet's momentum to numerical diffusion on a
+    coarse grid; this keeps the dust front moving. tmp: two triples of face arrays."""
+    (a_u, a_v, a_w), (b_u, b_v, b_w) = tmp
+    advect_faces(u, v, w, u, v, w, a_u, a_v, a_w, dt_h, u, v, w, False)
+    advect_faces(a_u, a_v, a_w, u, v, w, b_u, b_v, b_w, -dt_h, u, v, w, False)
+    b_u[:] = 1.5 * u - 0.5 * b_u
+    b_v[:] = 1.5 * v - 0.5 * b_v
+    b_w[:] = 1.5 * w - 0.5 * b_w
+    advect_faces(b_u, b_v, b_w, u, v, w, u2, v2, w2, dt_h, u, v, w, True)
+
+
+@njit(parallel=True, **_OPTS)
+def buoyancy(v, dust, heat, dt, g_dust, g_heat):
+    """Dust-laden air is heavier than clear air (it sinks and spreads as a gravity
+    current); the heat field is lighter (the turbulent, warm air of the collapse climbs)."""
+    nz, ny1, nx = v.shape
+    ny = ny1 - 1
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(1, ny):
+            for i in range(nx):
+                d = 0.5 * (dust[k, j - 1, i] + dust[k, j, i])
+                t = 0.5 * (heat[k, j - 1, i] + heat[k, j, i])
+                v[k, j, i] += dt * (g_heat * t - g_dust * d)
+
+
+@njit(parallel=True, **_OPTS)
+def cell_velocity(u, v, w, out):
+    nz, ny, nx = out.shape[1:]
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx):
+                out[0, k, j, i] = 0.5 * (u[k, j, i] + u[k, j, i + 1])
+                out[1, k, j, i] = 0.5 * (v[k, j, i] + v[k, j + 1, i])
+                out[2, k, j, i] = 0.5 * (w[k, j, i] + w[k + 1, j, i])
+
+
+@njit(parallel=True, **_OPTS)
+def vorticity_force(c, force, eps_h, omega):
+    """Vorticity confinement (Fedkiw, Stam, Jensen 2001): puts back the small swirls the
+    grid's numerical diffusion smears out. c: cell velocities (3, nz, ny, nx)."""
+    nz, ny, nx = c.shape[1:]
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx):
+                ip, im = min(i + 1, nx - 1), max(i - 1, 0)
+                jp, jm = min(j + 1, ny - 1), max(j - 1, 0)
+                kp, km = min(k + 1, nz - 1), max(k - 1, 0)
+                dwdy = (c[2, k, jp, i] - c[2, k, jm, i]) / max(jp - jm, 1)
+                dvdz = (c[1, kp, j, i] - c[1, km, j, i]) / max(kp - km, 1)
+                dudz = (c[0, kp, j, i] - c[0, km, j, i]) / max(kp - km, 1)
+                dwdx = (c[2, k, j, ip] - c[2, k, j, im]) / max(ip - im, 1)
+                dvdx = (c[1, k, j, ip] - c[1, k, j, im]) / max(ip - im, 1)
+                dudy = (c[0, k, jp, i] - c[0, k, jm, i]) / max(jp - jm, 1)
+                omega[0, k, j, i] = dwdy - dvdz
+                omega[1, k, j, i] = dudz - dwdx
+                omega[2, k, j, i] = dvdx - dudy
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx):
+                ip, im = min(i + 1, nx - 1), max(i - 1, 0)
+                jp, jm = min(j + 1, ny - 1), max(j - 1, 0)
+                kp, km = min(k + 1, nz - 1), max(k - 1, 0)
+                gx = (_norm3(omega, k, j, ip) - _norm3(omega, k, j, im)) / max(ip - im, 1)
+                gy = (_norm3(omega, k, jp, i) - _norm3(omega, k, jm, i)) / max(jp - jm, 1)
+                gz = (_norm3(omega, kp, j, i) - _norm3(omega, km, j, i)) / max(kp - km, 1)
+                gl = np.sqrt(gx * gx + gy * gy + gz * gz) + 1e-9
+                nx_, ny_, nz_ = gx / gl, gy / gl, gz / gl
+                ox, oy, oz = omega[0, k, j, i], omega[1, k, j, i], omega[2, k, j, i]
+                force[0, k, j, i] = eps_h * (ny_ * oz - nz_ * oy)
+                force[1, k, j, i] = eps_h * (nz_ * ox - nx_ * oz)
+                force[2, k, j, i] = eps_h * (nx_ * oy - ny_ * ox)
+
+
+@njit(inline="always", **_OPTS)
+def _norm3(a, k, j, i):
+    return np.sqrt(a[0, k, j, i] ** 2 + a[1, k, j, i] ** 2 + a[2, k, j, i] ** 2)
+
+
+@njit(parallel=True, **_OPTS)
+def add_cell_force(u, v, w, f, dt):
+    """Adds a cell-centred acceleration (3, nz, ny, nx) to the faces."""
+    nz, ny, nx = f.shape[1:]
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(1, nx):
+                u[k, j, i] += dt * 0.5 * (f[0, k, j, i - 1] + f[0, k, j, i])
+            if j > 0:
+                for i in range(nx):
+                    v[k, j, i] += dt * 0.5 * (f[1, k, j - 1, i] + f[1, k, j, i])
+            if k > 0:
+                for i in range(nx):
+                    w[k, j, i] += dt * 0.5 * (f[2, k - 1, j, i] + f[2, k, j, i])
+
+
+@njit(parallel=True, **_OPTS)
+def blend_faces(u, v, w, target, weight):
+    """Pulls face velocities toward a cell-centred target velocity with a cell weight in
+    [0, 1]: how solids (falling pieces, the standing building) and sources drive the air."""
+    nz, ny, nx = weight.shape
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx + 1):
+                a, b = max(i - 1, 0), min(i, nx - 1)
+                wt = 0.5 * (weight[k, j, a] + weight[k, j, b])
+                if wt > 0:
+                    u[k, j, i] += wt * (0.5 * (target[0, k, j, a] + target[0, k, j, b]) - u[k, j, i])
+            if j > 0:
+                for i in range(nx):
+                    wt = 0.5 * (weight[k, j - 1, i] + weight[k, j, i])
+                    if wt > 0:
+                        v[k, j, i] += wt * (0.5 * (target[1, k, j - 1, i] + target[1, k, j, i]) - v[k, j, i])
+    for k_ in prange(nz + 1):
+        k = np.int64(k_)
+        ka, kb = max(k - 1, 0), min(k, nz - 1)
+        for j in range(ny):
+            for i in range(nx):
+                wt = 0.5 * (weight[ka, j, i] + weight[kb, j, i])
+                if wt > 0:
+                    w[k, j, i] += wt * (0.5 * (target[2, ka, j, i] + target[2, kb, j, i]) - w[k, j, i])
+
+
+@njit(parallel=True, **_OPTS)
+def divergence(u, v, w, div):
+    nz, ny, nx = div.shape
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            for i in range(nx):
+                div[k, j, i] = (u[k, j, i + 1] - u[k, j, i] + v[k, j + 1, i] - v[k, j, i]
+                                + w[k + 1, j, i] - w[k, j, i])
+
+
+@njit(parallel=True, **_OPTS)
+def _rb_sweep(p, div, colour, omega_sor):
+    nz, ny, nx = p.shape
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for j in range(ny):
+            start = (k + j + colour) % 2
+            for i in range(start, nx, 2):
+                s = 0.0
+                n = 6.0
+                if i > 0:
+                    s += p[k, j, i - 1]
+                if i < nx - 1:
+                    s += p[k, j, i + 1]
+                if j > 0:
+                    s += p[k, j - 1, i]
+                else:
+                    n = 5.0            # the ground: no flow through it (Neumann)
+                if j < ny - 1:
+                    s += p[k, j + 1, i]
+                if k > 0:
+                    s += p[k - 1, j, i]
+                if k < nz - 1:
+                    s += p[k + 1, j, i]
+                new = (s - div[k, j, i]) / n
+                p[k, j, i] += omega_sor * (new - p[k, j, i])
+
+
+def pressure_solve(p, div, iterations, omega_sor=1.7):
+    """Red-black SOR for the Poisson equation lap(p) = div (p scaled so the gradient is
+    the velocity correction in cell units); open sides are p = 0 outside."""
+    for _ in range(iterations):
+        _rb_sweep(p, div, 0, omega_sor)
+        _rb_sweep(p, div, 1, omega_sor)
+
+
+@njit(parallel=True, **_OPTS)
+def subtract_gradient(u, v, w, p):
+    nz, ny, nx = p.shape
+    for k_ in prange(nz + 1):
+        k = np.int64(k_)
+        for j in range(ny + 1):
+            for i in range(nx + 1):
+                if k < nz and j < ny:
+                    a = p[k, j, i - 1] if i > 0 else 0.0
+                    b = p[k, j, i] if i < nx else 0.0
+                    u[k, j, i] -= b - a
+                if k < nz and i < nx and j > 0:
+                    a = p[k, j - 1, i]
+                    b = p[k, j, i] if j < ny else 0.0
+                    v[k, j, i] -= b - a
+                if j < ny and i < nx:
+                    a = p[k - 1, j, i] if k > 0 else 0.0
+                    b = p[k, j, i] if k < nz else 0.0
+                    w[k, j, i] -= b - a
+
+
+@njit(**_OPTS)
+def outflow(q, u, v, w, dt_h):
+    """Amount of q (cell-centred) leaving through the open sides in one step (upwind)."""
+    nz, ny, nx = q.shape
+    s = 0.0
+    for k in range(nz):
+        for j in range(ny):
+            s += max(-u[k, j, 0], 0.0) * q[k, j, 0] + max(u[k, j, nx], 0.0) * q[k, j, nx - 1]
+    for k in range(nz):
+        for i in range(nx):
+            s += max(v[k, ny, i], 0.0) * q[k, ny - 1, i]
+    for j in range(ny):
+        for i in range(nx):
+            s += max(-w[0, j, i], 0.0) * q[0, j, i] + max(w[nz, j, i], 0.0) * q[nz - 1, j, i]
+    return s * dt_h
+
+
+@njit(**_OPTS)
+def splat_spheres(centres, radii, values, weights_out, acc_out, strength):
+    """Accumulates, per cell, a weight (soft sphere, 1 at the centre) and weight * value
+    for spheres in cell units; used for solids and for sources. Serial: deterministic."""
+    nz, ny, nx = weights_out.shape
+    m = values.shape[1]
+    for s in range(centres.shape[0]):
+        cx, cy, cz, r = centres[s, 0], centres[s, 1], centres[s, 2], radii[s]
+        r = max(r, 0.75)
+        i0, i1 = max(int(cx - r), 0), min(int(cx + r) + 1, nx - 1)
+        j0, j1 = max(int(cy - r), 0), min(int(cy + r) + 1, ny - 1)
+        k0, k1 = max(int(cz - r), 0), min(int(cz + r) + 1, nz - 1)
+        for k in range(k0, k1 + 1):
+            for j in range(j0, j1 + 1):
+                for i in range(i0, i1 + 1):
+                    d = np.sqrt((i + 0.5 - cx) ** 2 + (j + 0.5 - cy) ** 2 + (k + 0.5 - cz) ** 2)
+                    if d < r:
+                        wgt = strength[s] * min(1.0, 1.5 * (1.0 - d / r))
+                        weights_out[k, j, i] += wgt
+                        for c in range(m):
+                            acc_out[c, k, j, i] += wgt * values[s, c]
+
+
+@njit(**_OPTS)
+def deposit(points, amounts, field):
+    """Adds amounts at points (cell units) to a cell field with trilinear weights, so
+    the total added equals the sum of amounts when the point is inside the grid."""
+    nz, ny, nx = field.shape
+    for s in range(points.shape[0]):
+        x = min(max(points[s, 0] - 0.5, 0.0), nx - 1.0)
+        y = min(max(points[s, 1] - 0.5, 0.0), ny - 1.0)
+        z = min(max(points[s, 2] - 0.5, 0.0), nz - 1.0)
+        i0, j0, k0 = min(int(x), max(nx - 2, 0)), min(int(y), max(ny - 2, 0)), min(int(z), max(nz - 2, 0))
+        fx, fy, fz = x - i0, y - j0, z - k0
+        for dk in range(2):
+            for dj in range(2):
+                for di in range(2):
+                    wgt = ((fx if di else 1 - fx) * (fy if dj else 1 - fy) * (fz if dk else 1 - fz))
+                    field[min(k0 + dk, nz - 1), min(j0 + dj, ny - 1), min(i0 + di, nx - 1)] += wgt * amounts[s]
+
+
+@njit(parallel=True, **_OPTS)
+def sun_depth(sigma, tau, d, h):
+    """Optical depth from every cell toward the sun (unit direction d, world axes
+    x, y, z), swept slice by slice along the direction's dominant axis: each slice
+    reads the one before it, a step toward the sun, bilinearly. O(cells) per frame
+    instead of a ray march per cell. sigma in 1/m, h in m."""
+    nz, ny, nx = sigma.shape
+    ax = np.argmax(np.abs(d))
+    da = d[ax]
+    step = h / abs(da)                        # path length between slices
+    # Offsets in cells, in the other two axes, of the sun-ward neighbour slice.
+    o = d / abs(da)
+    if ax == 1:
+        n_sl = ny
+    elif ax == 0:
+        n_sl = nx
+    else:
+        n_sl = nz
+    sgn = 1 if da > 0 else -1
+    first = n_sl - 1 if sgn > 0 else 0
+    for s_i in range(n_sl):
+        s = first - sgn * s_i
+        prev = s + sgn
+        if ax == 1:
+            for k_ in prange(nz):
+                k = np.int64(k_)
+                for i in range(nx):
+                    acc = 0.0
+                    if 0 <= prev < ny:
+                        x, z = i + o[0], k + o[2]
+                        acc = _bilerp_y(tau, sigma, prev, x, z, step, sigma[k, s, i])
+                    else:
+                        acc = 0.5 * sigma[k, s, i] * step
+                    tau[k, s, i] = acc
+        elif ax == 2:
+            for j_ in prange(ny):
+                j = np.int64(j_)
+                for i in range(nx):
+                    if 0 <= prev < nz:
+                        x, y = i + o[0], j + o[1]
+                        tau[s, j, i] = _bilerp_z(tau, sigma, prev, x, y, step, sigma[s, j, i])
+                    else:
+                        tau[s, j, i] = 0.5 * sigma[s, j, i] * step
+        else:
+            for k_ in prange(nz):
+                k = np.int64(k_)
+                for j in range(ny):
+                    if 0 <= prev < nx:
+                        y, z = j + o[1], k + o[2]
+                        tau[k, j, s] = _bilerp_x(tau, sigma, prev, y, z, step, sigma[k, j, s])
+                    else:
+                        tau[k, j, s] = 0.5 * sigma[k, j, s] * step
+
+
+@njit(inline="always", **_OPTS)
+def _bilerp_y(tau, sigma, j, x, z, step, here):
+    nz, ny, nx = tau.shape
+    if x < -0.5 or z < -0.5 or x > nx - 0.5 or z > nz - 0.5:
+        return 0.5 * here * step           # the sun-ward ray leaves the grid: clear air
+    x = min(max(x, 0.0), nx - 1.0)
+    z = min(max(z, 0.0), nz - 1.0)
+    i0, k0 = min(int(x), max(nx - 2, 0)), min(int(z), max(nz - 2, 0))
+    i1, k1 = min(i0 + 1, nx - 1), min(k0 + 1, nz - 1)
+    fx, fz = x - i0, z - k0
+    t = ((tau[k0, j, i0] * (1 - fx) + tau[k0, j, i1] * fx) * (1 - fz)
+         + (tau[k1, j, i0] * (1 - fx) + tau[k1, j, i1] * fx) * fz)
+    sg = ((sigma[k0, j, i0] * (1 - fx) + sigma[k0, j, i1] * fx) * (1 - fz)
+          + (sigma[k1, j, i0] * (1 - fx) + sigma[k1, j, i1] * fx) * fz)
+    return t + 0.5 * (here + sg) * step
+
+
+@njit(inline="always", **_OPTS)
+def _bilerp_z(tau, sigma, k, x, y, step, here):
+    nz, ny, nx = tau.shape
+    if x < -0.5 or y < -0.5 or x > nx - 0.5 or y > ny - 0.5:
+        return 0.5 * here * step
+    x = min(max(x, 0.0), nx - 1.0)
+    y = min(max(y, 0.0), ny - 1.0)
+    i0, j0 = min(int(x), max(nx - 2, 0)), min(int(y), max(ny - 2, 0))
+    i1, j1 = min(i0 + 1, nx - 1), min(j0 + 1, ny - 1)
+    fx, fy = x - i0, y - j0
+    t = ((tau[k, j0, i0] * (1 - fx) + tau[k, j0, i1] * fx) * (1 - fy)
+         + (tau[k, j1, i0] * (1 - fx) + tau[k, j1, i1] * fx) * fy)
+    sg = ((sigma[k, j0, i0] * (1 - fx) + sigma[k, j0, i1] * fx) * (1 - fy)
+          + (sigma[k, j1, i0] * (1 - fx) + sigma[k, j1, i1] * fx) * fy)
+    return t + 0.5 * (here + sg) * step
+
+
+@njit(inline="always", **_OPTS)
+def _bilerp_x(tau, sigma, i, y, z, step, here):
+    nz, ny, nx = tau.shape
+    if y < -0.5 or z < -0.5 or y > ny - 0.5 or z > nz - 0.5:
+        return 0.5 * here * step
+    y = min(max(y, 0.0), ny - 1.0)
+    z = min(max(z, 0.0), nz - 1.0)
+    j0, k0 = min(int(y), max(ny - 2, 0)), min(int(z), max(nz - 2, 0))
+    j1, k1 = min(j0 + 1, ny - 1), min(k0 + 1, nz - 1)
+    fy, fz = y - j0, z - k0
+    t = ((tau[k0, j0, i] * (1 - fy) + tau[k0, j1, i] * fy) * (1 - fz)
+         + (tau[k1, j0, i] * (1 - fy) + tau[k1, j1, i] * fy) * fz)
+    sg = ((sigma[k0, j0, i] * (1 - fy) + sigma[k0, j1, i] * fy) * (1 - fz)
+          + (sigma[k1, j0, i] * (1 - fy) + sigma[k1, j1, i] * fy) * fz)
+    return t + 0.5 * (here + sg) * step
+
+
+@njit(parallel=True, **_OPTS)
+def sky_depth(sigma, tau, h):
+    """Optical depth straight up from every cell: how much of the sky a cell still sees."""
+    nz, ny, nx = sigma.shape
+    for k_ in prange(nz):
+        k = np.int64(k_)
+        for i in range(nx):
+            acc = 0.0
+            for j in range(ny - 1, -1, -1):
+                acc += 0.5 * sigma[k, j, i] * h
+                tau[k, j, i] = acc
+                acc += 0.5 * sigma[k, j, i] * h
