@@ -38,6 +38,11 @@ CASES = {
     "size off aspect": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--size", "640x640"], "aspect"),
     "no box nor mask": (["shot", "{d}/plate.png"], "--box"),
     "not a number": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--fps", "fast"], "--fps"),
+    "wind without heading": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--wind", "3"], "--wind"),
+    "hurricane": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--wind", "90,0"], "--wind"),
+    "dust colour out of range": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--dust-color", "300,0,0"],
+                                 "--dust-color"),
+    "negative dust": (["shot", "{d}/plate.png", "--box", "0,0,50,50", "--dust", "-1"], "--dust"),
 }
 
 

@@ -100,3 +100,36 @@ def test_other_styles_render(demo_files, tmp_path):
         assert (out / "manifest.json").exists()
 
 
+
+
+def test_the_dust_is_in_the_shot_and_in_the_manifest(tiny_shot, demo_files):
+    out, m = tiny_shot
+    dust = m["dust"]
+    assert dust["enabled"] and dust["mass_kg"] > 0 and dust["front_m"] > 0
+    assert m["particles"]["count"] > 0
+    for stage in ("particles", "dust", "dust_render"):
+        assert stage in m["timings_s"]
+    # At the end the base of the building is hidden in a grey-beige cloud: the street in
+    # front of it changed, and it is less saturated than the plate there.
+    plate = _plate_at(m, demo_files)
+    d, p = demo_files
+    w, h = m["size"]
+    s = w / p.srgb.shape[1]
+    x0, y0, x1, y1 = [int(v * s) for v in p.box]
+    base = (slice(y1 - (y1 - y0) // 6, y1), slice(x0, x1))
+    last = read_rgb(out / m["frames"][-1]).astype(float)
+    assert (last[base] != plate[base]).any(axis=2).mean() > 0.8
+    chroma = lambda a: (a.max(axis=2) - a.min(axis=2)).mean()
+    assert chroma(last[base]) < chroma(plate[base].astype(float)) + 5
+
+
+def test_no_dust_when_asked(demo_files, tmp_path):
+    d, p = demo_files
+    box = ",".join(map(str, p.box))
+    args = ["shot", str(d / "plate.png"), "--box", box, "-o", str(tmp_path / "o"), "--dust", "0",
+            "--size", "160", "--duration", "1.0", "--start", "0.3", "--fps", "8", "--pieces", "40", "-q"]
+    assert main(args) == 0
+    import json
+    m = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert m["dust"] == {"enabled": False}
+    assert m["spec"]["dust"] == 0

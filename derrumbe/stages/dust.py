@@ -312,6 +312,21 @@ def _ring(lo, hi, offset, spacing) -> np.ndarray:
     return np.vstack(pts)
 
 
+def advect_conserving(q, q_tmp, u, v, w, dt_h, zero_outside):
+    """Advects the stacked scalars (q[0] is the dust) and puts back the dust mass the
+    semi-Lagrangian step invents or loses: the total afterwards is the total before
+    minus what flowed out through the open sides (upwind flux). Trilinear sampling
+    never creates negative density, and the scale factor is positive, so the dust
+    stays >= 0. Returns (new q, the spare buffer)."""
+    before = float(q[0].sum(dtype=np.float64))
+    out = K.outflow(q[0], u, v, w, dt_h)
+    K.advect_scalars(q, q_tmp, u, v, w, dt_h, zero_outside)
+    after = float(q_tmp[0].sum(dtype=np.float64))
+    if after > 0 and before > 0:
+        q_tmp[0] *= np.float32(np.clip(max(before - out, 0.0) / after, 0.5, 2.0))
+    return q_tmp, q
+
+
 @dataclass
 class DustFrame:
     """What the renderer needs of the cloud at one frame."""
@@ -363,6 +378,10 @@ class DustSim:
         self.wind = np.array([np.sin(heading), 0.0, np.cos(heading)]) * wind_speed
         y = self.centres[..., 1]
         self.wind_profile = (np.clip(y / 10.0, 0.05, 3.0) ** 0.14).astype(np.float32)   # log-law-ish
+        # The breeze blows before anything falls (a log-law-like profile over the street).
+        prof = self.wind_profile[0, :, 0]
+        self.u[:] = (self.wind[0] * prof)[None, :, None]
+        self.w[:] = (self.wind[2] * prof)[None, :, None]
         self.vel_vol = np.cbrt(3 * np.maximum(fr.volume, 1e-6) / (4 * np.pi)) * 1.1
         self.step_i = 0
         self.t = 0.0
@@ -392,15 +411,8 @@ class DustSim:
             self.w, self.tmp3[2] = self.tmp3[2], self.w
             self._project()
             self._walls()
-            before = float(self.q[0].sum(dtype=np.float64))
-            out = K.outflow(self.q[0], self.u, self.v, self.w, dt_h)
-            K.advect_scalars(self.q, self.q_tmp, self.u, self.v, self.w, dt_h, self.zero_outside)
-            self.q, self.q_tmp = self.q_tmp, self.q
-            after = float(self.q[0].sum(dtype=np.float64))
-            # Semi-Lagrangian advection is not conservative: scale the dust so its total is
-            # what was there minus what left through the open sides.
-            if after > 0 and before > 0:
-                self.q[0] *= np.float32(np.clip((before - out) / after, 0.8, 1.25))
+            self.q, self.q_tmp = advect_conserving(self.q, self.q_tmp, self.u, self.v, self.w, dt_h,
+                                                   self.zero_outside)
             self.q[1] *= np.float32(np.exp(-dt / HEAT_DECAY_S))
             if self.any_solid:
                 self.q[0][self.solid] = 0.0

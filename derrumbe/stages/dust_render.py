@@ -89,6 +89,7 @@ uniform vec2 scale;           // output pixels per march pixel
 uniform float H, eye, step_m, wA, wB, wnorm, period, erosion;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
 uniform float g_hg, sigma_cap, sigma_min;
+uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
 layout(location = 2) out vec4 o_shade;
@@ -140,11 +141,15 @@ void main() {
     // has forgotten its direction, so the other half is isotropic.
     float ph = 0.5 + 0.5 * (1.0 - g_hg * g_hg) / pow(1.0 + g_hg * g_hg - 2.0 * g_hg * mu, 1.5);
     vec3 sun_ph = sun_col * ph;
-    float t = ta + dt * hash12(gl_FragCoord.xy);
+    // Each step samples at a jittered point of its segment and integrates over the
+    // segment's exact length (the last one is cut at the end), so a uniform medium
+    // gives exactly exp(-sigma * length) whatever the step.
+    float jit = hash12(gl_FragCoord.xy);
+    float t = ta;
     for (int i = 0; i < 400; i++) {
-        if (t >= tb || T < 0.004) break;
+        if (t >= tb - 1e-4 || T < 0.004) break;
         if (!snap && has_op && t >= z_op) { Cf = C; Tf = T; snap = true; }
-        vec3 p = o + d * t;
+        vec3 p = o + d * (t + min(dt, tb - t) * jit);
         vec3 uvw = (p - origin) / extent;
         if (texture(occ, uvw).r < sigma_min) {
             // Empty block: jump to where the ray leaves it (exactly, so no dense block
@@ -160,29 +165,36 @@ void main() {
         vec4 v = texture(vol, uvw);
         // Saturated like the light: the cloud's edge stays a metre or so soft, so the
         // detail shows instead of a hard shell at the grid's resolution.
-        float s = sigma_cap * (1.0 - exp(-v.r / sigma_cap));
+        float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
         // Thin dust is sampled more coarsely: it has little to show.
-        float stp = s < 0.05 ? 2.0 : 1.0;
-        if (s > 1e-4) {
-            vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
-            float n = detail(ca, cb);
-            float se = erode(s, n);
-            if (se > 1e-5) {
-                // Self-shadow of the billows, which the grid is too coarse to cast: the
-                // eroded density a metre and a half toward the sun.
-                vec3 q = p + sun_dir * 1.5;
-                float s2 = sigma_cap * (1.0 - exp(-texture(vol, (q - origin) / extent).r / sigma_cap));
-                float n2 = detail(ca + sun_dir * 1.5, cb + sun_dir * 1.5);
-                float loc = exp(-erode(s2, n2) * 1.5 * 0.8);
+        float seg = min((s < 0.05 ? 2.0 : 1.0) * dt, tb - t);
+        if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
+        if (s > 1e-6) {
+            float se = s;
+            float loc = 1.0;
+            if (use_detail) {
+                vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
+                float n = detail(ca, cb);
+                se = erode(s, n);
+                if (se > 1e-5) {
+                    // Self-shadow of the billows, which the grid is too coarse to cast: the
+                    // eroded density a metre and a half toward the sun.
+                    vec3 q = p + sun_dir * 1.5;
+                    float s2 = sigma_cap * (1.0 - exp(-texture(vol, (q - origin) / extent).r / sigma_cap));
+                    float n2 = detail(ca + sun_dir * 1.5, cb + sun_dir * 1.5);
+                    loc = exp(-erode(s2, n2) * 1.5 * 0.8);
+                }
+            }
+            if (se > 1e-6) {
                 float Ts = exp(-v.g) + 0.3 * exp(-0.25 * v.g);    // a second, softer octave: multiple scattering
                 float Tk = 0.25 + 0.75 * exp(-0.35 * v.b);
                 vec3 L = albedo * (sun_ph * Ts * loc + amb_col * Tk);
-                float a = 1.0 - exp(-se * step_m * stp);
+                float a = 1.0 - exp(-se * seg * dl);
                 C += T * a * L;
                 T *= 1.0 - a;
             }
         }
-        t += stp * dt;
+        t += seg;
     }
     if (!snap) { Cf = C; Tf = T; }
     o_front = vec4(Cf, 1.0 - Tf);
@@ -202,7 +214,10 @@ class DustLayers:
 
 
 class DustRenderer:
-    def __init__(self, ctx, cam: Camera, grid: Grid, light, albedo, backdrop: np.ndarray, march_size: tuple):
+    def __init__(self, ctx, cam: Camera, grid: Grid, light, albedo, backdrop: np.ndarray, march_size: tuple,
+                 detail: bool = True, sigma_cap: float = 2.0):
+        """detail=False, sigma_cap=inf: the plain physical march (tests check its
+        transmittance against exp(-sigma d))."""
         import moderngl
         self.ctx, self.mgl = ctx, moderngl
         self.cam, self.grid = cam, grid
@@ -254,7 +269,8 @@ class DustRenderer:
         p["amb_col"].value = tuple(map(float, light.amb_col))
         p["albedo"].value = tuple(map(float, albedo))
         p["g_hg"].value = 0.35
-        p["sigma_cap"].value = 2.0
+        p["sigma_cap"].value = float(min(sigma_cap, 1e7))
+        p["use_detail"].value = bool(detail)
         # Blocks thinner than this (transmittance > 0.98 across a block) are skipped.
         p["sigma_min"].value = float(0.02 / (grid.h * self.occ_cells))
 
