@@ -35,10 +35,12 @@ from derrumbe.stages.plate import read_mask, read_plate, resize_linear
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
 from derrumbe.stages.simulate import simulate
 
-PREVIEW_MAX_PIECES = 300     # a preview trades fracture detail for speed
-DUST_CELLS = (60_000, 200_000)          # preview, final: the dust grid's cell budget
+PREVIEW_MAX_PIECES = 220     # a preview trades fracture detail for speed
+DUST_CELLS = (45_000, 200_000)          # preview, final: the dust grid's cell budget
 DUST_STEPS_PER_FRAME = (1, 1.5)
 PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
+BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
+DUST_MARCH_DIV = (3, 2)                 # the dust is marched at 1/3, 1/2 of the frame's size
 SHUTTER = 0.5                # 180-degree shutter, in frames
 
 
@@ -131,30 +133,31 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, material.face_albedo, material.face_rough,
                               sim.pos[0], sim.quat[0])
     dust = dust_r = None
+    q = 0 if spec.preview else 1
     if spec.dust > 0:
         t0 = time.perf_counter()
         wind = spec.wind or WIND_DEFAULT
-        q = 0 if spec.preview else 1
         dust = DustSim(fr, sim, ocam, light.sun_dir, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1],
                        seed=spec.seed, target_cells=DUST_CELLS[q], steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
                        walls=lambda g: street_walls(g, fr, ocam, bmatte, skyness, place.depth_m))
-        march = (out_w // 2, out_h // 2)
+        march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
         back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
         albedo = srgb_to_linear(np.array(spec.dust_color or DUST_SRGB) / 255.0)
         dust_r = DustRenderer(renderer.ctx, ocam, dust.grid, light, albedo, back, march)
         sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
         sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
         stage_t["dust"] += time.perf_counter() - t0
-    movie = outputs.MovieWriter(out / f"{spec.name}.mp4", spec.fps, (out_w, out_h))
-    frames, samples_used = [], []
+    sink = outputs.FrameSink(out, spec.name, spec.fps, (out_w, out_h), spec.passes)
+    samples_used = []
     progress.stage("render", n_frames)
     try:
         for i, t in enumerate(frame_times):
             t0 = time.perf_counter()
+            passes = (None, None)
             if t + shutter_s / 2 < first_motion:
                 img = plate_u8          # before the collapse: the untouched plate
             else:
-                layers = renderer.render(sim, float(t), shutter_s, 3 if spec.preview else 8, grit)
+                layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit)
                 samples_used.append(layers.samples)
                 t1 = time.perf_counter()
                 stage_t["render"] += t1 - t0
@@ -167,19 +170,19 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
                     t1 = time.perf_counter()
                     stage_t["dust_render"] += t1 - t2
                 rng = np.random.default_rng([spec.seed, i])
-                img = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
-                                shake[i], rng, dl).frame
+                res = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
+                                shake[i], rng, dl)
+                img, passes = res.frame, (res.debris, res.dust)
                 t0 = time.perf_counter()
                 stage_t["comp"] += t0 - t1
-            frames.append(outputs.write_frame(out, spec.name, i, img))
-            movie.add(img)
+            sink.submit(i, img, *passes)
             stage_t["write"] += time.perf_counter() - t0
             progress.advance(i + 1, n_frames)
         t0 = time.perf_counter()
-        movie.close()
+        sink.close()
         stage_t["write"] += time.perf_counter() - t0
     except BaseException:
-        movie.abort()
+        sink.abort()
         raise
     finally:
         if dust_r is not None:
@@ -197,7 +200,8 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         "size": [out_w, out_h],
         "fps": spec.fps,
         "first_frame": outputs.FIRST_FRAME,
-        "frames": [p.name for p in frames],
+        "frames": [p.name for p in sink.frames],
+        "passes": [f"passes/{p.name}" for p in sink.pass_files],
         "movie": f"{spec.name}.mp4",
         "estimates": {
             "height_m": round(place.height_m, 2), "height_source": place.height_source,

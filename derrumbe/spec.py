@@ -58,6 +58,7 @@ class ShotSpec:
     duration: float = _f(6.0, "shot length", "s", 0.1, 120.0)
     size: str | None = _f(None, "output size WxH or W (plate aspect kept; plate size when absent)", "px")
     preview: bool = _f(False, f"fast low-resolution look, {PREVIEW_WIDTH} px wide")
+    passes: bool = _f(False, "also write the debris and dust layers and the dust matte per frame (16-bit PNG in passes/)")
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "ShotSpec":

@@ -57,6 +57,36 @@ def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> Path:
     return p
 
 
+def _png16(img01: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", np.clip(np.rint(img01 * 65535), 0, 65535).astype(np.uint16),
+                           [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise DerrumbeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> list[Path]:
+    """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
+    sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, and the
+    dust's alpha alone as a matte. (Scene-linear EXR passes come with --exr.)"""
+    from derrumbe.colour import linear_to_srgb
+    d = out / "passes"
+    d.mkdir(exist_ok=True)
+    n = FIRST_FRAME + index
+    paths = []
+    for layer, rgba in (("debris", debris), ("dust", dust)):
+        a = rgba[..., 3:4]
+        rgb = np.where(a > 1e-6, rgba[..., :3] / np.maximum(a, 1e-6), 0.0)
+        img = np.concatenate([linear_to_srgb(rgb), np.clip(a, 0, 1)], -1)[..., [2, 1, 0, 3]]
+        p = d / f"{name}.{layer}.{n:04d}.png"
+        atomic_write_bytes(p, _png16(img))
+        paths.append(p)
+    p = d / f"{name}.dust_matte.{n:04d}.png"
+    atomic_write_bytes(p, _png16(np.clip(dust[..., 3], 0, 1)))
+    paths.append(p)
+    return paths
+
+
 class MovieWriter:
     """H.264 review movie through PyAV (libx264, yuv420p, every player opens it)."""
 
@@ -101,3 +131,47 @@ def write_manifest(out: Path, manifest: dict) -> Path:
     p = out / "manifest.json"
     atomic_write_bytes(p, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
     return p
+
+
+class FrameSink:
+    """Writes frames (PNG, passes) and feeds the movie on a background thread, in order,
+    while the next frame renders: PNG and H.264 encoding release the GIL, and the
+    render has single-threaded stretches for them to fill. At most a few frames wait,
+    so memory stays flat; an error in the writer surfaces on the next submit or close."""
+
+    def __init__(self, out: Path, name: str, fps: int, size: tuple[int, int], passes: bool):
+        from concurrent.futures import ThreadPoolExecutor
+        self.out, self.name, self.passes = out, name, passes
+        self.movie = MovieWriter(out / f"{name}.mp4", fps, size)
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
+        self.pending: list = []
+        self.frames: list[Path] = []
+        self.pass_files: list[Path] = []
+
+    def _write(self, index, img, debris, dust):
+        self.frames.append(write_frame(self.out, self.name, index, img))
+        if self.passes:
+            self.pass_files += write_passes(self.out, self.name, index, debris, dust)
+        self.movie.add(img)
+
+    def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None) -> None:
+        while len(self.pending) >= 3:
+            self.pending.pop(0).result()
+        if self.passes and debris is None:
+            debris = dust = np.zeros(img.shape[:2] + (4,), np.float32)
+        self.pending.append(self.pool.submit(self._write, index, img, debris, dust))
+
+    def close(self) -> None:
+        try:
+            for f in self.pending:
+                f.result()
+            self.pending.clear()
+            self.movie.close()
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        for f in self.pending:
+            f.cancel()
+        self.pool.shutdown(wait=True)
+        self.movie.abort()
