@@ -232,7 +232,10 @@ def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float) ->
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
     opaque = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), 0.0).astype(np.float32)
     d = dust_r.render(frame, opaque)
-    up = lambda a: cv2.resize(a, size, interpolation=cv2.INTER_LINEAR)
+    # A touch of blur at the march's resolution takes out the fixed per-pixel jitter of
+    # the ray steps (it would read as a screen door over moving dust), not the billows.
+    soft = lambda a: cv2.GaussianBlur(a, (0, 0), 0.6)
+    up = lambda a: cv2.resize(soft(a), size, interpolation=cv2.INTER_LINEAR)
     shade = up(np.concatenate([d.shade_near, d.shade_far], -1))
     return DustLayers(up(d.front), up(d.back), shade[..., :2], shade[..., 2:], sun_share)
 

@@ -141,6 +141,7 @@ void main() {
     // has forgotten its direction, so the other half is isotropic.
     float ph = 0.5 + 0.5 * (1.0 - g_hg * g_hg) / pow(1.0 + g_hg * g_hg - 2.0 * g_hg * mu, 1.5);
     vec3 sun_ph = sun_col * ph;
+    vec3 ldir = normalize(sun_dir + vec3(0.0, 1.2, 0.0));
     // Each step samples at a jittered point of its segment and integrates over the
     // segment's exact length (the last one is cut at the end), so a uniform medium
     // gives exactly exp(-sigma * length) whatever the step.
@@ -178,17 +179,19 @@ void main() {
                 se = erode(s, n);
                 if (se > 1e-5) {
                     // Self-shadow of the billows, which the grid is too coarse to cast: the
-                    // eroded density a metre and a half toward the sun.
-                    vec3 q = p + sun_dir * 1.5;
+                    // eroded density a metre and a half toward the light, taken between
+                    // the sun and the zenith, so the lumps are lit on top and shadowed
+                    // underneath even when the sun is behind the camera.
+                    vec3 q = p + ldir * 1.5;
                     float s2 = sigma_cap * (1.0 - exp(-texture(vol, (q - origin) / extent).r / sigma_cap));
-                    float n2 = detail(ca + sun_dir * 1.5, cb + sun_dir * 1.5);
-                    loc = exp(-erode(s2, n2) * 1.5 * 0.8);
+                    float n2 = detail(ca + ldir * 1.5, cb + ldir * 1.5);
+                    loc = exp(-erode(s2, n2) * 1.5 * 1.2);
                 }
             }
             if (se > 1e-6) {
                 float Ts = exp(-v.g) + 0.3 * exp(-0.25 * v.g);    // a second, softer octave: multiple scattering
                 float Tk = 0.25 + 0.75 * exp(-0.35 * v.b);
-                vec3 L = albedo * (sun_ph * Ts * loc + amb_col * Tk);
+                vec3 L = albedo * (sun_ph * Ts * loc + amb_col * Tk * (0.35 + 0.65 * loc));
                 float a = 1.0 - exp(-se * seg * dl);
                 C += T * a * L;
                 T *= 1.0 - a;
@@ -261,7 +264,7 @@ class DustRenderer:
         p["scale"].value = (cam.width / W, cam.height / H)
         p["H"].value = float(cam.height)
         p["eye"].value = float(cam.eye_m)
-        p["step_m"].value = float(grid.h * 0.6)
+        p["step_m"].value = float(grid.h * 0.5)
         p["period"].value = NOISE_PERIOD_M
         p["erosion"].value = 0.75
         p["sun_dir"].value = tuple(map(float, light.sun_dir))
