@@ -40,6 +40,7 @@ DUST_CELLS = (45_000, 200_000)          # preview, final: the dust grid's cell b
 DUST_STEPS_PER_FRAME = (1, 1.5)
 PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
+BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
 DUST_MARCH_DIV = (3, 2)                 # the dust is marched at 1/3, 1/2 of the frame's size
 SHUTTER = 0.5                # 180-degree shutter, in frames
 
@@ -157,7 +158,7 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
             if t + shutter_s / 2 < first_motion:
                 img = plate_u8          # before the collapse: the untouched plate
             else:
-                layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit)
+                layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
                 samples_used.append(layers.samples)
                 t1 = time.perf_counter()
                 stage_t["render"] += t1 - t0

@@ -206,7 +206,9 @@ def collapse_sources(fr: Fracture, sim: SimResult, grid: Grid, step_dt: float, a
         # (a real bond failure: dust where it happens, at any height)
         p = sim.pos[k, bi].astype(float)
         jet = outward(p, 4.0) + vel[k2, bi] * 0.5 + np.array([0, 1.0, 0])
-        add("breaks", bt, p, np.maximum(1.2 * r_piece[bi], grid.h), m[bi] * (speed + 1.0),
+        # (weighted by the energy of the break, m v^2: the first creak of a block starting
+        # to move makes little dust, a piece torn off at speed a lot)
+        add("breaks", bt, p, np.maximum(1.2 * r_piece[bi], grid.h), m[bi] * speed ** 2,
             np.ones(len(bt)), jet, 0.5 * np.ones(len(bt)))
 
     # Energy lost per piece between samples (translational kinetic + potential).

@@ -512,7 +512,8 @@ class DebrisRenderer:
         ctx.disable(mgl.BLEND)
         vao.release()
 
-    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None) -> FrameLayers:
+    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None,
+               px_per_sample: float = 3.0) -> FrameLayers:
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
         # Sub-frames across the shutter: enough that no piece jumps more than ~3 px.
@@ -521,7 +522,7 @@ class DebrisRenderer:
         pc, qc = sample_pose(sim, t)
         uv0, uv1 = self.cam.project(p0.astype(np.float64)), self.cam.project(p1.astype(np.float64))
         travel = float(np.nanmax(np.linalg.norm(uv1 - uv0, axis=1))) if self.n else 0.0
-        samples = int(np.clip(np.ceil(travel / 3.0), 1, max_samples))
+        samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
         moved = self._moved(pc, qc) | self._moved(p0, q0) | self._moved(p1, q1)
 
         # One shadow map a frame, of the moving pieces only: it shades the debris and the
