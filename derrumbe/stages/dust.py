@@ -206,9 +206,10 @@ def collapse_sources(fr: Fracture, sim: SimResult, grid: Grid, step_dt: float, a
         # (a real bond failure: dust where it happens, at any height)
         p = sim.pos[k, bi].astype(float)
         jet = outward(p, 4.0) + vel[k2, bi] * 0.5 + np.array([0, 1.0, 0])
-        # (weighted by the energy of the break, m v^2: the first creak of a block starting
-        # to move makes little dust, a piece torn off at speed a lot)
-        add("breaks", bt, p, np.maximum(1.2 * r_piece[bi], grid.h), m[bi] * speed ** 2,
+        # (weighted by mass x speed; the first creak of a block starting to move, below
+        # ~2 m/s, makes next to none, or the whole facade would be veiled at once)
+        ramp = np.clip((speed - 1.0) / 2.0, 0.0, 1.0)
+        add("breaks", bt, p, np.maximum(1.2 * r_piece[bi], grid.h), m[bi] * speed * ramp,
             np.ones(len(bt)), jet, 0.5 * np.ones(len(bt)))
 
     # Energy lost per piece between samples (translational kinetic + potential).
