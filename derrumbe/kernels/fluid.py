@@ -389,109 +389,62 @@ def deposit(points, amounts, field):
                     field[min(k0 + dk, nz - 1), min(j0 + dj, ny - 1), min(i0 + di, nx - 1)] += wgt * amounts[s]
 
 
-@njit(parallel=True, **_OPTS)
 def sun_depth(sigma, tau, d, h):
-    """Optical depth from every cell toward the sun (unit direction d, world axes
-    x, y, z), swept slice by slice along the direction's dominant axis: each slice
-    reads the one before it, a step toward the sun, bilinearly. O(cells) per frame
-    instead of a ray march per cell. sigma in 1/m, h in m."""
-    nz, ny, nx = sigma.shape
-    ax = np.argmax(np.abs(d))
+    """Optical depth from every cell toward the sun (unit direction d, world axes x, y,
+    z), swept slice by slice along the direction's dominant axis: each slice reads the
+    one before it, a step toward the sun, bilinearly. O(cells) per frame instead of a
+    ray march per cell. sigma in 1/m, h in m. The arrays are viewed with the sweep axis
+    second, so one kernel serves all three directions."""
+    d = np.asarray(d, np.float64)
+    ax = int(np.argmax(np.abs(d)))                     # 0: x, 1: y, 2: z
+    # Array axes are (z, y, x); put the sweep axis in the middle.
+    perm = {1: (0, 1, 2), 0: (0, 2, 1), 2: (1, 0, 2)}[ax]
+    world = (2, 1, 0)                                  # world axis of each array axis
+    other = (world[perm[2]], world[perm[0]])           # ... of the viewed arrays' axes 2 and 0
+    s_v = np.ascontiguousarray(sigma.transpose(perm))
+    t_v = np.empty_like(s_v)
     da = d[ax]
-    step = h / abs(da)                        # path length between slices
-    # Offsets in cells, in the other two axes, of the sun-ward neighbour slice.
-    o = d / abs(da)
-    if ax == 1:
-        n_sl = ny
-    elif ax == 0:
-        n_sl = nx
-    else:
-        n_sl = nz
-    sgn = 1 if da > 0 else -1
-    first = n_sl - 1 if sgn > 0 else 0
-    for s_i in range(n_sl):
+    _sweep(s_v, t_v, d[other[0]] / abs(da), d[other[1]] / abs(da), 1 if da > 0 else -1, h / abs(da))
+    tau[...] = t_v.transpose(np.argsort(perm))
+
+
+@njit(parallel=True, **_OPTS)
+def _sweep(sigma, tau, o2, o0, sgn, step):
+    n0, n1, n2 = sigma.shape
+    first = n1 - 1 if sgn > 0 else 0
+    for s_i in range(n1):
         s = first - sgn * s_i
         prev = s + sgn
-        if ax == 1:
-            for k_ in prange(nz):
-                k = np.int64(k_)
-                for i in range(nx):
-                    acc = 0.0
-                    if 0 <= prev < ny:
-                        x, z = i + o[0], k + o[2]
-                        acc = _bilerp_y(tau, sigma, prev, x, z, step, sigma[k, s, i])
-                    else:
-                        acc = 0.5 * sigma[k, s, i] * step
-                    tau[k, s, i] = acc
-        elif ax == 2:
-            for j_ in prange(ny):
-                j = np.int64(j_)
-                for i in range(nx):
-                    if 0 <= prev < nz:
-                        x, y = i + o[0], j + o[1]
-                        tau[s, j, i] = _bilerp_z(tau, sigma, prev, x, y, step, sigma[s, j, i])
-                    else:
-                        tau[s, j, i] = 0.5 * sigma[s, j, i] * step
-        else:
-            for k_ in prange(nz):
-                k = np.int64(k_)
-                for j in range(ny):
-                    if 0 <= prev < nx:
-                        y, z = j + o[1], k + o[2]
-                        tau[k, j, s] = _bilerp_x(tau, sigma, prev, y, z, step, sigma[k, j, s])
-                    else:
-                        tau[k, j, s] = 0.5 * sigma[k, j, s] * step
-
-
-@njit(inline="always", **_OPTS)
-def _bilerp_y(tau, sigma, j, x, z, step, here):
-    nz, ny, nx = tau.shape
-    if x < -0.5 or z < -0.5 or x > nx - 0.5 or z > nz - 0.5:
-        return 0.5 * here * step           # the sun-ward ray leaves the grid: clear air
-    x = min(max(x, 0.0), nx - 1.0)
-    z = min(max(z, 0.0), nz - 1.0)
-    i0, k0 = min(int(x), max(nx - 2, 0)), min(int(z), max(nz - 2, 0))
-    i1, k1 = min(i0 + 1, nx - 1), min(k0 + 1, nz - 1)
-    fx, fz = x - i0, z - k0
-    t = ((tau[k0, j, i0] * (1 - fx) + tau[k0, j, i1] * fx) * (1 - fz)
-         + (tau[k1, j, i0] * (1 - fx) + tau[k1, j, i1] * fx) * fz)
-    sg = ((sigma[k0, j, i0] * (1 - fx) + sigma[k0, j, i1] * fx) * (1 - fz)
-          + (sigma[k1, j, i0] * (1 - fx) + sigma[k1, j, i1] * fx) * fz)
-    return t + 0.5 * (here + sg) * step
-
-
-@njit(inline="always", **_OPTS)
-def _bilerp_z(tau, sigma, k, x, y, step, here):
-    nz, ny, nx = tau.shape
-    if x < -0.5 or y < -0.5 or x > nx - 0.5 or y > ny - 0.5:
-        return 0.5 * here * step
-    x = min(max(x, 0.0), nx - 1.0)
-    y = min(max(y, 0.0), ny - 1.0)
-    i0, j0 = min(int(x), max(nx - 2, 0)), min(int(y), max(ny - 2, 0))
-    i1, j1 = min(i0 + 1, nx - 1), min(j0 + 1, ny - 1)
-    fx, fy = x - i0, y - j0
-    t = ((tau[k, j0, i0] * (1 - fx) + tau[k, j0, i1] * fx) * (1 - fy)
-         + (tau[k, j1, i0] * (1 - fx) + tau[k, j1, i1] * fx) * fy)
-    sg = ((sigma[k, j0, i0] * (1 - fx) + sigma[k, j0, i1] * fx) * (1 - fy)
-          + (sigma[k, j1, i0] * (1 - fx) + sigma[k, j1, i1] * fx) * fy)
-    return t + 0.5 * (here + sg) * step
-
-
-@njit(inline="always", **_OPTS)
-def _bilerp_x(tau, sigma, i, y, z, step, here):
-    nz, ny, nx = tau.shape
-    if y < -0.5 or z < -0.5 or y > ny - 0.5 or z > nz - 0.5:
-        return 0.5 * here * step
-    y = min(max(y, 0.0), ny - 1.0)
-    z = min(max(z, 0.0), nz - 1.0)
-    j0, k0 = min(int(y), max(ny - 2, 0)), min(int(z), max(nz - 2, 0))
-    j1, k1 = min(j0 + 1, ny - 1), min(k0 + 1, nz - 1)
-    fy, fz = y - j0, z - k0
-    t = ((tau[k0, j0, i] * (1 - fy) + tau[k0, j1, i] * fy) * (1 - fz)
-         + (tau[k1, j0, i] * (1 - fy) + tau[k1, j1, i] * fy) * fz)
-    sg = ((sigma[k0, j0, i] * (1 - fy) + sigma[k0, j1, i] * fy) * (1 - fz)
-          + (sigma[k1, j0, i] * (1 - fy) + sigma[k1, j1, i] * fy) * fz)
-    return t + 0.5 * (here + sg) * step
+        for a_ in prange(n0):
+            a = np.int64(a_)
+            for b in range(n2):
+                here = sigma[a, s, b]
+                if prev < 0 or prev >= n1:
+                    tau[a, s, b] = 0.5 * here * step
+                    continue
+                x, z = b + o2, a + o0
+                if x < -1.0 or z < -1.0 or x > n2 or z > n0:
+                    tau[a, s, b] = 0.5 * here * step   # the sun-ward ray has left the grid: clear air
+                    continue
+                # Bilinear, with clear air (zero) in a ring of ghost cells outside the grid,
+                # so rays running out through a side fade out instead of sticking to it.
+                i0, k0 = int(np.floor(x)), int(np.floor(z))
+                fx, fz = x - i0, z - k0
+                t = 0.0
+                sg = 0.0
+                for dk in range(2):
+                    kk = k0 + dk
+                    if kk < 0 or kk >= n0:
+                        continue
+                    wz = fz if dk else 1.0 - fz
+                    for di in range(2):
+                        ii = i0 + di
+                        if ii < 0 or ii >= n2:
+                            continue
+                        wgt = wz * (fx if di else 1.0 - fx)
+                        t += wgt * tau[kk, prev, ii]
+                        sg += wgt * sigma[kk, prev, ii]
+                tau[a, s, b] = t + 0.5 * (here + sg) * step
 
 
 @njit(parallel=True, **_OPTS)
