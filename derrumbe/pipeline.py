@@ -234,11 +234,15 @@ def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float) ->
     opaque = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), 0.0).astype(np.float32)
     d = dust_r.render(frame, opaque)
     # A touch of blur at the march's resolution takes out the fixed per-pixel jitter of
-    # the ray steps (it would read as a screen door over moving dust), not the billows.
+    # the ray steps (it would read as a screen door over moving dust); bicubic upsampling
+    # then keeps the billows' edges crisper than bilinear would.
     soft = lambda a: cv2.GaussianBlur(a, (0, 0), 0.6)
-    up = lambda a: cv2.resize(soft(a), size, interpolation=cv2.INTER_LINEAR)
+    up = lambda a: np.maximum(cv2.resize(soft(a), size, interpolation=cv2.INTER_CUBIC), 0.0)
     shade = up(np.concatenate([d.shade_near, d.shade_far], -1))
-    return DustLayers(up(d.front), up(d.back), shade[..., :2], shade[..., 2:], sun_share)
+    front, back = up(d.front), up(d.back)
+    np.minimum(front[..., 3], 1.0, out=front[..., 3])
+    np.minimum(back[..., 3], 1.0, out=back[..., 3])
+    return DustLayers(front, back, shade[..., :2], shade[..., 2:], sun_share)
 
 
 def _dust_info(dust: DustSim | None) -> dict:

@@ -63,8 +63,14 @@ def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.n
     py = (ys + 0.5) * sy
     dy = -(py - cam.cy) / cam.f_px
     ground = np.where(dy < -1e-5, cam.eye_m / np.maximum(-dy, 1e-5), FAR)
-    b = cv2.resize(building.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.5
-    s = cv2.resize(skyness.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.5
+    b = cv2.resize(building.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.02
+    s = cv2.resize(skyness.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.02
+    # Any march pixel that touches the building or the sky is open: the comp upsamples the
+    # march, and a wall there would let the clean plate show through the dust at the
+    # building's edge.
+    k = np.ones((3, 3), np.uint8)
+    b = cv2.dilate(b.astype(np.uint8), k) > 0
+    s = cv2.dilate(s.astype(np.uint8), k) > 0
     wall = np.where(~b & ~s, np.minimum(ground, facade_depth), ground)
     return np.where(s & (dy >= 0), FAR, wall).astype(np.float32)
 
@@ -93,6 +99,7 @@ uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
 layout(location = 2) out vec4 o_shade;
+
 
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
 

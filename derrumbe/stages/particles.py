@@ -19,7 +19,7 @@ from derrumbe.stages.simulate import G, SimResult
 GRIT_DENSITY = 2000.0       # kg/m^3
 AIR_DENSITY = 1.2
 DRAG_CD = 1.0
-R_MIN, R_MAX = 0.008, 0.15  # m
+R_MIN, R_MAX = 0.008, 0.3   # m: grit to fist- and head-sized chunks
 RESTITUTION = 0.3
 GROUND_FRICTION = 0.6       # tangential speed kept at a bounce
 SUBSTEP_HZ = 240.0
