@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="shot spec: a .toml file or a manifest.json of an earlier render; "
                                   "options given here override it")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    s.add_argument("--explain", action="store_true",
+                   help="say which stages would run and why (what changed since the last render), and stop")
     _add_spec_options(s)
     d = sub.add_parser("demo", help="render the built-in demo shot",
                        description="Generate the demo plate and render its collapse.")
@@ -56,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     d.add_argument("--preview", action="store_true", default=None, help="fast low-resolution look")
     d.add_argument("--style", default=None, choices=("implosion", "topple", "facade"), help="collapse style")
+    c = sub.add_parser("cache", help="list or clean a shot folder's stage cache",
+                       description="Each stage's result is stored in SHOT_DIR/.derrumbe under a hash of its inputs.")
+    c.add_argument("action", choices=("ls", "clean"), help="ls: stages, sizes, hashes; clean: remove what the "
+                                                          "last render did not use (--all: everything)")
+    c.add_argument("shot_dir")
+    c.add_argument("--all", action="store_true", help="with clean: remove the whole cache")
     return p
 
 
@@ -148,12 +156,51 @@ def _demo(args) -> int:
     return _run(spec.validate(), str(out), args.quiet)
 
 
+def _cache(args) -> int:
+    from derrumbe.cache import ShotLock, StageCache, dir_size, remove
+    out = Path(args.shot_dir)
+    if not (out / ".derrumbe").is_dir():
+        raise DerrumbeError(f"{out} has no derrumbe cache (no .derrumbe folder)")
+    cache = StageCache(out)
+    used = set(cache.last_keys().values())
+    entries = cache.entries()
+    if args.action == "ls":
+        total = 0
+        for e in entries:
+            size = dir_size(e.path) + (dir_size(e.path.with_suffix(".json")) if e.path.is_file() else 0)
+            total += size
+            state = "current" if e.key in used else "stale"
+            extra = f", {e.meta.get('frames')} frames" if e.stage == "dust" else ""
+            print(f"{e.stage:<10} {e.key}  {size / 1e6:8.1f} MB  {state}{extra}")
+        print(f"{len(entries)} entries, {total / 1e6:.1f} MB in {out / '.derrumbe'}")
+        return 0
+    with ShotLock(out):
+        gone = 0
+        for e in entries:
+            if args.all or e.key not in used:
+                gone += dir_size(e.path)
+                remove(e.path)
+        if args.all:
+            (out / ".derrumbe" / "frames.json").unlink(missing_ok=True)
+            (out / ".derrumbe" / "keys.json").unlink(missing_ok=True)
+    print(f"removed {gone / 1e6:.1f} MB from {out / '.derrumbe'}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "demo":
             return _demo(args)
-        return _run(_spec_from_args(args), args.out, args.quiet)
+        if args.cmd == "cache":
+            return _cache(args)
+        spec = _spec_from_args(args)
+        if args.explain:
+            from derrumbe.pipeline import explain
+            for line in explain(spec, args.out):
+                print(line)
+            return 0
+        return _run(spec, args.out, args.quiet)
     except DerrumbeError as e:
         print(f"derrumbe: error: {e}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ import mujoco
 import numpy as np
 
 from derrumbe import __version__
+from derrumbe.cache import ShotLock, StageCache, file_digest, key_of
+from derrumbe.errors import DerrumbeError
 from derrumbe.colour import linear_to_u8, srgb_to_linear
 from derrumbe.materials import MATERIALS
 from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size
@@ -26,7 +28,7 @@ from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
 from derrumbe.stages.comp import DustLayers, composite, estimate_grain, shake_track
-from derrumbe.stages.dust import DustSim, street_walls
+from derrumbe.stages.dust import DustSim, dust_frame, street_walls
 from derrumbe.stages.dust_render import DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
@@ -54,6 +56,92 @@ class Progress:
     def end(self) -> None: ...
 
 
+def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
+    """The cache key of every stage, from the spec and the input files alone (so
+    --explain can say what will run without running anything). Each key covers exactly
+    the parameters its stage reads and the keys of the stages it reads from."""
+    q = 0 if spec.preview else 1
+    n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
+    k = {}
+    k["matte"] = key_of("matte", dict(plate=digests["plate"], mask=digests["mask"], holdout=digests["holdout"],
+                                      box=spec.box, seed=spec.seed))
+    k["camera"] = key_of("camera", dict(focal_mm=spec.focal_mm, horizon_y=spec.horizon_y, height_m=spec.height_m),
+                         (k["matte"],))
+    k["fracture"] = key_of("fracture", dict(style=spec.style, direction=spec.direction, material=spec.material,
+                                            pieces=n_pieces, seed=spec.seed), (k["camera"],))
+    k["simulate"] = key_of("simulate", dict(style=spec.style, direction=spec.direction, material=spec.material,
+                                            start=spec.start, duration=spec.duration, hz=_sample_hz(spec),
+                                            seed=spec.seed), (k["fracture"],))
+    k["particles"] = key_of("particles", dict(count=PARTICLES[q], seed=spec.seed), (k["simulate"],))
+    k["dust"] = key_of("dust", dict(amount=spec.dust, wind=spec.wind or WIND_DEFAULT, seed=spec.seed, fps=spec.fps,
+                                    duration=spec.duration, cells=DUST_CELLS[q], steps=DUST_STEPS_PER_FRAME[q]),
+                       (k["simulate"], k["camera"]))
+    k["frames"] = key_of("frames", dict(size=list(out_size), grain=spec.grain, shake=spec.shake,
+                                        dust_color=spec.dust_color or DUST_SRGB, sun=[spec.sun_azimuth, spec.sun_elevation],
+                                        fps=spec.fps, preview=spec.preview, passes=spec.passes, name=spec.name,
+                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], march=DUST_MARCH_DIV[q]),
+                         (k["particles"], k["dust"] if spec.dust > 0 else "no dust"))
+    return k
+
+
+def _sample_hz(spec: ShotSpec) -> int:
+    return spec.fps * (2 if spec.preview else 4)
+
+
+def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
+    """What a run of this spec into out_dir would compute, and why, without running."""
+    spec.validate()
+    out = Path(out_dir)
+    plate = read_plate(spec.plate)
+    out_size = output_size(spec, *plate.size)
+    keys = shot_keys(spec, _digests(spec), out_size)
+    cache = StageCache(out)
+    last = cache.last_keys()
+    lines = []
+    for stage in ("matte", "camera", "fracture", "simulate", "particles", "dust"):
+        if stage == "dust" and spec.dust <= 0:
+            lines.append("dust: off (--dust 0)")
+            continue
+        done = cache.dust_complete(keys["dust"], _n_frames(spec)) if stage == "dust" else cache.has(stage, keys[stage])
+        if done:
+            lines.append(f"{stage}: cached ({keys[stage]})")
+        else:
+            why = _why(stage, keys, last)
+            lines.append(f"{stage}: will run ({why})")
+    index = cache.frame_index()
+    n = _n_frames(spec)
+    reuse = sum(1 for i in range(n) if index.get(str(outputs.FIRST_FRAME + i), "").startswith(_frame_key(keys, i) + ":")
+                and outputs.frame_path(out, spec.name, i).exists())
+    lines.append(f"frames: {reuse} of {n} reused, {n - reuse} to render"
+                 + ("" if reuse == n else f" ({_why('frames', keys, last)})"))
+    return lines
+
+
+def _why(stage, keys, last) -> str:
+    if not last:
+        return "nothing cached in this folder yet"
+    if last.get(stage) == keys[stage]:
+        return "its cached result is missing or damaged"
+    up = {"matte": [], "camera": ["matte"], "fracture": ["camera"], "simulate": ["fracture"],
+          "particles": ["simulate"], "dust": ["simulate", "camera"], "frames": ["particles", "dust"]}[stage]
+    changed = [u for u in up if last.get(u) != keys.get(u)]
+    if changed:
+        return "upstream changed: " + ", ".join(changed)
+    return "its parameters changed"
+
+
+def _n_frames(spec: ShotSpec) -> int:
+    return max(1, int(round(spec.duration * spec.fps)))
+
+
+def _frame_key(keys: dict, i: int) -> str:
+    return key_of("frame", dict(i=i), (keys["frames"],))
+
+
+def _digests(spec: ShotSpec) -> dict:
+    return dict(plate=file_digest(spec.plate), mask=file_digest(spec.mask), holdout=file_digest(spec.holdout))
+
+
 def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = None,
              log: Callable[[str], None] | None = None) -> dict:
     spec.validate()
@@ -67,7 +155,7 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         progress.stage(name, total)
         t0 = time.perf_counter()
         yield
-        timings[name] = round(time.perf_counter() - t0, 3)
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 3)
         progress.end()
 
     # --- inputs are checked before anything is written -------------------------------
@@ -79,16 +167,82 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         if spec.box is not None:
             box_in_image(spec.box, size)
         out_w, out_h = output_size(spec, *size)
-        outputs.prepare_dir(out)
+        outputs.prepare_dir(out, clear_manifest=False)
         lin = plate.linear()
+        keys = shot_keys(spec, _digests(spec), (out_w, out_h))
 
+    with ShotLock(out):
+        # A previous manifest would make a half-finished re-render look complete.
+        (out / "manifest.json").unlink(missing_ok=True)
+        cache = StageCache(out)
+        manifest = _run_locked(spec, out, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage, timings,
+                               progress, say)
+        cache.save_last_keys(keys)
+    return manifest
+
+
+def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, stage, timings, progress, say) -> dict:
+    size = plate.size
+    out_w, out_h = out_size
+    q = 0 if spec.preview else 1
     with stage("matte"):
-        matte = compute_matte(plate.srgb, spec.box, mask, holdout, spec.seed)
+        matte, _ = cache.get_or_run("matte", keys["matte"], {}, lambda: compute_matte(
+            plate.srgb, spec.box, mask, holdout, spec.seed))
 
     with stage("camera"):
-        cam, place = place_building(plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m)
+        (cam, place), _ = cache.get_or_run("camera", keys["camera"], {}, lambda: place_building(
+            plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m))
         say(f"building height {place.height_m:.1f} m ({place.height_source}); "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
+
+    material = MATERIALS[spec.material]
+    n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
+    with stage("fracture"):
+        fr, _ = cache.get_or_run("fracture", keys["fracture"], {}, lambda: fracture_building(
+            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed))
+    say(f"{fr.n} pieces in {fr.info['clusters']} clusters, {len(fr.bonds)} bonds")
+
+    sample_hz = _sample_hz(spec)
+    with stage("simulate", total=int(spec.duration * sample_hz) + 1):
+        sim, _ = cache.get_or_run("simulate", keys["simulate"], {}, lambda: simulate(
+            fr, material, spec.style, spec.direction, spec.start, spec.duration, sample_hz, spec.seed,
+            progress=progress.advance))
+
+    with stage("particles"):
+        grit, _ = cache.get_or_run("particles", keys["particles"], {}, lambda: emit_particles(
+            sim, fr.volume, material.face_albedo, PARTICLES[q], spec.seed))
+
+    n_frames = _n_frames(spec)
+    frame_times = np.arange(n_frames) / spec.fps
+
+    # The dust, simulated for the whole shot before any frame is rendered, one stored
+    # state a frame: it depends on the plate's geometry, never on the output size. The
+    # walls come from the plate at its own resolution for the same reason.
+    wind = spec.wind or WIND_DEFAULT
+    dust_grid_ = None
+    dust_info = {"enabled": False}
+    if spec.dust > 0:
+        with stage("dust", total=n_frames):
+            sky_plate = sky_likelihood(plate.srgb)
+            bm_plate = (matte.building > 0.5).astype(np.float32)
+            dust = DustSim(fr, sim, cam, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1], seed=spec.seed,
+                           target_cells=DUST_CELLS[q], steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
+                           walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
+            dust_grid_ = dust.grid
+            if cache.dust_complete(keys["dust"], n_frames, verify=True):
+                cache.events.append(("dust", "cached"))
+                dust_info = cache.dust_info(keys["dust"])
+            else:
+                for i, t in enumerate(frame_times):
+                    cache.store_dust_frame(keys["dust"], i, dust.advance_to(float(t)))
+                    progress.advance(i + 1, n_frames)
+                g = dust.grid
+                dust_info = {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
+                             "origin_m": [round(float(x), 2) for x in g.origin], "steps": dust.steps_run,
+                             "mass_kg": round(dust.mass_g() / 1000.0, 1), **dust.extent()}
+                cache.finish_dust(keys["dust"], n_frames, dust_info)
+                if not any(s == "dust" for s, _ in cache.events):
+                    cache.events.append(("dust", "ran"))
 
     # Everything from here on is at the output size.
     ocam = cam.scaled(out_w, out_h)
@@ -106,23 +260,7 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     with stage("cleanplate"):
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
-    material = MATERIALS[spec.material]
-    n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
-    with stage("fracture"):
-        fr = fracture_building(cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed)
-    say(f"{fr.n} pieces in {fr.info['clusters']} clusters, {len(fr.bonds)} bonds")
-
-    sample_hz = spec.fps * (2 if spec.preview else 4)
-    with stage("simulate", total=int(spec.duration * sample_hz) + 1):
-        sim = simulate(fr, material, spec.style, spec.direction, spec.start, spec.duration, sample_hz, spec.seed,
-                       progress=progress.advance)
-
-    with stage("particles"):
-        grit = emit_particles(sim, fr.volume, material.face_albedo, PARTICLES[0 if spec.preview else 1], spec.seed)
-
     light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
-    n_frames = max(1, int(round(spec.duration * spec.fps)))
-    frame_times = np.arange(n_frames) / spec.fps
     shutter_s = SHUTTER / spec.fps
     first_motion = float(np.min(sim.released)) if np.isfinite(sim.released).any() else np.inf
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
@@ -130,53 +268,72 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
                         3.0 * out_w / 1280.0, spec.seed)
     grain_sigma = estimate_grain(plate_u8)
 
-    stage_t = dict(render=0.0, dust=0.0, dust_render=0.0, comp=0.0, write=0.0)
-    renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, material.face_albedo, material.face_rough,
-                              sim.pos[0], sim.quat[0])
-    dust = dust_r = None
-    q = 0 if spec.preview else 1
-    if spec.dust > 0:
-        t0 = time.perf_counter()
-        wind = spec.wind or WIND_DEFAULT
-        dust = DustSim(fr, sim, ocam, light.sun_dir, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1],
-                       seed=spec.seed, target_cells=DUST_CELLS[q], steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
-                       walls=lambda g: street_walls(g, fr, ocam, bmatte, skyness, place.depth_m))
-        march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
-        back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
-        albedo = srgb_to_linear(np.array(spec.dust_color or DUST_SRGB) / 255.0)
-        dust_r = DustRenderer(renderer.ctx, ocam, dust.grid, light, albedo, back, march)
-        sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
-        sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
-        stage_t["dust"] += time.perf_counter() - t0
-    sink = outputs.FrameSink(out, spec.name, spec.fps, (out_w, out_h), spec.passes)
+    # Frames already rendered with this exact key are reused (a killed render resumes).
+    index = cache.frame_index()
+    fkeys = [_frame_key(keys, i) for i in range(n_frames)]
+
+    def reusable(i):
+        p = outputs.frame_path(out, spec.name, i)
+        rec = index.get(str(outputs.FIRST_FRAME + i), "")
+        if not rec.startswith(fkeys[i] + ":") or not p.exists():
+            return False
+        if rec.split(":")[1] != cache.frame_digest(p):           # changed or damaged since
+            return False
+        return not spec.passes or all(q.exists() for q in outputs.pass_paths(out, spec.name, i))
+    todo = [i for i in range(n_frames) if not reusable(i)]
+    stage_t = dict(render=0.0, dust_render=0.0, comp=0.0, write=0.0)
+    renderer = dust_r = None
+    sun_share = 0.0
+    if todo:
+        renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, material.face_albedo, material.face_rough,
+                                  sim.pos[0], sim.quat[0])
+        if dust_grid_ is not None:
+            march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
+            back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
+            albedo = srgb_to_linear(np.array(spec.dust_color or DUST_SRGB) / 255.0)
+            dust_r = DustRenderer(renderer.ctx, ocam, dust_grid_, light, albedo, back, march)
+            sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
+            sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
+
+    def done(i):
+        p = outputs.frame_path(out, spec.name, i)
+        index[str(outputs.FIRST_FRAME + i)] = f"{fkeys[i]}:{cache.frame_digest(p)}"
+        cache.save_frame_index(index)
+    sink = outputs.FrameSink(out, spec.name, spec.fps, (out_w, out_h), spec.passes, on_written=done)
     samples_used = []
     progress.stage("render", n_frames)
     try:
         for i, t in enumerate(frame_times):
             t0 = time.perf_counter()
-            passes = (None, None)
-            if t + shutter_s / 2 < first_motion:
-                img = plate_u8          # before the collapse: the untouched plate
+            if i not in todo:
+                sink.reuse(i)
             else:
-                layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
-                samples_used.append(layers.samples)
-                t1 = time.perf_counter()
-                stage_t["render"] += t1 - t0
-                dl = None
-                if dust is not None:
-                    frame = dust.advance_to(float(t))
-                    t2 = time.perf_counter()
-                    stage_t["dust"] += t2 - t1
-                    dl = _dust_layers(dust_r, frame, layers, (out_w, out_h), sun_share)
+                passes = (None, None)
+                if t + shutter_s / 2 < first_motion:
+                    img = plate_u8          # before the collapse: the untouched plate
+                else:
+                    layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
+                    samples_used.append(layers.samples)
                     t1 = time.perf_counter()
-                    stage_t["dust_render"] += t1 - t2
-                rng = np.random.default_rng([spec.seed, i])
-                res = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
-                                shake[i], rng, dl)
-                img, passes = res.frame, (res.debris, res.dust)
-                t0 = time.perf_counter()
-                stage_t["comp"] += t0 - t1
-            sink.submit(i, img, *passes)
+                    stage_t["render"] += t1 - t0
+                    dl = None
+                    if dust_r is not None:
+                        state = cache.load_dust_frame(keys["dust"], i)
+                        if state is None:
+                            raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
+                                                f"run `derrumbe cache clean {out}` and render again")
+                        dl = _dust_layers(dust_r, dust_frame(state, dust_grid_, light.sun_dir), layers, (out_w, out_h),
+                                          sun_share)
+                        t2 = time.perf_counter()
+                        stage_t["dust_render"] += t2 - t1
+                        t1 = t2
+                    rng = np.random.default_rng([spec.seed, i])
+                    res = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
+                                    shake[i], rng, dl)
+                    img, passes = res.frame, (res.debris, res.dust)
+                    t0 = time.perf_counter()
+                    stage_t["comp"] += t0 - t1
+                sink.submit(i, img, *passes)
             stage_t["write"] += time.perf_counter() - t0
             progress.advance(i + 1, n_frames)
         t0 = time.perf_counter()
@@ -188,11 +345,11 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     finally:
         if dust_r is not None:
             dust_r.release()
-        renderer.release()
+        if renderer is not None:
+            renderer.release()
         progress.end()
-    timings.update(stage_t)
-    for k in stage_t:
-        timings[k] = round(timings[k], 3)
+    timings.update({k: round(v, 3) for k, v in stage_t.items()})
+    cache.events.append(("frames", f"{n_frames - len(todo)} reused, {len(todo)} rendered"))
 
     manifest = {
         "derrumbe_version": __version__,
@@ -201,8 +358,9 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         "size": [out_w, out_h],
         "fps": spec.fps,
         "first_frame": outputs.FIRST_FRAME,
-        "frames": [p.name for p in sink.frames],
-        "passes": [f"passes/{p.name}" for p in sink.pass_files],
+        "frames": [outputs.frame_path(out, spec.name, i).name for i in range(n_frames)],
+        "passes": [f"passes/{p.name}" for i in range(n_frames) for p in outputs.pass_paths(out, spec.name, i)]
+        if spec.passes else [],
         "movie": f"{spec.name}.mp4",
         "estimates": {
             "height_m": round(place.height_m, 2), "height_source": place.height_source,
@@ -212,7 +370,8 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         "fracture": {"pieces": fr.n, "bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
         "particles": {"count": grit.n},
-        "dust": _dust_info(dust),
+        "dust": dust_info,
+        "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
                    "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
         "timings_s": timings,
@@ -243,12 +402,3 @@ def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float) ->
     np.minimum(front[..., 3], 1.0, out=front[..., 3])
     np.minimum(back[..., 3], 1.0, out=back[..., 3])
     return DustLayers(front, back, shade[..., :2], shade[..., 2:], sun_share)
-
-
-def _dust_info(dust: DustSim | None) -> dict:
-    if dust is None:
-        return {"enabled": False}
-    g = dust.grid
-    return {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
-            "origin_m": [round(float(x), 2) for x in g.origin], "steps": dust.steps_run,
-            "mass_kg": round(dust.mass_g() / 1000.0, 1), **dust.extent()}

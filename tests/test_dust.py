@@ -7,7 +7,7 @@ import pytest
 from derrumbe.kernels import fluid as K
 from derrumbe.materials import MATERIALS
 from derrumbe.stages.camera import Camera, Placement
-from derrumbe.stages.dust import DustFrame, DustSim, Grid, advect_conserving
+from derrumbe.stages.dust import DustFrame, DustSim, Grid, advect_conserving, dust_frame
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.particles import R_MIN, emit_particles
 from derrumbe.stages.simulate import G, simulate
@@ -102,7 +102,7 @@ def scene():
 
 
 def _dust(fr, sim, wind=0.0, heading=90.0, seed=1):
-    return DustSim(fr, sim, CAM, np.array([0.3, 0.7, 0.6]), amount=1.0, wind_speed=wind,
+    return DustSim(fr, sim, CAM, amount=1.0, wind_speed=wind,
                    wind_heading_deg=heading, seed=seed, target_cells=12_000, steps_per_second=24)
 
 
@@ -126,11 +126,13 @@ def test_the_cloud_front_rolls_outward_and_the_dust_stays_positive(scene):
 def test_dust_is_bit_identical_for_the_same_seed_and_wind_drifts_it(scene):
     fr, sim = scene
     a, b = _dust(fr, sim), _dust(fr, sim)
-    fa, fb = a.advance_to(2.5), b.advance_to(2.5)
+    sun = np.array([0.3, 0.7, 0.6])
+    fa, fb = dust_frame(a.advance_to(2.5), a.grid, sun), dust_frame(b.advance_to(2.5), b.grid, sun)
     assert np.array_equal(fa.sigma, fb.sigma) and np.array_equal(fa.tau_sun, fb.tau_sun)
     assert np.array_equal(fa.coords, fb.coords)
+    assert np.array_equal(a.q, b.q) and np.array_equal(a.u, b.u)
     windy = _dust(fr, sim, wind=8.0, heading=90.0)       # blowing to the right
-    fw = windy.advance_to(2.5)
+    fw = dust_frame(windy.advance_to(2.5), windy.grid, sun)
 
     def x_centre(f, g: Grid):
         m = f.sigma.sum(axis=(0, 1))
@@ -230,3 +232,34 @@ def test_the_swept_sun_depth_matches_a_fine_march_toward_the_sun(sun):
     ref = _march_to_sun(sig, d, 1.5)
     assert tau.mean() == pytest.approx(ref.mean(), rel=0.03)
     assert np.abs(tau - ref).mean() / ref.mean() < 0.12
+
+
+_DUST_IN_A_CHILD = """
+import hashlib, numpy as np, sys
+sys.path.insert(0, {root!r})
+from tests.test_dust import _scene, _dust
+fr, sim = _scene(n=40)
+d = _dust(fr, sim)
+d.advance_to(2.0)
+print(hashlib.sha256(d.q.tobytes() + d.u.tobytes()).hexdigest())
+"""
+
+
+def test_dust_is_identical_across_processes_hash_seeds_and_thread_counts():
+    """Same spec and seed, same bits: not only twice in one process (where Python's
+    string hashing, and so any set's order, is fixed) but in fresh processes with other
+    hash seeds and another number of threads."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    code = _DUST_IN_A_CHILD.format(root=root)
+    outs = set()
+    for hash_seed, threads in (("1", "2"), ("77", "2"), ("5", "1")):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed, NUMBA_NUM_THREADS=threads)
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=root,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        outs.add(r.stdout.strip())
+    assert len(outs) == 1

@@ -277,7 +277,9 @@ def collapse_sources(fr: Fracture, sim: SimResult, grid: Grid, step_dt: float, a
         return Sources(z.astype(int), np.zeros((0, 3)), z, z, z, np.zeros((0, 3)), z)
     # Each kind gets its share of the dust budget, spread by its own weights; a kind
     # with nothing to emit hands its share to the others.
-    present = {name for name, *_ in ev}
+    # (in SHARES' fixed order: a set's order changes from process to process, and the
+    # order of emissions is the order of floating-point sums)
+    present = [n for n in SHARES if any(e[0] == n for e in ev)]
     norm = sum(SHARES[n] for n in present)
     parts = {n: [] for n in present}
     for e in ev:
@@ -342,17 +344,16 @@ class DustFrame:
 
 
 class DustSim:
-    """Steps the cloud forward in lockstep with the frames being rendered; a frame's
-    state is ready after `advance_to(t)`."""
+    """Steps the cloud forward frame by frame; `advance_to(t)` returns the state of the
+    frame at t (stored in the shot's cache, lit at render time by `dust_frame`)."""
 
-    def __init__(self, fr: Fracture, sim: SimResult, cam: Camera, sun_dir: np.ndarray, *, amount: float,
+    def __init__(self, fr: Fracture, sim: SimResult, cam: Camera, *, amount: float,
                  wind_speed: float, wind_heading_deg: float, seed: int, target_cells: int, steps_per_second: float,
                  walls=None):
         """walls: a function of the grid giving solid cells (see street_walls), or None."""
         self.grid = grid = dust_grid(fr, cam, target_cells)
         self.fr, self.sim = fr, sim
         self.dt = 1.0 / steps_per_second
-        self.sun_dir = np.asarray(sun_dir, float) / np.linalg.norm(sun_dir)
         nz, ny, nx = grid.shape
         self.u = np.zeros((nz, ny, nx + 1), np.float32)
         self.v = np.zeros((nz, ny + 1, nx), np.float32)
@@ -389,9 +390,6 @@ class DustSim:
         self.step_i = 0
         self.t = 0.0
         self.mass_log: list = []
-        self.sigma = np.zeros((nz, ny, nx), np.float32)
-        self.tau_sun = np.zeros_like(self.sigma)
-        self.tau_sky = np.zeros_like(self.sigma)
         self.steps_run = 0
 
     # ---- one solver step ---------------------------------------------------------------
@@ -513,19 +511,21 @@ class DustSim:
         return tuple(w)
 
     # ---- frames -------------------------------------------------------------------------
-    def advance_to(self, t: float) -> DustFrame:
+    def advance_to(self, t: float) -> dict:
+        """Steps to time t; returns the frame's state as stored in the cache (float16:
+        extinction and detail coordinates). The render always reads this quantised
+        state, so a frame rendered from the cache equals one rendered live."""
         while self.t < t - 1e-9:
             self.step()
-        self.sigma = (self.q[0] * EXTINCTION_M2_PER_G).astype(np.float32)
-        # The grid cannot resolve the few-centimetre lit skin of a dense cloud: a cell-
-        # centred optical depth would put every visible surface in shadow. Light is
-        # attenuated through a saturated extinction instead, so the sunlit side glows
-        # and the shadow builds up over metres, as it does in footage.
-        s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-self.sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
-        K.sun_depth(s_light, self.tau_sun, self.sun_dir, self.grid.h)
-        K.sky_depth(s_light, self.tau_sky, self.grid.h)
-        return DustFrame(self.sigma, self.tau_sun, self.tau_sky, self.q[2:8].reshape(2, 3, *self.grid.shape),
-                         self.coord_weights(), self.t)
+        return self.snapshot()
+
+    def snapshot(self) -> dict:
+        sigma = self.q[0] * np.float32(EXTINCTION_M2_PER_G)
+        if not sigma.any():
+            return dict(empty=np.ones(1, np.uint8), t=np.array([self.t]), w=np.array(self.coord_weights()))
+        return dict(sigma=sigma.astype(np.float16), coords=self.q[2:8].astype(np.float16),
+                    t=np.array([self.t]), w=np.array(self.coord_weights()))
+
 
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
@@ -546,3 +546,25 @@ class DustSim:
         height = float((np.nonzero(cols)[0].max() + 1) * g.h)
         width = float(x.max() - x.min() + g.h) if len(x) else 0.0
         return dict(front_m=round(front, 2), height_m=round(height, 2), width_m=round(width, 2))
+
+
+def dust_frame(state: dict, grid: Grid, sun_dir: np.ndarray) -> DustFrame:
+    """A stored dust state, lit: optical depths toward the sun and the sky.
+
+    The grid cannot resolve the few-centimetre lit skin of a dense cloud: a cell-centred
+    optical depth would put every visible surface in shadow. Light is attenuated
+    through a saturated extinction instead, so the sunlit side glows and the shadow
+    builds up over metres, as it does in footage."""
+    shape = grid.shape
+    if "empty" in state:
+        z = np.zeros(shape, np.float32)
+        return DustFrame(z, z, z, np.zeros((2, 3) + shape, np.float32), tuple(state["w"]), float(state["t"][0]))
+    sigma = state["sigma"].astype(np.float32)
+    s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
+    tau_sun = np.empty_like(sigma)
+    tau_sky = np.empty_like(sigma)
+    d = np.asarray(sun_dir, float)
+    K.sun_depth(s_light, tau_sun, d / np.linalg.norm(d), grid.h)
+    K.sky_depth(s_light, tau_sky, grid.h)
+    coords = state["coords"].astype(np.float32).reshape((2, 3) + shape)
+    return DustFrame(sigma, tau_sun, tau_sky, coords, tuple(state["w"]), float(state["t"][0]))

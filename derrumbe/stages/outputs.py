@@ -21,7 +21,7 @@ from derrumbe.errors import DerrumbeError
 FIRST_FRAME = 1001
 
 
-def prepare_dir(out: Path) -> None:
+def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".derrumbe-write-test"
@@ -30,7 +30,8 @@ def prepare_dir(out: Path) -> None:
     except OSError as e:
         raise DerrumbeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
     # A previous manifest would make a half-finished re-render look complete.
-    (out / "manifest.json").unlink(missing_ok=True)
+    if clear_manifest:
+        (out / "manifest.json").unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -63,6 +64,11 @@ def _png16(img01: np.ndarray) -> bytes:
     if not ok:
         raise DerrumbeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def pass_paths(out: Path, name: str, index: int) -> list[Path]:
+    n = FIRST_FRAME + index
+    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte")]
 
 
 def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> list[Path]:
@@ -139,9 +145,12 @@ class FrameSink:
     render has single-threaded stretches for them to fill. At most a few frames wait,
     so memory stays flat; an error in the writer surfaces on the next submit or close."""
 
-    def __init__(self, out: Path, name: str, fps: int, size: tuple[int, int], passes: bool):
+    def __init__(self, out: Path, name: str, fps: int, size: tuple[int, int], passes: bool, on_written=None):
+        """on_written(index) is called (on the writer thread, in order) once a frame's
+        files are in place: the pipeline records the frame as done there."""
         from concurrent.futures import ThreadPoolExecutor
         self.out, self.name, self.passes = out, name, passes
+        self.on_written = on_written
         self.movie = MovieWriter(out / f"{name}.mp4", fps, size)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
@@ -152,7 +161,23 @@ class FrameSink:
         self.frames.append(write_frame(self.out, self.name, index, img))
         if self.passes:
             self.pass_files += write_passes(self.out, self.name, index, debris, dust)
+        if self.on_written:
+            self.on_written(index)
         self.movie.add(img)
+
+    def _reuse(self, index):
+        p = frame_path(self.out, self.name, index)
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise DerrumbeError(f"cannot read back {p}")
+        self.frames.append(p)
+        self.movie.add(img[..., ::-1])
+
+    def reuse(self, index: int) -> None:
+        """A frame finished by an earlier run: read back into the movie, not re-rendered."""
+        while len(self.pending) >= 3:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self._reuse, index))
 
     def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None) -> None:
         while len(self.pending) >= 3:

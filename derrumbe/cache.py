@@ -1,0 +1,268 @@
+"""The shot folder's stage cache: results stored under a hash of exactly their inputs.
+
+Layout, inside the shot folder:
+
+    .derrumbe/lock                    held (flock) by the one derrumbe rendering here
+    .derrumbe/stages/<stage>/<key>.pkl   a stage's result
+    .derrumbe/stages/<stage>/<key>.json  what it was made from, its size and sha256
+    .derrumbe/dust/<key>/NNNN.npz.z      the dust at every frame (a streamed stage)
+    .derrumbe/frames.json             the key each finished frame was rendered with
+
+A stage's key is the sha256 of its name, its code version, its parameters and the keys
+of the stages it reads, so a key changes exactly when something it depends on changes,
+and everything downstream changes with it. Results are written atomically (temporary
+name, then rename) and checked against their recorded sha256 when read: a file cut
+short by a kill, or damaged since, is recomputed, never trusted.
+
+Pickle is used for stage results (fracture cells are ragged lists of arrays); a shot
+folder's cache is trusted like the code itself, so do not render into folders from
+people you would not take code from.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from derrumbe.errors import DerrumbeError
+from derrumbe.stages.outputs import atomic_write_bytes
+
+# Bump a stage's version when its code changes what it produces.
+VERSIONS = dict(matte=1, camera=1, fracture=1, simulate=2, particles=1, dust=1, frames=1)
+
+
+def key_of(stage: str, params: dict, upstream: tuple = ()) -> str:
+    blob = json.dumps({"stage": stage, "v": VERSIONS.get(stage, 1), "params": params, "up": list(upstream)},
+                      sort_keys=True, default=_jsonable)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _jsonable(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    return str(v)
+
+
+def file_digest(path: str | None) -> str | None:
+    if not path:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+class ShotLock:
+    """One render per shot folder: a second command fails at once with one line rather
+    than interleaving its writes with the first's."""
+
+    def __init__(self, out: Path):
+        self.path = out / ".derrumbe" / "lock"
+        self.fd = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                other = os.pread(self.fd, 64, 0).decode().strip() or "?"
+            finally:
+                os.close(self.fd)
+            raise DerrumbeError(f"{self.path.parent.parent} is being rendered by another derrumbe "
+                                f"(pid {other}); wait for it to finish") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+@dataclass
+class Entry:
+    stage: str
+    key: str
+    path: Path
+    meta: dict
+
+
+class StageCache:
+    def __init__(self, out: Path):
+        self.root = out / ".derrumbe"
+        self.stages = self.root / "stages"
+        self.dust_root = self.root / "dust"
+        self.events: list[tuple[str, str]] = []       # (stage, "cached" | "ran" | "recomputed: why")
+
+    # ---- whole-stage results ----------------------------------------------------------
+    def _paths(self, stage, key):
+        d = self.stages / stage
+        return d / f"{key}.pkl", d / f"{key}.json"
+
+    def has(self, stage: str, key: str) -> bool:
+        p, m = self._paths(stage, key)
+        return p.exists() and m.exists()
+
+    def load(self, stage: str, key: str):
+        """The stored result, or None when absent or failing its checksum."""
+        p, m = self._paths(stage, key)
+        if not (p.exists() and m.exists()):
+            return None
+        try:
+            meta = json.loads(m.read_text())
+            data = p.read_bytes()
+            if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+                self.events.append((stage, "recomputed: its cached result failed its checksum"))
+                return None
+            return pickle.loads(data)
+        except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError):
+            self.events.append((stage, "recomputed: its cached result could not be read"))
+            return None
+
+    def store(self, stage: str, key: str, obj, params: dict) -> None:
+        p, m = self._paths(stage, key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        atomic_write_bytes(p, data)
+        meta = dict(stage=stage, key=key, params=params, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        atomic_write_bytes(m, json.dumps(meta, indent=1, default=_jsonable).encode())
+
+    def get_or_run(self, stage: str, key: str, params: dict, fn):
+        obj = self.load(stage, key)
+        if obj is not None:
+            self.events.append((stage, "cached"))
+            return obj, True
+        obj = fn()
+        self.store(stage, key, obj, params)
+        if not any(s == stage for s, _ in self.events):
+            self.events.append((stage, "ran"))
+        return obj, False
+
+    # ---- the dust, frame by frame ------------------------------------------------------
+    def dust_dir(self, key: str) -> Path:
+        return self.dust_root / key
+
+    def dust_complete(self, key: str, n: int, verify: bool = False) -> bool:
+        """All n frames stored; with verify, every file also matches its checksum (a
+        damaged one makes the whole stage run again)."""
+        done = self.dust_dir(key) / "done.json"
+        try:
+            if json.loads(done.read_text()).get("frames") != n:
+                return False
+        except (OSError, ValueError):
+            return False
+        if verify:
+            for i in range(n):
+                try:
+                    raw = (self.dust_dir(key) / f"{i:04d}.npz.z").read_bytes()
+                except OSError:
+                    raw = b""
+                if len(raw) < 32 or hashlib.sha256(raw[:-32]).digest() != raw[-32:]:
+                    self.events.append(("dust", f"recomputed: cached frame {i} failed its checksum"))
+                    return False
+        return True
+
+    def store_dust_frame(self, key: str, i: int, arrays: dict) -> None:
+        d = self.dust_dir(key)
+        d.mkdir(parents=True, exist_ok=True)
+        import io
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        # zlib level 1: half the size for ~30 ms a frame at 200k cells (the coordinates
+        # are smooth, the dust mostly empty).
+        data = zlib.compress(buf.getvalue(), 1)
+        atomic_write_bytes(d / f"{i:04d}.npz.z", data + hashlib.sha256(data).digest())
+
+    def load_dust_frame(self, key: str, i: int) -> dict | None:
+        import io
+        p = self.dust_dir(key) / f"{i:04d}.npz.z"
+        try:
+            raw = p.read_bytes()
+        except OSError:
+            return None
+        data, digest = raw[:-32], raw[-32:]
+        if hashlib.sha256(data).digest() != digest:
+            return None
+        with np.load(io.BytesIO(zlib.decompress(data))) as z:
+            return {k: z[k] for k in z.files}
+
+    def finish_dust(self, key: str, n: int, params: dict) -> None:
+        atomic_write_bytes(self.dust_dir(key) / "done.json",
+                           json.dumps(dict(frames=n, params=params), default=_jsonable).encode())
+
+    # ---- frames ------------------------------------------------------------------------
+    @staticmethod
+    def frame_digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+    def frame_index(self) -> dict:
+        try:
+            return json.loads((self.root / "frames.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_frame_index(self, index: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.root / "frames.json", json.dumps(index, indent=0).encode())
+
+    def dust_info(self, key: str) -> dict:
+        try:
+            return json.loads((self.dust_dir(key) / "done.json").read_text())["params"]
+        except (OSError, ValueError, KeyError):
+            return {"enabled": True}
+
+    # ---- what the last run used (for --explain and `cache clean`) ---------------------
+    def last_keys(self) -> dict:
+        try:
+            return json.loads((self.root / "keys.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def save_last_keys(self, keys: dict) -> None:
+        atomic_write_bytes(self.root / "keys.json", json.dumps(keys, indent=1).encode())
+
+    # ---- housekeeping -------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        out = []
+        if self.stages.exists():
+            for m in sorted(self.stages.glob("*/*.json")):
+                try:
+                    meta = json.loads(m.read_text())
+                except (OSError, ValueError):
+                    meta = {}
+                out.append(Entry(m.parent.name, m.stem, m.with_suffix(".pkl"), meta))
+        if self.dust_root.exists():
+            for d in sorted(p for p in self.dust_root.iterdir() if p.is_dir()):
+                size = sum(f.stat().st_size for f in d.iterdir())
+                out.append(Entry("dust", d.name, d, dict(bytes=size, frames=len(list(d.glob("*.npz.z"))))))
+        return out
+
+
+def dir_size(p: Path) -> int:
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+        p.with_suffix(".json").unlink(missing_ok=True)
