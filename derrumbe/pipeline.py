@@ -221,6 +221,7 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
     wind = spec.wind or WIND_DEFAULT
     dust_grid_ = None
     dust_info = {"enabled": False}
+    dust_states: dict = {}      # this run's states, as stored: the render need not read them back
     if spec.dust > 0:
         with stage("dust", total=n_frames):
             sky_plate = sky_likelihood(plate.srgb)
@@ -234,7 +235,8 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
                 dust_info = cache.dust_info(keys["dust"])
             else:
                 for i, t in enumerate(frame_times):
-                    cache.store_dust_frame(keys["dust"], i, dust.advance_to(float(t)))
+                    dust_states[i] = dust.advance_to(float(t))
+                    cache.store_dust_frame(keys["dust"], i, dust_states[i])
                     progress.advance(i + 1, n_frames)
                 g = dust.grid
                 dust_info = {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
@@ -318,7 +320,7 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
                     stage_t["render"] += t1 - t0
                     dl = None
                     if dust_r is not None:
-                        state = cache.load_dust_frame(keys["dust"], i)
+                        state = dust_states.pop(i, None) or cache.load_dust_frame(keys["dust"], i)
                         if state is None:
                             raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
                                                 f"run `derrumbe cache clean {out}` and render again")
