@@ -161,11 +161,7 @@ class StageCache:
     def dust_complete(self, key: str, n: int, verify: bool = False) -> bool:
         """All n frames stored; with verify, every file also matches its checksum (a
         damaged one makes the whole stage run again)."""
-        done = self.dust_dir(key) / "done.json"
-        try:
-            if json.loads(done.read_text()).get("frames") != n:
-                return False
-        except (OSError, ValueError):
+        if _read_json(self.dust_dir(key) / "done.json").get("frames") != n:
             return False
         if verify:
             for i in range(n):
@@ -214,27 +210,18 @@ class StageCache:
         return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
     def frame_index(self) -> dict:
-        try:
-            return json.loads((self.root / "frames.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.root / "frames.json")
 
     def save_frame_index(self, index: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.root / "frames.json", json.dumps(index, indent=0).encode())
 
     def dust_info(self, key: str) -> dict:
-        try:
-            return json.loads((self.dust_dir(key) / "done.json").read_text())["params"]
-        except (OSError, ValueError, KeyError):
-            return {"enabled": True}
+        return _read_json(self.dust_dir(key) / "done.json").get("params", {"enabled": True})
 
     # ---- what the last run used (for --explain and `cache clean`) ---------------------
     def last_keys(self) -> dict:
-        try:
-            return json.loads((self.root / "keys.json").read_text())
-        except (OSError, ValueError):
-            return {}
+        return _read_json(self.root / "keys.json")
 
     def save_last_keys(self, keys: dict) -> None:
         atomic_write_bytes(self.root / "keys.json", json.dumps(keys, indent=1).encode())
@@ -254,6 +241,16 @@ class StageCache:
                 size = sum(f.stat().st_size for f in d.iterdir())
                 out.append(Entry("dust", d.name, d, dict(bytes=size, frames=len(list(d.glob("*.npz.z"))))))
         return out
+
+
+def _read_json(path: Path) -> dict:
+    """A small bookkeeping file, or {} when it is missing or unreadable (a kill can cut
+    nothing short, writes are atomic, but a user can delete or edit anything)."""
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
 
 
 def dir_size(p: Path) -> int:

@@ -27,9 +27,9 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size
 from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
-from derrumbe.stages.comp import DustLayers, composite, estimate_grain, shake_track
-from derrumbe.stages.dust import DustSim, dust_frame, street_walls
-from derrumbe.stages.dust_render import DustRenderer, backdrop_depth
+from derrumbe.stages.comp import composite, estimate_grain, shake_track
+from derrumbe.stages.dust import DustSim, dust_frame, dust_grid, street_walls
+from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
 from derrumbe.stages.particles import emit_particles
@@ -224,16 +224,17 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
     dust_states: dict = {}      # this run's states, as stored: the render need not read them back
     if spec.dust > 0:
         with stage("dust", total=n_frames):
-            sky_plate = sky_likelihood(plate.srgb)
-            bm_plate = (matte.building > 0.5).astype(np.float32)
-            dust = DustSim(fr, sim, cam, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1], seed=spec.seed,
-                           target_cells=DUST_CELLS[q], steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
-                           walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
-            dust_grid_ = dust.grid
+            dust_grid_ = dust_grid(fr, cam, DUST_CELLS[q])
             if cache.dust_complete(keys["dust"], n_frames, verify=True):
                 cache.events.append(("dust", "cached"))
                 dust_info = cache.dust_info(keys["dust"])
             else:
+                sky_plate = sky_likelihood(plate.srgb)
+                bm_plate = (matte.building > 0.5).astype(np.float32)
+                dust = DustSim(fr, sim, cam, amount=spec.dust, wind_speed=wind[0], wind_heading_deg=wind[1],
+                               seed=spec.seed, target_cells=DUST_CELLS[q],
+                               steps_per_second=spec.fps * DUST_STEPS_PER_FRAME[q],
+                               walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
                 for i, t in enumerate(frame_times):
                     dust_states[i] = dust.advance_to(float(t))
                     cache.store_dust_frame(keys["dust"], i, dust_states[i])

@@ -25,3 +25,53 @@ def test_shake_is_zero_before_the_first_impact_and_follows_it():
     assert mag[(frames > 2.0) & (frames < 2.3)].max() > 0.5
     assert mag[frames > 3.5].max() < 0.25 * mag.max()     # it dies away
     assert not shake_track(times, dissipated, 1.0, 0.0, frames, 3.0, 1).any()
+
+
+def _flat_layers(H=8, W=8):
+    from derrumbe.stages.render import FrameLayers
+    z = np.zeros((H, W), np.float32)
+    return FrameLayers(debris=np.zeros((H, W, 4), np.float32), static=z.copy(), ground=np.ones((H, W), np.float32),
+                       samples=1, depth_sum=z.copy(), depth_n=z.copy())
+
+
+def _comp(layers, dust, plate_val=0.4):
+    from derrumbe.colour import linear_to_u8
+    from derrumbe.stages.comp import composite
+    H, W = layers.static.shape
+    plate = np.full((H, W, 3), plate_val, np.float32)
+    return composite(plate, linear_to_u8(plate), plate.copy(), np.zeros((H, W), np.float32),
+                     np.zeros((H, W), np.float32), layers, np.zeros(3, np.float32), 0.0, np.zeros(2),
+                     np.random.default_rng(0), dust)
+
+
+def _dust(H=8, W=8, front_a=0.0, back_a=0.0, tau_far=0.0):
+    from derrumbe.stages.dust_render import DustLayers
+    col = np.array([0.5, 0.45, 0.4], np.float32)
+    front = np.zeros((H, W, 4), np.float32)
+    front[..., :3], front[..., 3] = col * front_a, front_a
+    back = np.zeros((H, W, 4), np.float32)
+    back[..., :3], back[..., 3] = col * back_a, back_a
+    far = np.zeros((H, W, 2), np.float32)
+    far[..., 0] = tau_far
+    return DustLayers(front, back, np.zeros((H, W, 2), np.float32), far, 0.6)
+
+
+def test_dust_layers_composite_in_depth_order_with_premultiplied_alpha():
+    layers = _flat_layers()
+    layers.debris[..., :3], layers.debris[..., 3] = 0.1, 1.0          # an opaque piece everywhere
+    # Dust behind the piece is hidden by it; dust in front covers it.
+    behind = _comp(layers, _dust(back_a=1.0))
+    assert np.allclose(behind.linear, 0.1, atol=1e-6)
+    half = _comp(layers, _dust(front_a=0.5))
+    assert np.allclose(half.linear, 0.5 * np.array([0.5, 0.45, 0.4]) + 0.5 * 0.1, atol=1e-6)
+    assert np.allclose(half.dust[..., 3], 0.5) and np.allclose(half.debris[..., 3], 0.5)
+    # With no piece, the dust behind it is seen over the plate.
+    clear = _comp(_flat_layers(), _dust(back_a=0.5))
+    assert np.allclose(clear.linear, 0.5 * np.array([0.5, 0.45, 0.4]) + 0.5 * 0.4, atol=1e-6)
+
+
+def test_the_cloud_darkens_what_it_covers_through_its_optical_depth():
+    lit = _comp(_flat_layers(), _dust(tau_far=0.0)).linear
+    shaded = _comp(_flat_layers(), _dust(tau_far=5.0)).linear
+    # The sun's share (0.6) is nearly gone under 5 optical depths; the sky's part stays.
+    assert np.allclose(shaded / lit, 0.6 * np.exp(-5.0) + 0.4, atol=1e-4)

@@ -133,3 +133,23 @@ def test_no_dust_when_asked(demo_files, tmp_path):
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert m["dust"] == {"enabled": False}
     assert m["spec"]["dust"] == 0
+
+
+def test_passes_hold_the_dust_and_debris_layers_and_the_dust_matte(demo_files, tmp_path):
+    import cv2
+    d, p = demo_files
+    out = tmp_path / "o"
+    args = ["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(out), "--passes",
+            "--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "40", "-q"]
+    assert main(args) == 0
+    import json
+    m = json.loads((out / "manifest.json").read_text())
+    assert len(m["passes"]) == 3 * len(m["frames"])
+    assert all((out / f).exists() for f in m["passes"])
+    last = 1000 + len(m["frames"])
+    dust = cv2.imread(str(out / "passes" / f"shot.dust.{last}.png"), cv2.IMREAD_UNCHANGED)
+    matte = cv2.imread(str(out / "passes" / f"shot.dust_matte.{last}.png"), cv2.IMREAD_UNCHANGED)
+    first = cv2.imread(str(out / "passes" / "shot.dust_matte.1001.png"), cv2.IMREAD_UNCHANGED)
+    assert dust.dtype == np.uint16 and dust.shape[2] == 4 and matte.dtype == np.uint16 and matte.ndim == 2
+    assert np.array_equal(dust[..., 3], matte)            # the matte is the dust layer's alpha
+    assert matte.max() > 60000 and first.max() == 0        # dust at the end, none before the collapse

@@ -174,6 +174,13 @@ def cell_velocity(u, v, w, out):
                 out[2, k, j, i] = 0.5 * (w[k, j, i] + w[k + 1, j, i])
 
 
+@njit(inline="always", **_OPTS)
+def _nbrs(i, n):
+    """The neighbours of index i along an axis of n cells, clamped at the ends (one-sided
+    differences there)."""
+    return min(i + 1, n - 1), max(i - 1, 0)
+
+
 @njit(parallel=True, **_OPTS)
 def vorticity_force(c, force, eps_h, omega):
     """Vorticity confinement (Fedkiw, Stam, Jensen 2001): puts back the small swirls the
@@ -183,9 +190,9 @@ def vorticity_force(c, force, eps_h, omega):
         k = np.int64(k_)
         for j in range(ny):
             for i in range(nx):
-                ip, im = min(i + 1, nx - 1), max(i - 1, 0)
-                jp, jm = min(j + 1, ny - 1), max(j - 1, 0)
-                kp, km = min(k + 1, nz - 1), max(k - 1, 0)
+                ip, im = _nbrs(i, nx)
+                jp, jm = _nbrs(j, ny)
+                kp, km = _nbrs(k, nz)
                 dwdy = (c[2, k, jp, i] - c[2, k, jm, i]) / max(jp - jm, 1)
                 dvdz = (c[1, kp, j, i] - c[1, km, j, i]) / max(kp - km, 1)
                 dudz = (c[0, kp, j, i] - c[0, km, j, i]) / max(kp - km, 1)
@@ -199,9 +206,9 @@ def vorticity_force(c, force, eps_h, omega):
         k = np.int64(k_)
         for j in range(ny):
             for i in range(nx):
-                ip, im = min(i + 1, nx - 1), max(i - 1, 0)
-                jp, jm = min(j + 1, ny - 1), max(j - 1, 0)
-                kp, km = min(k + 1, nz - 1), max(k - 1, 0)
+                ip, im = _nbrs(i, nx)
+                jp, jm = _nbrs(j, ny)
+                kp, km = _nbrs(k, nz)
                 gx = (_norm3(omega, k, j, ip) - _norm3(omega, k, j, im)) / max(ip - im, 1)
                 gy = (_norm3(omega, k, jp, i) - _norm3(omega, k, jm, i)) / max(jp - jm, 1)
                 gz = (_norm3(omega, kp, j, i) - _norm3(omega, km, j, i)) / max(kp - km, 1)

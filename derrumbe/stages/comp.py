@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from derrumbe.kernels import comp as K
+from derrumbe.stages.dust_render import DustLayers
 from derrumbe.stages.render import FrameLayers
 
 
@@ -48,16 +49,6 @@ def shake_track(times: np.ndarray, dissipated: np.ndarray, potential: float, amo
             continue
         out[i] = a * np.sin(2 * np.pi * freqs * t + phases).sum(1) / 3
     return out
-
-
-@dataclass
-class DustLayers:
-    """The dust at output size, as the comp needs it (see stages/dust_render.py)."""
-    front: np.ndarray        # H x W x 4 premultiplied, in front of the nearest piece
-    back: np.ndarray         # H x W x 4 premultiplied, between that piece and the background
-    shade_near: np.ndarray   # H x W x 2 optical depth toward sun and sky at the nearest surface
-    shade_far: np.ndarray    # H x W x 2 the same at the background
-    sun_share: float         # the sun's share of the light on the ground
 
 
 @dataclass

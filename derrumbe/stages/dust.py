@@ -389,7 +389,6 @@ class DustSim:
         self.vel_vol = np.cbrt(3 * np.maximum(fr.volume, 1e-6) / (4 * np.pi)) * 1.1
         self.step_i = 0
         self.t = 0.0
-        self.mass_log: list = []
         self.steps_run = 0
 
     # ---- one solver step ---------------------------------------------------------------

@@ -217,10 +217,13 @@ void main() {
 
 @dataclass
 class DustLayers:
-    front: np.ndarray     # H x W x 4 premultiplied linear RGBA, dust in front of the nearest piece
-    back: np.ndarray      # H x W x 4, dust behind that piece, in front of the background
-    shade_near: np.ndarray  # H x W x 2 optical depth toward sun, sky at the nearest surface
-    shade_far: np.ndarray   # H x W x 2 same at the background
+    """The dust as the comp needs it (at the march's size from render(), brought to the
+    output size by the pipeline)."""
+    front: np.ndarray        # H x W x 4 premultiplied linear RGBA, dust in front of the nearest piece
+    back: np.ndarray         # H x W x 4 premultiplied, between that piece and the background
+    shade_near: np.ndarray   # H x W x 2 optical depth toward sun and sky at the nearest surface
+    shade_far: np.ndarray    # H x W x 2 the same at the background
+    sun_share: float = 0.0   # the sun's share of the light on the ground
 
 
 class DustRenderer:

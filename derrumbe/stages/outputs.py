@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from derrumbe.colour import linear_to_srgb
 from derrumbe.errors import DerrumbeError
 
 FIRST_FRAME = 1001
@@ -75,7 +76,6 @@ def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
     sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, and the
     dust's alpha alone as a matte. (Scene-linear EXR passes come with --exr.)"""
-    from derrumbe.colour import linear_to_srgb
     d = out / "passes"
     d.mkdir(exist_ok=True)
     n = FIRST_FRAME + index
@@ -154,13 +154,11 @@ class FrameSink:
         self.movie = MovieWriter(out / f"{name}.mp4", fps, size)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
-        self.frames: list[Path] = []
-        self.pass_files: list[Path] = []
 
     def _write(self, index, img, debris, dust):
-        self.frames.append(write_frame(self.out, self.name, index, img))
+        write_frame(self.out, self.name, index, img)
         if self.passes:
-            self.pass_files += write_passes(self.out, self.name, index, debris, dust)
+            write_passes(self.out, self.name, index, debris, dust)
         if self.on_written:
             self.on_written(index)
         self.movie.add(img)
@@ -170,7 +168,6 @@ class FrameSink:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise DerrumbeError(f"cannot read back {p}")
-        self.frames.append(p)
         self.movie.add(img[..., ::-1])
 
     def reuse(self, index: int) -> None:

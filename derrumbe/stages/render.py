@@ -498,19 +498,21 @@ class DebrisRenderer:
         data = np.hstack([p0[live], p1[live], particles.radius[live, None], particles.albedo[live]]).astype(np.float32)
         if self.grit_vbo is None or self.grit_vbo.size < data.nbytes:
             if self.grit_vbo is not None:
+                self.grit_vao.release()
                 self.grit_vbo.release()
-            self.grit_vbo = self.ctx.buffer(reserve=max(data.nbytes, 1024))
+            # Sized for every particle at once, so it is made once a shot.
+            self.grit_vbo = self.ctx.buffer(reserve=max(particles.n * data.shape[1] * 4, data.nbytes, 1024))
+            self.grit_vao = self.ctx.vertex_array(
+                self.grit_prog, [(self.grit_corners, "2f", "in_corner"),
+                                 (self.grit_vbo, "3f 3f 1f 3f/i", "in_p0", "in_p1", "in_r", "in_alb")])
         self.grit_vbo.write(data.tobytes())
-        vao = self.ctx.vertex_array(self.grit_prog, [(self.grit_corners, "2f", "in_corner"),
-                                                     (self.grit_vbo, "3f 3f 1f 3f/i", "in_p0", "in_p1", "in_r", "in_alb")])
         ctx, mgl = self.ctx, self.mgl
         ctx.enable(mgl.DEPTH_TEST | mgl.BLEND)
         ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
         ctx.depth_mask = False
-        vao.render(mgl.TRIANGLE_STRIP, instances=int(live.sum()))
+        self.grit_vao.render(mgl.TRIANGLE_STRIP, instances=int(live.sum()))
         ctx.depth_mask = True
         ctx.disable(mgl.BLEND)
-        vao.release()
 
     def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None,
                px_per_sample: float = 3.0) -> FrameLayers:
@@ -602,6 +604,7 @@ class DebrisRenderer:
 
     def release(self):
         if self.grit_vbo is not None:
+            self.grit_vao.release()
             self.grit_vbo.release()
         self.ctx.release()
 
