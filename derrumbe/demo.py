@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from derrumbe.colour import linear_to_u8
+from derrumbe.colour import rec709_to_u8
 
 W, H = 1280, 720
 FOCAL_MM = 26.0
@@ -205,7 +205,7 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
 
     # Camera: a touch of sensor noise, so grain matching has something to match.
     img = np.clip(img, 0, 1) * (1 + 0.02 * rng.standard_normal((H, W, 1)).astype(np.float32))
-    srgb = linear_to_u8(img)
+    srgb = rec709_to_u8(img)
     u0, v_top, u1, v_base = hero
     box = [u0 - 18, v_top - 25, u1 + 20, v_base + 12]
     return DemoPlate(srgb=srgb, box=box, holdout=holdout, height_m=height_m)

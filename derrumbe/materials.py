@@ -18,7 +18,7 @@ class Material:
     facade_depth_m: float   # thickness of the front wall slab
     shard_flatten: float    # >1 squashes facade cells into thin shards
     friction: float
-    face_albedo: tuple      # linear RGB of fracture faces
+    face_albedo: tuple      # scene-linear Rec.709 RGB of fracture faces (converted to ACEScg at use)
     face_rough: float       # amplitude of the aggregate texture on fracture faces
 
 

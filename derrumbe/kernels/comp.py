@@ -85,9 +85,10 @@ def layers(plate, clean, matte, static, ground, debris, hold, front, back, near,
 
 
 @njit(parallel=True, **_OPTS)
-def encode(lin, noise, soft, sigma, plate_u8, touched, lut, out_u8):
-    """Display encoding with grain where the effect touched the picture; elsewhere the
-    plate's own 8-bit values, so untouched pixels stay bit-identical."""
+def encode(lin, noise, soft, sigma, plate_u8, touched, lut, to_display, out_u8):
+    """Display encoding (working space -> Rec.709 primaries -> sRGB curve) with grain
+    where the effect touched the picture; elsewhere the plate's own 8-bit values, so
+    untouched pixels stay bit-identical."""
     H, W = touched.shape
     for y_ in prange(H):
         y = np.int64(y_)
@@ -97,6 +98,8 @@ def encode(lin, noise, soft, sigma, plate_u8, touched, lut, out_u8):
                 for c in range(3):
                     out_u8[y, x, c] = plate_u8[y, x, c]
                 continue
+            l0, l1, l2 = lin[y, x, 0], lin[y, x, 1], lin[y, x, 2]
             for c in range(3):
-                e = _encode(lin[y, x, c], lut) + noise[y, x, c] * sigma[c] * s
+                d = to_display[c, 0] * l0 + to_display[c, 1] * l1 + to_display[c, 2] * l2
+                e = _encode(d, lut) + noise[y, x, c] * sigma[c] * s
                 out_u8[y, x, c] = np.uint8(min(max(np.floor(e * 255.0 + 0.5), 0.0), 255.0))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from derrumbe.colour import luminance
+from derrumbe.colour import luminance, rec709_to_working, working_to_rec709
 from derrumbe.stages.camera import Camera
 
 
@@ -66,10 +66,11 @@ def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
     h, w = lin.shape[:2]
     # White balance of the plate: the average of its brightest pixels tells the light's tint.
     lum = luminance(lin)
-    bright = lin[lum > np.percentile(lum, 97)].mean(axis=0)
+    bright = working_to_rec709(lin[lum > np.percentile(lum, 97)].mean(axis=0))
     tint = bright / max(bright.mean(), 1e-4)
-    horizon = np.array([0.62, 0.68, 0.76]) * tint
-    zenith = np.array([0.25, 0.38, 0.65]) * tint
+    # A clear sky's colours, as Rec.709 values, tinted there and carried to the working space.
+    horizon = rec709_to_working(np.array([0.62, 0.68, 0.76]) * tint)
+    zenith = rec709_to_working(np.array([0.25, 0.38, 0.65]) * tint)
     level = np.clip(np.percentile(lum, 95) * 1.3, 0.3, 1.2)
     t = np.clip((np.arange(h, dtype=np.float32) - (cam.cy - 2.5 * h)) / (2.5 * h), 0, 1)[:, None, None]
     sky = (zenith * (1 - t) + horizon * t) * level
