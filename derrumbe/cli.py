@@ -26,8 +26,9 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         default = "estimated" if f.default is None and f.name in (
             "height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation") else f.default
-        default = {"wind": ",".join(map(str, WIND_DEFAULT)), "dust_color": ",".join(map(str, DUST_SRGB))}.get(
-            f.name, default)
+        default = {"wind": ",".join(map(str, WIND_DEFAULT)), "dust_color": ",".join(map(str, DUST_SRGB)),
+                   "fps": "a video plate's rate, else 24", "duration": "a moving plate's length, else 6",
+                   "plate_colorspace": "sRGB, or ACEScg for EXR"}.get(f.name, default)
         unit = f" [{m['unit']}]" if m["unit"] else ""
         rng = f" (range {m['lo']}..{m['hi']})" if m["lo"] is not None else ""
         help_ = f"{m['help']}{unit}{rng}; default: {default}"
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     s = sub.add_parser("shot", help="render a collapse shot from a plate",
                        description="Render a collapse of the building in PLATE into OUT.")
-    s.add_argument("plate", nargs="?", help="plate image (JPEG/PNG/TIFF); optional with --spec")
+    s.add_argument("plate", nargs="?", help="plate: image (JPEG/PNG/TIFF/EXR), video (MP4/MOV) or image sequence "
+                                            "(plate.####.png|exr); optional with --spec")
     s.add_argument("-o", "--out", required=True, help="output folder (frames, movie, manifest)")
     s.add_argument("--spec", help="shot spec: a .toml file or a manifest.json of an earlier render; "
                                   "options given here override it")
@@ -58,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     d.add_argument("--preview", action="store_true", default=None, help="fast low-resolution look")
     d.add_argument("--style", default=None, choices=("implosion", "topple", "facade"), help="collapse style")
+    for flag in ("passes", "exr", "usd", "prores", "burn_in"):
+        f = next(f for f in cli_fields() if f.name == flag)
+        d.add_argument("--" + flag.replace("_", "-"), action="store_true", default=None, help=f.metadata["help"])
     c = sub.add_parser("cache", help="list or clean a shot folder's stage cache",
                        description="Each stage's result is stored in SHOT_DIR/.derrumbe under a hash of its inputs.")
     c.add_argument("action", choices=("ls", "clean"), help="ls: stages, sizes, hashes; clean: remove what the "
@@ -132,7 +137,9 @@ def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
             prog.stop()
     if not quiet:
         t = m["timings_s"]
-        print(f"wrote {len(m['frames'])} frames {m['size'][0]}x{m['size'][1]} and {m['movie']} to {out}; "
+        extra = "".join(f", {x}" for x in m["movies"][1:]) + (", EXRs" if m.get("exr") else "") + \
+            (f", {m['usd']['file']}" if m.get("usd") else "")
+        print(f"wrote {len(m['frames'])} frames {m['size'][0]}x{m['size'][1]}, {m['movie']}{extra} to {out}; "
               f"total {sum(t.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")",
               file=sys.stderr)
     return 0
@@ -152,7 +159,8 @@ def _demo(args) -> int:
     atomic_write_bytes(plate, cv2.imencode(".png", d.srgb[..., ::-1])[1].tobytes())
     atomic_write_bytes(hold, cv2.imencode(".png", d.holdout)[1].tobytes())
     spec = ShotSpec(plate=str(plate.resolve()), box=d.box, holdout=str(hold.resolve()), name="demo",
-                    style=args.style or "implosion", preview=bool(args.preview))
+                    style=args.style or "implosion", preview=bool(args.preview),
+                    **{k: bool(getattr(args, k)) for k in ("passes", "exr", "usd", "prores", "burn_in")})
     return _run(spec.validate(), str(out), args.quiet)
 
 

@@ -7,6 +7,7 @@ call run_shot.
 
 from __future__ import annotations
 
+import functools
 import platform
 import resource
 import time
@@ -21,19 +22,22 @@ import numpy as np
 from derrumbe import __version__
 from derrumbe.cache import ShotLock, StageCache, file_digest, key_of
 from derrumbe.errors import DerrumbeError
-from derrumbe.colour import linear_to_u8, srgb_to_linear
+from derrumbe import colour
+from derrumbe.colour import linear_to_u8
 from derrumbe.materials import MATERIALS
-from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size
+from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size, resolve_timing
 from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
 from derrumbe.stages.comp import composite, estimate_grain, shake_track
 from derrumbe.stages.dust import DustSim, dust_frame, dust_grid, street_walls
+from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
 from derrumbe.stages.particles import emit_particles
-from derrumbe.stages.plate import read_mask, read_plate, resize_linear
+from derrumbe.stages import exr as exr_out
+from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
 from derrumbe.stages.simulate import simulate
 
@@ -45,6 +49,8 @@ BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: p
 BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
 DUST_MARCH_DIV = (3, 2)                 # the dust is marched at 1/3, 1/2 of the frame's size
 SHUTTER = 0.5                # 180-degree shutter, in frames
+EXR_LAYERS = ["R,G,B,A (beauty)", "debris.R,G,B,A", "dust.R,G,B,A", "matte.building", "matte.holdout",
+              "matte.effect", "Z", "forward.u,v"]
 
 
 class Progress:
@@ -64,7 +70,7 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     k = {}
     k["matte"] = key_of("matte", dict(plate=digests["plate"], mask=digests["mask"], holdout=digests["holdout"],
-                                      box=spec.box, seed=spec.seed))
+                                      box=spec.box, seed=spec.seed, plate_colorspace=spec.plate_colorspace))
     k["camera"] = key_of("camera", dict(focal_mm=spec.focal_mm, horizon_y=spec.horizon_y, height_m=spec.height_m),
                          (k["matte"],))
     k["fracture"] = key_of("fracture", dict(style=spec.style, direction=spec.direction, material=spec.material,
@@ -72,14 +78,16 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     k["simulate"] = key_of("simulate", dict(style=spec.style, direction=spec.direction, material=spec.material,
                                             start=spec.start, duration=spec.duration, hz=_sample_hz(spec),
                                             seed=spec.seed), (k["fracture"],))
-    k["particles"] = key_of("particles", dict(count=PARTICLES[q], seed=spec.seed), (k["simulate"],))
+    k["particles"] = key_of("particles", dict(count=PARTICLES[q], seed=spec.seed, working=colour.WORKING),
+                            (k["simulate"],))
     k["dust"] = key_of("dust", dict(amount=spec.dust, wind=spec.wind or WIND_DEFAULT, seed=spec.seed, fps=spec.fps,
                                     duration=spec.duration, cells=DUST_CELLS[q], steps=DUST_STEPS_PER_FRAME[q]),
                        (k["simulate"], k["camera"]))
     k["frames"] = key_of("frames", dict(size=list(out_size), grain=spec.grain, shake=spec.shake,
                                         dust_color=spec.dust_color or DUST_SRGB, sun=[spec.sun_azimuth, spec.sun_elevation],
                                         fps=spec.fps, preview=spec.preview, passes=spec.passes, name=spec.name,
-                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], march=DUST_MARCH_DIV[q]),
+                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], march=DUST_MARCH_DIV[q],
+                                        working=colour.WORKING, display=colour.SRGB),
                          (k["particles"], k["dust"] if spec.dust > 0 else "no dust"))
     return k
 
@@ -92,9 +100,13 @@ def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
     """What a run of this spec into out_dir would compute, and why, without running."""
     spec.validate()
     out = Path(out_dir)
-    plate = read_plate(spec.plate)
-    out_size = output_size(spec, *plate.size)
-    keys = shot_keys(spec, _digests(spec), out_size)
+    src = open_plate(spec.plate, spec.plate_colorspace)
+    try:
+        spec = resolve_timing(spec, src.n_frames, src.rate)
+        out_size = output_size(spec, *src.size)
+        keys = shot_keys(spec, _digests(spec, src), out_size)
+    finally:
+        src.close()
     cache = StageCache(out)
     last = cache.last_keys()
     lines = []
@@ -138,8 +150,8 @@ def _frame_key(keys: dict, i: int) -> str:
     return key_of("frame", dict(i=i), (keys["frames"],))
 
 
-def _digests(spec: ShotSpec) -> dict:
-    return dict(plate=file_digest(spec.plate), mask=file_digest(spec.mask), holdout=file_digest(spec.holdout))
+def _digests(spec: ShotSpec, src: PlateSource) -> dict:
+    return dict(plate=src.digest(), mask=file_digest(spec.mask), holdout=file_digest(spec.holdout))
 
 
 def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = None,
@@ -160,7 +172,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     # --- inputs are checked before anything is written -------------------------------
     with stage("plate"):
-        plate = read_plate(spec.plate)
+        src = open_plate(spec.plate, spec.plate_colorspace)
+        # A moving plate sets the shot's rate and length unless the spec gives them.
+        spec = resolve_timing(spec, src.n_frames, src.rate)
+        plate = src.reference()
         size = plate.size
         mask = read_mask(spec.mask, size, "mask") if spec.mask else None
         holdout = read_mask(spec.holdout, size, "holdout mask") if spec.holdout else None
@@ -169,19 +184,23 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         out_w, out_h = output_size(spec, *size)
         outputs.prepare_dir(out, clear_manifest=False)
         lin = plate.linear()
-        keys = shot_keys(spec, _digests(spec), (out_w, out_h))
+        keys = shot_keys(spec, _digests(spec, src), (out_w, out_h))
 
-    with ShotLock(out):
-        # A previous manifest would make a half-finished re-render look complete.
-        (out / "manifest.json").unlink(missing_ok=True)
-        cache = StageCache(out)
-        manifest = _run_locked(spec, out, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage, timings,
-                               progress, say)
-        cache.save_last_keys(keys)
+    try:
+        with ShotLock(out):
+            # A previous manifest would make a half-finished re-render look complete.
+            (out / "manifest.json").unlink(missing_ok=True)
+            cache = StageCache(out)
+            manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
+                                   timings, progress, say)
+            cache.save_last_keys(keys)
+    finally:
+        src.close()
     return manifest
 
 
-def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, stage, timings, progress, say) -> dict:
+def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache, stage, timings, progress,
+                say) -> dict:
     size = plate.size
     out_w, out_h = out_size
     q = 0 if spec.preview else 1
@@ -196,6 +215,7 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
 
     material = MATERIALS[spec.material]
+    face_albedo = colour.rec709_to_working(material.face_albedo)    # presets are Rec.709
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     with stage("fracture"):
         fr, _ = cache.get_or_run("fracture", keys["fracture"], {}, lambda: fracture_building(
@@ -210,7 +230,7 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
 
     with stage("particles"):
         grit, _ = cache.get_or_run("particles", keys["particles"], {}, lambda: emit_particles(
-            sim, fr.volume, material.face_albedo, PARTICLES[q], spec.seed))
+            sim, fr.volume, face_albedo, PARTICLES[q], spec.seed))
 
     n_frames = _n_frames(spec)
     frame_times = np.arange(n_frames) / spec.fps
@@ -260,6 +280,15 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
     hold_out[hold_out > 0.97] = 1.0
     skyness = sky_likelihood(plate_u8)
 
+    # A moving plate: each frame's own pixels under the effect (the analysis above saw
+    # its temporal median). A still: the same arrays every frame.
+    def plate_frame(i):
+        if not src.moving:
+            return plate_out, plate_u8
+        f = src.frame(i)
+        po = resize_linear(f.linear(), (out_w, out_h))
+        return po, (f.srgb if (out_w, out_h) == size else linear_to_u8(po))
+
     with stage("cleanplate"):
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
@@ -269,7 +298,8 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
     shake = shake_track(sim.times, sim.dissipated, potential, spec.shake, frame_times,
                         3.0 * out_w / 1280.0, spec.seed)
-    grain_sigma = estimate_grain(plate_u8)
+    # Grain from a real frame: a moving plate's median has had its noise averaged away.
+    grain_sigma = estimate_grain(plate_frame(0)[1] if src.moving else plate_u8)
 
     # Frames already rendered with this exact key are reused (a killed render resumes).
     index = cache.frame_index()
@@ -282,38 +312,60 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
             return False
         if rec.split(":")[1] != cache.frame_digest(p):           # changed or damaged since
             return False
-        return not spec.passes or all(q.exists() for q in outputs.pass_paths(out, spec.name, i))
+        return all(q.exists() for q in extra_files(i))
+
+    def extra_files(i):
+        return ((outputs.pass_paths(out, spec.name, i) if spec.passes else [])
+                + ([exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i)] if spec.exr else []))
     todo = [i for i in range(n_frames) if not reusable(i)]
     stage_t = dict(render=0.0, dust_render=0.0, comp=0.0, write=0.0)
     renderer = dust_r = None
     sun_share = 0.0
     if todo:
-        renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, material.face_albedo, material.face_rough,
+        renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, face_albedo, material.face_rough,
                                   sim.pos[0], sim.quat[0])
         if dust_grid_ is not None:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
-            albedo = srgb_to_linear(np.array(spec.dust_color or DUST_SRGB) / 255.0)
+            albedo = colour.srgb_colour(spec.dust_color or DUST_SRGB)
             dust_r = DustRenderer(renderer.ctx, ocam, dust_grid_, light, albedo, back, march)
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
+
+    # EXR: depth where no piece is (street, walls, sky) from the camera and the plate.
+    if spec.exr and todo:
+        back_z = backdrop_depth(ocam, (out_w, out_h), bmatte, skyness, place.depth_m)
+        back_z = np.where(back_z >= 0.5 * FAR_DUST, exr_out.FAR_Z, back_z).astype(np.float32)
+        _, rest_z, rest_cov = renderer.vectors(sim, 0.0, 0.0)
+        rest_z = np.where(rest_cov > 0, rest_z, back_z)
+    zeros4 = np.zeros((out_h, out_w, 4), np.float32)
+    zeros2 = np.zeros((out_h, out_w, 2), np.float32)
 
     def done(i):
         p = outputs.frame_path(out, spec.name, i)
         index[str(outputs.FIRST_FRAME + i)] = f"{fkeys[i]}:{cache.frame_digest(p)}"
         cache.save_frame_index(index)
-    sink = outputs.FrameSink(out, spec.name, spec.fps, (out_w, out_h), spec.passes, on_written=done)
+    movies = ("h264", "prores") if spec.prores else ("h264",)
+    burn = outputs.BurnIn(spec.name, spec.version, (out_w, out_h), spec.fps) if spec.burn_in else None
+    rate = src.rate if src.moving and src.rate else spec.fps
+    sink = outputs.FrameSink(out, spec.name, rate, (out_w, out_h), spec.passes, on_written=done, movies=movies,
+                             burn_in=burn, exr_meta={"derrumbe:shot": spec.name, "derrumbe:version": spec.version})
     samples_used = []
     progress.stage("render", n_frames)
     try:
         for i, t in enumerate(frame_times):
             t0 = time.perf_counter()
             if i not in todo:
-                sink.reuse(i)
+                sink.reuse(i, extra_files(i))
             else:
                 passes = (None, None)
+                exr = None
+                p_lin, p_u8 = plate_frame(i)
                 if t + shutter_s / 2 < first_motion:
-                    img = plate_u8          # before the collapse: the untouched plate
+                    img = p_u8          # before the collapse: the untouched plate
+                    if spec.exr:
+                        exr = (functools.partial(exr_out.frame_channels, p_lin, zeros4, zeros4, bmatte, hold_out,
+                                                 rest_z, zeros2), None if src.moving else "plate")
                 else:
                     layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
                     samples_used.append(layers.samples)
@@ -331,12 +383,17 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
                         stage_t["dust_render"] += t2 - t1
                         t1 = t2
                     rng = np.random.default_rng([spec.seed, i])
-                    res = composite(plate_out, plate_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
+                    res = composite(p_lin, p_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
                                     shake[i], rng, dl)
                     img, passes = res.frame, (res.debris, res.dust)
+                    if spec.exr:
+                        vec, z, cov = renderer.vectors(sim, float(t), 1.0 / spec.fps)
+                        z = np.where(cov > 0, z, back_z)
+                        exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, bmatte,
+                                                 hold_out, z, vec, res.touched), None)
                     t0 = time.perf_counter()
                     stage_t["comp"] += t0 - t1
-                sink.submit(i, img, *passes)
+                sink.submit(i, img, *passes, exr=exr)
             stage_t["write"] += time.perf_counter() - t0
             progress.advance(i + 1, n_frames)
         t0 = time.perf_counter()
@@ -353,6 +410,14 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
         progress.end()
     timings.update({k: round(v, 3) for k, v in stage_t.items()})
     cache.events.append(("frames", f"{n_frames - len(todo)} reused, {len(todo)} rendered"))
+    files = dict(sink.digests)
+    usd_info = None
+    if spec.usd:
+        with stage("usd"):
+            from derrumbe.stages.usd_export import write_usd
+            usd_path = out / f"{spec.name}.usdc"
+            usd_info = write_usd(usd_path, fr, sim, ocam, spec.fps, outputs.FIRST_FRAME, n_frames, spec.name)
+            files[usd_path.name] = outputs.sha256(usd_path)
 
     manifest = {
         "derrumbe_version": __version__,
@@ -365,6 +430,19 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
         "passes": [f"passes/{p.name}" for i in range(n_frames) for p in outputs.pass_paths(out, spec.name, i)]
         if spec.passes else [],
         "movie": f"{spec.name}.mp4",
+        "movies": [outputs.movie_path(out, spec.name, k).name for k in movies],
+        "burn_in": bool(spec.burn_in),
+        "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
+                          for i in range(n_frames)], "colourspace": colour.WORKING,
+                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, 32-bit float, "
+                f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
+                "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
+                } if spec.exr else None,
+        "usd": usd_info,
+        "plate": src.info(),
+        "colour": {"ocio_config": colour.config_name(), "working": colour.WORKING, "display": colour.SRGB,
+                   "display_note": "the inverse of the plate's sRGB input transform, untone-mapped, so the plate "
+                                   "comes back as it went in"},
         "estimates": {
             "height_m": round(place.height_m, 2), "height_source": place.height_source,
             "distance_m": round(place.depth_m, 2), "focal_mm": round(cam.focal_mm, 2),
@@ -382,6 +460,8 @@ def _run_locked(spec, out, plate, lin, mask, holdout, out_size, keys, cache, sta
         "software": {"python": platform.python_version(), "mujoco": mujoco.__version__,
                      "numpy": np.__version__, "opencv": cv2.__version__},
     }
+    # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).
+    manifest["files"] = {k: files[k] for k in sorted(files)}
     outputs.write_manifest(out, manifest)
     return manifest
 

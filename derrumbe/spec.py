@@ -33,7 +33,10 @@ def _f(default, help, unit="", lo=None, hi=None, choices=None, cli=True):
 
 @dataclass
 class ShotSpec:
-    plate: str = _f("", "plate image (JPEG/PNG/TIFF)", cli=False)
+    plate: str = _f("", "plate: an image (JPEG/PNG/TIFF/EXR), a video (MP4/MOV) or a sequence (plate.####.png|exr)",
+                    cli=False)
+    plate_colorspace: str | None = _f(None, "OCIO colour space of the plate (sRGB for images and video, ACEScg "
+                                            "for EXR when absent)")
     box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px")
     mask: str | None = _f(None, "building mask image instead of a box (white = building)")
     holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris")
@@ -54,11 +57,17 @@ class ShotSpec:
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
-    fps: int = _f(24, "frame rate", "fps", 1, 120)
-    duration: float = _f(6.0, "shot length", "s", 0.1, 120.0)
+    fps: int | None = _f(None, "frame rate (a video plate's own, else 24, when absent)", "fps", 1, 120)
+    duration: float | None = _f(None, "shot length (a moving plate's length, else 6 s, when absent)", "s", 0.1, 120.0)
     size: str | None = _f(None, "output size WxH or W (plate aspect kept; plate size when absent)", "px")
     preview: bool = _f(False, f"fast low-resolution look, {PREVIEW_WIDTH} px wide")
     passes: bool = _f(False, "also write the debris and dust layers and the dust matte per frame (16-bit PNG in passes/)")
+    exr: bool = _f(False, "also write one multi-layer EXR a frame in exr/: ACEScg beauty, debris, dust, mattes, Z, "
+                          "motion vectors")
+    usd: bool = _f(False, "also write the scene as USD (shot.usdc): camera and every piece's motion")
+    prores: bool = _f(False, "also write a ProRes 422 HQ .mov review movie")
+    burn_in: bool = _f(False, "burn shot name, version and frame number into the review movies (never the frames)")
+    version: int = _f(1, "version number shown in the burn-in and the manifest", "", 1, 9999)
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "ShotSpec":
@@ -93,7 +102,7 @@ class ShotSpec:
         if self.dust_color is not None:
             if len(self.dust_color) != 3 or not all(0 <= c <= 255 for c in self.dust_color):
                 raise DerrumbeError("--dust-color needs three numbers R,G,B between 0 and 255")
-        if self.start >= self.duration:
+        if self.duration is not None and self.start >= self.duration:
             raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)")
         if self.size is not None:
             parse_size(self.size)
@@ -162,8 +171,12 @@ def _coerce(f: dataclasses.Field, v: Any) -> Any:
         t = type(default) if default is not None else None
         if name in ("height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"):
             t = float
-        if name in ("mask", "holdout", "size"):
+        if name in ("mask", "holdout", "size", "plate_colorspace"):
             t = str
+        if name == "fps":
+            t = int
+        if name == "duration":
+            t = float
         if t is bool:
             if isinstance(v, str):
                 return v.lower() in ("1", "true", "yes", "on")
@@ -198,6 +211,31 @@ def parse_size(text: str) -> tuple[int, int | None]:
     if not 16 <= w <= 8192 or (h is not None and not 16 <= h <= 8192):
         raise DerrumbeError(f"--size {text} is outside 16..8192 pixels")
     return w, h
+
+
+DEFAULT_FPS = 24
+DEFAULT_DURATION = 6.0
+
+
+def resolve_timing(spec: ShotSpec, plate_frames: int, plate_rate) -> ShotSpec:
+    """fps and duration filled in: a moving plate's own rate and length unless given."""
+    moving = plate_frames > 1
+    fps = spec.fps
+    if fps is None:
+        fps = int(round(float(plate_rate))) if plate_rate else DEFAULT_FPS
+        if not 1 <= fps <= 120:
+            raise DerrumbeError(f"the plate runs at {float(plate_rate):.3f} fps; give --fps between 1 and 120")
+    elif moving and plate_rate and abs(fps - float(plate_rate)) > 0.01 * fps:
+        raise DerrumbeError(f"--fps {fps} differs from the plate's {float(plate_rate):.3f} fps; "
+                            f"leave --fps out to use the plate's")
+    duration = spec.duration
+    if duration is None:
+        duration = plate_frames / fps if moving else DEFAULT_DURATION
+    elif moving and int(round(duration * fps)) > plate_frames:
+        raise DerrumbeError(f"--duration {duration} s is longer than the plate ({plate_frames} frames, "
+                            f"{plate_frames / fps:.2f} s at {fps} fps)")
+    out = dataclasses.replace(spec, fps=fps, duration=round(float(duration), 6))
+    return out.validate()
 
 
 def output_size(spec: ShotSpec, plate_w: int, plate_h: int) -> tuple[int, int]:

@@ -172,9 +172,11 @@ def test_cache_on_a_folder_without_one_is_one_line(tmp_path, capsys):
 @pytest.mark.parametrize("stage", ["simulate"])
 def test_keys_do_not_depend_on_the_output_size(demo_files, stage):
     from derrumbe.pipeline import _digests, shot_keys
-    from derrumbe.spec import ShotSpec
+    from derrumbe.spec import ShotSpec, resolve_timing
+    from derrumbe.stages.plate import open_plate
     d, p = demo_files
-    spec = ShotSpec(plate=str(d / "plate.png"), box=p.box).validate()
-    a = shot_keys(spec, _digests(spec), (640, 360))
-    b = shot_keys(spec, _digests(spec), (1280, 720))
+    src = open_plate(str(d / "plate.png"))
+    spec = resolve_timing(ShotSpec(plate=str(d / "plate.png"), box=p.box).validate(), src.n_frames, src.rate)
+    a = shot_keys(spec, _digests(spec, src), (640, 360))
+    b = shot_keys(spec, _digests(spec, src), (1280, 720))
     assert a[stage] == b[stage] and a["dust"] == b["dust"] and a["frames"] != b["frames"]

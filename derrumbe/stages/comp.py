@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from derrumbe.colour import working_to_rec709_matrix
 from derrumbe.kernels import comp as K
 from derrumbe.stages.dust_render import DustLayers
 from derrumbe.stages.render import FrameLayers
@@ -56,7 +57,8 @@ class CompResult:
     frame: np.ndarray        # H x W x 3 uint8 sRGB, the shot
     debris: np.ndarray       # H x W x 4 premultiplied linear RGBA of the debris as seen
     dust: np.ndarray         # H x W x 4 premultiplied linear RGBA of the dust as seen
-    linear: np.ndarray       # H x W x 3 the beauty in scene-linear, before grain and shake
+    linear: np.ndarray       # H x W x 3 the beauty in scene-linear ACEScg, before grain and shake
+    touched: np.ndarray      # H x W bool: the display frame differs from the plate here (shadows, grain)
 
 
 GRAIN_PAD = 48
@@ -114,10 +116,13 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
         soft = np.zeros((H, W), np.float32)
         sigma = np.zeros(3, np.float32)
         n = np.zeros((H, W, 3), np.float32)
+    # Grain reaches a pixel or two past the touched ones: those differ from the plate too.
+    changed = touched | (soft > 1e-3)
     u8 = np.empty((H, W, 3), np.uint8)
-    K.encode(out, n, f32(soft), sigma, np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT, u8)
+    K.encode(out, n, f32(soft), sigma, np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT,
+             working_to_rec709_matrix(), u8)
     if np.abs(shake_px).max() > 0.02:
         M = np.float32([[1, 0, shake_px[0]], [0, 1, shake_px[1]]])
         u8 = cv2.warpAffine(u8, M, (u8.shape[1], u8.shape[0]), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT)
-    return CompResult(u8, debris_pass, dust_pass, out)
+    return CompResult(u8, debris_pass, dust_pass, out, changed)

@@ -1,4 +1,4 @@
-"""Outputs stage: PNG frames, the review movie and the manifest, all written atomically.
+"""Outputs stage: PNG frames, passes, EXRs, the review movies and the manifest, all written atomically.
 
 Each file is written to a temporary name in the same folder and renamed into place, so
 a killed run never leaves a truncated file under a final name. The manifest is written
@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from derrumbe.colour import linear_to_srgb
+from derrumbe.colour import display_encode
 from derrumbe.errors import DerrumbeError
 
 FIRST_FRAME = 1001
@@ -35,12 +35,29 @@ def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
         (out / "manifest.json").unlink(missing_ok=True)
 
 
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def publish(tmp: str | Path, path: Path) -> None:
+    """Renames a finished temporary file into place with the mode a plain write would
+    have given it (mkstemp makes files only their owner can read; a farm or a colleague
+    needs to read them)."""
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, path)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -50,13 +67,14 @@ def frame_path(out: Path, name: str, index: int) -> Path:
     return out / f"{name}.{FIRST_FRAME + index:04d}.png"
 
 
-def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> Path:
+def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> tuple[Path, str]:
     ok, buf = cv2.imencode(".png", rgb_u8[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise DerrumbeError("PNG encoding failed")
     p = frame_path(out, name, index)
-    atomic_write_bytes(p, buf.tobytes())
-    return p
+    data = buf.tobytes()
+    atomic_write_bytes(p, data)
+    return p, hashlib.sha256(data).hexdigest()
 
 
 def _png16(img01: np.ndarray) -> bytes:
@@ -72,51 +90,107 @@ def pass_paths(out: Path, name: str, index: int) -> list[Path]:
     return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte")]
 
 
-def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> list[Path]:
+def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> dict[Path, str]:
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
     sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, and the
     dust's alpha alone as a matte. (Scene-linear EXR passes come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
     n = FIRST_FRAME + index
-    paths = []
+    files = {}
     for layer, rgba in (("debris", debris), ("dust", dust)):
         a = rgba[..., 3:4]
         rgb = np.where(a > 1e-6, rgba[..., :3] / np.maximum(a, 1e-6), 0.0)
-        img = np.concatenate([linear_to_srgb(rgb), np.clip(a, 0, 1)], -1)[..., [2, 1, 0, 3]]
-        p = d / f"{name}.{layer}.{n:04d}.png"
-        atomic_write_bytes(p, _png16(img))
-        paths.append(p)
-    p = d / f"{name}.dust_matte.{n:04d}.png"
-    atomic_write_bytes(p, _png16(np.clip(dust[..., 3], 0, 1)))
-    paths.append(p)
-    return paths
+        img = np.concatenate([display_encode(rgb), np.clip(a, 0, 1)], -1)[..., [2, 1, 0, 3]]
+        files[d / f"{name}.{layer}.{n:04d}.png"] = _png16(img)
+    files[d / f"{name}.dust_matte.{n:04d}.png"] = _png16(np.clip(dust[..., 3], 0, 1))
+    for p, data in files.items():
+        atomic_write_bytes(p, data)
+    return {p: hashlib.sha256(data).hexdigest() for p, data in files.items()}
+
+
+MOVIE_CODECS = {
+    # H.264 for review anywhere; yuv420p so every player opens it.
+    "h264": dict(codec="libx264", ext=".mp4", pix_fmt="yuv420p",
+                 options={"crf": "16", "preset": "veryfast", "threads": "2"}),
+    # ProRes 422 HQ (profile 3), 10-bit 4:2:2: what editorial and a DI take in.
+    "prores": dict(codec="prores_ks", ext=".mov", pix_fmt="yuv422p10le",
+                   options={"profile": "3", "vendor": "apl0", "threads": "2"}),
+}
+BT709 = 1       # ITU-R BT.709 in FFmpeg's colour enums and swscale's matrix numbers
+
+
+def movie_path(out: Path, name: str, kind: str) -> Path:
+    return out / f"{name}{MOVIE_CODECS[kind]['ext']}"
+
+
+class BurnIn:
+    """Shot name and version top left, frame number bottom right, over a dark band so
+    they read on sky and dust alike. Only movies get it: frames stay clean."""
+
+    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int):
+        self.shot, self.version, self.fps = shot, version, fps
+        w, h = size
+        self.scale = max(0.35, w / 1600.0)
+        self.thick = max(1, int(round(w / 900.0)))
+        self.band = int(round(30 * self.scale + 8))
+
+    def draw(self, rgb_u8: np.ndarray, frame: int) -> np.ndarray:
+        img = rgb_u8.copy()
+        h, w = img.shape[:2]
+        b = min(self.band, h // 4)
+        for y0, y1 in ((0, b), (h - b, h)):
+            img[y0:y1] = (img[y0:y1].astype(np.uint16) * 2 // 5).astype(np.uint8)
+        font = cv2.FONT_HERSHEY_SIMPLEX
+        pad = int(10 * self.scale) + 4
+        left = f"{self.shot}  v{self.version:03d}"
+        secs = (frame - FIRST_FRAME) / self.fps
+        right = f"{frame:04d}  {secs:5.2f}s"
+        base = b - (b - int(22 * self.scale)) // 2 - 2
+        cv2.putText(img, left, (pad, base), font, self.scale, (235, 235, 235), self.thick, cv2.LINE_AA)
+        (tw, _), _ = cv2.getTextSize(right, font, self.scale, self.thick)
+        cv2.putText(img, right, (w - tw - pad, h - b + base), font, self.scale, (235, 235, 235), self.thick,
+                    cv2.LINE_AA)
+        return img
 
 
 class MovieWriter:
-    """H.264 review movie through PyAV (libx264, yuv420p, every player opens it)."""
+    """A review movie through PyAV, tagged BT.709 and converted with BT.709's matrix
+    (swscale would otherwise use BT.601 and the movie would play back greener)."""
 
-    def __init__(self, path: Path, fps: int, size: tuple[int, int]):
+    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None):
         import av
-        self.path = path
-        self.tmp = path.with_name("." + path.name + ".tmp.mp4")
+        c = MOVIE_CODECS[kind]
+        self.path, self.burn_in = path, burn_in
+        self.tmp = path.with_name("." + path.name + ".tmp" + c["ext"])
         self.container = av.open(str(self.tmp), mode="w")
-        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream = self.container.add_stream(c["codec"], rate=fps)
         self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": "16", "preset": "veryfast", "threads": "2"}
+        self.stream.pix_fmt = c["pix_fmt"]
+        self.stream.options = dict(c["options"])
+        cc = self.stream.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc = BT709, BT709, BT709
+        cc.color_range = 1          # video (limited) range, what players assume
+        self.pix_fmt = c["pix_fmt"]
         self._av = av
+        self.frame_no = FIRST_FRAME
 
-    def add(self, rgb_u8: np.ndarray) -> None:
-        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_u8), format="rgb24")
-        for pkt in self.stream.encode(frame):
+    def add(self, rgb_u8: np.ndarray, frame: int | None = None) -> None:
+        frame = self.frame_no if frame is None else frame
+        self.frame_no = frame + 1
+        if self.burn_in is not None:
+            rgb_u8 = self.burn_in.draw(rgb_u8, frame)
+        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_u8), format="rgb24")
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=BT709)
+        vf.colorspace, vf.color_range = BT709, 1
+        for pkt in self.stream.encode(vf):
             self.container.mux(pkt)
 
     def close(self) -> None:
         for pkt in self.stream.encode():
             self.container.mux(pkt)
         self.container.close()
-        os.replace(self.tmp, self.path)
+        publish(self.tmp, self.path)
 
     def abort(self) -> None:
         try:
@@ -140,55 +214,93 @@ def write_manifest(out: Path, manifest: dict) -> Path:
 
 
 class FrameSink:
-    """Writes frames (PNG, passes) and feeds the movie on a background thread, in order,
-    while the next frame renders: PNG and H.264 encoding release the GIL, and the
-    render has single-threaded stretches for them to fill. At most a few frames wait,
-    so memory stays flat; an error in the writer surfaces on the next submit or close."""
+    """Writes frames (PNG, passes, EXR) and feeds the movies on a background thread, in
+    order, while the next frame renders: PNG, EXR and video encoding release the GIL,
+    and the render has single-threaded stretches for them to fill. At most a few frames
+    wait, so memory stays flat; an error in the writer surfaces on the next submit or
+    close. Every file's sha256 is kept for the manifest."""
 
-    def __init__(self, out: Path, name: str, fps: int, size: tuple[int, int], passes: bool, on_written=None):
+    def __init__(self, out: Path, name: str, fps, size: tuple[int, int], passes: bool, on_written=None,
+                 movies=("h264",), burn_in: BurnIn | None = None, exr_meta: dict | None = None):
         """on_written(index) is called (on the writer thread, in order) once a frame's
         files are in place: the pipeline records the frame as done there."""
         from concurrent.futures import ThreadPoolExecutor
         self.out, self.name, self.passes = out, name, passes
         self.on_written = on_written
-        self.movie = MovieWriter(out / f"{name}.mp4", fps, size)
+        self.movies = [MovieWriter(movie_path(out, name, k), fps, size, k, burn_in) for k in movies]
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
+        self.digests: dict[str, str] = {}
+        self.exr_meta = exr_meta or {}
+        self._exr_same: tuple | None = None     # (token, path) of the last EXR, for identical frames
 
-    def _write(self, index, img, debris, dust):
-        write_frame(self.out, self.name, index, img)
+    def _rel(self, p: Path) -> str:
+        return p.relative_to(self.out).as_posix()
+
+    def _write(self, index, img, debris, dust, exr):
+        p, digest = write_frame(self.out, self.name, index, img)
+        self.digests[self._rel(p)] = digest
         if self.passes:
-            write_passes(self.out, self.name, index, debris, dust)
+            for q, d in write_passes(self.out, self.name, index, debris, dust).items():
+                self.digests[self._rel(q)] = d
+        if exr is not None:
+            self._write_exr(index, *exr)
         if self.on_written:
             self.on_written(index)
-        self.movie.add(img)
+        for m in self.movies:
+            m.add(img, FIRST_FRAME + index)
 
-    def _reuse(self, index):
+    def _write_exr(self, index, make_channels, same_token):
+        from derrumbe.stages import exr as E
+        path = E.exr_path(self.out, self.name, FIRST_FRAME + index)
+        if same_token is not None and self._exr_same and self._exr_same[0] == same_token:
+            # A frame identical to the last (the plate before the collapse): a copy,
+            # not a second encode.
+            import shutil
+            tmp = path.with_name("." + path.name + ".tmp")
+            shutil.copyfile(self._exr_same[1], tmp)
+            publish(tmp, path)
+        else:
+            E.write_exr(path, make_channels(), self.exr_meta)
+        self.digests[self._rel(path)] = sha256(path)
+        self._exr_same = (same_token, path) if same_token is not None else None
+
+    def _reuse(self, index, extra):
         p = frame_path(self.out, self.name, index)
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise DerrumbeError(f"cannot read back {p}")
-        self.movie.add(img[..., ::-1])
+        for q in [p] + list(extra):
+            self.digests[self._rel(q)] = sha256(q)
+        for m in self.movies:
+            m.add(img[..., ::-1], FIRST_FRAME + index)
 
-    def reuse(self, index: int) -> None:
-        """A frame finished by an earlier run: read back into the movie, not re-rendered."""
+    def _queue(self, fn, *args):
         while len(self.pending) >= 3:
             self.pending.pop(0).result()
-        self.pending.append(self.pool.submit(self._reuse, index))
+        self.pending.append(self.pool.submit(fn, *args))
 
-    def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None) -> None:
-        while len(self.pending) >= 3:
-            self.pending.pop(0).result()
+    def reuse(self, index: int, extra=()) -> None:
+        """A frame finished by an earlier run: read back into the movies, not re-rendered.
+        extra: its other files (passes, EXR), hashed for the manifest."""
+        self._queue(self._reuse, index, extra)
+
+    def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None,
+               exr=None) -> None:
+        """exr: None, or (a function making the frame's channel dict, a token that is the
+        same for frames whose EXR is identical, or None)."""
         if self.passes and debris is None:
             debris = dust = np.zeros(img.shape[:2] + (4,), np.float32)
-        self.pending.append(self.pool.submit(self._write, index, img, debris, dust))
+        self._queue(self._write, index, img, debris, dust, exr)
 
     def close(self) -> None:
         try:
             for f in self.pending:
                 f.result()
             self.pending.clear()
-            self.movie.close()
+            for m in self.movies:
+                m.close()
+                self.digests[self._rel(m.path)] = sha256(m.path)
         finally:
             self.pool.shutdown(wait=True)
 
@@ -196,4 +308,5 @@ class FrameSink:
         for f in self.pending:
             f.cancel()
         self.pool.shutdown(wait=True)
-        self.movie.abort()
+        for m in self.movies:
+            m.abort()

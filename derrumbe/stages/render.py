@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from derrumbe.colour import rec709_to_working, working_to_rec709
 from derrumbe.errors import DerrumbeError
 from derrumbe.stages.camera import STOREY_M, Camera
 from derrumbe.stages.fracture import Fracture
@@ -69,14 +70,14 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
     if (skyness > 0.5).sum() > 500:
         sky = lin[skyness > 0.5].mean(axis=0)
     else:
-        bright = lin[lum > np.percentile(lum, 98)].mean(axis=0)
-        sky = bright * np.array([0.85, 0.92, 1.1])
+        bright = working_to_rec709(lin[lum > np.percentile(lum, 98)].mean(axis=0))
+        sky = rec709_to_working(bright * np.array([0.85, 0.92, 1.1]))
     sky = sky / max(sky.max(), 1e-4)
     facade = lin[building > 0.5].mean(axis=0)
     # Front wall irradiance = amb * 0.6 + sun * cos(angle); split so the sun carries 60 %.
     cos_front = max(0.05, sun_dir[2])
     amb = sky * 0.35
-    sun = np.array([1.0, 0.95, 0.86]) * 0.6 / cos_front * 0.9
+    sun = rec709_to_working(np.array([1.0, 0.95, 0.86])) * 0.6 / cos_front * 0.9
     irr = amb * 0.6 + sun * cos_front
     albedo = np.clip(facade / np.maximum(irr, 1e-3), 0.02, 0.9)
     info = dict(sun_azimuth_deg=round(float(np.degrees(az)), 1), sun_elevation_deg=round(float(np.degrees(el)), 1),
@@ -188,6 +189,43 @@ _DEPTH_FS = """
 #version 330
 in float v_skip; out vec4 o;
 void main() { if (v_skip > 0.5) discard; o = vec4(1.0); }
+"""
+
+# Forward motion vectors and depth at the frame's own time, for the EXR: each fragment
+# knows where its point of the piece is now (xf) and one frame later (xf_next); both are
+# interpolated in clip space and divided per fragment, so the vector is exact for that
+# point, not interpolated across the triangle in screen space.
+_VEC_VS = """
+#version 330
+uniform sampler2D xf; uniform sampler2D xf_next; uniform mat4 viewproj;
+in vec3 in_pos; in vec3 in_rest; in float in_id;
+out vec4 v_c0; out vec4 v_c1; out vec3 v_rest; out float v_depth;
+vec3 place(sampler2D x, int id, vec3 p) {
+    vec4 r0 = texelFetch(x, ivec2(id, 0), 0); vec4 r1 = texelFetch(x, ivec2(id, 1), 0);
+    vec4 r2 = texelFetch(x, ivec2(id, 2), 0); vec3 t = texelFetch(x, ivec2(id, 3), 0).xyz;
+    return mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z)) * p + t;
+}
+void main() {
+    int id = int(in_id);
+    vec3 w0 = place(xf, id, in_pos);
+    v_c0 = viewproj * vec4(w0, 1.0);
+    v_c1 = viewproj * vec4(place(xf_next, id, in_pos), 1.0);
+    v_rest = in_rest; v_depth = -w0.z;
+    gl_Position = v_c0;
+}
+"""
+_VEC_FS = """
+#version 330
+uniform sampler2D matte; uniform mat4 viewproj; uniform vec2 size;
+in vec4 v_c0; in vec4 v_c1; in vec3 v_rest; in float v_depth;
+out vec4 o;
+void main() {
+    vec4 rc = viewproj * vec4(v_rest, 1.0);
+    if (texture(matte, rc.xy / rc.w * 0.5 + 0.5).r < 0.5) discard;   // as the beauty does
+    // NDC y is up, like Nuke's and Blender's vectors: u right, v up, in pixels.
+    vec2 d = (v_c1.xy / v_c1.w - v_c0.xy / v_c0.w) * 0.5 * size;
+    o = vec4(d, v_depth, 1.0);
+}
 """
 
 _GRIT_VS = """
@@ -377,6 +415,9 @@ class DebrisRenderer:
         self.dvao = ctx.vertex_array(self.dprog, [(self.vbo, "3f 28x 1f", "in_pos", "in_id")])
         self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
         self.xf.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf_next.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self._vec = None        # built on first use: only --exr needs it
 
         self.plate_tex = ctx.texture((W, H), 3, np.ascontiguousarray(plate_lin[::-1]).astype(np.float32).tobytes(),
                                      dtype="f4")
@@ -464,6 +505,42 @@ class DebrisRenderer:
         sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
         g["sun_share"].value = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
         g["occ_rect"].value = tuple(map(float, self.occ_rect))
+
+    def vectors(self, sim: SimResult, t: float, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forward motion (pixels to the frame at t + dt, u right, v up), the nearest
+        piece's view depth (m) and its coverage at time t, unblurred: the EXR's vector
+        and Z data, which a compositor's vector blur and depth tools expect sharp."""
+        ctx, mgl = self.ctx, self.mgl
+        W, H = self.size
+        if self._vec is None:
+            prog = ctx.program(vertex_shader=_VEC_VS, fragment_shader=_VEC_FS)
+            prog["xf"].value, prog["xf_next"].value, prog["matte"].value = 0, 1, 2
+            prog["viewproj"].write(self.viewproj.T.tobytes())
+            prog["size"].value = (float(W), float(H))
+            vao = ctx.vertex_array(prog, [(self.vbo, "3f 12x 3f 4x 1f", "in_pos", "in_rest", "in_id")])
+            tex = ctx.texture((W, H), 4, dtype="f4")
+            fbo = ctx.framebuffer(color_attachments=[tex], depth_attachment=ctx.depth_renderbuffer((W, H)))
+            self._vec = (prog, vao, tex, fbo)
+        prog, vao, tex, fbo = self._vec
+        p1, q1 = sample_pose(sim, t + dt)
+        self._upload(p1, q1, np.zeros(self.n, bool))
+        self.xf.use(0)
+        # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
+        self.xf_next.write(self.xf.read())
+        p0, q0 = sample_pose(sim, t)
+        self._upload(p0, q0, np.zeros(self.n, bool))
+        fbo.use()
+        fbo.clear(0, 0, 0, 0, depth=1.0)
+        ctx.enable(mgl.DEPTH_TEST)
+        ctx.disable(mgl.BLEND)
+        ctx.disable(mgl.CULL_FACE)
+        self.xf.use(0)
+        self.xf_next.use(1)
+        self.matte_tex.use(2)
+        vao.render()
+        ctx.disable(mgl.DEPTH_TEST)
+        o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
+        return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
 
     def _upload(self, pos, quat, moved):
         R = quat_to_mat(quat)

@@ -1,0 +1,192 @@
+"""What a pipeline receives: EXRs read back, the USD stage, the review movies, the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from derrumbe import colour
+from derrumbe.cli import main
+from derrumbe.stages.exr import FAR_Z, read_exr
+from derrumbe.stages.plate import read_plate, resize_linear
+from tests.conftest import TINY, read_rgb
+
+CHANNELS = {"R", "G", "B", "A", "debris.R", "debris.G", "debris.B", "debris.A", "dust.R", "dust.G", "dust.B",
+            "dust.A", "matte.building", "matte.holdout", "matte.effect", "Z", "forward.u", "forward.v"}
+
+
+@pytest.fixture(scope="module")
+def full_shot(demo_files, tmp_path_factory):
+    d, p = demo_files
+    out = tmp_path_factory.mktemp("deliver")
+    rc = main(["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "--holdout", str(d / "holdout.png"),
+               "-o", str(out), "--exr", "--usd", "--prores", "--burn-in", "--passes", "--version", "7"] + TINY)
+    assert rc == 0
+    return out, json.loads((out / "manifest.json").read_text())
+
+
+def _rgb(ch):
+    return np.stack([ch["R"], ch["G"], ch["B"]], -1).astype(np.float32)
+
+
+def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
+    out, m = full_shot
+    W, H = m["size"]
+    files = sorted((out / "exr").glob("*.exr"))
+    assert [f.name for f in files] == [f"shot.{1001 + i:04d}.exr" for i in range(len(m["frames"]))]
+    hdr, ch = read_exr(files[len(files) // 2])
+    assert set(ch) == CHANNELS
+    for name, a in ch.items():
+        assert a.shape == (H, W), name
+        assert a.dtype == (np.float32 if name in ("Z", "forward.u", "forward.v") else np.float16), name
+    for win in ("dataWindow", "displayWindow"):
+        lo, hi = hdr[win]
+        assert list(lo) == [0, 0] and list(hi) == [W - 1, H - 1]
+    assert hdr["colorSpace"] == "ACEScg"
+    assert np.allclose(hdr["chromaticities"][:2], (0.713, 0.293), atol=1e-4)     # AP1 red primary
+    assert str(hdr["compression"]).endswith("PIZ_COMPRESSION")
+
+
+def test_exr_beauty_is_the_plate_in_acescg_where_nothing_happens(full_shot, demo_files):
+    out, m = full_shot
+    d, _ = demo_files
+    W, H = m["size"]
+    plate = resize_linear(read_plate(str(d / "plate.png")).linear(), (W, H))
+    hdr, first = read_exr(out / "exr" / "shot.1001.exr")
+    assert np.abs(_rgb(first) - plate).max() < 2e-3 * max(1.0, plate.max())     # half float, nothing else
+    assert (first["A"] == 1).all() and (first["debris.A"] == 0).all() and (first["dust.A"] == 0).all()
+    assert (first["forward.u"] == 0).all() and (first["forward.v"] == 0).all()
+    _, late = read_exr(out / "exr" / f"shot.{1000 + len(m['frames']):04d}.exr")
+    still = (late["matte.effect"] == 0) & (late["matte.holdout"] == 0)
+    assert still.mean() > 0.1
+    err = np.abs(_rgb(late) - plate)[still]
+    assert np.percentile(err, 99.9) < 2e-3
+    # The display frame is the EXR beauty through the display transform (no grain: --grain
+    # is on, so compare where the effect is absent).
+    png = read_rgb(out / f"shot.{1000 + len(m['frames']):04d}.png")
+    assert np.abs(colour.linear_to_u8(_rgb(late)).astype(int) - png)[still].max() <= 1
+
+
+def test_exr_depth_is_metres_along_the_lens_axis(full_shot):
+    out, m = full_shot
+    W, H = m["size"]
+    _, ch = read_exr(out / "exr" / "shot.1001.exr")
+    cam = m["estimates"]
+    z = ch["Z"]
+    # The street: a level camera at eye height e sees the ground at depth f*e/(row - cy).
+    f_px = cam["focal_mm"] / 36.0 * W
+    cy = cam["horizon_y"] * W / m["plate"]["size"][0]
+    rows = np.arange(H) + 0.5
+    col = z[:, 3]                       # far left column: street and sky, no building
+    below = rows > cy + 0.1 * H
+    eye = 1.6
+    expect = f_px * eye / (rows[below] - cy)
+    assert np.allclose(col[below], expect, rtol=0.03)
+    assert (z[: int(cy * 0.5), 3] == FAR_Z).all() or (z[: int(cy * 0.5), 3] > 5).all()
+    # The standing building is at its estimated distance.
+    bm = ch["matte.building"] > 0.5
+    assert abs(np.median(z[bm]) / cam["distance_m"] - 1) < 0.15
+
+
+def test_forward_vectors_carry_each_pixel_to_where_its_surface_is_next_frame(full_shot):
+    """Depth warped along the vectors matches the next frame's depth far better than
+    depth left in place: the vectors point where the pieces go (u right, v up, pixels)."""
+    out, m = full_shot
+    n = len(m["frames"])
+    best = []
+    falling = []
+    for i in range(n // 2, n - 1):
+        _, a = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
+        _, b = read_exr(out / "exr" / f"shot.{1002 + i:04d}.exr")
+        u, v = a["forward.u"], a["forward.v"]
+        moving = (np.hypot(u, v) > 1.0) & (a["Z"] < 500)
+        if moving.sum() < 30:
+            continue
+        ys, xs = np.nonzero(moving)
+        x1 = np.clip(np.rint(xs + u[ys, xs]).astype(int), 0, u.shape[1] - 1)
+        y1 = np.clip(np.rint(ys - v[ys, xs]).astype(int), 0, u.shape[0] - 1)      # v is up, rows go down
+        za = a["Z"][ys, xs]
+        warped = np.median(np.abs(b["Z"][y1, x1] - za) / za)
+        still = np.median(np.abs(b["Z"][ys, xs] - za) / za)
+        best.append((warped, still))
+        falling.append(np.median(v[moving]))
+    assert len(best) >= 3
+    warped, still = np.array(best).T
+    assert np.median(warped) < 0.5 * np.median(still)
+    assert np.median(falling) < 0            # a collapse moves down the screen
+
+
+def test_manifest_lists_every_file_with_its_checksum(full_shot):
+    out, m = full_shot
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*")
+               if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}
+    on_disk.discard("manifest.json")
+    assert set(m["files"]) == on_disk
+    for rel, digest in m["files"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
+    for kind in ("exr/", "passes/", "shot.mp4", "shot.mov", "shot.usdc", "shot.1001.png"):
+        assert any(k.startswith(kind) for k in m["files"]), kind
+
+
+def test_review_movies_h264_and_prores_hq_with_a_burn_in_frames_without(full_shot):
+    import av
+    out, m = full_shot
+    n = len(m["frames"])
+    with av.open(str(out / "shot.mp4")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264" and s.codec_context.colorspace == 1
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == n
+    with av.open(str(out / "shot.mov")) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "prores" and s.codec_context.pix_fmt == "yuv422p10le"
+        assert "HQ" in str(s.codec_context.profile)
+        pro = [f for f in c.decode(video=0)]
+    assert len(pro) == n
+    png = read_rgb(out / "shot.1001.png")
+    H = png.shape[0]
+    band = slice(0, 8)
+    mid = slice(H // 3, 2 * H // 3)
+    # The burn-in darkens a band and writes the name there; the frames have neither.
+    assert frames[0][band].mean() < 0.6 * png[band].mean()
+    assert np.abs(frames[0][mid].astype(int) - png[mid]).mean() < 3
+    # ProRes carries the picture at 10 bits: luma of the middle within a code of BT.709's.
+    y10 = np.frombuffer(pro[0].planes[0], np.uint16).reshape(H, -1)[:, :png.shape[1]].astype(np.float64)
+    rgb = png.astype(np.float64) / 255
+    y = 64 + 876 * (rgb @ np.array([0.2126, 0.7152, 0.0722]))
+    # (swscale's 8-to-10-bit conversion is not exactly rounded: within an 8-bit code.)
+    assert np.abs(y10[mid] - y[mid]).mean() < 4
+
+
+def test_usd_stage_reads_back_with_camera_pieces_and_time_samples(full_shot):
+    from pxr import Usd, UsdGeom
+    out, m = full_shot
+    st = Usd.Stage.Open(str(out / "shot.usdc"))
+    n = len(m["frames"])
+    assert UsdGeom.GetStageUpAxis(st) == UsdGeom.Tokens.y and UsdGeom.GetStageMetersPerUnit(st) == 1.0
+    assert (st.GetStartTimeCode(), st.GetEndTimeCode()) == (1001, 1000 + n)
+    assert st.GetTimeCodesPerSecond() == m["fps"]
+    cams = [p for p in st.Traverse() if p.IsA(UsdGeom.Camera)]
+    meshes = [p for p in st.Traverse() if p.IsA(UsdGeom.Mesh)]
+    assert len(cams) == 1 and len(meshes) == m["fracture"]["pieces"]
+    cam = UsdGeom.Camera(cams[0])
+    # Lens in tenths of a scene unit (metres): mm / 100.
+    assert cam.GetFocalLengthAttr().Get() * 100 == pytest.approx(m["estimates"]["focal_mm"], rel=1e-3)
+    animated = [p for p in meshes if any(op.GetAttr().GetNumTimeSamples() == n
+                                         for op in UsdGeom.Xformable(p).GetOrderedXformOps())]
+    assert len(animated) == m["usd"]["pieces_animated"] > 0
+    # The building comes down: its pieces are lower at the end than at the start.
+    drop = [UsdGeom.Xformable(p).ComputeLocalToWorldTransform(1000 + n).ExtractTranslation()[1]
+            - UsdGeom.Xformable(p).ComputeLocalToWorldTransform(1001).ExtractTranslation()[1] for p in animated]
+    assert np.median(drop) < -1.0
+
+
+def test_video_options_in_the_manifest(full_shot):
+    out, m = full_shot
+    assert m["movies"] == ["shot.mp4", "shot.mov"] and m["burn_in"] and m["spec"]["version"] == 7
+    assert m["colour"]["working"] == "ACEScg" and m["exr"]["colourspace"] == "ACEScg"
+    assert m["plate"]["kind"] == "still"
