@@ -318,7 +318,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         return ((outputs.pass_paths(out, spec.name, i) if spec.passes else [])
                 + ([exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i)] if spec.exr else []))
     todo = [i for i in range(n_frames) if not reusable(i)]
-    stage_t = dict(render=0.0, dust_render=0.0, comp=0.0, write=0.0)
+    stage_t = dict(render=0.0, dust_render=0.0, comp=0.0, write=0.0, vectors=0.0)
     renderer = dust_r = None
     sun_share = 0.0
     if todo:
@@ -386,13 +386,15 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                     res = composite(p_lin, p_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
                                     shake[i], rng, dl)
                     img, passes = res.frame, (res.debris, res.dust)
+                    t0 = time.perf_counter()
+                    stage_t["comp"] += t0 - t1
                     if spec.exr:
                         vec, z, cov = renderer.vectors(sim, float(t), 1.0 / spec.fps)
                         z = np.where(cov > 0, z, back_z)
                         exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, bmatte,
                                                  hold_out, z, vec, res.touched), None)
-                    t0 = time.perf_counter()
-                    stage_t["comp"] += t0 - t1
+                        t1, t0 = t0, time.perf_counter()
+                        stage_t["vectors"] += t0 - t1
                 sink.submit(i, img, *passes, exr=exr)
             stage_t["write"] += time.perf_counter() - t0
             progress.advance(i + 1, n_frames)
@@ -434,7 +436,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "burn_in": bool(spec.burn_in),
         "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
-                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, 32-bit float, "
+                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, half float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
                 "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
                 } if spec.exr else None,

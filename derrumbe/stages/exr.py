@@ -9,13 +9,13 @@ Loader, Houdini's COPs and Blender's compositor list the layers by themselves:
     matte.building                where the plate's building was (the region replaced)
     matte.holdout                 the plate's foreground objects kept on top
     matte.effect                  building, debris, dust or their shadows: every pixel the effect changed
-    Z                             view depth in metres along the lens axis (32-bit float)
-    forward.u forward.v           motion to the next frame in pixels, u right, v up (32-bit)
+    Z                             view depth in metres along the lens axis
+    forward.u forward.v           motion to the next frame in pixels, u right, v up
 
-Colour and mattes are half float (what a comp expects; lossless for 0..65504). Depth
-and vectors stay 32-bit: half has 11 bits of mantissa, which at 100 m is 6 cm steps.
-PIZ compression: lossless and, of OpenEXR's lossless codecs, the fastest to write here
-(0.07 s for a 17-channel 1280x720 frame against ZIP's 0.10 s).
+Every channel is half float, what compositors expect of render passes: 11 bits of
+mantissa are 1/2048 of the value, i.e. 2.4 cm at 50 m of depth and 0.03 px on a 60 px
+motion vector. ZIP (16 scanlines, lossless) is what every reader since OpenEXR 1.x opens;
+HTJ2K and zstd write faster here but need OpenEXR 3.4 readers that most studios lack.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def exr_path(out: Path, name: str, frame: int) -> Path:
 
 def _header(meta: dict) -> dict:
     import OpenEXR
-    h = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage,
+    h = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
          # chromaticities are what tells a reader the primaries are AP1 (ACEScg).
          "chromaticities": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767),
          "colorSpace": colour.WORKING, "ocioConfig": colour.config_name()}
@@ -53,26 +53,37 @@ def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, bui
     """The channel dict of one frame; every input is H x W (x C) float at the frame's size.
     touched: where the comp changed the plate at all (the cloud's and the debris' shadows
     reach beyond their alpha), so the effect matte covers every changed pixel."""
-    h16 = lambda a: np.ascontiguousarray(a, np.float16)
-    f32 = lambda a: np.ascontiguousarray(a, np.float32)
     H, W = building.shape
     ch = {}
+    b = _half(beauty)
     for i, c in enumerate("RGB"):
-        ch[c] = h16(beauty[..., i])
+        ch[c] = np.ascontiguousarray(b[..., i])
     ch["A"] = np.ones((H, W), np.float16)
     for layer, rgba in (("debris", debris), ("dust", dust)):
+        h = _half(rgba)
         for i, c in enumerate("RGBA"):
-            ch[f"{layer}.{c}"] = h16(rgba[..., i])
+            ch[f"{layer}.{c}"] = np.ascontiguousarray(h[..., i])
     effect = 1 - (1 - np.clip(building, 0, 1)) * (1 - np.clip(debris[..., 3], 0, 1)) * (1 - np.clip(dust[..., 3], 0, 1))
     if touched is not None:
         effect = np.maximum(effect, touched)
-    ch["matte.building"] = h16(building)
-    ch["matte.holdout"] = h16(holdout)
-    ch["matte.effect"] = h16(effect * (1 - np.clip(holdout, 0, 1)))
-    ch["Z"] = f32(depth)
-    ch["forward.u"] = f32(vectors[..., 0])
-    ch["forward.v"] = f32(vectors[..., 1])
+    ch["matte.building"] = _half(building)
+    ch["matte.holdout"] = _half(holdout)
+    ch["matte.effect"] = _half(effect * (1 - np.clip(holdout, 0, 1)))
+    ch["Z"] = _half(depth)
+    v = _half(vectors)
+    ch["forward.u"] = np.ascontiguousarray(v[..., 0])
+    ch["forward.v"] = np.ascontiguousarray(v[..., 1])
     return ch
+
+
+def _half(a: np.ndarray) -> np.ndarray:
+    """float32 -> float16, rounded to nearest as numpy does (bit-identical, tested) but
+    with OpenCV's SIMD conversion: numpy's is 5x slower, 25 ms of every EXR frame."""
+    import cv2
+    a = np.ascontiguousarray(a, np.float32)
+    if a.ndim == 3 and a.shape[2] > 4:
+        return a.astype(np.float16)
+    return cv2.add(a, 0.0, dtype=cv2.CV_16F).reshape(a.shape)
 
 
 def write_exr(path: Path, channels: dict, meta: dict | None = None) -> None:
