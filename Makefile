@@ -4,9 +4,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GEN_STAMP := $(VENV)/.installed-gen
 APT_PKGS := libegl1 libgl1 libgl1-mesa-dri libgles2
 
-.PHONY: demo test preview bench setup system-deps clean
+.PHONY: demo test preview bench setup gen system-deps clean
 
 demo: setup
 	$(BIN)/derrumbe demo -o out/demo
@@ -14,13 +15,22 @@ demo: setup
 preview: setup
 	$(BIN)/derrumbe demo --preview -o out/demo-preview
 
-test: setup
+# The refine tests run a tiny random video model on the CPU: the gen extra comes too.
+test: setup gen
 	$(BIN)/python -m pytest -q tests
 
 bench: setup
 	$(BIN)/python benchmarks/bench_pipeline.py
+	$(BIN)/python benchmarks/bench_outputs.py
 
 setup: system-deps $(STAMP)
+
+# torch, diffusers, transformers for `derrumbe refine` (not needed to render).
+gen: setup $(GEN_STAMP)
+
+$(GEN_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q -e '.[test,gen]'
+	touch $(GEN_STAMP)
 
 # Headless OpenGL through EGL (Mesa llvmpipe on a CPU): install only what is missing.
 system-deps:

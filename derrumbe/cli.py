@@ -63,6 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("passes", "exr", "usd", "prores", "burn_in"):
         f = next(f for f in cli_fields() if f.name == flag)
         d.add_argument("--" + flag.replace("_", "-"), action="store_true", default=None, help=f.metadata["help"])
+    r = sub.add_parser("refine", help="make a rendered shot photoreal with a local video-diffusion model",
+                       description="Refine a shot rendered with --exr: Wan 2.1/2.2 image-to-video from a local folder, "
+                                   "conditioned on the coarse animation, composited back inside the effect matte.")
+    r.add_argument("shot_dir", help="a shot folder rendered with --exr")
+    r.add_argument("--model", required=True, help="folder of diffusers Wan image-to-video weights (model_index.json)")
+    r.add_argument("--strength", type=float, default=0.6,
+                   help="noise level the effect starts from, 0.05..1 (the rest of the frame is held to the coarse "
+                        "render until half of it); default: 0.6")
+    r.add_argument("--seed", type=int, default=1, help="random seed; default: 1")
+    r.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
+    r.add_argument("--prompt", default=None, help="what the shot should look like; default: a photoreal collapse")
+    r.add_argument("--steps", type=int, default=30, help="denoising steps of a full schedule; default: 30")
+    r.add_argument("--guidance", type=float, default=5.0, help="classifier-free guidance scale; default: 5")
+    r.add_argument("--model-size", default=None, help="model frame WxH; default: 832x480's area at the shot's aspect")
+    r.add_argument("--window", type=int, default=81, help="frames per window, 4k+1; default: 81")
+    r.add_argument("--overlap", type=int, default=9, help="frames shared by consecutive windows; default: 9")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     c = sub.add_parser("cache", help="list or clean a shot folder's stage cache",
                        description="Each stage's result is stored in SHOT_DIR/.derrumbe under a hash of its inputs.")
     c.add_argument("action", choices=("ls", "clean"), help="ls: stages, sizes, hashes; clean: remove what the "
@@ -128,7 +145,13 @@ def _progress(quiet: bool):
 
 
 def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
+    import dataclasses
     from derrumbe.pipeline import run_shot
+    refine = spec.refine_settings() if spec.refine else None
+    if refine is not None:
+        spec = dataclasses.replace(spec, exr=True)       # refine reads the matte and vectors from the EXRs
+        from derrumbe.generative import require_torch
+        require_torch()                                  # fail before the render, not after
     prog, log = _progress(quiet)
     try:
         m = run_shot(spec, out, prog, log)
@@ -142,6 +165,8 @@ def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
         print(f"wrote {len(m['frames'])} frames {m['size'][0]}x{m['size'][1]}, {m['movie']}{extra} to {out}; "
               f"total {sum(t.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")",
               file=sys.stderr)
+    if refine is not None:
+        return _do_refine(out, refine, quiet)
     return 0
 
 
@@ -162,6 +187,24 @@ def _demo(args) -> int:
                     style=args.style or "implosion", preview=bool(args.preview),
                     **{k: bool(getattr(args, k)) for k in ("passes", "exr", "usd", "prores", "burn_in")})
     return _run(spec.validate(), str(out), args.quiet)
+
+
+def _refine(args) -> int:
+    from derrumbe.refine import DEFAULT_PROMPT, RefineSettings
+    s = RefineSettings(model=args.model, strength=args.strength, seed=args.seed, device=args.device,
+                       prompt=args.prompt or DEFAULT_PROMPT, steps=args.steps, guidance=args.guidance,
+                       size=args.model_size, window=args.window, overlap=args.overlap)
+    return _do_refine(args.shot_dir, s, args.quiet)
+
+
+def _do_refine(shot_dir, settings, quiet: bool) -> int:
+    from derrumbe.refine import run_refine
+    log = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    info = run_refine(shot_dir, settings, log)
+    if not quiet:
+        print(f"refined {len(info['frames'])} frames on {info['device']} ({info['dtype']}) in "
+              f"{info['timings_s']['total']:.1f} s: {shot_dir}/refined/, {info['movie']}", file=sys.stderr)
+    return 0
 
 
 def _cache(args) -> int:
@@ -202,6 +245,8 @@ def main(argv=None) -> int:
             return _demo(args)
         if args.cmd == "cache":
             return _cache(args)
+        if args.cmd == "refine":
+            return _refine(args)
         spec = _spec_from_args(args)
         if args.explain:
             from derrumbe.pipeline import explain

@@ -68,6 +68,8 @@ class ShotSpec:
     prores: bool = _f(False, "also write a ProRes 422 HQ .mov review movie")
     burn_in: bool = _f(False, "burn shot name, version and frame number into the review movies (never the frames)")
     version: int = _f(1, "version number shown in the burn-in and the manifest", "", 1, 9999)
+    refine: dict | None = _f(None, "a [refine] table: run the generative pass after the render (model, strength, "
+                                   "seed, device, prompt, steps, guidance, size, window, overlap)", cli=False)
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "ShotSpec":
@@ -106,7 +108,25 @@ class ShotSpec:
             raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)")
         if self.size is not None:
             parse_size(self.size)
+        if self.refine is not None:
+            self.refine_settings()
         return self
+
+    def refine_settings(self):
+        """The [refine] table as RefineSettings, checked (no torch needed for that)."""
+        from derrumbe.refine import RefineSettings
+        if not isinstance(self.refine, dict):
+            raise DerrumbeError("refine must be a table: [refine] model = \"...\" ...")
+        known = {f.name for f in fields(RefineSettings)}
+        unknown = sorted(set(self.refine) - known)
+        if unknown:
+            raise DerrumbeError(f"unknown field(s) in [refine]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+        if "model" not in self.refine:
+            raise DerrumbeError("[refine] needs model = \"path/to/weights\"")
+        try:
+            return RefineSettings(**self.refine).validate()
+        except TypeError as e:
+            raise DerrumbeError(f"[refine]: {e}") from None
 
     # ---- round trips ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +147,9 @@ class ShotSpec:
                 p = getattr(spec, k)
                 if p and not Path(p).is_absolute():
                     setattr(spec, k, str((base_dir / p).resolve()))
+            if isinstance(spec.refine, dict) and spec.refine.get("model") and \
+                    not Path(str(spec.refine["model"])).is_absolute():
+                spec.refine["model"] = str((base_dir / str(spec.refine["model"])).resolve())
         return spec
 
     def to_toml(self) -> str:
@@ -160,6 +183,8 @@ def _coerce(f: dataclasses.Field, v: Any) -> Any:
     if v is None:
         return None
     name = f.name
+    if name == "refine":
+        return dict(v) if isinstance(v, dict) else v
     try:
         if name in ("box", "wind", "dust_color"):
             if isinstance(v, str):
