@@ -6,8 +6,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN_STAMP := $(VENV)/.installed-gen
 APT_PKGS := libegl1 libgl1 libgl1-mesa-dri libgles2
+# The traditional baseline of the benchmarks: Debian's Blender 3.4 (its Mantaflow bakes,
+# bpy 5.0's crashes) and a virtual display for EEVEE's OpenGL.
+BENCH_APT := blender xvfb xauth
 
-.PHONY: demo test preview bench setup gen system-deps clean
+# Installs the Debian packages named in $(1) that are missing (with sudo when not root).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: demo test preview bench bench-quick bench-deps setup gen system-deps clean
 
 demo: setup
 	$(BIN)/derrumbe demo -o out/demo
@@ -19,9 +32,19 @@ preview: setup
 test: setup gen
 	$(BIN)/python -m pytest -q tests
 
-bench: setup
+# Not part of `make test`. About 75 minutes on 2 cores; see benchmarks/README.md.
+bench: setup bench-deps
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_outputs.py
+	$(BIN)/python benchmarks/bench_scaling.py
+	$(BIN)/python benchmarks/bench_traditional.py
+
+# The comparison with Blender, reduced (640x360, 2 s, 300 pieces): under 15 minutes.
+bench-quick: setup bench-deps
+	$(BIN)/python benchmarks/bench_traditional.py --quick
+
+bench-deps:
+	$(call apt_install,$(BENCH_APT))
 
 setup: system-deps $(STAMP)
 
@@ -34,12 +57,7 @@ $(GEN_STAMP): pyproject.toml $(STAMP)
 
 # Headless OpenGL through EGL (Mesa llvmpipe on a CPU): install only what is missing.
 system-deps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	$(call apt_install,$(APT_PKGS))
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)

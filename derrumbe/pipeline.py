@@ -161,13 +161,18 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     say = log or (lambda s: None)
     out = Path(out_dir)
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}          # CPU seconds of all the process's threads
+    rss: dict[str, float] = {}          # peak RSS (MB) reached by the end of each stage
 
     @contextmanager
     def stage(name, total=None):
         progress.stage(name, total)
-        t0 = time.perf_counter()
+        t0 = _clock()
         yield
-        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 3)
+        d = _clock() - t0
+        timings[name] = round(timings.get(name, 0.0) + d[0], 3)
+        cpu[name] = round(cpu.get(name, 0.0) + d[1], 3)
+        rss[name] = _peak_mb()
         progress.end()
 
     # --- inputs are checked before anything is written -------------------------------
@@ -192,15 +197,23 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
             (out / "manifest.json").unlink(missing_ok=True)
             cache = StageCache(out)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
-                                   timings, progress, say)
+                                   timings, progress, say, cpu, rss)
             cache.save_last_keys(keys)
     finally:
         src.close()
     return manifest
 
 
+def _clock() -> np.ndarray:
+    return np.array([time.perf_counter(), time.process_time()])
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache, stage, timings, progress,
-                say) -> dict:
+                say, cpu, rss) -> dict:
     size = plate.size
     out_w, out_h = out_size
     q = 0 if spec.preview else 1
@@ -318,7 +331,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         return ((outputs.pass_paths(out, spec.name, i) if spec.passes else [])
                 + ([exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i)] if spec.exr else []))
     todo = [i for i in range(n_frames) if not reusable(i)]
-    stage_t = dict(render=0.0, dust_render=0.0, comp=0.0, write=0.0, vectors=0.0)
+    stage_t = {k: np.zeros(2) for k in ("render", "dust_render", "comp", "write", "vectors")}
     renderer = dust_r = None
     sun_share = 0.0
     if todo:
@@ -354,7 +367,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     progress.stage("render", n_frames)
     try:
         for i, t in enumerate(frame_times):
-            t0 = time.perf_counter()
+            t0 = _clock()
             if i not in todo:
                 sink.reuse(i, extra_files(i))
             else:
@@ -369,7 +382,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                 else:
                     layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
                     samples_used.append(layers.samples)
-                    t1 = time.perf_counter()
+                    t1 = _clock()
                     stage_t["render"] += t1 - t0
                     dl = None
                     if dust_r is not None:
@@ -379,28 +392,28 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                                                 f"run `derrumbe cache clean {out}` and render again")
                         dl = _dust_layers(dust_r, dust_frame(state, dust_grid_, light.sun_dir), layers, (out_w, out_h),
                                           sun_share)
-                        t2 = time.perf_counter()
+                        t2 = _clock()
                         stage_t["dust_render"] += t2 - t1
                         t1 = t2
                     rng = np.random.default_rng([spec.seed, i])
                     res = composite(p_lin, p_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
                                     shake[i], rng, dl)
                     img, passes = res.frame, (res.debris, res.dust)
-                    t0 = time.perf_counter()
+                    t0 = _clock()
                     stage_t["comp"] += t0 - t1
                     if spec.exr:
                         vec, z, cov = renderer.vectors(sim, float(t), 1.0 / spec.fps)
                         z = np.where(cov > 0, z, back_z)
                         exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, bmatte,
                                                  hold_out, z, vec, res.touched), None)
-                        t1, t0 = t0, time.perf_counter()
+                        t1, t0 = t0, _clock()
                         stage_t["vectors"] += t0 - t1
                 sink.submit(i, img, *passes, exr=exr)
-            stage_t["write"] += time.perf_counter() - t0
+            stage_t["write"] += _clock() - t0
             progress.advance(i + 1, n_frames)
-        t0 = time.perf_counter()
+        t0 = _clock()
         sink.close()
-        stage_t["write"] += time.perf_counter() - t0
+        stage_t["write"] += _clock() - t0
     except BaseException:
         sink.abort()
         raise
@@ -410,7 +423,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         if renderer is not None:
             renderer.release()
         progress.end()
-    timings.update({k: round(v, 3) for k, v in stage_t.items()})
+    timings.update({k: round(float(v[0]), 3) for k, v in stage_t.items()})
+    cpu.update({k: round(float(v[1]), 3) for k, v in stage_t.items()})
+    rss["frames"] = _peak_mb()
     cache.events.append(("frames", f"{n_frames - len(todo)} reused, {len(todo)} rendered"))
     files = dict(sink.digests)
     usd_info = None
@@ -458,6 +473,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
                    "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
         "timings_s": timings,
+        "cpu_s": cpu,
+        "peak_rss_mb_after": rss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "software": {"python": platform.python_version(), "mujoco": mujoco.__version__,
                      "numpy": np.__version__, "opencv": cv2.__version__},
