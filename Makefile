@@ -5,10 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN_STAMP := $(VENV)/.installed-gen
+WEB_STAMP := $(VENV)/.installed-web
 APT_PKGS := libegl1 libgl1 libgl1-mesa-dri libgles2
 # The traditional baseline of the benchmarks: Debian's Blender 3.4 (its Mantaflow bakes,
 # bpy 5.0's crashes) and a virtual display for EEVEE's OpenGL.
 BENCH_APT := blender xvfb xauth
+# The web page's end-to-end test drives Debian's Chromium through its chromedriver.
+TEST_APT := chromium chromium-driver
 
 # Installs the Debian packages named in $(1) that are missing (with sudo when not root).
 define apt_install
@@ -20,7 +23,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test preview bench bench-quick bench-deps setup gen system-deps clean
+.PHONY: demo test preview serve bench bench-quick bench-deps setup gen web test-deps system-deps clean
 
 demo: setup
 	$(BIN)/derrumbe demo -o out/demo
@@ -28,9 +31,13 @@ demo: setup
 preview: setup
 	$(BIN)/derrumbe demo --preview -o out/demo-preview
 
-# The refine tests run a tiny random video model on the CPU: the gen extra comes too.
-test: setup gen
+# The refine tests run a tiny random video model on the CPU, the web tests a server and a
+# headless Chromium: the gen and web extras come too.
+test: setup gen web test-deps
 	$(BIN)/python -m pytest -q tests
+
+serve: web
+	$(BIN)/derrumbe serve
 
 # Not part of `make test`. About 75 minutes on 2 cores; see benchmarks/README.md.
 bench: setup bench-deps
@@ -50,6 +57,16 @@ setup: system-deps $(STAMP)
 
 # torch, diffusers, transformers for `derrumbe refine` (not needed to render).
 gen: setup $(GEN_STAMP)
+
+# fastapi, uvicorn for `derrumbe serve` (and httpx, selenium for its tests).
+web: setup $(WEB_STAMP)
+
+$(WEB_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/pip install -q -e '.[test,web]'
+	touch $(WEB_STAMP)
+
+test-deps:
+	$(call apt_install,$(TEST_APT))
 
 $(GEN_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/pip install -q -e '.[test,gen]'

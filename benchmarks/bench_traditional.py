@@ -149,7 +149,8 @@ def compare(m: dict, wall: float, b: dict) -> dict:
         "render": sum(t.get(k, 0.0) for k in ("cleanplate", "render", "dust_render", "comp", "write")),
     }
     ours["total"] = wall
-    theirs = {"simulate": b["bullet_bake_s"], "dust": b.get("mantaflow_bake_s", 0.0)}
+    theirs = {"simulate": b["bullet_bake_s"], "dust": b.get("mantaflow_bake_s", 0.0),
+              "setup_not_counted": sum(b.get(k, 0.0) for k in ("import_s", "rigid_setup_s", "fluid_setup_s"))}
     renders = {}
     for engine, times in b["render_s"].items():
         # The first frame (with EEVEE's shader compile) once, the mean of the others for

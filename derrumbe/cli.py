@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="shot spec: a .toml file or a manifest.json of an earlier render; "
                                   "options given here override it")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    s.add_argument("--progress-json", action="store_true",
+                   help="progress as one JSON object a line on stderr (stage, done, total, seconds), for tools")
     s.add_argument("--explain", action="store_true",
                    help="say which stages would run and why (what changed since the last render), and stop")
     _add_spec_options(s)
@@ -80,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--window", type=int, default=81, help="frames per window, 4k+1; default: 81")
     r.add_argument("--overlap", type=int, default=9, help="frames shared by consecutive windows; default: 9")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    w = sub.add_parser("serve", help="the web page: upload a plate, box it, preview, render, download",
+                       description="Serve derrumbe's page on this machine (needs the web extra: make serve).")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token; "
+                                                       "default: 127.0.0.1")
+    w.add_argument("--port", type=int, default=8000, help="default: 8000")
+    w.add_argument("--token", default=None, help="access token (or DERRUMBE_TOKEN); required off loopback")
+    w.add_argument("--root", default="~/.derrumbe-web", help="work folder: uploads, jobs, the queue; "
+                                                              "default: ~/.derrumbe-web")
+    w.add_argument("--jobs", type=int, default=None, help="renders at once; default: one per 4 cores, at least 1")
     c = sub.add_parser("cache", help="list or clean a shot folder's stage cache",
                        description="Each stage's result is stored in SHOT_DIR/.derrumbe under a hash of its inputs.")
     c.add_argument("action", choices=("ls", "clean"), help="ls: stages, sizes, hashes; clean: remove what the "
@@ -111,8 +122,37 @@ def _spec_from_args(args) -> ShotSpec:
     return spec.validate()
 
 
-def _progress(quiet: bool):
+def _progress(quiet: bool, as_json: bool = False):
     from derrumbe.pipeline import Progress
+    if as_json:
+        import json
+        import time
+
+        class JsonStages(Progress):
+            """What the web page's job runner reads: a line per stage start, end and a
+            few updates in between."""
+            def __init__(self):
+                self.t0 = time.perf_counter()
+                self.name, self.ts, self.last = None, self.t0, 0.0
+
+            def _emit(self, **kw):
+                kw.update(stage=self.name, elapsed=round(time.perf_counter() - self.t0, 2),
+                          stage_elapsed=round(time.perf_counter() - self.ts, 2))
+                print(json.dumps(kw), file=sys.stderr, flush=True)
+
+            def stage(self, name, total=None):
+                self.name, self.ts = name, time.perf_counter()
+                self._emit(event="start", done=0, total=total or 1)
+
+            def advance(self, done, total):
+                if time.perf_counter() - self.last > 0.25 or done == total:
+                    self.last = time.perf_counter()
+                    self._emit(event="progress", done=done, total=total)
+
+            def end(self):
+                self._emit(event="end")
+
+        return JsonStages(), (lambda s: print(json.dumps({"event": "log", "text": s}), file=sys.stderr, flush=True))
     if quiet:
         return Progress(), (lambda s: None)
     from rich.console import Console
@@ -144,7 +184,7 @@ def _progress(quiet: bool):
     return RichStages(), (lambda s: console.print(f"[dim]{s}[/dim]"))
 
 
-def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
+def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False) -> int:
     import dataclasses
     from derrumbe.pipeline import run_shot
     refine = spec.refine_settings() if spec.refine else None
@@ -152,7 +192,7 @@ def _run(spec: ShotSpec, out: str, quiet: bool) -> int:
         spec = dataclasses.replace(spec, exr=True)       # refine reads the matte and vectors from the EXRs
         from derrumbe.generative import require_torch
         require_torch()                                  # fail before the render, not after
-    prog, log = _progress(quiet)
+    prog, log = _progress(quiet, progress_json)
     try:
         m = run_shot(spec, out, prog, log)
     finally:
@@ -247,13 +287,16 @@ def main(argv=None) -> int:
             return _cache(args)
         if args.cmd == "refine":
             return _refine(args)
+        if args.cmd == "serve":
+            from derrumbe.web.app import serve
+            return serve(args.host, args.port, args.token, args.root, args.jobs)
         spec = _spec_from_args(args)
         if args.explain:
             from derrumbe.pipeline import explain
             for line in explain(spec, args.out):
                 print(line)
             return 0
-        return _run(spec, args.out, args.quiet)
+        return _run(spec, args.out, args.quiet or args.progress_json, args.progress_json)
     except DerrumbeError as e:
         print(f"derrumbe: error: {e}", file=sys.stderr)
         return 2
