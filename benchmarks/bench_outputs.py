@@ -13,19 +13,13 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import run  # noqa: E402
+from bench_pipeline import demo_args, run  # noqa: E402
 
 
 def main() -> None:
-    import cv2
-    from derrumbe.demo import make_demo_plate
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        d = make_demo_plate()
-        cv2.imwrite(f"{tmp}/plate.png", d.srgb[..., ::-1])
-        cv2.imwrite(f"{tmp}/hold.png", d.holdout)
-        base = ["shot", f"{tmp}/plate.png", "--box", ",".join(map(str, d.box)), "--holdout", f"{tmp}/hold.png",
-                "--size", "1280", "--duration", "6"]
+        base = demo_args(tmp) + ["--size", "1280", "--duration", "6"]
         # A throwaway first run: numba compiles its kernels into __pycache__ once.
         run(base + ["--preview", "--duration", "1"], "warm-up (numba compile)")
         for label, extra in (("final, no EXR", []), ("final, --exr", ["--exr"]),

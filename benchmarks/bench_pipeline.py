@@ -44,7 +44,17 @@ def run(args: list[str], label: str, out: Path | None = None) -> dict:
             "pieces_n": m["fracture"]["pieces"]}
 
 
-SHARED_PLATES = ("img_263.jpg", "img_270.jpg")      # a 1280x720 plate and a tall close one
+SHARED_PLATES = ("img_263.jpg", "img_270.jpg")
+
+
+def demo_args(tmp: str | Path) -> list[str]:
+    """`derrumbe shot` arguments for the built-in demo plate, written into tmp."""
+    import cv2
+    from derrumbe.demo import make_demo_plate
+    d = make_demo_plate()
+    cv2.imwrite(f"{tmp}/plate.png", d.srgb[..., ::-1])
+    cv2.imwrite(f"{tmp}/hold.png", d.holdout)
+    return ["shot", f"{tmp}/plate.png", "--box", ",".join(map(str, d.box)), "--holdout", f"{tmp}/hold.png"]      # a 1280x720 plate and a tall close one
 
 
 def table(results: list[dict]) -> None:
@@ -65,12 +75,7 @@ def table(results: list[dict]) -> None:
 def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        import cv2
-        from derrumbe.demo import make_demo_plate
-        d = make_demo_plate()
-        cv2.imwrite(f"{tmp}/plate.png", d.srgb[..., ::-1])
-        cv2.imwrite(f"{tmp}/hold.png", d.holdout)
-        base = ["shot", f"{tmp}/plate.png", "--box", ",".join(map(str, d.box)), "--holdout", f"{tmp}/hold.png"]
+        base = demo_args(tmp)
         shots = [("demo", base)]
         if PLATES.exists():
             entries = {e["file"]: e for e in json.loads((PLATES / "plates.json").read_text())["plates"]}

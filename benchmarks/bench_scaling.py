@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import run  # noqa: E402
+from bench_pipeline import demo_args, run  # noqa: E402
 
 BASE = dict(size="1280", duration="6", pieces="500")
 AXES = {
@@ -31,14 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=sorted(AXES))
     args = ap.parse_args()
-    import cv2
-    from derrumbe.demo import make_demo_plate
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        d = make_demo_plate()
-        cv2.imwrite(f"{tmp}/plate.png", d.srgb[..., ::-1])
-        cv2.imwrite(f"{tmp}/hold.png", d.holdout)
-        base = ["shot", f"{tmp}/plate.png", "--box", ",".join(map(str, d.box)), "--holdout", f"{tmp}/hold.png"]
+        base = demo_args(tmp)
         runs = [("base", {})] + [(axis, v) for axis, vs in AXES.items() if args.only in (None, axis) for v in vs]
         for axis, change in runs:
             p = {**BASE, **change}

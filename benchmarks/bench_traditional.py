@@ -54,15 +54,12 @@ def blender_cmd() -> list[str]:
 
 
 def run_derrumbe(tmp: Path, mode: dict) -> tuple[Path, dict, float]:
-    import cv2
-    from derrumbe.demo import make_demo_plate
-    d = make_demo_plate()
-    cv2.imwrite(str(tmp / "plate.png"), d.srgb[..., ::-1])
-    cv2.imwrite(str(tmp / "hold.png"), d.holdout)
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_pipeline import demo_args
     out = tmp / "derrumbe"
-    args = [sys.executable, "-m", "derrumbe", "shot", str(tmp / "plate.png"), "--box", ",".join(map(str, d.box)),
-            "--holdout", str(tmp / "hold.png"), "--size", str(mode["size"][0]), "--duration", str(mode["duration"]),
-            "--fps", str(FPS), "--pieces", str(mode["pieces"]), "-o", str(out), "-q"]
+    args = [sys.executable, "-m", "derrumbe"] + demo_args(tmp) + [
+        "--size", str(mode["size"][0]), "--duration", str(mode["duration"]), "--fps", str(FPS),
+        "--pieces", str(mode["pieces"]), "-o", str(out), "-q"]
     t0 = time.perf_counter()
     r = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t0
