@@ -22,12 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PLATES = ROOT.parent / "shared" / "plates"
 
 
-def run(args: list[str], label: str, out: Path | None = None) -> dict:
+def run(args: list[str], label: str, out: Path | None = None, timeout: float | None = None) -> dict:
+    """One render in a child process. With a timeout, a run that takes longer is stopped
+    and reported as such (wall_s is then the timeout, stages empty)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = out or Path(tmp) / "o"
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "derrumbe"] + args + ["-o", str(out), "-q"],
-                           capture_output=True, text=True)
+        try:
+            r = subprocess.run([sys.executable, "-m", "derrumbe"] + args + ["-o", str(out), "-q"],
+                               capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            print(f"{label}: stopped after {timeout:.0f} s", flush=True)
+            return {"label": label, "wall_s": None, "stopped_after_s": timeout, "timings_s": {}, "cpu_s": {},
+                    "peak_rss_mb": None}
         wall = time.perf_counter() - t0
         if r.returncode:
             raise SystemExit(f"{label} failed: {r.stderr.strip()}")

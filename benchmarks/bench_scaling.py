@@ -29,22 +29,32 @@ AXES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=sorted(AXES))
+    ap.add_argument("--only", choices=sorted(AXES), action="append", help="an axis (repeatable); default: all")
+    ap.add_argument("--no-base", action="store_true", help="skip the base run")
+    ap.add_argument("--timeout", type=float, default=900, help="stop a run after this many seconds; default 900")
+    ap.add_argument("--pieces", help="piece counts to run, e.g. 3000 (default: 300,1000,3000)")
     args = ap.parse_args()
+    if args.pieces:
+        AXES["pieces"] = [dict(pieces=v.strip()) for v in args.pieces.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = demo_args(tmp)
-        runs = [("base", {})] + [(axis, v) for axis, vs in AXES.items() if args.only in (None, axis) for v in vs]
+        runs = ([] if args.no_base else [("base", {})]) + \
+            [(axis, v) for axis, vs in AXES.items() if not args.only or axis in args.only for v in vs]
         for axis, change in runs:
             p = {**BASE, **change}
             label = f"{p['size']} px, {p['duration']} s, {p['pieces']} pieces"
             r = run(base + ["--size", p["size"], "--duration", p["duration"], "--pieces", p["pieces"]], label,
-                    Path(tmp) / label.replace(" ", "_").replace(",", ""))
+                    Path(tmp) / label.replace(" ", "_").replace(",", ""), timeout=args.timeout)
             rows.append({"axis": axis, **p, **r})
     print("\n| changed | size | s | pieces | wall | CPU | peak RSS | simulate | dust | render | dust render |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         t, c = r["timings_s"], r.get("cpu_s", {})
+        if r["wall_s"] is None:
+            print(f"| {r['axis']} | {r['size']} | {r['duration']} | {r['pieces']} | > {r['stopped_after_s']:.0f} s "
+                  f"(stopped) | | | | | | |")
+            continue
         print(f"| {r['axis']} | {r['size_px']} | {r['duration']} | {r['pieces_n']} | {r['wall_s']:.1f} s | "
               f"{sum(c.values()):.0f} s | {r['peak_rss_mb']} MB | {t['simulate']:.1f} | {t.get('dust', 0):.1f} | "
               f"{t['render']:.1f} | {t.get('dust_render', 0):.1f} |")
