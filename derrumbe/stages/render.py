@@ -529,11 +529,7 @@ class DebrisRenderer:
         self.xf_next.write(self.xf.read())
         p0, q0 = sample_pose(sim, t)
         self._upload(p0, q0, np.zeros(self.n, bool))
-        fbo.use()
-        fbo.clear(0, 0, 0, 0, depth=1.0)
-        ctx.enable(mgl.DEPTH_TEST)
-        ctx.disable(mgl.BLEND)
-        ctx.disable(mgl.CULL_FACE)
+        self._begin(fbo)
         self.xf.use(0)
         self.xf_next.use(1)
         self.matte_tex.use(2)
@@ -541,6 +537,14 @@ class DebrisRenderer:
         ctx.disable(mgl.DEPTH_TEST)
         o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
         return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
+
+    def _begin(self, fbo):
+        """A cleared target for an opaque, depth-tested raster of both faces."""
+        fbo.use()
+        fbo.clear(0, 0, 0, 0, depth=1.0)
+        self.ctx.enable(self.mgl.DEPTH_TEST)
+        self.ctx.disable(self.mgl.BLEND)
+        self.ctx.disable(self.mgl.CULL_FACE)
 
     def _upload(self, pos, quat, moved):
         R = quat_to_mat(quat)
@@ -615,11 +619,7 @@ class DebrisRenderer:
             ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
             p, q = sample_pose(sim, ts)
             self._upload(p, q, moved)
-            self.sub_fbo.use()
-            self.sub_fbo.clear(0, 0, 0, 0, depth=1.0)
-            ctx.enable(mgl.DEPTH_TEST)
-            ctx.disable(mgl.BLEND)
-            ctx.disable(mgl.CULL_FACE)
+            self._begin(self.sub_fbo)
             self.plate_tex.use(0)
             self.matte_tex.use(1)
             self.shadow.use(2)
@@ -642,9 +642,7 @@ class DebrisRenderer:
 
         # Static coverage: the pieces still at rest, without the moving ones in front.
         self._upload(pc, qc, moved)
-        self.sub_fbo.use()
-        self.sub_fbo.clear(0, 0, 0, 0, depth=1.0)
-        ctx.enable(mgl.DEPTH_TEST)
+        self._begin(self.sub_fbo)
         self.prog["static_pass"].value = 1
         self.xf.use(3)
         self.vao.render()
@@ -652,9 +650,7 @@ class DebrisRenderer:
         static = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1, :, 0]
 
         # Ground: sun shadow and contact occlusion from the moving pieces at mid-shutter.
-        self.occ_fbo.use()
-        self.occ_fbo.clear(0, 0, 0, 0, depth=1.0)
-        ctx.enable(mgl.DEPTH_TEST)
+        self._begin(self.occ_fbo)
         self.dprog["lightproj"].write(self.occproj.T.tobytes())
         self.dprog["moved_only"].value = 1.0
         self.xf.use(0)
