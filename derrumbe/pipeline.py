@@ -41,7 +41,7 @@ from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_lin
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
 from derrumbe.stages.simulate import simulate
 
-PREVIEW_MAX_PIECES = 220     # a preview trades fracture detail for speed
+PREVIEW_MAX_PIECES = 1500    # a preview trades fracture detail for speed (same hierarchy, coarser leaves)
 DUST_CELLS = (45_000, 200_000)          # preview, final: the dust grid's cell budget
 DUST_STEPS_PER_FRAME = (1, 1.5)
 PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
@@ -74,7 +74,7 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     k["camera"] = key_of("camera", dict(focal_mm=spec.focal_mm, horizon_y=spec.horizon_y, height_m=spec.height_m),
                          (k["matte"],))
     k["fracture"] = key_of("fracture", dict(style=spec.style, direction=spec.direction, material=spec.material,
-                                            pieces=n_pieces, seed=spec.seed), (k["camera"],))
+                                            pieces=n_pieces, hierarchy=spec.pieces, seed=spec.seed), (k["camera"],))
     k["simulate"] = key_of("simulate", dict(style=spec.style, direction=spec.direction, material=spec.material,
                                             start=spec.start, duration=spec.duration, hz=_sample_hz(spec),
                                             seed=spec.seed), (k["fracture"],))
@@ -93,7 +93,8 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
 
 
 def _sample_hz(spec: ShotSpec) -> int:
-    return spec.fps * (2 if spec.preview else 4)
+    # Two poses a frame: the renderer interpolates the motion-blur sub-frames between them.
+    return spec.fps * 2
 
 
 def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
@@ -232,8 +233,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     with stage("fracture"):
         fr, _ = cache.get_or_run("fracture", keys["fracture"], {}, lambda: fracture_building(
-            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed))
-    say(f"{fr.n} pieces in {fr.info['clusters']} clusters, {len(fr.bonds)} bonds")
+            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed, spec.pieces))
+    say(f"{fr.n} fragments in {fr.info['pieces']} pieces, {fr.info['clusters']} clusters, "
+        f"{fr.info['storeys']} storeys")
 
     sample_hz = _sample_hz(spec)
     with stage("simulate", total=int(spec.duration * sample_hz) + 1):
@@ -243,7 +245,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     with stage("particles"):
         grit, _ = cache.get_or_run("particles", keys["particles"], {}, lambda: emit_particles(
-            sim, fr.volume, face_albedo, PARTICLES[q], spec.seed))
+            sim, fr, face_albedo, PARTICLES[q], spec.seed))
 
     n_frames = _n_frames(spec)
     frame_times = np.arange(n_frames) / spec.fps

@@ -46,7 +46,8 @@ class ShotSpec:
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
     height_m: float | None = _f(None, "building height (estimated from window rows when absent)", "m", 2.0, 600.0)
     material: str = _f("concrete", "material preset: density, bond strength, fragment sizes, face look", choices=MATERIALS)
-    pieces: int = _f(500, "number of fracture pieces", "", 20, 4000)
+    pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
+                          "slabs; grit comes on top)", "", 200, 12000)
     focal_mm: float | None = _f(None, "35 mm-equivalent focal length (26 mm assumed when absent)", "mm", 8.0, 400.0)
     horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px")
     sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right (estimated)", "deg", -180.0, 180.0)
