@@ -30,7 +30,8 @@ IOU = 0.5
 SEED = 1                   # the spec's default seed: the matte the pipeline would use
 
 sys.path.insert(0, str(ROOT))
-from derrumbe.stages.holdouts import find_holdouts  # noqa: E402
+from derrumbe.stages.camera import place_building  # noqa: E402
+from derrumbe.stages.holdouts import assign_depths, find_holdouts  # noqa: E402
 from derrumbe.stages.matte import refine_box  # noqa: E402
 
 
@@ -70,6 +71,10 @@ def plate_metrics(plate: Path, box, label_file: Path, seed: int = SEED) -> dict:
     t0 = time.perf_counter()
     hs = find_holdouts(srgb, building, seed)
     secs = time.perf_counter() - t0
+    # As the pipeline does: what does not stand in front of the building by its ground
+    # contact is dropped once the camera is known.
+    cam, place = place_building(srgb, building, None, None, None)
+    assign_depths(hs, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
     dets = [o.full((h, w)) > 0.5 for o in hs.objects]
     labels = label_masks(label_file, (h, w))
     counted = [(n, m) for n, m in labels if m.sum() > MIN_SHARE * h * w]

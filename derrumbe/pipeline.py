@@ -231,7 +231,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         say(f"building height {place.height_m:.1f} m ({place.height_source}); "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
     # Each holdout's depth from its ground contact and this camera (cheap: not cached).
-    assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
+    dropped = assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
+    if dropped:
+        say(f"{len(dropped)} detections dropped: their ground contact is not in front of the building")
     say(f"{len(matte.objects.objects)} holdouts: " + (", ".join(
         f"{o.kind} at {o.depth_m:.1f} m" for o in matte.objects.objects) or "none"))
 

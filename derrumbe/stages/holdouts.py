@@ -426,22 +426,32 @@ def contact_depth(row: float, f_px: float, cy: float, eye_m: float) -> float | N
     return f_px * eye_m / (row - cy)
 
 
-def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> None:
-    """Each holdout's depth from where it meets the ground. An object is in front of the
-    building by definition, so a contact that reads as farther (a contact row above the
-    horizon, or past the facade line) falls back to the facade's depth less a margin; a
-    contact cut by the frame's bottom edge is nearer than the bottom row's ground. Each
-    says which it was (depth_source)."""
+def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
+    """Each holdout's depth from where it meets the ground; returns the automatic ones
+    dropped because their contact is not in front of the building.
+
+    An automatic detection whose ground contact reads as at or behind the facade (a
+    figure on a balcony, an ornament) does not stand in front: it is dropped. A contact
+    cut by the frame's bottom edge is nearer than the bottom row's ground. The artist's
+    own holdouts are never dropped: theirs falls back to the facade's depth less a
+    margin. Each says which it was (depth_source)."""
     near_facade = max(0.5, facade_m - FRONT_MARGIN_M)
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
+    kept, dropped = [], []
     for o in hs.objects:
         if o.contact_row is None:
-            z = near_facade if bottom is None else min(bottom, near_facade)
-            o.depth_m, o.depth_source = z, "contact below the frame: the bottom row's ground depth"
-            continue
-        z = contact_depth(o.contact_row, f_px, cy, eye_m)
-        if z is None or z >= facade_m:
-            o.depth_m = near_facade
-            o.depth_source = f"contact not on the street in front: {FRONT_MARGIN_M:g} m in front of the facade"
+            o.depth_m = near_facade if bottom is None else min(bottom, near_facade)
+            o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:
-            o.depth_m, o.depth_source = float(z), "ground contact"
+            z = contact_depth(o.contact_row, f_px, cy, eye_m)
+            if z is not None and z < facade_m:
+                o.depth_m, o.depth_source = float(z), "ground contact"
+            elif o.kind != "user":
+                dropped.append(o)
+                continue
+            else:
+                o.depth_m = near_facade
+                o.depth_source = f"contact not in front of the facade: {FRONT_MARGIN_M:g} m in front of it"
+        kept.append(o)
+    hs.objects = kept
+    return dropped
