@@ -210,3 +210,33 @@ def test_a_bus_crossing_in_front_of_the_collapse_stays_in_front(crossing_shot):
         moving = [k for k in ch if k.startswith("holdout.m")]
         assert moving and max(ch[k][bus].min() for k in moving) > 0.9, i
     assert checked >= 3          # the debris really crossed behind it in several frames
+
+
+# --- the web page's preview of the holdouts ------------------------------------------------
+
+def test_the_page_can_show_the_automatic_holdouts_before_a_render(demo_files, tmp_path):
+    pytest.importorskip("fastapi")
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from derrumbe.web.app import create_app
+    d, p = demo_files
+    img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
+    box = [int(round(v * 320 / p.srgb.shape[1])) for v in p.box]
+    with TestClient(create_app(tmp_path)) as c:
+        plate = c.post("/api/plates", content=cv2.imencode(".png", img[..., ::-1])[1].tobytes()).json()
+        r = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": box})
+        assert r.status_code == 200
+        body = r.json()
+        png = base64.b64decode(body["matte"].split(",", 1)[1])
+        matte = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert matte.shape == (180, 320)
+        for o in body["objects"]:
+            x0, y0, x1, y1 = o["bbox"]
+            assert {"kind", "contact_row", "pixel_height", "confidence"} <= set(o)
+            assert matte[y0:y1, x0:x1].max() > 128          # each listed object is in the matte
+        bad = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": [1, 2]})
+        assert bad.status_code == 400 and "box" in bad.json()["detail"]
+        outside = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": [400, 300, 500, 400]})
+        assert outside.status_code == 400 and "outside" in outside.json()["detail"]
