@@ -39,7 +39,10 @@ class ShotSpec:
                                             "for EXR when absent)")
     box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px")
     mask: str | None = _f(None, "building mask image instead of a box (white = building)")
-    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris")
+    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris (added to the "
+                                   "automatic holdouts)")
+    no_auto_holdouts: bool = _f(False, "do not find people, vehicles, poles and other foreground objects "
+                                       "automatically (only --holdout stays in front)")
     name: str = _f("shot", "shot name used for file names")
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
