@@ -496,7 +496,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         },
         "holdouts": {"auto": not spec.no_auto_holdouts, "objects": matte.objects.as_list(),
                      "moving_tracks": 0 if movers is None else movers.next_id - 1},
-        "fracture": {"pieces": fr.n, "bonds": int(len(fr.bonds)), **fr.info},
+        "fracture": {"bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
         "particles": {"count": grit.n},
         "dust": dust_info,

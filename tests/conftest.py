@@ -15,7 +15,7 @@ from derrumbe.demo import make_demo_plate
 SHARED_PLATES = Path(__file__).resolve().parents[1].parent / "shared" / "plates"
 
 # A short, small shot: enough frames to cover the untouched start and the collapse.
-TINY = ["--size", "320", "--duration", "2.0", "--start", "0.5", "--fps", "12", "--pieces", "80",
+TINY = ["--size", "320", "--duration", "2.0", "--start", "0.5", "--fps", "12", "--pieces", "300",
         "--shake", "0", "-q"]
 
 

@@ -174,7 +174,7 @@ def test_usd_stage_reads_back_with_camera_pieces_and_time_samples(full_shot):
     assert st.GetTimeCodesPerSecond() == m["fps"]
     cams = [p for p in st.Traverse() if p.IsA(UsdGeom.Camera)]
     meshes = [p for p in st.Traverse() if p.IsA(UsdGeom.Mesh)]
-    assert len(cams) == 1 and len(meshes) == m["fracture"]["pieces"]
+    assert len(cams) == 1 and len(meshes) == m["fracture"]["fragments"]
     cam = UsdGeom.Camera(cams[0])
     # Lens in tenths of a scene unit (metres): mm / 100.
     assert cam.GetFocalLengthAttr().Get() * 100 == pytest.approx(m["estimates"]["focal_mm"], rel=1e-3)

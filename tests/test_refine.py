@@ -197,7 +197,7 @@ def test_refine_needs_the_exr_passes(demo_files, tiny_model, tmp_path, capsys):
     from tests.conftest import TINY
     d, p = demo_files
     rc = main(["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(tmp_path / "s"),
-               "--duration", "0.6", "--start", "0.2"] + TINY[:2] + ["--fps", "12", "--pieces", "30", "-q"])
+               "--duration", "0.6", "--start", "0.2"] + TINY[:2] + ["--fps", "12", "--pieces", "300", "-q"])
     assert rc == 0
     capsys.readouterr()
     rc = main(["refine", str(tmp_path / "s"), "--model", str(tiny_model), "-q"])

@@ -64,7 +64,7 @@ def _decoded(path):
 def video_shot(video_plate, demo_files, tmp_path_factory):
     out = tmp_path_factory.mktemp("video_shot")
     rc = main(["shot", str(video_plate), "--box", _box(demo_files), "-o", str(out), "--start", "0.2",
-               "--pieces", "60", "--dust", "0", "--shake", "0", "--exr", "-q"])
+               "--pieces", "300", "--dust", "0", "--shake", "0", "--exr", "-q"])
     assert rc == 0
     return out, json.loads((out / "manifest.json").read_text())
 
@@ -112,7 +112,7 @@ def test_image_sequence_plate_and_its_errors(demo_files, tmp_path):
     assert np.array_equal(src.frame(3).srgb, frames[3])
     out = tmp_path / "out"
     rc = main(["shot", str(tmp_path / "plate.####.png"), "--box", _box(demo_files), "-o", str(out),
-               "--start", "0.1", "--pieces", "40", "--dust", "0", "--shake", "0", "--duration", "0.25", "-q"])
+               "--start", "0.1", "--pieces", "300", "--dust", "0", "--shake", "0", "--duration", "0.25", "-q"])
     assert rc == 0
     m = json.loads((out / "manifest.json").read_text())
     assert len(m["frames"]) == 6 and m["fps"] == 24            # --duration given: 0.25 s of the plate
