@@ -193,8 +193,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     try:
         with ShotLock(out):
-            # A previous manifest would make a half-finished re-render look complete.
+            # A previous manifest would make a half-finished re-render look complete;
+            # temporaries a killed run left are nobody's now that the lock is ours.
             (out / "manifest.json").unlink(missing_ok=True)
+            outputs.sweep_temps(out)
             cache = StageCache(out)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
                                    timings, progress, say, cpu, rss)
@@ -438,7 +440,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     manifest = {
         "derrumbe_version": __version__,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(relative_to=out),
         "seed": spec.seed,
         "size": [out_w, out_h],
         "fps": spec.fps,
@@ -451,7 +453,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "burn_in": bool(spec.burn_in),
         "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
-                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, half float, "
+                "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "view depth in metres, half float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
                 "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
                 } if spec.exr else None,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -143,6 +144,18 @@ def _feathered(effect: np.ndarray, px: float) -> np.ndarray:
 
 
 def run_refine(shot_dir: str | Path, settings: RefineSettings, log=lambda s: None) -> dict:
+    """Refines a rendered shot in place, holding its shot lock: a render started into the
+    folder meanwhile fails at once instead of replacing frames under the model."""
+    from derrumbe.cache import ShotLock
+    shot = Path(shot_dir)
+    if not shot.is_dir():
+        raise DerrumbeError(f"shot folder {shot} does not exist")
+    settings.validate()
+    with ShotLock(shot):
+        return _refine_locked(shot, settings, log)
+
+
+def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     from derrumbe.generative import require_torch
     from derrumbe.generative.noise_warp import latent_flow, splat_step
     from derrumbe.stages.exr import exr_path, read_exr
@@ -240,7 +253,7 @@ def run_refine(shot_dir: str | Path, settings: RefineSettings, log=lambda s: Non
     timings["comp_write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
-    info = {**asdict(settings), "model": str(Path(settings.model).resolve()), "model_id": refiner.model_id,
+    info = {**asdict(settings), "model": os.path.relpath(Path(settings.model).resolve(), Path(shot_dir).resolve()), "model_id": refiner.model_id,
             "backend": refiner.name, "device": refiner.device, "dtype": refiner.dtype_name,
             "model_size": [mw, mh], "windows": [[outputs.FIRST_FRAME + s, outputs.FIRST_FRAME + s + L - 1]
                                                  for s, L in plan],

@@ -211,7 +211,7 @@ def test_both_formats_write_atomically_and_leave_no_temp_files(scene, tmp_path, 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(usd_export.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_usd(tmp_path / "b.usdc", *args)
     monkeypatch.undo()

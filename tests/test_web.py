@@ -32,8 +32,12 @@ def plate_png(demo_files):
     return cv2.imencode(".png", img[..., ::-1])[1].tobytes(), box
 
 
+ORIGIN = "http://127.0.0.1:8000"
+
+
 def _client(root, **kw):
-    return TestClient(create_app(root, **kw))
+    # As the page in a browser: its own host, and its origin on every request.
+    return TestClient(create_app(root, **kw), base_url=ORIGIN, headers={"Origin": ORIGIN})
 
 
 def _wait(c, jid, states=DONE, timeout=120):

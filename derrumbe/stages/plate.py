@@ -318,7 +318,7 @@ class VideoSource(PlateSource):
     """A video file, decoded in order with PyAV; a jump back reopens the file."""
     kind = "video"
 
-    def __init__(self, path: str, colourspace: str | None):
+    def __init__(self, path: str, colourspace: str | None, max_seconds: float = MAX_SECONDS):
         import av
         self._av = av
         self.path, self.colourspace = str(path), colourspace
@@ -333,7 +333,7 @@ class VideoSource(PlateSource):
                 _check_size(*self.size, path)
                 # Count by decoding: container frame counts and durations are often
                 # missing or wrong (or lie), so the length cap is checked on real frames.
-                self.n_frames = count_frames(c, float(self.rate), self.size, Path(path).name)
+                self.n_frames = count_frames(c, float(self.rate), self.size, Path(path).name, max_seconds)
         except DerrumbeError:
             raise
         except Exception as e:
@@ -392,10 +392,10 @@ class VideoSource(PlateSource):
         self._container, self._iter, self._next = None, None, 0
 
 
-def count_frames(container, rate: float, size: tuple[int, int], name: str) -> int:
-    """The video's frames, decoded and counted; refused once they pass MAX_SECONDS or a
+def count_frames(container, rate: float, size: tuple[int, int], name: str, max_seconds: float = MAX_SECONDS) -> int:
+    """The video's frames, decoded and counted; refused once they pass max_seconds or a
     frame is larger than the header said."""
-    cap = int(MAX_SECONDS * max(rate, 1.0)) + 1
+    cap = int(round(max_seconds * max(rate, 1.0)))
     s = container.streams.video[0]
     s.thread_type = "AUTO"
     n = 0
@@ -405,8 +405,8 @@ def count_frames(container, rate: float, size: tuple[int, int], name: str) -> in
             raise DerrumbeError(f"video {name} has a frame of {vf.width}x{vf.height}, larger than its header's "
                                 f"{size[0]}x{size[1]}")
         if n > cap:
-            raise DerrumbeError(f"video {name} is longer than {MAX_SECONDS:.0f} s ({n} frames at {rate:g} fps and "
-                                f"more); plates up to {MAX_SECONDS:.0f} s are taken: cut it to the shot")
+            raise DerrumbeError(f"video {name} is longer than {max_seconds:g} s ({n} frames at {rate:g} fps and "
+                                f"more); plates up to {max_seconds:g} s are taken: cut it to the shot")
     return n
 
 
@@ -427,7 +427,7 @@ def _file_sha(path) -> str:
     return h.hexdigest()
 
 
-def open_plate(path: str, colourspace: str | None = None) -> PlateSource:
+def open_plate(path: str, colourspace: str | None = None, max_seconds: float = MAX_SECONDS) -> PlateSource:
     """A still, a video (by extension) or an image sequence (# or %04d in the name)."""
     if not path:
         raise DerrumbeError("no plate given")
@@ -438,7 +438,7 @@ def open_plate(path: str, colourspace: str | None = None) -> PlateSource:
     if _SEQ.search(name):
         return SequenceSource(path, colourspace)
     if Path(path).suffix.lower() in VIDEO_EXT:
-        return VideoSource(path, colourspace)
+        return VideoSource(path, colourspace, max_seconds)
     return StillSource(path, colourspace)
 
 
