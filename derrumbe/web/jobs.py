@@ -83,9 +83,8 @@ class JobStore:
         with self._conn() as c:
             rows = c.execute("SELECT id, plate, pid FROM jobs WHERE state='running'").fetchall()
         for r in rows:
-            if r["pid"]:
-                _kill_orphan(int(r["pid"]), self.root / "jobs" / r["id"] / "spec.toml")
-            sweep_shot(self.root / "plates" / r["plate"] / "shot")
+            killed = bool(r["pid"]) and _kill_orphan(int(r["pid"]), self.root / "jobs" / r["id"] / "spec.toml")
+            sweep_shot(self.root / "plates" / r["plate"] / "shot", wait_s=5.0 if killed else 0.0)
             self.requeue(r["id"])
         return [r["id"] for r in rows]
 
@@ -232,6 +231,7 @@ class Runner:
                 self._run(job)
             except Exception as e:               # never let a worker thread die
                 self.store.finish(job["id"], "failed", public_error(f"internal error: {e}", self.store.root))
+                sweep_shot(self.store.root / "plates" / job["plate"] / "shot")
             finally:
                 with self.lock:
                     self.busy.pop(job["plate"], None)
@@ -332,18 +332,24 @@ def public_error(text: str, root: Path) -> str:
     return text[:500]
 
 
-def sweep_shot(shot: Path) -> None:
-    """Removes the temporaries a stopped render left, if no render holds the folder."""
+def sweep_shot(shot: Path, wait_s: float = 0.0) -> None:
+    """Removes the temporaries a stopped render left, if no render holds the folder
+    (waiting up to wait_s for a render just killed to let go of it)."""
     from derrumbe.cache import ShotLock
     from derrumbe.errors import DerrumbeError
     from derrumbe.stages.outputs import sweep_temps
     if not shot.is_dir():
         return
-    try:
-        with ShotLock(shot):
-            sweep_temps(shot)
-    except DerrumbeError:
-        pass                    # a render holds it: its temporaries are live
+    t0 = time.time()
+    while True:
+        try:
+            with ShotLock(shot):
+                sweep_temps(shot)
+            return
+        except DerrumbeError:
+            if time.time() - t0 >= wait_s:
+                return          # a render holds it: its temporaries are live
+            time.sleep(0.05)
 
 
 def _publish(shot: Path, dest: Path) -> None:
@@ -375,27 +381,17 @@ def _kill(p: subprocess.Popen) -> None:
         pass
 
 
-def _kill_orphan(pid: int, spec_path: Path) -> None:
+def _kill_orphan(pid: int, spec_path: Path) -> bool:
     """Kills a render left by an earlier server, if that pid is still that render (a pid
-    can be reused: its command line must name this job's spec)."""
+    can be reused: its command line must name this job's spec). True if it was killed."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return                  # gone (or not Linux: the parent-death signal covers it there)
+        return False            # gone (or not Linux: the parent-death signal covers it there)
     if str(spec_path).encode() not in cmd:
-        return
+        return False
     try:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        return
-    for _ in range(100):        # the lock is free once it is really gone
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
-            return
-        time.sleep(0.05)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
+        return False
+    return True
