@@ -23,6 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.stages import outputs
@@ -48,13 +49,16 @@ class RefineSettings:
     window: int = 81                 # frames per window (4k+1); Wan 2.1/2.2 are trained on 81
     overlap: int = 9                 # frames shared by consecutive windows
 
+    # How pydantic reads a [refine] table into these fields (from_dict).
+    __pydantic_config__ = ConfigDict(allow_inf_nan=False, str_max_length=MAX_TEXT)
+
     @classmethod
     def from_dict(cls, d: dict) -> "RefineSettings":
         """A [refine] table read from TOML/JSON, brought to the fields' types (pydantic:
         "0.5" -> 0.5, inf and nan refused) and checked."""
-        from pydantic import ConfigDict, TypeAdapter, ValidationError
+        from pydantic import TypeAdapter, ValidationError
         try:
-            s = TypeAdapter(cls, config=ConfigDict(allow_inf_nan=False, str_max_length=MAX_TEXT)).validate_python(d)
+            s = TypeAdapter(cls).validate_python(d)
         except ValidationError as e:
             err = e.errors()[0]
             where = ".".join(map(str, err["loc"])) or "refine"
