@@ -18,8 +18,8 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, _coerce, cli_fields
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        self.exit(2, f"derrumbe: error: {message}\n")
+    def error(self, message):  # one line, no usage dump (a value with newlines stays on it)
+        self.exit(2, f"derrumbe: error: {_one_line(message)}\n")
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:

@@ -288,7 +288,7 @@ def _message(name: str, m: dict, e: ValidationError) -> str:
     if err["type"] in ("greater_than_equal", "less_than_equal"):
         unit = f" {m['unit']}" if m["unit"] else ""
         return f"{flag} must be between {m['lo']} and {m['hi']}{unit}, not {_short(got)}"
-    if err["type"] == "string_too_long":
+    if err["type"] in ("string_too_long", "too_long") and isinstance(got, str):
         return f"{flag} is {len(got)} characters long; at most {m['max_len'] or MAX_TOKEN}"
     return f"{flag}: {_short(got)} is not a valid value ({err['msg'].removeprefix('Value error, ')})"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -76,7 +77,8 @@ def image_size(path: str | Path) -> tuple[int, int]:
     from PIL import Image
     Image.MAX_IMAGE_PIXELS = None       # the cap is ours, with a clear message
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")         # "corrupt EXIF" and the like: not the user's concern
             w, h = im.size
             # Only EXIF that sits in the header: PIL's getexif() of a PNG decodes the
             # whole image to look for a trailing eXIf chunk.
