@@ -105,15 +105,16 @@ def test_exr_depth_is_metres_along_the_lens_axis(full_shot):
     eye = 1.6
     expect = f_px * eye / (rows[below] - cy)
     assert np.allclose(col[below], expect, rtol=0.03)
-    # The sky, found from the plate's own colours (bright and blue, over the horizon): no
-    # surface, so exactly the documented FAR_Z of 10000 m.
-    from derrumbe.stages.plate import read_plate as _read
+    # The sky, found from the plate's own pixels: the demo draws its neighbours below the
+    # top quarter, so there, bright blue pixels off the building are sky. No surface:
+    # exactly the documented FAR_Z of 10000 m (not merely "far").
     import cv2
-    plate = cv2.resize(_read(str(out / m["spec"]["plate"])).srgb, (W, H), interpolation=cv2.INTER_AREA).astype(int)
-    sky = (plate[..., 2] > plate[..., 0] + 25) & (plate.max(axis=2) > 120) & (rows[:, None] < cy - 0.1 * H) \
+    plate = cv2.resize(read_plate(str(out / m["spec"]["plate"])).srgb, (W, H), interpolation=cv2.INTER_AREA)
+    plate = plate.astype(int)
+    sky = (plate[..., 2] > plate[..., 0] + 25) & (plate.max(axis=2) > 120) & (rows[:, None] < 0.25 * H) \
         & (ch["matte.building"] == 0)
-    assert sky.sum() > 0.05 * W * H
-    assert FAR_Z == 10000.0 and (z[sky] == FAR_Z).mean() > 0.98
+    assert sky.sum() > 0.15 * W * H
+    assert FAR_Z == 10000.0 and (z[sky] == FAR_Z).all()
     # The standing building is at its estimated distance.
     bm = ch["matte.building"] > 0.5
     assert abs(np.median(z[bm]) / cam["distance_m"] - 1) < 0.15
