@@ -7,7 +7,6 @@ real image/video headers cut short, lying about their size, or followed by junk.
 
 from __future__ import annotations
 
-import io
 import json
 import random
 import struct
@@ -22,7 +21,7 @@ from derrumbe.cli import main
 from derrumbe.spec import ShotSpec
 
 SEED = 1717
-BUDGET_S = 25.0                 # each of the two fuzzers
+BUDGET_S = 20.0                 # each of the two fuzzers
 MIN_CASES = 300
 FIELDS = [f for f in ShotSpec.__dataclass_fields__]
 JUNK_KEYS = ["", "__proto__", "plate ", "x" * 300, "constructor", "0"]
@@ -79,12 +78,10 @@ def _uploads(plate_png: bytes, jpeg: bytes):
 
 
 @pytest.fixture(scope="module")
-def plates(demo_files):
-    d, p = demo_files
-    img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
-    s = 320 / p.srgb.shape[1]
-    return (cv2.imencode(".png", img[..., ::-1])[1].tobytes(), cv2.imencode(".jpg", img[..., ::-1])[1].tobytes(),
-            [int(round(v * s)) for v in p.box])
+def plates(small_plate):
+    png, box = small_plate
+    jpeg = cv2.imencode(".jpg", cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR))[1].tobytes()
+    return png, jpeg, box
 
 
 def _check_response(r, what):
@@ -108,7 +105,7 @@ def test_fuzz_the_web_api(tmp_path, plates):
         plate_id = c.post("/api/plates", content=png).json()["id"]
         job_ids = ["000000000000", "../../etc", "x" * 50]
         t0 = time.time()
-        while time.time() - t0 < BUDGET_S and counts["cases"] < 1500:
+        while time.time() - t0 < BUDGET_S and counts["cases"] < 800:
             kind = rng.random()
             if kind < 0.45:                         # a job
                 body = {k: _value(rng) for k in rng.sample(["plate", "kind", "box", "mask", "holdout", "exr", "usd",
@@ -198,7 +195,7 @@ def test_fuzz_the_cli(tmp_path, capsys):
     rng = random.Random(SEED + 1)
     counts = {"cases": 0, "ok": 0, "refused": 0}
     t0 = time.time()
-    while time.time() - t0 < BUDGET_S and counts["cases"] < 1500:
+    while time.time() - t0 < BUDGET_S and counts["cases"] < 800:
         args = _cli_args(rng, d, tmp_path / "out")
         try:
             rc = main(args)

@@ -9,7 +9,6 @@ keeps a temporary movie open as a render does, and finishes when the test says s
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -19,7 +18,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import pytest
 
 pytest.importorskip("fastapi", reason="the web extra is not installed: make web")
@@ -43,11 +41,8 @@ def _client(root, **kw):
 
 
 @pytest.fixture(scope="module")
-def plate(demo_files):
-    d, p = demo_files
-    img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
-    s = 320 / p.srgb.shape[1]
-    return cv2.imencode(".png", img[..., ::-1])[1].tobytes(), [int(round(v * s)) for v in p.box]
+def plate(small_plate):
+    return small_plate
 
 
 def _until(fn, timeout=60.0, what="condition"):
