@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import mujoco
 import numpy as np
 
 from derrumbe import __version__
@@ -198,8 +197,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     try:
         with ShotLock(out):
-            # A previous manifest would make a half-finished re-render look complete.
+            # A previous manifest would make a half-finished re-render look complete;
+            # temporaries a killed run left are nobody's now that the lock is ours.
             (out / "manifest.json").unlink(missing_ok=True)
+            outputs.sweep_temps(out)
             cache = StageCache(out)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
                                    timings, progress, say, cpu, rss)
@@ -207,6 +208,11 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     finally:
         src.close()
     return manifest
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
 
 
 def _clock() -> np.ndarray:
@@ -467,7 +473,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     manifest = {
         "derrumbe_version": __version__,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(relative_to=out),
         "seed": spec.seed,
         "size": [out_w, out_h],
         "fps": spec.fps,
@@ -480,7 +486,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "burn_in": bool(spec.burn_in),
         "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
-                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, half float, "
+                "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "view depth in metres, half float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
                 "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
                 } if spec.exr else None,
@@ -507,7 +513,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "cpu_s": cpu,
         "peak_rss_mb_after": rss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "software": {"python": platform.python_version(), "mujoco": mujoco.__version__,
+        "software": {"python": platform.python_version(), "rapier3d": _version("rapier3d"),
                      "numpy": np.__version__, "opencv": cv2.__version__},
     }
     # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).

@@ -38,5 +38,15 @@ def tiny_shot(demo_files, tmp_path_factory):
     return out, json.loads((out / "manifest.json").read_text())
 
 
+@pytest.fixture(scope="session")
+def small_plate(demo_files):
+    """The demo plate at 320x180 as PNG bytes, and its box at that size: what the web
+    tests upload."""
+    d, p = demo_files
+    img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
+    s = 320 / p.srgb.shape[1]
+    return cv2.imencode(".png", img[..., ::-1])[1].tobytes(), [int(round(v * s)) for v in p.box]
+
+
 def read_rgb(path) -> np.ndarray:
     return cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1]
