@@ -123,8 +123,9 @@ def test_exr_depth_is_metres_along_the_lens_axis(full_shot):
 
 
 def test_forward_vectors_carry_each_pixel_to_where_its_surface_is_next_frame(full_shot):
-    """Depth warped along the vectors matches the next frame's depth far better than
-    depth left in place: the vectors point where the pieces go (u right, v up, pixels)."""
+    """The debris layer's colour warped along the vectors matches the next frame's far
+    better than left in place: the vectors point where the pieces go (u right, v up,
+    pixels). (Colour, not depth: a facade falling as a block stays at one depth.)"""
     out, m = full_shot
     n = len(m["frames"])
     best = []
@@ -132,16 +133,18 @@ def test_forward_vectors_carry_each_pixel_to_where_its_surface_is_next_frame(ful
     for i in range(n // 2, n - 1):
         _, a = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
         _, b = read_exr(out / "exr" / f"shot.{1002 + i:04d}.exr")
-        u, v = a["forward.u"], a["forward.v"]
-        moving = (np.hypot(u, v) > 1.0) & (a["Z"] < 500)
+        u, v = a["forward.u"].astype(np.float32), a["forward.v"].astype(np.float32)
+        ca, cb = _rgb({k[7:]: a[k] for k in a if k.startswith("debris.")}), \
+            _rgb({k[7:]: b[k] for k in b if k.startswith("debris.")})
+        moving = (np.hypot(u, v) > 1.0) & (a["debris.A"] > 0.99)
         if moving.sum() < 30:
             continue
         ys, xs = np.nonzero(moving)
         x1 = np.clip(np.rint(xs + u[ys, xs]).astype(int), 0, u.shape[1] - 1)
         y1 = np.clip(np.rint(ys - v[ys, xs]).astype(int), 0, u.shape[0] - 1)      # v is up, rows go down
-        za = a["Z"][ys, xs]
-        warped = np.median(np.abs(b["Z"][y1, x1] - za) / za)
-        still = np.median(np.abs(b["Z"][ys, xs] - za) / za)
+        lum = lambda c: c.mean(-1)
+        warped = np.median(np.abs(lum(cb[y1, x1]) - lum(ca[ys, xs])))
+        still = np.median(np.abs(lum(cb[ys, xs]) - lum(ca[ys, xs])))
         best.append((warped, still))
         falling.append(np.median(v[moving]))
     assert len(best) >= 3

@@ -12,6 +12,7 @@ network). Everything it writes lives under one work folder (~/.derrumbe-web by d
 
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -526,7 +527,6 @@ def _no_constant(name: str):
 def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
     """A mask painted on the page (a PNG data URL), decoded and stored as a clean 8-bit
     PNG under its own hash."""
-    import base64
     import binascii
     import cv2
     from derrumbe.stages.outputs import atomic_write_bytes
