@@ -45,7 +45,9 @@ AIR_G_PER_M3 = 1200.0
 AIR_K = 293.0
 GROUND_DRAG = 0.02           # quadratic drag coefficient of the street on the lowest layer
 VORTICITY = 2.0              # confinement strength, 1/s
-REGEN_S = 1.2                # the render's detail coordinates are renewed this often
+RELAX_S = 20.0               # the air relaxes toward the breeze over this long (large-scale nudge only)
+REGEN_S = 0.8                # the render's detail coordinates are renewed this often (before a
+                             # fast, sheared current stretches the noise they carry into streaks)
 GROW_MARGIN = 3              # cells between the cloud and an open side before it grows
 FIELDS = 3                   # carried conservatively: fine dust, coarse load (g/m^3), heat (K)
 
@@ -165,10 +167,11 @@ class DustSim:
 
     def __init__(self, fr: Fracture, sim: SimResult, cam: Camera, *, amount: float,
                  wind_speed: float, wind_heading_deg: float, seed: int, target_cells: int, steps_per_second: float,
-                 walls=None):
-        """walls: a function of a grid giving its solid cells (see street_walls), or None."""
+                 walls=None, domain: Domain | None = None):
+        """walls: a function of a grid giving its solid cells (see street_walls), or None;
+        domain: the box the cloud may fill (by default what the camera sees, dust_domain)."""
         self.fr, self.sim = fr, sim
-        self.domain = dust_domain(fr, cam, target_cells)
+        self.domain = domain or dust_domain(fr, cam, target_cells)
         self.dt = 1.0 / steps_per_second
         self.walls_fn = walls
         heading = np.radians(wind_heading_deg)
@@ -277,7 +280,7 @@ class DustSim:
     def step(self):
         dt, h = self.dt, self.grid.h
         a, b = self._emitting()
-        if self.steps_run or b > a:
+        if self.steps_run or b > a or self.q[:2].any():
             self._grow()
             dt_h = dt / self.grid.h
             self._emit()
@@ -364,7 +367,7 @@ class DustSim:
         K.vorticity_force(self.cvel, self.force, VORTICITY, self.omega)
         # The air relaxes toward the breeze (or to rest) over a few seconds.
         for c in range(3):
-            self.force[c] += (self.wind[c] * self.wind_profile - self.cvel[c]) / 8.0
+            self.force[c] += (self.wind[c] * self.wind_profile - self.cvel[c]) / RELAX_S
         K.add_cell_force(self.u, self.v, self.w, self.force, dt)
         # The street holds back the lowest layer (quadratic drag): the current's nose is
         # slowed at the ground and its head rises over it.

@@ -30,7 +30,13 @@ from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
 # ~0.004 / (9.81 * 15) kg/J ~ 27 g/kJ; the event lists record a part of that energy as
 # impacts and crushes, so the figure is set on what they record.
 FINE_G_PER_J = 0.045
-LOAD_PER_FINE = 3.0          # coarse airborne grit (50-300 um) per gram of fines
+LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fines: most of the
+                             # early airborne mass, and what makes the cloud a dense current
+# Share of an event's energy that grinds concrete into dust, by kind: crushing and hits on
+# the street pulverise; pieces knocking together in the air, or a crack opening, mostly
+# chip (the dust they make is real but small, and an intact-looking facade veiled in
+# puffs before it visibly moves is the classic fake).
+GRIND = {EV_GROUND: 1.0, EV_CRUSH: 1.0, EV_IMPACT: 0.15, EV_BREAK: 0.3}
 HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
 OPENING = 0.5                # share of a storey's walls that is windows and doors
 MAX_JET_MS = 35.0
@@ -85,7 +91,8 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
 
     e = events
     energy = np.maximum(e["energy"].astype(float), 0.0)
-    fine = FINE_G_PER_J * energy * amount
+    grind = np.array([GRIND.get(int(k), 1.0) for k in e["kind"]])
+    fine = FINE_G_PER_J * energy * grind * amount
     heat = HEAT_K_M3_PER_J * energy * amount
     for k in range(len(e)):
         kind, t, p, v = int(e["kind"][k]), float(e["t"][k]), e["pos"][k].astype(float), e["vel"][k].astype(float)

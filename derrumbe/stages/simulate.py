@@ -346,8 +346,8 @@ def stand_in_events(times, pos, vel, clustered, mass, volume, breaks) -> np.ndar
     """The event list recovered from the sampled motion (a stand-in until the solver
     records its contacts itself): every bond failure; each piece's loss of mechanical
     energy between two samples as an impact (on the street when the piece is down on
-    it); and, while a welded block falls, a crushed storey each time it has come down
-    one storey's height (the potential energy of the block over that storey)."""
+    it); and a crushed storey each time the building's centre of mass has come down half
+    a storey (the potential energy that releases)."""
     ev = []
     r = np.cbrt(3 * np.maximum(volume, 1e-6) / (4 * np.pi))
     for t, i in breaks:
@@ -368,21 +368,22 @@ def stand_in_events(times, pos, vel, clustered, mass, volume, breaks) -> np.ndar
             p = pos[k + 1, i]
             kind = EV_GROUND if p[1] < r[i] + 0.4 else EV_IMPACT
             ev.append((times[k + 1], p, vel[k, i], loss[k, i], mass[i], kind, i))
-    # Crushing: the welded block's descent, a storey at a time.
-    y_done = None
+    # Crushing: in a pancake collapse each crushed storey lowers the building's centre of
+    # mass by half a storey, releasing M g (storey / 2); the crushing happens where the
+    # falling mass meets what is below it (the bottom of the falling pieces).
+    m_all = float(mass.sum())
+    com = (mass[None, :] * pos[:, :, 1]).sum(1) / m_all
+    y_done = com[0]
     for k in range(1, len(times)):
-        blk = clustered[k] & (vel[k, :, 1] < -1.0)
-        if blk.sum() < 3:
-            continue
-        m = mass[blk]
-        yc = float((m * pos[k, blk, 1]).sum() / m.sum())
-        if y_done is None:
-            y_done = yc
-        while y_done - yc >= STOREY_M:
-            y_done -= STOREY_M
-            p = (m[:, None] * pos[k, blk]).sum(0) / m.sum()
-            p[1] = float(pos[k, blk, 1].min())
-            v = (m[:, None] * vel[k, blk]).sum(0) / m.sum()
-            ev.append((times[k], p, v, float(m.sum()) * G * STOREY_M, float(m.sum()), EV_CRUSH, -1))
+        while y_done - com[k] >= 0.5 * STOREY_M:
+            y_done -= 0.5 * STOREY_M
+            fall = vel[k, :, 1] < -1.0
+            if fall.sum() < 3:
+                fall = np.ones(len(mass), bool)
+            m = mass[fall]
+            p = (m[:, None] * pos[k, fall]).sum(0) / m.sum()
+            p[1] = float(np.percentile(pos[k, fall, 1], 10))
+            v = (m[:, None] * vel[k, fall]).sum(0) / m.sum()
+            ev.append((times[k], p, v, m_all * G * 0.5 * STOREY_M, float(m.sum()), EV_CRUSH, -1))
     out = np.array(ev, EVENT_DTYPE) if ev else np.zeros(0, EVENT_DTYPE)
     return out[np.argsort(out["t"], kind="stable")]
