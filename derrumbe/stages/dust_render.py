@@ -42,7 +42,7 @@ from derrumbe.stages.camera import Camera
 from derrumbe.stages.dust import DustFrame
 
 NOISE_RES = 128
-NOISE_TILE_CELLS = 16        # one noise tile spans this many grid cells
+NOISE_TILE_CELLS = 32        # one noise tile spans this many grid cells (its lumps: 8 cells to 1)
 FAR = 1e5
 
 
@@ -233,18 +233,18 @@ void march(vec2 px, vec2 tc, float jit) {
                 vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
                 float amp = clamp(0.5 + v.a / turb_ref, 0.5, 1.4);
                 se = billow(s, band(ca, cb, period, pxa * t, vec3(0.0)), amp);
-                if (se > 1e-5) {
-                    float dd = 0.2 * period;
+                if (se > 0.03) {
+                    float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
                     float s2 = texture(vol, (q - origin) / extent).r;
                     s2 = sigma_cap * (1.0 - exp(-s2 / sigma_cap));
-                    tau_loc = billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
+                    tau_loc = 2.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
                 }
             }
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.5 * ph1 * exp(-0.4 * tau) + 0.25 * ph2 * exp(-0.16 * tau));
-                vec3 L = albedo * (Ls + amb_col * (0.2 + 0.8 * exp(-0.5 * v.b - 0.5 * tau_loc)));
+                vec3 L = albedo * (Ls + amb_col * (0.15 + 0.85 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
@@ -288,11 +288,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain) {
     float turb = texture(vol, uvw).a;
     float amp = clamp(0.5 + turb / turb_ref, 0.5, 1.4);
     float px_m = aux.x / intr.x;
-    float p1 = period / 4.0, p2 = period / 32.0;
-    vec3 l = normalize(sun_dir + vec3(0.0, 0.5, 0.0));
-    float n = 0.6 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.3 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
-    float nl = 0.6 * band(ca + l * 0.25 * p1, cb + l * 0.25 * p1, p1, px_m, vec3(0.11, 0.53, 0.29))
-             + 0.3 * band(ca + l * 0.25 * p2, cb + l * 0.25 * p2, p2, px_m, vec3(0.71, 0.17, 0.43));
+    // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
+    // street distances), each about 0.45 the amplitude of the one above (k^-3 in 3D).
+    float p1 = period / 8.0, p2 = period / 64.0;
+    float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.12 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
     // How dense the front is: thin dust (low extinction) keeps a soft edge.
     float dense = smoothstep(0.05, 0.6, aux.w) * dense_gain;
     float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
@@ -300,8 +299,8 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain) {
     float g = 1.0 + edge_gain * dense;
     float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
-    // Lit side brighter, far side and crevices darker.
-    float lit = clamp(1.0 + amp * (0.35 * (nl - n) + 0.12 * n), 0.55, 1.5);
+    // Crevices between the small lumps darker, their crowns brighter.
+    float lit = clamp(1.0 + amp * 0.12 * n, 0.7, 1.3);
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
@@ -309,7 +308,7 @@ void main() {
     vec2 fc = gl_FragCoord.xy * scale;                       // output pixel, GL origin bottom-left
     vec2 px = vec2(fc.x, H - fc.y);
     vec2 tc = gl_FragCoord.xy / vec2(textureSize(opaque, 0));
-    if (mode == 0) { march(px, tc, hash12(gl_FragCoord.xy)); return; }
+    if (mode == 0) { march(px, tc, 0.5 + 0.3 * (hash12(gl_FragCoord.xy) - 0.5)); return; }
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
@@ -352,14 +351,19 @@ class DustRenderer:
         nz_ = billow_noise()
         self.noise = ctx.texture3d((NOISE_RES,) * 3, 1, nz_.astype(np.float16).tobytes(), dtype="f2")
         self.noise.build_mipmaps()
-        self.noise.filter = (moderngl.LINEAR_MIPMAP_LINEAR, moderngl.LINEAR)
+        # One mip level a lookup (not two blended): half the cost on a CPU rasteriser, and
+        # the level is picked per pixel footprint anyway.
+        self.noise.filter = (moderngl.LINEAR_MIPMAP_NEAREST, moderngl.LINEAR)
         self.noise.repeat_x = self.noise.repeat_y = self.noise.repeat_z = True
         self.targets = {}
         self._target("lo", march_size, backdrop)
         if self.two_pass:
             full = backdrop_full if backdrop_full is not None else cv2.resize(
                 backdrop, self.out_size, interpolation=cv2.INTER_NEAREST)
-            self._target("full", self.out_size, full)
+            # Only the two layers at the full size, in half floats: on a CPU rasteriser the
+            # bytes written per pixel are much of the pass's cost; the shading and the
+            # front's depth and motion are smooth and are upsampled on the CPU.
+            self._target("full", self.out_size, full, n_out=2, dtype="f2")
         p = self.prog
         for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("velo", 3), ("occ", 4), ("noise", 5),
                            ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_shade", 10),
@@ -378,12 +382,12 @@ class DustRenderer:
         p["use_detail"].value = bool(detail)
         p["turb_ref"].value = 3.0
         p["frame_s"].value = 1.0 / float(fps)
-        p["edge_gain"].value = 2.0
+        p["edge_gain"].value = 3.0
 
-    def _target(self, name, size, backdrop):
+    def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
         ctx, mgl = self.ctx, self.mgl
         W, H = size
-        outs = [ctx.texture((W, H), 4, dtype="f4") for _ in range(4)]
+        outs = [ctx.texture((W, H), 4, dtype=dtype) for _ in range(n_out)]
         for t in outs:
             t.filter = (mgl.LINEAR, mgl.LINEAR)
             t.repeat_x = t.repeat_y = False
@@ -430,7 +434,7 @@ class DustRenderer:
         p = self.prog
         p["origin"].value = tuple(map(float, g.origin))
         p["extent"].value = tuple(map(float, g.size_m))
-        p["step_m"].value = float(g.h * 0.6)
+        p["step_m"].value = float(g.h * 0.9)
         p["period"].value = float(NOISE_TILE_CELLS * g.h)
         p["sigma_min"].value = float(0.02 / (g.h * self.occ_cells))
         wa, wb = f.coord_w
@@ -445,9 +449,25 @@ class DustRenderer:
             tex.use(8 + k)
         if opaque_full is None:
             opaque_full = cv2.resize(opaque_depth, self.out_size, interpolation=cv2.INTER_NEAREST)
-        return self._layers(self._pass("full", 1, opaque_full, read=True))
+        lo = [np.frombuffer(t.read(), np.float32).reshape(self.size[1], self.size[0], 4)[::-1]
+              for t in self.targets["lo"]["outs"][2:]]
+        W, H = self.out_size
+        up = lambda a: cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
+        full = self._pass("full", 1, opaque_full, read=True, dtype=np.float16)
+        return self._layers([full[0].astype(np.float32), full[1].astype(np.float32), up(lo[0]),
+                             self._upsample_aux(lo[1], (W, H))])
 
-    def _pass(self, name, mode, opaque, read=None):
+    @staticmethod
+    def _upsample_aux(aux, size):
+        """The front's depth and motion at the output size: nearest where the coarse
+        pixel has no dust (no depth to blend with), linear elsewhere."""
+        W, H = size
+        lin = cv2.resize(aux, (W, H), interpolation=cv2.INTER_LINEAR)
+        has = cv2.resize((aux[..., 0] > 0).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+        near = cv2.resize(aux, (W, H), interpolation=cv2.INTER_NEAREST)
+        return np.where((has > 0.999)[..., None], lin, near)
+
+    def _pass(self, name, mode, opaque, read=None, dtype=np.float32):
         tg = self.targets[name]
         W, H = tg["size"]
         tg["opaque"].write(np.ascontiguousarray(opaque[::-1], np.float32).tobytes())
@@ -463,7 +483,7 @@ class DustRenderer:
         self.vao.render()
         if read is False or (read is None and self.two_pass):
             return None
-        return [np.frombuffer(t.read(), np.float32).reshape(H, W, 4)[::-1] for t in tg["outs"]]
+        return [np.frombuffer(t.read(), dtype).reshape(H, W, 4)[::-1] for t in tg["outs"]]
 
     @staticmethod
     def _layers(out) -> DustLayers:
