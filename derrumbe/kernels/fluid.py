@@ -417,65 +417,27 @@ def _limit_outgoing(fl, line, n):
 
 
 @njit(parallel=True, **_OPTS)
-def _sweep_x(q, u, dt_h, lost):
-    """Conservative sweep along x (contiguous lines) of the stacked fields q (m, nz, ny, nx)."""
-    m, nz, ny, nx = q.shape
-    for a_ in prange(nz):
-        k = np.int64(a_)
-        line = np.zeros(nx + 4)
-        fl = np.empty(nx + 1)
+def _flux_sweep(q, vel, dt_h, sink, ground, lost):
+    """One conservative sweep along the last axis of q (m, a, b, n) (a view with the
+    sweep's axis last) by the face velocities vel (a, b, n + 1). sink[c]: a settling
+    speed of field c, toward index 0; with `ground`, index 0's face is the street, which
+    only the settling crosses (deposited there). lost[c, a] gets what left each line."""
+    m, na, nb, n = q.shape
+    for a_ in prange(na):
+        a = np.int64(a_)
+        line = np.zeros(n + 4)
+        fl = np.empty(n + 1)
         for c in range(m):
-            for j in range(ny):
-                for t in range(nx):
-                    line[t + 2] = q[c, k, j, t]
-                for f in range(nx + 1):
-                    fl[f] = _face_flux(line[f], line[f + 1], line[f + 2], line[f + 3], u[k, j, f] * dt_h)
-                _limit_outgoing(fl, line, nx)
-                lost[c, k] += (-fl[0] if fl[0] < 0 else 0.0) + (fl[nx] if fl[nx] > 0 else 0.0)
-                for t in range(nx):
-                    q[c, k, j, t] = line[t + 2] + fl[t] - fl[t + 1]
-
-
-@njit(parallel=True, **_OPTS)
-def _sweep_y(q, v, dt_h, sink, lost):
-    """Conservative sweep up y of q (m, nz, ny, nx); sink[c]: a settling speed (cell
-    units per unit dt_h) of field c, which alone crosses the ground face (deposited)."""
-    m, nz, ny, nx = q.shape
-    for a_ in prange(nz):
-        k = np.int64(a_)
-        line = np.zeros(ny + 4)
-        fl = np.empty(ny + 1)
-        for c in range(m):
-            for i in range(nx):
-                for t in range(ny):
-                    line[t + 2] = q[c, k, t, i]
-                for f in range(ny + 1):
-                    vf = (v[k, f, i] if f > 0 else 0.0) - sink[c]
+            for b in range(nb):
+                for t in range(n):
+                    line[t + 2] = q[c, a, b, t]
+                for f in range(n + 1):
+                    vf = (0.0 if ground and f == 0 else vel[a, b, f]) - sink[c]
                     fl[f] = _face_flux(line[f], line[f + 1], line[f + 2], line[f + 3], vf * dt_h)
-                _limit_outgoing(fl, line, ny)
-                lost[c, k] += (-fl[0] if fl[0] < 0 else 0.0) + (fl[ny] if fl[ny] > 0 else 0.0)
-                for t in range(ny):
-                    q[c, k, t, i] = line[t + 2] + fl[t] - fl[t + 1]
-
-
-@njit(parallel=True, **_OPTS)
-def _sweep_z(q, w, dt_h, lost):
-    """Conservative sweep along z of q (m, nz, ny, nx), parallel over rows of y."""
-    m, nz, ny, nx = q.shape
-    for a_ in prange(ny):
-        j = np.int64(a_)
-        line = np.zeros(nz + 4)
-        fl = np.empty(nz + 1)
-        for c in range(m):
-            for i in range(nx):
-                for t in range(nz):
-                    line[t + 2] = q[c, t, j, i]
-                for f in range(nz + 1):
-                    fl[f] = _face_flux(line[f], line[f + 1], line[f + 2], line[f + 3], w[f, j, i] * dt_h)
-                _limit_outgoing(fl, line, nz)
-                lost[c, j] += (-fl[0] if fl[0] < 0 else 0.0) + (fl[nz] if fl[nz] > 0 else 0.0)
-                for t in range(nz):
-                    q[c, t, j, i] = line[t + 2] + fl[t] - fl[t + 1]
+                _limit_outgoing(fl, line, n)
+                lost[c, a] += (-fl[0] if fl[0] < 0 else 0.0) + (fl[n] if fl[n] > 0 else 0.0)
+                for t in range(n):
+                    q[c, a, b, t] = line[t + 2] + fl[t] - fl[t + 1]
 
 
 def advect_conservative(q, u, v, w, dt_h, sink=None, order=0) -> np.ndarray:
@@ -483,23 +445,23 @@ def advect_conservative(q, u, v, w, dt_h, sink=None, order=0) -> np.ndarray:
     conserving each one's total to rounding; returns per field what left through the open
     sides and (settling) the ground. One sweep per axis, the order alternating from step
     to step to cancel the splitting's bias; a sweep whose Courant number exceeds 1/2 is
-    split into sub-steps. sink: settling speed per field (m/s x dt_h ... in cell units
-    per step when multiplied by dt_h), None for none."""
+    split into sub-steps. sink: settling speed per field (m/s, like the velocities),
+    None for none."""
     m, nz, ny, nx = q.shape
     sink = np.zeros(m) if sink is None else np.asarray(sink, np.float64)
+    none = np.zeros(m)
     lost = np.zeros(m)
+    # Views with the sweep's axis last (x: as stored; y: (z, x, y); z: (y, x, z)).
+    views = {2: ((0, 1, 2, 3), (0, 1, 2)), 1: ((0, 1, 3, 2), (0, 2, 1)), 0: ((0, 2, 3, 1), (1, 2, 0))}
     for ax in ((2, 1, 0) if order % 2 == 0 else (0, 1, 2)):
         vel = u if ax == 2 else (v if ax == 1 else w)
+        qp, vp = views[ax]
+        qv, vv = q.transpose(qp), vel.transpose(vp)
         c = (float(np.abs(vel).max()) + (float(sink.max()) if ax == 1 else 0.0)) * dt_h
         n_sub = max(1, int(np.ceil(c / 0.5)))
-        acc = np.zeros((m, ny if ax == 0 else nz))
+        acc = np.zeros((m, qv.shape[1]))
         for _ in range(n_sub):
-            if ax == 2:
-                _sweep_x(q, vel, dt_h / n_sub, acc)
-            elif ax == 1:
-                _sweep_y(q, vel, dt_h / n_sub, sink, acc)
-            else:
-                _sweep_z(q, vel, dt_h / n_sub, acc)
+            _flux_sweep(qv, vv, dt_h / n_sub, sink if ax == 1 else none, ax == 1, acc)
         lost += acc.sum(axis=1)
     return lost
 

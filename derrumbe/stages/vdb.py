@@ -17,15 +17,14 @@ stage's convention); a voxel's index (i, j, k) is its cell (x, y, z) in the dust
 from __future__ import annotations
 
 import io
-import os
 import struct
-import tempfile
 import uuid as uuidlib
 from pathlib import Path
 
 import numpy as np
 
 from derrumbe.errors import DerrumbeError
+from derrumbe.stages.outputs import atomic_write_bytes
 
 FILE_VERSION = 224
 LIBRARY_VERSION = (10, 0)
@@ -157,20 +156,8 @@ def write_vdb(path: Path, grids: dict, origin, h: float, threshold: float = 1e-5
         buf.seek(pos_at)
         buf.write(struct.pack("<qqq", grid_pos, block_pos, end_pos))
         buf.seek(end_pos)
-    _write_atomic(path, buf.getvalue())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    from derrumbe.stages.outputs import publish
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=".vdb", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def dust_grids(state: dict) -> tuple[dict, np.ndarray, float]:
