@@ -1,9 +1,16 @@
-"""Material presets: what --material changes in fracture, simulation and render.
+"""Material presets: what --material changes in the structure, the simulation and the render.
 
-Densities are bulk densities of a building (mostly air between slabs and walls), not
-of solid concrete: what matters is that pieces of one building weigh alike.
-Bond strength is in multiples of a piece's own weight (g-loads) that its welds carry
-before they break, so it means the same at every scale.
+Densities are of the solid material: the structure stage models the air between walls
+and slabs, so pieces weigh what real pieces of wall weigh.
+
+Strength is a speed. A rigid group breaks when one contact gives it an impulse worth more
+than this change of velocity (impulse / its mass): that means the same at every scale and
+every time step, unlike a force. Bigger groups break at lower speeds (more flaws, longer
+lever arms: the size effect of quasi-brittle materials), so the levels are listed from
+coarse to fine. Numbers were set so a storey-sized block breaks on any real impact,
+a metre-sized piece survives a fall of a metre or two, and a hand-sized fragment only
+shatters when it lands from a storey or more (Hertzian impact fragmentation thresholds
+of a few m/s for concrete lumps).
 """
 
 from dataclasses import dataclass
@@ -12,18 +19,24 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Material:
     name: str
-    density: float          # kg/m^3, bulk
-    bond_g: float           # weld breaks above this many times the piece's weight
-    facade_share: float     # fraction of the pieces spent on the front wall
-    facade_depth_m: float   # thickness of the front wall slab
-    shard_flatten: float    # >1 squashes facade cells into thin shards
+    density: float          # kg/m^3 of the solid
+    wall_m: float           # front and back wall thickness
+    party_wall_m: float     # side walls
+    break_speed: tuple      # m/s: storey block, cluster, piece, fragment (fragments then spall grit)
+    crush: float            # storey resistance to crushing, in units of the weight above it
     friction: float
+    restitution: float
     face_albedo: tuple      # scene-linear Rec.709 RGB of fracture faces (converted to ACEScg at use)
     face_rough: float       # amplitude of the aggregate texture on fracture faces
 
 
 MATERIALS = {
-    "concrete": Material("concrete", 450.0, 9.0, 0.45, 0.8, 1.0, 0.8, (0.42, 0.40, 0.37), 0.25),
-    "masonry": Material("masonry", 400.0, 5.0, 0.50, 0.6, 1.0, 0.75, (0.40, 0.24, 0.17), 0.35),
-    "glass": Material("glass", 250.0, 1.5, 0.65, 0.3, 3.0, 0.4, (0.20, 0.27, 0.27), 0.10),
+    "concrete": Material("concrete", 2400.0, 0.30, 0.25, (1.0, 3.0, 7.0, 14.0), 0.8, 0.8, 0.05,
+                         (0.42, 0.40, 0.37), 0.25),
+    # Old masonry walls are thick and weak in tension: they crumble into smaller lumps.
+    "masonry": Material("masonry", 1800.0, 0.55, 0.40, (0.8, 2.2, 5.0, 10.0), 0.7, 0.75, 0.05,
+                        (0.40, 0.24, 0.17), 0.35),
+    # A curtain wall: thin glass and mullions on a concrete frame; the glass goes first.
+    "glass": Material("glass", 2450.0, 0.12, 0.25, (0.8, 1.5, 3.0, 6.0), 0.8, 0.4, 0.1,
+                      (0.20, 0.27, 0.27), 0.10),
 }

@@ -39,14 +39,18 @@ class ShotSpec:
                                             "for EXR when absent)")
     box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px")
     mask: str | None = _f(None, "building mask image instead of a box (white = building)")
-    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris")
+    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris (added to the "
+                                   "automatic holdouts)")
+    no_auto_holdouts: bool = _f(False, "do not find people, vehicles, poles and other foreground objects "
+                                       "automatically (only --holdout stays in front)")
     name: str = _f("shot", "shot name used for file names")
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
     height_m: float | None = _f(None, "building height (estimated from window rows when absent)", "m", 2.0, 600.0)
     material: str = _f("concrete", "material preset: density, bond strength, fragment sizes, face look", choices=MATERIALS)
-    pieces: int = _f(500, "number of fracture pieces", "", 20, 4000)
+    pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
+                          "slabs; grit comes on top)", "", 200, 12000)
     focal_mm: float | None = _f(None, "35 mm-equivalent focal length (26 mm assumed when absent)", "mm", 8.0, 400.0)
     horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px")
     sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right (estimated)", "deg", -180.0, 180.0)

@@ -7,18 +7,21 @@ import numpy as np
 from scipy import ndimage
 
 
-def edge_ramps(alpha: np.ndarray, dense: float = 0.9, clear: float = 0.1, max_px: int = 12) -> np.ndarray:
+def edge_ramps(alpha: np.ndarray, dense: float = 0.9, clear: float = 0.1, max_px: int = 12,
+               where: np.ndarray | None = None) -> np.ndarray:
     """10-90 % ramp widths (px) across the cloud's dense edges: from each pixel on the rim of
     the dense region (alpha > dense) that has clear air (alpha < clear) within max_px, the
     alpha profile is read along the alpha gradient outward, and the distance from the
-    last sample above 0.9 to the first below 0.1 is measured (linearly interpolated)."""
+    last sample above 0.9 to the first below 0.1 is measured (linearly interpolated).
+    where: the pixels to measure at (e.g. the cloud against the sky, as photographs of
+    clouds are measured; not where the street in front cuts it off)."""
     a = alpha.astype(np.float64)
     s = ndimage.gaussian_filter(a, 1.0)
     gy, gx = np.gradient(s)
     dense_m = a > dense
     rim = dense_m & ~ndimage.binary_erosion(dense_m)
     near_clear = ndimage.binary_dilation(a < clear, iterations=max_px // 2)
-    ys, xs = np.nonzero(rim & near_clear)
+    ys, xs = np.nonzero(rim & near_clear & (True if where is None else where))
     out = []
     H, W = a.shape
     steps = np.arange(-3.0, max_px, 0.25)

@@ -41,7 +41,9 @@ def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
     files = sorted((out / "exr").glob("*.exr"))
     assert [f.name for f in files] == [f"shot.{1001 + i:04d}.exr" for i in range(len(m["frames"]))]
     hdr, ch = read_exr(files[len(files) // 2])
-    assert set(ch) == CHANNELS
+    # Plus one holdout.<id> layer per foreground object the manifest lists.
+    ids = {f"holdout.{o['id']:03d}" for o in m["holdouts"]["objects"]}
+    assert set(ch) == CHANNELS | ids and ids
     for name, a in ch.items():
         assert a.shape == (H, W), name
         # Depths are 32-bit (Nuke's depth.Z; a half loses centimetres along the street),

@@ -58,6 +58,8 @@ class Placement:
     top_row: float
     floors: float
     height_source: str
+    storey_m: float = STOREY_M
+    ground_floor_m: float = GROUND_FLOOR_M
 
 
 def estimate_floor_period(srgb: np.ndarray, building: np.ndarray) -> float | None:

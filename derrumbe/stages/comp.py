@@ -83,14 +83,17 @@ def grain_field(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
 
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: np.ndarray, grain: float,
-              shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None) -> CompResult:
-    """Front to back: the dust in front of the nearest piece, the debris, then (where no
-    standing part of the building blocks it) the dust behind the debris, then the base:
-    the plate where the building still stands, the clean plate where it has gone, the
-    street darkened by the pieces' shadows and contact; the cloud darkens what it covers
-    (sun through its optical depth toward the sun, sky through the depth overhead).
-    Holdouts (the plate's foreground objects) go back on top. The per-pixel maths is
-    one fused kernel (kernels/comp.py)."""
+              shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
+              holdout_z: np.ndarray | None = None) -> CompResult:
+    """Front to back: the dust in front of the nearest opaque thing (a piece or a
+    holdout), then the holdout where it is nearer than the debris, the debris, the
+    holdout where a piece landed in front of it, then (where no standing part of the
+    building blocks it) the dust behind, then the base: the plate where the building
+    still stands, the clean plate where it has gone, the street darkened by the pieces'
+    shadows and contact; the cloud darkens what it covers (sun through its optical depth
+    toward the sun, sky through the depth overhead). Holdouts are the plate's own pixels
+    wherever they are seen. holdout_z: each holdout pixel's depth (m); absent, holdouts
+    are nearer than everything. The per-pixel maths is one fused kernel (kernels/comp.py)."""
     H, W = matte.shape
     f32 = lambda a: np.ascontiguousarray(a, np.float32)
     out = np.empty((H, W, 3), np.float32)
@@ -105,8 +108,10 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     else:
         front, back, near, far = f32(dust.front), f32(dust.back), f32(dust.shade_near), f32(dust.shade_far)
         share = float(dust.sun_share)
+    hz = np.zeros((H, W), np.float32) if holdout_z is None else f32(holdout_z)
     K.layers(f32(plate_lin), f32(clean_lin), f32(matte), f32(layers.static), f32(layers.ground), f32(layers.debris),
-             f32(holdout), front, back, near, far, share, dust is not None, out, debris_pass, dust_pass, touched)
+             f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
+             dust_pass, touched)
     if grain > 0 and touched.any():
         n = grain_field(H, W, rng)
         # Grain follows the effect, never onto the plate's own foreground objects.

@@ -278,7 +278,7 @@ void march(vec2 px, vec2 tc, float jit) {
 // footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
 // photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
 // the sun's side and shadowed on the other, so the cauliflower reads at every scale.
-vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain) {
+vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
     if (c.a < 1e-4 || aux.x <= 0.0) return c;
     vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
@@ -292,8 +292,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain) {
     // street distances), each about 0.45 the amplitude of the one above (k^-3 in 3D).
     float p1 = period / 8.0, p2 = period / 64.0;
     float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.12 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
-    // How dense the front is: thin dust (low extinction) keeps a soft edge.
-    float dense = smoothstep(0.05, 0.6, aux.w) * dense_gain;
+    // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
+    // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
+    // (low extinction, nothing opaque near) keeps its soft gradient.
+    float dense = max(smoothstep(0.02, 0.3, aux.w), smoothstep(0.3, 0.85, a_near)) * dense_gain;
     float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
     float lg = log(a / (1.0 - a));
     float g = 1.0 + edge_gain * dense;
@@ -312,8 +314,11 @@ void main() {
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
-    o_front = refine(f, aux, px, 1.0);
-    o_back = refine(b, aux, px, 0.7);
+    vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
+    float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                   max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+    o_front = refine(f, aux, px, 1.0, max(an, f.a));
+    o_back = refine(b, aux, px, 0.7, b.a);
 }
 """
 
@@ -382,7 +387,7 @@ class DustRenderer:
         p["use_detail"].value = bool(detail)
         p["turb_ref"].value = 3.0
         p["frame_s"].value = 1.0 / float(fps)
-        p["edge_gain"].value = 3.0
+        p["edge_gain"].value = 8.0
 
     def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
         ctx, mgl = self.ctx, self.mgl

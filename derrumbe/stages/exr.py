@@ -8,7 +8,8 @@ Loader, Houdini's COPs and Blender's compositor list the layers by themselves:
     dust.R .G .B .A               dust as seen, premultiplied
     dust.Z                        view depth of the cloud's front (opacity-weighted), metres
     matte.building                where the plate's building was (the region replaced)
-    matte.holdout                 the plate's foreground objects kept on top
+    matte.holdout                 the plate's foreground objects (all of them), kept in front by depth
+    holdout.<id>                  each foreground object's own matte (001, 002, ...; m001... for moving ones)
     matte.effect                  building, debris, dust or their shadows: every pixel the effect changed
     depth.Z                       view depth in metres along the lens axis (the scene)
     forward.u forward.v           motion to the next frame in pixels, u right, v up
@@ -51,7 +52,7 @@ def _header(meta: dict) -> dict:
 
 def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, building: np.ndarray,
                    holdout: np.ndarray, depth: np.ndarray, vectors: np.ndarray, touched: np.ndarray | None = None,
-                   dust_depth: np.ndarray | None = None) -> dict:
+                   dust_depth: np.ndarray | None = None, holdouts: dict | None = None) -> dict:
     """The channel dict of one frame; every input is H x W (x C) float at the frame's size.
     touched: where the comp changed the plate at all (the cloud's and the debris' shadows
     reach beyond their alpha), so the effect matte covers every changed pixel. dust_depth:
@@ -71,6 +72,9 @@ def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, bui
         effect = np.maximum(effect, touched)
     ch["matte.building"] = _half(building)
     ch["matte.holdout"] = _half(holdout)
+    # Each foreground object's own matte, so a compositor can pull one (holdout.<id>).
+    for key, a in sorted((holdouts or {}).items()):
+        ch[f"holdout.{key}"] = _half(a)
     ch["matte.effect"] = _half(effect * (1 - np.clip(holdout, 0, 1)))
     ch["depth.Z"] = np.ascontiguousarray(depth, np.float32)
     dz = np.zeros((H, W), np.float32) if dust_depth is None else np.asarray(dust_depth, np.float32)

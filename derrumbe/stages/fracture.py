@@ -1,11 +1,16 @@
-"""Fracture stage: 3D Voronoi pieces of the building proxy, clusters and a bond graph.
+"""Fracture stage: the building's structure broken into a hierarchy, as destruction tools do.
 
-The proxy is a box at real scale: the front wall (a thin slab, textured from the plate)
-and the core behind it, fractured separately so a facade can peel off as a layer.
-Seeds are denser where the failure starts and vary in density from place to place, so
-sizes are heavy-tailed (a few big slabs, many small chunks). Mirroring the seeds across
-the box's faces bounds every Voronoi cell by the box: each cell is a convex hull.
-Pieces whose rest position projects outside the building's matte are dropped.
+Levels, coarse to fine: building > storeys > clusters > pieces > fragments (the leaves).
+Only the fragments have geometry: each is a convex Voronoi cell of one wall or slab, with
+its seeds near the element's mid-plane so the cells run through the thickness with
+slightly slanted break faces. A piece is a group of neighbouring fragments (nearest coarse
+seed), so pieces are irregular, non-convex chunks; a cluster is a bay of facade, a slab
+panel or a wall segment of one storey. The simulation keeps every intact group as ONE
+rigid body made of its fragments' hulls and splits it into its children when something
+breaks it (Unreal's Chaos geometry collections and Houdini's glued packed pieces work
+this way). Fragment sizes are patchy (a log-normal density) and finer on the facade the
+camera sees, down to a few pixels at the plate's resolution; below that the particles
+stage takes over.
 """
 
 from __future__ import annotations
@@ -16,73 +21,141 @@ import numpy as np
 from scipy.spatial import ConvexHull, Voronoi, cKDTree
 
 from derrumbe.materials import Material
-from derrumbe.stages.camera import STOREY_M, Camera, Placement
+from derrumbe.stages.camera import Camera, Placement
+from derrumbe.stages.structure import BACK, CROSS, FACADE, SIDE, SLAB, Building, Element, build_structure
 
-FRONT, SIDE, BREAK, INTERIOR = 0, 1, 2, 3   # face kinds, as the renderer shades them
-PART_FACADE, PART_CORE = 0, 1
-CORE_SOLID = 0.6   # linear scale of core chunks inside their Voronoi cells
+FRONT, SIDE_FACE, BREAK, INTERIOR = 0, 1, 2, 3   # face kinds, as the renderer shades them
+PART_FACADE, PART_CORE = 0, 1                   # kept for the dust and the particles
+# Share of the fragment budget per square metre of element, by kind: the camera sees the
+# facade; slabs show when it opens; the back and the cross walls mostly never.
+DETAIL = {FACADE: 4.0, SLAB: 0.9, SIDE: 0.8, BACK: 0.35, CROSS: 0.45}
+PIECE_M = {FACADE: 1.3, SLAB: 2.2, SIDE: 2.0, BACK: 2.6, CROSS: 2.4}     # piece size in the plane
+CLUSTER_M = {FACADE: 3.6, SLAB: 5.0, SIDE: 12.0, BACK: 6.0, CROSS: 12.0}  # cluster length along the element
+MIN_FRAGMENT_PX = 4.0       # a fragment spans at least this many plate pixels
+THICK_JITTER = 0.2          # seeds' spread across the thickness, as a share of it: slanted break faces
 
 
 @dataclass
 class Fracture:
-    centroid: np.ndarray                 # (N, 3) rest position of each piece's body frame
-    verts: list                          # N arrays (k, 3), local to the centroid
-    tris: list                           # N arrays (m, 3) int, outward winding
+    centroid: np.ndarray                 # (N,3) rest position of each fragment's body frame
+    verts: list                          # N arrays (k,3) float32, local to the centroid
+    tris: list                           # N arrays (m,3) int32, outward winding
     kinds: list                          # N arrays (m,) face kind
-    volume: np.ndarray                   # (N,)
-    inside: np.ndarray                   # (N,) fraction of the piece inside the matte
-    part: np.ndarray                     # (N,) PART_FACADE | PART_CORE
-    cluster: np.ndarray                  # (N,) cluster id (floor band x bay x part)
-    bonds: np.ndarray                    # (M, 2) piece indices
+    volume: np.ndarray                   # (N,) m^3
+    inside: np.ndarray                   # (N,) share of the fragment inside the matte
+    element: np.ndarray                  # (N,) index into elements
+    element_kind: np.ndarray             # (N,) FACADE..CROSS
+    storey: np.ndarray                   # (N,)
+    piece: np.ndarray                    # (N,) piece id
+    cluster: np.ndarray                  # (N,) cluster id
+    bonds: np.ndarray                    # (M,2) fragment pairs that touch
     bond_area: np.ndarray                # (M,) m^2
-    box_lo: np.ndarray                   # proxy bounds
+    box_lo: np.ndarray
     box_hi: np.ndarray
-    facade_z: float                      # z of the front face
+    facade_z: float
+    floor_y: np.ndarray                  # floor heights of the storeys
+    elements: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
         return len(self.verts)
 
+    @property
+    def part(self) -> np.ndarray:
+        """Facade fragments and the rest (the core), as the dust and particles see them."""
+        return np.where(self.element_kind == FACADE, PART_FACADE, PART_CORE)
 
-def _density_field(rng, lo, hi, style: str, direction: str):
-    """Seed density: high where the failure starts, patchy elsewhere (log-normal)."""
-    size = hi - lo
-    blobs = rng.uniform(lo, hi, (12, 3))
-    amp = rng.normal(0, 0.9, 12)
-    rad = size.max() * rng.uniform(0.1, 0.25, 12)
+    @property
+    def extent(self) -> np.ndarray:
+        """Bounding radius of each fragment about its centroid (what it can reach)."""
+        return np.array([np.linalg.norm(v, axis=1).max() for v in self.verts])
+
+    @property
+    def radius(self) -> np.ndarray:
+        """Equivalent-sphere radius of each fragment."""
+        return np.cbrt(3 * np.maximum(self.volume, 1e-9) / (4 * np.pi))
+
+
+def fracture_building(cam: Camera, place: Placement, building_matte: np.ndarray, style: str, direction: str,
+                      material: Material, n_fragments: int, seed: int, hierarchy_fragments: int | None = None) -> Fracture:
+    """`n_fragments` sets the leaves; the storeys, clusters and pieces follow from
+    `hierarchy_fragments` (the final's count), so a preview with coarser leaves breaks
+    along the same lines as the final and moves like it."""
+    b = build_structure(place, material)
+    budget = _budgets(b, cam, place, n_fragments)
+    plan = _budgets(b, cam, place, hierarchy_fragments or n_fragments)
+    cells = []
+    for ei, (el, n, n_plan) in enumerate(zip(b.elements, budget, plan)):
+        cells.append(_fracture_element(el, n, n_plan, style, b, [seed, ei]))
+    return _assemble(b, cells, cam, building_matte)
+
+
+def _budgets(b: Building, cam: Camera, place: Placement, total: int) -> np.ndarray:
+    """Fragments per element: by area and how much the camera sees of its kind, but never
+    smaller than a few pixels on screen (smaller belongs to the grit)."""
+    w = np.array([el.area * DETAIL[el.kind] for el in b.elements])
+    n = total * w / w.sum()
+    px_m = place.depth_m / cam.f_px
+    min_cell = MIN_FRAGMENT_PX * px_m
+    cap = np.array([el.area / min_cell ** 2 for el in b.elements])
+    return np.maximum(2, np.round(np.minimum(n, cap))).astype(int)
+
+
+def _density(rng, el: Element, style: str, b: Building):
+    """Seed density: patchy (log-normal), finer low down where an implosion starts."""
+    blobs = rng.uniform(el.lo, el.hi, (6, 3))
+    amp = rng.normal(0, 0.7, 6)
+    rad = np.maximum(el.size.max() * rng.uniform(0.15, 0.35, 6), 0.5)
 
     def dens(p):
-        y = (p[:, 1] - lo[1]) / size[1]
-        d = np.ones(len(p))
-        if style in ("implosion", "topple"):
-            d += 4.0 * np.exp(-y / 0.18)
-        if style == "topple":
-            x = (p[:, 0] - lo[0]) / size[0]
-            side = {"left": 1 - x, "right": x}.get(direction, np.full(len(p), 0.5))
-            d *= 0.6 + side
-        if style == "facade":
-            d += 1.5 * y
-        patches = np.exp(sum(a * np.exp(-((p - b) ** 2).sum(1) / (2 * r * r)) for a, b, r in zip(amp, blobs, rad)))
-        return d * patches
+        d = np.exp(sum(a * np.exp(-((p - c) ** 2).sum(1) / (2 * r * r)) for a, c, r in zip(amp, blobs, rad)))
+        if style == "implosion":
+            d = d * (1 + 1.5 * np.exp(-p[:, 1] / max(b.floor_y[1], 1.0)))
+        return d
     return dens
 
 
-def _seeds(rng, n, lo, hi, dens, flatten=1.0):
+def _seeds(rng, el: Element, n: int, dens) -> np.ndarray:
     out = np.zeros((0, 3))
-    probe = dens(rng.uniform(lo, hi, (2000, 3)))
-    dmax = probe.max() * 1.2
+    dmax = dens(rng.uniform(el.lo, el.hi, (500, 3))).max() * 1.3
     while len(out) < n:
-        p = rng.uniform(lo, hi, (n * 4, 3))
-        keep = rng.random(len(p)) < dens(p) / dmax
-        out = np.vstack([out, p[keep]])
+        p = rng.uniform(el.lo, el.hi, (4 * n + 8, 3))
+        out = np.vstack([out, p[rng.random(len(p)) < dens(p) / dmax]])
     out = out[:n]
-    if flatten > 1.0:   # glass: cells thin in depth, wide in the facade plane
-        out[:, 2] = lo[2] + (out[:, 2] - lo[2]) / flatten
+    mid = 0.5 * (el.lo[el.axis] + el.hi[el.axis])
+    out[:, el.axis] = mid + rng.uniform(-1, 1, n) * THICK_JITTER * el.thickness
     return out
 
 
-def _voronoi_cells(seeds, lo, hi):
+def _fracture_element(el: Element, n: int, n_plan: int, style: str, b: Building, seed: list) -> dict:
+    dens = _density(np.random.default_rng(seed + [1]), el, style, b)
+    seeds = _seeds(np.random.default_rng(seed + [2]), el, n, dens)
+    polys, ridges = _voronoi_in_box(seeds, el.lo, el.hi)
+    # Pieces: fragments grouped around coarse seeds in the element's plane; a random
+    # stretch per piece makes their outlines irregular rather than a second Voronoi.
+    # A piece is about a dozen of the final's fragments and a cluster a few pieces:
+    # levels that differ little in size would read as one size of rubble.
+    rng = np.random.default_rng(seed + [3])
+    in_plane = [a for a in range(3) if a != el.axis]
+    spacing = np.sqrt(el.area / max(n_plan, 1))
+    piece_m = max(PIECE_M[el.kind], 3.4 * spacing)
+    n_pieces = max(1, int(round(el.area / piece_m ** 2)))
+    coarse = _seeds(rng, el, n_pieces, dens)[:, in_plane]
+    stretch = rng.uniform(0.7, 1.4, (len(coarse), 2))
+    d = (((seeds[:, None, in_plane] - coarse[None]) * stretch[None]) ** 2).sum(-1)
+    piece = np.argmin(d, axis=1)
+    # Clusters: consecutive lengths along the element's longest in-plane axis.
+    long_ax = in_plane[int(np.argmax(el.size[in_plane]))]
+    n_cl = max(1, int(round(el.size[long_ax] / max(CLUSTER_M[el.kind], 2.2 * piece_m))))
+    cl_of_piece = np.minimum(((coarse[:, in_plane.index(long_ax)] - el.lo[long_ax]) / el.size[long_ax]
+                              * n_cl).astype(int), n_cl - 1)
+    return dict(polys=polys, ridges=ridges, piece=piece, cluster=cl_of_piece[piece])
+
+
+def _voronoi_in_box(seeds, lo, hi):
+    """Voronoi cells of seeds inside a box (mirror seeds across its six faces bound every
+    cell by the box); returns each cell's vertices and the touching pairs with areas."""
     n = len(seeds)
     mirrored = [seeds]
     for axis in range(3):
@@ -91,30 +164,25 @@ def _voronoi_cells(seeds, lo, hi):
             m[:, axis] = 2 * bound - m[:, axis]
             mirrored.append(m)
     vor = Voronoi(np.vstack(mirrored))
-    cells = []
-    for i in range(n):
-        region = vor.regions[vor.point_region[i]]
-        v = vor.vertices[region]
-        cells.append(np.clip(v, lo, hi))
-    # Bonds: ridges between two real cells, with the ridge polygon's area.
-    bonds, areas = [], []
-    for (a, b), rv in zip(vor.ridge_points, vor.ridge_vertices):
-        if a < n and b < n and -1 not in rv:
+    polys = [np.clip(vor.vertices[vor.regions[vor.point_region[i]]], lo, hi) for i in range(n)]
+    pairs, areas = [], []
+    for (a, c), rv in zip(vor.ridge_points, vor.ridge_vertices):
+        if a < n and c < n and -1 not in rv:
             poly = vor.vertices[rv]
-            c = poly.mean(0)
-            area = 0.5 * np.linalg.norm(np.cross(poly - c, np.roll(poly, -1, 0) - c), axis=1).sum()
+            m = poly.mean(0)
+            area = 0.5 * np.linalg.norm(np.cross(poly - m, np.roll(poly, -1, 0) - m), axis=1).sum()
             if area > 1e-4:
-                bonds.append((a, b))
+                pairs.append((a, c))
                 areas.append(area)
-    return cells, np.array(bonds, int).reshape(-1, 2), np.array(areas)
+    return polys, (np.array(pairs, int).reshape(-1, 2), np.array(areas))
 
 
 def _hull(v):
     hull = ConvexHull(v)
     tris = hull.simplices.copy()
     nrm = hull.equations[:, :3]
-    a, b, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
-    flip = (np.cross(b - a, c - a) * nrm).sum(1) < 0
+    a, b_, c = v[tris[:, 0]], v[tris[:, 1]], v[tris[:, 2]]
+    flip = (np.cross(b_ - a, c - a) * nrm).sum(1) < 0
     tris[flip] = tris[flip][:, [0, 2, 1]]
     used = np.unique(tris)
     remap = np.full(len(v), -1)
@@ -122,101 +190,93 @@ def _hull(v):
     return v[used], remap[tris], nrm, hull.volume
 
 
-def _face_kinds(v, tris, nrm, lo, hi, front_z, front_kind, eps=1e-3):
-    a = v[tris]                                     # (m, 3, 3)
+def _face_kinds(v, tris, nrm, el: Element, eps=1e-3) -> np.ndarray:
+    """Which faces are the element's outside (the plate or a wall's exterior), its inside
+    (plaster, floors, ceilings) or broken concrete (everything else, ends included)."""
+    a = v[tris][:, :, el.axis]
+    on = lambda val: np.all(np.abs(a - val) < eps, axis=1)
     kinds = np.full(len(tris), BREAK)
-    on = lambda axis, val: np.all(np.abs(a[:, :, axis] - val) < eps, axis=1)
-    for axis in range(3):
-        for val in (lo[axis], hi[axis]):
-            kinds[on(axis, val)] = SIDE
-    kinds[on(2, front_z) & (nrm[:, 2] > 0.9)] = front_kind
+    out_val = el.hi[el.axis] if el.outer >= 0 else el.lo[el.axis]
+    in_val = el.lo[el.axis] if el.outer >= 0 else el.hi[el.axis]
+    kinds[on(in_val)] = INTERIOR
+    if el.outer == 0:
+        kinds[on(out_val)] = INTERIOR
+    else:
+        kinds[on(out_val)] = FRONT if el.kind == FACADE else SIDE_FACE
     return kinds
 
 
-def fracture_building(cam: Camera, place: Placement, building: np.ndarray, style: str, direction: str,
-                      material: Material, n_pieces: int, seed: int) -> Fracture:
-    rng = np.random.default_rng(seed)
-    width = place.x1_m - place.x0_m
-    depth = float(np.clip(0.6 * width, 6.0, 18.0))
-    zf = -place.depth_m
-    t = material.facade_depth_m
-    lo = np.array([place.x0_m, 0.0, zf - depth])
-    hi = np.array([place.x1_m, place.proxy_height_m, zf])
-    parts = [
-        (PART_FACADE, np.array([lo[0], lo[1], zf - t]), hi, material.facade_share, FRONT),
-        (PART_CORE, lo, np.array([hi[0], hi[1], zf - t]), 1 - material.facade_share,
-         INTERIOR if style == "facade" else BREAK),
-    ]
-    h, w = building.shape
-    # Cells whose rest position projects outside the matte are dropped: seed more of them
-    # in proportion, so about n_pieces survive.
-    corners = cam.project(np.array([[lo[0], lo[1], zf], [hi[0], hi[1], zf]]))
-    (u0, v1), (u1, v0) = corners
-    u0, u1 = int(np.clip(u0, 0, w - 1)), int(np.clip(u1, 1, w))
-    v0, v1 = int(np.clip(v0, 0, h - 1)), int(np.clip(v1, 1, h))
-    cover = float((building[v0:v1, u0:u1] > 0.5).mean()) if v1 > v0 and u1 > u0 else 1.0
-    cover = max(cover, 0.2)
-    cells_all, kinds_all, verts_all, tris_all = [], [], [], []
-    cent, vol, part_id, inside = [], [], [], []
-    bonds_all, areas_all = [], []
-    for pid, plo, phi, share, front_kind in parts:
-        n = max(8, int(round(n_pieces * share / cover)))
-        dens = _density_field(rng, plo, phi, style, direction)
-        seeds = _seeds(rng, n, plo, phi, dens, material.shard_flatten if pid == PART_FACADE else 1.0)
-        cells, bonds, areas = _voronoi_cells(seeds, plo, phi)
-        front_z = zf if pid == PART_FACADE else zf - t
-        keep_map = {}
-        for i, c in enumerate(cells):
-            v, tris, nrm, volume = _hull(c)
-            pts = np.vstack([v, v.mean(0, keepdims=True)])
-            uv = cam.project(pts)
-            # Matte lookups clamp at the frame's edges: a matte cut by the top edge
-            # carries the building up into the hidden floors above the frame.
+def _assemble(b: Building, cells: list, cam: Camera, matte: np.ndarray) -> Fracture:
+    h, w = matte.shape
+    verts, tris, kinds, cent, vol, inside = [], [], [], [], [], []
+    elem, piece, cluster, storey = [], [], [], []
+    bonds, areas = [], []
+    piece_base = cluster_base = 0
+    for ei, (el, c) in enumerate(zip(b.elements, cells)):
+        keep = {}
+        for i, poly in enumerate(c["polys"]):
+            try:
+                v, t, nrm, volume = _hull(poly)
+            except Exception:          # a degenerate sliver cell: nothing to draw or simulate
+                continue
+            uv = cam.project(np.vstack([v, v.mean(0, keepdims=True)]))
+            # Matte lookups clamp at the frame's edges: a matte cut by the top edge carries
+            # the building up into the hidden floors above the frame.
             ui = np.clip(uv[:, 0].astype(int), 0, w - 1)
             vi = np.clip(uv[:, 1].astype(int), 0, h - 1)
-            frac = float((building[vi, ui] > 0.5).mean())
+            frac = float((matte[vi, ui] > 0.5).mean())
             if frac == 0.0:
                 continue
-            keep_map[i] = len(verts_all)
-            centroid = v.mean(0)
-            if pid == PART_CORE:
-                # A building is mostly air between slabs and walls: core chunks keep a
-                # fifth of their cell's volume, so the rubble pile ends at a real height
-                # and an upper block can fall through a failed floor.
-                v = centroid + (v - centroid) * CORE_SOLID
-                volume *= CORE_SOLID ** 3
-            verts_all.append((v - centroid).astype(np.float32))
-            tris_all.append(tris.astype(np.int32))
-            kinds_all.append(_face_kinds(v, tris, nrm, lo, hi, front_z, front_kind).astype(np.int32))
-            cent.append(centroid)
+            keep[i] = len(verts)
+            ctr = v.mean(0)
+            verts.append((v - ctr).astype(np.float32))
+            tris.append(t.astype(np.int32))
+            kinds.append(_face_kinds(v, t, nrm, el).astype(np.int32))
+            cent.append(ctr)
             vol.append(volume)
-            part_id.append(pid)
             inside.append(frac)
-        for (a, b), ar in zip(bonds, areas):
-            if a in keep_map and b in keep_map:
-                bonds_all.append((keep_map[a], keep_map[b]))
-                areas_all.append(ar)
-        cells_all.append((pid, keep_map))
+            elem.append(ei)
+            piece.append(piece_base + c["piece"][i])
+            cluster.append(cluster_base + c["cluster"][i])
+            storey.append(el.storey)
+        pairs, ar = c["ridges"]
+        for (p, q), a in zip(pairs, ar):
+            if p in keep and q in keep:
+                bonds.append((keep[p], keep[q]))
+                areas.append(a)
+        piece_base += int(c["piece"].max()) + 1
+        cluster_base += int(c["cluster"].max()) + 1
     cent = np.array(cent)
-    part_arr = np.array(part_id)
-    # Bonds across the facade/core interface: pieces touching through the slab's back.
-    fi = np.nonzero(part_arr == PART_FACADE)[0]
-    ci = np.nonzero(part_arr == PART_CORE)[0]
-    if len(fi) and len(ci):
-        tree = cKDTree(cent[ci][:, :2])
-        for i in fi:
-            for j in tree.query_ball_point(cent[i][:2], r=1.5 * np.cbrt(vol[i] + 1e-6) + 0.5):
-                bonds_all.append((i, ci[j]))
-                areas_all.append(0.25 * np.cbrt(vol[i]) ** 2)
-    # Clusters: two-storey bands x bays of about 8 m, per part; they fall as blocks.
-    band = np.floor(cent[:, 1] / (2 * STOREY_M)).astype(int)
-    n_bays = max(1, int(round(width / 8.0)))
-    bay = np.clip(((cent[:, 0] - lo[0]) / width * n_bays).astype(int), 0, n_bays - 1)
-    key = (part_arr * 1000 + band) * 100 + bay
-    _, cluster = np.unique(key, return_inverse=True)
+    elem = np.array(elem)
+    more_b, more_a = _joints(b, cent, np.array(vol), elem)
+    bonds = np.array(bonds + more_b, int).reshape(-1, 2)
+    areas = np.array(areas + more_a)
+    # Renumber groups densely (matte carving leaves holes in the id ranges).
+    _, piece = np.unique(piece, return_inverse=True)
+    _, cluster = np.unique(cluster, return_inverse=True)
+    kinds_el = np.array([b.elements[e].kind for e in elem])
     return Fracture(
-        centroid=cent.astype(np.float64), verts=verts_all, tris=tris_all, kinds=kinds_all,
-        volume=np.array(vol), inside=np.array(inside), part=part_arr, cluster=cluster,
-        bonds=np.array(bonds_all, int).reshape(-1, 2), bond_area=np.array(areas_all),
-        box_lo=lo, box_hi=hi, facade_z=zf,
-        info=dict(depth_m=depth, facade_depth_m=t, clusters=int(cluster.max() + 1)))
+        centroid=cent, verts=verts, tris=tris, kinds=kinds, volume=np.array(vol), inside=np.array(inside),
+        element=elem, element_kind=kinds_el, storey=np.array(storey), piece=piece, cluster=cluster,
+        bonds=bonds, bond_area=areas, box_lo=b.box_lo, box_hi=b.box_hi, facade_z=b.z_front,
+        floor_y=b.floor_y.copy(), elements=b.elements,
+        info=dict(depth_m=round(b.depth, 2), storeys=b.storeys, fragments=len(verts),
+                  pieces=int(piece.max() + 1), clusters=int(cluster.max() + 1),
+                  elements=len(b.elements), floor_y=[round(float(y), 2) for y in b.floor_y]))
+
+
+def _joints(b: Building, cent, vol, elem) -> tuple[list, list]:
+    """Connections between fragments of different elements that touch (a wall carrying a
+    slab, two walls at a corner): fragments within a fragment's size of each other."""
+    r = np.cbrt(np.maximum(vol, 1e-9))
+    tree = cKDTree(cent)
+    pairs = tree.query_pairs(float(np.percentile(r, 90)) * 1.2, output_type="ndarray")
+    if not len(pairs):
+        return [], []
+    cross = elem[pairs[:, 0]] != elem[pairs[:, 1]]
+    pairs = pairs[cross]
+    d = np.linalg.norm(cent[pairs[:, 0]] - cent[pairs[:, 1]], axis=1)
+    close = d < 0.75 * (r[pairs[:, 0]] + r[pairs[:, 1]])
+    pairs = pairs[close]
+    area = (0.5 * np.minimum(r[pairs[:, 0]], r[pairs[:, 1]])) ** 2
+    return [tuple(p) for p in pairs], list(area)

@@ -87,13 +87,15 @@ def _png16(img01: np.ndarray) -> bytes:
 
 def pass_paths(out: Path, name: str, index: int) -> list[Path]:
     n = FIRST_FRAME + index
-    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte")]
+    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
 
 
-def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> dict[Path, str]:
+def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray,
+                 holdout: np.ndarray | None = None) -> dict[Path, str]:
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
-    sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, and the
-    dust's alpha alone as a matte. (Scene-linear EXR passes come with --exr.)"""
+    sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, the
+    dust's alpha alone as a matte, and the frame's holdout matte (the plate's foreground
+    objects kept in front). (Scene-linear EXR passes, each holdout on its own, come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
     n = FIRST_FRAME + index
@@ -104,6 +106,8 @@ def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.
         img = np.concatenate([display_encode(rgb), np.clip(a, 0, 1)], -1)[..., [2, 1, 0, 3]]
         files[d / f"{name}.{layer}.{n:04d}.png"] = _png16(img)
     files[d / f"{name}.dust_matte.{n:04d}.png"] = _png16(np.clip(dust[..., 3], 0, 1))
+    hold = np.zeros(dust.shape[:2], np.float32) if holdout is None else holdout
+    files[d / f"{name}.holdout.{n:04d}.png"] = _png16(np.clip(hold, 0, 1))
     for p, data in files.items():
         atomic_write_bytes(p, data)
     return {p: hashlib.sha256(data).hexdigest() for p, data in files.items()}
@@ -237,11 +241,11 @@ class FrameSink:
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.out).as_posix()
 
-    def _write(self, index, img, debris, dust, exr):
+    def _write(self, index, img, debris, dust, exr, holdout=None):
         p, digest = write_frame(self.out, self.name, index, img)
         self.digests[self._rel(p)] = digest
         if self.passes:
-            for q, d in write_passes(self.out, self.name, index, debris, dust).items():
+            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout).items():
                 self.digests[self._rel(q)] = d
         if exr is not None:
             self._write_exr(index, *exr)
@@ -286,12 +290,13 @@ class FrameSink:
         self._queue(self._reuse, index, extra)
 
     def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None,
-               exr=None) -> None:
+               exr=None, holdout: np.ndarray | None = None) -> None:
         """exr: None, or (a function making the frame's channel dict, a token that is the
-        same for frames whose EXR is identical, or None)."""
+        same for frames whose EXR is identical, or None); holdout: the frame's holdout
+        matte for the passes."""
         if self.passes and debris is None:
             debris = dust = np.zeros(img.shape[:2] + (4,), np.float32)
-        self._queue(self._write, index, img, debris, dust, exr)
+        self._queue(self._write, index, img, debris, dust, exr, holdout)
 
     def close(self) -> None:
         try:

@@ -1,10 +1,18 @@
 """Debris particles: the grit and small chunks a collapse throws, too small to fracture.
 
-Every bond failure and every hard landing sprays fragments: most are grit of a
-centimetre or two, a few are fist- to head-sized chunks. They leave with the velocity
-of the piece they came off plus a spray, fly under gravity and air drag (small grit
-slows quickly, chunks carry), bounce on the street and come to rest. They are
-rendered with the debris (stages/render.py) as motion-blurred streaks.
+They come from the simulation's recorded events (stages/simulate.py): every break, every
+hard blow between bodies or on the street, every crushed storey sprays fragments in
+proportion to the energy it released. They leave from where it happened with the
+velocity of the body involved plus a spray, fly under gravity and air drag (small grit
+slows quickly, chunks carry), bounce on the street and come to rest. They are rendered
+with the debris (stages/render.py) as motion-blurred streaks.
+
+Sizes continue the rigid debris below its smallest fragment: the simulation's final
+bodies are measured for the exponent D of their cumulative count N(>r) ~ r^-D, and the
+grit is drawn from the same law down to R_MIN. Each drawn particle stands for `weight`
+real ones (the law calls for far more grit than is worth drawing), so the whole debris
+- bodies and grit - is one heavy-tailed distribution (Turcotte 1986: D of 1.9-2.6 for
+impact and explosive fragmentation).
 """
 
 from __future__ import annotations
@@ -14,12 +22,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from derrumbe.kernels.ballistics import fly
-from derrumbe.stages.simulate import G, SimResult
+from derrumbe.stages.fracture import Fracture
+from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, G, SimResult
 
 GRIT_DENSITY = 2000.0       # kg/m^3
 AIR_DENSITY = 1.2
 DRAG_CD = 1.0
-R_MIN, R_MAX = 0.008, 0.3   # m: grit to fist- and head-sized chunks
+R_MIN = 0.008               # m: the finest grit drawn
+D_RANGE = (1.6, 2.6)        # the exponent the grit continues, clipped to what fragmentation gives
 RESTITUTION = 0.3
 GROUND_FRICTION = 0.6       # tangential speed kept at a bounce
 SUBSTEP_HZ = 240.0
@@ -32,6 +42,7 @@ class Particles:
     radius: np.ndarray       # (P,) m
     born: np.ndarray         # (P,) s
     albedo: np.ndarray       # (P, 3) linear
+    weight: np.ndarray = None  # (P,) how many real fragments each drawn particle stands for
 
     @property
     def n(self) -> int:
@@ -45,67 +56,68 @@ class Particles:
         return self.pos[k] * (1 - a) + self.pos[k + 1] * a, self.born <= t
 
 
-def emit_particles(sim: SimResult, volume: np.ndarray, face_albedo, count: int, seed: int) -> Particles:
+def _empty(t) -> Particles:
+    return Particles(t, np.zeros((len(t), 0, 3), np.float32), np.zeros(0), np.zeros(0), np.zeros((0, 3)),
+                     np.zeros(0))
+
+
+def debris_exponent(sim: SimResult, fr: Fracture) -> tuple[float, float, int]:
+    """D of the final rigid debris (N(>r) ~ r^-D), the smallest body's radius, and how
+    many bodies lie above it."""
+    kept = sim.final_body >= 0               # pulverised fragments are grit already
+    _, inv = np.unique(sim.final_body[kept], return_inverse=True)
+    r = np.sort(np.cbrt(3 * np.bincount(inv, weights=fr.volume[kept]) / (4 * np.pi)))[::-1]
+    n = np.arange(1, len(r) + 1)
+    keep = (n > 0.02 * len(r)) & (n < 0.98 * len(r))
+    if keep.sum() < 5:
+        return 2.0, float(r.min()), len(r)
+    D = -np.polyfit(np.log(r[keep]), np.log(n[keep]), 1)[0]
+    return float(D), float(r[keep].min()), int(n[keep][-1])
+
+
+def emit_particles(sim: SimResult, fr: Fracture, face_albedo, count: int, seed: int) -> Particles:
     rng = np.random.default_rng([seed, 53])
     t = sim.times
-    T = len(t)
-    if count <= 0 or T < 3:
-        return Particles(t, np.zeros((T, 0, 3), np.float32), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
-    p = sim.pos.astype(np.float64)
-    v = np.zeros_like(p)
-    v[1:-1] = (p[2:] - p[:-2]) / (t[2:] - t[:-2])[:, None, None]
-    m = sim.mass.astype(np.float64)
-    r_piece = np.cbrt(3 * np.maximum(volume, 1e-6) / (4 * np.pi))
+    ev = sim.events
+    if count <= 0 or len(t) < 3 or len(ev) == 0:
+        return _empty(t)
+    # Each event's share of the grit: the energy it released.
+    w = np.maximum(ev["energy"].astype(np.float64), 0.0)
+    if w.sum() <= 0:
+        return _empty(t)
+    pick = rng.choice(len(ev), size=count, p=w / w.sum())
+    e = ev[pick]
+    born = e["t"] + rng.uniform(0, t[1] - t[0], count)
+    kind = e["kind"]
 
-    # Where fragments come from, and how many from each: breaks (mass x speed) and hard
-    # landings (energy lost near the ground).
-    ev_k, ev_i, ev_w, ev_kind = [], [], [], []
-    if sim.breaks is not None and len(sim.breaks):
-        k = np.clip(np.searchsorted(t, sim.breaks[:, 0]), 0, T - 1)
-        i = sim.breaks[:, 1].astype(int)
-        k2 = np.clip(k + 2, 0, T - 1)
-        ev_k.append(k2)
-        ev_i.append(i)
-        ev_w.append(m[i] * (np.linalg.norm(v[k2, i], axis=1) + 1.0))
-        ev_kind.append(np.zeros(len(i), int))
-    e = 0.5 * m * (v ** 2).sum(2) + m * G * p[:, :, 1]
-    loss = np.maximum(e[:-1] - e[1:], 0.0)
-    near_ground = p[1:, :, 1] < r_piece + 1.0
-    kk, ii = np.nonzero((loss > 1e-3 * max(loss.max(), 1e-9)) & near_ground)
-    if len(kk):
-        ev_k.append(kk)
-        ev_i.append(ii)
-        ev_w.append(loss[kk, ii])
-        ev_kind.append(np.ones(len(kk), int))
-    if not ev_k:
-        return Particles(t, np.zeros((T, 0, 3), np.float32), np.zeros(0), np.zeros(0), np.zeros((0, 3)))
-    ev_k, ev_i, ev_w, ev_kind = map(np.concatenate, (ev_k, ev_i, ev_w, ev_kind))
-    # Breaks and landings share the particles half and half, each by its own weights.
-    share = np.where(ev_kind == 0, 0.5 / max(ev_w[ev_kind == 0].sum(), 1e-12),
-                     0.5 / max(ev_w[ev_kind == 1].sum(), 1e-12)) * ev_w
-    share /= share.sum()
-    pick = rng.choice(len(ev_k), size=count, p=share)
-    k, i, kind = ev_k[pick], ev_i[pick], ev_kind[pick]
-    born = t[k] + rng.uniform(0, t[1] - t[0], count)
+    D, r_top, n_top = debris_exponent(sim, fr)
+    D = float(np.clip(D, *D_RANGE))
+    # Inverse-CDF draw of a power law p(r) ~ r^-(D+1) between R_MIN and the smallest body.
+    u = rng.random(count)
+    lo, hi = R_MIN ** -D, r_top ** -D
+    radius = (hi + u * (lo - hi)) ** (-1 / D)
+    # How many real fragments each drawn one stands for: the law's count between R_MIN
+    # and r_top, continuing the bodies' count n_top at r_top.
+    real = n_top * ((r_top / R_MIN) ** D - 1)
+    weight = np.full(count, real / count)
 
-    # Sizes: a power law, mostly grit, a few chunks.
-    radius = R_MIN * (R_MAX / R_MIN) ** (rng.random(count) ** 2.5)
     d = rng.normal(size=(count, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
-    start = p[k, i] + d * r_piece[i, None] * rng.uniform(0.3, 0.9, (count, 1))
+    src_r = np.clip(np.cbrt(np.maximum(e["mass"], 1.0) / 2400.0), 0.2, 2.0)
+    start = e["pos"].astype(np.float64) + d * src_r[:, None] * rng.uniform(0.2, 0.7, (count, 1))
     start[:, 1] = np.maximum(start[:, 1], radius)
-    base_v = v[k, i]
-    speed = np.where(kind == 0, rng.lognormal(np.log(3.0), 0.6, count),
-                     np.clip(0.35 * np.linalg.norm(v[np.maximum(k - 2, 0), i], axis=1), 1.0, 12.0)
-                     * rng.lognormal(0.0, 0.4, count))
+    base_v = e["vel"].astype(np.float64)
+    ground = (kind == EV_GROUND) | (kind == EV_CRUSH)
+    # Speed of the spray: a share of the energy per unit mass the event released.
+    spec = np.sqrt(2 * e["energy"] / np.maximum(e["mass"], 1.0))
+    speed = np.clip(0.6 * spec, 1.0, 14.0) * rng.lognormal(0.0, 0.45, count)
     spray = d.copy()
-    spray[:, 1] = np.abs(spray[:, 1]) * np.where(kind == 1, 1.0, 0.5) + np.where(kind == 1, 0.4, 0.0)
+    spray[:, 1] = np.abs(spray[:, 1]) * np.where(ground, 1.0, 0.6) + np.where(ground, 0.35, 0.0)
     spray /= np.linalg.norm(spray, axis=1, keepdims=True)
-    vel0 = base_v * np.where(kind == 1, 0.2, 0.9)[:, None] + spray * speed[:, None]
+    vel0 = base_v * np.where(ground, 0.15, 0.85)[:, None] + spray * speed[:, None]
     tint = rng.uniform(0.55, 1.25, (count, 1)) * np.asarray(face_albedo)[None] * rng.uniform(0.92, 1.08, (count, 3))
-
     pos = _integrate(t, born, start, vel0, radius)
-    return Particles(t, pos.astype(np.float32), radius, born, tint.astype(np.float32))
+    return Particles(t, pos.astype(np.float32), radius, born, tint.astype(np.float32), weight)
 
 
 def _integrate(t: np.ndarray, born: np.ndarray, x0: np.ndarray, v0: np.ndarray, radius: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 
 from derrumbe.colour import rec709_to_working, working_to_rec709
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.camera import STOREY_M, Camera
+from derrumbe.stages.camera import Camera
 from derrumbe.stages.fracture import Fracture
 from derrumbe.stages.simulate import SimResult
 
@@ -115,7 +115,7 @@ uniform sampler2D matte;       // building matte at output size
 uniform sampler2DShadow shadow;
 uniform mat4 viewproj; uniform mat4 lightproj;
 uniform vec3 sun_dir, sun_col, amb_col, face_albedo, facade_albedo;
-uniform float rough, storey;
+uniform float rough;
 uniform int static_pass;   // 1: only pieces at rest, writing their coverage
 in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; flat in float v_kind; flat in float v_moved;
 layout(location = 0) out vec4 o_col;
@@ -138,8 +138,13 @@ void main() {
     // the static pass draws them alone, as coverage.
     if (static_pass == 1 && v_moved > 0.5) discard;
     // aux: static coverage, moving coverage, view depth (summed over the shutter), count.
+    // A piece at rest shows the plate only through its outer face, which is what the
+    // photo saw; a face the photo never saw (a slab edge, a room once the facade has
+    // gone) is shaded like any moving face.
     float depth = -v_world.z;
-    if (v_moved < 0.5) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
+    int kind = int(v_kind + 0.5);
+    if (v_moved < 0.5 && kind == 0) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
+    if (static_pass == 1) { o_col = vec4(0.0); o_aux = vec4(0.0); return; }
     vec3 n = normalize(v_nrm);
     if (!gl_FrontFacing) n = -n;
     vec4 lc = lightproj * vec4(v_world + n * 0.05, 1.0);
@@ -147,7 +152,6 @@ void main() {
     // One bilinear (2x2) shadow tap: on llvmpipe the piece pass is fill-rate bound.
     float vis = texture(shadow, vec3(l.xy, l.z - 0.0015));
     vec3 c;
-    int kind = int(v_kind + 0.5);
     if (kind == 0) {
         vec3 rest_n = vec3(0.0, 0.0, 1.0);
         vec3 ratio = shade(n, vis) / max(shade(rest_n, 1.0), vec3(1e-4));
@@ -161,9 +165,10 @@ void main() {
         float g = fbm(v_rest * 3.1) + 0.35 * vnoise(v_rest * 23.0);
         c = face_albedo * (1.0 + rough * (g - 0.6) * 1.6) * shade(n, vis);
     } else {
-        // Interior behind a peeled facade: dark rooms, slab edges at every storey.
-        float slab = step(fract(v_rest.y / storey), 0.09);
-        c = mix(vec3(0.025, 0.022, 0.02), face_albedo, slab) * shade(n, vis) * (0.8 + 0.4 * fbm(v_rest));
+        // Inside faces: plastered walls, floors and ceilings, lit only by what reaches
+        // into a room, so darker than the street.
+        vec3 plaster = vec3(0.50, 0.47, 0.42);
+        c = plaster * (0.85 + 0.3 * fbm(v_rest * 2.3)) * shade(n, vis) * 0.75;
     }
     o_col = vec4(max(c, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
@@ -494,7 +499,6 @@ class DebrisRenderer:
         p["facade_albedo"].value = tuple(map(float, light.facade_albedo))
         p["face_albedo"].value = tuple(map(float, face_albedo))
         p["rough"].value = float(rough)
-        p["storey"].value = float(STOREY_M)
         p["static_pass"].value = 0
         g = self.ground_prog
         g["shadow"].value, g["shadow_rest"].value, g["occ"].value = 0, 1, 2
@@ -523,12 +527,12 @@ class DebrisRenderer:
             self._vec = (prog, vao, tex, fbo)
         prog, vao, tex, fbo = self._vec
         p1, q1 = sample_pose(sim, t + dt)
-        self._upload(p1, q1, np.zeros(self.n, bool))
+        self._upload(p1, q1, np.zeros(self.n, bool), sim.visible(t + dt))
         self.xf.use(0)
         # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
         self.xf_next.write(self.xf.read())
         p0, q0 = sample_pose(sim, t)
-        self._upload(p0, q0, np.zeros(self.n, bool))
+        self._upload(p0, q0, np.zeros(self.n, bool), sim.visible(t))
         self._begin(fbo)
         self.xf.use(0)
         self.xf_next.use(1)
@@ -546,8 +550,10 @@ class DebrisRenderer:
         self.ctx.disable(self.mgl.BLEND)
         self.ctx.disable(self.mgl.CULL_FACE)
 
-    def _upload(self, pos, quat, moved):
+    def _upload(self, pos, quat, moved, visible=None):
         R = quat_to_mat(quat)
+        if visible is not None:
+            R = R * visible[:, None, None]        # a pulverised fragment collapses to a point: not drawn
         rows = np.zeros((4, self.n, 4), np.float32)
         rows[0, :, :3] = R[:, 0]
         rows[1, :, :3] = R[:, 1]
@@ -610,7 +616,8 @@ class DebrisRenderer:
 
         # One shadow map a frame, of the moving pieces only: it shades the debris and the
         # street. (Standing parts no longer shadow falling debris: a cost cut, 2 cores.)
-        self._upload(pc, qc, moved)
+        vis = sim.visible(t)
+        self._upload(pc, qc, moved, vis)
         self._shadow_pass(self.shadow_fbo, moved_only=True)
 
         self.acc_fbo.use()
@@ -618,7 +625,7 @@ class DebrisRenderer:
         for s in range(samples):
             ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
             p, q = sample_pose(sim, ts)
-            self._upload(p, q, moved)
+            self._upload(p, q, moved, sim.visible(ts))
             self._begin(self.sub_fbo)
             self.plate_tex.use(0)
             self.matte_tex.use(1)
@@ -641,7 +648,7 @@ class DebrisRenderer:
         aux = np.frombuffer(self.acc_aux.read(), np.float32).reshape(H, W, 4)[::-1]
 
         # Static coverage: the pieces still at rest, without the moving ones in front.
-        self._upload(pc, qc, moved)
+        self._upload(pc, qc, moved, vis)
         self._begin(self.sub_fbo)
         self.prog["static_pass"].value = 1
         self.xf.use(3)

@@ -173,6 +173,25 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         plate_meta(pid)
         return FileResponse(root / "plates" / pid / "first.png", media_type="image/png")
 
+    @app.post("/api/plates/{pid}/holdouts")
+    async def plate_holdouts(pid: str, request: Request):
+        """The automatic holdouts of the plate's first frame within a box, before any
+        render: a matte (PNG, white = stays in front) the page paints into its holdout
+        layer for the artist to erase or add to, and the detections as data."""
+        meta = plate_meta(pid)
+        body = await request.json()
+        try:
+            box = [int(round(float(v))) for v in body.get("box") or []]
+            if len(box) != 4:
+                raise ValueError
+        except (TypeError, ValueError):
+            bad("box must be four numbers x0, y0, x1, y1")
+        try:
+            return await asyncio.to_thread(_auto_holdouts, root / "plates" / pid / "first.png", box,
+                                           (meta["width"], meta["height"]))
+        except DerrumbeError as e:
+            bad(str(e))
+
     # ---- jobs -------------------------------------------------------------------------
     def make_spec(body: dict) -> tuple[str, dict]:
         pid = str(body.get("plate", ""))
@@ -422,3 +441,17 @@ def serve(host: str, port: int, token: str | None, root: str, workers: int | Non
                                            if token else "") + f"  work folder {app.state.root}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
+
+
+def _auto_holdouts(first_png: Path, box, size) -> dict:
+    """What the matte stage would hold out on this frame, as a PNG data URL and a list."""
+    import cv2
+    import numpy as np
+
+    from derrumbe.stages.matte import compute_matte
+    srgb = cv2.imread(str(first_png), cv2.IMREAD_COLOR)[..., ::-1]
+    if (srgb.shape[1], srgb.shape[0]) != tuple(size):
+        srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
+    m = compute_matte(np.ascontiguousarray(srgb), box, None, None, 1)
+    png = cv2.imencode(".png", (np.clip(m.holdout, 0, 1) * 255).astype(np.uint8))[1].tobytes()
+    return {"matte": "data:image/png;base64," + base64.b64encode(png).decode(), "objects": m.objects.as_list()}

@@ -88,6 +88,7 @@ function setupCanvas() {
     masks[k] = m;
   }
   state.box = null;
+  state.autoShown = false;
   $("drop").hidden = true;
   $("viewer").hidden = false;
   fit();
@@ -209,6 +210,8 @@ function jobBody(kind) {
   if (masks.building && hasPaint("building")) body.mask = maskPNG("building");
   else body.box = state.box;
   if (hasPaint("holdout")) body.holdout = maskPNG("holdout");
+  // Found holdouts were painted in and edited: the paint is the artist's word now.
+  if (state.autoShown) body.spec.no_auto_holdouts = true;
   for (const k of ["exr", "usd", "prores", "burn_in"]) body[k] = $(k).checked;
   return body;
 }
@@ -348,3 +351,31 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("back").addEventListener("click", () => { $("player").hidden = true; $("platewrap").hidden = false; $("video").pause(); fit(); });
   refreshJobs();
 });
+
+// The automatic holdouts of the boxed plate, shown as holdout paint to erase or add to.
+async function findHoldouts() {
+  if (!state.plate || !state.box) { status("drag a box around the building first", true); return; }
+  status("finding holdouts…");
+  try {
+    const r = await api(`/api/plates/${state.plate.id}/holdouts`, { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ box: state.box }) });
+    const img = new Image();
+    img.onload = () => {
+      const m = masks.holdout, g = m.getContext("2d");
+      const t = document.createElement("canvas");
+      t.width = m.width; t.height = m.height;
+      const tg = t.getContext("2d");
+      tg.drawImage(img, 0, 0, m.width, m.height);
+      const d = tg.getImageData(0, 0, m.width, m.height);
+      for (let i = 0; i < d.data.length; i += 4) { d.data[i + 3] = d.data[i]; d.data[i] = d.data[i + 1] = d.data[i + 2] = 255; }
+      tg.putImageData(d, 0, 0);
+      g.drawImage(t, 0, 0);
+      state.autoShown = true;
+      draw();
+      const kinds = r.objects.map((o) => o.kind);
+      status(kinds.length ? `${kinds.length} holdouts: ${kinds.join(", ")} (erase or paint to change)` : "no holdouts found");
+    };
+    img.src = r.matte;
+  } catch (e) { status(e.message, true); }
+}
+$("auto-holdouts").addEventListener("click", findHoldouts);
