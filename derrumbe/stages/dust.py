@@ -476,4 +476,4 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
                      state["turb"].astype(np.float32), t)
 
 
-LIGHT_SIGMA_CAP = 0.5      # 1/m, see dust_frame
+LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame

@@ -238,12 +238,12 @@ void march(vec2 px, vec2 tc, float jit) {
                     vec3 q = p + ldir * dd;
                     float s2 = texture(vol, (q - origin) / extent).r;
                     s2 = sigma_cap * (1.0 - exp(-s2 / sigma_cap));
-                    tau_loc = 2.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
+                    tau_loc = 4.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
                 }
             }
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
-                vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.5 * ph1 * exp(-0.4 * tau) + 0.25 * ph2 * exp(-0.16 * tau));
+                vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
                 vec3 L = albedo * (Ls + amb_col * (0.15 + 0.85 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
