@@ -51,7 +51,7 @@ DUST_STEPS_PER_FRAME = (1, 1)
 PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
 BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
-DUST_MARCH_DIV = (3, 3)                 # the dust is marched at 1/3 of the frame's size (edges at full size)
+DUST_MARCH_DIV = (3, 4)                 # the dust is marched at 1/3, 1/4 of the frame's size (edges at full size)
 SHUTTER = 0.5                # 180-degree shutter, in frames
 EXR_LAYERS = ["R,G,B,A (beauty)", "debris.R,G,B,A", "dust.R,G,B,A", "dust.Z", "matte.building", "matte.holdout",
               "matte.effect", "depth.Z", "forward.u,v"]

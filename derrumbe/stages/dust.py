@@ -46,9 +46,14 @@ AIR_K = 293.0
 GROUND_DRAG = 0.02           # quadratic drag coefficient of the street on the lowest layer
 VORTICITY = 2.0              # confinement strength, 1/s
 RELAX_S = 20.0               # the air relaxes toward the breeze over this long (large-scale nudge only)
+# Entrainment the grid cannot resolve: the turbulent rim of a gravity current or a plume
+# mixes clear air in at ~0.1 of its speed (Ellison & Turner 1959; Turner 1986); here an
+# eddy diffusivity K = ENTRAIN x |u| x 2h on the dust and heat (conservative).
+ENTRAIN = 0.1
 REGEN_S = 0.8                # the render's detail coordinates are renewed this often (before a
                              # fast, sheared current stretches the noise they carry into streaks)
-GROW_MARGIN = 3              # cells between the cloud and an open side before it grows
+GROW_MARGIN = 5              # cells between the cloud and an open side before it grows (the
+                             # render pushes the surface up to ~2 cells with its noise)
 FIELDS = 3                   # carried conservatively: fine dust, coarse load (g/m^3), heat (K)
 
 
@@ -203,6 +208,7 @@ class DustSim:
         self.v = np.zeros((nz, ny + 1, nx), np.float32)
         self.w = np.broadcast_to((self.wind[2] * prof)[None, :, None], (nz + 1, ny, nx)).astype(np.float32)
         self.q = np.zeros((FIELDS, nz, ny, nx), np.float32)
+        self.q_tmp = None
         self.c = np.repeat(np.moveaxis(centres, -1, 0)[None], 2, axis=0).reshape(6, nz, ny, nx).copy()
         self.c_tmp = np.zeros_like(self.c)
         if prev is not None:
@@ -297,6 +303,7 @@ class DustSim:
             self._walls()
             self.lost_g += K.advect_conservative(self.q, self.u, self.v, self.w, dt_h,
                                                  [0.0, SETTLE_LOAD_MS, 0.0], self.steps_run) * h ** 3
+            self._entrain()
             K.advect_scalars(self.c, self.c_tmp, self.u, self.v, self.w, dt_h, np.zeros(6, np.bool_))
             self.c, self.c_tmp = self.c_tmp, self.c
             self.steps_run += 1
@@ -348,6 +355,8 @@ class DustSim:
         speed = np.linalg.norm(v, axis=1)
         pull = np.where(~(sim.released <= t), 0.5, np.clip(speed / 2.0, 0.0, 1.0) * 0.8)
         keep = pull > 0.01
+        if sim.hidden is not None:
+            keep &= sim.visible(t)             # pulverised fragments are dust now, not solids
         if not keep.any():
             return
         wsum = np.zeros(g.shape, np.float32)
@@ -355,6 +364,18 @@ class DustSim:
         K.splat_spheres(g.cells(p[keep]), self.vel_vol[keep] / g.h, v[keep].astype(np.float64), wsum, acc,
                         pull[keep])
         self._pull(wsum, acc)
+
+    def _entrain(self):
+        if ENTRAIN <= 0:
+            return
+        K.cell_velocity(self.u, self.v, self.w, self.cvel)
+        speed = np.sqrt((self.cvel ** 2).sum(axis=0))
+        kappa = (ENTRAIN * speed * 2.0 * self.grid.h * self.dt / self.grid.h ** 2).astype(np.float32)
+        if self.any_solid:
+            kappa[self.solid] = 0.0
+        if self.q_tmp is None or self.q_tmp.shape != self.q.shape:
+            self.q_tmp = np.empty_like(self.q)
+        self.q, self.q_tmp = K.diffuse(self.q, kappa, self.q_tmp)
 
     def _walls(self):
         if self.any_solid:

@@ -135,7 +135,7 @@ uniform vec4 intr;            // f, f, cx, cy of the output camera
 uniform vec2 scale;           // output pixels per pixel of this pass
 uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
-uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain;
+uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
 uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
@@ -232,7 +232,13 @@ void march(vec2 px, vec2 tc, float jit) {
                 // on top even with the sun behind the camera).
                 vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
                 float amp = clamp(0.5 + v.a / turb_ref, 0.5, 1.4);
-                se = billow(s, band(ca, cb, period, pxa * t, vec3(0.0)), amp);
+                float n = band(ca, cb, period, pxa * t, vec3(0.0));
+                // The cloud's surface pushed up and down by the same noise (a few cells):
+                // tops bulge into lumps instead of following the grid's smooth layers.
+                vec3 uw = (p - vec3(0.0, warp * amp * n, 0.0) - origin) / extent;
+                float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
+                sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
+                se = billow(sw, n, amp);
                 if (se > 0.03) {
                     float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
@@ -244,7 +250,7 @@ void march(vec2 px, vec2 tc, float jit) {
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
-                vec3 L = albedo * (Ls + amb_col * (0.15 + 0.85 * exp(-0.5 * v.b - tau_loc)));
+                vec3 L = albedo * (Ls + amb_col * (0.3 + 0.7 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
@@ -440,6 +446,7 @@ class DustRenderer:
         p["origin"].value = tuple(map(float, g.origin))
         p["extent"].value = tuple(map(float, g.size_m))
         p["step_m"].value = float(g.h * 0.9)
+        p["warp"].value = float(1.5 * g.h)
         p["period"].value = float(NOISE_TILE_CELLS * g.h)
         p["sigma_min"].value = float(0.02 / (g.h * self.occ_cells))
         wa, wb = f.coord_w
@@ -499,9 +506,10 @@ class DustRenderer:
 
     def _occupancy(self, sigma: np.ndarray) -> np.ndarray:
         """Max extinction per block of cells, grown by one cell so trilinear taps at a
-        block's edge are never skipped."""
+        block's edge are never skipped, and by the noise's vertical push (up to 3.6
+        cells) up and down, or the bulging tops would be cut square at the blocks."""
         c = self.occ_cells
-        s = maximum_filter(sigma, size=3, mode="nearest")
+        s = maximum_filter(sigma, size=(3, 11, 3), mode="nearest")
         nz, ny, nx = self.occ_shape
         pad = np.zeros((nz * c, ny * c, nx * c), np.float32)
         pad[: s.shape[0], : s.shape[1], : s.shape[2]] = s
