@@ -235,7 +235,10 @@ void march(vec2 px, vec2 tc, float jit) {
                 float n = band(ca, cb, period, pxa * t, vec3(0.0));
                 // The cloud's surface pushed up and down by the same noise (a few cells):
                 // tops bulge into lumps instead of following the grid's smooth layers.
-                vec3 uw = (p - vec3(0.0, warp * amp * n, 0.0) - origin) / extent;
+                // (only where the cloud thins toward its surface: inside, a vertical push
+                // would draw the noise out into vertical streaks)
+                float thin = exp(-1.5 * s);
+                vec3 uw = (p - vec3(0.0, warp * amp * n * thin, 0.0) - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
