@@ -1,31 +1,33 @@
 """Dust render: a ray march of the dust grid in GLSL (moderngl), with detail to the pixel.
 
-Two passes. The march runs at a fraction of the output size; then a full-size pass marches
-again, exactly, wherever the coarse result has an edge (a pixel whose neighbourhood holds
-both clear and dense dust) and upsamples elsewhere, adding the finest octaves of detail
-there. So dense edges are as sharp as the cloud's own density (a pixel or two, as in
-photographs of smoke) at a fraction of the cost of marching every pixel.
+Two passes. The march runs at a fraction of the output size (light, shadows, the cloud's
+shape down to a few grid cells); a full-size pass then adds the finer octaves of the same
+advected noise on the cloud's visible front and cuts its dense edges with a ramp of about
+a pixel (as photographs of clouds and smoke have), at a fraction of the cost of marching
+every pixel.
 
-Per step of a ray, up to the first opaque thing (a debris piece, the street, the plate's
-own walls):
+Per step of a ray, up to the first opaque thing (a debris piece, a holdout, the street,
+the plate's own walls):
 - density: the grid's extinction, shaped by advected multi-octave noise. The noise
   continues the grid's energy cascade below its resolution (as wavelet turbulence does,
-  Kim et al. 2008): its octaves run from four cells down to the pixel's footprint (mip
+  Kim et al. 2008): its octaves run from eight cells down to the pixel's footprint (mip
   level from the footprint, so nothing aliases), its strength follows the grid's own
-  turbulence at the cutoff, and a cloud's edge is eroded into cauliflower billows;
+  turbulence at the cutoff, it cuts a thinning cloud into cauliflower billows and pushes
+  its surface up and down into lumps;
 - sun: single scattering through the optical depth toward the sun (swept on the CPU, the
   cloud's shadow on itself) and a short shadow ray through the billows, Henyey-Greenstein
-  phase; multiple scattering by Wrenninge's octaves (each octave: half the energy, a
-  fraction of the optical depth, a weaker phase), so dense dust is bright on its lit side,
-  dark underneath and glows at thin sunlit edges;
+  phase; multiple scattering by Wrenninge's octaves (each octave: less energy, a fraction
+  of the optical depth, a weaker phase), so dense dust is bright on its lit side, dark
+  underneath and glows at thin sunlit edges;
 - sky: the plate's ambient, dimmed by the dust above the point;
 - colour: the dust's albedo (the building's material and facade, see pipeline).
 
 Outputs, so the comp can be depth-correct against the debris and holdouts: front (dust
-in front of the nearest opaque piece, premultiplied RGBA), back (between that piece and
-the background), shade (optical depths toward sun and sky at both, from which the comp
-darkens what the cloud covers), and aux (the front's opacity-weighted depth, for the
-EXR's dust.Z, and its motion on screen in pixels per frame, for motion blur).
+in front of the nearest opaque thing, premultiplied RGBA), back (between it and the
+background), shade (optical depths toward sun and sky at both, from which the comp
+darkens what the cloud covers: its shadow on the street, the debris and the walls), and
+aux (the front's opacity-weighted depth, the EXR's dust.Z, and its motion on screen in
+pixels per frame, for motion blur).
 """
 
 from __future__ import annotations
