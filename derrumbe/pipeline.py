@@ -373,8 +373,10 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
             back_full = backdrop_depth(ocam, (out_w, out_h), bmatte, skyness, place.depth_m)
+            # The dust within a tenth of the building's distance of the lens thins away (by a
+            # third of it): a camera inside the cloud still sees the collapse.
             dust_r = DustRenderer(renderer.ctx, ocam, light, dust_albedo(spec, light), back, march, fps=spec.fps,
-                                  backdrop_full=back_full)
+                                  backdrop_full=back_full, clear_m=(0.1 * place.depth_m, 0.35 * place.depth_m))
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
 
