@@ -143,7 +143,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
     y = float(np.clip(p[1], 0.5 * STOREY_M, None))
     # Openings blow out unevenly: a smooth random weight around the ring, so the front
     # leaves the building in lobes rather than as one even wall.
-    w = np.exp(0.6 * _smooth_ring(rng.normal(0, 1, len(ring)), 8.0 / spacing))
+    w = np.exp(1.1 * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
     w /= w.sum()
     centre = 0.5 * (lo + hi)
     for s in range(n_t):
