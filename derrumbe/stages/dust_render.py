@@ -224,7 +224,7 @@ void march(vec2 px, vec2 tc, float jit) {
         float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
         // Art direction: the dust right in front of the lens is thinned, so a cloud that
         // swallows the camera still shows the collapse through it instead of a flat card.
-        s *= smoothstep(clear_m.x, clear_m.y, t * dl);
+        s *= smoothstep(clear_m.x, clear_m.y, t);      // by view depth: a plane, never a visible shell
         float seg = min((s < 0.03 ? 2.0 : 1.0) * dt, tb - t);
         if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
         if (s > 1e-6) {
