@@ -29,7 +29,7 @@ from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
 # into airborne fines; its potential energy is ~M g H / 2, so for a 30 m building that is
 # ~0.004 / (9.81 * 15) kg/J ~ 27 g/kJ; the event lists record a part of that energy as
 # impacts and crushes, so the figure is set on what they record.
-FINE_G_PER_J = 0.045
+FINE_G_PER_J = 0.025
 LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fines: most of the
                              # early airborne mass, and what makes the cloud a dense current
 # Share of an event's energy that grinds concrete into dust, by kind: crushing and hits on
