@@ -290,15 +290,12 @@ def close_solid_faces(u, v, w, solid):
         for j in range(ny):
             for i in range(nx):
                 if solid[k, j, i]:
+                    # (neighbouring slabs may both zero a shared w face: the same value, so
+                    # the result does not depend on the threads)
                     u[k, j, i] = 0.0
                     u[k, j, i + 1] = 0.0
                     v[k, j, i] = 0.0
                     v[k, j + 1, i] = 0.0
-    for k_ in prange(nz):
-        k = np.int64(k_)
-        for j in range(ny):
-            for i in range(nx):
-                if solid[k, j, i]:
                     w[k, j, i] = 0.0
                     w[k + 1, j, i] = 0.0
 
