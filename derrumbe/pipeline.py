@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import mujoco
 import numpy as np
 
 from derrumbe import __version__
@@ -38,7 +37,7 @@ from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
 from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
 from derrumbe.stages.moving_holdouts import MovingHoldouts
-from derrumbe.stages.particles import emit_particles
+from derrumbe.stages.particles import debris_sizes, emit_particles
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
@@ -199,8 +198,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     try:
         with ShotLock(out):
-            # A previous manifest would make a half-finished re-render look complete.
+            # A previous manifest would make a half-finished re-render look complete;
+            # temporaries a killed run left are nobody's now that the lock is ours.
             (out / "manifest.json").unlink(missing_ok=True)
+            outputs.sweep_temps(out)
             cache = StageCache(out)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
                                    timings, progress, say, cpu, rss)
@@ -208,6 +209,11 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     finally:
         src.close()
     return manifest
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
 
 
 def _clock() -> np.ndarray:
@@ -493,7 +499,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     manifest = {
         "derrumbe_version": __version__,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(relative_to=out),
         "seed": spec.seed,
         "size": [out_w, out_h],
         "fps": spec.fps,
@@ -506,7 +512,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "burn_in": bool(spec.burn_in),
         "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
-                "layers": EXR_LAYERS, "compression": "ZIP", "depth": "depth.Z and dust.Z: view depth in metres, 32-bit float, "
+                "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "depth.Z and dust.Z: view depth in metres, 32-bit float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
                 "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
                 } if spec.exr else None,
@@ -525,9 +531,10 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         },
         "holdouts": {"auto": not spec.no_auto_holdouts, "objects": matte.objects.as_list(),
                      "moving_tracks": 0 if movers is None else movers.next_id - 1},
-        "fracture": {"pieces": fr.n, "bonds": int(len(fr.bonds)), **fr.info},
+        "fracture": {"bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
         "particles": {"count": grit.n},
+        "debris_sizes": debris_sizes(sim, fr, grit),
         "dust": dust_info,
         "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
@@ -536,7 +543,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "cpu_s": cpu,
         "peak_rss_mb_after": rss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "software": {"python": platform.python_version(), "mujoco": mujoco.__version__,
+        "software": {"python": platform.python_version(), "rapier3d": _version("rapier3d"),
                      "numpy": np.__version__, "opencv": cv2.__version__},
     }
     # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).

@@ -180,7 +180,7 @@ def crossing_shot(demo_files, tmp_path_factory):
     box = ",".join(str(int(round(v * s))) for v in demo_files[1].box)
     out = d / "out"
     rc = main(["shot", str(d / "plate.####.png"), "--box", box, "-o", str(out), "--start", "0.1", "--fps", "24",
-               "--pieces", "60", "--dust", "0", "--shake", "0", "--grain", "0", "--exr", "-q"])
+               "--pieces", "300", "--dust", "0", "--shake", "0", "--grain", "0", "--exr", "-q"])
     assert rc == 0
     return out, frames, json.loads((out / "manifest.json").read_text())
 

@@ -134,7 +134,7 @@ def test_no_dust_when_asked(demo_files, tmp_path):
     d, p = demo_files
     box = ",".join(map(str, p.box))
     args = ["shot", str(d / "plate.png"), "--box", box, "-o", str(tmp_path / "o"), "--dust", "0",
-            "--size", "160", "--duration", "1.0", "--start", "0.3", "--fps", "8", "--pieces", "40", "-q"]
+            "--size", "160", "--duration", "1.0", "--start", "0.3", "--fps", "8", "--pieces", "300", "-q"]
     assert main(args) == 0
     import json
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
@@ -147,7 +147,7 @@ def test_passes_hold_the_dust_and_debris_layers_and_the_dust_matte(demo_files, t
     d, p = demo_files
     out = tmp_path / "o"
     args = ["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(out), "--passes",
-            "--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "40", "-q"]
+            "--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "300", "-q"]
     assert main(args) == 0
     import json
     m = json.loads((out / "manifest.json").read_text())

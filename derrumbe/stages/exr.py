@@ -23,15 +23,13 @@ HTJ2K and zstd write faster here but need OpenEXR 3.4 readers that most studios 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from derrumbe import colour
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.outputs import publish
+from derrumbe.stages.outputs import publish, temp_path
 
 FAR_Z = 1.0e4        # depth written for the sky and anything without a surface (m)
 
@@ -40,9 +38,12 @@ def exr_path(out: Path, name: str, frame: int) -> Path:
     return out / "exr" / f"{name}.{frame:04d}.exr"
 
 
+COMPRESSION = "ZIP"        # what the manifest says; _header writes the matching OpenEXR constant
+
+
 def _header(meta: dict) -> dict:
     import OpenEXR
-    h = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+    h = {"compression": getattr(OpenEXR, f"{COMPRESSION}_COMPRESSION"), "type": OpenEXR.scanlineimage,
          # chromaticities are what tells a reader the primaries are AP1 (ACEScg).
          "chromaticities": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767),
          "colorSpace": colour.WORKING, "ocioConfig": colour.config_name()}
@@ -100,17 +101,16 @@ def write_exr(path: Path, channels: dict, meta: dict | None = None) -> None:
     truncated EXR under a frame's name."""
     import OpenEXR
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=".exr", dir=path.parent)
-    os.close(fd)
+    tmp = temp_path(path, ".exr")
     try:
         # One thread: the writer already runs beside the render on a 2-core machine.
         with OpenEXR.File(_header(meta or {}), channels) as f:
-            f.write(tmp)
+            f.write(str(tmp))
         publish(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, Exception) and not isinstance(e, DerrumbeError):
-            raise DerrumbeError(f"cannot write {path}: {e}") from None
+            raise DerrumbeError(f"cannot write {path.name}: {e}") from None
         raise
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 
 import cv2
@@ -35,32 +36,61 @@ def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
         (out / "manifest.json").unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-_FILE_MODE = 0o666 & ~_umask()
+def temp_path(path: Path, suffix: str = "") -> Path:
+    """A temporary name beside path: hidden, unique, and recognisable by sweep_temps
+    (suffix: an extension a writer needs to pick the format, e.g. '.usdc')."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _fsync_path(p: Path, directory: bool = False) -> None:
+    fd = os.open(p, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(tmp: str | Path, path: Path) -> None:
-    """Renames a finished temporary file into place with the mode a plain write would
-    have given it (mkstemp makes files only their owner can read; a farm or a colleague
-    needs to read them)."""
-    os.chmod(tmp, _FILE_MODE)
+    """Renames a finished temporary file into place, durably: the file's data reaches
+    the disk before the rename, and the rename before this returns (a power cut leaves
+    the old file or the new one, never a name pointing at missing data)."""
+    _fsync_path(Path(tmp))
     os.replace(tmp, path)
+    _fsync_path(path.parent, directory=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    # os.open with 0o666 lets the process umask decide the mode, as a plain write would
+    # (mkstemp makes files only their owner can read; a farm or a colleague needs them).
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         publish(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def sweep_temps(out: Path) -> int:
+    """Removes temporary files a killed writer left in a shot folder (call it holding
+    the shot lock: a live render's temporaries are not stale). Returns how many."""
+    n = 0
+    if not out.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(out):
+        for name in filenames:
+            if _TEMP.match(name):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
 
 
 def frame_path(out: Path, name: str, index: int) -> Path:
@@ -166,7 +196,7 @@ class MovieWriter:
         import av
         c = MOVIE_CODECS[kind]
         self.path, self.burn_in = path, burn_in
-        self.tmp = path.with_name("." + path.name + ".tmp" + c["ext"])
+        self.tmp = temp_path(path, c["ext"])
         self.container = av.open(str(self.tmp), mode="w")
         self.stream = self.container.add_stream(c["codec"], rate=fps)
         self.stream.width, self.stream.height = size
@@ -261,7 +291,7 @@ class FrameSink:
             # A frame identical to the last (the plate before the collapse): a copy,
             # not a second encode.
             import shutil
-            tmp = path.with_name("." + path.name + ".tmp")
+            tmp = temp_path(path)
             shutil.copyfile(self._exr_same[1], tmp)
             publish(tmp, path)
         else:
