@@ -249,9 +249,12 @@ def test_dust_depth_is_the_clouds_front_and_far_where_there_is_no_dust(full_shot
     assert (dz[a == 0] == FAR_Z).all()
     dense = a > 0.5
     assert dense.sum() > 100
-    # The cloud's front lies in front of whatever it covers (never behind the street or
-    # the walls) and within the scene: the dust sits between the lens and the backdrop.
-    assert (dz[dense] <= z[dense] * 1.02 + 0.5).mean() > 0.97
+    # The cloud's front lies in front of what it covers (never behind the street or the
+    # walls): checked off the debris, whose EXR depth is the frame time's while the
+    # march splits the dust at the pieces' motion-blurred mean depth.
+    bare = dense & (ch["debris.A"] == 0)
+    assert bare.sum() > 50
+    assert (dz[bare] <= z[bare] * 1.02 + 0.5).mean() > 0.99
     assert (dz[dense] > 0.3).all() and np.median(dz[dense]) < 3 * m["estimates"]["distance_m"]
 
 

@@ -197,7 +197,7 @@ void march(vec2 px, vec2 tc, float jit) {
     float dl = length(d);
     vec3 C = vec3(0.0); float T = 1.0;
     vec3 Cf = vec3(0.0); float Tf = 1.0; bool snap = false;
-    float zw = 0.0, zs = 0.0, sw = 0.0; vec3 vw = vec3(0.0);
+    float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0; vec3 vw = vec3(0.0);
     float mu = dot(normalize(d), sun_dir);
     // Each octave carries half the energy, sees 40 % of the optical depth and a phase
     // half as peaked as the one before.
@@ -264,6 +264,7 @@ void march(vec2 px, vec2 tc, float jit) {
                 float wgt = T * a;
                 C += wgt * L;
                 if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se; vw += wgt * texture(velo, uvw).xyz; }
+                else { zwb += wgt; zsb += wgt * t; }
                 T *= 1.0 - a;
             }
         }
@@ -276,7 +277,9 @@ void march(vec2 px, vec2 tc, float jit) {
     o_shade = vec4(shadeAt(o + d * z_near), shadeAt(o + d * min(z_bg, 3000.0)));
     // The front's depth and density (opacity-weighted), and its motion on screen in
     // pixels a frame (v down the image).
-    float zf = zw > 1e-4 ? zs / zw : 0.0;
+    // (with no dust in front of the nearest opaque thing, the depth of the dust behind it:
+    // the EXR's dust.Z is where the visible dust is)
+    float zf = zw > 1e-4 ? zs / zw : (zwb > 1e-4 ? zsb / zwb : 0.0);
     vec2 mv = vec2(0.0);
     if (zw > 1e-4) {
         vec3 pf = o + d * zf;
