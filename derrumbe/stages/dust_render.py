@@ -248,6 +248,11 @@ void march(vec2 px, vec2 tc, float jit) {
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
+                // Between the lens and the cloud's far side the dust opens into gaps where
+                // the noise is low (a quarter of the volume, moving with the air), so a
+                // camera inside the cloud sees the collapse through them; beyond twice
+                // the thinning distance the cloud is whole.
+                se *= mix(smoothstep(-0.6, 0.2, n), 1.0, smoothstep(clear_m.y, 2.0 * clear_m.y, t));
                 if (se > 0.03) {
                     float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
