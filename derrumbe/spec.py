@@ -90,6 +90,8 @@ class ShotSpec:
     exr: bool = _f(False, "also write one multi-layer EXR a frame in exr/: ACEScg beauty, debris, dust, mattes, Z, "
                           "motion vectors")
     usd: bool = _f(False, "also write the scene as USD (shot.usdc): camera and every piece's motion")
+    vdb: bool = _f(False, "also write the dust volume per frame as OpenVDB in vdb/ (density, temperature, velocity); "
+                          "the USD references it")
     prores: bool = _f(False, "also write a ProRes 422 HQ .mov review movie")
     burn_in: bool = _f(False, "burn shot name, version and frame number into the review movies (never the frames)")
     version: int = _f(1, "version number shown in the burn-in and the manifest", "", 1, 9999)
