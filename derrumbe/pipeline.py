@@ -50,7 +50,6 @@ PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
 BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
 DUST_MARCH_DIV = (3, 2)                 # the dust is marched at 1/3, 1/2 of the frame's size
-SHUTTER = 0.5                # 180-degree shutter, in frames
 EXR_LAYERS = ["R,G,B,A (beauty)", "debris.R,G,B,A", "dust.R,G,B,A", "matte.building", "matte.holdout",
               "matte.effect", "Z", "forward.u,v"]
 
@@ -89,10 +88,17 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     k["frames"] = key_of("frames", dict(size=list(out_size), grain=spec.grain, shake=spec.shake,
                                         dust_color=spec.dust_color or DUST_SRGB, sun=[spec.sun_azimuth, spec.sun_elevation],
                                         fps=spec.fps, preview=spec.preview, passes=spec.passes, name=spec.name,
-                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], march=DUST_MARCH_DIV[q],
+                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], shutter=spec.shutter,
+                                        march=DUST_MARCH_DIV[q],
                                         working=colour.WORKING, display=colour.SRGB),
                          (k["particles"], k["dust"] if spec.dust > 0 else "no dust"))
     return k
+
+
+def shutter_seconds(shutter_deg: float, fps: float) -> float:
+    """How long each frame is exposed: a 180-degree shutter is open half the frame time
+    (1/48 s at 24 fps). Everything that moves blurs over this time."""
+    return float(shutter_deg) / 360.0 / float(fps)
 
 
 def _sample_hz(spec: ShotSpec) -> int:
@@ -340,7 +346,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
     light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
-    shutter_s = SHUTTER / spec.fps
+    shutter_s = shutter_seconds(spec.shutter, spec.fps)
     first_motion = float(np.min(sim.released)) if np.isfinite(sim.released).any() else np.inf
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
     shake = shake_track(sim.times, sim.dissipated, potential, spec.shake, frame_times,
@@ -507,7 +513,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "particles": {"count": grit.n},
         "dust": dust_info,
         "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
-        "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
+        "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": spec.shutter,
+                   "shutter_s": round(shutter_s, 6),
                    "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
         "timings_s": timings,
         "cpu_s": cpu,
