@@ -28,7 +28,7 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size, resolv
 from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
-from derrumbe.stages.comp import composite, estimate_grain, shake_track
+from derrumbe.stages.comp import composite, estimate_grain_model, shake_track
 from derrumbe.stages.dust import DustSim, dust_frame, dust_grid, street_walls
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth
@@ -352,7 +352,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     shake = shake_track(sim.times, sim.dissipated, potential, spec.shake, frame_times,
                         3.0 * out_w / 1280.0, spec.seed)
     # Grain from a real frame: a moving plate's median has had its noise averaged away.
-    grain_sigma = estimate_grain(plate_frame(0)[1] if src.moving else plate_u8)
+    grain_model = estimate_grain_model(plate_frame(0)[1] if src.moving else plate_u8)
 
     # Frames already rendered with this exact key are reused (a killed render resumes).
     index = cache.frame_index()
@@ -437,7 +437,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                         stage_t["dust_render"] += t2 - t1
                         t1 = t2
                     rng = np.random.default_rng([spec.seed, i])
-                    res = composite(p_lin, p_u8, clean, bmatte, hold_i, layers, grain_sigma, spec.grain,
+                    res = composite(p_lin, p_u8, clean, bmatte, hold_i, layers, grain_model, spec.grain,
                                     shake[i], rng, dl, hold_z)
                     img, passes = res.frame, (res.debris, res.dust)
                     t0 = _clock()
@@ -515,7 +515,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": spec.shutter,
                    "shutter_s": round(shutter_s, 6),
-                   "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
+                   "grain_sigma": [round(float(g), 4) for g in grain_model.sigma[1]],
+                   "grain": grain_model.as_dict()},
         "timings_s": timings,
         "cpu_s": cpu,
         "peak_rss_mb_after": rss,
