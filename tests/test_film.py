@@ -4,6 +4,7 @@ speed, and grain matched to the plate's own noise in level and size."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,7 +128,7 @@ def test_shutter_is_a_spec_field_in_the_frames_key_and_the_manifest(tiny_shot):
 from tests.conftest import SHARED_PLATES  # noqa: E402
 
 PLATES = json.loads((SHARED_PLATES / "plates.json").read_text())["plates"] if SHARED_PLATES.exists() else []
-DEMO_PHOTO = SHARED_PLATES.parent / "demo" / "street.jpg"
+DEMO_PHOTO = Path(__file__).resolve().parents[1] / "derrumbe" / "data" / "demo_street.jpg"
 
 
 def _patch_spectra(img: np.ndarray, near_lum: float | None = None, n=32):

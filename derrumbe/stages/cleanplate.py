@@ -123,7 +123,7 @@ def _match_rows(lin, inside, sky_px, model, band=None):
                            sigmaY=s)[..., None]
     smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0)
     # Where a row has its own measurement it wins; far from any, the surface alone.
-    return (model + np.where(wgt > 0, corr * 0.5 + smooth * 0.5, smooth * np.clip(den * 4, 0, 1))).astype(np.float32)
+    return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 4, 0, 1))).astype(np.float32)
 
 
 def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
