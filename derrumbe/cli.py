@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true",
                    help="say which stages would run and why (what changed since the last render), and stop")
     _add_spec_options(s)
-    d = sub.add_parser("demo", help="render the built-in demo shot",
-                       description="Generate the demo plate and render its collapse.")
+    d = sub.add_parser("demo", help="render the demo shot (a real street photograph that ships with derrumbe)",
+                       description="Render the collapse of the two-storey building in the bundled street photograph "
+                                   "(CC0; see derrumbe/data/demo_street.json).")
     d.add_argument("-o", "--out", default="out/demo", help="output folder; default: out/demo")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     d.add_argument("--preview", action="store_true", default=None, help="fast low-resolution look")
@@ -220,19 +221,22 @@ def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False) -> 
 
 
 def _demo(args) -> int:
-    import cv2
-    from derrumbe.demo import make_demo_plate
+    """The demo shot: a real street photograph that ships with derrumbe (data/, CC0, its
+    source and box in demo_street.json), copied into the shot folder so the manifest's
+    plate travels with it. No height is given: the scale estimator decides."""
+    import json
+    from importlib.resources import files
     from derrumbe.stages.outputs import atomic_write_bytes
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DerrumbeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
-    d = make_demo_plate()
-    plate, hold = out / "demo_plate.png", out / "demo_holdout.png"
-    atomic_write_bytes(plate, cv2.imencode(".png", d.srgb[..., ::-1])[1].tobytes())
-    atomic_write_bytes(hold, cv2.imencode(".png", d.holdout)[1].tobytes())
-    spec = ShotSpec(plate=str(plate.resolve()), box=d.box, holdout=str(hold.resolve()), name="demo",
+    data = files("derrumbe.data")
+    about = json.loads(data.joinpath("demo_street.json").read_text())
+    plate = out / "demo_plate.jpg"
+    atomic_write_bytes(plate, data.joinpath(about["file"]).read_bytes())
+    spec = ShotSpec(plate=str(plate.resolve()), box=list(about["box"]), name="demo",
                     style=args.style or "implosion", preview=bool(args.preview),
                     **{k: bool(getattr(args, k)) for k in ("passes", "exr", "usd", "prores", "burn_in")})
     return _run(spec.validate(), str(out), args.quiet)

@@ -28,7 +28,7 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size, resolv
 from derrumbe.stages import outputs
 from derrumbe.stages.camera import place_building
 from derrumbe.stages.cleanplate import make_cleanplate
-from derrumbe.stages.comp import composite, estimate_grain, shake_track
+from derrumbe.stages.comp import composite, estimate_grain_model, shake_track
 from derrumbe.stages.dust import DustSim, dust_frame, street_walls
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth, vector_blur
@@ -51,7 +51,6 @@ PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
 BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
 DUST_MARCH_DIV = (3, 4)                 # the dust is marched at 1/3, 1/4 of the frame's size (edges at full size)
-SHUTTER = 0.5                # 180-degree shutter, in frames
 EXR_LAYERS = ["R,G,B,A (beauty)", "debris.R,G,B,A", "dust.R,G,B,A", "dust.Z", "matte.building", "matte.holdout",
               "matte.effect", "depth.Z", "forward.u,v"]
 
@@ -90,10 +89,17 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     k["frames"] = key_of("frames", dict(size=list(out_size), grain=spec.grain, shake=spec.shake,
                                         dust_color=spec.dust_color or DUST_SRGB, sun=[spec.sun_azimuth, spec.sun_elevation],
                                         fps=spec.fps, preview=spec.preview, passes=spec.passes, name=spec.name,
-                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], march=DUST_MARCH_DIV[q],
+                                        blur=[BLUR_SAMPLES[q], BLUR_STEP_PX[q]], shutter=spec.shutter,
+                                        march=DUST_MARCH_DIV[q],
                                         working=colour.WORKING, display=colour.SRGB),
                          (k["particles"], k["dust"] if spec.dust > 0 else "no dust"))
     return k
+
+
+def shutter_seconds(shutter_deg: float, fps: float) -> float:
+    """How long each frame is exposed: a 180-degree shutter is open half the frame time
+    (1/48 s at 24 fps). Everything that moves blurs over this time."""
+    return float(shutter_deg) / 360.0 / float(fps)
 
 
 def _sample_hz(spec: ShotSpec) -> int:
@@ -344,13 +350,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
     light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
-    shutter_s = SHUTTER / spec.fps
+    shutter_s = shutter_seconds(spec.shutter, spec.fps)
     first_motion = float(np.min(sim.released)) if np.isfinite(sim.released).any() else np.inf
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
     shake = shake_track(sim.times, sim.dissipated, potential, spec.shake, frame_times,
                         3.0 * out_w / 1280.0, spec.seed)
     # Grain from a real frame: a moving plate's median has had its noise averaged away.
-    grain_sigma = estimate_grain(plate_frame(0)[1] if src.moving else plate_u8)
+    grain_model = estimate_grain_model(plate_frame(0)[1] if src.moving else plate_u8)
 
     # Frames already rendered with this exact key are reused (a killed render resumes).
     index = cache.frame_index()
@@ -434,13 +440,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                         if state is None:
                             raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
                                                 f"run `derrumbe cache clean {out}` and render again")
-                        dl = _dust_layers(dust_r, dust_frame(state, light.sun_dir), layers, sun_share, SHUTTER,
+                        dl = _dust_layers(dust_r, dust_frame(state, light.sun_dir), layers, sun_share, spec.shutter / 360.0,
                                           hold_z)
                         t2 = _clock()
                         stage_t["dust_render"] += t2 - t1
                         t1 = t2
                     rng = np.random.default_rng([spec.seed, i])
-                    res = composite(p_lin, p_u8, clean, bmatte, hold_i, layers, grain_sigma, spec.grain,
+                    res = composite(p_lin, p_u8, clean, bmatte, hold_i, layers, grain_model, spec.grain,
                                     shake[i], rng, dl, hold_z)
                     img, passes = res.frame, (res.debris, res.dust)
                     t0 = _clock()
@@ -537,8 +543,10 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "debris_sizes": debris_sizes(sim, fr, grit),
         "dust": dust_info,
         "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
-        "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,
-                   "grain_sigma": [round(float(g), 4) for g in grain_sigma]},
+        "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": spec.shutter,
+                   "shutter_s": round(shutter_s, 6),
+                   "grain_sigma": [round(float(g), 4) for g in grain_model.sigma[1]],
+                   "grain": grain_model.as_dict()},
         "timings_s": timings,
         "cpu_s": cpu,
         "peak_rss_mb_after": rss,

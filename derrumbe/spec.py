@@ -81,6 +81,9 @@ class ShotSpec:
                                       items=((0, 255, ""),) * 3)
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
+    shutter: float = _f(180.0, "shutter angle: each frame is exposed for this share of the frame time, so "
+                               "whatever moves blurs over that time (180 = half a frame, film's usual; 0 = none)",
+                        "deg", 0.0, 360.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
     fps: int | None = _f(None, "frame rate (a video plate's own, else 24, when absent)", "fps", 1, 120)
     duration: float | None = _f(None, "shot length (a moving plate's length, else 6 s, when absent)", "s", 0.1, 120.0)

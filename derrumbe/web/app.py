@@ -36,7 +36,7 @@ _ID = re.compile(r"^[0-9a-f]{12}$")
 PAGE_FIELDS = {
     "Collapse": ["style", "direction", "start", "height_m", "material", "pieces"],
     "Dust": ["dust", "wind", "dust_color"],
-    "Shot": ["seed", "size", "fps", "duration", "shake", "grain"],
+    "Shot": ["seed", "size", "fps", "duration", "shutter", "shake", "grain"],
 }
 WEDGE_PARAMS = ("seed", "style", "direction", "dust", "pieces", "start", "material", "height_m")
 # Limits of the server (README: "Limits"); the plate's own are in stages/plate.py.
