@@ -80,10 +80,20 @@ def contact_sheet(plate: Path, out: Path, m: dict, dest: Path, width: int = 480)
 
 
 def dust_front(out: Path, m: dict, times=(2.0, 4.0, 6.0)) -> dict:
-    """Metres from the facade to the dust front toward the camera at each time, from the
-    dust the render cached (the stage's own reading of its states)."""
-    from derrumbe.stages.dust import front_distance
-    return {f"{t:g}s": front_distance(out, m, t) for t in times}
+    """Metres from the facade to the dust front toward the camera at each time, read from
+    the dust states the render cached."""
+    from derrumbe.cache import StageCache
+    from derrumbe.stages.dust import front_toward_camera
+    cache = StageCache(out)
+    key = m["cache"]["keys"]["dust"]
+    facade_z = -float(m["estimates"]["distance_m"])
+    n = len(m["frames"])
+    out_ = {}
+    for t in times:
+        i = min(n - 1, int(round(t * m["fps"])))
+        state = cache.load_dust_frame(key, i)
+        out_[f"{t:g}s"] = None if state is None else front_toward_camera(state, facade_z)
+    return out_
 
 
 def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels: dict) -> dict:
