@@ -47,9 +47,17 @@ def plates(only: set | None) -> list[tuple[str, Path, list[int]]]:
     return [t for t in out if t[1].exists() and (not only or t[0] in only)]
 
 
+def final_size(plate: Path) -> str:
+    """As many pixels as 1280x720, at the plate's own aspect: a portrait plate is judged
+    at the same cost as a landscape one, not at 1280 px wide and twice the pixels."""
+    h, w = cv2.imread(str(plate)).shape[:2]
+    width = int(round(np.sqrt(1280 * 720 * w / h) / 2) * 2)
+    return str(min(width, 1920))
+
+
 def render(plate: Path, box, out: Path, preview: bool) -> tuple[dict, float]:
     args = [sys.executable, "-m", "derrumbe", "shot", str(plate), "--box", ",".join(map(str, box)), "-o", str(out),
-            "-q"] + (["--preview"] if preview else ["--size", "1280"])
+            "-q"] + (["--preview"] if preview else ["--size", final_size(plate)])
     t0 = time.perf_counter()
     r = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t0
