@@ -456,7 +456,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                         z = np.where(cov > 0, z, back_z)
                         exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, bmatte,
                                                  hold_i, z, vec, res.touched,
-                                                 dl.depth if dl is not None else None,
+                                                 visible_dust_depth(dl, back_z),
                                                  holdouts=per_object(i)), None)
                         t1, t0 = t0, _clock()
                         stage_t["vectors"] += t0 - t1
@@ -573,14 +573,30 @@ def dust_albedo(spec: ShotSpec, light) -> np.ndarray:
     return (0.67 * base + 0.33 * tint).astype(np.float32)
 
 
+def visible_dust_depth(dl: DustLayers | None, backdrop_z: np.ndarray) -> np.ndarray | None:
+    """The cloud front's depth for dust.Z, never behind the street or wall the pixel sees:
+    the march is coarser than the frame, so near the horizon a march cell's depth is the
+    mean over rows whose street lies nearer than that mean."""
+    if dl is None:
+        return None
+    return np.where(dl.depth > 0, np.minimum(dl.depth, backdrop_z), dl.depth).astype(np.float32)
+
+
 def opaque_depth(layers, holdout_z: np.ndarray | None, size) -> np.ndarray:
-    """Depth of the nearest opaque thing per march pixel (0: none): the nearest piece
-    (its mean depth over the pixels it covers) or a holdout, whichever is nearer, so
+    """Depth of the nearest opaque thing per march pixel (0: none): the nearest moving
+    piece (its mean depth over the pixels it covers), a standing one or a holdout, whichever is nearer, so
     the dust is split into front and back where the comp puts that thing."""
     W, H = size
     ds = cv2.resize(layers.depth_sum, (W, H), interpolation=cv2.INTER_AREA)
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
     debris = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), np.inf)
+    if layers.static_z is not None:
+        # The standing building hides the dust behind it (the comp shows the plate there),
+        # so the dust is split at its walls too: behind a standing corner nearer than the
+        # facade, the cloud must not be drawn as in front.
+        st = cv2.resize(layers.static, (W, H), interpolation=cv2.INTER_AREA)
+        sz = _min_pool(np.where(layers.static > 0.5, layers.static_z, np.inf), (W, H))
+        debris = np.minimum(debris, np.where(st > 0.5, sz, np.inf))
     if holdout_z is not None:
         # The nearest holdout touching a march pixel: the dust in front of it covers it.
         debris = np.minimum(debris, _min_pool(holdout_z, (W, H)))
