@@ -334,18 +334,26 @@ def _progress(quiet: bool, as_json: bool = False):
 
     class RichStages(Stages):
         """A bar a stage, and a 'shot' bar on top with the whole shot's time left, like
-        Blender's 'Fra: 37 | Remaining: 01:23'."""
+        Blender's 'Fra: 37 | Remaining: 01:23'. The bars appear once the inputs are checked
+        (the plan comes after the plate stage), so a bad input is one line and nothing else."""
         def __init__(self):
             super().__init__()
+            self.bar, self.task, self.early = None, None, []
+
+        def _start(self):
             self.bar = RichProgress(TextColumn("{task.description:<11}"), BarColumn(bar_width=30),
                                     TextColumn("{task.fields[what]:<22}"), TimeElapsedColumn(),
                                     TextColumn("{task.fields[left]}"), console=console, transient=False,
                                     refresh_per_second=4)
             self.bar.start()
             self.shot = self.bar.add_task("shot", total=1000, what="", left="")
-            self.task = None
+            for name in self.early:         # stages finished before the plan: done
+                self.bar.add_task(name, total=1, completed=1, what="", left="")
+            self.early = []
 
         def _update(self):
+            if self.bar is None:
+                return
             e = self.eta
             left = e.total_remaining()
             self.bar.update(self.shot, completed=int(1000 * e.fraction()),
@@ -359,10 +367,15 @@ def _progress(quiet: bool, as_json: bool = False):
 
         def plan(self, seconds, first_frame):
             super().plan(seconds, first_frame)
+            if self.bar is None:
+                self._start()
             self._update()
 
         def stage(self, name, total=None):
             super().stage(name, total)
+            if self.bar is None:
+                self.early.append(name)
+                return
             self.task = self.bar.add_task(name, total=total or 1, what="", left="")
             self._update()
 
@@ -381,8 +394,9 @@ def _progress(quiet: bool, as_json: bool = False):
             console.print(f"[bold yellow]derrumbe: warning:[/] {escape(_one_line(text))}", highlight=False)
 
         def stop(self):
-            self.bar.update(self.shot, completed=1000, left="")
-            self.bar.stop()
+            if self.bar is not None:
+                self.bar.update(self.shot, completed=1000, left="")
+                self.bar.stop()
 
     return RichStages(), (lambda s: console.print(f"[dim]{escape(s)}[/dim]", highlight=False))
 

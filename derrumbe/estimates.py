@@ -17,9 +17,11 @@ import math
 import cv2
 import numpy as np
 
+from derrumbe.colour import linear_to_u8
 from derrumbe.stages import camera as camera_stage
 from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import Matte, sky_likelihood
+from derrumbe.stages.plate import resize_linear
 from derrumbe.stages.render import estimate_lighting
 
 # The height's uncertainty (1 sigma, in log) when the scale stage gives none: a storey is
@@ -36,13 +38,14 @@ GLASS_SPREAD = 0.13
 WARM_MASONRY = 0.40
 
 
-def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec) -> dict:
-    """The estimates of a plate with its matte, under the spec's given values."""
+def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tuple[int, int] | None = None) -> dict:
+    """The estimates of a plate with its matte, under the spec's given values. The sun is
+    estimated at the frame size the render will have (out_size, the plate's by default),
+    from the same pixels the renderer reads."""
     cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m)
     # Each holdout's depth from its ground contact, and the detections the render drops.
     assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
-    sky = sky_likelihood(srgb)
-    _, light = estimate_lighting(lin, (matte.building > 0.5).astype(np.float32), sky, spec.sun_azimuth,
+    _, light = estimate_lighting(*_light_inputs(srgb, lin, matte.building, out_size), spec.sun_azimuth,
                                  spec.sun_elevation)
     h, w = matte.building.shape
     given = spec.height_m is not None
@@ -79,6 +82,20 @@ def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec) -> dict:
         "material_why": why,
         "holdouts": matte.objects.as_list(),
     }
+
+
+def _light_inputs(srgb, lin, building, out_size):
+    """The plate, building matte and sky as the pipeline hands them to the renderer's
+    lighting estimate: at the output size, the matte grown by a pixel."""
+    h, w = building.shape
+    if out_size is None or tuple(out_size) == (w, h):
+        lin_o, u8 = lin, srgb
+    else:
+        lin_o = resize_linear(lin, tuple(out_size))
+        u8 = linear_to_u8(lin_o)
+    bm = cv2.resize(building, (u8.shape[1], u8.shape[0]), interpolation=cv2.INTER_AREA) > 0.5
+    bm = cv2.dilate(bm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    return lin_o, bm, sky_likelihood(u8)
 
 
 def suggest_material(srgb: np.ndarray, building: np.ndarray) -> tuple[str, str]:

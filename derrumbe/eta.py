@@ -27,7 +27,7 @@ STAGES = ("plate", "matte", "camera", "fracture", "simulate", "particles", "dust
 # 2-core laptop CPU (see benchmarks/README.md); this machine's own replace them.
 DEFAULT_RATES = {
     "plate": 0.15,       # per plate megapixel (a video plate: per frame read for its median)
-    "matte": 2.0,        # per plate megapixel (GrabCut and the automatic holdouts)
+    "matte": 2.0,        # per (plate megapixel + 0.25): GrabCut and the automatic holdouts
     "camera": 0.3,       # per shot
     "fracture": 1.6,     # per thousand pieces
     "simulate": 1.2,     # per simulated second per thousand pieces
@@ -71,7 +71,7 @@ def workloads(plate_mpx: float, plate_frames_read: int, out_mpx: float, n_frames
     """Each stage's workload in the units DEFAULT_RATES are per."""
     return {
         "plate": plate_mpx * max(1, plate_frames_read),
-        "matte": plate_mpx,
+        "matte": plate_mpx + 0.25,            # GrabCut works at a fixed size: a part costs the same on any plate
         "camera": 1.0,
         "fracture": pieces / 1000.0,
         "simulate": duration_s * pieces / 1000.0,

@@ -125,7 +125,7 @@ def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
         out_size = output_size(spec, *src.size)
         keys = shot_keys(spec, _digests(spec, src), out_size)
         cache = StageCache(out)
-        lines += _estimate_lines(spec, src, keys, cache)
+        lines += _estimate_lines(spec, src, keys, cache, out_size)
     finally:
         src.close()
     last = cache.last_keys()
@@ -157,7 +157,7 @@ def _reused_frames(spec: ShotSpec, keys: dict, index: dict, out: Path) -> int:
                    _frame_key(keys, i) + ":") and outputs.frame_path(out, spec.stem, i, spec.first_frame).exists())
 
 
-def _estimate_lines(spec: ShotSpec, src: PlateSource, keys: dict, cache: StageCache) -> list[str]:
+def _estimate_lines(spec: ShotSpec, src: PlateSource, keys: dict, cache: StageCache, out_size) -> list[str]:
     """What the matte and camera stages will find (from the cache when they ran before),
     in the words the web page uses: storeys, height with its range, distance, lens,
     horizon, sun, holdouts and the material the facade looks like."""
@@ -168,7 +168,7 @@ def _estimate_lines(spec: ShotSpec, src: PlateSource, keys: dict, cache: StageCa
     matte = cache.load("matte", keys["matte"]) if cache.has("matte", keys["matte"]) else None
     if matte is None:
         matte = compute_matte(plate.srgb, spec.box, mask, holdout, spec.seed, auto_holdouts=not spec.no_auto_holdouts)
-    est = estimates.estimate(plate.srgb, plate.linear(), matte, spec)
+    est = estimates.estimate(plate.srgb, plate.linear(), matte, spec, out_size)
     return estimates.describe(est, spec.material)
 
 

@@ -226,3 +226,140 @@ def test_estimates_progress_player_and_reopen_in_chromium(tmp_path, demo_files, 
         drv.save_screenshot(str(ARTIFACTS / "web_field_error.png"))
     finally:
         srv.stop()
+
+
+# ---- the same, through the API -----------------------------------------------------------------
+
+ORIGIN = "http://127.0.0.1:8000"
+TINY_SPEC = {"size": 160, "duration": 1.0, "start": 0.2, "fps": 12, "pieces": 200, "dust": 0}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, demo_files):
+    """A server with one finished final render of the demo plate, named and versioned."""
+    import cv2
+    from fastapi.testclient import TestClient
+    from tests.test_web import _wait
+    d, p = demo_files
+    img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
+    box = [int(round(v * 320 / p.srgb.shape[1])) for v in p.box]
+    root = tmp_path_factory.mktemp("web_artist")
+    with TestClient(create_app(root, workers=1), base_url=ORIGIN, headers={"Origin": ORIGIN}) as c:
+        png = cv2.imencode(".png", img[..., ::-1])[1].tobytes()
+        plate = c.post("/api/plates", content=png, headers={"X-Plate-Name": "Main%20Street%20%231.png"}).json()
+        j = c.post("/api/jobs", json={"plate": plate["id"], "kind": "final", "box": box,
+                                      "spec": {**TINY_SPEC, "version": 4}}).json()
+        done = _wait(c, j["id"])
+        assert done["state"] == "done", done
+        yield c, root, plate, box, done
+
+
+def test_the_estimates_are_the_renders_own(api):
+    """The page's estimates of a plate and box equal what the render of it put in its manifest."""
+    c, root, plate, box, job = api
+    r = c.post(f"/api/plates/{plate['id']}/estimates", json={"box": box})
+    assert r.status_code == 200, r.text
+    est = r.json()["estimates"]
+    m = c.get(f"/api/jobs/{job['id']}/files/manifest.json").json()
+    e = m["estimates"]
+    assert est["height_m"] == pytest.approx(e["height_m"], abs=0.051)
+    assert est["distance_m"] == pytest.approx(e["distance_m"], abs=0.051)
+    assert est["focal_mm"] == pytest.approx(e["focal_mm"], abs=0.051)
+    assert est["horizon_y"] == pytest.approx(e["horizon_y"], abs=0.051)
+    assert est["storeys"] == pytest.approx(e["floors"], abs=0.051)
+    lo, hi = est["height_range_m"]
+    assert lo < est["height_m"] < hi
+    assert [o["id"] for o in est["holdouts"]] == [o["id"] for o in m["holdouts"]["objects"]]
+    for k in ("matte", "holdouts"):
+        assert r.json()[k].startswith("data:image/png;base64,")
+    # Given values come back as given, and the range collapses onto them.
+    r = c.post(f"/api/plates/{plate['id']}/estimates", json={"box": box, "spec": {"height_m": 40, "focal_mm": 50}})
+    g = r.json()["estimates"]
+    assert g["height_m"] == 40 and g["height_given"] and g["height_range_m"] == [40, 40] and g["focal_mm"] == 50
+    assert g["distance_m"] == pytest.approx(est["distance_m"] * (40 / est["height_m"]) * (50 / est["focal_mm"]),
+                                            rel=0.01)
+
+
+def test_bad_values_name_their_field(api):
+    c, root, plate, box, _ = api
+    for spec, field in (({"wind": "strong"}, "wind"), ({"fps": 0}, "fps"), ({"dust_color": "1,2"}, "dust_color"),
+                        ({"name": "../x"}, "name"), ({"style": "explode"}, "style")):
+        r = c.post("/api/jobs", json={"plate": plate["id"], "box": box, "spec": spec})
+        assert r.status_code == 400 and r.json()["field"] == field, (spec, r.text)
+    r = c.post("/api/jobs", json={"plate": plate["id"], "box": [0, 0, 900, 100]})
+    assert r.status_code == 400 and r.json()["field"] == "box" and "outside" in r.json()["detail"]
+    r = c.post(f"/api/plates/{plate['id']}/estimates", json={"box": [0, 0, 900, 100]})
+    assert r.status_code == 400 and r.json()["field"] == "box"
+    r = c.post(f"/api/plates/{plate['id']}/estimates", json={"box": box, "spec": {"height_m": "inf"}})
+    assert r.status_code == 400 and r.json()["field"] == "height_m"
+
+
+def test_downloads_are_named_after_the_shot_and_version(api):
+    c, root, plate, box, job = api
+    jid = job["id"]
+    m = c.get(f"/api/jobs/{jid}/files/manifest.json")
+    stem = "Main_Street_1_v004"          # the plate's file name, made a shot name
+    assert f'filename="{stem}.manifest.json"' in m.headers["content-disposition"]
+    mv = c.get(f"/api/jobs/{jid}/files/{stem}.mp4")
+    assert mv.status_code == 200 and f'filename="{stem}.mp4"' in mv.headers["content-disposition"]
+    z = c.get(f"/api/jobs/{jid}/zip/frames")
+    assert f'filename="{stem}_frames.zip"' in z.headers["content-disposition"]
+
+
+def test_history_lists_plate_name_thumbnails_and_inputs(api):
+    import cv2
+    import numpy as np
+    c, root, plate, box, job = api
+    assert plate["name"] == "Main Street #1.png"
+    listed = next(j for j in c.get("/api/jobs").json() if j["id"] == job["id"])
+    assert listed["plate_name"] == "Main Street #1.png" and listed["spec"]["box"] == box
+    assert listed["spec"]["version"] == 4 and listed["created"] and listed["finished"] >= listed["started"]
+    t = c.get(f"/api/jobs/{job['id']}/thumb.jpg")
+    assert t.status_code == 200 and t.headers["content-type"] == "image/jpeg"
+    thumb = cv2.imdecode(np.frombuffer(t.content, np.uint8), cv2.IMREAD_COLOR)
+    m = c.get(f"/api/jobs/{job['id']}/files/manifest.json").json()
+    frame = cv2.imread(str(root / "jobs" / job["id"] / "out" / m["frames"][int(len(m["frames"]) * 0.6)]))
+    small = cv2.resize(frame, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - thumb).mean() < 6           # a picture of the shot, not a placeholder
+    assert c.get(f"/api/jobs/{job['id']}/inputs/mask").status_code == 404       # boxed, not painted
+    # A painted building comes back as the mask it was stored as.
+    mask = np.zeros((180, 320), np.uint8)
+    mask[20:150, 60:260] = 255
+    url = "data:image/png;base64," + __import__("base64").b64encode(cv2.imencode(".png", mask)[1].tobytes()).decode()
+    j = c.post("/api/jobs", json={"plate": plate["id"], "mask": url, "spec": TINY_SPEC}).json()
+    c.post(f"/api/jobs/{j['id']}/cancel")
+    back = c.get(f"/api/jobs/{j['id']}/inputs/mask")
+    assert back.status_code == 200
+    assert np.array_equal(cv2.imdecode(np.frombuffer(back.content, np.uint8), cv2.IMREAD_GRAYSCALE), mask)
+    assert c.get(f"/api/jobs/{j['id']}/inputs/..%2Fplate.json").status_code == 404
+
+
+def test_an_uploaded_name_is_shown_never_used(tmp_path):
+    from derrumbe.web.app import _plate_name, _shot_name
+    assert _plate_name("..%2F..%2Fetc%2Fpasswd%0A") == "passwd"
+    assert _plate_name("C%3A%5Cplates%5Cbig.exr") == "big.exr"
+    assert len(_plate_name("a" * 5000)) == 120
+    assert _shot_name("Main Street #1.png") == "Main_Street_1" and _shot_name("") == "shot"
+    assert _shot_name("???.png") == "shot"
+
+
+def test_the_new_endpoints_keep_the_guards(api):
+    from fastapi.testclient import TestClient
+    c, root, plate, box, job = api
+    bare = TestClient(c.app, base_url=ORIGIN)               # no Origin: a script or another site
+    assert bare.post(f"/api/plates/{plate['id']}/estimates", json={"box": box}).status_code == 403
+    evil = TestClient(c.app, base_url="http://evil.example:8000", headers={"Origin": "http://evil.example:8000"})
+    for path in (f"/api/jobs/{job['id']}/thumb.jpg", f"/api/jobs/{job['id']}/inputs/mask"):
+        assert evil.get(path).status_code == 421
+    r = c.post(f"/api/plates/{plate['id']}/estimates", content=b"box=1", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+    r = c.post(f"/api/plates/{plate['id']}/holdouts", content=b"{}", headers={"content-type": "text/plain"})
+    assert r.status_code == 415
+
+
+def test_find_holdouts_answers(api):
+    """The page's Edit holdouts button: the automatic holdouts as a matte (it answered 500
+    before: base64 was used without being imported)."""
+    c, root, plate, box, _ = api
+    r = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": box})
+    assert r.status_code == 200 and r.json()["matte"].startswith("data:image/png;base64,")

@@ -583,7 +583,7 @@ def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad, shown: str = "")
     atomic_write_bytes(pdir / "first.png", cv2.imencode(".png", first[..., ::-1])[1].tobytes())
     fps = float(rate) if rate else None
     meta = dict(id=pid, kind=info.kind, width=int(w), height=int(h), frames=int(frames), fps=fps,
-                seconds=frames / fps if fps else None, file=plate.name, name=shown or f"plate{info.ext}")
+                seconds=frames / fps if fps else None, file=plate.name, name=shown)
     atomic_write_bytes(pdir / "plate.json", json.dumps(meta).encode())
     return meta
 
