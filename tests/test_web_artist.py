@@ -178,6 +178,9 @@ def test_estimates_progress_player_and_reopen_in_chromium(tmp_path, demo_files, 
         assert drv.find_element(By.ID, "wipeimg").is_displayed()
         clip = _js(drv, "return document.getElementById('wipeimg').style.clipPath")
         assert clip.startswith("inset(")
+        # At the last frame the wipe shows the plate against the fallen building.
+        drv.find_element(By.ID, "t-last").click()
+        WebDriverWait(drv, 10).until(lambda d: d.find_element(By.ID, "fra").text == "1048")
         names = [a.get_attribute("download") for a in drv.find_elements(By.CSS_SELECTOR, "#downloads a")]
         assert "tower_v003.mp4" in names and "tower_v003_frames.zip" in names
         drv.save_screenshot(str(ARTIFACTS / "web_player_wipe.png"))

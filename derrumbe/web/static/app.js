@@ -100,6 +100,8 @@ async function buildControls() {
     form.append(g);
   }
   $("f_material").addEventListener("change", () => { state.materialTouched = true; materialNote(); });
+  for (const id of ["f_start", "f_fps", "f_frames"]) $(id).addEventListener("input", startFrame);
+  startFrame();
   for (const p of f.wedge_params) $("wparam").add(new Option(p.label + (p.unit ? ` (${p.unit})` : ""), p.name));
 }
 
@@ -176,6 +178,17 @@ function estHint(id, e, edited) {
   if (id === "sun_azimuth") return "estimated from the facade's shading; 0 behind the camera, 90 from the right";
   if (id === "sun_elevation") return "assumed";
   return "";
+}
+
+// The start in seconds, and the frame it falls on: artists count frames.
+function startFrame() {
+  const row = document.querySelector('#controls [data-field="start"]');
+  const fps = Number($("f_fps").value) || (state.plate && state.plate.fps) || 24;
+  const m = /^\s*(\d+)\s*-/.exec($("f_frames").value);
+  const first = m ? Number(m[1]) : 1001;
+  const t = $("f_start").value === "" ? 0.5 : Number($("f_start").value);
+  const hint = row.querySelector(".hint");
+  if (hint && isFinite(t)) hint.textContent = `0–600 s · frame ${first + Math.round(t * fps)} at ${Math.round(fps * 100) / 100} fps`;
 }
 
 function specFromControls() {
@@ -668,6 +681,7 @@ function setControls(spec) {
       el.value = v ?? (fd ? fd.default : el.options[0].value);
     } else el.value = v === undefined || v === null ? "" : Array.isArray(v) ? v.join(",") : v;
   }
+  startFrame();
   for (const k of ["exr", "usd", "prores", "burn_in"]) $(k).checked = !!spec[k];
 }
 async function openJob(j, opts = {}) {
