@@ -100,6 +100,11 @@ async function buildControls() {
     form.append(g);
   }
   $("f_material").addEventListener("change", () => { state.materialTouched = true; materialNote(); });
+  // Version up, as in Nuke: the next render sits beside this one instead of replacing it.
+  const vup = h("button", { type: "button", className: "ghost reset", title: "version up: the next render is a new "
+    + "version beside the earlier ones" }, "+1");
+  vup.addEventListener("click", () => { $("f_version").value = String((Number($("f_version").value) || 1) + 1); saveDraft(); });
+  $("f_version").parentElement.append(vup);
   for (const id of ["f_start", "f_fps", "f_frames"]) $(id).addEventListener("input", startFrame);
   startFrame();
   for (const p of f.wedge_params) $("wparam").add(new Option(p.label + (p.unit ? ` (${p.unit})` : ""), p.name));
