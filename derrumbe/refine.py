@@ -170,7 +170,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     from derrumbe.generative.wan import WanRefiner
     # The version's stem and first frame (manifests from before versioned names: the name, 1001).
     name, n = m.get("stem") or m["spec"]["name"], len(m["frames"])
-    first = int(m.get("first_frame", outputs.FIRST_FRAME))
+    first_no = int(m.get("first_frame", outputs.FIRST_FRAME))
     W, H = m["size"]
     mw, mh = model_size(settings, W, H)
     t_start = time.perf_counter()
@@ -186,7 +186,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
         if img is None:
             raise DerrumbeError(f"cannot read the shot's frame {p}")
         coarse_full.append(img[..., ::-1])
-        e = exr_path(shot, name, first + i)
+        e = exr_path(shot, name, first_no + i)
         try:
             _, ch = read_exr(e)
         except Exception:
@@ -220,7 +220,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
         # it takes the noise of its last frame.
         lat_idx = np.minimum(s + np.concatenate([[0], 4 * np.arange(1, (pad - 1) // 4 + 1)]), n - 1)
         noise = np.stack([chain[j] for j in lat_idx], 1)          # C x T' x h x w
-        log(f"window {k + 1}/{len(plan)}: frames {first + s}-{first + s + length - 1}")
+        log(f"window {k + 1}/{len(plan)}: frames {first_no + s}-{first_no + s + length - 1}")
         out = refiner.refine_window(small[idx], mattes[idx], first, noise, settings)[:length]
         if k == 0:
             refined[s:s + length] = out
@@ -238,7 +238,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     rdir.mkdir(exist_ok=True)
     files = {}
     feather = FEATHER_PX * W / 1280.0
-    movie = outputs.MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H), first=first)
+    movie = outputs.MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H), first=first_no)
     try:
         for i in range(n):
             a = _feathered(effect_full[i], feather)[..., None]
@@ -246,11 +246,11 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
             base = coarse_full[i]
             frame = np.where(a > 0, np.rint(base * (1 - a) + up * a), base).astype(np.uint8)
             ok, buf = cv2.imencode(".png", frame[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
-            p = rdir / f"{name}.{first + i:04d}.png"
+            p = rdir / f"{name}.{first_no + i:04d}.png"
             data = buf.tobytes()
             outputs.atomic_write_bytes(p, data)
             files[p.relative_to(shot).as_posix()] = hashlib.sha256(data).hexdigest()
-            movie.add(frame, first + i)
+            movie.add(frame, first_no + i)
         movie.close()
     except BaseException:
         movie.abort()
@@ -261,7 +261,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
 
     info = {**asdict(settings), "model": os.path.relpath(Path(settings.model).resolve(), Path(shot_dir).resolve()), "model_id": refiner.model_id,
             "backend": refiner.name, "device": refiner.device, "dtype": refiner.dtype_name,
-            "model_size": [mw, mh], "windows": [[first + s, first + s + L - 1]
+            "model_size": [mw, mh], "windows": [[first_no + s, first_no + s + L - 1]
                                                  for s, L in plan],
             "clocks": {"effect_from": settings.clocks[0], "plate_held_until": settings.clocks[1]},
             "cpu_offload": refiner.offload, "frames": sorted(k for k in files if k.startswith("refined/")),
