@@ -80,16 +80,16 @@ SHOT_GROUPS = {
                          ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"]),
     "collapse": ("how it comes down", ["style", "direction", "start", "material", "pieces", "seed"]),
     "dust": ("the cloud", ["dust", "wind", "dust_color"]),
-    "look": ("the finish of the frames", ["shake", "grain", "preview", "size"]),
+    "look": ("the finish of the frames", ["shutter", "shake", "grain", "preview", "size"]),
     "output": ("files, names, frames", ["name", "version", "frames", "fps", "duration", "passes", "exr", "usd",
-                                        "prores", "burn_in"]),
+                                        "vdb", "prores", "burn_in"]),
 }
 # Values named by what they are, not VALUE.
 METAVARS = {"box": "X0,Y0,X1,Y1", "mask": "FILE.png", "holdout": "FILE.png", "plate_colorspace": "COLOURSPACE",
             "dust_color": "R,G,B", "size": "WxH", "wind": "SPEED,HEADING", "frames": "FIRST-LAST", "name": "NAME",
             "height_m": "METRES", "focal_mm": "MM", "horizon_y": "ROW", "sun_azimuth": "DEGREES",
             "sun_elevation": "DEGREES", "start": "SECONDS", "duration": "SECONDS", "fps": "FPS", "pieces": "N",
-            "seed": "N", "version": "N", "dust": "AMOUNT", "shake": "AMOUNT", "grain": "AMOUNT"}
+            "seed": "N", "version": "N", "shutter": "DEGREES", "dust": "AMOUNT", "shake": "AMOUNT", "grain": "AMOUNT"}
 # What an option does when it is not given, where the field's own default is "absent".
 DEFAULT_WORDS = {
     "box": "none: give --box or --mask", "mask": "none: give --box or --mask",
@@ -159,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--progress-json", action="store_true",
                    help="progress as one JSON object a line on stderr (stage, done, total, seconds, frame, "
                         "remaining), for queues and tools")
-    d = sub.add_parser("demo", help="render the built-in demo shot",
-                       description="Generate the demo plate and render its collapse.")
+    d = sub.add_parser("demo", help="render the demo shot (a real street photograph that ships with derrumbe)",
+                       description="Render the collapse of the two-storey building in the bundled street photograph "
+                                   "(CC0; see derrumbe/data/demo_street.json).")
     d.add_argument("-o", "--out", default="out/demo", help="output folder; default: out/demo")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     d.add_argument("--preview", action="store_true", default=None, help="fast low-resolution look")
@@ -244,7 +245,7 @@ def _warn(text: str) -> None:
     print(f"derrumbe: warning: {_one_line(text)}", file=sys.stderr, flush=True)
 
 
-FRAME_STAGES = ("dust", "render")       # stages that count the shot's frames
+FRAME_STAGES = ("dust", "render", "vdb")       # stages that count the shot's frames
 
 
 def _progress(quiet: bool, as_json: bool = False):
@@ -429,19 +430,22 @@ def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False) -> 
 
 
 def _demo(args) -> int:
-    import cv2
-    from derrumbe.demo import make_demo_plate
+    """The demo shot: a real street photograph that ships with derrumbe (data/, CC0, its
+    source and box in demo_street.json), copied into the shot folder so the manifest's
+    plate travels with it. No height is given: the scale estimator decides."""
+    import json
+    from importlib.resources import files
     from derrumbe.stages.outputs import atomic_write_bytes
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DerrumbeError(f"cannot write to output folder {out}: {e.strerror or e}") from None
-    d = make_demo_plate()
-    plate, hold = out / "demo_plate.png", out / "demo_holdout.png"
-    atomic_write_bytes(plate, cv2.imencode(".png", d.srgb[..., ::-1])[1].tobytes())
-    atomic_write_bytes(hold, cv2.imencode(".png", d.holdout)[1].tobytes())
-    spec = ShotSpec(plate=str(plate.resolve()), box=d.box, holdout=str(hold.resolve()), name="demo",
+    data = files("derrumbe.data")
+    about = json.loads(data.joinpath("demo_street.json").read_text())
+    plate = out / "demo_plate.jpg"
+    atomic_write_bytes(plate, data.joinpath(about["file"]).read_bytes())
+    spec = ShotSpec(plate=str(plate.resolve()), box=list(about["box"]), name="demo",
                     style=args.style or "implosion", preview=bool(args.preview),
                     **{k: bool(getattr(args, k)) for k in ("passes", "exr", "usd", "prores", "burn_in")})
     return _run(spec.validate(), str(out), args.quiet)

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 # The order the pipeline runs its progress stages in.
-STAGES = ("plate", "matte", "camera", "fracture", "simulate", "particles", "dust", "cleanplate", "render", "usd")
+STAGES = ("plate", "matte", "camera", "fracture", "simulate", "particles", "dust", "cleanplate", "render", "vdb",
+          "usd")
 
 # Seconds per unit of workload, measured with `derrumbe demo` and the tests' shots on a
 # 2-core laptop CPU (see benchmarks/README.md); this machine's own replace them.
@@ -35,6 +36,7 @@ DEFAULT_RATES = {
     "dust": 0.9,         # per frame per hundred thousand dust cells
     "cleanplate": 1.5,   # per output megapixel
     "render": 2.5,       # per frame per (output megapixel + FRAME_FIXED_MPX): debris, dust, comp, files
+    "vdb": 0.3,          # per frame per hundred thousand dust cells (OpenVDB volumes)
     "usd": 0.05,         # per frame per thousand pieces
 }
 # A frame costs something whatever its size (the movie, the files, the per-frame set-up):

@@ -86,6 +86,9 @@ class ShotSpec:
                                       items=((0, 255, ""),) * 3)
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
+    shutter: float = _f(180.0, "shutter angle: each frame is exposed for this share of the frame time, so "
+                               "whatever moves blurs over that time (180 = half a frame, film's usual; 0 = none)",
+                        "deg", 0.0, 360.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
     fps: int | None = _f(None, "frame rate", "fps", 1, 120)
     duration: float | None = _f(None, "shot length", "s", 0.1, 120.0)
@@ -97,6 +100,8 @@ class ShotSpec:
     exr: bool = _f(False, "also write one multi-layer EXR a frame in exr/: ACEScg beauty, debris, dust, mattes, Z, "
                           "motion vectors")
     usd: bool = _f(False, "also write the scene as USD (NAME_v001.usdc): camera and every piece's motion")
+    vdb: bool = _f(False, "also write the dust volume per frame as OpenVDB in vdb/ (density, temperature, velocity); "
+                          "the USD references it")
     prores: bool = _f(False, "also write a ProRes 422 HQ .mov review movie")
     burn_in: bool = _f(False, "burn shot name, version and frame number into the review movies (never the frames)")
     version: int = _f(1, "version of the shot: files are NAME_v003.####.png, NAME_v003.mp4 ..., beside earlier "

@@ -224,7 +224,7 @@ def test_the_page_can_show_the_automatic_holdouts_before_a_render(demo_files, tm
     d, p = demo_files
     img = cv2.resize(p.srgb, (320, 180), interpolation=cv2.INTER_AREA)
     box = [int(round(v * 320 / p.srgb.shape[1])) for v in p.box]
-    origin = "http://127.0.0.1:8000"           # as the page: its own host and origin
+    origin = "http://127.0.0.1:8000"        # as the page in a browser (the server checks Host and Origin)
     with TestClient(create_app(tmp_path), base_url=origin, headers={"Origin": origin}) as c:
         plate = c.post("/api/plates", content=cv2.imencode(".png", img[..., ::-1])[1].tobytes()).json()
         r = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": box})

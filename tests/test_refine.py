@@ -211,7 +211,7 @@ def test_refine_table_in_the_spec_runs_after_the_render(demo_files, tiny_model, 
     from derrumbe.spec import ShotSpec
     d, p = demo_files
     shutil.copytree(tiny_model, tmp_path / "weights")
-    spec = ShotSpec(plate=str(d / "plate.png"), box=p.box, size="160", duration=1.0, start=0.2, fps=12, pieces=200,
+    spec = ShotSpec(plate=str(d / "plate.png"), box=p.box, size="160", duration=1.0, start=0.2, fps=12, pieces=300,
                     shake=0, refine={"model": "weights", "size": "48x32", "window": 9, "overlap": 2, "steps": 3,
                                      "device": "cpu"})
     (tmp_path / "shot.toml").write_text(spec.to_toml())

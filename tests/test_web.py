@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from derrumbe.web.app import create_app  # noqa: E402
 
 # A few-second render: what the queue tests need, not a look.
-TINY_SPEC = {"size": 160, "duration": 1.0, "start": 0.2, "fps": 12, "pieces": 200, "dust": 0.5}
+TINY_SPEC = {"size": 160, "duration": 1.0, "start": 0.2, "fps": 12, "pieces": 300, "dust": 0.5}
 DONE = ("done", "failed", "cancelled")
 
 

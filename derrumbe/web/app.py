@@ -12,6 +12,7 @@ network). Everything it writes lives under one work folder (~/.derrumbe-web by d
 
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -37,20 +38,20 @@ PAGE_FIELDS = {
     "Camera and scale": ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"],
     "Collapse": ["style", "direction", "start", "material", "pieces", "seed"],
     "Dust": ["dust", "wind", "dust_color"],
-    "Look": ["shake", "grain"],
+    "Look": ["shutter", "shake", "grain"],
     "Output": ["name", "version", "size", "fps", "duration", "frames"],
 }
 # What the page calls each field, and what an empty field means.
 LABELS = {"height_m": "Height", "focal_mm": "Lens", "horizon_y": "Horizon", "sun_azimuth": "Sun azimuth",
           "sun_elevation": "Sun elevation", "style": "Style", "direction": "Falls", "start": "Starts at",
           "material": "Material", "pieces": "Pieces", "seed": "Seed", "dust": "Dust amount", "wind": "Wind",
-          "dust_color": "Dust colour", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
+          "dust_color": "Dust colour", "shutter": "Shutter", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
           "version": "Version", "size": "Size", "fps": "Frame rate", "duration": "Length", "frames": "Frames"}
 PLACEHOLDERS = {"height_m": "estimated", "focal_mm": "26", "horizon_y": "estimated", "sun_azimuth": "estimated",
                 "sun_elevation": "40", "wind": "1,90 (SPEED,HEADING)", "dust_color": "200,188,168 (R,G,B)",
                 "size": "plate size (W or WxH)", "fps": "24, or the video's", "duration": "6, or the video's",
                 "name": "from the plate's file name", "frames": "1001-1144 (or a Length)"}
-UNITS = {"wind": "m/s, °", "dust_color": "sRGB", "size": "px", "sun_azimuth": "°", "sun_elevation": "°",
+UNITS = {"shutter": "°", "wind": "m/s, °", "dust_color": "sRGB", "size": "px", "sun_azimuth": "°", "sun_elevation": "°",
          "horizon_y": "px", "fps": "fps"}
 ESTIMATE_FIELDS = ("height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation")
 WEDGE_PARAMS = ("seed", "style", "direction", "dust", "pieces", "start", "material", "height_m")
