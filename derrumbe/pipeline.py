@@ -7,6 +7,7 @@ call run_shot.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
 import resource
@@ -19,6 +20,7 @@ import cv2
 import numpy as np
 
 from derrumbe import __version__
+from derrumbe import eta
 from derrumbe.cache import ShotLock, StageCache, file_digest, key_of
 from derrumbe.errors import DerrumbeError
 from derrumbe import colour
@@ -35,7 +37,7 @@ from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
 from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
 from derrumbe.stages.holdouts import assign_depths
-from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
+from derrumbe.stages.matte import check_box, compute_matte, sky_likelihood
 from derrumbe.stages.moving_holdouts import MovingHoldouts
 from derrumbe.stages.particles import debris_sizes, emit_particles
 from derrumbe.stages import exr as exr_out
@@ -62,6 +64,13 @@ class Progress:
     def advance(self, done: int, total: int) -> None: ...
     def note(self, text: str) -> None: ...
     def end(self) -> None: ...
+
+    def plan(self, seconds: dict[str, float], first_frame: int) -> None:
+        """The predicted seconds of every stage still to run (eta.py), and the number of
+        the shot's first frame (the render and dust stages count frames from it)."""
+
+    def warn(self, text: str) -> None:
+        """Something the artist must see even when progress is quiet (a clamped box)."""
 
 
 def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
@@ -112,15 +121,21 @@ def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
     spec.validate()
     out = Path(out_dir)
     src = open_plate(spec.plate, spec.plate_colorspace)
+    lines = []
     try:
         spec = resolve_timing(spec, src.n_frames, src.rate)
+        if spec.box is not None:
+            box, warning = check_box(spec.box, src.size)
+            if warning:
+                lines.append(f"warning: {warning}")
+            spec = dataclasses.replace(spec, box=box)
         out_size = output_size(spec, *src.size)
         keys = shot_keys(spec, _digests(spec, src), out_size)
+        cache = StageCache(out)
+        lines += _estimate_lines(spec, src, keys, cache, out_size)
     finally:
         src.close()
-    cache = StageCache(out)
     last = cache.last_keys()
-    lines = []
     for stage in ("matte", "camera", "fracture", "simulate", "particles", "dust"):
         if stage == "dust" and spec.dust <= 0:
             lines.append("dust: off (--dust 0)")
@@ -133,11 +148,35 @@ def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
             lines.append(f"{stage}: will run ({why})")
     index = cache.frame_index()
     n = _n_frames(spec)
-    reuse = sum(1 for i in range(n) if index.get(str(outputs.FIRST_FRAME + i), "").startswith(_frame_key(keys, i) + ":")
-                and outputs.frame_path(out, spec.name, i).exists())
-    lines.append(f"frames: {reuse} of {n} reused, {n - reuse} to render"
+    reuse = _reused_frames(spec, keys, index, out)
+    first = spec.first_frame
+    lines.append(f"frames {first}-{first + n - 1} as {spec.stem}.####.png: {reuse} of {n} reused, {n - reuse} to render"
                  + ("" if reuse == n else f" ({_why('frames', keys, last)})"))
+    if outputs.version_manifest_path(out, spec.stem).exists():
+        lines.append(f"version: {spec.stem} exists in {out.name}/ and will be rendered again; other versions stay")
     return lines
+
+
+def _reused_frames(spec: ShotSpec, keys: dict, index: dict, out: Path) -> int:
+    n = _n_frames(spec)
+    return sum(1 for i in range(n)
+               if index.get(outputs.frame_path(out, spec.stem, i, spec.first_frame).name, "").startswith(
+                   _frame_key(keys, i) + ":") and outputs.frame_path(out, spec.stem, i, spec.first_frame).exists())
+
+
+def _estimate_lines(spec: ShotSpec, src: PlateSource, keys: dict, cache: StageCache, out_size) -> list[str]:
+    """What the matte and camera stages will find (from the cache when they ran before),
+    in the words the web page uses: storeys, height with its range, distance, lens,
+    horizon, sun, holdouts and the material the facade looks like."""
+    from derrumbe import estimates
+    plate = src.reference()
+    mask = read_mask(spec.mask, plate.size, "mask") if spec.mask else None
+    holdout = read_mask(spec.holdout, plate.size, "holdout mask") if spec.holdout else None
+    matte = cache.load("matte", keys["matte"]) if cache.has("matte", keys["matte"]) else None
+    if matte is None:
+        matte = compute_matte(plate.srgb, spec.box, mask, holdout, spec.seed, auto_holdouts=not spec.no_auto_holdouts)
+    est = estimates.estimate(plate.srgb, plate.linear(), matte, spec, out_size)
+    return estimates.describe(est, spec.material)
 
 
 def _why(stage, keys, last) -> str:
@@ -196,7 +235,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
         mask = read_mask(spec.mask, size, "mask") if spec.mask else None
         holdout = read_mask(spec.holdout, size, "holdout mask") if spec.holdout else None
         if spec.box is not None:
-            box_in_image(spec.box, size)
+            box, warning = check_box(spec.box, size)
+            if warning:
+                progress.warn(warning)
+            spec = dataclasses.replace(spec, box=box)
         out_w, out_h = output_size(spec, *size)
         outputs.prepare_dir(out, clear_manifest=False)
         lin = plate.linear()
@@ -204,14 +246,19 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     try:
         with ShotLock(out):
-            # A previous manifest would make a half-finished re-render look complete;
+            # A previous manifest would make a half-finished re-render look complete
+            # (this version's own too; other versions' stay, their files untouched);
             # temporaries a killed run left are nobody's now that the lock is ours.
             (out / "manifest.json").unlink(missing_ok=True)
+            outputs.version_manifest_path(out, spec.stem).unlink(missing_ok=True)
             outputs.sweep_temps(out)
             cache = StageCache(out)
+            work, skip = _workloads(spec, keys, cache, src, size, (out_w, out_h), out)
+            progress.plan(eta.predict(work, skip), spec.first_frame)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
                                    timings, progress, say, cpu, rss)
             cache.save_last_keys(keys)
+            eta.record(_stage_seconds(timings), work, {s: 1.0 - skip.get(s, 0.0) for s in work})
     finally:
         src.close()
     return manifest
@@ -228,6 +275,32 @@ def _clock() -> np.ndarray:
 
 def _peak_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _workloads(spec: ShotSpec, keys: dict, cache: StageCache, src: PlateSource, size, out_size, out: Path):
+    """Each stage's workload (eta.py's units) and the share of it already done: cached
+    stages, reused frames. The plate stage has run by now."""
+    q = 0 if spec.preview else 1
+    n = _n_frames(spec)
+    pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
+    work = eta.workloads(size[0] * size[1] / 1e6, 0, out_size[0] * out_size[1] / 1e6, n, pieces, spec.duration,
+                         PARTICLES[q], DUST_CELLS[q] if spec.dust > 0 else None)
+    if not spec.usd:
+        work["usd"] = 0.0
+    work["vdb"] = work["dust"] if spec.vdb else 0.0        # a volume a frame: as many cells as the dust
+    skip = {"plate": 1.0, "cleanplate": 0.0}
+    for s in ("matte", "camera", "fracture", "simulate", "particles"):
+        skip[s] = 1.0 if cache.has(s, keys[s]) else 0.0
+    skip["dust"] = 1.0 if spec.dust <= 0 or cache.dust_complete(keys["dust"], n) else 0.0
+    skip["render"] = _reused_frames(spec, keys, cache.frame_index(), out) / n
+    return work, skip
+
+
+def _stage_seconds(timings: dict) -> dict:
+    """Wall seconds per progress stage (the frame loop's parts summed as 'render')."""
+    out = {k: v for k, v in timings.items() if k in eta.STAGES and k != "render"}
+    out["render"] = sum(timings.get(k, 0.0) for k in ("render", "dust_render", "comp", "write", "vectors"))
+    return out
 
 
 def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache, stage, timings, progress,
@@ -362,9 +435,11 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     index = cache.frame_index()
     fkeys = [_frame_key(keys, i) for i in range(n_frames)]
 
+    stem, first = spec.stem, spec.first_frame
+
     def reusable(i):
-        p = outputs.frame_path(out, spec.name, i)
-        rec = index.get(str(outputs.FIRST_FRAME + i), "")
+        p = outputs.frame_path(out, stem, i, first)
+        rec = index.get(p.name, "")
         if not rec.startswith(fkeys[i] + ":") or not p.exists():
             return False
         if rec.split(":")[1] != cache.frame_digest(p):           # changed or damaged since
@@ -372,8 +447,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         return all(q.exists() for q in extra_files(i))
 
     def extra_files(i):
-        return ((outputs.pass_paths(out, spec.name, i) if spec.passes else [])
-                + ([exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i)] if spec.exr else []))
+        return ((outputs.pass_paths(out, stem, i, first) if spec.passes else [])
+                + ([exr_out.exr_path(out, stem, first + i)] if spec.exr else []))
     todo = [i for i in range(n_frames) if not reusable(i)]
     stage_t = {k: np.zeros(2) for k in ("render", "dust_render", "comp", "write", "vectors")}
     renderer = dust_r = None
@@ -404,14 +479,16 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     zeros2 = np.zeros((out_h, out_w, 2), np.float32)
 
     def done(i):
-        p = outputs.frame_path(out, spec.name, i)
-        index[str(outputs.FIRST_FRAME + i)] = f"{fkeys[i]}:{cache.frame_digest(p)}"
+        # Keyed by the file's name: each version's frames are their own.
+        p = outputs.frame_path(out, stem, i, first)
+        index[p.name] = f"{fkeys[i]}:{cache.frame_digest(p)}"
         cache.save_frame_index(index)
     movies = ("h264", "prores") if spec.prores else ("h264",)
-    burn = outputs.BurnIn(spec.name, spec.version, (out_w, out_h), spec.fps) if spec.burn_in else None
+    burn = outputs.BurnIn(spec.name, spec.version, (out_w, out_h), spec.fps, first) if spec.burn_in else None
     rate = src.rate if src.moving and src.rate else spec.fps
-    sink = outputs.FrameSink(out, spec.name, rate, (out_w, out_h), spec.passes, on_written=done, movies=movies,
-                             burn_in=burn, exr_meta={"derrumbe:shot": spec.name, "derrumbe:version": spec.version})
+    sink = outputs.FrameSink(out, stem, rate, (out_w, out_h), spec.passes, on_written=done, movies=movies,
+                             burn_in=burn, exr_meta={"derrumbe:shot": spec.name, "derrumbe:version": spec.version},
+                             first=first)
     samples_used = []
     progress.stage("render", n_frames)
     try:
@@ -438,7 +515,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                     if dust_r is not None:
                         state = dust_states.pop(i, None) or cache.load_dust_frame(keys["dust"], i)
                         if state is None:
-                            raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
+                            raise DerrumbeError(f"the cached dust of frame {first + i} is damaged; "
                                                 f"run `derrumbe cache clean {out}` and render again")
                         dl = _dust_layers(dust_r, dust_frame(state, light.sun_dir), layers, sun_share, spec.shutter / 360.0,
                                           hold_z)
@@ -486,21 +563,20 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
             for i in range(n_frames):
                 state = cache.load_dust_frame(keys["dust"], i)
                 if state is None:
-                    raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
+                    raise DerrumbeError(f"the cached dust of frame {first + i} is damaged; "
                                         f"run `derrumbe cache clean {out}` and render again")
-                vpath = vdb_path(out, spec.name, outputs.FIRST_FRAME + i)
+                vpath = vdb_path(out, stem, first + i)
                 write_vdb(vpath, *dust_grids(state))
                 rel = vpath.relative_to(out).as_posix()
-                vdb_files[outputs.FIRST_FRAME + i] = rel
+                vdb_files[first + i] = rel
                 files[rel] = outputs.sha256(vpath)
                 progress.advance(i + 1, n_frames)
     usd_info = None
     if spec.usd:
         with stage("usd"):
             from derrumbe.stages.usd_export import write_usd
-            usd_path = out / f"{spec.name}.usdc"
-            usd_info = write_usd(usd_path, fr, sim, ocam, spec.fps, outputs.FIRST_FRAME, n_frames, spec.name,
-                                 vdb_files)
+            usd_path = out / f"{stem}.usdc"
+            usd_info = write_usd(usd_path, fr, sim, ocam, spec.fps, first, n_frames, spec.name, vdb_files)
             files[usd_path.name] = outputs.sha256(usd_path)
 
     manifest = {
@@ -509,14 +585,18 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "seed": spec.seed,
         "size": [out_w, out_h],
         "fps": spec.fps,
-        "first_frame": outputs.FIRST_FRAME,
-        "frames": [outputs.frame_path(out, spec.name, i).name for i in range(n_frames)],
-        "passes": [f"passes/{p.name}" for i in range(n_frames) for p in outputs.pass_paths(out, spec.name, i)]
+        "name": spec.name,
+        "version": spec.version,
+        "stem": stem,
+        "first_frame": first,
+        "last_frame": first + n_frames - 1,
+        "frames": [outputs.frame_path(out, stem, i, first).name for i in range(n_frames)],
+        "passes": [f"passes/{p.name}" for i in range(n_frames) for p in outputs.pass_paths(out, stem, i, first)]
         if spec.passes else [],
-        "movie": f"{spec.name}.mp4",
-        "movies": [outputs.movie_path(out, spec.name, k).name for k in movies],
+        "movie": outputs.movie_path(out, stem, "h264").name,
+        "movies": [outputs.movie_path(out, stem, k).name for k in movies],
         "burn_in": bool(spec.burn_in),
-        "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
+        "exr": {"files": [exr_out.exr_path(out, stem, first + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
                 "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "depth.Z and dust.Z: view depth in metres, 32-bit float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
@@ -556,7 +636,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     }
     # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).
     manifest["files"] = {k: files[k] for k in sorted(files)}
-    outputs.write_manifest(out, manifest)
+    outputs.write_manifest(out, manifest, stem)
     return manifest
 
 

@@ -194,8 +194,8 @@ def test_a_bus_crossing_in_front_of_the_collapse_stays_in_front(crossing_shot):
     assert m["holdouts"]["moving_tracks"] >= 1
     checked = 0
     for i in range(VN):
-        png = read_rgb(out / f"shot.{1001 + i:04d}.png")
-        _, ch = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
+        png = read_rgb(out / f"shot_v001.{1001 + i:04d}.png")
+        _, ch = read_exr(out / "exr" / f"shot_v001.{1001 + i:04d}.exr")
         x = 40 + i * 9
         bus = np.zeros((VH, VW), bool)
         bus[120:162, x + 2:x + 32] = True                    # its inside, away from the soft edge

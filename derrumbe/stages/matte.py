@@ -15,6 +15,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from derrumbe.errors import DerrumbeError
+from derrumbe.spec import BOX_CLAMP_PX
 from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
@@ -32,11 +33,36 @@ def box_in_image(box, size) -> tuple[int, int, int, int]:
     w, h = size
     x0, y0, x1, y1 = box
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate")
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate", field="box")
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if (x1 - x0) < 8 or (y1 - y0) < 8:
         raise DerrumbeError(f"--box {box[0]},{box[1]},{box[2]},{box[3]} covers less than 8x8 pixels of the plate")
     return x0, y0, x1, y1
+
+
+def check_box(box, size, tolerance: int = BOX_CLAMP_PX) -> tuple[list[int], str | None]:
+    """A box as given (X0,Y0,X1,Y1 in plate pixels from the top-left corner) checked
+    against the plate: a corner at most `tolerance` pixels past an edge (a hand-drawn
+    overshoot) is clamped to it, with a warning to print; further is an error that says
+    which edge and by how much. Returns the box to use and the warning (or None)."""
+    w, h = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need X1 > X0 and Y1 > Y0)", field="box")
+    past = {"left": -x0, "top": -y0, "right": x1 - w, "bottom": y1 - h}
+    far = {edge: d for edge, d in past.items() if d > tolerance}
+    if far:
+        edges = " and ".join(f"the {edge} edge by {d} px" for edge, d in far.items())
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate, past {edges}; a box is "
+                            f"X0,Y0,X1,Y1 in plate pixels from the top-left corner, within 0,0,{w},{h}", field="box")
+    clamped = [max(0, x0), max(0, y0), min(w, x1), min(h, y1)]
+    box_in_image(clamped, size)
+    over = {edge: d for edge, d in past.items() if d > 0}
+    if not over:
+        return clamped, None
+    edges = ", ".join(f"{d} px past the {edge} edge" for edge, d in over.items())
+    return clamped, (f"--box {x0},{y0},{x1},{y1} clamped to {','.join(map(str, clamped))} ({edges} of the "
+                     f"{w}x{h} plate)")
 
 
 def sky_likelihood(srgb: np.ndarray) -> np.ndarray:
