@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-VERSION = 1              # bump when detection changes: the matte stage's cache key holds it
+from derrumbe.stages import pedestrian_net
+
+VERSION = 2              # bump when detection changes: the matte stage's cache key holds it
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
+CUT_PX = 160_000         # an object's own GrabCut runs at full size up to this many pixels
+NET_MIN_SCORE = 0.5      # the pedestrian network's score a person must reach
 PERSON_M = 1.7           # scale cues for the camera: typical heights
 VEHICLE_M = 1.5
 
@@ -205,26 +209,116 @@ def _fill(mask: np.ndarray) -> np.ndarray:
     return mask | (ff[1:-1, 1:-1] == 0)
 
 
-def _people(bgr: np.ndarray, base: float, seed: int) -> list[tuple[np.ndarray, str, float]]:
-    """People: HOG boxes whose feet stand on the street (at or below the facade's base
-    line: a balcony or a window that looks like a figure does not), cut out by GrabCut
-    seeded with the torso's centre line."""
-    h, w = bgr.shape[:2]
+@dataclass
+class Found:
+    """One detection before its soft edge: a bool mask over a crop at (x, y), plate pixels."""
+    x: int
+    y: int
+    mask: np.ndarray
+    kind: str
+    conf: float
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.x, self.y, self.x + self.mask.shape[1], self.y + self.mask.shape[0]
+
+
+def _cut(full_bgr: np.ndarray, rect, cores, seed: int, prob_bg=None) -> Found | None:
+    """GrabCut of one object in its own crop of the plate (at full size, or shrunk to
+    CUT_PX pixels): `rect` (x0, y0, x1, y1) is probably the object, a margin of a quarter of
+    it around is certain background, `cores` (rectangles) are certainly the object. The
+    part connected to the cores, holes filled."""
+    H, W = full_bgr.shape[:2]
+    x0, y0, x1, y1 = rect
+    mx, my = max(4.0, (x1 - x0) / 4), max(4.0, (y1 - y0) / 4)
+    cx0, cy0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
+    cx1, cy1 = int(min(W, x1 + mx)), int(min(H, y1 + my))
+    if cx1 - cx0 < 4 or cy1 - cy0 < 4:
+        return None
+    s = min(1.0, np.sqrt(CUT_PX / ((cx1 - cx0) * (cy1 - cy0))))
+    crop = full_bgr[cy0:cy1, cx0:cx1]
+    sub = cv2.resize(crop, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else np.ascontiguousarray(crop)
+    h, w = sub.shape[:2]
+
+    def px(r):
+        return [int(np.clip(round(v), 0, n)) for v, n in
+                zip(((r[0] - cx0) * s, (r[1] - cy0) * s, (r[2] - cx0) * s, (r[3] - cy0) * s), (w, h, w, h))]
+    gc = np.full((h, w), cv2.GC_BGD, np.uint8)
+    a, b, c, d = px(rect)
+    gc[b:d, a:c] = cv2.GC_PR_FGD
+    if prob_bg is not None:
+        pb = cv2.resize(prob_bg[cy0:cy1, cx0:cx1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        gc[(gc == cv2.GC_PR_FGD) & pb] = cv2.GC_PR_BGD
+    seeds = np.zeros((h, w), bool)
+    for core in cores:
+        a, b, c, d = px(core)
+        seeds[b:max(d, b + 1), a:max(c, a + 1)] = True
+    gc[seeds & (gc != cv2.GC_BGD)] = cv2.GC_FGD
+    if (gc == cv2.GC_BGD).sum() < 30 or not (gc == cv2.GC_FGD).any():
+        return None
+    cv2.setRNGSeed(seed)
+    bgm, fgm = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(sub, gc, None, bgm, fgm, 3, cv2.GC_INIT_WITH_MASK)
+    except cv2.error:
+        return None
+    m = _fill(_largest((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD), seeds))
+    if s < 1:
+        m = cv2.resize(m.astype(np.uint8), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR) > 0
+    return Found(cx0, cy0, m, "", 0.0) if m.any() else None
+
+
+def _net_people(full_bgr: np.ndarray, base: float) -> list[tuple[np.ndarray, float]]:
+    """People boxes (plate pixels, tight around the figure) from the wheel's SSDLite
+    network, run on square tiles along the building's base line at three sizes (a quarter,
+    half and all of the frame's height): a passer-by 10 % of the frame high fills a
+    quarter-height tile as the network's training images filled its input."""
+    H, W = full_bgr.shape[:2]
+    tiles = []
+    for frac in (0.25, 0.5, 1.0):
+        side = int(min(H, W, round(frac * H)))
+        # One row of tiles, the base line at four fifths of their height (feet on it).
+        y = int(np.clip(base - 0.8 * side, 0, H - side))
+        xs = list(range(0, max(1, W - side + 1), max(1, side // 2)))
+        if xs[-1] != W - side:
+            xs.append(W - side)
+        tiles += [(x, y, side) for x in xs]
+    res = pedestrian_net.detect([full_bgr[y:y + s, x:x + s] for x, y, s in tiles], NET_MIN_SCORE)
+    boxes = [(b + np.array([x, y, x, y], np.float32), sc) for (x, y, _), r in zip(tiles, res) for b, sc in r]
+    return _nms(boxes, 0.4)
+
+
+def _hog_people(full_bgr: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """OpenCV's HOG people boxes, shrunk from the detector's padded window to the figure."""
+    H, W = full_bgr.shape[:2]
+    s = min(1.0, WORK_PX / max(H, W))
+    small = cv2.resize(full_bgr, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else full_bgr
+    out = []
+    for b, sc in find_people(small):
+        x0, y0, x1, y1 = b / s
+        bw, bh = x1 - x0, y1 - y0
+        out.append((np.array([x0 + 0.12 * bw, y0 + 0.05 * bh, x1 - 0.12 * bw, y1 - 0.1 * bh], np.float32), sc))
+    return out
+
+
+def _people(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
+    """People whose feet stand on the street (at or below the facade's base line, less a
+    tolerance: a passer-by against the wall stands on it; a figure in a shop window or on
+    a balcony does not), cut out by GrabCut seeded with the figure's centre line."""
+    H, W = full_bgr.shape[:2]
+    net = pedestrian_net.available()
     found = []
-    for box, score in find_people(bgr):
-        x0, y0, x1, y1 = box
+    for box, score in (_net_people(full_bgr, base) if net else _hog_people(full_bgr)):
+        x0, y0, x1, y1 = [float(v) for v in box]
         bh, bw = y1 - y0, x1 - x0
-        feet = y1 - 0.1 * bh                     # the window pads the figure by about an eighth
-        if feet < base - 0.12 * bh:
+        if bh < 0.03 * H or y1 < base - 0.08 * bh or bh < 1.3 * bw:
             continue
-        rect = (x0 + 0.12 * bw, y0 + 0.05 * bh, x1 - 0.12 * bw, min(h, y1 - 0.02 * bh))
-        core = np.zeros((h, w), bool)
-        cx = int((x0 + x1) / 2)
-        core[int(y0 + 0.3 * bh):int(y0 + 0.75 * bh), max(0, cx - max(1, int(0.05 * bw))):cx + max(2, int(0.05 * bw))] = True
-        m = _grabcut(bgr, rect, core, None, seed)
-        m = _fill(_largest(m, core))
-        if _figure_like(m, bh * bw):
-            found.append((m, "person", float(min(1.0, 0.5 + score / 4))))
+        # The centre line from the head to the feet is the figure for sure (the legs too,
+        # which GrabCut alone loses against a dark shop front).
+        core = (x0 + 0.42 * bw, y0 + 0.08 * bh, x1 - 0.42 * bw, y1 - 0.04 * bh)
+        cut = _cut(full_bgr, (x0 - 0.05 * bw, y0, x1 + 0.05 * bw, min(H, y1 + 0.02 * bh)), [core], seed)
+        if cut is not None and (net or _figure_like(cut.mask, bh * bw)):
+            found.append(Found(cut.x, cut.y, cut.mask, "person", float(score if net else min(1.0, 0.5 + score / 4))))
     return found
 
 
@@ -339,21 +433,50 @@ def _poles(bgr: np.ndarray, gray: np.ndarray, base: float, seed: int) -> list[tu
     return found
 
 
-def _merge(found: list[tuple[np.ndarray, str, float]]) -> list[tuple[np.ndarray, str, float]]:
+def _from_small(m: np.ndarray, kind: str, conf: float, shape: tuple[int, int]) -> Found | None:
+    """A mask found at the analysis size as a crop at the plate's size."""
+    ys, xs = np.nonzero(m)
+    if ys.size == 0:
+        return None
+    H, W = shape
+    sy, sx = H / m.shape[0], W / m.shape[1]
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    X0, Y0 = int(np.floor(x0 * sx)), int(np.floor(y0 * sy))
+    X1, Y1 = min(W, int(np.ceil(x1 * sx))), min(H, int(np.ceil(y1 * sy)))
+    big = cv2.resize(m[y0:y1, x0:x1].astype(np.float32), (X1 - X0, Y1 - Y0), interpolation=cv2.INTER_LINEAR) > 0.5
+    return Found(X0, Y0, big, kind, conf) if big.any() else None
+
+
+def _overlap(a: Found, b: Found) -> int:
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.box[2], b.box[2]), min(a.box[3], b.box[3])
+    if x1 <= x0 or y1 <= y0:
+        return 0
+    return int((a.mask[y0 - a.y:y1 - a.y, x0 - a.x:x1 - a.x] & b.mask[y0 - b.y:y1 - b.y, x0 - b.x:x1 - b.x]).sum())
+
+
+def _union(a: Found, b: Found) -> Found:
+    x0, y0 = min(a.x, b.x), min(a.y, b.y)
+    x1, y1 = max(a.box[2], b.box[2]), max(a.box[3], b.box[3])
+    m = np.zeros((y1 - y0, x1 - x0), bool)
+    for f in (a, b):
+        m[f.y - y0:f.box[3] - y0, f.x - x0:f.box[2] - x0] |= f.mask
+    return Found(x0, y0, m, a.kind, max(a.conf, b.conf))
+
+
+def _merge(found: list[Found]) -> list[Found]:
     """One object found by two cues is one holdout: masks that mostly overlap merge,
     keeping the more specific class (a person over an object)."""
     rank = {"person": 0, "vehicle": 1, "pole": 2, "object": 3, "wire": 4}
-    out: list[list] = []
-    for m, kind, conf in sorted(found, key=lambda t: rank.get(t[1], 9)):
-        for o in out:
-            inter = (o[0] & m).sum()
-            if inter > 0.5 * min(o[0].sum(), m.sum()):
-                o[0] = o[0] | m
-                o[2] = max(o[2], conf)
+    out: list[Found] = []
+    for f in sorted(found, key=lambda t: rank.get(t.kind, 9)):
+        for i, o in enumerate(out):
+            if _overlap(o, f) > 0.5 * min(o.mask.sum(), f.mask.sum()):
+                out[i] = _union(o, f)
                 break
         else:
-            out.append([m, kind, conf])
-    return [tuple(o) for o in out]
+            out.append(f)
+    return out
 
 
 def soft_alpha(bgr: np.ndarray, mask: np.ndarray, radius: int) -> np.ndarray:
@@ -374,30 +497,32 @@ def find_holdouts(srgb: np.ndarray, building: np.ndarray, seed: int = 0) -> Hold
     H, W = building.shape
     s = min(1.0, WORK_PX / max(H, W))
     size = (max(16, int(round(W * s))), max(16, int(round(H * s))))
-    bgr = cv2.cvtColor(cv2.resize(srgb, size, interpolation=cv2.INTER_AREA) if s < 1 else srgb, cv2.COLOR_RGB2BGR)
+    full_bgr = cv2.cvtColor(srgb, cv2.COLOR_RGB2BGR)
+    bgr = cv2.resize(full_bgr, size, interpolation=cv2.INTER_AREA) if s < 1 else full_bgr
     b = cv2.resize(building.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.5
-    h, w = b.shape
     rows = np.nonzero(b.any(axis=1))[0]
-    base = float(rows.max() + 1) if rows.size else float(h)
+    base = float(rows.max() + 1) if rows.size else float(b.shape[0])
+    base_full = base * H / b.shape[0]
     lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    found = _people(bgr, base, seed) + _street_objects(bgr, lab, base, seed) + _poles(bgr, gray, base, seed)
+    small = _street_objects(bgr, lab, base, seed) + _poles(bgr, gray, base, seed)
+    found = _people(full_bgr, base_full, seed) + [f for f in (_from_small(m, k, c, (H, W)) for m, k, c in small) if f]
     objects = []
-    full_bgr = cv2.cvtColor(srgb, cv2.COLOR_RGB2BGR)
     radius = max(2, int(round(2.0 / s)))
-    for k, (m, kind, conf) in enumerate(_merge(found)):
-        big = cv2.resize(m.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR) > 0.5
-        ys, xs = np.nonzero(big)
-        if ys.size == 0:
-            continue
+    for f in _merge(found):
+        ys, xs = np.nonzero(f.mask)
         pad = 2 * radius + 2
-        x0, y0 = max(0, xs.min() - pad), max(0, ys.min() - pad)
-        x1, y1 = min(W, xs.max() + 1 + pad), min(H, ys.max() + 1 + pad)
-        alpha = soft_alpha(full_bgr[y0:y1, x0:x1], big[y0:y1, x0:x1], radius)
-        bottom = float(ys.max() + 1)
+        x0, y0 = max(0, f.x + xs.min() - pad), max(0, f.y + ys.min() - pad)
+        x1, y1 = min(W, f.x + xs.max() + 1 + pad), min(H, f.y + ys.max() + 1 + pad)
+        big = np.zeros((y1 - y0, x1 - x0), bool)
+        fx0, fy0 = max(f.x, x0), max(f.y, y0)
+        fx1, fy1 = min(f.box[2], x1), min(f.box[3], y1)
+        big[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0] = f.mask[fy0 - f.y:fy1 - f.y, fx0 - f.x:fx1 - f.x]
+        alpha = soft_alpha(full_bgr[y0:y1, x0:x1], big, radius)
+        bottom = float(f.y + ys.max() + 1)
         contact = None if bottom >= H - 1 else bottom
-        objects.append(Holdout(len(objects) + 1, kind, (int(x0), int(y0), int(x1), int(y1)), contact,
-                               float(ys.max() - ys.min() + 1), conf, alpha))
+        objects.append(Holdout(len(objects) + 1, f.kind, (int(x0), int(y0), int(x1), int(y1)), contact,
+                               float(ys.max() - ys.min() + 1), f.conf, alpha))
     return HoldoutSet(objects, (H, W))
 
 
@@ -430,13 +555,17 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     """Each holdout's depth from where it meets the ground; returns the automatic ones
     dropped because their contact is not in front of the building.
 
-    An automatic detection whose ground contact reads as at or behind the facade (a
-    figure on a balcony, an ornament) does not stand in front: it is dropped. A contact
-    cut by the frame's bottom edge is nearer than the bottom row's ground. The artist's
-    own holdouts are never dropped: theirs falls back to the facade's depth less a
-    margin. Each says which it was (depth_source)."""
+    An automatic detection whose ground contact lies above the facade's base line (a
+    figure on a balcony or in a shop window, an ornament) does not stand in front: it is
+    dropped. One whose contact is on the base line, within the line's own uncertainty (a
+    hundredth of the frame: the matte's bottom edge), stands on the pavement against the
+    wall: it goes just in front of the facade. A contact cut by the frame's bottom edge is
+    nearer than the bottom row's ground. The artist's own holdouts are never dropped: theirs
+    falls back to the facade's depth less a margin. Each says which it was (depth_source)."""
     near_facade = max(0.5, facade_m - FRONT_MARGIN_M)
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
+    base_row = cy + f_px * eye_m / facade_m
+    tol = max(2.0, 0.01 * hs.shape[0])
     kept, dropped = [], []
     for o in hs.objects:
         if o.contact_row is None:
@@ -444,11 +573,14 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
             o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:
             z = contact_depth(o.contact_row, f_px, cy, eye_m)
-            if z is not None and z < facade_m:
+            if z is not None and z < near_facade:
                 o.depth_m, o.depth_source = float(z), "ground contact"
-            elif o.kind != "user":
+            elif o.kind != "user" and o.contact_row < base_row - tol:
                 dropped.append(o)
                 continue
+            elif o.kind != "user":
+                o.depth_m = near_facade
+                o.depth_source = f"contact on the facade's base line: {FRONT_MARGIN_M:g} m in front of it"
             else:
                 o.depth_m = near_facade
                 o.depth_source = f"contact not in front of the facade: {FRONT_MARGIN_M:g} m in front of it"
