@@ -29,7 +29,8 @@ from derrumbe.stages import pedestrian_net
 
 VERSION = 2              # bump when detection changes: the matte stage's cache key holds it
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
-CUT_PX = 160_000         # an object's own GrabCut runs at full size up to this many pixels
+CUT_PX = 50_000          # an object's own GrabCut runs at full size up to this many pixels (its
+                         # soft edge is then refined at full size by the guided filter)
 NET_MIN_SCORE = 0.5      # the pedestrian network's score a person must reach
 PERSON_M = 1.7           # scale cues for the camera: typical heights
 VEHICLE_M = 1.5
@@ -277,9 +278,10 @@ def _net_people(full_bgr: np.ndarray, base: float) -> list[tuple[np.ndarray, flo
     tiles = []
     for frac in (0.25, 0.5, 1.0):
         side = int(min(H, W, round(frac * H)))
-        # One row of tiles, the base line at four fifths of their height (feet on it).
+        # One row of tiles, the base line at four fifths of their height (feet on it),
+        # overlapping by a quarter: more than a standing figure's width at that size.
         y = int(np.clip(base - 0.8 * side, 0, H - side))
-        xs = list(range(0, max(1, W - side + 1), max(1, side // 2)))
+        xs = list(range(0, max(1, W - side + 1), max(1, (3 * side) // 4)))
         if xs[-1] != W - side:
             xs.append(W - side)
         tiles += [(x, y, side) for x in xs]
@@ -383,7 +385,7 @@ def _vehicles(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
                     and (ga or gb):
                 pairs.append((sa + sb, xa, xb, max(ya + ra, yb + rb), r))
     found, taken = [], []
-    for score, xa, xb, bottom, r in sorted(pairs, reverse=True)[:8]:
+    for score, xa, xb, bottom, r in sorted(pairs, reverse=True)[:4]:
         if any(xa < t1 and xb > t0 for t0, t1 in taken):
             continue
         d = xb - xa
