@@ -319,19 +319,21 @@ def _people(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
         # which GrabCut alone loses against a dark shop front).
         core = (x0 + 0.42 * bw, y0 + 0.08 * bh, x1 - 0.42 * bw, y1 - 0.04 * bh)
         cut = _cut(full_bgr, (x0 - 0.05 * bw, y0, x1 + 0.05 * bw, min(H, y1 + 0.02 * bh)), [core], seed)
-        if cut is not None and (net or _figure_like(cut.mask, bh * bw)):
+        if cut is not None and _figure_like(cut.mask, bh * bw, strict=not net):
             found.append(Found(cut.x, cut.y, cut.mask, "person", float(score if net else min(1.0, 0.5 + score / 4))))
     return found
 
 
-def _figure_like(m: np.ndarray, box_area: float) -> bool:
+def _figure_like(m: np.ndarray, box_area: float, strict: bool = True) -> bool:
     """A standing figure is taller than wide and far from filling its own box; a window
-    or a door that fooled the detector comes back from GrabCut as a full rectangle."""
+    or a door that fooled the detector comes back from GrabCut as a full rectangle. The
+    network's boxes are tight, so only the rectangle test applies to them (a walker's
+    stride makes a figure wide)."""
     ys, xs = np.nonzero(m)
     if ys.size < 0.12 * box_area:
         return False
     bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    return bh > 1.6 * bw and ys.size < 0.8 * bh * bw
+    return ys.size < 0.8 * bh * bw and (not strict or bh > 1.6 * bw)
 
 
 def _wheels(full_bgr: np.ndarray, base: float) -> list[tuple[float, float, float, float, bool]]:
@@ -415,6 +417,8 @@ def _street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) ->
     thing in front of it."""
     h, w = bgr.shape[:2]
     top = int(min(h, base - 0.01 * h))
+    if h - base < 0.03 * h:
+        return []               # hardly any street in the shot: no row statistics to go by
     score = street_anomaly(lab, top)
     m = (score > 2.5).astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -443,11 +447,6 @@ def _street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) ->
         ys, xs = np.nonzero(g)
         bw_, bh_ = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
         fill = ys.size / float(bw_ * bh_)
-        above = (ys < top).sum() / max(1, ys.size)
-        import os
-        if os.environ.get("HDEBUG"):
-            print("street-object", (x, y, ww, hh), "bottom" if at_bottom else "", "fill %.2f above %.2f" % (fill, above),
-                  "box", (xs.min(), ys.min(), bw_, bh_))
         if fill > 0.9 or (not at_bottom and bw_ > 1.6 * ww):
             continue
         kind = "vehicle" if bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
