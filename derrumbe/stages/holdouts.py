@@ -95,15 +95,24 @@ class HoldoutSet:
 
 # --- the cues -----------------------------------------------------------------------------
 
-def _base_row(building: np.ndarray) -> float:
-    """Where the facade meets the street: the median of the building matte's per-column
-    bottom (a few columns reaching lower, e.g. through a door, do not move it)."""
-    cols = building > 0.5
-    has = cols.any(axis=0)
-    if not has.any():
-        return float(building.shape[0])
-    bottoms = building.shape[0] - 1 - np.argmax(cols[::-1], axis=0)
-    return float(np.median(bottoms[has]) + 1)
+def base_tolerance(height: int) -> float:
+    """How far above the facade's base line a ground contact may lie and still be on the
+    pavement in front of it: the matte's bottom edge is uncertain by about a hundredth of
+    the frame."""
+    return max(2.0, 0.01 * height)
+
+
+def in_front(hs: HoldoutSet, building: np.ndarray) -> np.ndarray:
+    """The matte of the holdouts that stand in front of the building, by the rule
+    `assign_depths` applies once the camera is known (its base line is the matte's bottom
+    row): every artist's holdout, every object cut by the frame's bottom, every object
+    whose ground contact is on or below the base line. A figure in a window is not."""
+    rows = np.nonzero((building > 0.5).any(axis=1))[0]
+    base = float(rows.max() + 1) if rows.size else float(building.shape[0])
+    tol = base_tolerance(building.shape[0])
+    front = HoldoutSet([o for o in hs.objects if o.kind == "user" or o.contact_row is None
+                        or o.contact_row >= base - tol], hs.shape)
+    return front.matte()
 
 
 def _hog():
@@ -693,7 +702,7 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     near_facade = max(0.5, facade_m - FRONT_MARGIN_M)
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
     base_row = cy + f_px * eye_m / facade_m
-    tol = max(2.0, 0.01 * hs.shape[0])
+    tol = base_tolerance(hs.shape[0])
     kept, dropped = [], []
     for o in hs.objects:
         if o.contact_row is None:
