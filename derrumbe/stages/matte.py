@@ -16,7 +16,7 @@ from scipy.ndimage import median_filter
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.spec import BOX_CLAMP_PX
-from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts
+from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts, in_front
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
 
@@ -270,11 +270,17 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
                   seed: int, auto_holdouts: bool = True) -> Matte:
     """The building's silhouette, and what stays in front of it: the automatic holdouts
-    (holdouts.py) plus the user's mask, each connected part of which is one more object."""
+    (holdouts.py) plus the user's mask, each connected part of which is one more object.
+
+    What stands in front of the facade is not the facade: the holdouts in front are taken
+    out of the building's matte, so no fragment is cut from a car or a passer-by (fracture
+    drops fragments where the matte is 0) and they stay the plate's own pixels, layered by
+    depth against the debris and the dust."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
     auto_px = int((found.matte() > 0.5).sum())
     if holdout is not None:
         add_user_holdouts(found, holdout)
+    building = (building * (1.0 - in_front(found, building))).astype(np.float32)
     return Matte(building=building, holdout=found.matte(), auto_holdout_px=auto_px, objects=found)
