@@ -40,8 +40,11 @@ from derrumbe.stages.moving_holdouts import MovingHoldouts
 from derrumbe.stages.particles import emit_particles
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
-from derrumbe.stages.render import DebrisRenderer, estimate_lighting
+from derrumbe.stages.lighting import describe as describe_light
+from derrumbe.stages.lighting import estimate_lighting
+from derrumbe.stages.render import DebrisRenderer
 from derrumbe.stages.simulate import simulate
+from derrumbe.stages.windows import detect_windows, to_facade
 
 PREVIEW_MAX_PIECES = 1500    # a preview trades fracture detail for speed (same hierarchy, coarser leaves)
 DUST_CELLS = (45_000, 200_000)          # preview, final: the dust grid's cell budget
@@ -248,10 +251,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     face_albedo = colour.rec709_to_working(material.face_albedo)    # presets are Rec.709
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     with stage("fracture"):
+        # Windows: cheap to find, so found again rather than cached (the light uses them too).
+        win_px = detect_windows(plate.srgb, matte.building)
         fr, _ = cache.get_or_run("fracture", keys["fracture"], {}, lambda: fracture_building(
-            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed, spec.pieces))
+            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed, spec.pieces,
+            windows=to_facade(win_px, cam, place.depth_m)))
     say(f"{fr.n} fragments in {fr.info['pieces']} pieces, {fr.info['clusters']} clusters, "
-        f"{fr.info['storeys']} storeys")
+        f"{fr.info['storeys']} storeys, {fr.info.get('windows', 0)} glazed windows")
 
     sample_hz = _sample_hz(spec)
     with stage("simulate", total=int(spec.duration * sample_hz) + 1):
@@ -339,7 +345,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     with stage("cleanplate"):
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
-    light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
+    light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation,
+                                          win_px * (out_w / size[0]))
+    say(describe_light(light_info))
     shutter_s = SHUTTER / spec.fps
     first_motion = float(np.min(sim.released)) if np.isfinite(sim.released).any() else np.inf
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
@@ -370,7 +378,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     sun_share = 0.0
     if todo:
         renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, face_albedo, material.face_rough,
-                                  sim.pos[0], sim.quat[0])
+                                  sim.pos[0], sim.quat[0], holdout=hold_still, masonry=material.name == "masonry",
+                                  seed=spec.seed)
         if dust_grid_ is not None:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
