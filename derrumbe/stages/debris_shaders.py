@@ -57,8 +57,10 @@ float sun_vis(sampler2DShadow s, vec3 w, vec3 n) {
 }
 // Sky over a point: open, or under something (a slab, the storeys above, rubble). A covered
 // point sees the sky only through the building's open front: rooms darken with depth.
-float sky_access(vec3 w) {
-    vec2 uv = (topproj * vec4(w, 1.0)).xy * 0.5 + 0.5;
+float sky_access(vec3 w, vec3 n) {
+    // Looked up a little out along the normal: a wall's sky is what is over the space in
+    // front of it, not its own top.
+    vec2 uv = (topproj * vec4(w + n * 0.35, 1.0)).xy * 0.5 + 0.5;
     if (uv.x < 0.0 || uv.y < 0.0 || uv.x > 1.0 || uv.y > 1.0) return 1.0;
     float above = texture(top, uv).g - w.y;
     // Rubble around a point (the mean top over a couple of metres) standing higher than
@@ -167,7 +169,7 @@ void main() {
         return;
     }
 #endif
-    float av = sky_access(v_world);
+    float av = sky_access(v_world, n);
     float e = min(min(v_edge.x, v_edge.y), v_edge.z);
     // One material evaluation: what a break through this element shows.
     vec4 a = nz(v_rest * 0.6);

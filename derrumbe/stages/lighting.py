@@ -152,7 +152,8 @@ def _wall_pixels(lin, inside, windows) -> np.ndarray:
     rgb = lin + 1e-4
     chroma = rgb / rgb.sum(axis=2, keepdims=True)
     med = np.median(chroma[wall], axis=0) if wall.sum() > 100 else chroma[inside].mean(axis=0)
-    return wall & (np.abs(chroma - med).sum(axis=2) < 0.04)
+    # Loose: a shadow is bluer than the lit wall (the sky lights it), and belongs to it.
+    return wall & (np.abs(chroma - med).sum(axis=2) < 0.07)
 
 
 def _light_ratio(lin, lum, wall) -> tuple[float, np.ndarray, np.ndarray]:
@@ -177,13 +178,16 @@ def _azimuth(lum, inside, windows) -> tuple[float, str]:
             w = x1 - x0
             if w < 6 or y1 - y0 < 6:
                 continue
-            s = max(1, w // 6)
-            left = lum[y0:y1, x0:x0 + s].mean()
-            right = lum[y0:y1, x1 - s:x1].mean()
+            # Thirds of the opening's middle rows (above and below are the head's and the
+            # sill's own shadows, which say nothing of left and right).
+            s = max(1, w // 3)
+            mid = slice(y0 + (y1 - y0) // 5, y1 - (y1 - y0) // 5)
+            left = lum[mid, x0:x0 + s].mean()
+            right = lum[mid, x1 - s:x1].mean()
             c.append((right - left) / max(right + left, 1e-5))
         if len(c) >= 3 and abs(np.median(c)) > 0.04:
             # The near jamb is dark: dark on the left means the sun is on the left.
-            return float(np.clip(-np.median(c) * 250.0, -70, 70)), "window reveals"
+            return float(np.clip(-np.median(c) * 400.0, -70, 70)), "window reveals"
     ys, xs = np.nonzero(inside)
     xm = xs.mean()
     left = lum[ys[xs < xm], xs[xs < xm]].mean()

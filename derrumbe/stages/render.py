@@ -282,6 +282,7 @@ class DebrisRenderer:
 
         def shadow_map():
             d = ctx.depth_texture((SHADOW_RES, SHADOW_RES))
+            d.repeat_x = d.repeat_y = False          # past its edge a map is lit, not tiled
             d.compare_func = "<="
             d.filter = (mgl.LINEAR, mgl.LINEAR)
             return d, ctx.framebuffer(depth_attachment=d)
@@ -384,7 +385,8 @@ class DebrisRenderer:
         c = self.comb_prog
         c["acc_col"].value, c["acc_aux"].value, c["still_col"].value, c["still_aux"].value = 8, 9, 10, 11
         g = self.ground_prog
-        g["shadow"].value, g["shadow_rest"].value, g["top"].value = 2, 6, 5
+        for name, unit in (("shadow", 2), ("shadow_rest", 6), ("top", 5)):
+            _set(g, name, unit)
         _set(g, "lightproj", self.lightproj.T.tobytes())
         _set(g, "topproj", self.topproj.T.tobytes())
         _set(g, "intr", (cam.f_px, cam.f_px, cam.cx, cam.cy))

@@ -327,7 +327,8 @@ class Destruction:
             m = body.mass
             self._event(EV_GROUND if other == -1 else EV_IMPACT, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
             if breaks:
-                self.split(key, p, dv)
+                # Glass is brittle all through: a blow that breaks it shatters it.
+                self.split(key, p, dv, full=bool(self.glass[body.leaves].all()))
             elif body.level == len(LEVELS) - 1 and dv > self.mat.break_speed[-1]:
                 self.counts["spalls"] += 1
                 self._event(EV_BREAK, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
