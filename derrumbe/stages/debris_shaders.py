@@ -70,7 +70,8 @@ float sky_access(vec3 w, vec3 n) {
     float d = max(facade_z - w.z, 0.0);
     float room = 0.15 + 0.85 / (1.0 + 0.25 * d * d);
     float pile = max(0.25, exp(-1.1 * above));
-    return mix(1.0, d > 0.5 ? room * exp(-0.05 * min(above, 8.0)) : pile, covered) * (1.0 - 0.55 * crevice);
+    if (d > 0.5) return mix(1.0, room * exp(-0.05 * min(above, 8.0)), covered);   // in the building
+    return mix(1.0, pile, covered) * (1.0 - 0.55 * crevice);                        // out on the pile
 }
 vec3 light(vec3 n, float sv, float av) {
     return amb_col * (0.6 + 0.4 * n.y) * av + sun_col * max(dot(n, sun_dir), 0.0) * sv;
@@ -225,6 +226,11 @@ void main() {
     float age = v_age < 0.0 ? 0.0 : clamp(v_age / 2.5, 0.0, 1.0);
     float dust = (0.12 * fresh + 0.55 * age) * (0.35 + 0.65 * max(n.y, 0.0));
     col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.4));
+    // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
+    // shadows, at a few centimetres (faded where a pixel covers more than that).
+    float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
+    float speck = smoothstep(0.25, 0.6, c4.w) - 0.6 * smoothstep(0.25, 0.6, -c4.w);
+    col *= 1.0 - 0.35 * strewn * speck;
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
 }
@@ -338,7 +344,9 @@ void main() {
     v_cov = clamp(w_px / half_w, 0.0, 1.0); v_across = in_corner.y; v_depth = cc.w;
     v_world = mix(a, b, t); v_dir = normalize(b - a + 1e-6);
     gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
-    if ((layer == 0) == (r1.w > 0.5) || dot(R[0], R[0]) < 0.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
+    // Only out of a fragment that has broken free (row 2 .w >= 0): while it is bonded, a
+    // bar runs on into its neighbour's concrete, hidden or not.
+    if ((layer == 0) == (r1.w > 0.5) || dot(R[0], R[0]) < 0.5 || r2.w < 0.0) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
 }
 """
 BAR_FS = """

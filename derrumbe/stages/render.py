@@ -41,6 +41,7 @@ from derrumbe.stages.structure import GLASS
 NEAR, FAR = 0.5, 2000.0
 SHADOW_RES = 1536
 TOP_RES = 256
+MIN_BLUR_PX = 0.75          # a piece that moves less over the shutter is drawn once, as if still
 NOISE_RES = 32
 # Colours of what the plate cannot tell (scene-linear Rec.709, converted at use).
 PLASTER = (0.58, 0.56, 0.52)
@@ -420,9 +421,10 @@ class DebrisRenderer:
                   | (sim.visible(ta) != sim.visible(tb)))
         blur = np.zeros(self.n, np.float32)
         if moving.any():
-            uv0 = self.cam.project(p0[moving].astype(np.float64))
-            uv1 = self.cam.project(p1[moving].astype(np.float64))
-            blur[moving] = np.nan_to_num(np.linalg.norm(uv1 - uv0, axis=1))
+            blur[moving] = self._blur_px(p0[moving], q0[moving], p1[moving], q1[moving], np.nonzero(moving)[0])
+        # What moves less than a pixel over the shutter (a settling pile) shows no blur:
+        # it is drawn once, with what stands, at its mid-shutter pose.
+        moving &= (blur > MIN_BLUR_PX) | (sim.visible(ta) != sim.visible(tb))
         travel = float(blur.max())
         samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
         age = np.where(np.isfinite(sim.released), t - sim.released, -1.0)
@@ -552,6 +554,15 @@ class DebrisRenderer:
                                  (self.grit_vbo, "3f 3f 1f 3f/i", "in_p0", "in_p1", "in_r", "in_alb")])
         self.grit_vbo.write(data.tobytes())
         self.grit_vao.render(self.mgl.TRIANGLE_STRIP, instances=int(live.sum()))
+
+    def _blur_px(self, p0, q0, p1, q1, idx) -> np.ndarray:
+        """How far (pixels) the farthest point of each fragment travels over the shutter:
+        its centre's travel plus its turn times its size on screen."""
+        c0 = self.cam.project(p0.astype(np.float64))
+        c1 = self.cam.project(p1.astype(np.float64))
+        turn = 2.0 * np.arccos(np.clip(np.abs((q0 * q1).sum(1)), 0.0, 1.0))
+        r_px = self.fr.extent[idx] * self.cam.f_px / np.maximum(-p0[:, 2].astype(np.float64), NEAR)
+        return np.nan_to_num(np.linalg.norm(c1 - c0, axis=1) + turn * r_px).astype(np.float32)
 
     def _motion_box(self, p0, p1, moving, particles, ta, tb):
         """The screen box (x, y, w, h, GL's rows up) of everything that moves over the
