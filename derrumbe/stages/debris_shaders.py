@@ -361,7 +361,8 @@ void main() {
     if (a < 1e-3) discard;
     // A cylinder: the share of its surface facing the sun.
     float s = sqrt(max(0.0, 1.0 - dot(v_dir, sun_dir) * dot(v_dir, sun_dir)));
-    vec3 c = vec3(0.16, 0.085, 0.05) * (amb_col * 0.7 + sun_col * 0.4 * s) + vec3(0.03) * sun_col * s;
+    // Steel gone brown with rust: dark, a little warm, a faint sheen along the bar.
+    vec3 c = vec3(0.075, 0.055, 0.045) * (amb_col * 0.7 + sun_col * 0.4 * s) + vec3(0.02) * sun_col * s;
     o_col = vec4(c * a, a);
     o_aux = vec4(0.0, a, v_depth * a, a);
 }

@@ -45,8 +45,8 @@ MIN_BLUR_PX = 0.75          # a piece that moves less over the shutter is drawn 
 NOISE_RES = 32
 # Colours of what the plate cannot tell (scene-linear Rec.709, converted at use).
 PLASTER = (0.58, 0.56, 0.52)
-BRICK = (0.36, 0.15, 0.09)
-MORTAR = (0.50, 0.47, 0.42)
+BRICK = (0.25, 0.105, 0.065)
+MORTAR = (0.42, 0.40, 0.36)
 DUST = (0.40, 0.38, 0.34)
 ROOF = (0.10, 0.10, 0.105)
 
