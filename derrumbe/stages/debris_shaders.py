@@ -8,9 +8,19 @@ so they stick to the piece; the sun's and the ambient's visibility come from a s
 of everything and a top-down height map of everything (what is over a point).
 """
 
+# A fragment's rows of the transform texture and its rotation, for every vertex shader.
+_XF = """
+uniform sampler2D xf;
+vec4 xf_row(int id, int r) { return texelFetch(xf, ivec2(id, r), 0); }
+mat3 xf_rot(int id) {
+    vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2);
+    return mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
+}
+"""
+
 PIECE_VS = """
 #version 330
-uniform sampler2D xf;
+""" + _XF + """
 uniform mat4 viewproj;
 in vec3 in_pos; in vec3 in_nrm; in vec3 in_rest; in float in_kind; in float in_id;
 in vec3 in_edge; in float in_elem; in float in_dout; in float in_din;
@@ -19,9 +29,8 @@ flat out vec3 v_rnrm; flat out float v_kind; flat out float v_moved; flat out fl
 flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id;
 void main() {
     int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0), r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0), r3 = texelFetch(xf, ivec2(id, 3), 0);
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
+    vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
+    mat3 R = xf_rot(id);
     vec3 w = R * in_pos + r3.xyz;
     v_world = w; v_rest = in_rest; v_nrm = R * in_nrm; v_rnrm = in_nrm; v_kind = in_kind;
     v_id = in_id; v_moved = r0.w; v_elem = in_elem; v_age = r3.w; v_edge = in_edge; v_wall = vec2(in_dout, in_din); v_R = R;
@@ -274,39 +283,32 @@ def variant(src: str, moving: bool, carve: bool, masonry: bool = False) -> str:
 
 DEPTH_VS = """
 #version 330
-uniform sampler2D xf; uniform mat4 lightproj;
+""" + _XF + """
+uniform mat4 lightproj;
 in vec3 in_pos; in float in_id; in float in_elem;
-out float v_h;
 void main() {
     int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0); vec4 r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0); vec4 r3 = texelFetch(xf, ivec2(id, 3), 0);
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
-    vec3 w = R * in_pos + r3.xyz;
-    v_h = w.y;
-    gl_Position = lightproj * vec4(w, 1.0);
+    gl_Position = lightproj * vec4(xf_rot(id) * in_pos + xf_row(id, 3).xyz, 1.0);
     if (in_elem > 4.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);   // panes throw almost no shadow
 }
 """
 DEPTH_FS = """
 #version 330
-in float v_h; out vec4 o;
+out vec4 o;
 void main() { o = vec4(1.0); }
 """
 # Top-down, blended with MAX: r where a moved piece lies near the street (contact
 # occlusion), g the highest surface over each spot (sky access).
 TOP_VS = """
 #version 330
-uniform sampler2D xf; uniform mat4 topproj;
+""" + _XF + """
+uniform mat4 topproj;
 in vec3 in_pos; in float in_id; in float in_elem;
 out float v_h; flat out float v_moved;
 void main() {
     int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0); vec4 r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0); vec4 r3 = texelFetch(xf, ivec2(id, 3), 0);
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
-    vec3 w = R * in_pos + r3.xyz;
-    v_h = w.y; v_moved = r0.w;
+    vec3 w = xf_rot(id) * in_pos + xf_row(id, 3).xyz;
+    v_h = w.y; v_moved = xf_row(id, 0).w;
     gl_Position = vec4((topproj * vec4(w, 1.0)).xy, 0.0, 1.0);
     if (in_elem > 4.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
 }
@@ -321,15 +323,15 @@ void main() { o = vec4(v_moved > 0.5 && v_h < 2.5 ? 1.0 : 0.0, max(v_h, 0.0), 0.
 # real width over that; rusty steel, half in the sun.
 BAR_VS = """
 #version 330
-uniform sampler2D xf; uniform mat4 viewproj; uniform vec2 size; uniform float radius;
+""" + _XF + """
+uniform mat4 viewproj; uniform vec2 size; uniform float radius;
 uniform int layer;
 in vec2 in_corner; in vec3 in_a; in vec3 in_b; in float in_id;
 out float v_cov; out float v_across; out float v_depth; out vec3 v_world; out vec3 v_dir;
 void main() {
     int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0), r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0), r3 = texelFetch(xf, ivec2(id, 3), 0);
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
+    vec4 r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
+    mat3 R = xf_rot(id);
     vec3 a = R * in_a + r3.xyz, b = R * in_b + r3.xyz;
     vec4 ca = viewproj * vec4(a, 1.0), cb = viewproj * vec4(b, 1.0);
     vec2 sa = (ca.xy / ca.w * 0.5 + 0.5) * size, sb = (cb.xy / cb.w * 0.5 + 0.5) * size;
