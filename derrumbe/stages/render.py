@@ -425,7 +425,13 @@ class DebrisRenderer:
         # What moves less than a pixel over the shutter (a settling pile) shows no blur:
         # it is drawn once, with what stands, at its mid-shutter pose.
         moving &= (blur > MIN_BLUR_PX) | (sim.visible(ta) != sim.visible(tb))
-        travel = float(blur.max())
+        # Sub-frames by the centres' travel, as before (a turning piece's tips sweep
+        # farther; more sub-frames for them would cost more than they show).
+        travel = 0.0
+        if moving.any():
+            c0 = self.cam.project(p0[moving].astype(np.float64))
+            c1 = self.cam.project(p1[moving].astype(np.float64))
+            travel = float(np.nanmax(np.linalg.norm(c1 - c0, axis=1)))
         samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
         age = np.where(np.isfinite(sim.released), t - sim.released, -1.0)
 
