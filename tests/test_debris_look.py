@@ -12,7 +12,8 @@ from derrumbe.demo import make_demo_plate
 from derrumbe.engines.rapier import DYNAMIC
 from derrumbe.materials import MATERIALS
 from derrumbe.stages.camera import Camera, Placement
-from derrumbe.stages.fracture import BREAK, FRONT, GLASS_FACE, INTERIOR, REVEAL, Fracture, _hull, fracture_building
+from derrumbe.stages.fracture import (BREAK, FRONT, GLASS_FACE, INTERIOR, REVEAL, SIDE_FACE, Fracture, _hull,
+                                      fracture_building)
 from derrumbe.stages.lighting import Lighting, estimate_lighting, sun_vector
 from derrumbe.stages.matte import compute_matte
 from derrumbe.stages.simulate import Destruction, SimResult
@@ -167,16 +168,28 @@ def _box(lo, hi):
 
 def _one_box_fracture(lo, hi, kinds_of):
     """A Fracture of one box fragment whose faces get kinds by their outward normal."""
-    v, t, nrm, vol = _box(np.array(lo, float), np.array(hi, float))
-    ctr = v.mean(0)
-    kinds = np.array([kinds_of(n) for n in nrm], np.int32)
-    el = type("E", (), dict(kind=FACADE, axis=2, lo=np.array(lo, float), hi=np.array(hi, float), outer=1))()
-    return Fracture(centroid=ctr[None], verts=[(v - ctr).astype(np.float32)], tris=[t.astype(np.int32)], kinds=[kinds],
-                    volume=np.array([vol]), inside=np.ones(1), element=np.zeros(1, int),
-                    element_kind=np.array([FACADE]), storey=np.zeros(1, int), piece=np.zeros(1, int),
-                    cluster=np.zeros(1, int), bonds=np.zeros((0, 2), int), bond_area=np.zeros(0),
-                    box_lo=np.array([-10.0, 0.0, -40.0]), box_hi=np.array([10.0, 12.0, -25.0]), facade_z=float(hi[2]),
-                    floor_y=np.array([0.0, 4.0]), elements=[el], face_neighbour=[np.full(len(t), -1)])
+    return _boxes_fracture([(lo, hi, kinds_of)])
+
+
+def _boxes_fracture(boxes):
+    """A Fracture of box fragments (lo, hi, kinds by outward normal), each its own element."""
+    verts, tris, kinds, cent, vol, els = [], [], [], [], [], []
+    for lo, hi, kinds_of in boxes:
+        v, t, nrm, volume = _box(np.array(lo, float), np.array(hi, float))
+        ctr = v.mean(0)
+        verts.append((v - ctr).astype(np.float32))
+        tris.append(t.astype(np.int32))
+        kinds.append(np.array([kinds_of(n) for n in nrm], np.int32))
+        cent.append(ctr)
+        vol.append(volume)
+        els.append(type("E", (), dict(kind=FACADE, axis=2, lo=np.array(lo, float), hi=np.array(hi, float), outer=1))())
+    n = len(boxes)
+    return Fracture(centroid=np.array(cent), verts=verts, tris=tris, kinds=kinds, volume=np.array(vol),
+                    inside=np.ones(n), element=np.arange(n), element_kind=np.full(n, FACADE),
+                    storey=np.zeros(n, int), piece=np.arange(n), cluster=np.arange(n), bonds=np.zeros((0, 2), int),
+                    bond_area=np.zeros(0), box_lo=np.array([-10.0, 0.0, -40.0]), box_hi=np.array([10.0, 12.0, -25.0]),
+                    facade_z=float(max(b[1][2] for b in boxes)), floor_y=np.array([0.0, 4.0]), elements=els,
+                    face_neighbour=[np.full(len(t), -1) for t in tris])
 
 
 def _axis_quat(axis, deg):
@@ -190,15 +203,17 @@ def _qmul(a, b):
 
 
 def _still_sim(pos, quat=(1.0, 0.0, 0.0, 0.0)) -> SimResult:
-    p = np.array(pos, np.float32)[None, None].repeat(2, 0)
-    q = np.array(quat, np.float32)[None, None].repeat(2, 0)
-    return SimResult(np.array([0.0, 1.0]), p, q, np.zeros(2), np.zeros(1), np.ones(1, np.float32), {})
+    p = np.array(pos, np.float32).reshape(-1, 3)[None].repeat(2, 0)
+    n = p.shape[1]
+    q = np.broadcast_to(np.array(quat, np.float32).reshape(-1, 4), (n, 4))[None].repeat(2, 0)
+    return SimResult(np.array([0.0, 1.0]), p, q, np.zeros(2), np.zeros(n), np.ones(n, np.float32), {})
 
 
 def _renderer(fr, light, plate, rest_pos, face_albedo=(0.4, 0.38, 0.35)):
     from derrumbe.stages.render import DebrisRenderer
+    rest = np.array(rest_pos, float).reshape(-1, 3)
     return DebrisRenderer(fr, CAM, plate, np.ones((CAM.height, CAM.width), np.float32), light,
-                          np.array(face_albedo), 0.25, np.array([rest_pos], float), np.array([[1.0, 0, 0, 0]]))
+                          np.array(face_albedo), 0.25, rest, np.tile([1.0, 0, 0, 0], (len(rest), 1)))
 
 
 def _render_cube(light, at, size):
@@ -278,3 +293,49 @@ def test_fracture_face_relief_sticks_to_the_piece():
     cv = a.std() / a.mean()
     assert 0.04 < cv < 0.5, cv
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.8
+
+
+def test_shadows_fall_between_standing_and_falling_parts():
+    """A standing wall (at rest: the plate's own pixels) and a falling block between it and
+    a low sun from the front left. The block's shadow darkens the standing wall's plate
+    pixels (drawn, no longer static, darker than the plate); and a block behind the wall,
+    out of the sun, is darker on its sunward face than the same block in the open."""
+    plate = np.full((CAM.height, CAM.width, 3), 0.4, np.float32)
+    light = Lighting(sun_vector(-35, 30), np.array([1.0, 0.95, 0.9]), np.array([0.25, 0.27, 0.3]),
+                     np.array([0.4] * 3))
+    wall = ([-6.0, 0.0, -30.4], [6.0, 8.0, -30.0], lambda n: FRONT if n[2] > 0.5 else BREAK)
+    block = ([-1.0, 2.0, -1.0], [1.0, 4.0, 1.0], lambda n: BREAK)
+    fr = _boxes_fracture([wall, block])
+    sun = sun_vector(-35, 30)
+    # The block in front of the wall, on the line from the wall's middle to the sun.
+    in_sun = fr.centroid[0] + [0, 0, 0.4] + sun * 6.0
+    r = _renderer(fr, light, plate, [fr.centroid[0], [0, -400, 0]])
+    try:
+        front = r.render(_still_sim([fr.centroid[0], in_sun]), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    uv = CAM.project(fr.centroid[0] + [0, 0, 0.2])
+    # The wall's pixels in the block's shadow: the block's shadow centre on the wall plane.
+    hit = CAM.project(in_sun - sun * (in_sun[2] - (-30.0)) / sun[2])
+    x, y = int(hit[0]), int(hit[1])
+    assert front.static[y, x] == 0 and front.debris[y, x, 3] == 1.0
+    assert front.debris[y, x, :3].mean() < 0.75 * 0.4          # the plate, in the block's shadow
+    far = (int(uv[0] + 0.3 * (uv[0] - hit[0])), int(uv[1] - 40))
+    assert front.static[far[1], far[0]] == 1.0                  # elsewhere, still the plate's own pixels
+    # A standing side wall throws its shadow on a block that fell beside it (a low sun from
+    # the front left): the block's front, lit by that sun, is darker there than in the open.
+    side = ([-6.0, 0.0, -26.0], [-5.6, 8.0, -20.0], lambda n: SIDE_FACE if abs(n[0]) > 0.5 else BREAK)
+    low = ([-0.6, 0.0, -0.6], [0.6, 1.0, 0.6], lambda n: BREAK)
+    fr = _boxes_fracture([side, low])
+    light = Lighting(sun_vector(-60, 25), np.array([1.0, 0.95, 0.9]), np.array([0.25, 0.27, 0.3]),
+                     np.array([0.4] * 3))
+    tops = []
+    for at in ([-4.5, 0.5, -23.0], [6.0, 0.5, -23.0]):
+        r = _renderer(fr, light, plate, [fr.centroid[0], [0, -400, 0]])
+        try:
+            lay = r.render(_still_sim([fr.centroid[0], at]), 0.5, 0.0, 1)
+        finally:
+            r.release()
+        u, v = CAM.project(np.array(at) + [0, 0, 0.6]).astype(int)
+        tops.append(lay.debris[v - 2:v + 3, u - 2:u + 3, :3].mean())
+    assert tops[0] < 0.75 * tops[1]
