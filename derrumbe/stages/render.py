@@ -25,6 +25,7 @@ carves every piece to the silhouette.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -409,22 +410,36 @@ class DebrisRenderer:
     # ---- a frame -------------------------------------------------------------------
     def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None,
                px_per_sample: float = 3.0) -> FrameLayers:
-        ctx, mgl = self.ctx, self.mgl
-        W, H = self.size
         ta, tb = t - shutter_s / 2, t + shutter_s / 2
+        m = self._motion(sim, t, ta, tb, max_samples, px_per_sample)
+        # Shadows and the height map of everything at mid-shutter, then the still layer.
+        self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved)
+        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, sim.visible(t), m.blur)
+        self._depth_pass(self.shadow_fbo, self.lightproj)
+        self._top_pass()
+        self._begin(self.still_fbo)
+        self._bind()
+        self._pieces(layer=0)
+        grit_live = particles is not None and particles.n and bool(particles.at(t)[1].any())
+        box = self._motion_box(m.p0, m.p1, m.moving, particles if grit_live else None, ta, tb)
+        samples = self._moving_layer(sim, t, shutter_s, m, box, particles if grit_live else None)
+        return self._layers(samples)
+
+    def _motion(self, sim: SimResult, t: float, ta: float, tb: float, max_samples: int, px_per_sample: float):
+        """Poses over the shutter; what has moved from rest, what moves now (and how far
+        on screen), how many sub-frames that needs, how long ago each piece let go."""
         p0, q0 = sample_pose(sim, ta)
         p1, q1 = sample_pose(sim, tb)
         pc, qc = sample_pose(sim, t)
         moved = self._moved(pc, qc) | self._moved(p0, q0) | self._moved(p1, q1)
-        vis = sim.visible(t)
-        moving = ((np.linalg.norm(p1 - p0, axis=1) > 1e-4) | (1.0 - np.abs((q0 * q1).sum(1)) > 1e-8)
-                  | (sim.visible(ta) != sim.visible(tb)))
+        vanish = sim.visible(ta) != sim.visible(tb)
+        moving = (np.linalg.norm(p1 - p0, axis=1) > 1e-4) | (1.0 - np.abs((q0 * q1).sum(1)) > 1e-8) | vanish
         blur = np.zeros(self.n, np.float32)
         if moving.any():
             blur[moving] = self._blur_px(p0[moving], q0[moving], p1[moving], q1[moving], np.nonzero(moving)[0])
         # What moves less than a pixel over the shutter (a settling pile) shows no blur:
         # it is drawn once, with what stands, at its mid-shutter pose.
-        moving &= (blur > MIN_BLUR_PX) | (sim.visible(ta) != sim.visible(tb))
+        moving &= (blur > MIN_BLUR_PX) | vanish
         # Sub-frames by the centres' travel, as before (a turning piece's tips sweep
         # farther; more sub-frames for them would cost more than they show).
         travel = 0.0
@@ -434,59 +449,60 @@ class DebrisRenderer:
             travel = float(np.nanmax(np.linalg.norm(c1 - c0, axis=1)))
         samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
         age = np.where(np.isfinite(sim.released), t - sim.released, -1.0)
+        return SimpleNamespace(p0=p0, q0=q0, p1=p1, q1=q1, pc=pc, qc=qc, moved=moved, moving=moving, blur=blur,
+                               samples=samples, age=age)
 
-        # Shadows and the height map of everything at mid-shutter, then the still layer.
-        self._visible_triangles(pc, qc, vis, moving, moved)
-        self._upload(pc, qc, moved, moving, age, vis, blur)
-        self._depth_pass(self.shadow_fbo, self.lightproj)
-        self._top_pass()
-        self._begin(self.still_fbo)
-        self._bind()
-        self._pieces(layer=0)
-
-        grit_live = particles is not None and particles.n and bool(particles.at(t)[1].any())
+    def _moving_layer(self, sim, t, shutter_s, m, box, particles) -> int:
+        """What moves, drawn at each sub-frame's time over the still layer's depth and
+        summed; returns the number of sub-frames (1 when nothing moves)."""
+        ctx, mgl = self.ctx, self.mgl
         self.acc_fbo.scissor = None
         self.acc_fbo.use()
         self.acc_fbo.clear(0, 0, 0, 0)
-        box = self._motion_box(p0, p1, moving, particles if grit_live else None, ta, tb)
-        if box is not None:
-            # Sub-frames only where something moves: clearing, copying and summing whole
-            # float frames eight times would cost more than the pieces.
-            for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
-                fbo.scissor = box
-            for s in range(samples):
-                ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
-                p, q = sample_pose(sim, ts)
-                self._upload(p, q, moved, moving, age, sim.visible(ts), blur)
-                self._begin(self.sub_fbo, box)
-                # What moves is depth-tested against what is still: its depth, copied.
-                self.ctx.copy_framebuffer(self.sub_zfbo, self.still_zfbo)
-                self.sub_fbo.use()
-                self._bind()
-                self._pieces(layer=1, grit=(particles, ts, shutter_s / samples / 2 if samples > 1 else shutter_s / 2)
-                             if grit_live else None)
-                self.acc_fbo.use()
-                ctx.disable(mgl.DEPTH_TEST)
-                ctx.enable(mgl.BLEND)
-                ctx.blend_func = (mgl.ONE, mgl.ONE)
-                self.sub_col.use(8)
-                self.sub_aux.use(9)
-                self.accum_prog["a"].value, self.accum_prog["b"].value = 8, 9
-                self.accum_vao.render()
-                ctx.disable(mgl.BLEND)
-            for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
-                fbo.scissor = None
-        else:
-            samples = 1
+        if box is None:
+            return 1
+        samples = m.samples
+        # Sub-frames only where something moves: clearing, copying and summing whole
+        # float frames eight times would cost more than the pieces.
+        for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
+            fbo.scissor = box
+        half = shutter_s / samples / 2 if samples > 1 else shutter_s / 2
+        for s in range(samples):
+            ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
+            p, q = sample_pose(sim, ts)
+            self._upload(p, q, m.moved, m.moving, m.age, sim.visible(ts), m.blur)
+            self._begin(self.sub_fbo, box)
+            # What moves is depth-tested against what is still: its depth, copied.
+            ctx.copy_framebuffer(self.sub_zfbo, self.still_zfbo)
+            self.sub_fbo.use()
+            self._bind()
+            self._pieces(layer=1, grit=None if particles is None else (particles, ts, half))
+            self.acc_fbo.use()
+            ctx.disable(mgl.DEPTH_TEST)
+            ctx.enable(mgl.BLEND)
+            ctx.blend_func = (mgl.ONE, mgl.ONE)
+            self.sub_col.use(8)
+            self.sub_aux.use(9)
+            self.accum_prog["a"].value, self.accum_prog["b"].value = 8, 9
+            self.accum_vao.render()
+            ctx.disable(mgl.BLEND)
+        for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
+            fbo.scissor = None
+        return samples
+
+    def _layers(self, samples: int) -> FrameLayers:
+        """The still layer and the summed sub-frames combined, read back once, with the
+        street's multiplier."""
+        ctx = self.ctx
+        W, H = self.size
         self.fin_fbo.use()
-        ctx.disable(mgl.DEPTH_TEST)
+        ctx.disable(self.mgl.DEPTH_TEST)
         for i, tex in enumerate((self.acc_col, self.acc_aux, self.still_col, self.still_aux)):
             tex.use(8 + i)
         self.comb_prog["samples"].value = float(samples)
         self.comb_vao.render()
         col = np.frombuffer(self.fin_col.read(), np.float32).reshape(H, W, 4)[::-1]
         aux = np.frombuffer(self.fin_aux.read(), np.float32).reshape(H, W, 4)[::-1]
-
         self.ground_fbo.use()
         self.shadow.use(2)
         self.shadow_rest.use(6)
