@@ -34,7 +34,7 @@ PART_FACADE, PART_CORE = 0, 1                   # kept for the dust and the part
 DETAIL = {FACADE: 4.0, SLAB: 0.9, SIDE: 0.8, BACK: 0.35, CROSS: 0.45}
 PIECE_M = {FACADE: 1.3, SLAB: 2.2, SIDE: 2.0, BACK: 2.6, CROSS: 2.4, GLASS: 0.25}     # piece size in the plane
 CLUSTER_M = {FACADE: 3.6, SLAB: 5.0, SIDE: 12.0, BACK: 6.0, CROSS: 12.0, GLASS: 50.0}  # cluster length along the element
-MAX_CELL_FOR_WINDOWS_M = 0.9   # facade cells coarser than this do not get window openings
+CELL_PER_WINDOW = 0.6       # facade cells coarser than this share of a window's width get no openings
 SHARD_M2 = 0.1              # a pane breaks into shards of about this area (a final's fragment count)
 MIN_FRAGMENT_PX = 4.0       # a fragment spans at least this many plate pixels
 THICK_JITTER = 0.2          # seeds' spread across the thickness, as a share of it: slanted break faces
@@ -96,8 +96,8 @@ def fracture_building(cam: Camera, place: Placement, building_matte: np.ndarray,
     fac = [n / el.area for el, n in zip(b.elements, budget) if el.kind == FACADE]
     spacing = float(np.sqrt(1.0 / np.median(fac))) if fac else np.inf
     # Windows are cut only where the facade breaks finer than they are wide: coarser
-    # cells would shatter into slivers around every opening (a preview stays coarse).
-    if windows is not None and len(windows) and spacing <= MAX_CELL_FOR_WINDOWS_M:
+    # cells would shatter into slivers around every opening (a coarse preview has none).
+    if windows is not None and len(windows) and spacing <= CELL_PER_WINDOW * np.median(windows[:, 2] - windows[:, 0]):
         b = build_structure(place, material, windows)
         budget = _budgets(b, cam, place, n_fragments)
     plan = _budgets(b, cam, place, hierarchy_fragments or n_fragments)
