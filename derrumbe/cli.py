@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true",
                    help="say which stages would run and why (what changed since the last render), and stop")
     _add_spec_options(s)
+    s.add_argument("--sun", default=None, metavar="AZ,EL",
+                   help="the sun's direction in degrees, azimuth (0 = behind the camera, 90 = from the right) and "
+                        "elevation: --sun-azimuth and --sun-elevation at once (--sun=-30,25: a leading minus needs the '='); "
+                        "default: estimated")
     d = sub.add_parser("demo", help="render the built-in demo shot",
                        description="Generate the demo plate and render its collapse.")
     d.add_argument("-o", "--out", default="out/demo", help="output folder; default: out/demo")
@@ -118,6 +122,13 @@ def _spec_from_args(args) -> ShotSpec:
         v = getattr(args, f.name, None)
         if v is not None:
             d[f.name] = _coerce(f, v)
+    if getattr(args, "sun", None) is not None:
+        parts = str(args.sun).split(",")
+        if len(parts) != 2:
+            raise DerrumbeError(f"--sun {_one_line(str(args.sun))[:40]!r}: give the azimuth and the elevation, e.g. --sun=-30,25")
+        fields = {f.name: f for f in cli_fields()}
+        d["sun_azimuth"] = _coerce(fields["sun_azimuth"], parts[0].strip())
+        d["sun_elevation"] = _coerce(fields["sun_elevation"], parts[1].strip())
     # --box and --mask exclude each other; one given on the command line replaces the spec's.
     if getattr(args, "box", None) is not None:
         d.pop("mask", None)

@@ -339,3 +339,15 @@ def test_shadows_fall_between_standing_and_falling_parts():
         u, v = CAM.project(np.array(at) + [0, 0, 0.6]).astype(int)
         tops.append(lay.debris[v - 2:v + 3, u - 2:u + 3, :3].mean())
     assert tops[0] < 0.75 * tops[1]
+
+
+def test_sun_flag_sets_both_angles_and_refuses_bad_input(demo_files, tmp_path, capsys):
+    from derrumbe.cli import _spec_from_args, build_parser, main
+    d, p = demo_files
+    base = ["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(tmp_path / "o")]
+    spec = _spec_from_args(build_parser().parse_args(base + ["--sun=-30,25"]))
+    assert (spec.sun_azimuth, spec.sun_elevation) == (-30.0, 25.0)
+    for bad in ("--sun=abc", "--sun=10,200", "--sun=1,2,3"):
+        assert main(base + [bad, "--explain"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sun" in err
