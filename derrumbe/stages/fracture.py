@@ -35,6 +35,7 @@ DETAIL = {FACADE: 4.0, SLAB: 0.9, SIDE: 0.8, BACK: 0.35, CROSS: 0.45}
 PIECE_M = {FACADE: 1.3, SLAB: 2.2, SIDE: 2.0, BACK: 2.6, CROSS: 2.4, GLASS: 0.25}     # piece size in the plane
 CLUSTER_M = {FACADE: 3.6, SLAB: 5.0, SIDE: 12.0, BACK: 6.0, CROSS: 12.0, GLASS: 50.0}  # cluster length along the element
 CELL_PER_WINDOW = 0.6       # facade cells coarser than this share of a window's width get no openings
+GLASS_SHARE = 0.08          # at most this share of the fragment budget goes to glass
 SHARD_M2 = 0.1              # a pane breaks into shards of about this area (a final's fragment count)
 MIN_FRAGMENT_PX = 4.0       # a fragment spans at least this many plate pixels
 THICK_JITTER = 0.2          # seeds' spread across the thickness, as a share of it: slanted break faces
@@ -112,14 +113,18 @@ def _budgets(b: Building, cam: Camera, place: Placement, total: int) -> np.ndarr
     smaller than a few pixels on screen (smaller belongs to the grit)."""
     glass = np.array([el.kind == GLASS for el in b.elements])
     w = np.array([0.0 if g else el.area * DETAIL[el.kind] for el, g in zip(b.elements, glass)])
-    n = total * w / w.sum()
     px_m = place.depth_m / cam.f_px
     min_cell = MIN_FRAGMENT_PX * px_m
     cap = np.array([el.area / min_cell ** 2 for el in b.elements])
     # Panes break into shards on top of the budget: a few per pane in a preview, more
     # in a final, never fewer than two.
-    shards = np.array([el.area / SHARD_M2 * min(1.0, total / 4000) for el in b.elements])
-    n = np.where(glass, np.clip(shards, 2, 24), n)
+    shards = np.where(glass, [el.area / SHARD_M2 * min(1.0, total / 4000) for el in b.elements], 0.0)
+    if shards.sum() > GLASS_SHARE * total:          # many big windows: coarser shards, not a heavier shot
+        shards *= GLASS_SHARE * total / shards.sum()
+    shards = np.where(glass, np.clip(shards, 2, 24), 0.0)
+    # The shards come out of the walls' share: the count asked for is the count made.
+    n = (total - shards.sum()) * w / w.sum()
+    n = np.where(glass, shards, n)
     return np.maximum(2, np.round(np.minimum(n, cap))).astype(int)
 
 
