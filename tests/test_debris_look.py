@@ -322,6 +322,11 @@ def test_shadows_fall_between_standing_and_falling_parts():
     assert front.debris[y, x, :3].mean() < 0.75 * 0.4          # the plate, in the block's shadow
     far = (int(uv[0] + 0.3 * (uv[0] - hit[0])), int(uv[1] - 40))
     assert front.static[far[1], far[0]] == 1.0                  # elsewhere, still the plate's own pixels
+    # static_z, where the dust is split at standing walls: the wall's view depth both where
+    # the plate shows and where its shadowed pixels are drawn; 0 in the sky above it.
+    assert front.static_z[far[1], far[0]] == pytest.approx(30.0, abs=0.05)
+    assert front.static_z[y, x] == pytest.approx(30.0, abs=0.05)
+    assert front.static_z[:10].max() == 0.0
     # A standing side wall throws its shadow on a block that fell beside it (a low sun from
     # the front left): the block's front, lit by that sun, is darker there than in the open.
     side = ([-6.0, 0.0, -26.0], [-5.6, 8.0, -20.0], lambda n: SIDE_FACE if abs(n[0]) > 0.5 else BREAK)

@@ -429,7 +429,7 @@ COMBINE_FS = """
 #version 330
 uniform sampler2D acc_col, acc_aux, still_col, still_aux; uniform float samples;
 in vec2 v_uv;
-layout(location = 0) out vec4 o0; layout(location = 1) out vec4 o1;
+layout(location = 0) out vec4 o0; layout(location = 1) out vec4 o1; layout(location = 2) out float o2;
 void main() {
     ivec2 p = ivec2(gl_FragCoord.xy);
     vec4 ac = texelFetch(acc_col, p, 0), aa = texelFetch(acc_aux, p, 0);
@@ -437,6 +437,8 @@ void main() {
     float free = samples - aa.y;
     o0 = (ac + free * sc) / samples;
     o1 = vec4(sa.x, aa.y + free * sa.y, aa.z + free * sa.z, aa.w + free * sa.w);
+    // The still layer's own depth (static_z): where the dust is split at standing walls.
+    o2 = sa.w > 1e-6 ? sa.z / sa.w : 0.0;
 }
 """
 GROUND_FS = """

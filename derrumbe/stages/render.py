@@ -60,6 +60,9 @@ class FrameLayers:
     samples: int             # motion-blur sub-frames used
     depth_sum: np.ndarray    # H x W view depth of the nearest piece, summed over covered sub-frames
     depth_n: np.ndarray      # H x W number of sub-frames in which a piece covered the pixel
+    # H x W view depth of the still layer (what stands or has settled: every piece that does
+    # not move over the shutter, the plate's own pixels and drawn ones alike), 0 where none.
+    static_z: np.ndarray | None = None
 
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
@@ -311,7 +314,8 @@ class DebrisRenderer:
         self.acc_col, self.acc_aux = rgba(), rgba()
         self.acc_fbo = ctx.framebuffer(color_attachments=[self.acc_col, self.acc_aux])
         self.fin_col, self.fin_aux = rgba(), rgba()
-        self.fin_fbo = ctx.framebuffer(color_attachments=[self.fin_col, self.fin_aux])
+        self.fin_z = ctx.texture((W, H), 1, dtype="f4")          # the still layer's view depth
+        self.fin_fbo = ctx.framebuffer(color_attachments=[self.fin_col, self.fin_aux, self.fin_z])
         self.ground_tex = ctx.texture((W, H), 1, dtype="f4")
         self.ground_fbo = ctx.framebuffer(color_attachments=[self.ground_tex])
 
@@ -503,6 +507,7 @@ class DebrisRenderer:
         self.comb_vao.render()
         col = np.frombuffer(self.fin_col.read(), np.float32).reshape(H, W, 4)[::-1]
         aux = np.frombuffer(self.fin_aux.read(), np.float32).reshape(H, W, 4)[::-1]
+        still_z = np.frombuffer(self.fin_z.read(), np.float32).reshape(H, W)[::-1]
         self.ground_fbo.use()
         self.shadow.use(2)
         self.shadow_rest.use(6)
@@ -510,7 +515,7 @@ class DebrisRenderer:
         self.ground_vao.render()
         ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
         return FrameLayers(debris=col.copy(), static=aux[..., 0].copy(), ground=ground, samples=samples,
-                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy())
+                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=still_z.copy())
 
     def _pieces(self, layer: int, grit=None) -> None:
         """Opaque pieces, bars, grit, then moved panes blended over them, into the bound target."""

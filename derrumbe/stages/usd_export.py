@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pxr import Gf, Sdf, Tf, Usd, UsdGeom, Vt
+from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdVol, Vt
 
 from derrumbe.stages.camera import FILM_WIDTH_MM, Camera
 from derrumbe.stages.fracture import Fracture
@@ -38,8 +38,9 @@ FORMATS = {".usda": ".usda", ".usdc": ".usdc", ".usd": ".usdc"}
 
 
 def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, first_frame: int,
-              n_frames: int, name: str) -> dict:
-    """Writes the stage atomically to `path` (.usda text, .usdc/.usd binary); returns manifest facts."""
+              n_frames: int, name: str, vdb_files: dict | None = None) -> dict:
+    """Writes the stage atomically to `path` (.usda text, .usdc/.usd binary); returns manifest facts.
+    vdb_files: frame number -> path of that frame's dust .vdb, relative to the USD file."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -64,7 +65,10 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
     stage.GetRootLayer().documentation = f"derrumbe destruction export: {name}"
     _write_camera(stage, f"/{root_name}/camera", cam)
     UsdGeom.Xform.Define(stage, f"/{root_name}/pieces")
-    _write_pieces(stage, f"/{root_name}/pieces", fr, pos, quat, moving, first_frame)
+    gone = _gone_frame(sim, fps, n_frames)
+    _write_pieces(stage, f"/{root_name}/pieces", fr, pos, quat, moving, first_frame, gone)
+    if vdb_files:
+        _write_dust(stage, f"/{root_name}/dust", vdb_files)
 
     _export_atomically(stage.GetRootLayer(), path, fmt)
     return {
@@ -74,6 +78,8 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
         "camera": f"/{root_name}/camera",
         "pieces": int(fr.n),
         "pieces_animated": int(moving.sum()),
+        "dust_volume": f"/{root_name}/dust" if vdb_files else None,
+        "pieces_pulverised": int((gone < n_frames).sum()),
         "start_time_code": int(first_frame),
         "end_time_code": int(end_frame),
         "fps": int(fps),
@@ -97,11 +103,32 @@ def _frame_poses(sim: SimResult, fps: int, n_frames: int) -> tuple[np.ndarray, n
     return pos, quat
 
 
+def _gone_frame(sim: SimResult, fps: int, n_frames: int) -> np.ndarray:
+    """The first frame at which each fragment has been pulverised (n_frames: never)."""
+    n = sim.pos.shape[1]
+    if sim.hidden is None:
+        return np.full(n, n_frames)
+    return np.minimum(np.ceil(sim.hidden * fps - 1e-9), n_frames).astype(int)
+
+
 def _moving(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
     """Pieces whose pose changes at all over the shot: only these need time samples."""
     dp = np.abs(pos - pos[:1]).max(axis=(0, 2))
     dq = np.abs(quat - quat[:1]).max(axis=(0, 2))
     return (dp > STILL_M) | (dq > STILL_Q)
+
+
+def _write_dust(stage: Usd.Stage, prim_path: str, vdb_files: dict) -> None:
+    """The dust as a UsdVol Volume whose fields are the .vdb sequence's grids (file path
+    time-sampled per frame; the grids are already in the stage's world space)."""
+    vol = UsdVol.Volume.Define(stage, prim_path)
+    for grid in ("density", "temperature", "velocity"):
+        asset = UsdVol.OpenVDBAsset.Define(stage, f"{prim_path}/{grid}")
+        asset.CreateFieldNameAttr(grid)
+        attr = asset.CreateFilePathAttr()
+        for frame, rel in sorted(vdb_files.items()):
+            attr.Set(Sdf.AssetPath(str(rel)), float(frame))
+        vol.CreateFieldRelationship(grid, asset.GetPath())
 
 
 def _write_camera(stage: Usd.Stage, prim_path: str, cam: Camera) -> None:
@@ -132,7 +159,7 @@ def _write_camera(stage: Usd.Stage, prim_path: str, cam: Camera) -> None:
 
 
 def _write_pieces(stage: Usd.Stage, parent: str, fr: Fracture, pos: np.ndarray, quat: np.ndarray,
-                  moving: np.ndarray, first_frame: int) -> None:
+                  moving: np.ndarray, first_frame: int, gone: np.ndarray) -> None:
     layer = stage.GetRootLayer()
     times = [float(first_frame + i) for i in range(len(pos))]
     grey = Vt.Vec3fArray([Gf.Vec3f(*CONCRETE_GREY)])
@@ -158,6 +185,11 @@ def _write_pieces(stage: Usd.Stage, parent: str, fr: Fracture, pos: np.ndarray, 
         # steps are ~8 µm and rounding would make resting rubble shimmer.
         t_op = mesh.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble)
         r_op = mesh.AddOrientOp(UsdGeom.XformOp.PrecisionFloat)
+        if gone[i] < len(pos):
+            # Ground to dust under the crush front: it disappears, as in the render.
+            vis = mesh.CreateVisibilityAttr()
+            vis.Set(UsdGeom.Tokens.inherited, float(first_frame))
+            vis.Set(UsdGeom.Tokens.invisible, float(first_frame + gone[i]))
         if moving[i]:
             animated.append((i, t_op.GetAttr().GetPath(), r_op.GetAttr().GetPath()))
         else:

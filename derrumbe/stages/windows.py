@@ -109,7 +109,8 @@ def _regular(boxes: np.ndarray) -> np.ndarray:
 
 def _clusters(lo: np.ndarray, hi: np.ndarray, tol: float) -> list:
     """Groups intervals by their centres; each group's extent is its members' typical
-    one (a window found only in part stretches to its row's or column's full size)."""
+    one (a window found only in part stretches to its row's or column's full size).
+    Returns (lo, hi, member indices) per group."""
     c = 0.5 * (lo + hi)
     order = np.argsort(c)
     groups, cur = [], [order[0]]
@@ -120,7 +121,7 @@ def _clusters(lo: np.ndarray, hi: np.ndarray, tol: float) -> list:
             groups.append(cur)
             cur = [i]
     groups.append(cur)
-    return [(float(np.percentile(lo[g], 25)), float(np.percentile(hi[g], 75))) for g in groups]
+    return [(float(np.percentile(lo[g], 25)), float(np.percentile(hi[g], 75)), np.array(g)) for g in groups]
 
 
 def _grid(boxes: np.ndarray, dist: np.ndarray, inside: np.ndarray) -> np.ndarray:
@@ -133,10 +134,18 @@ def _grid(boxes: np.ndarray, dist: np.ndarray, inside: np.ndarray) -> np.ndarray
     wmed = np.median(boxes[:, 2] - boxes[:, 0])
     rows = _clusters(boxes[:, 1], boxes[:, 3], 0.5 * hmed)
     cols = _clusters(boxes[:, 0], boxes[:, 2], 0.5 * wmed)
+    if len(rows) > 1:
+        # A column is one where windows of two storeys share it: a ground floor's
+        # shopfronts (or their halves either side of a mullion) keep their own bays, which
+        # the storeys above need not follow.
+        row_of = np.empty(len(boxes), int)
+        for k, (_, _, g) in enumerate(rows):
+            row_of[g] = k
+        cols = [c for c in cols if len(np.unique(row_of[c[2]])) >= 2]
     H, W = dist.shape
     out = []
-    for y0, y1 in rows:
-        for x0, x1 in cols:
+    for y0, y1, _ in rows:
+        for x0, x1, _ in cols:
             a, b, c, d = int(x0), int(y0), int(np.ceil(x1)), int(np.ceil(y1))
             if c - a < 3 or d - b < 3:
                 continue
