@@ -42,9 +42,12 @@ from derrumbe.stages.moving_holdouts import MovingHoldouts
 from derrumbe.stages.particles import debris_sizes, emit_particles
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
-from derrumbe.stages.render import DebrisRenderer, estimate_lighting
+from derrumbe.stages.lighting import describe as describe_light
+from derrumbe.stages.lighting import estimate_lighting
+from derrumbe.stages.render import DebrisRenderer
 from derrumbe.stages.simulate import simulate
 from derrumbe.stages.vdb import dust_grids, vdb_path, write_vdb
+from derrumbe.stages.windows import detect_windows, to_facade
 
 PREVIEW_MAX_PIECES = 1500    # a preview trades fracture detail for speed (same hierarchy, coarser leaves)
 DUST_CELLS = (60_000, 300_000)          # preview, final: cells of the most the dust grid may grow to
@@ -328,10 +331,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     face_albedo = colour.rec709_to_working(material.face_albedo)    # presets are Rec.709
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     with stage("fracture"):
+        # Windows: cheap to find, so found again rather than cached (the light uses them too).
+        win_px = detect_windows(plate.srgb, matte.building)
         fr, _ = cache.get_or_run("fracture", keys["fracture"], {}, lambda: fracture_building(
-            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed, spec.pieces))
+            cam, place, matte.building, spec.style, spec.direction, material, n_pieces, spec.seed, spec.pieces,
+            windows=to_facade(win_px, cam, place.depth_m)))
     say(f"{fr.n} fragments in {fr.info['pieces']} pieces, {fr.info['clusters']} clusters, "
-        f"{fr.info['storeys']} storeys")
+        f"{fr.info['storeys']} storeys, {fr.info.get('windows', 0)} glazed windows")
 
     sample_hz = _sample_hz(spec)
     with stage("simulate", total=int(spec.duration * sample_hz) + 1):
@@ -422,7 +428,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     with stage("cleanplate"):
         clean = make_cleanplate(plate_out, bmatte, hold_out, skyness, ocam, ocam.f_px / place.depth_m, spec.seed)
 
-    light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation)
+    light, light_info = estimate_lighting(plate_out, bmatte, skyness, spec.sun_azimuth, spec.sun_elevation,
+                                          win_px * (out_w / size[0]))
+    say(describe_light(light_info))
     shutter_s = shutter_seconds(spec.shutter, spec.fps)
     first_motion = float(np.min(sim.released)) if np.isfinite(sim.released).any() else np.inf
     potential = float((sim.mass * 9.81 * fr.centroid[:, 1]).sum())
@@ -455,7 +463,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     sun_share = 0.0
     if todo:
         renderer = DebrisRenderer(fr, ocam, plate_out, bmatte, light, face_albedo, material.face_rough,
-                                  sim.pos[0], sim.quat[0])
+                                  sim.pos[0], sim.quat[0], holdout=hold_still, masonry=material.name == "masonry",
+                                  seed=spec.seed)
         if has_dust:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
@@ -671,11 +680,12 @@ def opaque_depth(layers, holdout_z: np.ndarray | None, size) -> np.ndarray:
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
     debris = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), np.inf)
     if layers.static_z is not None:
-        # The standing building hides the dust behind it (the comp shows the plate there),
-        # so the dust is split at its walls too: behind a standing corner nearer than the
-        # facade, the cloud must not be drawn as in front.
-        st = cv2.resize(layers.static, (W, H), interpolation=cv2.INTER_AREA)
-        sz = _min_pool(np.where(layers.static > 0.5, layers.static_z, np.inf), (W, H))
+        # The standing building hides the dust behind it (the comp shows the plate or the
+        # still piece there), so the dust is split at its walls too: behind a standing
+        # corner nearer than the facade, the cloud must not be drawn as in front.
+        still = layers.static_z > 0
+        st = cv2.resize(still.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA)
+        sz = _min_pool(np.where(still, layers.static_z, np.inf), (W, H))
         debris = np.minimum(debris, np.where(st > 0.5, sz, np.inf))
     if holdout_z is not None:
         # The nearest holdout touching a march pixel: the dust in front of it covers it.
