@@ -38,7 +38,7 @@ from derrumbe.errors import DerrumbeError
 from derrumbe.stages.outputs import atomic_write_bytes
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = dict(matte=1, camera=1, fracture=1, simulate=2, particles=1, dust=1, frames=1)
+VERSIONS = dict(matte=1, camera=2, fracture=1, simulate=2, particles=1, dust=1, frames=1)
 
 
 def key_of(stage: str, params: dict, upstream: tuple = ()) -> str:

@@ -29,6 +29,7 @@ from derrumbe.stages.keystone import Keystone, estimate_keystone, rectify, verti
 WORK_PX = 600            # the rectified facade's height at which it is analysed
 MIN_REPEATS = 1.8        # a period must show at least this many times along its profile
 PHASE_BINS = 32
+MIN_ROW_CONTRAST = 1.5   # Lab L units: rows that vary less than this along the facade are plain wall
 MIN_BELOW = 0.05         # the facade must go on this far below the matte (of its height) to count
 
 
@@ -243,13 +244,12 @@ def window_rows(view: FacadeView, bay: Period) -> WindowRows | None:
     peak = float(np.percentile(prof, 97))
     if peak <= 0:
         return None
-    # Hysteresis: a window row is a run above a quarter of the peak that reaches half of
-    # it somewhere (a bright sash or a transom dips inside a window, not below a quarter).
+    # A window row is a run above half the peak; a bright sash or a transom splits one
+    # window into two runs a small gap apart. Surrounds (architraves, pediments, keystones)
+    # differ less from the wall than the opening and stay out.
     bands = []
-    for r in _runs(prof > 0.25 * peak):
-        if prof[r[0]:r[1]].max() < 0.5 * peak:
-            continue
-        if bands and r[0] - bands[-1][1] < 0.02 * h:
+    for r in _runs(prof > 0.5 * peak):
+        if bands and r[0] - bands[-1][1] < max(0.02 * h, 0.15 * (r[1] - bands[-1][0])):
             bands[-1][1] = r[1]
         else:
             bands.append(r)
@@ -288,6 +288,8 @@ def storey_periods(view: FacadeView, rows: WindowRows | None) -> list[Period]:
         prof = -g.mean(1)
         prof = cv2.GaussianBlur(prof[:, None], (0, 0), max(1.0, h / 150)).ravel()
     prof = prof - cv2.GaussianBlur(prof[:, None].astype(np.float32), (0, 0), max(3.0, h / 4)).ravel()
+    if rows is None and float(np.std(prof)) < MIN_ROW_CONTRAST:
+        return []         # a plain wall: its noise has no period worth reading
     ac = autocorr(prof)
     cands = comb_periods(ac, max(6, h / 14), h / MIN_REPEATS)
     return [Period(c.px / view.s, c.score) for c in cands]
@@ -355,3 +357,88 @@ def _verticals_reach(seg: np.ndarray, bot: float, x0: int, x1: int, gap: float) 
         if not far.any():
             return reach
         reach = float(ends[int(np.argmax(far))])       # the second verticals' end
+
+
+def extend_to_street(building: np.ndarray, street: float) -> np.ndarray:
+    """The matte carried down to the street row over the columns its lowest band holds."""
+    m = building > 0.5
+    ys = np.nonzero(m.any(axis=1))[0]
+    bot = int(ys.max()) + 1
+    if street <= bot + 1:
+        return m
+    band = m[max(int(ys.min()), bot - max(4, (bot - int(ys.min())) // 8)):bot]
+    out = m.copy()
+    out[bot:int(round(street))] |= band.mean(axis=0) > 0.3
+    return out
+
+
+# ---------------------------------------------------------------- doors
+
+@dataclass
+class Door:
+    x0: float
+    x1: float
+    top: float
+    bottom: float         # plate rows
+
+    @property
+    def height_px(self) -> float:
+        return self.bottom - self.top
+
+
+def _chain(seg: np.ndarray, gap: float, dx: float) -> np.ndarray:
+    """Collinear vertical segments joined (LSD breaks a long jamb at every glint):
+    (x, top, bottom) rows."""
+    xm = (seg[:, 0] + seg[:, 2]) / 2
+    yt = np.minimum(seg[:, 1], seg[:, 3])
+    yb = np.maximum(seg[:, 1], seg[:, 3])
+    lines: list[list[float]] = []
+    for i in np.argsort(yt):
+        for ln in lines:
+            if abs(ln[0] - xm[i]) < dx and yt[i] < ln[2] + gap and yb[i] > ln[1] - gap:
+                ln[1], ln[2] = min(ln[1], yt[i]), max(ln[2], yb[i])
+                break
+        else:
+            lines.append([float(xm[i]), float(yt[i]), float(yb[i])])
+    return np.array(lines, float).reshape(-1, 3)
+
+
+def find_doors(srgb: np.ndarray, building: np.ndarray, street: float) -> list[Door]:
+    """Doors: two jambs that stand on the street (or a step or two above it), as tall as
+    each other, 0.3-0.8 of their height apart (a single leaf to a double door) with no
+    third one between them (that would be a shop front's mullions)."""
+    m = building > 0.5
+    ys = np.nonzero(m.any(axis=1))[0]
+    top = float(ys.min())
+    tall = street - top
+    held = np.nonzero(m[int(top):int(street)].mean(axis=0) > 0.3)[0]
+    if tall < 40 or len(held) < 8:
+        return []
+    x0, x1 = held.min(), held.max() + 1
+    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m, anywhere=True)
+    if not len(seg):
+        return []
+    ln = _chain(seg, gap=0.02 * tall, dx=max(3.0, 0.006 * srgb.shape[1]))
+    length = ln[:, 2] - ln[:, 1]
+    stands = (ln[:, 2] > street - 0.07 * tall) & (ln[:, 2] < street + max(5.0, 0.03 * tall))
+    ln = ln[stands & (ln[:, 0] >= x0) & (ln[:, 0] < x1) & (length > 0.1 * tall) & (length < 0.6 * tall)]
+    ln = ln[np.argsort(ln[:, 0])]
+    doors = []
+    for i in range(len(ln)):
+        for j in range(i + 1, len(ln)):
+            a, b = ln[i], ln[j]
+            h = 0.5 * ((a[2] - a[1]) + (b[2] - b[1]))
+            w = b[0] - a[0]
+            if abs(a[2] - b[2]) > 0.03 * tall or abs(a[1] - b[1]) > 0.06 * h or not 0.3 <= w / h <= 0.8:
+                continue
+            inner = ln[(ln[:, 0] > a[0] + 0.1 * w) & (ln[:, 0] < b[0] - 0.1 * w)]
+            if ((inner[:, 2] - inner[:, 1]) > 0.5 * h).any():
+                continue
+            doors.append(Door(a[0], b[0], min(a[1], b[1]), max(a[2], b[2])))
+    # Overlapping pairs are one door seen through its leaf and its frame: keep the outer.
+    doors.sort(key=lambda d: -(d.x1 - d.x0))
+    kept: list[Door] = []
+    for d in doors:
+        if all(d.x1 <= k.x0 or d.x0 >= k.x1 for k in kept):
+            kept.append(d)
+    return kept

@@ -17,6 +17,7 @@ Cues (their pixel rulers come from facade.py, read on the facade rectified for k
 - window height: the window rows' height;
 - window bays: the window axis spacing along the street;
 - ground floor: the base to the sills of the first row of windows above it;
+- doors: two jambs standing on the street;
 - people and cars standing near the facade (from the holdouts stage);
 - the horizon, when known: a hand-held camera's eye is ~1.7 m above the street;
 - a given height (--height-m) overrides all of them.
@@ -33,6 +34,8 @@ test plates:
 - bay 2.8 m, sigma 0.30: window axes of 2.4-3.6 m in masonry blocks, panel modules of
   2.7-3.6 m in post-war housing, 1.35-1.8 m mullion grids in curtain walls (hence the
   wide spread).
+- door 2.4 m, sigma 0.15: leaves of 2.0-2.4 m (DIN 18101's 2.0 and 2.125 m, shop doors
+  2.1-2.4 m), old entrance doors and doors with a transom 2.5-3.0 m.
 - ground floor plus sill 4.8 m, sigma 0.20: ground floors of 3.5-5 m (shops, high
   ceilings, a plinth) and sills 0.8-1.0 m above the floor.
 - person 1.70 m, sigma 0.07 (adult stature, men and women, ~1.6-1.8 m, NCD-RisC 2016;
@@ -62,6 +65,7 @@ class Prior(NamedTuple):
 STOREY = Prior(3.5, 0.15)
 WINDOW = Prior(1.8, 0.20)
 BAY = Prior(2.8, 0.30)
+DOOR = Prior(2.4, 0.15)
 GROUND_SILL = Prior(4.8, 0.20)
 EYE = Prior(1.7, 0.35)
 OBJECTS = {
@@ -76,6 +80,7 @@ FALLBACK_STOREYS = 4       # nothing to read: an ordinary street building of fou
 FALLBACK_SIGMA = 0.40
 EPS = 0.05                 # likelihood floor of a cue that is wrong (relative to a 1-sigma-0.2 peak of ~2)
 SIGMA_FLOOR = 0.06         # cues share the building's era (tall storeys, tall windows): never surer than this
+MAX_DOORS = 3
 MIN_PERSON_PX = 8          # smaller objects are not measured well enough
 
 
@@ -96,6 +101,8 @@ class Cue:
     detail: str
     options: list = field(default_factory=list)   # other readings (m_per_px, weight): harmonics
     agrees: bool = True             # set by the combination
+    ruler_m: float = 0.0            # what the ruler is taken to measure, for reports
+    needs: str = ""                 # a cue whose finding this one reads (dropped if that one is overruled)
 
     def readings(self) -> list[tuple[float, float]]:
         return self.options or [(self.m_per_px, 1.0)]
@@ -156,21 +163,36 @@ def window_cue(rows: fa.WindowRows | None, facade_px: float) -> Cue | None:
     # A weak fold (the bay barely repeats) may have found something other than windows.
     sigma *= 1.0 + max(0.0, 0.15 - rows.bay.score) * 4
     return Cue("window height", WINDOW.metres / h, sigma,
-               f"{len(heights)} window row{'s' * (len(heights) > 1)} {h:.0f} px tall at {WINDOW.metres} m")
+               f"{len(heights)} window row{'s' * (len(heights) > 1)} {h:.0f} px tall at {WINDOW.metres} m",
+               ruler_m=WINDOW.metres)
 
 
-def storey_cue(periods: list[fa.Period], window_px: float | None) -> Cue | None:
-    """All plausible harmonics stay options; the comb score weighs them."""
+def storey_cue(periods: list[fa.Period], window_px: float | None, facade_px: float) -> Cue | None:
+    """All plausible harmonics stay options; the comb score weighs them. A period seen
+    fewer than ~3 times (two window rows) is one spacing, not a checked period."""
     ok = [p for p in periods if p.score > 0.05 and (window_px is None or p.px > 1.25 * window_px)]
     if not ok or ok[0].score < 0.15:
         return None
     best = ok[0]
+    repeats = facade_px / best.px
     sigma = float(np.hypot(STOREY.sigma, 0.25 * (1 - min(best.score, 1.0))))
+    sigma *= 1.0 + 0.3 * max(0.0, 3.0 - repeats)
     options = [(STOREY.metres / p.px, p.score) for p in ok[:3]]
     others = ", ".join(f"{p.px:.0f}" for p in ok[1:3])
     return Cue("storey period", STOREY.metres / best.px, sigma,
-               f"{best.px:.0f} px a storey (comb {best.score:.2f}{'; also ' + others if others else ''}) "
-               f"at {STOREY.metres} m", options)
+               f"{best.px:.0f} px a storey, {repeats:.1f} in view (comb {best.score:.2f}"
+               f"{'; also ' + others if others else ''}) at {STOREY.metres} m", options, ruler_m=STOREY.metres)
+
+
+def door_cue(doors: list, keystone) -> Cue | None:
+    """A facade has a door or a few; a row of many openings on the street is a shop
+    front or an arcade, whose height is no door's."""
+    if not doors or len(doors) > MAX_DOORS:
+        return None
+    px = np.array([d.height_px / float(keystone.scale_at(0.5 * (d.top + d.bottom))) for d in doors])
+    h = float(np.median(px))
+    return Cue("door", DOOR.metres / h, DOOR.sigma,
+               f"{len(px)} door{'s' * (len(px) > 1)} {h:.0f} px tall at {DOOR.metres} m", ruler_m=DOOR.metres)
 
 
 def bay_cue(rows: fa.WindowRows | None, bays: list[fa.Period]) -> Cue | None:
@@ -179,7 +201,7 @@ def bay_cue(rows: fa.WindowRows | None, bays: list[fa.Period]) -> Cue | None:
         return None
     sigma = float(np.hypot(BAY.sigma, 0.25 * (1 - min(bay.score, 1.0))))
     return Cue("window bays", BAY.metres / bay.px, sigma,
-               f"{bay.px:.0f} px a bay (comb {bay.score:.2f}) at {BAY.metres} m")
+               f"{bay.px:.0f} px a bay (comb {bay.score:.2f}) at {BAY.metres} m", ruler_m=BAY.metres)
 
 
 def ground_floor_cue(rows: fa.WindowRows | None, facade_px: float, storey_px: float | None) -> Cue | None:
@@ -194,31 +216,41 @@ def ground_floor_cue(rows: fa.WindowRows | None, facade_px: float, storey_px: fl
         return None
     px = cand[0]
     return Cue("ground floor", GROUND_SILL.metres / px, GROUND_SILL.sigma,
-               f"first sills {px:.0f} px above the base at {GROUND_SILL.metres} m")
+               f"first sills {px:.0f} px above the street at {GROUND_SILL.metres} m", ruler_m=GROUND_SILL.metres,
+               needs="window height")
 
 
 def object_cues(people, keystone) -> list[Cue]:
-    """People and vehicles standing near the facade: one cue for each kind (their sizes
-    vary independently, so n of them are surer than one, down to the shared bias of
-    standing a little in front of the facade)."""
+    """People and vehicles standing near the facade: one cue for each kind. Their sizes vary
+    independently, so n that agree are surer than one (down to the bias they share, of
+    standing a little in front of the facade). One that disagrees (a child, a false
+    detection) is left out; where they split into equal camps, each camp is an option and
+    the other cues choose."""
     by_kind: dict[str, list[float]] = {}
-    skipped = []
     for obj in people or []:
         o = Standing(*obj)
-        prior = OBJECTS.get(o.kind)
-        if prior is None or not np.isfinite(o.height_px) or o.height_px < MIN_PERSON_PX:
-            skipped.append(o.kind)
+        if o.kind not in OBJECTS or not np.isfinite(o.height_px) or o.height_px < MIN_PERSON_PX:
             continue
         row = keystone.base_row if o.foot_row is None else o.foot_row - 0.5 * o.height_px
-        by_kind.setdefault(o.kind, []).append(prior.metres / o.height_px * float(keystone.scale_at(row)))
+        by_kind.setdefault(o.kind, []).append(OBJECTS[o.kind].metres / o.height_px * float(keystone.scale_at(row)))
     cues = []
     for kind, ms in by_kind.items():
         prior = OBJECTS[kind]
-        n = len(ms)
-        sigma = float(np.hypot(prior.sigma / np.sqrt(n), 0.03))
-        px = prior.metres / np.exp(np.mean(np.log(ms)))
-        cues.append(Cue(kind if n == 1 else f"{kind}s", float(np.exp(np.mean(np.log(ms)))), sigma,
-                        f"{n} {kind}{'s' * (n > 1)} {px:.0f} px tall at {prior.metres} m"))
+        logs = np.log(ms)
+        camps = [logs[np.abs(logs - x) < 2.5 * prior.sigma] for x in logs]
+        most = max(len(c) for c in camps)
+        means = sorted({round(float(np.mean(c)), 9) for c in camps if len(c) == most})
+        sigma = float(np.hypot(prior.sigma / np.sqrt(most), 0.03))
+        options = [(float(np.exp(x)), 1.0) for x in means] if len(means) > 1 else []
+        px = prior.metres / np.exp(means[0])
+        left_out = len(ms) - most * len(means) if len(means) == 1 else 0
+        detail = f"{most} {kind}{'s' * (most > 1)} {px:.0f} px tall at {prior.metres} m"
+        if left_out > 0:
+            detail += f" ({left_out} of other sizes left out)"
+        if options:
+            detail += f" (or the other {len(means) - 1} camp{'s' * (len(means) > 2)} of the same size)"
+        cues.append(Cue(kind if len(ms) == 1 else f"{kind}s", float(np.exp(means[0])), sigma, detail, options,
+                        ruler_m=prior.metres))
     return cues
 
 
@@ -233,12 +265,33 @@ def horizon_cue(horizon_y: float | None, ground_row: float) -> Cue | None:
 
 def combine(cues: list[Cue]) -> tuple[float, float, str]:
     """The mode of the cues' robust joint likelihood, then the inverse-variance mean of the
-    readings that agree with it (see the module's note)."""
+    readings that agree with it (see the module's note). A cue read off another cue's
+    finding (the ground floor off the window rows) goes when that one is overruled."""
     exact = [c for c in cues if c.sigma == 0.0]
     if exact:
+        # A given size wins; the facade's cues that agree with it still tell the storeys.
+        given = exact[0].m_per_px
         for c in cues:
-            c.agrees = c is exact[0]
-        return exact[0].m_per_px, 0.0, exact[0].name
+            logs = np.log(np.array(c.readings())[:, 0])
+            near = logs[int(np.argmin(np.abs(logs - np.log(given))))]
+            c.agrees = c is exact[0] or abs(near - np.log(given)) < 2.0 * c.sigma
+            if c.agrees:
+                c.m_per_px = float(np.exp(near))
+        return given, 0.0, exact[0].name
+    result = _combine(cues)
+    names = {c.name for c in cues}
+    orphans = [c for c in cues if c.needs and (c.needs not in names or not next(
+        d for d in cues if d.name == c.needs).agrees)]
+    if orphans and len(orphans) < len(cues):
+        kept = [c for c in cues if c not in orphans]
+        result = _combine(kept)
+        for c in orphans:
+            c.agrees = False
+            c.detail += f" (not used: {c.needs} overruled)"
+    return result
+
+
+def _combine(cues: list[Cue]) -> tuple[float, float, str]:
     mus = np.log([m for c in cues for m, _ in c.readings()])
     x = np.arange(mus.min() - 1.0, mus.max() + 1.0, 0.002)
     logp = np.zeros_like(x)
@@ -252,9 +305,11 @@ def combine(cues: list[Cue]) -> tuple[float, float, str]:
     for c in cues:
         logs = np.log(np.array(c.readings())[:, 0])
         near = logs[int(np.argmin(np.abs(logs - mode)))]
-        c.agrees = abs(near - mode) < 2.5 * c.sigma
+        c.agrees = abs(near - mode) < 2.0 * c.sigma
         if c.agrees:
-            c.m_per_px = float(np.exp(near))      # the harmonic the others chose
+            if abs(near - np.log(c.m_per_px)) > 1e-9 and c.ruler_m:
+                c.detail += f"; read as {c.ruler_m / np.exp(near):.0f} px, the harmonic the others agree with"
+            c.m_per_px = float(np.exp(near))
             picked.append(near)
             weights.append(1 / c.sigma ** 2)
     picked, weights = np.array(picked), np.array(weights)
@@ -266,7 +321,7 @@ def combine(cues: list[Cue]) -> tuple[float, float, str]:
     sigma = max(float(sigma), SIGMA_FLOOR)
     best = max((c for c in cues if c.agrees), key=lambda c: 1 / c.sigma ** 2)
     agree = [c.name for c in cues if c.agrees and c is not best]
-    overruled = [c.name for c in cues if not c.agrees]
+    overruled = [c.name for c in cues if not c.agrees and not c.needs]
     source = best.name
     if agree:
         source += f" ({', '.join(agree)} agreeing)"
@@ -284,52 +339,54 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
     facade; `height_m`: a known height (matte base to top) that overrides every cue;
     `horizon_y`: the horizon's row where known."""
     m = building_matte > 0.5
+    if not m.any():
+        raise ValueError("the building matte is empty")
     ys = np.nonzero(m.any(axis=1))[0]
     top, base = float(ys.min()), float(ys.max() + 1)
-    view = fa.facade_view(srgb, m)
-    k = view.keystone
-    ground = fa.street_row(srgb, m)
-    facade_px = float(k.height_px(top))                   # base-row pixels, base to top
+    street = fa.street_row(srgb, m)
+    facade = fa.extend_to_street(m, street)      # the rulers are read down to the street
+    view = fa.facade_view(srgb, facade)
+    k = view.keystone                             # its base row is the street's
+    facade_px = float(k.height_px(top))           # street to top, in street-row pixels
+    matte_px = facade_px - float(k.height_px(base))
     bays = fa.bay_periods(view)
     rows = fa.best_window_rows(view, bays)
     win = window_cue(rows, facade_px)
     window_px = None if win is None else WINDOW.metres / win.m_per_px
-    storeys = storey_cue(fa.storey_periods(view, rows), window_px)
-    cues = [c for c in (storeys, win, bay_cue(rows, bays)) if c is not None]
+    storeys = storey_cue(fa.storey_periods(view, rows), window_px, facade_px)
     storey_px = None if storeys is None else STOREY.metres / storeys.m_per_px
-    gf = ground_floor_cue(rows, facade_px, storey_px)
-    if gf is not None and ground > base + 1:
-        gf = None          # the matte's base is not the street: the sills' height above it means nothing
-    cues += [c for c in (gf, horizon_cue(horizon_y, ground)) if c is not None]
-    cues += object_cues(people, k)
+    found = [storeys, win, bay_cue(rows, bays), door_cue(fa.find_doors(srgb, facade, street), k),
+             ground_floor_cue(rows, facade_px, storey_px), horizon_cue(horizon_y, street)]
+    cues = [c for c in found if c is not None] + object_cues(people, k)
     if height_m is not None:
-        cues.insert(0, Cue("given height", float(height_m) / facade_px, 0.0, f"--height-m {height_m:g}"))
+        cues.insert(0, Cue("given height", float(height_m) / matte_px, 0.0, f"--height-m {height_m:g}"))
     if not cues:
         fallback = GROUND_SILL.metres - SILL_M + (FALLBACK_STOREYS - 1) * STOREY.metres
         cues.append(Cue(f"assumed {FALLBACK_STOREYS} storeys", fallback / facade_px, FALLBACK_SIGMA,
-                        "no window rows, people or cars found"))
+                        "no window rows, doors, people or cars found"))
     m_px, sigma, source = combine(cues)
-    return _describe_building(m_px, sigma, source, cues, k, top, base, ground, facade_px, rows)
+    return _describe_building(m_px, sigma, source, cues, k, top, base, street, facade_px, matte_px)
 
 
-def _describe_building(m_px, sigma, source, cues, k, top, base, ground, facade_px, rows) -> Scale:
-    height = m_px * facade_px
-    below = -float(k.height_px(ground))                   # base-row pixels from the street up to the base
-    ground_height = height + m_px * below
-    storey = next((c for c in cues if c.name == "storey period" and c.agrees), None)
+def _describe_building(m_px, sigma, source, cues, k, top, base, street, facade_px, matte_px) -> Scale:
+    """Heights, storey height and count from the scale and the cues that agreed with it."""
+    def agreeing(name):
+        return next((c for c in cues if c.name == name and c.agrees), None)
+    storey, win, gf = agreeing("storey period"), agreeing("window height"), agreeing("ground floor")
     if storey is not None:
         storey_m = STOREY.metres * m_px / storey.m_per_px
-    else:
-        win = next((c for c in cues if c.name == "window height" and c.agrees), None)
+    elif win is not None:
         # Windows are about half a storey (see the priors).
-        storey_m = STOREY.metres if win is None else float(
-            np.clip(WINDOW.metres * m_px / win.m_per_px * STOREY.metres / WINDOW.metres, 2.7, 4.8))
-    gf = next((c for c in cues if c.name == "ground floor"), None)
+        storey_m = float(np.clip(STOREY.metres * m_px / win.m_per_px, 2.7, 4.8))
+    else:
+        storey_m = STOREY.metres
     ground_floor = storey_m + 0.5
     if gf is not None:
         measured = GROUND_SILL.metres * m_px / gf.m_per_px - SILL_M
-        if storey_m * 0.8 < measured < 2.0 * storey_m:
+        if 0.8 * storey_m < measured < 2.0 * storey_m:
             ground_floor = measured
-    storeys = 1.0 + max(0.0, ground_height - ground_floor) / storey_m
-    return Scale(m_px, sigma, height, storeys, storey_m, ground_floor, source, cues, base, top, ground,
-                 ground_height, k.vp_row)
+    street_height = m_px * facade_px
+    storeys = 1.0 + max(0.0, street_height - ground_floor) / storey_m
+    # The structure stands on the matte's base: its ground floor is what shows above it.
+    return Scale(m_px, sigma, m_px * matte_px, storeys, storey_m, ground_floor, source, cues, base, top, street,
+                 street_height, k.vp_row)
