@@ -158,6 +158,16 @@ def test_people_overrule_a_facade_read_at_the_wrong_harmonic():
     assert est.m_per_px == pytest.approx(d.m_per_px, rel=0.12)
 
 
+def test_the_horizon_gives_the_scale_of_the_street_below_it():
+    """A level camera at eye height e sees the facade's foot (base - horizon) pixels below
+    the horizon, at e / (base - horizon) metres a pixel."""
+    d = draw_facade(plain=True)
+    est = estimate_scale(d.srgb, d.matte, horizon_y=d.base_row - 100.0)
+    assert est.source == "horizon"
+    assert est.m_per_px == pytest.approx(1.7 / 100.0, rel=1e-6)
+    assert 0.3 <= est.sigma <= 0.4          # eye heights vary: a weak cue
+
+
 def test_a_given_height_wins_over_every_cue():
     d = draw_facade(storeys=5)
     est = estimate_scale(d.srgb, d.matte, people=[("person", 10.0)], height_m=30.0)

@@ -51,7 +51,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 
 from derrumbe.stages import facade as fa
@@ -75,6 +74,7 @@ OBJECTS = {
     "bus": Prior(3.10, 0.15),
     "truck": Prior(3.40, 0.15),
 }
+STOREY_RANGE_M = (2.5, 5.0)  # floor to floor, the lowest and highest a street building has
 SILL_M = 0.9               # sill above its floor, to place the first floor line
 FALLBACK_STOREYS = 4       # nothing to read: an ordinary street building of four storeys
 FALLBACK_SIGMA = 0.40
@@ -96,7 +96,7 @@ class Standing(NamedTuple):
 @dataclass
 class Cue:
     name: str
-    m_per_px: float                 # at the facade's base row
+    m_per_px: float                 # at the street row
     sigma: float                    # 1-sigma in log(m_per_px)
     detail: str
     options: list = field(default_factory=list)   # other readings (m_per_px, weight): harmonics
@@ -110,7 +110,7 @@ class Cue:
 
 @dataclass
 class Scale:
-    m_per_px: float                 # metres per pixel at the facade's base row
+    m_per_px: float                 # metres per pixel at the facade's foot (the street row)
     sigma: float                    # 1-sigma in log (of m_per_px and of every height)
     height_m: float                 # the matte: base row to top row, keystone accounted for
     storeys: float                  # visible storeys from the street, the ground floor counted once
@@ -374,7 +374,8 @@ def _describe_building(m_px, sigma, source, cues, k, top, base, street, facade_p
         return next((c for c in cues if c.name == name and c.agrees), None)
     storey, win, gf = agreeing("storey period"), agreeing("window height"), agreeing("ground floor")
     if storey is not None:
-        storey_m = STOREY.metres * m_px / storey.m_per_px
+        # A harmonic the other cues pulled too far is still not a 6 m storey.
+        storey_m = float(np.clip(STOREY.metres * m_px / storey.m_per_px, *STOREY_RANGE_M))
     elif win is not None:
         # Windows are about half a storey (see the priors).
         storey_m = float(np.clip(STOREY.metres * m_px / win.m_per_px, 2.7, 4.8))
