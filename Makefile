@@ -79,6 +79,8 @@ system-deps:
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	@# The contrib build replaces the plain one (both own cv2/; together they break it).
+	@if $(BIN)/pip show -q opencv-python-headless >/dev/null 2>&1; then $(BIN)/pip uninstall -q -y opencv-python-headless; fi
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 

@@ -197,7 +197,7 @@ def main() -> None:
                  bench_wall_s=round(time.perf_counter() - t_start, 1))
         d, s = r["derrumbe_s"], r["blender_s"]
         print(f"\n{'stage':<10} {'derrumbe':>10} {'Blender':>12} {'ratio':>8}")
-        print(f"{'simulate':<10} {d['simulate']:>9.1f}s {s['simulate']:>11.1f}s {r['ratio_simulate']:>7.1f}x  (MuJoCo vs Bullet)")
+        print(f"{'simulate':<10} {d['simulate']:>9.1f}s {s['simulate']:>11.1f}s {r['ratio_simulate']:>7.1f}x  (Rapier vs Bullet)")
         print(f"{'dust':<10} {d['dust']:>9.1f}s {s['dust']:>11.1f}s {r['ratio_dust']:>7.1f}x  (ours vs Mantaflow)")
         print(f"{'render':<10} {d['render']:>9.1f}s {s['render_eevee']:>11.1f}s {r['ratio_render_eevee']:>7.1f}x  (EEVEE, extrapolated)")
         print(f"{'render':<10} {d['render']:>9.1f}s {s['render_cycles']:>11.1f}s {r['ratio_render_cycles']:>7.1f}x  (Cycles CPU, extrapolated)")

@@ -22,6 +22,7 @@ people you would not take code from.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -38,12 +39,32 @@ from derrumbe.errors import DerrumbeError
 from derrumbe.stages.outputs import atomic_write_bytes
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = dict(matte=1, camera=2, fracture=1, simulate=2, particles=1, dust=1, frames=1)
+VERSIONS = dict(matte=1, camera=2, fracture=2, simulate=3, particles=2, dust=1, frames=2)
+
+
+# The libraries whose version changes a stage's result: derrumbe itself, the rigid-body
+# solver, the compiled kernels (dust, particles, comp) and the colour engine.
+RESULT_PACKAGES = ("rapier3d", "numba", "opencolorio", "numpy")
+
+
+@functools.cache
+def software() -> dict:
+    """The versions every cache key is made with: an upgrade recomputes, never reuses a
+    result the new code would not have made."""
+    from importlib.metadata import PackageNotFoundError, version
+    from derrumbe import __version__
+    out = {"derrumbe": __version__}
+    for name in RESULT_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def key_of(stage: str, params: dict, upstream: tuple = ()) -> str:
-    blob = json.dumps({"stage": stage, "v": VERSIONS.get(stage, 1), "params": params, "up": list(upstream)},
-                      sort_keys=True, default=_jsonable)
+    blob = json.dumps({"stage": stage, "v": VERSIONS.get(stage, 1), "params": params, "up": list(upstream),
+                       "software": software()}, sort_keys=True, default=_jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -130,8 +151,10 @@ class StageCache:
                 self.events.append((stage, "recomputed: its cached result failed its checksum"))
                 return None
             return pickle.loads(data)
-        except (OSError, ValueError, KeyError, pickle.UnpicklingError, EOFError):
-            self.events.append((stage, "recomputed: its cached result could not be read"))
+        except Exception as e:
+            # Unreadable, or made by other code: a class renamed or moved since raises
+            # AttributeError or ImportError here. Either way, computing again is right.
+            self.events.append((stage, f"recomputed: its cached result could not be read ({type(e).__name__})"))
             return None
 
     def store(self, stage: str, key: str, obj, params: dict) -> None:
@@ -196,9 +219,12 @@ class StageCache:
         data, digest = raw[:-32], raw[-32:]
         if hashlib.sha256(data).digest() != digest:
             return None
-        body = zlib.decompress(data[1:]) if data[:1] == b"Z" else data[1:]
-        with np.load(io.BytesIO(body)) as z:
-            return {k: z[k] for k in z.files}
+        try:
+            body = zlib.decompress(data[1:]) if data[:1] == b"Z" else data[1:]
+            with np.load(io.BytesIO(body)) as z:
+                return {k: z[k] for k in z.files}
+        except Exception:           # whole but not ours (another version's layout): recompute
+            return None
 
     def finish_dust(self, key: str, n: int, params: dict) -> None:
         atomic_write_bytes(self.dust_dir(key) / "done.json",

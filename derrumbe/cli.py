@@ -7,6 +7,8 @@ the manifest never disagree. A DerrumbeError becomes one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -16,8 +18,8 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, _coerce, cli_fields
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        self.exit(2, f"derrumbe: error: {message}\n")
+    def error(self, message):  # one line, no usage dump (a value with newlines stays on it)
+        self.exit(2, f"derrumbe: error: {_one_line(message)}\n")
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
@@ -87,7 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token; "
                                                        "default: 127.0.0.1")
     w.add_argument("--port", type=int, default=8000, help="default: 8000")
-    w.add_argument("--token", default=None, help="access token (or DERRUMBE_TOKEN); required off loopback")
+    w.add_argument("--token-file", default=None,
+                   help="file holding the access token (or the DERRUMBE_TOKEN environment variable); "
+                        "required off loopback")
+    w.add_argument("--token", default=None, help="the access token itself: visible to every user of this machine "
+                                                 "in the process list; prefer --token-file or DERRUMBE_TOKEN")
+    w.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a host name the page may be reached by besides the bound address and loopback "
+                        "(e.g. the machine's name on the studio network); repeatable")
     w.add_argument("--root", default="~/.derrumbe-web", help="work folder: uploads, jobs, the queue; "
                                                               "default: ~/.derrumbe-web")
     w.add_argument("--jobs", type=int, default=None, help="renders at once; default: one per 4 cores, at least 1")
@@ -247,6 +256,26 @@ def _do_refine(shot_dir, settings, quiet: bool) -> int:
     return 0
 
 
+def _token(args) -> str | None:
+    """The server's token: from --token-file, DERRUMBE_TOKEN, or (visible in the
+    process list, so with a warning) --token."""
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as f:
+                token = f.read(4096).strip()
+        except (OSError, ValueError) as e:
+            raise DerrumbeError(f"cannot read --token-file {args.token_file}: "
+                                f"{getattr(e, 'strerror', None) or e}") from None
+        if len(token) < 16:
+            raise DerrumbeError("the token in --token-file is shorter than 16 characters")
+        return token
+    if args.token:
+        print("derrumbe: warning: --token is visible to every user of this machine in the process list; "
+              "use --token-file or DERRUMBE_TOKEN", file=sys.stderr)
+        return args.token
+    return os.environ.get("DERRUMBE_TOKEN") or None
+
+
 def _cache(args) -> int:
     from derrumbe.cache import ShotLock, StageCache, dir_size, remove
     out = Path(args.shot_dir)
@@ -280,6 +309,9 @@ def _cache(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if argv is None:                # the real command (not a test calling main in-process)
+        _die_with_parent()
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.cmd == "demo":
             return _demo(args)
@@ -289,7 +321,7 @@ def main(argv=None) -> int:
             return _refine(args)
         if args.cmd == "serve":
             from derrumbe.web.app import serve
-            return serve(args.host, args.port, args.token, args.root, args.jobs)
+            return serve(args.host, args.port, _token(args), args.root, args.jobs, args.allowed_host)
         spec = _spec_from_args(args)
         if args.explain:
             from derrumbe.pipeline import explain
@@ -298,11 +330,55 @@ def main(argv=None) -> int:
             return 0
         return _run(spec, args.out, args.quiet or args.progress_json, args.progress_json)
     except DerrumbeError as e:
-        print(f"derrumbe: error: {e}", file=sys.stderr)
+        print(f"derrumbe: error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as e:
+        # The machine, not derrumbe: a full disk, a folder that went away, no memory left.
+        print(f"derrumbe: error: {_environment(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("derrumbe: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("derrumbe: terminated", file=sys.stderr)
+        return 143
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:2000]
+
+
+def _environment(e: BaseException) -> str:
+    if isinstance(e, MemoryError):
+        return "out of memory: the plate or the settings need more memory than this machine has " \
+               "(try --preview or a smaller --size)"
+    what = e.strerror or str(e) or type(e).__name__
+    # The file's name, not its absolute path (server paths stay out of messages).
+    name = Path(e.filename).name if getattr(e, "filename", None) else ""
+    return _one_line(f"{what}{': ' + name if name else ''}")
+
+
+class _Terminated(BaseException):
+    """SIGTERM (a cancelled job, a server shutting down): unwinds like Ctrl-C, so every
+    writer removes its temporary file and the shot lock is released."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+def _die_with_parent() -> None:
+    """A render started by `derrumbe serve` dies with it, even after a kill -9 of the
+    server: Linux sends it SIGKILL when the server goes (PR_SET_PDEATHSIG). The server
+    names itself in DERRUMBE_PARENT_PID; if it is already gone, stop now."""
+    parent = os.environ.get("DERRUMBE_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if str(os.getppid()) != parent:
+        os._exit(143)
 
 
 if __name__ == "__main__":

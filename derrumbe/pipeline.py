@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable
 
 import cv2
-import mujoco
 import numpy as np
 
 from derrumbe import __version__
@@ -34,7 +33,10 @@ from derrumbe.stages.dust import DustSim, dust_frame, dust_grid, street_walls
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, DustRenderer, backdrop_depth
 from derrumbe.stages.fracture import fracture_building
+from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
+from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
+from derrumbe.stages.moving_holdouts import MovingHoldouts
 from derrumbe.stages.particles import emit_particles
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
@@ -70,7 +72,8 @@ def shot_keys(spec: ShotSpec, digests: dict, out_size: tuple[int, int]) -> dict:
     n_pieces = min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
     k = {}
     k["matte"] = key_of("matte", dict(plate=digests["plate"], mask=digests["mask"], holdout=digests["holdout"],
-                                      box=spec.box, seed=spec.seed, plate_colorspace=spec.plate_colorspace))
+                                      box=spec.box, seed=spec.seed, plate_colorspace=spec.plate_colorspace,
+                                      auto_holdouts=not spec.no_auto_holdouts, holdouts=HOLDOUTS_VERSION))
     k["camera"] = key_of("camera", dict(focal_mm=spec.focal_mm, horizon_y=spec.horizon_y, height_m=spec.height_m),
                          (k["matte"],))
     k["fracture"] = key_of("fracture", dict(style=spec.style, direction=spec.direction, material=spec.material,
@@ -194,8 +197,10 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
 
     try:
         with ShotLock(out):
-            # A previous manifest would make a half-finished re-render look complete.
+            # A previous manifest would make a half-finished re-render look complete;
+            # temporaries a killed run left are nobody's now that the lock is ours.
             (out / "manifest.json").unlink(missing_ok=True)
+            outputs.sweep_temps(out)
             cache = StageCache(out)
             manifest = _run_locked(spec, out, src, plate, lin, mask, holdout, (out_w, out_h), keys, cache, stage,
                                    timings, progress, say, cpu, rss)
@@ -203,6 +208,11 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     finally:
         src.close()
     return manifest
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+    return version(package)
 
 
 def _clock() -> np.ndarray:
@@ -220,13 +230,19 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     q = 0 if spec.preview else 1
     with stage("matte"):
         matte, _ = cache.get_or_run("matte", keys["matte"], {}, lambda: compute_matte(
-            plate.srgb, spec.box, mask, holdout, spec.seed))
+            plate.srgb, spec.box, mask, holdout, spec.seed, auto_holdouts=not spec.no_auto_holdouts))
 
     with stage("camera"):
         (cam, place), _ = cache.get_or_run("camera", keys["camera"], {}, lambda: place_building(
             plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m))
         say(f"building height {place.height_m:.1f} m ({place.height_source}); "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
+    # Each holdout's depth from its ground contact and this camera (cheap: not cached).
+    dropped = assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
+    if dropped:
+        say(f"{len(dropped)} detections dropped: their ground contact is not in front of the building")
+    say(f"{len(matte.objects.objects)} holdouts: " + (", ".join(
+        f"{o.kind} at {o.depth_m:.1f} m" for o in matte.objects.objects) or "none"))
 
     material = MATERIALS[spec.material]
     face_albedo = colour.rec709_to_working(material.face_albedo)    # presets are Rec.709
@@ -289,10 +305,26 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     bmatte = cv2.resize(matte.building, (out_w, out_h), interpolation=cv2.INTER_AREA) > 0.5
     # One pixel of dilation: the building's anti-aliased edge goes with it.
     bmatte = cv2.dilate(bmatte.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
-    hold_out = np.clip(cv2.resize(matte.holdout, (out_w, out_h), interpolation=cv2.INTER_AREA), 0, 1)
-    # A pixel all but covered by a foreground object is the object's: the last per cent
-    # of an edge blend would let the dust tint the plate's own pixels.
-    hold_out[hold_out > 0.97] = 1.0
+    hold_still, hold_z_still = _holdout_layers(matte.objects, (out_w, out_h))
+    # A moving plate: what moves in front of the building is held out frame by frame.
+    movers = MovingHoldouts(plate.srgb, matte.building, cam, place.depth_m) if src.moving and \
+        not spec.no_auto_holdouts else None
+
+    def holdouts_of(i, frame_srgb):
+        if movers is None:
+            return hold_still, hold_z_still
+        mh, mz = movers.frame(i, frame_srgb)
+        return 1 - (1 - hold_still) * (1 - mh), np.minimum(hold_z_still, mz)
+    hold_out = hold_still
+    still_objects = [(o.id, o.kind, cv2.resize(o.full(size[::-1]), (out_w, out_h), interpolation=cv2.INTER_AREA))
+                     for o in matte.objects.objects] if spec.exr else []
+
+    def per_object(i):
+        """Each holdout's own matte for the EXR (holdout.<id>), the moving ones of frame i too."""
+        objs = {f"{oid:03d}": a for oid, _, a in still_objects}
+        if movers is not None:
+            objs.update({f"m{tid:03d}": a for tid, a in movers.objects_of(i)})
+        return objs
     skyness = sky_likelihood(plate_u8)
 
     # A moving plate: each frame's own pixels under the effect (the analysis above saw
@@ -376,11 +408,12 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                 passes = (None, None)
                 exr = None
                 p_lin, p_u8 = plate_frame(i)
+                hold_i, hold_z = holdouts_of(i, p_u8)
                 if t + shutter_s / 2 < first_motion:
                     img = p_u8          # before the collapse: the untouched plate
                     if spec.exr:
-                        exr = (functools.partial(exr_out.frame_channels, p_lin, zeros4, zeros4, bmatte, hold_out,
-                                                 rest_z, zeros2), None if src.moving else "plate")
+                        exr = (functools.partial(exr_out.frame_channels, p_lin, zeros4, zeros4, bmatte, hold_i,
+                                                 rest_z, zeros2, holdouts=per_object(i)), None if src.moving else "plate")
                 else:
                     layers = renderer.render(sim, float(t), shutter_s, BLUR_SAMPLES[q], grit, BLUR_STEP_PX[q])
                     samples_used.append(layers.samples)
@@ -393,13 +426,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                             raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
                                                 f"run `derrumbe cache clean {out}` and render again")
                         dl = _dust_layers(dust_r, dust_frame(state, dust_grid_, light.sun_dir), layers, (out_w, out_h),
-                                          sun_share)
+                                          sun_share, hold_z)
                         t2 = _clock()
                         stage_t["dust_render"] += t2 - t1
                         t1 = t2
                     rng = np.random.default_rng([spec.seed, i])
-                    res = composite(p_lin, p_u8, clean, bmatte, hold_out, layers, grain_sigma, spec.grain,
-                                    shake[i], rng, dl)
+                    res = composite(p_lin, p_u8, clean, bmatte, hold_i, layers, grain_sigma, spec.grain,
+                                    shake[i], rng, dl, hold_z)
                     img, passes = res.frame, (res.debris, res.dust)
                     t0 = _clock()
                     stage_t["comp"] += t0 - t1
@@ -407,10 +440,10 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                         vec, z, cov = renderer.vectors(sim, float(t), 1.0 / spec.fps)
                         z = np.where(cov > 0, z, back_z)
                         exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, bmatte,
-                                                 hold_out, z, vec, res.touched), None)
+                                                 hold_i, z, vec, res.touched, holdouts=per_object(i)), None)
                         t1, t0 = t0, _clock()
                         stage_t["vectors"] += t0 - t1
-                sink.submit(i, img, *passes, exr=exr)
+                sink.submit(i, img, *passes, exr=exr, holdout=hold_i if spec.passes else None)
             stage_t["write"] += _clock() - t0
             progress.advance(i + 1, n_frames)
         t0 = _clock()
@@ -440,7 +473,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     manifest = {
         "derrumbe_version": __version__,
-        "spec": spec.to_dict(),
+        "spec": spec.to_dict(relative_to=out),
         "seed": spec.seed,
         "size": [out_w, out_h],
         "fps": spec.fps,
@@ -453,7 +486,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "burn_in": bool(spec.burn_in),
         "exr": {"files": [exr_out.exr_path(out, spec.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
                           for i in range(n_frames)], "colourspace": colour.WORKING,
-                "layers": EXR_LAYERS, "compression": "PIZ", "depth": "view depth in metres, half float, "
+                "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "view depth in metres, half float, "
                 f"{exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/forward.v: pixels to the next "
                 "frame, u right, v up, at the frame's time (unblurred); shake and grain are not in the EXRs",
                 } if spec.exr else None,
@@ -471,7 +504,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
             "distance_m": round(place.depth_m, 2), "focal_mm": round(cam.focal_mm, 2),
             "horizon_y": round(cam.cy, 1), "floors": round(place.floors, 2), **light_info,
         },
-        "fracture": {"pieces": fr.n, "bonds": int(len(fr.bonds)), **fr.info},
+        "holdouts": {"auto": not spec.no_auto_holdouts, "objects": matte.objects.as_list(),
+                     "moving_tracks": 0 if movers is None else movers.next_id - 1},
+        "fracture": {"bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
         "particles": {"count": grit.n},
         "dust": dust_info,
@@ -482,7 +517,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "cpu_s": cpu,
         "peak_rss_mb_after": rss,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "software": {"python": platform.python_version(), "mujoco": mujoco.__version__,
+        "software": {"python": platform.python_version(), "rapier3d": _version("rapier3d"),
                      "numpy": np.__version__, "opencv": cv2.__version__},
     }
     # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).
@@ -491,14 +526,51 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
     return manifest
 
 
-def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float) -> DustLayers:
-    """Marches the dust at half resolution against the debris depth, then brings the
-    layers to the output size."""
-    W, H = dust_r.size
-    # Mean depth of the nearest piece per march pixel, over the pixels a piece covers.
+def opaque_depth(layers, holdout_z: np.ndarray | None, size) -> np.ndarray:
+    """Depth of the nearest opaque thing per march pixel (0: none): the nearest piece
+    (its mean depth over the pixels it covers) or a holdout, whichever is nearer, so
+    the dust is split into front and back where the comp puts that thing."""
+    W, H = size
     ds = cv2.resize(layers.depth_sum, (W, H), interpolation=cv2.INTER_AREA)
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
-    opaque = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), 0.0).astype(np.float32)
+    debris = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), np.inf)
+    if holdout_z is not None:
+        # The nearest holdout touching a march pixel: the dust in front of it covers it.
+        debris = np.minimum(debris, _min_pool(holdout_z, (W, H)))
+    return np.where(np.isfinite(debris) & (debris < 1e29), debris, 0.0).astype(np.float32)
+
+
+def _min_pool(z: np.ndarray, size) -> np.ndarray:
+    """The smallest value of z in each cell of a W x H grid laid over it."""
+    W, H = size
+    h, w = z.shape
+    zz = np.where(np.isfinite(z), z, 1e30).astype(np.float32)
+    # Cell starts along each axis (the grid is coarser than z, so no cell is empty).
+    y0 = np.searchsorted(np.arange(h) * H // h, np.arange(H))
+    x0 = np.searchsorted(np.arange(w) * W // w, np.arange(W))
+    return np.minimum.reduceat(np.minimum.reduceat(zz, y0, axis=0), x0, axis=1)
+
+
+def _holdout_layers(objects, size) -> tuple[np.ndarray, np.ndarray]:
+    """The holdouts' union matte and per-pixel depth (inf where none) at the output size."""
+    W, H = size
+    hold = np.clip(cv2.resize(objects.matte(), (W, H), interpolation=cv2.INTER_AREA), 0, 1)
+    # A pixel all but covered by a foreground object is the object's: the last per cent
+    # of an edge blend would let the dust tint the plate's own pixels.
+    hold[hold > 0.97] = 1.0
+    z = objects.depth_map()
+    if W <= z.shape[1] and H <= z.shape[0]:
+        z = _min_pool(z, (W, H))        # a thin pole keeps its depth when the frame shrinks
+    else:
+        z = cv2.resize(np.where(np.isfinite(z), z, 1e30).astype(np.float32), (W, H), interpolation=cv2.INTER_NEAREST)
+    return hold.astype(np.float32), np.where(z < 1e29, z, np.inf).astype(np.float32)
+
+
+def _dust_layers(dust_r: DustRenderer, frame, layers, size, sun_share: float,
+                 holdout_z: np.ndarray | None = None) -> DustLayers:
+    """Marches the dust at half resolution against the nearest opaque depth (debris or
+    holdout), then brings the layers to the output size."""
+    opaque = opaque_depth(layers, holdout_z, dust_r.size)
     d = dust_r.render(frame, opaque)
     # A touch of blur at the march's resolution takes out the fixed per-pixel jitter of
     # the ray steps (it would read as a screen door over moving dust); bicubic upsampling

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.stages import outputs
@@ -30,6 +33,7 @@ DEFAULT_PROMPT = ("photoreal film footage of a concrete building collapsing, hea
 NEGATIVE_PROMPT = ("cartoon, CGI, render, video game, painting, text, watermark, blurry, low quality, flicker, "
                    "morphing, distorted geometry")
 FEATHER_PX = 6.0           # at 1280 px wide; scaled with the frame
+MAX_TEXT = 4096            # a model path or a prompt
 
 
 @dataclass
@@ -45,13 +49,41 @@ class RefineSettings:
     window: int = 81                 # frames per window (4k+1); Wan 2.1/2.2 are trained on 81
     overlap: int = 9                 # frames shared by consecutive windows
 
+    # How pydantic reads a [refine] table into these fields (from_dict).
+    __pydantic_config__ = ConfigDict(allow_inf_nan=False, str_max_length=MAX_TEXT)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RefineSettings":
+        """A [refine] table read from TOML/JSON, brought to the fields' types (pydantic:
+        "0.5" -> 0.5, inf and nan refused) and checked."""
+        from pydantic import TypeAdapter, ValidationError
+        try:
+            s = TypeAdapter(cls).validate_python(d)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(map(str, err["loc"])) or "refine"
+            raise DerrumbeError(f"[refine] {where}: {err['msg'].removeprefix('Value error, ')}") from None
+        return s.validate()
+
     def validate(self) -> "RefineSettings":
-        if not 0.05 <= self.strength <= 1.0:
+        if not (isinstance(self.model, str) and 0 < len(self.model) <= MAX_TEXT and "\0" not in self.model):
+            raise DerrumbeError(f"--model must be a folder path of at most {MAX_TEXT} characters")
+        if len(self.prompt or "") > MAX_TEXT:
+            raise DerrumbeError(f"--prompt is {len(self.prompt)} characters long; at most {MAX_TEXT}")
+        if not 0 <= self.seed <= 2**31 - 1:
+            raise DerrumbeError(f"--seed must be between 0 and {2**31 - 1}, not {self.seed}")
+        if not (math.isfinite(self.guidance) and 0.0 <= self.guidance <= 50.0):
+            raise DerrumbeError(f"--guidance must be between 0 and 50, not {self.guidance}")
+        if self.size is not None:
+            model_size(self, 16, 16)
+        if not (math.isfinite(self.strength) and 0.05 <= self.strength <= 1.0):
             raise DerrumbeError(f"--strength must be between 0.05 and 1.0, not {self.strength}")
         if self.device not in (None, "cuda", "cpu"):
             raise DerrumbeError(f"--device must be cuda or cpu, not {self.device!r}")
         if self.window < 5 or (self.window - 1) % 4:
             raise DerrumbeError(f"--window must be 4k+1 frames (e.g. 81, 49, 17, 9), not {self.window}")
+        if self.window > 1001:
+            raise DerrumbeError(f"--window must be at most 1001 frames, not {self.window}")
         if not 1 <= self.overlap <= self.window // 2:
             raise DerrumbeError(f"--overlap must be between 1 and {self.window // 2} frames, not {self.overlap}")
         if not 1 <= self.steps <= 200:
@@ -72,7 +104,9 @@ def model_size(settings: RefineSettings, shot_w: int, shot_h: int) -> tuple[int,
         try:
             w, h = (int(v) for v in settings.size.lower().split("x"))
         except ValueError:
-            raise DerrumbeError(f"--model-size must be WxH, not {settings.size!r}") from None
+            raise DerrumbeError(f"--model-size must be WxH, not {settings.size[:40]!r}") from None
+        if not (16 <= w <= 4096 and 16 <= h <= 4096):
+            raise DerrumbeError(f"--model-size {w}x{h} is outside 16..4096 pixels")
     else:
         area = 832 * 480
         w = (area * shot_w / shot_h) ** 0.5
@@ -114,6 +148,18 @@ def _feathered(effect: np.ndarray, px: float) -> np.ndarray:
 
 
 def run_refine(shot_dir: str | Path, settings: RefineSettings, log=lambda s: None) -> dict:
+    """Refines a rendered shot in place, holding its shot lock: a render started into the
+    folder meanwhile fails at once instead of replacing frames under the model."""
+    from derrumbe.cache import ShotLock
+    shot = Path(shot_dir)
+    if not shot.is_dir():
+        raise DerrumbeError(f"shot folder {shot} does not exist")
+    settings.validate()
+    with ShotLock(shot):
+        return _refine_locked(shot, settings, log)
+
+
+def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     from derrumbe.generative import require_torch
     from derrumbe.generative.noise_warp import latent_flow, splat_step
     from derrumbe.stages.exr import exr_path, read_exr
@@ -211,7 +257,7 @@ def run_refine(shot_dir: str | Path, settings: RefineSettings, log=lambda s: Non
     timings["comp_write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
-    info = {**asdict(settings), "model": str(Path(settings.model).resolve()), "model_id": refiner.model_id,
+    info = {**asdict(settings), "model": os.path.relpath(Path(settings.model).resolve(), Path(shot_dir).resolve()), "model_id": refiner.model_id,
             "backend": refiner.name, "device": refiner.device, "dtype": refiner.dtype_name,
             "model_size": [mw, mh], "windows": [[outputs.FIRST_FRAME + s, outputs.FIRST_FRAME + s + L - 1]
                                                  for s, L in plan],

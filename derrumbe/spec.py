@@ -8,14 +8,18 @@ options, the validation and the documentation are generated from this one table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import math
+import os
+import re
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from derrumbe.errors import DerrumbeError
 
@@ -26,21 +30,38 @@ PREVIEW_WIDTH = 640
 DUST_SRGB = (200, 188, 168)     # concrete dust: grey-beige (its albedo, lit by the plate's light)
 WIND_DEFAULT = (1.0, 90.0)      # a light breeze to the right
 
+# Lengths of the text fields: a path, a name that becomes file names, short tokens.
+MAX_PATH = 4096
+MAX_NAME = 64
+MAX_TOKEN = 100
+BOX_LIMIT_PX = 100_000          # a box corner may lie off the plate, but not absurdly far
+HORIZON_LIMIT_PX = 100_000
+MAX_SPEC_BYTES = 1_000_000      # a TOML spec or a manifest read with --spec
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-def _f(default, help, unit="", lo=None, hi=None, choices=None, cli=True):
-    return field(default=default, metadata=dict(help=help, unit=unit, lo=lo, hi=hi, choices=choices, cli=cli))
+
+def _f(default, help, unit="", lo=None, hi=None, choices=None, cli=True, max_len=None, items=None):
+    """A spec field: its default, help text and unit, and everything it may hold: a
+    numeric range (lo..hi), a set of choices, a length cap for text, and for lists
+    (n, lo, hi, unit) of their items."""
+    return field(default=default, metadata=dict(help=help, unit=unit, lo=lo, hi=hi, choices=choices, cli=cli,
+                                                max_len=max_len, items=items))
 
 
 @dataclass
 class ShotSpec:
     plate: str = _f("", "plate: an image (JPEG/PNG/TIFF/EXR), a video (MP4/MOV) or a sequence (plate.####.png|exr)",
-                    cli=False)
+                    cli=False, max_len=MAX_PATH)
     plate_colorspace: str | None = _f(None, "OCIO colour space of the plate (sRGB for images and video, ACEScg "
-                                            "for EXR when absent)")
-    box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px")
-    mask: str | None = _f(None, "building mask image instead of a box (white = building)")
-    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris")
-    name: str = _f("shot", "shot name used for file names")
+                                            "for EXR when absent)", max_len=MAX_TOKEN)
+    box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px",
+                                items=((-BOX_LIMIT_PX, BOX_LIMIT_PX, "px"),) * 4)
+    mask: str | None = _f(None, "building mask image instead of a box (white = building)", max_len=MAX_PATH)
+    holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris (added to the "
+                                   "automatic holdouts)", max_len=MAX_PATH)
+    no_auto_holdouts: bool = _f(False, "do not find people, vehicles, poles and other foreground objects "
+                                       "automatically (only --holdout stays in front)")
+    name: str = _f("shot", "shot name used for file names (letters, digits, _ . -)", max_len=MAX_NAME)
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
@@ -49,18 +70,21 @@ class ShotSpec:
     pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
                           "slabs; grit comes on top)", "", 200, 12000)
     focal_mm: float | None = _f(None, "35 mm-equivalent focal length (26 mm assumed when absent)", "mm", 8.0, 400.0)
-    horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px")
+    horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px",
+                                  -HORIZON_LIMIT_PX, HORIZON_LIMIT_PX)
     sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right (estimated)", "deg", -180.0, 180.0)
     sun_elevation: float | None = _f(None, "sun elevation above the horizon (estimated)", "deg", 5.0, 89.0)
     dust: float = _f(1.0, "amount of dust relative to a concrete building's (0 = no dust)", "", 0.0, 5.0)
-    wind: list[float] | None = _f(None, "wind as SPEED,HEADING: m/s, and degrees (0 = toward the camera, 90 = to the right)", "m/s,deg")
-    dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B 0-255 (concrete grey-beige when absent)", "sRGB")
+    wind: list[float] | None = _f(None, "wind as SPEED,HEADING: m/s, and degrees (0 = toward the camera, 90 = to the right)", "m/s,deg",
+                                 items=((0.0, 40.0, "m/s"), (-360.0, 360.0, "deg")))
+    dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B 0-255 (concrete grey-beige when absent)", "sRGB",
+                                      items=((0, 255, ""),) * 3)
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
     fps: int | None = _f(None, "frame rate (a video plate's own, else 24, when absent)", "fps", 1, 120)
     duration: float | None = _f(None, "shot length (a moving plate's length, else 6 s, when absent)", "s", 0.1, 120.0)
-    size: str | None = _f(None, "output size WxH or W (plate aspect kept; plate size when absent)", "px")
+    size: str | None = _f(None, "output size WxH or W (plate aspect kept; plate size when absent)", "px", max_len=20)
     preview: bool = _f(False, f"fast low-resolution look, {PREVIEW_WIDTH} px wide")
     passes: bool = _f(False, "also write the debris and dust layers and the dust matte per frame (16-bit PNG in passes/)")
     exr: bool = _f(False, "also write one multi-layer EXR a frame in exr/: ACEScg beauty, debris, dust, mattes, Z, "
@@ -74,41 +98,31 @@ class ShotSpec:
 
     # ---- validation -----------------------------------------------------------------
     def validate(self) -> "ShotSpec":
+        """Every field against its type, range and length (check_field, the one place the
+        CLI, a TOML or JSON spec and the web page all go through), then the rules that
+        tie fields together."""
         for f in fields(self):
-            v = getattr(self, f.name)
-            m = f.metadata
-            if v is None:
-                continue
-            if m["choices"] and v not in m["choices"]:
-                raise DerrumbeError(f"--{_flag(f.name)} must be one of {', '.join(m['choices'])}, not {v!r}")
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                if isinstance(v, float) and not math.isfinite(v):
-                    raise DerrumbeError(f"--{_flag(f.name)} must be a finite number, not {v}")
-                if m["lo"] is not None and v < m["lo"] or m["hi"] is not None and v > m["hi"]:
-                    unit = f" {m['unit']}" if m["unit"] else ""
-                    raise DerrumbeError(f"--{_flag(f.name)} must be between {m['lo']} and {m['hi']}{unit}, not {v}")
+            setattr(self, f.name, check_field(f.name, getattr(self, f.name)))
         if not self.plate:
             raise DerrumbeError("no plate given")
+        if not _NAME.match(self.name):
+            raise DerrumbeError(f"--name {self.name!r} must be letters, digits, _ . or - (it names files), "
+                                f"starting with a letter or digit")
         if (self.box is None) == (self.mask is None):
             raise DerrumbeError("give exactly one of --box x0,y0,x1,y1 or --mask MASK.png")
         if self.box is not None:
-            if len(self.box) != 4:
-                raise DerrumbeError("--box needs four numbers x0,y0,x1,y1")
             x0, y0, x1, y1 = self.box
             if x1 <= x0 or y1 <= y0:
                 raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need x1 > x0 and y1 > y0)")
-        if self.wind is not None:
-            if len(self.wind) != 2:
-                raise DerrumbeError("--wind needs SPEED,HEADING (m/s, degrees)")
-            if not (math.isfinite(self.wind[0]) and math.isfinite(self.wind[1])) or not 0 <= self.wind[0] <= 40:
-                raise DerrumbeError(f"--wind speed must be between 0 and 40 m/s, not {self.wind[0]}")
-        if self.dust_color is not None:
-            if len(self.dust_color) != 3 or not all(0 <= c <= 255 for c in self.dust_color):
-                raise DerrumbeError("--dust-color needs three numbers R,G,B between 0 and 255")
         if self.duration is not None and self.start >= self.duration:
             raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)")
         if self.size is not None:
             parse_size(self.size)
+        if self.plate_colorspace is not None:
+            from derrumbe import colour
+            if self.plate_colorspace not in colour.colour_spaces():
+                raise DerrumbeError(f"--plate-colorspace {_short(self.plate_colorspace)} is not a colour space of "
+                                    f"OCIO's {colour.config_name()} (e.g. {colour.SRGB!r}, {colour.WORKING!r})")
         if self.refine is not None:
             self.refine_settings()
         return self
@@ -119,30 +133,37 @@ class ShotSpec:
         if not isinstance(self.refine, dict):
             raise DerrumbeError("refine must be a table: [refine] model = \"...\" ...")
         known = {f.name for f in fields(RefineSettings)}
-        unknown = sorted(set(self.refine) - known)
+        unknown = sorted(set(map(str, self.refine)) - known)
         if unknown:
-            raise DerrumbeError(f"unknown field(s) in [refine]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+            raise DerrumbeError(f"unknown field(s) in [refine]: {_short(', '.join(unknown), 200)} "
+                                f"(known: {', '.join(sorted(known))})")
         if "model" not in self.refine:
             raise DerrumbeError("[refine] needs model = \"path/to/weights\"")
-        try:
-            return RefineSettings(**self.refine).validate()
-        except TypeError as e:
-            raise DerrumbeError(f"[refine]: {e}") from None
+        return RefineSettings.from_dict(self.refine)
 
     # ---- round trips ----------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+    def to_dict(self, relative_to: str | Path | None = None) -> dict[str, Any]:
+        """The fields that are set; with relative_to, file paths relative to that folder
+        (what a manifest stores: no absolute server paths, and `--spec manifest.json`
+        still finds the plate, as from_dict resolves them against the spec's folder)."""
+        d = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if relative_to is not None:
+            base = os.path.abspath(relative_to)
+            for k in ("plate", "mask", "holdout"):
+                if d.get(k) and os.path.isabs(d[k]):
+                    d[k] = os.path.relpath(d[k], base)
+            if isinstance(d.get("refine"), dict) and os.path.isabs(str(d["refine"].get("model", ""))):
+                d["refine"]["model"] = os.path.relpath(d["refine"]["model"], base)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], base_dir: Path | None = None) -> "ShotSpec":
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
+        if not isinstance(d, dict):
+            raise DerrumbeError(f"a spec must be a table of fields, not {type(d).__name__}")
+        unknown = sorted(set(d) - set(_FIELDS))
         if unknown:
-            raise DerrumbeError(f"unknown field(s) in spec: {', '.join(unknown)}")
-        kw = {}
-        for k, v in d.items():
-            kw[k] = _coerce(known[k], v)
-        spec = cls(**kw)
+            raise DerrumbeError(f"unknown field(s) in spec: {_short(', '.join(map(str, unknown)), 200)}")
+        spec = cls(**{k: check_field(k, v) for k, v in d.items()})
         if base_dir is not None:
             for k in ("plate", "mask", "holdout"):
                 p = getattr(spec, k)
@@ -164,59 +185,116 @@ class ShotSpec:
     def load(cls, path: str | Path) -> "ShotSpec":
         """Reads a .toml spec, or a manifest.json written by a render (its 'spec' key)."""
         path = Path(path)
+        kind = "JSON" if path.suffix.lower() == ".json" else "TOML"
         try:
-            text = path.read_text()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_SPEC_BYTES + 1)
+            if len(raw) > MAX_SPEC_BYTES:
+                raise DerrumbeError(f"spec {path.name} is over {MAX_SPEC_BYTES // 1000} kB; a spec is a few lines")
+            text = raw.decode("utf-8")
+            d = json.loads(text) if kind == "JSON" else tomllib.loads(text)
         except OSError as e:
-            raise DerrumbeError(f"cannot read spec {path}: {e.strerror or e}") from None
-        try:
-            if path.suffix.lower() == ".json":
-                d = json.loads(text)
-                d = d.get("spec", d)
-            else:
-                d = tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as e:
-            raise DerrumbeError(f"spec {path} is not valid {path.suffix[1:].upper() or 'TOML'}: {e}") from None
+            raise DerrumbeError(f"cannot read spec {path.name}: {e.strerror or e}") from None
+        except ValueError as e:           # also UnicodeDecodeError and TOMLDecodeError
+            raise DerrumbeError(f"spec {path.name} is not valid {kind}: {str(e).splitlines()[0][:200]}") from None
+        if kind == "JSON" and isinstance(d, dict) and isinstance(d.get("spec"), dict):
+            d = d["spec"]
         return cls.from_dict(d, path.parent.resolve())
 
 
-def _coerce(f: dataclasses.Field, v: Any) -> Any:
-    """Brings a value read from TOML/JSON/CLI to the field's type, with a one-line error."""
+def check_field(name: str, v: Any) -> Any:
+    """A value read from the CLI, TOML, JSON or the web page brought to its field's type
+    and checked against its range, choices and length; a DerrumbeError of one line
+    otherwise. pydantic does the coercion ("12" -> 12, "yes" -> True, 1e400 and inf are
+    refused as not finite); the ranges and caps come from the field table."""
     if v is None:
         return None
-    name = f.name
-    if name == "refine":
-        return dict(v) if isinstance(v, dict) else v
+    f = _FIELDS.get(name)
+    if f is None:
+        raise DerrumbeError(f"unknown field {_short(name)}")
+    m = f.metadata
     try:
-        if name in ("box", "wind", "dust_color"):
-            if isinstance(v, str):
-                v = [p for p in v.replace(" ", "").split(",") if p]
-            if name == "wind":
-                return [float(x) for x in v]
-            return [int(round(float(x))) for x in v]
-        default = f.default
-        t = type(default) if default is not None else None
-        if name in ("height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"):
-            t = float
-        if name in ("mask", "holdout", "size", "plate_colorspace"):
-            t = str
-        if name == "fps":
-            t = int
-        if name == "duration":
-            t = float
-        if t is bool:
-            if isinstance(v, str):
-                return v.lower() in ("1", "true", "yes", "on")
-            return bool(v)
-        if t is int:
-            fv = float(v)
-            if fv != int(fv):
-                raise ValueError
-            return int(fv)
-        if t is float:
-            return float(v)
-        return str(v)
-    except (TypeError, ValueError):
-        raise DerrumbeError(f"--{_flag(name)}: {v!r} is not a valid value") from None
+        v = _adapter(name).validate_python(v)
+    except ValidationError as e:
+        raise DerrumbeError(_message(name, m, e)) from None
+    if m["choices"] and v not in m["choices"]:
+        raise DerrumbeError(f"--{_flag(name)} must be one of {', '.join(m['choices'])}, not {_short(v)}")
+    return v
+
+
+def _coerce(f: dataclasses.Field, v: Any) -> Any:
+    return check_field(f.name, v)
+
+
+def _short(v: Any, n: int = 40) -> str:
+    r = repr(v)
+    return r if len(r) <= n else r[:n] + "...'"
+
+
+def _text(v):
+    # Numbers are fine where text is asked for (a size of 640); nothing else is.
+    return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+def _no_control(s: str) -> str:
+    if any(ord(c) < 32 for c in s):
+        raise ValueError("control characters are not allowed")
+    return s
+
+
+def _split(v):
+    return [p for p in v.replace(" ", "").split(",") if p != ""] if isinstance(v, str) else v
+
+
+def _number(lo, hi, integer):
+    t = Annotated[float, Field(ge=lo, le=hi, allow_inf_nan=False)]
+    return Annotated[t, AfterValidator(lambda x: int(round(x)))] if integer else t
+
+
+@functools.cache
+def _adapter(name: str) -> TypeAdapter:
+    f = _FIELDS[name]
+    m = f.metadata
+    hint = typing.get_type_hints(ShotSpec)[name]
+    base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+    if m["items"]:
+        integer = typing.get_args(base) == (int,)
+        items = tuple(_number(lo, hi, integer) for lo, hi, _ in m["items"])
+        t = Annotated[tuple[items], BeforeValidator(_split), AfterValidator(list)]
+    elif base is bool:
+        t = bool
+    elif base is int:
+        t = Annotated[int, Field(ge=m["lo"], le=m["hi"])]
+    elif base is float:
+        t = Annotated[float, Field(ge=m["lo"], le=m["hi"], allow_inf_nan=False)]
+    elif base is str:
+        t = Annotated[str, BeforeValidator(_text), Field(max_length=m["max_len"] or MAX_TOKEN),
+                      AfterValidator(_no_control)]
+    elif name == "refine":
+        t = dict
+    else:
+        raise TypeError(f"spec field {name} has no validator")      # a field added without one
+    return TypeAdapter(t)
+
+
+def _message(name: str, m: dict, e: ValidationError) -> str:
+    err = e.errors()[0]
+    flag = f"--{_flag(name)}"
+    got = err.get("input")
+    if m["items"]:
+        n = len(m["items"])
+        if err["type"] in ("missing", "too_short", "too_long", "tuple_type") or not err["loc"]:
+            return f"{flag} needs {n} numbers separated by commas, not {_short(got)}"
+        i = err["loc"][0]
+        lo, hi, unit = m["items"][i] if isinstance(i, int) and i < n else (None, None, "")
+        return f"{flag}: item {int(i) + 1 if isinstance(i, int) else '?'} must be a finite number between " \
+               f"{lo} and {hi}{' ' + unit if unit else ''}, not {_short(got)}"
+    if err["type"] in ("greater_than_equal", "less_than_equal"):
+        unit = f" {m['unit']}" if m["unit"] else ""
+        return f"{flag} must be between {m['lo']} and {m['hi']}{unit}, not {_short(got)}"
+    if err["type"] in ("string_too_long", "too_long") and isinstance(got, str):
+        return f"{flag} is {len(got)} characters long; at most {m['max_len'] or MAX_TOKEN}"
+    return f"{flag}: {_short(got)} is not a valid value ({err['msg'].removeprefix('Value error, ')})"
 
 
 def _flag(name: str) -> str:
@@ -277,8 +355,14 @@ def output_size(spec: ShotSpec, plate_w: int, plate_h: int) -> tuple[int, int]:
         raise DerrumbeError(
             f"--size {w}x{h} does not match the plate's aspect {plate_w}x{plate_h} within 1 %; give the width alone")
     w = max(16, int(round(w / 2)) * 2)
+    if w / aspect < 16:
+        raise DerrumbeError(f"a {w} px wide frame of the {plate_w}x{plate_h} plate would be "
+                            f"{w / aspect:.1f} px tall; give a larger --size or crop the plate")
     h = max(16, int(round(w / aspect / 2)) * 2)
     return w, h
+
+
+_FIELDS = {f.name: f for f in fields(ShotSpec)}
 
 
 def cli_fields():

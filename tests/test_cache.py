@@ -14,7 +14,7 @@ from derrumbe.cli import main
 from tests.conftest import read_rgb
 
 # A shot small enough to run many times: 1 s at 8 fps, 40 pieces.
-SMALL = ["--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "40", "--shake", "0", "-q"]
+SMALL = ["--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "300", "--shake", "0", "-q"]
 
 
 def _args(demo_files, out, *extra):

@@ -39,7 +39,9 @@ def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
     files = sorted((out / "exr").glob("*.exr"))
     assert [f.name for f in files] == [f"shot.{1001 + i:04d}.exr" for i in range(len(m["frames"]))]
     hdr, ch = read_exr(files[len(files) // 2])
-    assert set(ch) == CHANNELS
+    # Plus one holdout.<id> layer per foreground object the manifest lists.
+    ids = {f"holdout.{o['id']:03d}" for o in m["holdouts"]["objects"]}
+    assert set(ch) == CHANNELS | ids and ids
     for name, a in ch.items():
         assert a.shape == (H, W), name
         assert a.dtype == np.float16, name
@@ -49,6 +51,25 @@ def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
     assert hdr["colorSpace"] == "ACEScg"
     assert np.allclose(hdr["chromaticities"][:2], (0.713, 0.293), atol=1e-4)     # AP1 red primary
     assert str(hdr["compression"]).endswith("ZIP_COMPRESSION")
+
+
+def test_the_manifest_says_what_the_exrs_are_and_names_no_absolute_path(full_shot, demo_files):
+    out, m = full_shot
+    d, _ = demo_files
+    hdr, _ = read_exr(out / "exr" / "shot.1001.exr")
+    # The compression the manifest names is the one in every file's header.
+    assert str(hdr["compression"]).split(".")[-1] == f"{m['exr']['compression']}_COMPRESSION"
+    for f in m["exr"]["files"][::5]:
+        assert str(read_exr(out / f)[0]["compression"]) == str(hdr["compression"])
+    # Paths relative to the shot folder: nothing of the machine's layout, and the
+    # manifest still finds its plate when read back as a spec.
+    text = (out / "manifest.json").read_text()
+    assert str(d) not in text and str(out) not in text
+    for k in ("plate", "holdout"):
+        assert not Path(m["spec"][k]).is_absolute()
+        assert (out / m["spec"][k]).resolve() == (d / Path(m["spec"][k]).name).resolve()
+    from derrumbe.spec import ShotSpec
+    assert ShotSpec.load(out / "manifest.json").plate == str((d / "plate.png").resolve())
 
 
 def test_exr_beauty_is_the_plate_in_acescg_where_nothing_happens(full_shot, demo_files):
@@ -86,7 +107,16 @@ def test_exr_depth_is_metres_along_the_lens_axis(full_shot):
     eye = 1.6
     expect = f_px * eye / (rows[below] - cy)
     assert np.allclose(col[below], expect, rtol=0.03)
-    assert (z[: int(cy * 0.5), 3] == FAR_Z).all() or (z[: int(cy * 0.5), 3] > 5).all()
+    # The sky, found from the plate's own pixels: the demo draws its neighbours below the
+    # top quarter, so there, bright blue pixels off the building are sky. No surface:
+    # exactly the documented FAR_Z of 10000 m (not merely "far").
+    import cv2
+    plate = cv2.resize(read_plate(str(out / m["spec"]["plate"])).srgb, (W, H), interpolation=cv2.INTER_AREA)
+    plate = plate.astype(int)
+    sky = (plate[..., 2] > plate[..., 0] + 25) & (plate.max(axis=2) > 120) & (rows[:, None] < 0.25 * H) \
+        & (ch["matte.building"] == 0)
+    assert sky.sum() > 0.15 * W * H
+    assert FAR_Z == 10000.0 and (z[sky] == FAR_Z).all()
     # The standing building is at its estimated distance.
     bm = ch["matte.building"] > 0.5
     assert abs(np.median(z[bm]) / cam["distance_m"] - 1) < 0.15
@@ -172,7 +202,7 @@ def test_usd_stage_reads_back_with_camera_pieces_and_time_samples(full_shot):
     assert st.GetTimeCodesPerSecond() == m["fps"]
     cams = [p for p in st.Traverse() if p.IsA(UsdGeom.Camera)]
     meshes = [p for p in st.Traverse() if p.IsA(UsdGeom.Mesh)]
-    assert len(cams) == 1 and len(meshes) == m["fracture"]["pieces"]
+    assert len(cams) == 1 and len(meshes) == m["fracture"]["fragments"]
     cam = UsdGeom.Camera(cams[0])
     # Lens in tenths of a scene unit (metres): mm / 100.
     assert cam.GetFocalLengthAttr().Get() * 100 == pytest.approx(m["estimates"]["focal_mm"], rel=1e-3)

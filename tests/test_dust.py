@@ -178,7 +178,7 @@ def test_a_uniform_slab_renders_with_transmittance_exp_minus_sigma_d():
 
 def test_grit_flies_under_gravity_and_drag_and_comes_to_rest_on_the_street(scene):
     fr, sim = scene
-    p = emit_particles(sim, fr.volume, CONCRETE.face_albedo, 800, 1)
+    p = emit_particles(sim, fr, CONCRETE.face_albedo, 800, 1)
     assert p.n == 800
     assert (p.born >= sim.times[0]).all() and (p.born <= sim.times[-1]).all()
     # Never below the street.
@@ -198,8 +198,8 @@ def test_grit_flies_under_gravity_and_drag_and_comes_to_rest_on_the_street(scene
 
 def test_particles_are_deterministic(scene):
     fr, sim = scene
-    a = emit_particles(sim, fr.volume, CONCRETE.face_albedo, 300, 4)
-    b = emit_particles(sim, fr.volume, CONCRETE.face_albedo, 300, 4)
+    a = emit_particles(sim, fr, CONCRETE.face_albedo, 300, 4)
+    b = emit_particles(sim, fr, CONCRETE.face_albedo, 300, 4)
     assert np.array_equal(a.pos, b.pos) and np.array_equal(a.radius, b.radius)
 
 

@@ -19,7 +19,7 @@ def test_shared_plate_preview(entry, tmp_path):
     out = tmp_path / "o"
     plate = SHARED_PLATES / entry["file"]
     args = ["shot", str(plate), "--box", ",".join(map(str, entry["box"])), "-o", str(out), "--size", "256",
-            "--duration", "1.5", "--start", "0.4", "--fps", "8", "--pieces", "60", "--shake", "0", "-q"]
+            "--duration", "1.5", "--start", "0.4", "--fps", "8", "--pieces", "300", "--shake", "0", "-q"]
     assert main(args) == 0
     m = json.loads((out / "manifest.json").read_text())
     w, h = m["size"]

@@ -197,7 +197,7 @@ def test_refine_needs_the_exr_passes(demo_files, tiny_model, tmp_path, capsys):
     from tests.conftest import TINY
     d, p = demo_files
     rc = main(["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(tmp_path / "s"),
-               "--duration", "0.6", "--start", "0.2"] + TINY[:2] + ["--fps", "12", "--pieces", "30", "-q"])
+               "--duration", "0.6", "--start", "0.2"] + TINY[:2] + ["--fps", "12", "--pieces", "300", "-q"])
     assert rc == 0
     capsys.readouterr()
     rc = main(["refine", str(tmp_path / "s"), "--model", str(tiny_model), "-q"])
@@ -217,7 +217,9 @@ def test_refine_table_in_the_spec_runs_after_the_render(demo_files, tiny_model, 
     (tmp_path / "shot.toml").write_text(spec.to_toml())
     assert main(["shot", "--spec", str(tmp_path / "shot.toml"), "-o", str(tmp_path / "out"), "-q"]) == 0
     m = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert m["exr"] and m["refine"]["model"] == str((tmp_path / "weights").resolve())
+    # The model as a path relative to the shot folder (no absolute server path in a manifest).
+    assert m["exr"] and m["refine"]["model"] == "../weights"
+    assert (tmp_path / "out" / m["refine"]["model"]).resolve() == (tmp_path / "weights").resolve()
     assert len(m["refine"]["frames"]) == len(m["frames"]) == 12
 
 

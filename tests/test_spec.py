@@ -29,3 +29,35 @@ def test_output_size_keeps_plate_aspect_and_refuses_mismatch():
     assert abs((w / h) / (957 / 798) - 1) < 0.01
     with pytest.raises(DerrumbeError, match="aspect"):
         output_size(ShotSpec(plate="x", size="640x640"), 1280, 720)
+
+
+def test_a_panorama_is_refused_not_squashed():
+    from derrumbe.stages.plate import check_plate_size
+    with pytest.raises(DerrumbeError, match="aspect"):
+        check_plate_size(20000, 100)
+    with pytest.raises(DerrumbeError, match="px tall"):
+        output_size(ShotSpec(plate="x", preview=True), 20000, 300)
+
+
+def test_every_field_has_a_finite_range_or_a_length_cap():
+    """One table, checked in one place: no number without a range, no text without a cap."""
+    import dataclasses
+    import typing
+    from derrumbe.spec import check_field
+    hints = typing.get_type_hints(ShotSpec)
+    for f in dataclasses.fields(ShotSpec):
+        m = f.metadata
+        base = next((a for a in typing.get_args(hints[f.name]) if a is not type(None)), hints[f.name])
+        if base in (int, float):
+            assert m["lo"] is not None and m["hi"] is not None, f.name
+            with pytest.raises(DerrumbeError, match=f.name.replace("_", "-")):
+                check_field(f.name, m["hi"] * 10 + 1 if m["hi"] > 0 else 1e300)
+            with pytest.raises(DerrumbeError):
+                check_field(f.name, float("inf"))
+        elif base is str:
+            with pytest.raises(DerrumbeError, match="characters"):
+                check_field(f.name, "x" * 5000)
+        elif typing.get_origin(base) is list:
+            assert m["items"], f.name
+            with pytest.raises(DerrumbeError, match=f.name.replace("_", "-")):
+                check_field(f.name, [float("inf")] * len(m["items"]))

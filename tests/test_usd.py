@@ -1,5 +1,9 @@
 """The USD export read back through USD itself: stage metadata, a camera that frames the
-plate pixel for pixel, rigid pieces that sit exactly where the renderer draws them."""
+plate pixel for pixel, rigid pieces that sit exactly where the synthetic motion put them.
+
+Expectations come from first principles, not from derrumbe's own helpers: the plate's
+pinhole (a level camera at eye height looking down -Z, rows running down), the drop's
+half g t squared and the spin's axis-angle rotation (Rodrigues)."""
 
 import os
 
@@ -8,12 +12,14 @@ import pytest
 from pxr import Gf, Usd, UsdGeom
 
 from derrumbe.materials import MATERIALS
-from derrumbe.stages import usd_export
-from derrumbe.stages.camera import FILM_WIDTH_MM, Camera, Placement
+from derrumbe.stages.camera import Camera, Placement
 from derrumbe.stages.fracture import fracture_building
-from derrumbe.stages.render import quat_to_mat, sample_pose
-from derrumbe.stages.simulate import G, SimResult
+from derrumbe.stages.simulate import SimResult
 from derrumbe.stages.usd_export import write_usd
+
+G = 9.81
+FILM_WIDTH_MM = 36.0               # 35 mm-equivalent filmback (README)
+USD_UNITS_PER_MM = 0.01            # lens in tenths of a metre scene unit: 26 mm -> 0.26 (README)
 
 FPS, FIRST, N_FRAMES = 24, 1001, 36
 DROP_T = 0.25                      # the falling piece lets go here
@@ -62,6 +68,17 @@ def written(request, scene, tmp_path_factory):
     return path, info, stage
 
 
+def _pinhole(p):
+    """World point to plate pixels: u = cx + f X / -Z, v = cy - f (Y - eye) / -Z."""
+    depth = -p[2]
+    return np.array([CAM.cx + CAM.f_px * p[0] / depth, CAM.cy - CAM.f_px * (p[1] - CAM.eye_m) / depth])
+
+
+def _rotation(axis, angle):
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
 def _piece(stage, i):
     return stage.GetPrimAtPath(f"/my_shot_01/pieces/piece_{i:04d}")
 
@@ -95,8 +112,8 @@ def test_stage_metadata_and_layout(written):
 def test_camera_lens_and_projection_match_the_plate(written):
     _, _, stage = written
     cam = UsdGeom.Camera(stage.GetPrimAtPath("/my_shot_01/camera"))
-    s = usd_export.LENS_UNITS_PER_MM
-    assert cam.GetFocalLengthAttr().Get() == pytest.approx(CAM.focal_mm * s, rel=1e-6)
+    s = USD_UNITS_PER_MM
+    assert cam.GetFocalLengthAttr().Get() == pytest.approx(CAM.f_px * FILM_WIDTH_MM / CAM.width * s, rel=1e-6)
     assert cam.GetHorizontalApertureAttr().Get() == pytest.approx(FILM_WIDTH_MM * s, rel=1e-6)
     assert cam.GetVerticalApertureAttr().Get() == pytest.approx(FILM_WIDTH_MM * CAM.height / CAM.width * s, rel=1e-6)
     near, far = cam.GetClippingRangeAttr().Get()
@@ -109,7 +126,8 @@ def test_camera_lens_and_projection_match_the_plate(written):
     pts = np.vstack([pts, [[0, CAM.eye_m, -30]]])          # on the axis: the principal point
     for p in pts:
         for tc in (FIRST, FIRST + N_FRAMES - 1):
-            assert np.allclose(_usd_project(stage, p, tc), CAM.project(p), atol=1e-3), p
+            assert np.allclose(_usd_project(stage, p, tc), _pinhole(p), atol=1e-3), p
+    assert np.allclose(_usd_project(stage, pts[-1], FIRST), [CAM.cx, CAM.cy], atol=1e-3)
 
 
 def test_one_closed_outward_triangle_mesh_per_piece(written, scene):
@@ -143,15 +161,14 @@ def test_falling_piece_follows_the_renderers_pose(written, scene):
     assert all(op.GetNumTimeSamples() == N_FRAMES for op in ops)
     local = fr.verts[falling].astype(np.float64)
     for f in (0, 5, 6, 12, 21, N_FRAMES - 1):
-        t = f / FPS
-        p, q = sample_pose(sim, t)
+        t = f / FPS                     # frames fall on the 96 Hz samples: no interpolation
+        dt = max(t - DROP_T, 0.0)
+        p = fr.centroid[falling] - [0.0, 0.5 * G * dt ** 2, 0.0]
         M = np.array(xf.ComputeLocalToWorldTransform(Usd.TimeCode(FIRST + f)))
-        assert np.allclose(M[3, :3], p[falling], atol=1e-4), f
-        # Sanity on the synthetic drop itself: half g t squared (lerped at 96 Hz).
-        assert M[3, 1] == pytest.approx(fr.centroid[falling, 1] - 0.5 * G * max(t - DROP_T, 0) ** 2, abs=2e-3)
-        # Every vertex where the renderer puts it: R v + p (USD multiplies row vectors).
+        assert np.allclose(M[3, :3], p, atol=1e-4), f
+        # Every vertex where the motion put it: R v + p (USD multiplies row vectors).
         world = np.c_[local, np.ones(len(local))] @ M
-        want = local @ quat_to_mat(q[falling]).astype(np.float64).T + p[falling]
+        want = local @ _rotation(AXIS, SPIN * dt).T + p
         assert np.allclose(world[:, :3], want, atol=1e-4), f
     assert fr.centroid[falling, 1] - M[3, 1] > 5.0        # it really fell
 
@@ -211,7 +228,7 @@ def test_both_formats_write_atomically_and_leave_no_temp_files(scene, tmp_path, 
     def boom(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(usd_export.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="disk full"):
         write_usd(tmp_path / "b.usdc", *args)
     monkeypatch.undo()

@@ -37,10 +37,15 @@ def _shadow(ts, tk, sun_share):
 
 
 @njit(parallel=True, **_OPTS)
-def layers(plate, clean, matte, static, ground, debris, hold, front, back, near, far, sun_share, has_dust,
-           out, debris_pass, dust_pass, touched):
-    """Clean plate + debris + dust, front to back, holdouts on top; writes the linear
-    beauty, the two passes as seen, and whether each pixel differs from the plate."""
+def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, front, back, near, far, sun_share,
+           has_dust, out, debris_pass, dust_pass, touched):
+    """Clean plate + debris + dust + holdouts in depth order; writes the linear beauty,
+    the two passes as seen, and whether each pixel differs from the plate.
+
+    Per pixel the holdout (the plate's own foreground, at hold_z) goes in front of the
+    debris where it is nearer than the nearest piece (deb_z, 0 where none), else behind
+    it; the dust was split by the renderer at the nearer of the two, so its front part
+    covers the holdout and its back part is hidden by it."""
     H, W = matte.shape
     for y_ in prange(H):
         y = np.int64(y_)
@@ -50,13 +55,16 @@ def layers(plate, clean, matte, static, ground, debris, hold, front, back, near,
             gm = 1 - (1 - ground[y, x]) * (1 - st)
             da = debris[y, x, 3]
             h = hold[y, x]
+            zd = deb_z[y, x]
+            hf = h if (zd <= 0.0 or hold_z[y, x] <= zd) else 0.0     # holdout in front of the debris
+            hb = h - hf                                                  # behind it (a piece landed in front)
             if has_dust:
                 fn = _shadow(near[y, x, 0], near[y, x, 1], sun_share)
                 ff = _shadow(far[y, x, 0], far[y, x, 1], sun_share)
                 sh = st * fn + (1 - st) * ff
                 fa = front[y, x, 3]
                 ba = back[y, x, 3]
-                seen_back = (1 - fa) * (1 - da) * (1 - st)
+                seen_back = (1 - fa) * (1 - hf) * (1 - da) * (1 - hb) * (1 - st)
             else:
                 fn = 1.0
                 sh = 1.0
@@ -70,17 +78,17 @@ def layers(plate, clean, matte, static, ground, debris, hold, front, back, near,
                 deb = debris[y, x, c] * fn
                 if has_dust:
                     behind = st * base + (1 - st) * (back[y, x, c] + (1 - ba) * base)
-                    v = front[y, x, c] + (1 - fa) * (deb + (1 - da) * behind)
-                    dust_pass[y, x, c] = (front[y, x, c] + seen_back * back[y, x, c]) * (1 - h)
+                    behind = hb * p + (1 - hb) * behind
+                    v = front[y, x, c] + (1 - fa) * (hf * p + (1 - hf) * (deb + (1 - da) * behind))
+                    dust_pass[y, x, c] = front[y, x, c] + seen_back * back[y, x, c]
                 else:
-                    v = deb + (1 - da) * base
+                    v = hf * p + (1 - hf) * (deb + (1 - da) * (hb * p + (1 - hb) * base))
                     dust_pass[y, x, c] = 0.0
-                debris_pass[y, x, c] = deb * (1 - fa) * (1 - h)
-                v = v * (1 - h) + p * h
+                debris_pass[y, x, c] = deb * (1 - fa) * (1 - hf)
                 out[y, x, c] = v
                 diff = max(diff, abs(v - p))
-            debris_pass[y, x, 3] = da * (1 - fa) * (1 - h)
-            dust_pass[y, x, 3] = (fa + seen_back * ba) * (1 - h) if has_dust else 0.0
+            debris_pass[y, x, 3] = da * (1 - fa) * (1 - hf)
+            dust_pass[y, x, 3] = (fa + seen_back * ba) if has_dust else 0.0
             touched[y, x] = diff > 1e-6
 
 

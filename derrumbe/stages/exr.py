@@ -7,7 +7,8 @@ Loader, Houdini's COPs and Blender's compositor list the layers by themselves:
     debris.R .G .B .A             debris as seen in the shot, premultiplied
     dust.R .G .B .A               dust as seen, premultiplied
     matte.building                where the plate's building was (the region replaced)
-    matte.holdout                 the plate's foreground objects kept on top
+    matte.holdout                 the plate's foreground objects (all of them), kept in front by depth
+    holdout.<id>                  each foreground object's own matte (001, 002, ...; m001... for moving ones)
     matte.effect                  building, debris, dust or their shadows: every pixel the effect changed
     Z                             view depth in metres along the lens axis
     forward.u forward.v           motion to the next frame in pixels, u right, v up
@@ -20,15 +21,13 @@ HTJ2K and zstd write faster here but need OpenEXR 3.4 readers that most studios 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from derrumbe import colour
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.outputs import publish
+from derrumbe.stages.outputs import publish, temp_path
 
 FAR_Z = 1.0e4        # depth written for the sky and anything without a surface (m)
 
@@ -37,9 +36,12 @@ def exr_path(out: Path, name: str, frame: int) -> Path:
     return out / "exr" / f"{name}.{frame:04d}.exr"
 
 
+COMPRESSION = "ZIP"        # what the manifest says; _header writes the matching OpenEXR constant
+
+
 def _header(meta: dict) -> dict:
     import OpenEXR
-    h = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+    h = {"compression": getattr(OpenEXR, f"{COMPRESSION}_COMPRESSION"), "type": OpenEXR.scanlineimage,
          # chromaticities are what tells a reader the primaries are AP1 (ACEScg).
          "chromaticities": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767),
          "colorSpace": colour.WORKING, "ocioConfig": colour.config_name()}
@@ -48,8 +50,8 @@ def _header(meta: dict) -> dict:
 
 
 def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, building: np.ndarray,
-                   holdout: np.ndarray, depth: np.ndarray, vectors: np.ndarray, touched: np.ndarray | None = None
-                   ) -> dict:
+                   holdout: np.ndarray, depth: np.ndarray, vectors: np.ndarray, touched: np.ndarray | None = None,
+                   holdouts: dict | None = None) -> dict:
     """The channel dict of one frame; every input is H x W (x C) float at the frame's size.
     touched: where the comp changed the plate at all (the cloud's and the debris' shadows
     reach beyond their alpha), so the effect matte covers every changed pixel."""
@@ -68,6 +70,9 @@ def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, bui
         effect = np.maximum(effect, touched)
     ch["matte.building"] = _half(building)
     ch["matte.holdout"] = _half(holdout)
+    # Each foreground object's own matte, so a compositor can pull one (holdout.<id>).
+    for key, a in sorted((holdouts or {}).items()):
+        ch[f"holdout.{key}"] = _half(a)
     ch["matte.effect"] = _half(effect * (1 - np.clip(holdout, 0, 1)))
     ch["Z"] = _half(depth)
     v = _half(vectors)
@@ -91,17 +96,16 @@ def write_exr(path: Path, channels: dict, meta: dict | None = None) -> None:
     truncated EXR under a frame's name."""
     import OpenEXR
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=".exr", dir=path.parent)
-    os.close(fd)
+    tmp = temp_path(path, ".exr")
     try:
         # One thread: the writer already runs beside the render on a 2-core machine.
         with OpenEXR.File(_header(meta or {}), channels) as f:
-            f.write(tmp)
+            f.write(str(tmp))
         publish(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, Exception) and not isinstance(e, DerrumbeError):
-            raise DerrumbeError(f"cannot write {path}: {e}") from None
+            raise DerrumbeError(f"cannot write {path.name}: {e}") from None
         raise
 
 

@@ -66,6 +66,7 @@ class FacadeView:
     x1: int
     keystone: Keystone
     wall: np.ndarray          # the wall's Lab colour
+    difference: np.ndarray | None = field(default=None, repr=False)   # from the wall's colour, cached
 
     @property
     def height_px(self) -> float:
@@ -98,11 +99,12 @@ def wall_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.median(lab[smooth if smooth.any() else mask], axis=0)
 
 
-def facade_view(srgb: np.ndarray, building: np.ndarray, keystone: Keystone | None = None) -> FacadeView:
+def facade_view(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> FacadeView:
+    """`segments`: the plate's vertical segments where they are already found."""
     m = building > 0.5
     ys = np.nonzero(m.any(axis=1))[0]
     top = float(ys.min())
-    k = keystone or estimate_keystone(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m)
+    k = estimate_keystone(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m, segments)
     img, _ = rectify(srgb, k, top)
     mr, _ = rectify(m.astype(np.uint8), k, top, cv2.INTER_NEAREST)
     rows = np.nonzero(mr.any(axis=1))[0]
@@ -198,8 +200,10 @@ def bay_periods(view: FacadeView) -> list[Period]:
 
 def _difference(view: FacadeView) -> np.ndarray:
     """How far each facade pixel is from the wall's colour (Lab distance), working pixels."""
-    lab = view.lab[view.top:view.bot, view.x0:view.x1]
-    return np.linalg.norm(lab - view.wall, axis=-1)
+    if view.difference is None:
+        lab = view.lab[view.top:view.bot, view.x0:view.x1] - view.wall
+        view.difference = np.sqrt(np.einsum("...c,...c->...", lab, lab))
+    return view.difference
 
 
 def _runs(on: np.ndarray) -> list[list[int]]:
@@ -297,7 +301,7 @@ def storey_periods(view: FacadeView, rows: WindowRows | None) -> list[Period]:
 
 # ---------------------------------------------------------------- the street
 
-def street_row(srgb: np.ndarray, building: np.ndarray) -> float:
+def street_row(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> float:
     """The row where the building meets the street: the matte's bottom, or further down
     where the facade visibly goes on below it (a box that stopped above the pavement).
     The facade goes on where verticals (jambs, pilasters, door frames, pipes) cross the
@@ -314,8 +318,8 @@ def street_row(srgb: np.ndarray, building: np.ndarray) -> float:
     if len(held) < 8:
         return float(bot)
     x0, x1 = int(held.min()), int(held.max()) + 1
-    gray = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)
-    seg = vertical_segments(gray, m, anywhere=True)
+    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
+    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
     reach = _verticals_reach(seg, bot, x0, x1, gap=max(3.0, 0.02 * tall))
     if reach < bot + MIN_BELOW * tall:
         return float(bot)
@@ -403,7 +407,8 @@ def _chain(seg: np.ndarray, gap: float, dx: float) -> np.ndarray:
     return np.array(lines, float).reshape(-1, 3)
 
 
-def find_doors(srgb: np.ndarray, building: np.ndarray, street: float) -> list[Door]:
+def find_doors(srgb: np.ndarray, building: np.ndarray, street: float,
+               segments: np.ndarray | None = None) -> list[Door]:
     """Doors: two jambs that stand on the street (or a step or two above it), as tall as
     each other, 0.3-0.8 of their height apart (a single leaf to a double door) with no
     third one between them (that would be a shop front's mullions)."""
@@ -415,7 +420,8 @@ def find_doors(srgb: np.ndarray, building: np.ndarray, street: float) -> list[Do
     if tall < 40 or len(held) < 8:
         return []
     x0, x1 = held.min(), held.max() + 1
-    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m, anywhere=True)
+    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
+    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
     if not len(seg):
         return []
     ln = _chain(seg, gap=0.02 * tall, dx=max(3.0, 0.006 * srgb.shape[1]))

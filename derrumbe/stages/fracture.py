@@ -56,6 +56,7 @@ class Fracture:
     floor_y: np.ndarray                  # floor heights of the storeys
     elements: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    face_neighbour: list = None          # N arrays (m,): the fragment whose face covers this one (-1: none)
 
     @property
     def n(self) -> int:
@@ -255,14 +256,43 @@ def _assemble(b: Building, cells: list, cam: Camera, matte: np.ndarray) -> Fract
     _, piece = np.unique(piece, return_inverse=True)
     _, cluster = np.unique(cluster, return_inverse=True)
     kinds_el = np.array([b.elements[e].kind for e in elem])
+    neighbours = _face_neighbours(verts, tris, cent, bonds)
     return Fracture(
         centroid=cent, verts=verts, tris=tris, kinds=kinds, volume=np.array(vol), inside=np.array(inside),
         element=elem, element_kind=kinds_el, storey=np.array(storey), piece=piece, cluster=cluster,
         bonds=bonds, bond_area=areas, box_lo=b.box_lo, box_hi=b.box_hi, facade_z=b.z_front,
-        floor_y=b.floor_y.copy(), elements=b.elements,
+        floor_y=b.floor_y.copy(), elements=b.elements, face_neighbour=neighbours,
         info=dict(depth_m=round(b.depth, 2), storeys=b.storeys, fragments=len(verts),
                   pieces=int(piece.max() + 1), clusters=int(cluster.max() + 1),
                   elements=len(b.elements), floor_y=[round(float(y), 2) for y in b.floor_y]))
+
+
+def _face_neighbours(verts, tris, cent, bonds, eps=2e-3) -> list:
+    """For every face, the fragment that covers it entirely (its three corners lie on
+    that fragment's closed hull), or -1. While two such fragments move as one, the face
+    between them is inside the body and the renderer skips it: an intact storey is
+    drawn as its outer skin, not as its thousands of inner faces."""
+    planes = []
+    for v, t in zip(verts, tris):
+        a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+        nrm = np.cross(b - a, c - a)
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+        planes.append((nrm, -(nrm * a).sum(1)))
+    nbrs = [[] for _ in verts]
+    for i, j in bonds:
+        nbrs[i].append(j)
+        nbrs[j].append(i)
+    out = []
+    for i, (v, t) in enumerate(zip(verts, tris)):
+        corners = v[t] + (cent[i] - 0.0)                      # (m, 3, 3) in the building's frame
+        nb = np.full(len(t), -1)
+        for j in nbrs[i]:
+            n_j, d_j = planes[j]
+            local = corners - cent[j]
+            inside = (local @ n_j.T + d_j <= eps).all(axis=(1, 2))
+            nb[(nb < 0) & inside] = j
+        out.append(nb.astype(np.int32))
+    return out
 
 
 def _joints(b: Building, cent, vol, elem) -> tuple[list, list]:

@@ -60,9 +60,9 @@ class Keystone:
                          [0.0, 1.0, -p]])
 
 
-def vertical_segments(gray: np.ndarray, matte: np.ndarray, anywhere: bool = False) -> np.ndarray:
-    """Near-vertical line segments (x0, y0, x1, y1) on the facade (their middle on the
-    matte, unless `anywhere`), from OpenCV's LSD detector at a working size of about 800 px."""
+def vertical_segments(gray: np.ndarray) -> np.ndarray:
+    """Near-vertical line segments (x0, y0, x1, y1) of the whole plate, from OpenCV's LSD
+    detector at a working size of about 800 px (short ones included; users filter)."""
     h, w = gray.shape
     s = min(1.0, 800.0 / max(h, w))
     small = cv2.resize(gray, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
@@ -71,13 +71,19 @@ def vertical_segments(gray: np.ndarray, matte: np.ndarray, anywhere: bool = Fals
         return np.zeros((0, 4))
     seg = found.reshape(-1, 4) / s
     dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
-    length = np.hypot(dx, dy)
+    upright = np.degrees(np.arctan2(np.abs(dx), np.abs(dy))) < NEAR_VERTICAL_DEG
+    return seg[upright & (np.hypot(dx, dy) > 6.0)]
+
+
+def on_facade(seg: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """The segments whose middle lies on the matte and that are longer than 1/25 of it."""
     ys = np.nonzero(matte.any(axis=1))[0]
     tall = max(12.0, (ys.max() - ys.min()) / 25.0)
-    upright = np.degrees(np.arctan2(np.abs(dx), np.abs(dy))) < NEAR_VERTICAL_DEG
+    h, w = matte.shape
     xm = np.clip(((seg[:, 0] + seg[:, 2]) / 2).astype(int), 0, w - 1)
     ym = np.clip(((seg[:, 1] + seg[:, 3]) / 2).astype(int), 0, h - 1)
-    return seg[upright & (length > tall) & ((matte[ym, xm] > 0.5) | anywhere)]
+    long = np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > tall
+    return seg[long & (matte[ym, xm] > 0.5)]
 
 
 def _angle_errors(vp: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -90,13 +96,14 @@ def _angle_errors(vp: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, 0.0, 1.0)))
 
 
-def estimate_keystone(gray: np.ndarray, matte: np.ndarray) -> Keystone:
+def estimate_keystone(gray: np.ndarray, matte: np.ndarray, segments: np.ndarray | None = None) -> Keystone:
     """The vertical vanishing point from the facade's near-vertical segments: RANSAC on
-    pairs, then a least-squares fit of the inliers (weighted by length)."""
+    pairs, then a least-squares fit of the inliers (weighted by length). `segments`: the
+    plate's vertical segments where they are already found."""
     ys = np.nonzero(matte.any(axis=1))[0]
     base = float(ys.max() + 1)
     facade_h = float(ys.max() - ys.min() + 1)
-    seg = vertical_segments(gray, matte)
+    seg = on_facade(vertical_segments(gray) if segments is None else segments, matte)
     if len(seg) < MIN_LINES:
         return Keystone(base, None)
     h, w = gray.shape

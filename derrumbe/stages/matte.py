@@ -2,9 +2,8 @@
 
 From a rough box, GrabCut refines the silhouette: outside the box is background, the
 sky inside the box is probable background, the rest probable building. Foreground
-objects inside the box (cars, lamp posts, people) are held out so debris passes
-behind them: a user holdout mask is honoured as given, and obvious objects standing
-on the bottom of the box are found by how badly the facade's own colours explain them.
+objects (cars, lamp posts, people) are found by holdouts.py and kept in front of the
+debris and the dust by depth; a user holdout mask adds to them.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from derrumbe.errors import DerrumbeError
+from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
 
@@ -24,6 +24,7 @@ class Matte:
     building: np.ndarray   # H x W float32 0..1 at plate size
     holdout: np.ndarray    # H x W float32 0..1, foreground objects that stay in front
     auto_holdout_px: int   # pixels of holdout found automatically (for the log)
+    objects: HoldoutSet    # each holdout on its own (class, box, ground contact, soft matte)
 
 
 def box_in_image(box, size) -> tuple[int, int, int, int]:
@@ -103,61 +104,14 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
     return (m.astype(bool) | holes).astype(np.uint8)
 
 
-def detect_foreground(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
-    """Obvious objects in front of the facade: blobs rising from the bottom of the matte
-    that the facade's palette explains badly, and thin dark vertical poles."""
-    h, w = building.shape
-    ys, xs = np.nonzero(building > 0.5)
-    if ys.size == 0:
-        return np.zeros((h, w), np.float32)
-    top, bot, left, right = ys.min(), ys.max(), xs.min(), xs.max()
-    bh = bot - top + 1
-    lab = cv2.cvtColor(srgb, cv2.COLOR_RGB2LAB).astype(np.float32)
-    upper = lab[top:top + int(bh * 0.6)][building[top:top + int(bh * 0.6)] > 0.5]
-    if upper.shape[0] < 100:
-        return np.zeros((h, w), np.float32)
-    rng = np.random.default_rng(0)
-    sample = upper[rng.choice(upper.shape[0], min(4000, upper.shape[0]), replace=False)]
-    k = 8
-    _, _, centers = cv2.kmeans(sample, k, None, (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5),
-                               2, cv2.KMEANS_PP_CENTERS)
-    # Distance of every pixel to the nearest facade colour; saturated, unexplained colours stand out.
-    d = np.min(np.linalg.norm(lab[..., None, :] - centers[None, None], axis=-1), axis=-1)
-    zone = np.zeros((h, w), bool)
-    zone[top + int(bh * 0.55):bot + 1, left:right + 1] = True
-    odd = (d > 38) & zone
-    odd = cv2.morphologyEx(odd.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8))
-    odd = cv2.morphologyEx(odd, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(odd)
-    out = np.zeros((h, w), np.float32)
-    area_box = bh * (right - left + 1)
-    for i in range(1, n):
-        x, y, ww, hh, a = stats[i]
-        touches_bottom = y + hh >= bot - 2 or y + hh >= h - 2
-        compact = a > 0.35 * ww * hh
-        if touches_bottom and compact and 0.004 * area_box < a < 0.12 * area_box and hh < 0.45 * bh:
-            out[labels == i] = 1.0
-    # Poles: columns whose darkest run spans much of the lower facade with little width.
-    gray = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    dark = (gray < np.percentile(gray[building > 0.5], 8)) & (building > 0.5)
-    vert = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, np.ones((max(15, bh // 4), 1), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(vert)
-    for i in range(1, n):
-        x, y, ww, hh, a = stats[i]
-        if ww < 0.04 * w and hh > 0.3 * bh and y + hh >= bot - 0.05 * bh:
-            pole = (labels == i).astype(np.uint8)
-            out = np.maximum(out, cv2.dilate(pole, np.ones((3, 5), np.uint8)).astype(np.float32))
-    return out
-
-
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
-                  seed: int) -> Matte:
+                  seed: int, auto_holdouts: bool = True) -> Matte:
+    """The building's silhouette, and what stays in front of it: the automatic holdouts
+    (holdouts.py) plus the user's mask, each connected part of which is one more object."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
-    auto = detect_foreground(srgb, building) if holdout is None else np.zeros((h, w), np.float32)
-    # Only the automatic holdout gets a soft edge; a user's mask is used as given (a
-    # blur would eat into the object it covers).
-    if auto.max() > 0:
-        auto = cv2.GaussianBlur(auto, (0, 0), 0.8)
-    hold = np.maximum(auto, holdout if holdout is not None else 0)
-    return Matte(building=building, holdout=hold.astype(np.float32), auto_holdout_px=int((auto > 0.5).sum()))
+    found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
+    auto_px = int((found.matte() > 0.5).sum())
+    if holdout is not None:
+        add_user_holdouts(found, holdout)
+    return Matte(building=building, holdout=found.matte(), auto_holdout_px=auto_px, objects=found)

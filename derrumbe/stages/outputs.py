@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
 from pathlib import Path
 
 import cv2
@@ -35,32 +36,61 @@ def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
         (out / "manifest.json").unlink(missing_ok=True)
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
+_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
 
 
-_FILE_MODE = 0o666 & ~_umask()
+def temp_path(path: Path, suffix: str = "") -> Path:
+    """A temporary name beside path: hidden, unique, and recognisable by sweep_temps
+    (suffix: an extension a writer needs to pick the format, e.g. '.usdc')."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def _fsync_path(p: Path, directory: bool = False) -> None:
+    fd = os.open(p, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(tmp: str | Path, path: Path) -> None:
-    """Renames a finished temporary file into place with the mode a plain write would
-    have given it (mkstemp makes files only their owner can read; a farm or a colleague
-    needs to read them)."""
-    os.chmod(tmp, _FILE_MODE)
+    """Renames a finished temporary file into place, durably: the file's data reaches
+    the disk before the rename, and the rename before this returns (a power cut leaves
+    the old file or the new one, never a name pointing at missing data)."""
+    _fsync_path(Path(tmp))
     os.replace(tmp, path)
+    _fsync_path(path.parent, directory=True)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    # os.open with 0o666 lets the process umask decide the mode, as a plain write would
+    # (mkstemp makes files only their owner can read; a farm or a colleague needs them).
+    tmp = temp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         publish(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def sweep_temps(out: Path) -> int:
+    """Removes temporary files a killed writer left in a shot folder (call it holding
+    the shot lock: a live render's temporaries are not stale). Returns how many."""
+    n = 0
+    if not out.is_dir():
+        return 0
+    for dirpath, dirnames, filenames in os.walk(out):
+        for name in filenames:
+            if _TEMP.match(name):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    n += 1
+                except FileNotFoundError:
+                    pass
+    return n
 
 
 def frame_path(out: Path, name: str, index: int) -> Path:
@@ -87,13 +117,15 @@ def _png16(img01: np.ndarray) -> bytes:
 
 def pass_paths(out: Path, name: str, index: int) -> list[Path]:
     n = FIRST_FRAME + index
-    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte")]
+    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
 
 
-def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray) -> dict[Path, str]:
+def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray,
+                 holdout: np.ndarray | None = None) -> dict[Path, str]:
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
-    sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, and the
-    dust's alpha alone as a matte. (Scene-linear EXR passes come with --exr.)"""
+    sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, the
+    dust's alpha alone as a matte, and the frame's holdout matte (the plate's foreground
+    objects kept in front). (Scene-linear EXR passes, each holdout on its own, come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
     n = FIRST_FRAME + index
@@ -104,6 +136,8 @@ def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.
         img = np.concatenate([display_encode(rgb), np.clip(a, 0, 1)], -1)[..., [2, 1, 0, 3]]
         files[d / f"{name}.{layer}.{n:04d}.png"] = _png16(img)
     files[d / f"{name}.dust_matte.{n:04d}.png"] = _png16(np.clip(dust[..., 3], 0, 1))
+    hold = np.zeros(dust.shape[:2], np.float32) if holdout is None else holdout
+    files[d / f"{name}.holdout.{n:04d}.png"] = _png16(np.clip(hold, 0, 1))
     for p, data in files.items():
         atomic_write_bytes(p, data)
     return {p: hashlib.sha256(data).hexdigest() for p, data in files.items()}
@@ -162,7 +196,7 @@ class MovieWriter:
         import av
         c = MOVIE_CODECS[kind]
         self.path, self.burn_in = path, burn_in
-        self.tmp = path.with_name("." + path.name + ".tmp" + c["ext"])
+        self.tmp = temp_path(path, c["ext"])
         self.container = av.open(str(self.tmp), mode="w")
         self.stream = self.container.add_stream(c["codec"], rate=fps)
         self.stream.width, self.stream.height = size
@@ -237,11 +271,11 @@ class FrameSink:
     def _rel(self, p: Path) -> str:
         return p.relative_to(self.out).as_posix()
 
-    def _write(self, index, img, debris, dust, exr):
+    def _write(self, index, img, debris, dust, exr, holdout=None):
         p, digest = write_frame(self.out, self.name, index, img)
         self.digests[self._rel(p)] = digest
         if self.passes:
-            for q, d in write_passes(self.out, self.name, index, debris, dust).items():
+            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout).items():
                 self.digests[self._rel(q)] = d
         if exr is not None:
             self._write_exr(index, *exr)
@@ -257,7 +291,7 @@ class FrameSink:
             # A frame identical to the last (the plate before the collapse): a copy,
             # not a second encode.
             import shutil
-            tmp = path.with_name("." + path.name + ".tmp")
+            tmp = temp_path(path)
             shutil.copyfile(self._exr_same[1], tmp)
             publish(tmp, path)
         else:
@@ -286,12 +320,13 @@ class FrameSink:
         self._queue(self._reuse, index, extra)
 
     def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None,
-               exr=None) -> None:
+               exr=None, holdout: np.ndarray | None = None) -> None:
         """exr: None, or (a function making the frame's channel dict, a token that is the
-        same for frames whose EXR is identical, or None)."""
+        same for frames whose EXR is identical, or None); holdout: the frame's holdout
+        matte for the passes."""
         if self.passes and debris is None:
             debris = dust = np.zeros(img.shape[:2] + (4,), np.float32)
-        self._queue(self._write, index, img, debris, dust, exr)
+        self._queue(self._write, index, img, debris, dust, exr, holdout)
 
     def close(self) -> None:
         try:

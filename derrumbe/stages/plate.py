@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +29,12 @@ from derrumbe.errors import DerrumbeError
 VIDEO_EXT = {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mxf"}
 IMAGE_HELP = "JPEG, PNG, TIFF or EXR"
 MEDIAN_FRAMES = 31          # frames spread over a moving plate for its temporal median
+# Limits on what is decoded, for the CLI and the web page alike (README: "Limits").
+MAX_PIXELS = 40_000_000     # a plate or mask: 8K (7680 x 4320 = 33 Mpx) fits
+MAX_ASPECT = 8.0            # wider or taller than 8:1 is a panorama: crop it to the building
+MIN_SIDE = 32
+MAX_SECONDS = 120.0         # a moving plate's length, counted by decoding its frames
+MAX_SEQUENCE_FRAMES = 14_400    # 120 s at 120 fps
 _SEQ = re.compile(r"#+|%0?(\d*)d")
 
 
@@ -55,13 +62,60 @@ def _check_file(path: str | Path, what: str) -> Path:
     return p
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of a still as it decodes, EXIF orientation applied, read from its
+    header alone (no pixel decoded): what the pixel cap is checked against before any
+    decoder allocates."""
+    if _is_exr(path):
+        import OpenEXR
+        try:
+            with OpenEXR.File(str(path), header_only=True) as f:
+                lo, hi = f.header()["dataWindow"]
+        except Exception as e:
+            raise DerrumbeError(f"{Path(path).name}: the EXR's header cannot be read: {_first_line(e)}") from None
+        return int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
+    from PIL import Image
+    Image.MAX_IMAGE_PIXELS = None       # the cap is ours, with a clear message
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore")         # "corrupt EXIF" and the like: not the user's concern
+            w, h = im.size
+            # Only EXIF that sits in the header: PIL's getexif() of a PNG decodes the
+            # whole image to look for a trailing eXIf chunk.
+            if im.format == "PNG":
+                exif = Image.Exif()
+                if im.info.get("exif"):
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            orientation = exif.get(0x0112, 1)
+    except Exception as e:
+        raise DerrumbeError(f"{Path(path).name} is not a readable image ({IMAGE_HELP}): {_first_line(e)}") from None
+    # EXIF orientations 5-8 turn the picture a quarter: decoders (OpenCV's too) swap the sides.
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def check_pixels(w: int, h: int, what: str) -> None:
+    if w * h > MAX_PIXELS:
+        raise DerrumbeError(f"{what} is {w}x{h} ({w * h / 1e6:.0f} Mpx); at most {MAX_PIXELS / 1e6:.0f} Mpx")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:160] if text else type(e).__name__
+
+
 def _read_u8(path: str, what: str, flags: int) -> np.ndarray:
     p = _check_file(path, what)
+    check_pixels(*image_size(p), f"{what} {p.name}")
     try:
         data = np.fromfile(str(p), dtype=np.uint8)
     except OSError as e:
         raise DerrumbeError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    img = cv2.imdecode(data, flags) if data.size else None
+    try:
+        img = cv2.imdecode(data, flags) if data.size else None
+    except cv2.error:
+        img = None
     if img is None:
         raise DerrumbeError(f"{what} {path} is not a readable image ({IMAGE_HELP})")
     if img.dtype == np.uint16:
@@ -105,6 +159,7 @@ def _read_exr(path: str, what: str, colourspace: str) -> np.ndarray:
 
 def _frame_from_file(path: str, what: str, colourspace: str | None) -> Plate:
     if _is_exr(path):
+        check_pixels(*image_size(_check_file(path, what)), f"{what} {Path(path).name}")
         lin = _read_exr(path, what, colourspace or colour.WORKING)
         return Plate(srgb=colour.linear_to_u8(lin), path=str(path), lin_=lin)
     img = _read_u8(path, what, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
@@ -116,8 +171,19 @@ def _frame_from_file(path: str, what: str, colourspace: str | None) -> Plate:
 
 
 def _check_size(w: int, h: int, path) -> None:
-    if min(w, h) < 32:
-        raise DerrumbeError(f"plate {path} is only {w}x{h} pixels; need at least 32x32")
+    check_plate_size(w, h, f"plate {Path(str(path)).name}")
+
+
+def check_plate_size(w: int, h: int, what: str = "the plate") -> None:
+    """A plate derrumbe can work with: not too small, not too many pixels, and not a
+    panorama (the camera model is one pinhole; a 20000x100 strip would be squashed
+    into frames a few pixels tall)."""
+    check_pixels(w, h, what)
+    if min(w, h) < MIN_SIDE:
+        raise DerrumbeError(f"{what} is only {w}x{h} pixels; need at least {MIN_SIDE}x{MIN_SIDE}")
+    if max(w / h, h / w) > MAX_ASPECT:
+        raise DerrumbeError(f"{what} is {w}x{h}, an aspect of {max(w / h, h / w):.0f}:1; derrumbe takes plates up "
+                            f"to {MAX_ASPECT:.0f}:1 (crop the panorama to the building)")
 
 
 class PlateSource:
@@ -211,6 +277,8 @@ class SequenceSource(PlateSource):
                 found[int(mm.group(1))] = f
         if not found:
             raise DerrumbeError(f"no frames match the plate sequence {pattern}")
+        if len(found) > MAX_SEQUENCE_FRAMES:
+            raise DerrumbeError(f"plate sequence {pattern} has {len(found)} frames; at most {MAX_SEQUENCE_FRAMES}")
         first = min(found)
         n = 0
         while first + n in found:
@@ -252,7 +320,7 @@ class VideoSource(PlateSource):
     """A video file, decoded in order with PyAV; a jump back reopens the file."""
     kind = "video"
 
-    def __init__(self, path: str, colourspace: str | None):
+    def __init__(self, path: str, colourspace: str | None, max_seconds: float = MAX_SECONDS):
         import av
         self._av = av
         self.path, self.colourspace = str(path), colourspace
@@ -264,8 +332,10 @@ class VideoSource(PlateSource):
                 s = c.streams.video[0]
                 self.rate = Fraction(s.average_rate) if s.average_rate else Fraction(24)
                 self.size = (s.codec_context.width, s.codec_context.height)
-                # Count by decoding: container frame counts are often missing or wrong.
-                self.n_frames = sum(1 for _ in c.decode(video=0))
+                _check_size(*self.size, path)
+                # Count by decoding: container frame counts and durations are often
+                # missing or wrong (or lie), so the length cap is checked on real frames.
+                self.n_frames = count_frames(c, float(self.rate), self.size, Path(path).name, max_seconds)
         except DerrumbeError:
             raise
         except Exception as e:
@@ -297,6 +367,9 @@ class VideoSource(PlateSource):
             self._next += 1
             if k == i:
                 break
+        if (vf.width, vf.height) != self.size:
+            raise DerrumbeError(f"plate {Path(self.path).name} changes size at frame {i} "
+                                f"({vf.width}x{vf.height}, not {self.size[0]}x{self.size[1]})")
         rgb = vf.to_ndarray(format="rgb24", src_colorspace=_sws_matrix(vf))
         srgb = np.ascontiguousarray(rgb)
         if self.colourspace and self.colourspace != colour.SRGB:
@@ -321,6 +394,24 @@ class VideoSource(PlateSource):
         self._container, self._iter, self._next = None, None, 0
 
 
+def count_frames(container, rate: float, size: tuple[int, int], name: str, max_seconds: float = MAX_SECONDS) -> int:
+    """The video's frames, decoded and counted; refused once they pass max_seconds or a
+    frame is larger than the header said."""
+    cap = int(round(max_seconds * max(rate, 1.0)))
+    s = container.streams.video[0]
+    s.thread_type = "AUTO"
+    n = 0
+    for vf in container.decode(s):
+        n += 1
+        if vf.width * vf.height > size[0] * size[1]:
+            raise DerrumbeError(f"video {name} has a frame of {vf.width}x{vf.height}, larger than its header's "
+                                f"{size[0]}x{size[1]}")
+        if n > cap:
+            raise DerrumbeError(f"video {name} is longer than {max_seconds:g} s ({n} frames at {rate:g} fps and "
+                                f"more); plates up to {max_seconds:g} s are taken: cut it to the shot")
+    return n
+
+
 def _sws_matrix(vf) -> int:
     """The Y'CbCr matrix of a decoded frame as swscale numbers it: what the file says,
     else BT.709 for HD and up and BT.601 below (what players assume)."""
@@ -338,7 +429,7 @@ def _file_sha(path) -> str:
     return h.hexdigest()
 
 
-def open_plate(path: str, colourspace: str | None = None) -> PlateSource:
+def open_plate(path: str, colourspace: str | None = None, max_seconds: float = MAX_SECONDS) -> PlateSource:
     """A still, a video (by extension) or an image sequence (# or %04d in the name)."""
     if not path:
         raise DerrumbeError("no plate given")
@@ -349,7 +440,7 @@ def open_plate(path: str, colourspace: str | None = None) -> PlateSource:
     if _SEQ.search(name):
         return SequenceSource(path, colourspace)
     if Path(path).suffix.lower() in VIDEO_EXT:
-        return VideoSource(path, colourspace)
+        return VideoSource(path, colourspace, max_seconds)
     return StillSource(path, colourspace)
 
 

@@ -413,11 +413,20 @@ class DebrisRenderer:
             chunks.append(np.hstack([tri, nn, rest, kk, ii]).astype(np.float32))
         data = np.vstack(chunks)
         self.vbo = ctx.buffer(data.tobytes())
+        # Which fragment each triangle belongs to and which one covers it: the faces
+        # inside an intact body are not drawn (see _visible_triangles).
+        self.tri_frag = np.concatenate([np.full(len(t), i) for i, t in enumerate(fr.tris)])
+        nb = fr.face_neighbour or [np.full(len(t), -1) for t in fr.tris]
+        self.tri_nb = np.concatenate(nb).astype(np.int64)
+        self.n_tri = len(self.tri_frag)
+        self.ibo = ctx.buffer(reserve=self.n_tri * 3 * 4)
+        self.n_idx = 0
         self.prog = ctx.program(vertex_shader=_PIECE_VS, fragment_shader=_PIECE_FS)
         self.vao = ctx.vertex_array(self.prog, [(self.vbo, "3f 3f 3f 1f 1f", "in_pos", "in_nrm", "in_rest",
-                                                 "in_kind", "in_id")])
+                                                 "in_kind", "in_id")], index_buffer=self.ibo, index_element_size=4)
         self.dprog = ctx.program(vertex_shader=_DEPTH_VS, fragment_shader=_DEPTH_FS)
-        self.dvao = ctx.vertex_array(self.dprog, [(self.vbo, "3f 28x 1f", "in_pos", "in_id")])
+        self.dvao = ctx.vertex_array(self.dprog, [(self.vbo, "3f 28x 1f", "in_pos", "in_id")],
+                                     index_buffer=self.ibo, index_element_size=4)
         self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
         self.xf.filter = (moderngl.NEAREST, moderngl.NEAREST)
         self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
@@ -449,6 +458,7 @@ class DebrisRenderer:
         rest_fbo = ctx.framebuffer(color_attachments=[ctx.texture((1536, 1536), 1, dtype="f1")],
                                    depth_attachment=self.shadow_rest)
         self._upload(rest_pos, rest_quat, np.zeros(fr.n, bool))
+        self._visible_triangles(rest_pos, rest_quat, np.ones(fr.n, bool))
         self._shadow_pass(rest_fbo, moved_only=False)
 
         self.sub_col = ctx.texture((W, H), 4, dtype="f4")
@@ -521,7 +531,8 @@ class DebrisRenderer:
             prog["xf"].value, prog["xf_next"].value, prog["matte"].value = 0, 1, 2
             prog["viewproj"].write(self.viewproj.T.tobytes())
             prog["size"].value = (float(W), float(H))
-            vao = ctx.vertex_array(prog, [(self.vbo, "3f 12x 3f 4x 1f", "in_pos", "in_rest", "in_id")])
+            vao = ctx.vertex_array(prog, [(self.vbo, "3f 12x 3f 4x 1f", "in_pos", "in_rest", "in_id")],
+                                   index_buffer=self.ibo, index_element_size=4)
             tex = ctx.texture((W, H), 4, dtype="f4")
             fbo = ctx.framebuffer(color_attachments=[tex], depth_attachment=ctx.depth_renderbuffer((W, H)))
             self._vec = (prog, vao, tex, fbo)
@@ -533,11 +544,12 @@ class DebrisRenderer:
         self.xf_next.write(self.xf.read())
         p0, q0 = sample_pose(sim, t)
         self._upload(p0, q0, np.zeros(self.n, bool), sim.visible(t))
+        self._visible_triangles(p0, q0, sim.visible(t))
         self._begin(fbo)
         self.xf.use(0)
         self.xf_next.use(1)
         self.matte_tex.use(2)
-        vao.render()
+        self._draw(vao)
         ctx.disable(mgl.DEPTH_TEST)
         o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
         return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
@@ -549,6 +561,29 @@ class DebrisRenderer:
         self.ctx.enable(self.mgl.DEPTH_TEST)
         self.ctx.disable(self.mgl.BLEND)
         self.ctx.disable(self.mgl.CULL_FACE)
+
+    def _visible_triangles(self, pos, quat, visible) -> None:
+        """Fills the index buffer with the triangles worth drawing: not those between two
+        fragments that still move as one (same rotation, same relative offset as at
+        rest), nor those of pulverised fragments."""
+        fr = self.fr
+        i, j = self.tri_frag, self.tri_nb
+        has = j >= 0
+        jj = np.where(has, j, i)
+        same_q = np.abs((quat[i] * quat[jj]).sum(1)) > 1 - 1e-6
+        R = quat_to_mat(quat[i])
+        off = np.einsum("nij,nj->ni", R, fr.centroid[jj] - fr.centroid[i])
+        same_p = np.linalg.norm(pos[jj] - pos[i] - off, axis=1) < 2e-3
+        inner = has & same_q & same_p & visible[jj]
+        keep = np.nonzero(~inner & visible[i])[0]
+        idx = (3 * keep[:, None] + np.arange(3)).astype(np.uint32).ravel()
+        self.n_idx = len(idx)
+        if self.n_idx:
+            self.ibo.write(idx.tobytes())
+
+    def _draw(self, vao) -> None:
+        if self.n_idx:
+            vao.render(vertices=self.n_idx)
 
     def _upload(self, pos, quat, moved, visible=None):
         R = quat_to_mat(quat)
@@ -572,7 +607,7 @@ class DebrisRenderer:
         self.dprog["xf"].value = 0
         self.dprog["lightproj"].write(self.lightproj.T.tobytes())
         self.dprog["moved_only"].value = 1.0 if moved_only else 0.0
-        self.dvao.render()
+        self._draw(self.dvao)
 
     def _grit(self, particles, ta: float, tb: float):
         """Draws the particles' streaks from ta to tb into the bound sub-frame, depth-tested
@@ -617,6 +652,7 @@ class DebrisRenderer:
         # One shadow map a frame, of the moving pieces only: it shades the debris and the
         # street. (Standing parts no longer shadow falling debris: a cost cut, 2 cores.)
         vis = sim.visible(t)
+        self._visible_triangles(pc, qc, vis)
         self._upload(pc, qc, moved, vis)
         self._shadow_pass(self.shadow_fbo, moved_only=True)
 
@@ -631,7 +667,7 @@ class DebrisRenderer:
             self.matte_tex.use(1)
             self.shadow.use(2)
             self.xf.use(3)
-            self.vao.render()
+            self._draw(self.vao)
             if particles is not None and particles.n:
                 half = shutter_s / samples / 2 if samples > 1 else shutter_s / 2
                 self._grit(particles, ts - half, ts + half)
@@ -652,7 +688,7 @@ class DebrisRenderer:
         self._begin(self.sub_fbo)
         self.prog["static_pass"].value = 1
         self.xf.use(3)
-        self.vao.render()
+        self._draw(self.vao)
         self.prog["static_pass"].value = 0
         static = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1, :, 0]
 
@@ -661,7 +697,7 @@ class DebrisRenderer:
         self.dprog["lightproj"].write(self.occproj.T.tobytes())
         self.dprog["moved_only"].value = 1.0
         self.xf.use(0)
-        self.dvao.render()
+        self._draw(self.dvao)
         occ = np.frombuffer(self.occ_fbo.color_attachments[0].read(), np.uint8).reshape(
             self.occ_res, self.occ_res).astype(np.float32) / 255.0
         sigma = self.occ_res / (self.occ_rect[2] - self.occ_rect[0]) * 1.2   # ~1.2 m penumbra

@@ -51,9 +51,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from derrumbe.stages import facade as fa
+from derrumbe.stages.keystone import vertical_segments
 
 
 class Prior(NamedTuple):
@@ -343,9 +345,10 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
         raise ValueError("the building matte is empty")
     ys = np.nonzero(m.any(axis=1))[0]
     top, base = float(ys.min()), float(ys.max() + 1)
-    street = fa.street_row(srgb, m)
+    segments = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY))   # jambs, pilasters, pipes
+    street = fa.street_row(srgb, m, segments)
     facade = fa.extend_to_street(m, street)      # the rulers are read down to the street
-    view = fa.facade_view(srgb, facade)
+    view = fa.facade_view(srgb, facade, segments)
     k = view.keystone                             # its base row is the street's
     facade_px = float(k.height_px(top))           # street to top, in street-row pixels
     matte_px = facade_px - float(k.height_px(base))
@@ -355,7 +358,7 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
     window_px = None if win is None else WINDOW.metres / win.m_per_px
     storeys = storey_cue(fa.storey_periods(view, rows), window_px, facade_px)
     storey_px = None if storeys is None else STOREY.metres / storeys.m_per_px
-    found = [storeys, win, bay_cue(rows, bays), door_cue(fa.find_doors(srgb, facade, street), k),
+    found = [storeys, win, bay_cue(rows, bays), door_cue(fa.find_doors(srgb, facade, street, segments), k),
              ground_floor_cue(rows, facade_px, storey_px), horizon_cue(horizon_y, street)]
     cues = [c for c in found if c is not None] + object_cues(people, k)
     if height_m is not None:

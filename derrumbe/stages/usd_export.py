@@ -9,8 +9,6 @@ DCC then sees rigid bodies it can retime, instance or re-simulate, not a vertex 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from pxr import Gf, Sdf, Tf, Usd, UsdGeom, Vt
 
 from derrumbe.stages.camera import FILM_WIDTH_MM, Camera
 from derrumbe.stages.fracture import Fracture
-from derrumbe.stages.outputs import publish
+from derrumbe.stages.outputs import publish, temp_path
 from derrumbe.stages.render import sample_pose
 from derrumbe.stages.simulate import SimResult
 
@@ -181,11 +179,10 @@ def _write_pieces(stage: Usd.Stage, parent: str, fr: Fracture, pos: np.ndarray, 
 
 def _export_atomically(layer: Sdf.Layer, path: Path, fmt: str) -> None:
     # USD picks the file format from the extension, so the temporary name keeps it.
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + fmt, dir=path.parent)
-    os.close(fd)
+    tmp = temp_path(path, fmt)
     try:
-        if not layer.Export(tmp):
-            raise OSError(f"USD could not write {tmp}")
+        if not layer.Export(str(tmp)):
+            raise OSError(f"USD could not write {tmp.name}")
         publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

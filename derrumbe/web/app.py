@@ -12,15 +12,16 @@ network). Everything it writes lives under one work folder (~/.derrumbe-web by d
 
 
 import asyncio
-import base64
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from derrumbe.errors import DerrumbeError
 
@@ -37,6 +38,22 @@ PAGE_FIELDS = {
     "Shot": ["seed", "size", "fps", "duration", "shake", "grain"],
 }
 WEDGE_PARAMS = ("seed", "style", "direction", "dust", "pieces", "start", "material", "height_m")
+# Limits of the server (README: "Limits"); the plate's own are in stages/plate.py.
+MAX_JSON_BYTES = 20_000_000     # a job's JSON: two painted masks as PNG data URLs at most
+MAX_PLATES = 500                # plates stored in the work folder
+MAX_PENDING_JOBS = 50           # jobs queued or running at once
+MAX_JOBS = 5000                 # jobs kept in the work folder
+LIST_JOBS = 200                 # the newest jobs GET /api/jobs returns
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The page loads nothing but its own files; nothing may frame it.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                               "media-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+                               "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 
 
 def default_workers() -> int:
@@ -53,43 +70,86 @@ def require_web():
                             f".venv/bin/pip install -e '.[web]' (or `make serve`)") from None
 
 
+def allowed_hosts(host: str, extra=()) -> set[str]:
+    """Host names the page answers to: loopback, the address it is bound to, this
+    machine's name and what --allowed-host adds. Any other Host header is refused,
+    which is what stops DNS rebinding (a hostile name pointed at 127.0.0.1)."""
+    names = set(LOOPBACK) | {h.lower().strip("[]") for h in extra if h}
+    if host not in ("0.0.0.0", "::", ""):
+        names.add(host.lower().strip("[]"))
+    try:
+        names.add(socket.gethostname().lower())
+    except OSError:
+        pass
+    return names
+
+
+def _host_name(header: str) -> str | None:
+    """The name in a Host header (no port); None when it is malformed."""
+    try:
+        u = urlsplit("//" + header)
+        name = u.hostname
+        u.port                  # raises on a bad port
+    except ValueError:
+        return None
+    return name
+
+
 def create_app(root: Path, token: str | None = None, workers: int | None = None,
-               max_bytes: int | None = None, max_pixels: int | None = None, max_seconds: float | None = None):
+               max_bytes: int | None = None, max_pixels: int | None = None, max_seconds: float | None = None,
+               host: str = "127.0.0.1", extra_hosts=(), render_command=None, max_plates: int = MAX_PLATES,
+               max_pending: int = MAX_PENDING_JOBS, max_jobs: int = MAX_JOBS):
     require_web()
     from fastapi import FastAPI, HTTPException, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
 
-    from derrumbe.spec import ShotSpec, cli_fields
+    from derrumbe.spec import ShotSpec, check_field, cli_fields
     from derrumbe.web import uploads
     from derrumbe.web.jobs import JobStore, Runner
 
     root = Path(root).expanduser().resolve()
     store = JobStore(root)
-    runner = Runner(store, default_workers() if workers is None else workers)
+    runner = Runner(store, default_workers() if workers is None else workers, command=render_command)
     limits = dict(bytes=max_bytes or uploads.MAX_BYTES, pixels=max_pixels or uploads.MAX_PIXELS,
                   seconds=max_seconds or uploads.MAX_SECONDS)
+    hosts = allowed_hosts(host, extra_hosts)
+    decoding = asyncio.Semaphore(1)         # one plate decoded at a time: memory stays bounded
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app):
         yield
-        runner.shutdown()       # running renders are killed; they are queued again at the next start
+        runner.shutdown()       # running renders are stopped; they are queued again at the next start
 
-    app = FastAPI(title="derrumbe", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="derrumbe", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.runner, app.state.store, app.state.root = runner, store, root
 
     def bad(msg: str, code: int = 400):
-        raise HTTPException(code, msg)
+        raise HTTPException(code, " ".join(str(msg).split())[:500])
+
+    def refuse(msg: str, code: int):
+        return JSONResponse({"detail": msg}, code, headers=SECURITY_HEADERS)
 
     @app.middleware("http")
-    async def auth(request: Request, call_next):
-        if token:
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() \
-                or request.cookies.get("derrumbe_token") or request.query_params.get("token")
+    async def guard(request: Request, call_next):
+        name = _host_name(request.headers.get("host", ""))
+        if name is None or name.lower() not in hosts:
+            return refuse("unknown host: reach the page by the address printed at start (or add --allowed-host)",
+                          421)
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        bearer_ok = bool(token and bearer and _same(bearer, token))
+        if token and not bearer_ok:
+            given = request.cookies.get("derrumbe_token") or request.query_params.get("token")
             if not given or not _same(given, token):
-                return JSONResponse({"detail": "a token is required: open the address printed at start"}, 401)
+                return refuse("a token is required: open the address printed at start", 401)
+        if request.method in UNSAFE_METHODS and not bearer_ok and not _same_origin(request):
+            # A form or fetch from another site cannot set this header to our origin.
+            return refuse("refused: a request that changes something must come from this page "
+                          "(same-origin Origin header) or carry the token (Authorization: Bearer)", 403)
         response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
         if token and request.query_params.get("token"):
             response.set_cookie("derrumbe_token", token, httponly=True, samesite="strict")
         return response
@@ -116,11 +176,18 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     # ---- plates -----------------------------------------------------------------------
     @app.post("/api/plates")
     async def upload(request: Request):
-        declared = int(request.headers.get("content-length") or 0)
+        try:
+            declared = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            bad("bad Content-Length")
         if declared > limits["bytes"]:
             bad(f"the upload is {declared / 1e6:.0f} MB; at most {limits['bytes'] / 1e6:.0f} MB", 413)
+        plates = root / "plates"
+        if plates.is_dir() and sum(1 for _ in plates.iterdir()) >= max_plates:
+            bad(f"the work folder holds {max_plates} plates, the most it keeps; start a new --root "
+                f"or remove old plates from it", 507)
         pid = uuid.uuid4().hex[:12]
-        pdir = root / "plates" / pid
+        pdir = plates / pid
         pdir.mkdir(parents=True)
         tmp = pdir / ".upload"
         size = 0
@@ -133,34 +200,18 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
                     f.write(chunk)
             if size == 0:
                 bad("the upload is empty")
-            try:
-                info = uploads.check(tmp, limits["pixels"], limits["seconds"])
-            except DerrumbeError as e:
-                bad(str(e), 415 if "not a plate" in str(e) else 400)
-            plate = pdir / f"plate{info.ext}"
-            os.replace(tmp, plate)
-            # The picture the page draws on: the first frame, as the pipeline reads it.
-            from derrumbe.stages.plate import open_plate
-            import cv2
-            try:
-                src = open_plate(str(plate))
-                first = src.frame(0).srgb
-                src.close()
-            except DerrumbeError as e:
-                bad(str(e))
-            ok, buf = cv2.imencode(".png", first[..., ::-1])
-            (pdir / "first.png").write_bytes(buf.tobytes())
-            meta = dict(id=pid, kind=info.kind, width=info.width, height=info.height, frames=info.frames,
-                        fps=info.fps, seconds=info.seconds, file=plate.name)
-            (pdir / "plate.json").write_text(json.dumps(meta))
-            return meta
+            # Decoding is heavy: off the event loop, one at a time, so the page stays live.
+            async with decoding:
+                return await asyncio.to_thread(_ingest, pid, pdir, tmp, limits, bad)
         except BaseException:
             shutil.rmtree(pdir, ignore_errors=True)
             raise
 
-    def plate_meta(pid: str) -> dict:
-        p = root / "plates" / pid / "plate.json" if _ID.match(pid or "") else None
-        if p is None or not p.exists():
+    def plate_meta(pid) -> dict:
+        if not isinstance(pid, str) or not _ID.match(pid):
+            bad("unknown plate", 404)
+        p = _inside(root, f"plates/{pid}/plate.json")
+        if p is None:
             bad("unknown plate", 404)
         return json.loads(p.read_text())
 
@@ -171,55 +222,83 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     @app.get("/api/plates/{pid}/first.png")
     def plate_first(pid: str):
         plate_meta(pid)
-        return FileResponse(root / "plates" / pid / "first.png", media_type="image/png")
+        p = _inside(root, f"plates/{pid}/first.png")
+        if p is None:
+            bad("no such file", 404)
+        return FileResponse(p, media_type="image/png")
+
+    @app.post("/api/plates/{pid}/holdouts")
+    async def plate_holdouts(pid: str, request: Request):
+        """The automatic holdouts of the plate's first frame within a box, before any
+        render: a matte (PNG, white = stays in front) the page paints into its holdout
+        layer for the artist to erase or add to, and the detections as data."""
+        meta = plate_meta(pid)
+        body = await request.json()
+        try:
+            box = [int(round(float(v))) for v in body.get("box") or []]
+            if len(box) != 4:
+                raise ValueError
+        except (TypeError, ValueError):
+            bad("box must be four numbers x0, y0, x1, y1")
+        try:
+            return await asyncio.to_thread(_auto_holdouts, root / "plates" / pid / "first.png", box,
+                                           (meta["width"], meta["height"]))
+        except DerrumbeError as e:
+            bad(str(e))
 
     # ---- jobs -------------------------------------------------------------------------
     def make_spec(body: dict) -> tuple[str, dict]:
-        pid = str(body.get("plate", ""))
-        meta = plate_meta(pid)
+        """A job's spec from the page's request, every field checked (spec.check_field,
+        as on the command line); the plate and masks are the server's own files."""
+        meta = plate_meta(body.get("plate"))
+        pid = meta["id"]
         pdir = root / "plates" / pid
-        d = {k: v for k, v in (body.get("spec") or {}).items() if v not in (None, "")}
-        unknown = set(d) - {f.name for f in cli_fields()}
+        spec = body.get("spec") or {}
+        if not isinstance(spec, dict):
+            bad("spec must be an object of fields")
+        d = {str(k): v for k, v in spec.items() if v not in (None, "")}
+        unknown = set(d) - {f.name for f in cli_fields()} | ({"box", "mask", "holdout"} & set(d))
         if unknown:
-            bad(f"unknown field(s): {', '.join(sorted(unknown))}")
-        d["plate"] = meta["file"]
-        d["name"] = "shot"
-        for k in ("box", "mask", "holdout"):
-            d.pop(k, None)
-        if body.get("box") is not None:
-            from derrumbe.stages.matte import box_in_image
-            try:
-                d["box"] = [int(round(float(v))) for v in body["box"]]
-                if len(d["box"]) == 4:
-                    box_in_image(d["box"], (meta["width"], meta["height"]))
-            except (TypeError, ValueError):
-                bad("box must be four numbers x0, y0, x1, y1")
-            except DerrumbeError as e:
-                bad(str(e))
-        for k in ("mask", "holdout"):
-            if body.get(k):
-                d[k] = _save_mask(pdir, body[k], (meta["width"], meta["height"]))
-        d["preview"] = body.get("kind", "preview") == "preview"
-        for k in ("exr", "usd", "prores", "burn_in"):
-            if body.get(k) and not d["preview"]:
-                d[k] = True
+            bad(f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+        kind = body.get("kind", "preview")
+        if kind not in ("preview", "final"):
+            bad("kind must be preview or final")
+        d.update(plate=meta["file"], name="shot", preview=kind == "preview")
+        size = (meta["width"], meta["height"])
         try:
-            ShotSpec.from_dict(d, pdir).validate()
+            if body.get("box") is not None:
+                from derrumbe.stages.matte import box_in_image
+                d["box"] = check_field("box", body["box"])
+                box_in_image(d["box"], size)
+            for k in ("mask", "holdout"):
+                if body.get(k):
+                    d[k] = _save_mask(pdir, body[k], size)
+            for k in ("exr", "usd", "prores", "burn_in"):
+                if body.get(k) is True and kind == "final":
+                    d[k] = True
+            checked = ShotSpec.from_dict(d).validate()
         except DerrumbeError as e:
             bad(str(e))
-        return pid, d
+        return pid, checked.to_dict()
+
+    def room_for(n: int) -> None:
+        if store.count(("queued", "running")) + n > max_pending:
+            bad(f"{max_pending} jobs are waiting or rendering, the most the queue takes; wait or cancel some", 429)
+        if store.count() + n > max_jobs:
+            bad(f"the work folder holds {max_jobs} jobs, the most it keeps; start a new --root", 507)
 
     @app.post("/api/jobs")
     async def new_job(request: Request):
         body = await _json(request)
-        pid, spec = make_spec(body)
+        pid, spec = await asyncio.to_thread(make_spec, body)
+        room_for(1)
         jid = store.add(pid, "preview" if spec["preview"] else "final", spec)
         runner.wake.set()
-        return store.get(jid)
+        return _public(store.get(jid))
 
     @app.get("/api/jobs")
     def jobs():
-        return [_public(j) for j in store.list()]
+        return [_public(j) for j in store.list(limit=LIST_JOBS)]
 
     def job_or_404(jid: str) -> dict:
         j = store.get(jid) if _ID.match(jid or "") else None
@@ -242,14 +321,17 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     async def promote(jid: str, request: Request):
         j = job_or_404(jid)
         body = await _json(request)
+        if j["state"] != "done":
+            bad(f"only a finished job can be rendered final; this one is {j['state']}", 409)
         spec = dict(j["spec"])
         spec["preview"] = False
         for k in ("exr", "usd", "prores", "burn_in"):
-            if body.get(k):
+            if body.get(k) is True:
                 spec[k] = True
+        room_for(1)
         new = store.add(j["plate"], "final", spec, label=f"from {jid}")
         runner.wake.set()
-        return store.get(new)
+        return _public(store.get(new))
 
     @app.get("/api/jobs/{jid}/events")
     async def events(jid: str):
@@ -269,60 +351,73 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
-    def job_files(jid: str) -> tuple[Path, dict]:
+    def job_files(jid: str) -> tuple[str, dict]:
         j = job_or_404(jid)
         if j["state"] != "done":
             bad("the job has not finished", 409)
-        out = root / "jobs" / jid / "out"
-        return out, json.loads((out / "manifest.json").read_text())
+        base = f"jobs/{jid}/out"
+        p = _inside(root, f"{base}/manifest.json")
+        m = json.loads(p.read_text()) if p else None
+        if not isinstance(m, dict) or not isinstance(m.get("files", {}), dict):
+            bad("this job's files are missing", 404)
+        return base, m
 
     @app.get("/api/jobs/{jid}/files/{rel:path}")
     def job_file(jid: str, rel: str):
-        out, m = job_files(jid)
-        # Only what the render wrote is served: a name from the manifest, nothing else.
+        base, m = job_files(jid)
+        # Only what the render wrote is served: a name from the manifest, nothing else,
+        # and never through a symbolic link.
         if rel != "manifest.json" and rel not in m.get("files", {}):
             bad("no such file in this job", 404)
-        p = (out / rel).resolve()
-        if not p.is_relative_to(out.resolve()) or not p.is_file():
+        p = _inside(root, f"{base}/{rel}")
+        if p is None:
             bad("no such file in this job", 404)
         return FileResponse(p, filename=f"{jid}_{Path(rel).name}")
 
     @app.get("/api/jobs/{jid}/zip/{what}")
     def job_zip(jid: str, what: str):
         import zipfile
-        out, m = job_files(jid)
+        base, m = job_files(jid)
         pick = {"frames": lambda r: "/" not in r and r.endswith(".png"), "exr": lambda r: r.startswith("exr/"),
                 "passes": lambda r: r.startswith("passes/")}.get(what)
         if pick is None:
             bad("zip of frames, exr or passes", 404)
-        names = [r for r in m.get("files", {}) if pick(r)]
-        if not names:
-            bad(f"this job has no {what}", 404)
-        tmp = tempfile.NamedTemporaryFile(suffix=".zip", delete=False, dir=root)
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-            for r in names:
-                z.write(out / r, r)
-        tmp.close()
+        names = [r for r in m.get("files", {}) if isinstance(r, str) and pick(r)]
+        paths = [(_inside(root, f"{base}/{r}"), r) for r in names]
+        if not paths or any(p is None for p, _ in paths):
+            bad(f"this job has no {what}" if not paths else "a file of this job is missing", 404)
+        fd, tmp = tempfile.mkstemp(suffix=".zip", prefix=".zip-", dir=root)
+        try:
+            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+                for p, r in paths:
+                    z.write(p, r)
+        except BaseException:
+            os.unlink(tmp)
+            raise
         from starlette.background import BackgroundTask
-        return FileResponse(tmp.name, filename=f"{jid}_{what}.zip", media_type="application/zip",
-                            background=BackgroundTask(os.unlink, tmp.name))
+        return FileResponse(tmp, filename=f"{jid}_{what}.zip", media_type="application/zip",
+                            background=BackgroundTask(os.unlink, tmp))
 
     # ---- wedges: one parameter, a few values, a contact sheet of previews ----------------
     @app.post("/api/wedges")
     async def wedge(request: Request):
         body = await _json(request)
-        param, values = body.get("param"), body.get("values") or []
-        if param not in WEDGE_PARAMS:
+        param, values = body.get("param"), body.get("values")
+        if not isinstance(param, str) or param not in WEDGE_PARAMS:
             bad(f"a wedge varies one of {', '.join(WEDGE_PARAMS)}")
-        if not 2 <= len(values) <= 12:
-            bad("a wedge takes 2 to 12 values")
+        if not isinstance(values, list) or not 2 <= len(values) <= 12:
+            bad("a wedge takes a list of 2 to 12 values")
+        if not isinstance(body.get("spec") or {}, dict):
+            bad("spec must be an object of fields")
+
+        def specs():                        # all checked before any is queued
+            return [make_spec(dict(body, kind="preview", spec={**(body.get("spec") or {}), param: v}))
+                    for v in values]
+        checked = await asyncio.to_thread(specs)
+        room_for(len(checked))
         wid = uuid.uuid4().hex[:12]
-        specs = []
-        for v in values:
-            b = dict(body, kind="preview", spec={**(body.get("spec") or {}), param: v})
-            specs.append(make_spec(b))          # all checked before any is queued
-        ids = [store.add(pid, "preview", spec, wedge=wid, label=f"{param}={v}")
-               for (pid, spec), v in zip(specs, values)]
+        ids = [store.add(pid, "preview", spec, wedge=wid, label=f"{param}={spec.get(param)}")
+               for pid, spec in checked]
         runner.wake.set()
         return {"wedge": wid, "param": param, "jobs": ids}
 
@@ -346,35 +441,106 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     return app
 
 
+def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad) -> dict:
+    """An upload checked by its header, renamed to the plate's name, decoded (a video's
+    frames counted) and its first frame kept for the page. Runs on a worker thread."""
+    import cv2
+    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.stages.plate import open_plate
+    from derrumbe.web import uploads
+    try:
+        info = uploads.check(tmp, limits["pixels"])
+    except DerrumbeError as e:
+        bad(str(e), 415 if "not a plate" in str(e) else 400)
+    plate = pdir / f"plate{info.ext}"
+    os.replace(tmp, plate)
+    try:
+        src = open_plate(str(plate), max_seconds=limits["seconds"])
+        try:
+            first = src.frame(0).srgb
+            frames, rate = src.n_frames, src.rate
+        finally:
+            src.close()
+    except DerrumbeError as e:
+        bad(str(e).replace(str(plate), plate.name))
+    # The size the pipeline works at: the decoded one (EXIF orientation applied).
+    h, w = first.shape[:2]
+    atomic_write_bytes(pdir / "first.png", cv2.imencode(".png", first[..., ::-1])[1].tobytes())
+    fps = float(rate) if rate else None
+    meta = dict(id=pid, kind=info.kind, width=int(w), height=int(h), frames=int(frames), fps=fps,
+                seconds=frames / fps if fps else None, file=plate.name)
+    atomic_write_bytes(pdir / "plate.json", json.dumps(meta).encode())
+    return meta
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """root/rel if it is a regular file reached without a symbolic link or '..' on the
+    way, else None: a link planted in the work folder leads nowhere."""
+    p = root
+    for part in rel.split("/"):
+        if part in ("", ".", "..") or "\0" in part:
+            return None
+        p = p / part
+        if p.is_symlink():
+            return None
+    return p if p.is_file() else None
+
+
 def _same(a: str, b: str) -> bool:
     import hmac
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+def _same_origin(request) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    return origin.lower() == f"{request.url.scheme}://{request.headers.get('host', '')}".lower()
+
+
 async def _json(request) -> dict:
+    """The request's JSON object: sent as application/json (a cross-site form cannot
+    send that without a preflight), at most MAX_JSON_BYTES."""
     from fastapi import HTTPException
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise HTTPException(415, "send the request body as application/json")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_JSON_BYTES:
+            raise HTTPException(413, f"the request is over {MAX_JSON_BYTES / 1e6:.0f} MB")
     try:
-        body = await request.json()
-    except ValueError:
+        body = json.loads(bytes(data), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise HTTPException(400, "the request body is not JSON") from None
     if not isinstance(body, dict):
         raise HTTPException(400, "the request body must be a JSON object")
     return body
 
 
-def _save_mask(pdir: Path, data_url: str, size: tuple[int, int]) -> str:
-    """A mask painted on the page (a PNG data URL) saved under its own hash."""
-    from fastapi import HTTPException
-    from derrumbe.web.uploads import png_size
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")         # Infinity, -Infinity, NaN
+
+
+def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
+    """A mask painted on the page (a PNG data URL), decoded and stored as a clean 8-bit
+    PNG under its own hash."""
+    import base64
+    import binascii
+    import cv2
+    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.web.uploads import MAX_MASK_BYTES, read_mask_png
+    if not isinstance(data_url, str) or len(data_url) > MAX_MASK_BYTES * 4 // 3 + 100:
+        raise DerrumbeError(f"a mask is a PNG data URL of at most {MAX_MASK_BYTES / 1e6:.0f} MB")
     try:
-        data = base64.b64decode(str(data_url).split(",", 1)[-1], validate=True)
-        w, h = png_size(data)
-    except (ValueError, DerrumbeError) as e:
-        raise HTTPException(400, f"mask: {e}") from None
-    if (w, h) != tuple(size):
-        raise HTTPException(400, f"mask is {w}x{h}, the plate {size[0]}x{size[1]}")
-    name = f"mask_{hashlib.sha256(data).hexdigest()[:16]}.png"
-    (pdir / name).write_bytes(data)
+        data = base64.b64decode(data_url.split(",", 1)[-1], validate=True)
+    except (ValueError, binascii.Error):
+        raise DerrumbeError("a mask must be a base64 PNG data URL") from None
+    mask = read_mask_png(data, size)
+    png = cv2.imencode(".png", mask)[1].tobytes()
+    name = f"mask_{hashlib.sha256(png).hexdigest()[:16]}.png"
+    atomic_write_bytes(pdir / name, png)
     return name
 
 
@@ -389,10 +555,13 @@ def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
     import numpy as np
     tiles = []
     for j in jobs:
-        out = root / "jobs" / j["id"] / "out"
-        m = json.loads((out / "manifest.json").read_text())
-        f = m["frames"][int(len(m["frames"]) * 0.6)]
-        img = cv2.imread(str(out / f))
+        mp = _inside(root, f"jobs/{j['id']}/out/manifest.json")
+        m = json.loads(mp.read_text()) if mp else {}
+        frames = m.get("frames") or [""]
+        f = _inside(root, f"jobs/{j['id']}/out/{frames[int(len(frames) * 0.6)]}")
+        img = cv2.imread(str(f)) if f else None
+        if img is None:
+            continue
         img = cv2.resize(img, (480, int(480 * img.shape[0] / img.shape[1])))
         cv2.rectangle(img, (0, 0), (img.shape[1], 26), (20, 20, 20), -1)
         cv2.putText(img, j["label"] or j["id"], (8, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1,
@@ -409,16 +578,30 @@ def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
     return cv2.imencode(".png", np.vstack(rows))[1].tobytes()
 
 
-def serve(host: str, port: int, token: str | None, root: str, workers: int | None) -> int:
+def serve(host: str, port: int, token: str | None, root: str, workers: int | None, extra_hosts=()) -> int:
     require_web()
     import uvicorn
     token = token or os.environ.get("DERRUMBE_TOKEN") or None
     if host not in LOOPBACK and not token:
-        raise DerrumbeError(f"binding to {host} exposes the page beyond this machine: give --token "
+        raise DerrumbeError(f"binding to {host} exposes the page beyond this machine: give --token-file "
                             f"(or DERRUMBE_TOKEN) so only people with it can use it")
-    app = create_app(Path(root), token, workers)
+    app = create_app(Path(root), token, workers, host=host, extra_hosts=extra_hosts)
     where = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
     print(f"derrumbe: serving {where}" + (f"?token={token}  (a token is required: {host} is not loopback)"
                                            if token else "") + f"  work folder {app.state.root}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
+
+
+def _auto_holdouts(first_png: Path, box, size) -> dict:
+    """What the matte stage would hold out on this frame, as a PNG data URL and a list."""
+    import cv2
+    import numpy as np
+
+    from derrumbe.stages.matte import compute_matte
+    srgb = cv2.imread(str(first_png), cv2.IMREAD_COLOR)[..., ::-1]
+    if (srgb.shape[1], srgb.shape[0]) != tuple(size):
+        srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
+    m = compute_matte(np.ascontiguousarray(srgb), box, None, None, 1)
+    png = cv2.imencode(".png", (np.clip(m.holdout, 0, 1) * 255).astype(np.uint8))[1].tobytes()
+    return {"matte": "data:image/png;base64," + base64.b64encode(png).decode(), "objects": m.objects.as_list()}

@@ -1,23 +1,27 @@
-"""Checking an uploaded plate before anything decodes it.
+"""Checking an uploaded plate before anything decodes it, and a painted mask before it is stored.
 
 The server runs on an artist's own machine, but a page can be driven by anything that
 reaches the port, and image decoders are where file bugs live. So an upload is stored
 under a name the server makes, its type is read from its first bytes (never from the
-client's file name or content type), and its size, pixel count and duration are read
-from its header before any pixel is decoded.
+client's file name or content type), and its size and pixel count are read from its
+header before any pixel is decoded. A video's length is not taken from its header (a
+file can leave it out or lie): the plate stage decodes and counts its frames, and
+stops at the cap.
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from derrumbe.errors import DerrumbeError
+from derrumbe.stages.plate import MAX_PIXELS, MAX_SECONDS, check_plate_size, image_size
 
 MAX_BYTES = 1 << 30             # 1 GiB (a ProRes plate of a few seconds)
-MAX_PIXELS = 40_000_000         # 8K: 7680 x 4320 = 33 Mpx
-MAX_SECONDS = 120.0
+MAX_MASK_BYTES = 8_000_000      # a painted mask: a flat 8-bit PNG, small even at 8K
+__all__ = ["MAX_BYTES", "MAX_MASK_BYTES", "MAX_PIXELS", "MAX_SECONDS", "check", "read_mask_png", "sniff"]
 
 # (magic, offset, kind, extension)
 _MAGIC = [
@@ -35,11 +39,8 @@ _MAGIC = [
 class PlateInfo:
     kind: str            # image | exr | video
     ext: str
-    width: int
+    width: int           # from the header (EXIF orientation applied)
     height: int
-    frames: int
-    fps: float | None
-    seconds: float | None
 
 
 def sniff(head: bytes) -> tuple[str, str]:
@@ -53,67 +54,61 @@ def sniff(head: bytes) -> tuple[str, str]:
     raise DerrumbeError("not a plate: the file is not a JPEG, PNG, TIFF, EXR, MP4, MOV or MKV (by its content)")
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """Width and height from the header (PIL reads it lazily, decoding no pixels)."""
-    from PIL import Image
-    Image.MAX_IMAGE_PIXELS = None       # the cap is ours, below, with a clear message
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception as e:
-        raise DerrumbeError(f"the image's header cannot be read: {str(e)[:120]}") from None
-
-
-def _exr_size(path: Path) -> tuple[int, int]:
-    import OpenEXR
-    try:
-        with OpenEXR.File(str(path), header_only=True) as f:
-            lo, hi = f.header()["dataWindow"]
-    except Exception as e:
-        raise DerrumbeError(f"the EXR's header cannot be read: {str(e)[:120]}") from None
-    return int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
-
-
-def _video_info(path: Path) -> tuple[int, int, int, float, float]:
-    """Size, frame count, rate and length from the container's header: no frame decoded."""
+def _video_size(path: Path) -> tuple[int, int]:
+    """Width and height from the container's header: no frame decoded."""
     import av
     try:
         with av.open(str(path)) as c:
             if not c.streams.video:
                 raise DerrumbeError("the video has no video stream")
-            s = c.streams.video[0]
-            fps = float(s.average_rate) if s.average_rate else 24.0
-            secs = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / 1e6
-            frames = s.frames or int(round(secs * fps))
-            return s.codec_context.width, s.codec_context.height, frames, fps, secs
+            cc = c.streams.video[0].codec_context
+            return int(cc.width), int(cc.height)
     except DerrumbeError:
         raise
     except Exception as e:
-        raise DerrumbeError(f"the video's header cannot be read: {str(e).splitlines()[0][:120]}") from None
+        raise DerrumbeError(f"the video's header cannot be read: {str(e).splitlines()[0][:120] if str(e) else e}") \
+            from None
 
 
-def check(path: Path, max_pixels: int = MAX_PIXELS, max_seconds: float = MAX_SECONDS) -> PlateInfo:
+def check(path: Path, max_pixels: int = MAX_PIXELS) -> PlateInfo:
+    """The upload's kind and size from its header, refused when over the caps."""
     with open(path, "rb") as f:
         head = f.read(32)
     kind, ext = sniff(head)
-    frames, fps, secs = 1, None, None
-    if kind == "image":
-        w, h = _image_size(path)
-    elif kind == "exr":
-        w, h = _exr_size(path)
+    if kind == "video":
+        w, h = _video_size(path)
     else:
-        w, h, frames, fps, secs = _video_info(path)
-        if secs and secs > max_seconds:
-            raise DerrumbeError(f"the video is {secs:.0f} s long; plates up to {max_seconds:.0f} s are taken")
+        try:
+            w, h = image_size(path)
+        except DerrumbeError as e:
+            raise DerrumbeError(f"the image's header cannot be read: {str(e).split(': ', 1)[-1]}") from None
     if w * h > max_pixels:
         raise DerrumbeError(f"the plate is {w}x{h} ({w * h / 1e6:.0f} Mpx); at most {max_pixels / 1e6:.0f} Mpx")
-    if min(w, h) < 32:
-        raise DerrumbeError(f"the plate is only {w}x{h} pixels; need at least 32x32")
-    return PlateInfo(kind, ext, int(w), int(h), int(frames), fps, secs)
+    check_plate_size(w, h, "the plate")
+    return PlateInfo(kind, ext, int(w), int(h))
 
 
-def png_size(data: bytes) -> tuple[int, int]:
-    """A painted mask's size from its PNG header (the page sends PNGs)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+def read_mask_png(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """A mask painted on the page: a PNG of the plate's size, decoded (after its header
+    is checked) to one 8-bit channel, so what is stored is a mask, whatever was sent."""
+    import cv2
+    if len(data) > MAX_MASK_BYTES:
+        raise DerrumbeError(f"a mask is at most {MAX_MASK_BYTES / 1e6:.0f} MB")
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 33:
         raise DerrumbeError("a mask must be a PNG")
-    return struct.unpack(">II", data[16:24])
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if (w, h) != tuple(size):
+        raise DerrumbeError(f"the mask is {w}x{h}, the plate {size[0]}x{size[1]}")
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None
+    if img is None or (img.shape[1], img.shape[0]) != tuple(size):
+        raise DerrumbeError("the mask is not a readable PNG")
+    if img.dtype != np.uint8:
+        img = (img >> 8).astype(np.uint8) if img.dtype == np.uint16 else None
+        if img is None:
+            raise DerrumbeError("the mask must be 8- or 16-bit")
+    if img.ndim == 3:
+        img = img[..., 3] if img.shape[2] == 4 and img[..., 3].min() < 255 else img[..., :3].max(axis=2)
+    return np.ascontiguousarray(img)

@@ -3,6 +3,18 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// Every element is built here, and every piece of text the server sends (job errors,
+// labels, file names) goes in as text, never as HTML: nothing it says can become markup.
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "style") Object.assign(el.style, v);
+    else el[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined) el.append(c);  // strings become text nodes
+  return el;
+}
 const state = { plate: null, img: null, tool: "box", box: null, painting: false, selected: null, streams: {} };
 let masks = {};               // building / holdout: offscreen canvases at the plate's size
 
@@ -23,7 +35,7 @@ async function buildControls() {
   for (const [group, fields] of Object.entries(f.groups)) {
     const g = document.createElement("div");
     g.className = "group";
-    g.innerHTML = `<h3>${group}</h3>`;
+    g.append(h("h3", {}, group));
     for (const fd of fields) {
       const row = document.createElement("div");
       row.className = "field";
@@ -43,8 +55,8 @@ async function buildControls() {
       }
       input.id = "f_" + fd.name;
       input.name = fd.name;
-      row.innerHTML = `<label for="f_${fd.name}">${fd.name.replace("_m", "").replace("_", " ")}` +
-        (fd.unit ? ` <span class="unit">${fd.unit}</span>` : "") + "</label>";
+      row.append(h("label", { htmlFor: "f_" + fd.name }, fd.name.replace("_m", "").replace("_", " "),
+        fd.unit ? " " : null, fd.unit ? h("span", { className: "unit" }, fd.unit) : null));
       row.appendChild(input);
       g.appendChild(row);
     }
@@ -71,7 +83,7 @@ async function upload(file) {
     state.plate = meta;
     const img = new Image();
     img.onload = () => { state.img = img; setupCanvas(); };
-    img.src = `/api/plates/${meta.id}/first.png`;
+    img.src = `/api/plates/${encodeURIComponent(meta.id)}/first.png`;
     $("plateinfo").textContent = `${meta.width}×${meta.height}` +
       (meta.kind === "video" ? ` · ${meta.frames} frames at ${Math.round(meta.fps * 100) / 100} fps` : "");
     status("drag a box around the building");
@@ -88,6 +100,7 @@ function setupCanvas() {
     masks[k] = m;
   }
   state.box = null;
+  state.autoShown = false;
   $("drop").hidden = true;
   $("viewer").hidden = false;
   fit();
@@ -209,6 +222,8 @@ function jobBody(kind) {
   if (masks.building && hasPaint("building")) body.mask = maskPNG("building");
   else body.box = state.box;
   if (hasPaint("holdout")) body.holdout = maskPNG("holdout");
+  // Found holdouts were painted in and edited: the paint is the artist's word now.
+  if (state.autoShown) body.spec.no_auto_holdouts = true;
   for (const k of ["exr", "usd", "prores", "burn_in"]) body[k] = $(k).checked;
   return body;
 }
@@ -229,26 +244,31 @@ async function wedge() {
   try {
     const w = await api("/api/wedges", { method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ ...jobBody("preview"), param: $("wparam").value, values }) });
-    const div = document.createElement("div");
-    div.className = "wedge"; div.id = "w_" + w.wedge;
-    div.innerHTML = `<div class="dim">${w.param}: ${values.join(", ")} — rendering…</div>`;
+    const div = h("div", { className: "wedge", id: "w_" + w.wedge },
+      h("div", { className: "dim" }, `${w.param}: ${values.join(", ")} — rendering…`));
     $("wedges").prepend(div);
     watchWedge(w.wedge);
     refreshJobs();
   } catch (e) { status(e.message, true); }
 }
 async function watchWedge(id) {
-  const w = await api(`/api/wedges/${id}`);
+  const w = await api(`/api/wedges/${encodeURIComponent(id)}`);
   if (w.jobs.some((j) => j.state === "queued" || j.state === "running")) { setTimeout(() => watchWedge(id), 1500); return; }
   const div = $("w_" + id);
-  div.innerHTML = `<img src="/api/wedges/${id}/sheet.png" alt="wedge contact sheet">` +
-    w.jobs.map((j) => `<button data-promote="${j.id}">render ${j.label}</button>`).join(" ");
-  for (const b of div.querySelectorAll("button")) b.addEventListener("click", async () => {
-    const body = { exr: $("exr").checked, usd: $("usd").checked, prores: $("prores").checked, burn_in: $("burn_in").checked };
-    await api(`/api/jobs/${b.dataset.promote}/promote`, { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body) });
-    refreshJobs();
-  });
+  div.replaceChildren(h("img", { src: `/api/wedges/${encodeURIComponent(id)}/sheet.png`, alt: "wedge contact sheet" }));
+  for (const j of w.jobs) {
+    if (j.state !== "done") continue;
+    const b = h("button", {}, `render ${j.label}`);
+    b.addEventListener("click", async () => {
+      const body = { exr: $("exr").checked, usd: $("usd").checked, prores: $("prores").checked, burn_in: $("burn_in").checked };
+      try {
+        await api(`/api/jobs/${encodeURIComponent(j.id)}/promote`, { method: "POST",
+          headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      } catch (e) { status(e.message, true); }
+      refreshJobs();
+    });
+    div.append(b, " ");
+  }
 }
 
 // ---- jobs, live progress, player ---------------------------------------------------------
@@ -276,17 +296,24 @@ function fraction(j) {
 function renderJob(li, j) {
   li.className = `state-${j.state}` + (state.selected === j.id ? " sel" : "");
   const what = j.label ? `${j.kind} · ${j.label}` : j.kind;
-  li.innerHTML = `<div class="jobline"><span>${what}</span><span class="dim">${j.id}</span></div>` +
-    `<div class="dim">${progressText(j)}</div><div class="bar"><i style="width:${Math.round(fraction(j) * 100)}%"></i></div>` +
-    (j.state === "running" || j.state === "queued" ? `<button data-cancel="${j.id}">Cancel</button>` : "");
-  const cb = li.querySelector("[data-cancel]");
-  if (cb) cb.addEventListener("click", async (ev) => { ev.stopPropagation(); await api(`/api/jobs/${j.id}/cancel`, { method: "POST" }); });
+  li.replaceChildren(
+    h("div", { className: "jobline" }, h("span", {}, what), h("span", { className: "dim" }, j.id)),
+    h("div", { className: "dim" }, progressText(j)),
+    h("div", { className: "bar" }, h("i", { style: { width: `${Math.round(fraction(j) * 100)}%` } })));
+  if (j.state === "running" || j.state === "queued") {
+    const cb = h("button", {}, "Cancel");
+    cb.addEventListener("click", async (ev) => {
+      ev.stopPropagation();
+      try { await api(`/api/jobs/${encodeURIComponent(j.id)}/cancel`, { method: "POST" }); } catch (e) { status(e.message, true); }
+    });
+    li.append(cb);
+  }
   li.onclick = () => { state.selected = j.id; for (const o of $("jobs").children) o.classList.remove("sel"); li.classList.add("sel"); show(j); };
 }
 
 function watch(j, li) {
   if (state.streams[j.id] || j.state === "done" || j.state === "failed" || j.state === "cancelled") return;
-  const es = new EventSource(`/api/jobs/${j.id}/events`);
+  const es = new EventSource(`/api/jobs/${encodeURIComponent(j.id)}/events`);
   state.streams[j.id] = es;
   es.onmessage = (ev) => {
     const nj = JSON.parse(ev.data);
@@ -303,7 +330,7 @@ function watch(j, li) {
 async function refreshJobs() {
   const jobs = await api("/api/jobs");
   const ul = $("jobs");
-  ul.innerHTML = "";
+  ul.replaceChildren();
   for (const j of jobs) {
     const li = document.createElement("li");
     li.id = "job_" + j.id;
@@ -315,20 +342,21 @@ async function refreshJobs() {
 
 async function show(j) {
   if (j.state !== "done") return;
-  const m = await api(`/api/jobs/${j.id}/files/manifest.json`);
-  const base = `/api/jobs/${j.id}`;
+  const m = await api(`/api/jobs/${encodeURIComponent(j.id)}/files/manifest.json`);
+  const base = `/api/jobs/${encodeURIComponent(j.id)}`;
+  const file = (rel) => `${base}/files/${rel.split("/").map(encodeURIComponent).join("/")}`;
   $("player").hidden = false;
   $("platewrap").hidden = true;          // the result where the plate was, as large
   fit();
   const v = $("video");
-  v.src = `${base}/files/${m.movie}`;
+  v.src = file(m.movie);
   v.play().catch(() => {});
-  const links = [[`${base}/files/${m.movie}`, "movie"], [`${base}/zip/frames`, "frames (zip)"],
+  const links = [[file(m.movie), "movie"], [`${base}/zip/frames`, "frames (zip)"],
                  [`${base}/files/manifest.json`, "manifest"]];
   if (m.exr) links.push([`${base}/zip/exr`, "EXR (zip)"]);
-  if (m.usd) links.push([`${base}/files/${m.usd.file}`, "USD"]);
-  for (const mv of (m.movies || []).slice(1)) links.push([`${base}/files/${mv}`, mv.split(".").pop().toUpperCase()]);
-  $("downloads").innerHTML = links.map(([href, t]) => `<a href="${href}" download data-dl="${t}">${t}</a>`).join("");
+  if (m.usd) links.push([file(m.usd.file), "USD"]);
+  for (const mv of (m.movies || []).slice(1)) links.push([file(mv), mv.split(".").pop().toUpperCase()]);
+  $("downloads").replaceChildren(...links.map(([href, t]) => h("a", { href, download: "", dataset: { dl: t } }, t)));
 }
 
 // ---- wiring ------------------------------------------------------------------------------
@@ -348,3 +376,31 @@ window.addEventListener("DOMContentLoaded", async () => {
   $("back").addEventListener("click", () => { $("player").hidden = true; $("platewrap").hidden = false; $("video").pause(); fit(); });
   refreshJobs();
 });
+
+// The automatic holdouts of the boxed plate, shown as holdout paint to erase or add to.
+async function findHoldouts() {
+  if (!state.plate || !state.box) { status("drag a box around the building first", true); return; }
+  status("finding holdouts…");
+  try {
+    const r = await api(`/api/plates/${state.plate.id}/holdouts`, { method: "POST",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ box: state.box }) });
+    const img = new Image();
+    img.onload = () => {
+      const m = masks.holdout, g = m.getContext("2d");
+      const t = document.createElement("canvas");
+      t.width = m.width; t.height = m.height;
+      const tg = t.getContext("2d");
+      tg.drawImage(img, 0, 0, m.width, m.height);
+      const d = tg.getImageData(0, 0, m.width, m.height);
+      for (let i = 0; i < d.data.length; i += 4) { d.data[i + 3] = d.data[i]; d.data[i] = d.data[i + 1] = d.data[i + 2] = 255; }
+      tg.putImageData(d, 0, 0);
+      g.drawImage(t, 0, 0);
+      state.autoShown = true;
+      draw();
+      const kinds = r.objects.map((o) => o.kind);
+      status(kinds.length ? `${kinds.length} holdouts: ${kinds.join(", ")} (erase or paint to change)` : "no holdouts found");
+    };
+    img.src = r.matte;
+  } catch (e) { status(e.message, true); }
+}
+$("auto-holdouts").addEventListener("click", findHoldouts);
