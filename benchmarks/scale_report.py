@@ -1,7 +1,8 @@
 """The building's scale on every shared plate and the demo photo, against the hand labels.
 
 `scale_report(plate_path, box)` is what the look-development report calls: the estimate
-(metres per pixel at the base, height, storeys, uncertainty, winning cue, every cue) next
+as the pipeline makes it (its matte from the box, its automatic holdouts' people and cars:
+metres per pixel at the base, height, storeys, uncertainty, winning cue, every cue) next
 to the label of tests/scale_labels.json where the plate has one, with the errors and the
 time the estimate took. Run as a script it prints a markdown table for every plate present
 and one JSON line; `--repeat N` times each estimate N times (the median is reported).
@@ -27,6 +28,7 @@ SHARED = ROOT.parent / "shared"
 LABELS = ROOT / "tests" / "scale_labels.json"
 sys.path.insert(0, str(ROOT))
 
+from derrumbe.stages.camera import standing_objects  # noqa: E402
 from derrumbe.stages.matte import compute_matte  # noqa: E402
 from derrumbe.stages.scale import estimate_scale  # noqa: E402
 
@@ -39,11 +41,12 @@ def scale_report(plate_path, box, repeat: int = 1) -> dict:
     """Estimate against label for one plate (`box`: x0, y0, x1, y1 as the user gave it)."""
     path = Path(plate_path)
     srgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].copy()
-    matte = compute_matte(srgb, box, None, None, 0).building
+    found = compute_matte(srgb, box, None, None, 0)        # the building and the automatic holdouts
+    matte, people = found.building, standing_objects(found.objects)
     times = []
     for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
-        est = estimate_scale(srgb, matte)
+        est = estimate_scale(srgb, matte, people=people)
         times.append(time.perf_counter() - t0)
     ys = np.nonzero(matte.any(axis=1))[0]
     matte_px = int(ys.max() + 1 - ys.min())

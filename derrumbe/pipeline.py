@@ -26,7 +26,7 @@ from derrumbe.colour import linear_to_u8
 from derrumbe.materials import MATERIALS
 from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size, resolve_timing
 from derrumbe.stages import outputs
-from derrumbe.stages.camera import place_building
+from derrumbe.stages.camera import place_building, standing_objects
 from derrumbe.stages.cleanplate import make_cleanplate
 from derrumbe.stages.comp import composite, estimate_grain, shake_track
 from derrumbe.stages.dust import DustSim, dust_frame, dust_grid, street_walls
@@ -234,8 +234,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     with stage("camera"):
         (cam, place), _ = cache.get_or_run("camera", keys["camera"], {}, lambda: place_building(
-            plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m))
-        say(f"building height {place.height_m:.1f} m ({place.height_source}); "
+            plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m,
+            people=standing_objects(matte.objects)))
+        say(f"building height {place.height_source}; "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
     # Each holdout's depth from its ground contact and this camera (cheap: not cached).
     dropped = assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)

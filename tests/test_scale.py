@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from derrumbe.stages import facade as fa
-from derrumbe.stages.camera import place_building
+from derrumbe.stages.camera import place_building, standing_objects
 from derrumbe.stages.keystone import estimate_keystone
 from derrumbe.stages.matte import compute_matte
-from derrumbe.stages.scale import Cue, combine, estimate_scale
+from derrumbe.stages.holdouts import Holdout, HoldoutSet
+from derrumbe.stages.scale import Cue, Standing, combine, estimate_scale
 from tests.conftest import SHARED_PLATES
 from tests.facades import draw_facade, pitch_view
 
@@ -51,8 +52,8 @@ def _boxes() -> dict[str, tuple[Path, list]]:
 
 @pytest.fixture(scope="module")
 def plate_estimate():
-    """The pipeline's own matte from the plate's rough box (as a user's run makes it),
-    then the estimate; each plate once per module."""
+    """The pipeline's own matte and automatic holdouts from the plate's rough box (as a
+    user's run makes them), then the estimate; each plate once per module."""
     boxes, done = _boxes(), {}
 
     def get(name):
@@ -61,8 +62,9 @@ def plate_estimate():
         if name not in done:
             path, box = boxes[name]
             srgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].copy()
-            matte = compute_matte(srgb, box, None, None, 0).building
-            done[name] = (estimate_scale(srgb, matte), matte)
+            matte = compute_matte(srgb, box, None, None, 0)
+            est = estimate_scale(srgb, matte.building, people=standing_objects(matte.objects))
+            done[name] = (est, matte.building)
         return done[name]
     return get
 
@@ -166,6 +168,27 @@ def test_the_horizon_gives_the_scale_of_the_street_below_it():
     assert est.source == "horizon"
     assert est.m_per_px == pytest.approx(1.7 / 100.0, rel=1e-6)
     assert 0.3 <= est.sigma <= 0.4          # eye heights vary: a weak cue
+
+
+def test_a_detected_person_that_is_not_one_cannot_carry_the_estimate():
+    """The holdouts' detector finds "people" on windows: an automatic detection is trusted
+    at half its confidence and its box is no tape measure, so a facade whose own rulers
+    agree overrules one twice the size."""
+    d = draw_facade(storeys=5)
+    wrong = Standing("person", 0.5 * 1.7 / d.m_per_px, float(d.base_row), trust=0.45)
+    est = estimate_scale(d.srgb, d.matte, people=[wrong])
+    assert est.m_per_px == pytest.approx(d.m_per_px, rel=0.15)
+    assert not next(c for c in est.cues if c.name == "person").agrees
+
+
+def test_holdouts_become_rulers_only_with_their_feet_in_frame():
+    hs = HoldoutSet([Holdout(1, "person", (0, 0, 10, 40), 40.0, 40.0, 0.9, np.ones((40, 10), np.float32)),
+                     Holdout(2, "person", (20, 0, 30, 40), None, 40.0, 0.9, np.ones((40, 10), np.float32)),
+                     Holdout(3, "vehicle", (40, 10, 90, 40), 40.0, 30.0, 0.8, np.ones((30, 50), np.float32)),
+                     Holdout(4, "pole", (95, 0, 99, 40), 40.0, 40.0, 0.9, np.ones((40, 4), np.float32))], (50, 100))
+    found = standing_objects(hs)
+    assert [(o.kind, o.height_px, o.foot_row) for o in found] == [("person", 40.0, 40.0), ("vehicle", 30.0, 40.0)]
+    assert all(0 < o.trust < 1 for o in found)
 
 
 def test_a_given_height_wins_over_every_cue():

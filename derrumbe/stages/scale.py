@@ -77,9 +77,13 @@ OBJECTS = {
     "truck": Prior(3.40, 0.15),
 }
 STOREY_RANGE_M = (2.5, 5.0)  # floor to floor, the lowest and highest a street building has
+KIND_ALIASES = {"vehicle": "car"}   # the holdouts stage's name for what stands on the street on wheels
+BOX_SIGMA = 0.15           # an automatic detection's box height against the object's (holdouts' boxes)
+NEAR_FACADE = 0.04         # of the facade's height: feet this close to its foot stand at it
 SILL_M = 0.9               # sill above its floor, to place the first floor line
 FALLBACK_STOREYS = 4       # nothing to read: an ordinary street building of four storeys
 FALLBACK_SIGMA = 0.40
+DOUBT = 0.3                # likelihood floor added for a ruler that may not be one (trust < 1)
 EPS = 0.05                 # likelihood floor of a cue that is wrong (relative to a 1-sigma-0.2 peak of ~2)
 SIGMA_FLOOR = 0.06         # cues share the building's era (tall storeys, tall windows): never surer than this
 MAX_DOORS = 3
@@ -88,11 +92,12 @@ MIN_PERSON_PX = 8          # smaller objects are not measured well enough
 
 class Standing(NamedTuple):
     """An object standing near the facade, from the holdouts stage: its kind ("person",
-    "car", "van", "bus", "truck"), its height in plate pixels, and the row its feet or
-    wheels stand on (None: at the facade's base row)."""
+    "car" or "vehicle", "van", "bus", "truck"; others are ignored), its height in plate
+    pixels, and the row its feet or wheels stand on (None: at the facade's foot)."""
     kind: str
     height_px: float
     foot_row: float | None = None
+    trust: float = 1.0          # how likely it is what its kind says (an automatic detection's is lower)
 
 
 @dataclass
@@ -105,6 +110,7 @@ class Cue:
     agrees: bool = True             # set by the combination
     ruler_m: float = 0.0            # what the ruler is taken to measure, for reports
     needs: str = ""                 # a cue whose finding this one reads (dropped if that one is overruled)
+    trust: float = 1.0              # the chance the ruler is what it is taken for (see combine)
 
     def readings(self) -> list[tuple[float, float]]:
         return self.options or [(self.m_per_px, 1.0)]
@@ -222,37 +228,57 @@ def ground_floor_cue(rows: fa.WindowRows | None, facade_px: float, storey_px: fl
                needs="window height")
 
 
-def object_cues(people, keystone) -> list[Cue]:
+def object_cues(people, keystone, street: float, tall: float, horizon_y: float | None) -> list[Cue]:
     """People and vehicles standing near the facade: one cue for each kind. Their sizes vary
     independently, so n that agree are surer than one (down to the bias they share, of
     standing a little in front of the facade). One that disagrees (a child, a false
     detection) is left out; where they split into equal camps, each camp is an option and
-    the other cues choose."""
+    the other cues choose.
+
+    An object whose feet stand lower in the frame than the facade's foot is nearer the
+    camera and looks larger: with the horizon known it is scaled back by the ratio of the
+    two rows' distances below the horizon; without it, only objects standing within
+    NEAR_FACADE of the facade's height from its foot are used."""
     by_kind: dict[str, list[float]] = {}
     for obj in people or []:
         o = Standing(*obj)
-        if o.kind not in OBJECTS or not np.isfinite(o.height_px) or o.height_px < MIN_PERSON_PX:
+        kind = KIND_ALIASES.get(o.kind, o.kind)
+        if kind not in OBJECTS or not np.isfinite(o.height_px) or o.height_px < MIN_PERSON_PX:
             continue
-        row = keystone.base_row if o.foot_row is None else o.foot_row - 0.5 * o.height_px
-        by_kind.setdefault(o.kind, []).append(OBJECTS[o.kind].metres / o.height_px * float(keystone.scale_at(row)))
+        near = 1.0
+        if o.foot_row is not None:
+            if horizon_y is not None and o.foot_row - horizon_y > 4 and street - horizon_y > 4:
+                near = (o.foot_row - horizon_y) / (street - horizon_y)
+            elif abs(o.foot_row - street) > NEAR_FACADE * tall:
+                continue
+        row = street if o.foot_row is None else o.foot_row - 0.5 * o.height_px
+        m = OBJECTS[kind].metres / o.height_px * near * float(keystone.scale_at(min(row, street)))
+        by_kind.setdefault(kind, []).append((m, float(np.clip(o.trust, 0.0, 1.0))))
     cues = []
-    for kind, ms in by_kind.items():
+    for kind, found in by_kind.items():
         prior = OBJECTS[kind]
+        ms, trust = np.array(found).T
+        # A detector's box is not a tape measure: its height is a few tens of percent off.
+        spread = float(np.hypot(prior.sigma, BOX_SIGMA)) if trust.min() < 1 else prior.sigma
         logs = np.log(ms)
-        camps = [logs[np.abs(logs - x) < 2.5 * prior.sigma] for x in logs]
+        camps = [np.nonzero(np.abs(logs - x) < 2.5 * spread)[0] for x in logs]
         most = max(len(c) for c in camps)
-        means = sorted({round(float(np.mean(c)), 9) for c in camps if len(c) == most})
-        sigma = float(np.hypot(prior.sigma / np.sqrt(most), 0.03))
+        picked = {tuple(c) for c in camps if len(c) == most}
+        means = sorted(float(np.mean(logs[list(c)])) for c in picked)
+        sigma = float(np.hypot(spread / np.sqrt(most), 0.03))
         options = [(float(np.exp(x)), 1.0) for x in means] if len(means) > 1 else []
+        camp_trust = float(np.mean([trust[list(c)].mean() for c in picked]))
         px = prior.metres / np.exp(means[0])
-        left_out = len(ms) - most * len(means) if len(means) == 1 else 0
+        left_out = len(ms) - most if len(means) == 1 else 0
         detail = f"{most} {kind}{'s' * (most > 1)} {px:.0f} px tall at {prior.metres} m"
+        if camp_trust < 1:
+            detail += f" (detected, trusted {camp_trust:.2f})"
         if left_out > 0:
             detail += f" ({left_out} of other sizes left out)"
         if options:
             detail += f" (or the other {len(means) - 1} camp{'s' * (len(means) > 2)} of the same size)"
         cues.append(Cue(kind if len(ms) == 1 else f"{kind}s", float(np.exp(means[0])), sigma, detail, options,
-                        ruler_m=prior.metres))
+                        ruler_m=prior.metres, trust=camp_trust))
     return cues
 
 
@@ -301,7 +327,9 @@ def _combine(cues: list[Cue]) -> tuple[float, float, str]:
         r = np.array(c.readings())
         w = r[:, 1] / r[:, 1].sum()
         dens = (w[:, None] * np.exp(-0.5 * ((x[None] - np.log(r[:, 0])[:, None]) / c.sigma) ** 2)).sum(0)
-        logp += np.log(EPS + dens / (c.sigma * np.sqrt(2 * np.pi)))
+        # A ruler that may not be one at all (a detector's "person" on a window) has a
+        # floor that much higher: it can pull the answer, never carry it alone.
+        logp += np.log(EPS + (1 - c.trust) * DOUBT + c.trust * dens / (c.sigma * np.sqrt(2 * np.pi)))
     mode = x[int(np.argmax(logp))]
     picked, weights = [], []
     for c in cues:
@@ -360,7 +388,7 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
     storey_px = None if storeys is None else STOREY.metres / storeys.m_per_px
     found = [storeys, win, bay_cue(rows, bays), door_cue(fa.find_doors(srgb, facade, street, segments), k),
              ground_floor_cue(rows, facade_px, storey_px), horizon_cue(horizon_y, street)]
-    cues = [c for c in found if c is not None] + object_cues(people, k)
+    cues = [c for c in found if c is not None] + object_cues(people, k, street, street - top, horizon_y)
     if height_m is not None:
         cues.insert(0, Cue("given height", float(height_m) / matte_px, 0.0, f"--height-m {height_m:g}"))
     if not cues:
