@@ -29,7 +29,7 @@ from derrumbe.stages.keystone import Keystone, estimate_keystone, rectify, verti
 WORK_PX = 600            # the rectified facade's height at which it is analysed
 MIN_REPEATS = 1.8        # a period must show at least this many times along its profile
 PHASE_BINS = 32
-MIN_ROW_CONTRAST = 1.5   # Lab L units: rows that vary less than this along the facade are plain wall
+MIN_ROW_CONTRAST = 1.5   # OpenCV 8-bit L (0-255): rows that vary less than this along the facade are plain wall
 MIN_BELOW = 0.05         # the facade must go on this far below the matte (of its height) to count
 
 
@@ -45,12 +45,8 @@ class WindowRows:
     width_px: float                      # window width in base-row pixels (from the folded bay)
     bands: list                          # (top, bottom) of each complete window row, base-row pixels from the facade top
     cut: list                            # bands cut by the facade's top or bottom edge
-    contrast: float                      # window against pier, in Lab units
+    contrast: float                      # window against pier, OpenCV 8-bit Lab distance
     profile: np.ndarray = field(repr=False, default=None)   # window-against-pier contrast per working row
-
-    @property
-    def heights(self) -> np.ndarray:
-        return np.array([b - a for a, b in self.bands], float)
 
 
 @dataclass
@@ -72,9 +68,6 @@ class FacadeView:
     def height_px(self) -> float:
         """Facade height in base-row pixels."""
         return (self.bot - self.top) / self.s
-
-    def to_base(self, px):
-        return np.asarray(px, float) / self.s
 
 
 def _fill_rows(m: np.ndarray) -> np.ndarray:
@@ -100,7 +93,8 @@ def wall_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def facade_view(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> FacadeView:
-    """`segments`: the plate's vertical segments where they are already found."""
+    """The facade rectified for its keystone, at the working size. `segments`: the plate's
+    vertical segments where they are already found."""
     m = building > 0.5
     ys = np.nonzero(m.any(axis=1))[0]
     top = float(ys.min())
