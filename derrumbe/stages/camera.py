@@ -74,8 +74,9 @@ class Placement:
 
 def describe(est: Scale, given: bool) -> str:
     if given:
-        return (f"{est.height_m:.1f} m given (--height-m), {est.storeys:.1f} storeys of {est.storey_m:.1f} m "
-                f"from the facade's period")
+        read = [c.name for c in est.cues if c.agrees and c.name in ("storey period", "window height")]
+        how = f"read from the {read[0]}" if read else "assumed"
+        return f"{est.height_m:.1f} m given (--height-m), {est.storeys:.1f} storeys of {est.storey_m:.1f} m {how}"
     return est.describe()
 
 
