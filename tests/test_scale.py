@@ -269,3 +269,12 @@ def test_the_manifest_carries_the_estimate(tiny_shot):
     assert e["height_range_m"][0] < e["height_m"] < e["height_range_m"][1]
     assert e["scale"]["cues"] and all({"name", "m_per_px", "sigma_log", "agrees"} <= set(c) for c in e["scale"]["cues"])
     assert e["scale"]["source"] in e["height_source"]
+
+
+def test_the_estimate_writes_to_json_as_it_is():
+    """The manifest is JSON: no numpy scalars may hide in the estimate's record."""
+    d = draw_facade(storeys=4)
+    est = estimate_scale(d.srgb, d.matte, people=[("person", 70.0), ("car", 60.0)], horizon_y=d.base_row - 70.0)
+    back = json.loads(json.dumps(est.to_dict()))
+    assert back["cues"] and all(isinstance(c["agrees"], bool) for c in back["cues"])
+    assert back["height_m"] == pytest.approx(est.height_m, abs=0.01)

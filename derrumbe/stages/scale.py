@@ -150,8 +150,8 @@ class Scale:
             "ground_row": round(self.ground_row, 1), "ground_height_m": round(self.ground_height_m, 2),
             "vanishing_row": None if self.vanishing_row is None else round(self.vanishing_row, 1),
             "source": self.source,
-            "cues": [{"name": c.name, "m_per_px": round(c.m_per_px, 5), "sigma_log": round(c.sigma, 3),
-                      "agrees": c.agrees, "detail": c.detail} for c in self.cues],
+            "cues": [{"name": c.name, "m_per_px": round(float(c.m_per_px), 5), "sigma_log": round(float(c.sigma), 3),
+                      "agrees": bool(c.agrees), "detail": c.detail} for c in self.cues],
         }
 
 
@@ -302,7 +302,7 @@ def combine(cues: list[Cue]) -> tuple[float, float, str]:
         for c in cues:
             logs = np.log(np.array(c.readings())[:, 0])
             near = logs[int(np.argmin(np.abs(logs - np.log(given))))]
-            c.agrees = c is exact[0] or abs(near - np.log(given)) < 2.0 * c.sigma
+            c.agrees = bool(c is exact[0] or abs(near - np.log(given)) < 2.0 * c.sigma)
             if c.agrees:
                 c.m_per_px = float(np.exp(near))
         return given, 0.0, exact[0].name
@@ -335,7 +335,7 @@ def _combine(cues: list[Cue]) -> tuple[float, float, str]:
     for c in cues:
         logs = np.log(np.array(c.readings())[:, 0])
         near = logs[int(np.argmin(np.abs(logs - mode)))]
-        c.agrees = abs(near - mode) < 2.0 * c.sigma
+        c.agrees = bool(abs(near - mode) < 2.0 * c.sigma)
         if c.agrees:
             if abs(near - np.log(c.m_per_px)) > 1e-9 and c.ruler_m:
                 c.detail += f"; read as {c.ruler_m / np.exp(near):.0f} px, the harmonic the others agree with"
