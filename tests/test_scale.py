@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from derrumbe.demo import make_demo_plate
 from derrumbe.stages import facade as fa
 from derrumbe.stages.camera import place_building, standing_objects
 from derrumbe.stages.keystone import estimate_keystone
@@ -278,3 +279,12 @@ def test_the_estimate_writes_to_json_as_it_is():
     back = json.loads(json.dumps(est.to_dict()))
     assert back["cues"] and all(isinstance(c["agrees"], bool) for c in back["cues"])
     assert back["height_m"] == pytest.approx(est.height_m, abs=0.01)
+
+
+def test_the_built_in_demo_plate_is_as_tall_as_it_was_drawn():
+    """derrumbe's own demo plate is laid out in metres (derrumbe/demo.py): its building's
+    height is known, and the estimate from its box finds it."""
+    p = make_demo_plate()
+    matte = compute_matte(p.srgb, p.box, None, p.holdout, 0)
+    est = estimate_scale(p.srgb, matte.building, people=standing_objects(matte.objects))
+    assert est.height_m == pytest.approx(p.height_m, rel=0.15), est.describe()
