@@ -23,7 +23,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: demo test preview serve bench bench-quick bench-deps setup gen web test-deps system-deps clean
+.PHONY: demo test preview serve lookdev bench bench-quick bench-deps setup gen web test-deps system-deps clean
 
 demo: setup
 	$(BIN)/derrumbe demo -o out/demo
@@ -38,6 +38,11 @@ test: setup gen web test-deps
 
 serve: web
 	$(BIN)/derrumbe serve
+
+# Renders every shared plate and the demo photo, with contact sheets and measured figures
+# (benchmarks/lookdev.py; out/lookdev/report.md). About 2 minutes a plate.
+lookdev: setup
+	$(BIN)/python benchmarks/lookdev.py
 
 # Not part of `make test`. About 75 minutes on 2 cores; see benchmarks/README.md.
 bench: setup bench-deps

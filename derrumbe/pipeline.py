@@ -37,7 +37,7 @@ from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
 from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import box_in_image, compute_matte, sky_likelihood
 from derrumbe.stages.moving_holdouts import MovingHoldouts
-from derrumbe.stages.particles import emit_particles
+from derrumbe.stages.particles import debris_sizes, emit_particles
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask, resize_linear
 from derrumbe.stages.render import DebrisRenderer, estimate_lighting
@@ -510,6 +510,7 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
         "fracture": {"bonds": int(len(fr.bonds)), **fr.info},
         "simulation": sim.info,
         "particles": {"count": grit.n},
+        "debris_sizes": debris_sizes(sim, fr, grit),
         "dust": dust_info,
         "cache": {"keys": keys, "stages": {s: e for s, e in cache.events}},
         "render": {"motion_blur_samples_max": int(max(samples_used, default=1)), "shutter_deg": 360 * SHUTTER,

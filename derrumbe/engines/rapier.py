@@ -168,20 +168,22 @@ class RapierWorld:
         p = rb.translation
         return R, np.array([p.x, p.y, p.z]) - R @ self.com[key]
 
-    def states(self, keys) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rest-to-world transforms and velocities of many bodies at once: R (K,3,3), t (K,3),
-        linear and angular velocity (K,3). One pass over the bodies, then numpy."""
+    def states(self, keys) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rest-to-world transforms, velocities, kinetic energies (rotation included) and
+        centre-of-mass heights of many bodies at once: R (K,3,3), t (K,3), v (K,3), w (K,3),
+        KE (K,), y (K,). One pass over the bodies, then numpy."""
         rows = []
         bodies = self.w.rigid_bodies
         for k in keys:
             rb = bodies[self.bodies[k]]
             q, p, v, w = rb.rotation, rb.translation, rb.linvel, rb.angvel
-            rows.append((q.w, q.i, q.j, q.k, p.x, p.y, p.z, v.x, v.y, v.z, w.x, w.y, w.z))
-        a = np.array(rows, float).reshape(-1, 13)
+            rows.append((q.w, q.i, q.j, q.k, p.x, p.y, p.z, v.x, v.y, v.z, w.x, w.y, w.z, rb.kinetic_energy(),
+                         rb.center_of_mass.y))
+        a = np.array(rows, float).reshape(-1, 15)
         R = quat_to_matrix(a[:, :4])
         com = np.array([self.com[k] for k in keys]).reshape(-1, 3)
         t = a[:, 4:7] - np.einsum("kij,kj->ki", R, com)
-        return R, t, a[:, 7:10], a[:, 10:13]
+        return R, t, a[:, 7:10], a[:, 10:13], a[:, 13], a[:, 14]
 
     def velocity(self, key: int) -> tuple[np.ndarray, np.ndarray]:
         rb = self.w.rigid_bodies[self.bodies[key]]

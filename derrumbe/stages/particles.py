@@ -75,6 +75,26 @@ def debris_exponent(sim: SimResult, fr: Fracture) -> tuple[float, float, int]:
     return float(D), float(r[keep].min()), int(n[keep][-1])
 
 
+def debris_sizes(sim: SimResult, fr: Fracture, grit: Particles) -> dict:
+    """The whole debris' size law: N(>r) ~ r^-D fitted over rigid bodies and grit
+    together (grit weighted by the fragments each drawn particle stands for)."""
+    kept = sim.final_body >= 0
+    _, inv = np.unique(sim.final_body[kept], return_inverse=True)
+    r_b = np.cbrt(3 * np.bincount(inv, weights=fr.volume[kept]) / (4 * np.pi))
+    radii = np.concatenate([r_b, grit.radius])
+    w = np.concatenate([np.ones(len(r_b)), grit.weight if grit.weight is not None else np.ones(grit.n)])
+    order = np.argsort(radii)
+    r_lo = radii[order][np.searchsorted(np.cumsum(w[order]), 0.02 * w.sum())]
+    r_hi = np.sort(r_b)[-min(50, len(r_b))]
+    if r_hi <= r_lo * 1.5:
+        return dict(bodies=int(len(r_b)))
+    r = np.geomspace(r_lo, r_hi, 24)
+    n = np.array([w[radii > x].sum() for x in r])
+    D = -np.polyfit(np.log(r), np.log(np.maximum(n, 1e-9)), 1)[0]
+    return dict(bodies=int(len(r_b)), D=round(float(D), 3), decades=round(float(np.log10(r_hi / r_lo)), 2),
+                r_min_m=round(float(r_lo), 4), r_max_m=round(float(r_hi), 3))
+
+
 def emit_particles(sim: SimResult, fr: Fracture, face_albedo, count: int, seed: int) -> Particles:
     rng = np.random.default_rng([seed, 53])
     t = sim.times

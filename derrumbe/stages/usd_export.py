@@ -64,7 +64,8 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
     stage.GetRootLayer().documentation = f"derrumbe destruction export: {name}"
     _write_camera(stage, f"/{root_name}/camera", cam)
     UsdGeom.Xform.Define(stage, f"/{root_name}/pieces")
-    _write_pieces(stage, f"/{root_name}/pieces", fr, pos, quat, moving, first_frame)
+    gone = _gone_frame(sim, fps, n_frames)
+    _write_pieces(stage, f"/{root_name}/pieces", fr, pos, quat, moving, first_frame, gone)
 
     _export_atomically(stage.GetRootLayer(), path, fmt)
     return {
@@ -74,6 +75,7 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
         "camera": f"/{root_name}/camera",
         "pieces": int(fr.n),
         "pieces_animated": int(moving.sum()),
+        "pieces_pulverised": int((gone < n_frames).sum()),
         "start_time_code": int(first_frame),
         "end_time_code": int(end_frame),
         "fps": int(fps),
@@ -95,6 +97,14 @@ def _frame_poses(sim: SimResult, fps: int, n_frames: int) -> tuple[np.ndarray, n
         sign = np.concatenate([np.ones((1, quat.shape[1])), np.cumprod(np.where(flip, -1.0, 1.0), 0)])
         quat *= sign[..., None]
     return pos, quat
+
+
+def _gone_frame(sim: SimResult, fps: int, n_frames: int) -> np.ndarray:
+    """The first frame at which each fragment has been pulverised (n_frames: never)."""
+    n = sim.pos.shape[1]
+    if sim.hidden is None:
+        return np.full(n, n_frames)
+    return np.minimum(np.ceil(sim.hidden * fps - 1e-9), n_frames).astype(int)
 
 
 def _moving(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
@@ -132,7 +142,7 @@ def _write_camera(stage: Usd.Stage, prim_path: str, cam: Camera) -> None:
 
 
 def _write_pieces(stage: Usd.Stage, parent: str, fr: Fracture, pos: np.ndarray, quat: np.ndarray,
-                  moving: np.ndarray, first_frame: int) -> None:
+                  moving: np.ndarray, first_frame: int, gone: np.ndarray) -> None:
     layer = stage.GetRootLayer()
     times = [float(first_frame + i) for i in range(len(pos))]
     grey = Vt.Vec3fArray([Gf.Vec3f(*CONCRETE_GREY)])
@@ -158,6 +168,11 @@ def _write_pieces(stage: Usd.Stage, parent: str, fr: Fracture, pos: np.ndarray, 
         # steps are ~8 µm and rounding would make resting rubble shimmer.
         t_op = mesh.AddTranslateOp(UsdGeom.XformOp.PrecisionDouble)
         r_op = mesh.AddOrientOp(UsdGeom.XformOp.PrecisionFloat)
+        if gone[i] < len(pos):
+            # Ground to dust under the crush front: it disappears, as in the render.
+            vis = mesh.CreateVisibilityAttr()
+            vis.Set(UsdGeom.Tokens.inherited, float(first_frame))
+            vis.Set(UsdGeom.Tokens.invisible, float(first_frame + gone[i]))
         if moving[i]:
             animated.append((i, t_op.GetAttr().GetPath(), r_op.GetAttr().GetPath()))
         else:

@@ -1,0 +1,150 @@
+"""The look-development report: every shared plate and the demo photo, rendered and measured.
+
+    make lookdev                                   # final 1280 px renders, about 2 min a plate
+    .venv/bin/python benchmarks/lookdev.py --preview --plates img_288,street
+
+For each plate (../shared/plates with plates.json's boxes, and ../shared/demo/street.jpg
+with demo.json's box) it renders the shot in a child process (one at a time: 2 cores),
+writes a contact sheet (the plate, then the first frame and 20/40/60/80/100 % of the
+shot) and measures what a supervisor would ask about:
+- estimated storeys and height against the hand labels (tests/scale_labels.json);
+- the roof's fall against a free fall from its height (1.1-1.8 is a building's timing);
+- peak and final count of separate rigid bodies, and fragments;
+- the debris size exponent D of N(>r) ~ r^-D over bodies and grit, and its span;
+- how far the dust front has travelled from the facade at 2, 4 and 6 s;
+- the automatic holdouts' recall and false facade share (benchmarks/holdout_metrics.py);
+- stage times and peak memory.
+Output: out/lookdev/NAME/ (the render), out/lookdev/NAME_sheet.jpg, report.md, report.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+
+def plates(only: set | None) -> list[tuple[str, Path, list[int]]]:
+    out = []
+    pj = SHARED / "plates" / "plates.json"
+    if pj.exists():
+        for p in json.loads(pj.read_text())["plates"]:
+            out.append((p["file"].removesuffix(".jpg"), SHARED / "plates" / p["file"], p["box"]))
+    dj = SHARED / "demo" / "demo.json"
+    if dj.exists():
+        d = json.loads(dj.read_text())
+        out.append((d["file"].removesuffix(".jpg"), SHARED / "demo" / d["file"], d["box"]))
+    return [t for t in out if t[1].exists() and (not only or t[0] in only)]
+
+
+def render(plate: Path, box, out: Path, preview: bool) -> tuple[dict, float]:
+    args = [sys.executable, "-m", "derrumbe", "shot", str(plate), "--box", ",".join(map(str, box)), "-o", str(out),
+            "-q"] + (["--preview"] if preview else ["--size", "1280"])
+    t0 = time.perf_counter()
+    r = subprocess.run(args, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode:
+        raise SystemExit(f"{plate.name}: {r.stderr.strip()}")
+    return json.loads((out / "manifest.json").read_text()), wall
+
+
+def contact_sheet(plate: Path, out: Path, m: dict, dest: Path, width: int = 480) -> None:
+    frames = [out / f for f in m["frames"]]
+    n = len(frames)
+    picks = [0] + [min(n - 1, int(round(p * (n - 1)))) for p in (0.2, 0.4, 0.6, 0.8, 1.0)]
+    tiles = [("plate", cv2.imread(str(plate)))] + [(f"{1001 + i} ({100 * i // max(n - 1, 1)} %)",
+                                                    cv2.imread(str(frames[i]))) for i in picks]
+    out_tiles = []
+    for label, im in tiles:
+        h, w = im.shape[:2]
+        im = cv2.resize(im, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
+        cv2.putText(im, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
+        cv2.putText(im, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+        out_tiles.append(im)
+    h = max(t.shape[0] for t in out_tiles)
+    out_tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in out_tiles]
+    rows = [np.hstack(out_tiles[k:k + 4]) if k + 4 <= len(out_tiles) else
+            np.hstack(out_tiles[k:] + [np.zeros_like(out_tiles[0])] * (k + 4 - len(out_tiles)))
+            for k in range(0, len(out_tiles), 4)]
+    cv2.imwrite(str(dest), np.vstack(rows), [cv2.IMWRITE_JPEG_QUALITY, 88])
+
+
+def dust_front(out: Path, m: dict, times=(2.0, 4.0, 6.0)) -> dict:
+    """Metres from the facade to the dust front toward the camera at each time, from the
+    dust the render cached (the stage's own reading of its states)."""
+    from derrumbe.stages.dust import front_distance
+    return {f"{t:g}s": front_distance(out, m, t) for t in times}
+
+
+def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels: dict) -> dict:
+    est = m["estimates"]
+    lab = labels.get(plate.name, {})
+    sim = m["simulation"]
+    row = dict(plate=name, wall_s=round(wall, 1), peak_rss_mb=m.get("peak_rss_mb"),
+               storeys=est.get("floors"), storeys_label=lab.get("storeys"), height_m=est.get("height_m"),
+               height_label=lab.get("height_m"), height_source=est.get("height_source"),
+               roof_ratio=sim.get("roof_ratio"), roof_to_ground_s=sim.get("roof_to_ground_s"),
+               free_fall_s=sim.get("free_fall_s"), fragments=m["fracture"].get("fragments"),
+               bodies_peak=sim.get("bodies_peak"), bodies_end=sim.get("bodies_end"),
+               pulverised=sim.get("pulverised", 0), debris_D=m.get("debris_sizes", {}).get("D"),
+               debris_decades=m.get("debris_sizes", {}).get("decades"), timings_s=m["timings_s"])
+    if m["dust"].get("enabled"):
+        row["dust_front_m"] = dust_front(out, m)
+    try:
+        from benchmarks.holdout_metrics import plate_metrics
+        row["holdouts"] = plate_metrics(plate, box)
+    except (ImportError, FileNotFoundError):
+        row["holdouts"] = None
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| plate | storeys (label) | height m (label) | roof/free fall | fragments | bodies peak/end | D (decades) "
+            "| dust front 2/4/6 s (m) | holdouts recall | wall s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        front = r.get("dust_front_m") or {}
+        h = r.get("holdouts") or {}
+        lines.append(
+            f"| {r['plate']} | {r['storeys']} ({r['storeys_label']}) | {r['height_m']} ({r['height_label']}) | "
+            f"{r['roof_ratio']} | {r['fragments']} | {r['bodies_peak']}/{r['bodies_end']} | "
+            f"{r['debris_D']} ({r['debris_decades']}) | "
+            + " / ".join(str(front.get(k, '-')) for k in ("2s", "4s", "6s")) + " | "
+            f"{h.get('found', '-')}/{h.get('labelled', '-')} | {r['wall_s']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preview", action="store_true", help="5 s previews instead of final renders")
+    ap.add_argument("--plates", help="comma-separated plate names (default: all)")
+    ap.add_argument("--out", default=str(ROOT / "out" / "lookdev"))
+    a = ap.parse_args()
+    dest = Path(a.out)
+    dest.mkdir(parents=True, exist_ok=True)
+    labels = json.loads((ROOT / "tests" / "scale_labels.json").read_text())["plates"]
+    rows = []
+    for name, plate, box in plates(set(a.plates.split(",")) if a.plates else None):
+        out = dest / name
+        m, wall = render(plate, box, out, a.preview)
+        contact_sheet(plate, out, m, dest / f"{name}_sheet.jpg")
+        rows.append(measure(name, plate, box, out, m, wall, labels))
+        print(f"{name}: {wall:.0f} s", flush=True)
+    md = table(rows)
+    (dest / "report.md").write_text(md + "\n")
+    (dest / "report.json").write_text(json.dumps(rows, indent=1))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
