@@ -28,6 +28,7 @@ from derrumbe.stages.keystone import Keystone, estimate_keystone, rectify, verti
 
 WORK_PX = 600            # the rectified facade's height at which it is analysed
 MIN_REPEATS = 1.8        # a period must show at least this many times along its profile
+MIN_BAYS = 2.8           # a row of windows shows its rhythm in three of them, not two
 PHASE_BINS = 32
 MIN_ROW_CONTRAST = 1.5   # OpenCV 8-bit L (0-255): rows that vary less than this along the facade are plain wall
 MIN_BELOW = 0.05         # the facade must go on this far below the matte (of its height) to count
@@ -211,7 +212,7 @@ def window_rows(view: FacadeView, bay: Period) -> WindowRows | None:
     mm = view.mask[view.top:view.bot, view.x0:view.x1]
     h, n = d.shape
     p = bay.px * view.s
-    if p < 6 or p > n / MIN_REPEATS:
+    if p < 6 or p > n / MIN_BAYS:
         return None
     # Where in a bay the window sits: the folded column profile of the upper facade
     # (shop fronts below keep their own rhythm).
@@ -242,15 +243,22 @@ def window_rows(view: FacadeView, bay: Period) -> WindowRows | None:
     peak = float(np.percentile(prof, 97))
     if peak <= 0:
         return None
-    # A window row is a run above half the peak; a bright sash or a transom splits one
-    # window into two runs a small gap apart. Surrounds (architraves, pediments, keystones)
-    # differ less from the wall than the opening and stay out.
+    # A window row is where the profile stands above half its own height (rows differ:
+    # glass reflecting the sky stands out less than glass in shade), among runs above a
+    # quarter of the facade's peak; a bright sash or a transom splits one window into two
+    # runs a small gap apart. Surrounds (architraves, pediments, keystones) differ less
+    # from the wall than the opening and stay out.
     bands = []
-    for r in _runs(prof > 0.5 * peak):
-        if bands and r[0] - bands[-1][1] < max(0.02 * h, 0.15 * (r[1] - bands[-1][0])):
-            bands[-1][1] = r[1]
+    for r in _runs(prof > 0.25 * peak):
+        seg = prof[r[0]:r[1]]
+        if seg.max() < 0.4 * peak:
+            continue
+        tall = np.nonzero(seg >= 0.5 * seg.max())[0]
+        b = [r[0] + int(tall[0]), r[0] + int(tall[-1]) + 1]
+        if bands and b[0] - bands[-1][1] < max(0.02 * h, 0.15 * (b[1] - bands[-1][0])):
+            bands[-1][1] = b[1]
         else:
-            bands.append(r)
+            bands.append(b)
     bands = [r for r in bands if r[1] - r[0] > 0.04 * h]
     edge = max(2, int(0.01 * h))
     whole = [r for r in bands if r[0] > edge and r[1] < h - edge]
@@ -358,15 +366,20 @@ def _verticals_reach(seg: np.ndarray, bot: float, x0: int, x1: int, gap: float) 
 
 
 def extend_to_street(building: np.ndarray, street: float) -> np.ndarray:
-    """The matte carried down to the street row over the columns its lowest band holds."""
+    """The facade whose rulers are read: each of the building's columns filled from its top
+    down to the street row. A matte's lower edge is ragged where GrabCut lost a shop front
+    or a car stands in front, and a box may stop above the pavement; the facade goes on
+    behind and below them. Columns the building holds in under a third of its rows
+    (a sliver of a neighbour, a chimney) are left as they are."""
     m = building > 0.5
     ys = np.nonzero(m.any(axis=1))[0]
-    bot = int(ys.max()) + 1
-    if street <= bot + 1:
-        return m
-    band = m[max(int(ys.min()), bot - max(4, (bot - int(ys.min())) // 8)):bot]
+    top, bot = int(ys.min()), int(ys.max()) + 1
+    foot = max(bot, int(round(street)))
+    held = m[top:bot].mean(axis=0) > 1 / 3
+    first = np.argmax(m, axis=0)
+    rows = np.arange(m.shape[0])[:, None]
     out = m.copy()
-    out[bot:int(round(street))] |= band.mean(axis=0) > 0.3
+    out |= held[None] & (rows >= first[None]) & (rows < foot)
     return out
 
 

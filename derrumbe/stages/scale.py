@@ -185,8 +185,11 @@ def storey_cue(periods: list[fa.Period], window_px: float | None, facade_px: flo
     repeats = facade_px / best.px
     sigma = float(np.hypot(STOREY.sigma, 0.25 * (1 - min(best.score, 1.0))))
     sigma *= 1.0 + 0.3 * max(0.0, 3.0 - repeats)
-    options = [(STOREY.metres / p.px, p.score) for p in ok[:3]]
-    others = ", ".join(f"{p.px:.0f}" for p in ok[1:3])
+    # Other readings are other harmonics (half, double, ...), not neighbours of the best:
+    # a neighbour within a third of it is the same period read less well.
+    alts = [p for p in ok[1:] if not 0.75 < p.px / best.px < 1.33][:2]
+    options = [(STOREY.metres / p.px, p.score) for p in [best] + alts] if alts else []
+    others = ", ".join(f"{p.px:.0f}" for p in alts)
     return Cue("storey period", STOREY.metres / best.px, sigma,
                f"{best.px:.0f} px a storey, {repeats:.1f} in view (comb {best.score:.2f}"
                f"{'; also ' + others if others else ''}) at {STOREY.metres} m", options, ruler_m=STOREY.metres)
