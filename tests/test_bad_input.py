@@ -139,7 +139,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(files, tmp_path, cap
     monkeypatch.setattr(os, "fdopen", fdopen)
     out = tmp_path / "out"
     rc = main(["shot", f"{files}/plate.png", "--box", "0,0,150,110", "-o", str(out), "-q", "--size", "64",
-               "--duration", "1", "--start", "0.2", "--pieces", "20"])
+               "--duration", "1", "--start", "0.2", "--pieces", "300"])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "No space left on device" in err, err
     assert str(tmp_path) not in err

@@ -70,7 +70,7 @@ def test_every_file_of_a_render_is_synced_before_its_rename(demo_files, tmp_path
     log = _DiskLog(monkeypatch)
     out = tmp_path / "shot"
     rc = main(["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(out), "--size", "160",
-               "--duration", "1.0", "--start", "0.3", "--fps", "8", "--pieces", "30", "--dust", "0.3",
+               "--duration", "1.0", "--start", "0.3", "--fps", "8", "--pieces", "300", "--dust", "0.3",
                "--exr", "--usd", "--prores", "--passes", "-q"])
     assert rc == 0
     m = json.loads((out / "manifest.json").read_text())

@@ -118,7 +118,7 @@ def test_refine_writes_frames_movie_and_extends_the_manifest(refined):
     out, m = refined
     n, (W, H) = len(m["frames"]), m["size"]
     r = m["refine"]
-    assert len(r["frames"]) == n and r["frames"][0] == "refined/shot.1001.png"
+    assert len(r["frames"]) == n and r["frames"][0] == "refined/shot_v001.1001.png"
     from tests.conftest import read_rgb
     assert read_rgb(out / r["frames"][-1]).shape == (H, W, 3)
     with av.open(str(out / r["movie"])) as c:
@@ -211,7 +211,7 @@ def test_refine_table_in_the_spec_runs_after_the_render(demo_files, tiny_model, 
     from derrumbe.spec import ShotSpec
     d, p = demo_files
     shutil.copytree(tiny_model, tmp_path / "weights")
-    spec = ShotSpec(plate=str(d / "plate.png"), box=p.box, size="160", duration=1.0, start=0.2, fps=12, pieces=30,
+    spec = ShotSpec(plate=str(d / "plate.png"), box=p.box, size="160", duration=1.0, start=0.2, fps=12, pieces=300,
                     shake=0, refine={"model": "weights", "size": "48x32", "window": 9, "overlap": 2, "steps": 3,
                                      "device": "cpu"})
     (tmp_path / "shot.toml").write_text(spec.to_toml())

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from derrumbe.web.app import create_app  # noqa: E402
 
 # A few-second render: what the queue tests need, not a look.
-TINY_SPEC = {"size": 160, "duration": 1.0, "start": 0.2, "fps": 12, "pieces": 30, "dust": 0.5}
+TINY_SPEC = {"size": 160, "duration": 1.0, "start": 0.2, "fps": 12, "pieces": 300, "dust": 0.5}
 DONE = ("done", "failed", "cancelled")
 
 
@@ -155,13 +155,14 @@ def test_web_cancel_a_running_job(server):
     from tests.test_web_faults import _alive, _lock_free, _temporaries
     c, root, plate, box, _ = server
     j = c.post("/api/jobs", json={"plate": plate["id"], "kind": "final", "box": box,
-                                  "spec": {**TINY_SPEC, "duration": 8.0, "seed": 99}}).json()
+                                  "spec": {**TINY_SPEC, "duration": 8.0, "seed": 99, "size": 320}}).json()
     shot = root / "plates" / plate["id"] / "shot"
     t0 = time.time()
     while True:
         jj = c.get(f"/api/jobs/{j['id']}").json()
         p = jj["progress"]
-        if jj["state"] == "running" and p.get("stage") == "render" and p.get("done", 0) >= 2:
+        # Well inside the frame loop: the movie's temporary is open until the last frame.
+        if jj["state"] == "running" and p.get("stage") == "render" and 2 <= p.get("done", 0) < p.get("total", 0) - 20:
             break
         assert jj["state"] in ("queued", "running") and time.time() - t0 < 180, jj
         time.sleep(0.1)

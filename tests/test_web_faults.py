@@ -242,7 +242,7 @@ def test_kill_9_of_the_server_leaves_no_orphan_render_and_no_stale_lock(tmp_path
         pid = srv.c.post("/api/plates", content=data).json()["id"]
         r = srv.c.post("/api/jobs", json={"plate": pid, "kind": "preview", "box": box,
                                           "spec": {"size": 160, "duration": 3.0, "start": 0.2, "fps": 12,
-                                                   "pieces": 30, "dust": 0.3}})
+                                                   "pieces": 300, "dust": 0.3}})
         jid = r.json()["id"]
         shot = root / "plates" / pid / "shot"
         lock = shot / ".derrumbe" / "lock"

@@ -92,14 +92,29 @@ def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, fro
             touched[y, x] = diff > 1e-6
 
 
+@njit(inline="always", **_OPTS)
+def _band_sigma(sigma, band_lum, lum, c):
+    """The grain's sigma of channel c at display luminance lum: linear between the
+    luminance bands' own (shadows, mid-tones, highlights), held beyond the outer ones."""
+    if lum <= band_lum[0]:
+        return sigma[0, c]
+    for b in range(1, band_lum.shape[0]):
+        if lum <= band_lum[b]:
+            a = (lum - band_lum[b - 1]) / max(band_lum[b] - band_lum[b - 1], 1e-6)
+            return sigma[b - 1, c] * (1 - a) + sigma[b, c] * a
+    return sigma[band_lum.shape[0] - 1, c]
+
+
 @njit(parallel=True, **_OPTS)
-def encode(lin, noise, soft, sigma, plate_u8, touched, lut, to_display, out_u8):
+def encode(lin, noise, soft, sigma, band_lum, plate_u8, touched, lut, to_display, out_u8):
     """Display encoding (working space -> Rec.709 primaries -> sRGB curve) with grain
-    where the effect touched the picture; elsewhere the plate's own 8-bit values, so
-    untouched pixels stay bit-identical."""
+    where the effect touched the picture, each channel's at the level the plate has at
+    that pixel's luminance; elsewhere the plate's own 8-bit values, so untouched pixels
+    stay bit-identical."""
     H, W = touched.shape
     for y_ in prange(H):
         y = np.int64(y_)
+        e = np.empty(3, np.float32)
         for x in range(W):
             s = soft[y, x]
             if not touched[y, x] and s <= 1e-3:
@@ -109,5 +124,8 @@ def encode(lin, noise, soft, sigma, plate_u8, touched, lut, to_display, out_u8):
             l0, l1, l2 = lin[y, x, 0], lin[y, x, 1], lin[y, x, 2]
             for c in range(3):
                 d = to_display[c, 0] * l0 + to_display[c, 1] * l1 + to_display[c, 2] * l2
-                e = _encode(d, lut) + noise[y, x, c] * sigma[c] * s
-                out_u8[y, x, c] = np.uint8(min(max(np.floor(e * 255.0 + 0.5), 0.0), 255.0))
+                e[c] = _encode(d, lut)
+            lum = 0.2126 * e[0] + 0.7152 * e[1] + 0.0722 * e[2]
+            for c in range(3):
+                v = e[c] + noise[y, x, c] * _band_sigma(sigma, band_lum, lum, c) * s
+                out_u8[y, x, c] = np.uint8(min(max(np.floor(v * 255.0 + 0.5), 0.0), 255.0))

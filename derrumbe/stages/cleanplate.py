@@ -1,65 +1,129 @@
 """Clean-plate stage: what stands behind the building once it is gone.
 
-Built in layers, back to front, all in scene-linear light:
-1. sky: a smooth quadratic fitted to the plate's own sky (so its gradient continues),
-   or, with no sky in frame, one synthesised from the plate's white balance;
-2. a hazy distant skyline along the horizon, coloured from the plate's buildings
-   and pushed toward the sky colour (aerial perspective);
-3. neighbouring walls continued into the gap by mirroring their own texture (windows
-   continue; no smear), fading out within a few metres;
-4. the ground below the horizon continued from the rows beneath the building.
+Built in layers, back to front, all in scene-linear light, every one from the plate's
+own pixels (nothing is mirrored: a mirrored wall shows its downpipes twice):
+1. sky: a smooth surface fitted to the plate's sky (robust to wires), bent row by row to
+   the sky beside the gap so it meets it without a seam, never brighter than the
+   brightest sky pixel the plate shows; with no sky in frame, one made from the plate's
+   white balance;
+2. distant blocks along the horizon, 120-300 m away: the plate's own upper floors shrunk
+   to that distance, each block a different piece of them and a slightly different
+   colour, hazed toward the sky (aerial perspective);
+3. the ground behind the building (a courtyard, the street beyond), continued from the
+   pavement in front of it, compressed in perspective toward the horizon;
+4. what stands behind the building and shows above its roof (a taller block further
+   back): continued down behind it by repeating its own lowest storey, darkening toward
+   the ground;
+5. a neighbour that touched the building shows its party wall, seen in perspective from
+   its corner back to the depth of the plot, textured from the neighbour's own wall.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from derrumbe.colour import luminance, rec709_to_working, working_to_rec709
 from derrumbe.stages.camera import Camera
 
-
-def _fit_sky(lin: np.ndarray, sky: np.ndarray) -> np.ndarray | None:
-    """Vertical gradient fitted to the plate's sky; None when too little sky shows."""
-    ys, xs = np.nonzero(sky > 0.5)
-    h, w = sky.shape
-    if ys.size < 0.03 * h * w:
-        return None
-    sel = np.random.default_rng(0).choice(ys.size, min(20000, ys.size), replace=False)
-    y = ys[sel] / h
-    vals = lin[ys[sel], xs[sel]]
-    A = np.stack([np.ones_like(y), y], 1)
-    coef, *_ = np.linalg.lstsq(A, vals, rcond=None)
-    yy = (np.arange(h, dtype=np.float32) / h)[:, None]
-    col = np.stack([np.ones_like(yy), yy], -1) @ coef.astype(np.float32)
-    # Never extrapolate beyond what the sky itself shows.
-    col = np.clip(col, vals.min(axis=0) * 0.9, vals.max(axis=0) * 1.1)
-    return np.broadcast_to(col, (h, w, 3)).astype(np.float32).copy()
+PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
+BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
+STOREY_M = 3.2
 
 
-def _match_rows(lin, building, sky_mask, sky_model, band=24):
-    """Bends the sky model, row by row, to the real sky left and right of the gap, so the
-    fill meets the plate's sky without a seam (the plate's sky varies across too)."""
-    h, w = building.shape
-    out = sky_model.copy()
+def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
+                    cam: Camera, metres_px: float, seed: int) -> np.ndarray:
+    """The plate with the building replaced by what plausibly stands behind it.
+    metres_px: pixels per metre at the building's facade."""
     inside = building > 0.5
+    if not inside.any():
+        return lin.astype(np.float32).copy()
+    rng = np.random.default_rng(seed)
+    sky_px = (skyness > 0.5) & ~inside & (holdout < 0.5)
+    depth = cam.f_px / max(metres_px, 1e-6)
+    fill = _sky_layer(lin, inside, sky_px, cam)
+    for layer in (_distant_blocks(lin, inside, cam, depth, fill, rng),
+                  _ground(lin, inside, holdout, cam),
+                  _behind(lin, inside, sky_px, holdout, cam, depth, rng),
+                  _party_walls(lin, inside, sky_px, holdout, cam, depth, rng)):
+        if layer is not None:
+            col, a = layer
+            fill = fill * (1 - a[..., None]) + col * a[..., None]
+    m = building[..., None]
+    return (lin * (1 - m) + fill * m).astype(np.float32)
+
+
+# ---- 1. sky ----------------------------------------------------------------------------
+
+def _sky_layer(lin, inside, sky_px, cam: Camera) -> np.ndarray:
+    h, w = inside.shape
+    if sky_px.sum() < 0.01 * h * w:
+        return _synth_sky(lin, cam)
+    ys, xs = np.nonzero(sky_px)
+    vals = lin[ys, xs]
+    model = _fit_surface(ys, xs, vals, (h, w))
+    model = _match_rows(lin, inside, sky_px, model)
+    # The sky's own range: the fill is never brighter than the brightest sky pixel the
+    # plate shows, nor darker than its darkest (wires and birds aside).
+    return np.clip(model, np.percentile(vals, 1, axis=0), vals.max(axis=0)).astype(np.float32)
+
+
+def _fit_surface(ys, xs, vals, shape) -> np.ndarray:
+    """A quadratic in x and y through the sky pixels, refitted without the outliers
+    (wires, birds, lamps) and held constant beyond the rows and columns it saw."""
+    h, w = shape
+    sel = np.random.default_rng(0).permutation(len(ys))[:20000]
+    y, x, v = ys[sel] / h, xs[sel] / w, vals[sel]
+
+    def basis(yy, xx):
+        return np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], -1)
+    keep = np.ones(len(y), bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(basis(y[keep], x[keep]), v[keep], rcond=None)
+        res = np.abs(v - basis(y, x) @ coef).sum(1)
+        keep = res < 3 * np.median(res) + 1e-6
+    yy = np.clip(np.arange(h) / h, y.min(), y.max())[:, None] * np.ones((1, w))
+    xx = np.ones((h, 1)) * np.clip(np.arange(w) / w, x.min(), x.max())[None, :]
+    return (basis(yy, xx) @ coef).astype(np.float32)
+
+
+def _match_rows(lin, inside, sky_px, model, band=None):
+    """The surface bent, row by row, to the real sky left and right of the gap (median of
+    the residual on each side, linear across), so the fill meets the plate's sky without
+    a seam; rows with no sky beside it take their neighbours' correction."""
+    h, w = inside.shape
+    band = band or max(8, w // 40)
+    resid = lin - model
+    corr = np.zeros((h, w, 3), np.float32)
+    wgt = np.zeros((h, 1, 1), np.float32)
     cols = np.arange(w, dtype=np.float32)
     for y in np.nonzero(inside.any(axis=1))[0]:
         xs = np.nonzero(inside[y])[0]
-        l0, r0 = xs.min(), xs.max()
-        lm = sky_mask[y, max(0, l0 - band):l0] > 0.5
-        rm = sky_mask[y, r0 + 1:r0 + 1 + band] > 0.5
-        lv = lin[y, max(0, l0 - band):l0][lm].mean(0) - sky_model[y, l0] if lm.sum() > 3 else None
-        rv = lin[y, r0 + 1:r0 + 1 + band][rm].mean(0) - sky_model[y, r0] if rm.sum() > 3 else None
+        l0, r0 = int(xs.min()), int(xs.max())
+        sides = []
+        for a, b in ((max(0, l0 - band), l0), (r0 + 1, min(w, r0 + 1 + band))):
+            sel = sky_px[y, a:b]
+            sides.append(np.median(resid[y, a:b][sel], axis=0) if sel.sum() > 3 else None)
+        lv, rv = sides
         if lv is None and rv is None:
             continue
         lv = rv if lv is None else lv
         rv = lv if rv is None else rv
-        a = np.clip((cols - l0) / max(1, r0 - l0), 0, 1)[:, None]
-        out[y] = sky_model[y] + lv * (1 - a) + rv * a
-    # Rows are matched independently: smooth the correction vertically against banding.
-    corr = cv2.GaussianBlur(out - sky_model, (0, 0), sigmaX=0.1, sigmaY=4)
-    return np.clip(sky_model + corr, 0, None)
+        t = np.clip((cols - l0) / max(1, r0 - l0), 0, 1)[:, None]
+        corr[y] = lv * (1 - t) + rv * t
+        wgt[y] = 1
+    if not wgt.any():
+        return model
+    # Rows are matched independently: spread and smooth the correction vertically
+    # (normalised, so rows without sky beside them borrow from those with).
+    s = max(4.0, h / 60)
+    num = cv2.GaussianBlur(corr * wgt, (1, 0), sigmaX=0.1, sigmaY=s)
+    den = cv2.GaussianBlur(np.broadcast_to(wgt, (h, w, 1)).astype(np.float32)[..., 0], (1, 0), sigmaX=0.1,
+                           sigmaY=s)[..., None]
+    smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0)
+    # Where a row has its own measurement it wins; far from any, the surface alone.
+    return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 4, 0, 1))).astype(np.float32)
 
 
 def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
@@ -67,7 +131,8 @@ def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
     # White balance of the plate: the average of its brightest pixels tells the light's tint.
     lum = luminance(lin)
     bright = working_to_rec709(lin[lum > np.percentile(lum, 97)].mean(axis=0))
-    tint = bright / max(bright.mean(), 1e-4)
+    # Half of it: a plate of warm stone must not make a pink sky.
+    tint = 1 + 0.5 * (bright / max(bright.mean(), 1e-4) - 1)
     # A clear sky's colours, as Rec.709 values, tinted there and carried to the working space.
     horizon = rec709_to_working(np.array([0.62, 0.68, 0.76]) * tint)
     zenith = rec709_to_working(np.array([0.25, 0.38, 0.65]) * tint)
@@ -77,86 +142,246 @@ def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
     return np.broadcast_to(sky, (h, w, 3)).astype(np.float32).copy()
 
 
-def _skyline(lin, building, cam: Camera, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Distant blocks 150-400 m away: low, hazy, under the building's silhouette only."""
-    h, w = building.shape
+# ---- 2. distant blocks -----------------------------------------------------------------
+
+def _facade_texture(lin, inside) -> np.ndarray | None:
+    """The building's upper floors (regular windows; shop fronts and people excluded):
+    what a city block far away looks like, once shrunk."""
+    ys, xs = np.nonzero(inside)
+    y0, y1 = ys.min(), ys.min() + int(0.65 * (ys.max() - ys.min()))
+    x0, x1 = xs.min(), xs.max() + 1
+    if y1 - y0 < 8 or x1 - x0 < 8:
+        return None
+    return lin[y0:y1, x0:x1]
+
+
+def _distant_blocks(lin, inside, cam: Camera, depth: float, sky: np.ndarray, rng):
+    """A row of blocks 120-300 m away along the horizon, each a piece of the plate's own
+    facade shrunk to its distance, its height and colour varied, hazed toward the sky."""
+    h, w = inside.shape
+    tex = _facade_texture(lin, inside)
+    if tex is None or cam.cy <= 0.15 * h:
+        return None                         # the horizon at or above the frame's top: none show
     col = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
-    facade = lin[building > 0.5].mean(axis=0)
-    x = 0
+    x = int(rng.integers(-40, 0))
     while x < w:
-        bw = int(rng.uniform(0.04, 0.12) * w)
-        dist = rng.uniform(150, 400)
-        hm = rng.uniform(10, 45)
-        top = int(cam.cy - cam.f_px * (hm - cam.eye_m) / dist)
-        bottom = int(cam.cy + cam.f_px * cam.eye_m / dist) + 1
-        haze = 1 - np.exp(-dist / 250)
-        c = facade * rng.uniform(0.6, 0.9)
-        t0, t1 = max(0, top), max(0, bottom)
-        # Faint window rows and a lit side keep the blocks from reading as flat cards.
-        rows = 1 - 0.08 * (np.arange(t1 - t0) % 3 == 0)[:, None, None]
-        side = np.linspace(1.05, 0.92, min(bw, w - x))[None, :, None]
-        col[t0:t1, x:x + bw] = c * rows * side
-        alpha[max(0, top):max(0, bottom), x:x + bw] = 1 - 0.85 * haze
-        x += bw
+        dist = rng.uniform(120, 300)
+        s = depth / dist                       # the facade's pixels shrink by this at that distance
+        bw = int(rng.uniform(14, 34) * cam.f_px / dist)
+        top = int(cam.cy - cam.f_px * (rng.uniform(9, 26) - cam.eye_m) / dist)
+        bottom = int(np.ceil(cam.cy + cam.f_px * cam.eye_m / dist)) + 1
+        t0, t1, c0, c1 = max(0, top), min(h, bottom), max(0, x), min(w, x + bw)
+        if t1 > t0 and c1 > c0 and s > 0:
+            small = cv2.resize(tex, (max(2, int(tex.shape[1] * s)), max(2, int(tex.shape[0] * s))),
+                               interpolation=cv2.INTER_AREA)
+            patch = _tile(small, t1 - t0, c1 - c0, rng)
+            haze = 1 - np.exp(-dist / 220.0)
+            tint = rng.uniform(0.8, 1.1) * rng.uniform(0.93, 1.07, 3)
+            col[t0:t1, c0:c1] = patch * tint * (1 - haze) + sky[t0:t1, c0:c1] * haze
+            alpha[t0:t1, c0:c1] = 1.0
+        x += max(bw, 2)
     return col, alpha
 
 
-def _continue_neighbours(lin, building, skyness, reach_px: int, holdout) -> tuple[np.ndarray, np.ndarray]:
-    """Mirror the walls beside the building into the gap, row by row, fading out."""
-    h, w = building.shape
-    out = np.zeros_like(lin)
-    wgt = np.zeros((h, w), np.float32)
-    inside = building > 0.5
-    for y in np.nonzero(inside.any(axis=1))[0]:
-        xs = np.nonzero(inside[y])[0]
-        left, right = int(xs.min()), int(xs.max())
-        k = min(reach_px, right - left + 1)
-        i = np.arange(k)
-        for src_edge, dst, step in ((left - 1, left + i, -1), (right + 1, right - i, 1)):
-            n = (src_edge + 1) if step < 0 else (w - src_edge)
-            n = min(n, reach_px)
-            if n < 2:
+def _tile(src: np.ndarray, h: int, w: int, rng) -> np.ndarray:
+    """An h x w piece of src repeated by translation from a random offset."""
+    sh, sw = src.shape[:2]
+    ry = (np.arange(h) + rng.integers(0, sh)) % sh
+    rx = (np.arange(w) + rng.integers(0, sw)) % sw
+    return src[ry][:, rx]
+
+
+# ---- 3. ground -------------------------------------------------------------------------
+
+def _ground(lin, inside, holdout, cam: Camera):
+    """The ground behind the building, from the horizon down to its base: the pavement in
+    front, moved up and squeezed toward the vanishing point as the distance grows."""
+    h, w = inside.shape
+    base = int(np.nonzero(inside.any(axis=1))[0].max()) + 1
+    g0 = int(np.clip(np.floor(cam.cy) + 1, 0, h))
+    if g0 >= base:
+        return None
+    n_src = min(h - base - 1, 2 * (base - g0) + 8)
+    col = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    if n_src < max(4, (base - g0) // 2):
+        # Too little pavement shows to move back: its mean colour, from the frame's bottom.
+        col[g0:base] = lin[-max(1, h // 20):].mean(axis=(0, 1))
+    else:
+        src = lin[base + 1:base + 1 + n_src].astype(np.float32)
+        hole = (holdout[base + 1:base + 1 + n_src] > 0.3).astype(np.uint8)
+        if hole.any():
+            # Cars and people on the pavement are not ground.
+            fill = np.median(src[hole == 0], axis=0) if (hole == 0).any() else src.mean((0, 1))
+            src = np.where(hole[..., None] > 0, fill, src)
+        # Each row takes a source row a fixed step nearer: the pavement moved back and
+        # squeezed vertically as perspective does (translation, no reflection).
+        sy = np.linspace(0, n_src - 1, base - g0).astype(np.float32)
+        map_y = np.broadcast_to(sy[:, None], (base - g0, w)).astype(np.float32)
+        map_x = np.broadcast_to(np.arange(w, dtype=np.float32)[None, :], map_y.shape).astype(np.float32)
+        col[g0:base] = cv2.remap(src, map_x, map_y, cv2.INTER_AREA if n_src > base - g0 else cv2.INTER_LINEAR)
+    alpha[g0:base] = 1.0
+    return col, alpha
+
+
+# ---- 4. what stands behind -------------------------------------------------------------
+
+def _behind(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
+    """Buildings further back that show above the roof continue down behind it: each
+    stretch of columns where one stands above the roof line (wider than a chimney or a
+    pole) is grown down to its base across the courtyard by patch-based synthesis from
+    its own visible wall (quilting: each block the best fit of its neighbours among
+    blocks of the wall, never a copy of one band, so no stripes and no mirror image),
+    darkening toward the ground."""
+    h, w = inside.shape
+    cols = np.nonzero(inside.any(axis=0))[0]
+    top = inside[:, cols].argmax(axis=0)
+    solid = ~sky_px & ~inside & (holdout < 0.5)
+    need = max(6, int(0.03 * h))
+    run = np.zeros(len(cols), np.int64)
+    for i, (x, t) in enumerate(zip(cols, top)):
+        above = solid[:t, x][::-1]
+        run[i] = len(above) if above.all() else int(np.argmin(above))
+    wide = max(9, int(0.03 * w)) | 1
+    stands = cv2.morphologyEx((run >= need).astype(np.uint8)[None], cv2.MORPH_OPEN, np.ones((1, wide), np.uint8))[0] > 0
+    if not stands.any():
+        return None
+    far = depth + BEHIND_GAP_M
+    base = int(min(h, np.ceil(cam.cy + cam.f_px * cam.eye_m / far) + 1))
+    margin = max(2, int(0.01 * h))          # the roof's edge stays out of the exemplar
+    block = int(np.clip(0.05 * h, 12, 48))
+    # Wires crossing the walls behind would be copied all over: closed out first.
+    walls = cv2.morphologyEx(lin, cv2.MORPH_CLOSE, np.ones((5, 1), np.uint8))
+    col = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    edges = np.flatnonzero(np.diff(np.r_[0, stands.astype(np.int8), 0]))
+    for a, b in zip(edges[::2], edges[1::2]):
+        xa, xb = int(cols[a]), int(cols[b - 1]) + 1
+        lim = top[a:b] - margin
+        y0 = int(lim.min())
+        if base <= y0:
+            continue
+        ex_top = int(max(0, np.min(lim - run[a:b] + margin)))
+        ex = walls[ex_top:int(lim.max()), xa:xb]
+        ok = solid[ex_top:int(lim.max()), xa:xb] & (np.arange(ex_top, int(lim.max()))[:, None] < lim[None, :])
+        known = np.zeros((base - y0, xb - xa), bool)
+        canvas = np.zeros((base - y0, xb - xa, 3), np.float32)
+        above = np.arange(y0, base)[:, None] < lim[None, :]
+        known[above] = True
+        canvas[above] = walls[y0:base, xa:xb][above]
+        grown = _quilt(ex, ok, canvas, known, block, rng)
+        if grown is None:
+            continue
+        ys = np.arange(y0, base)
+        shade = 1 - 0.35 * np.clip((ys - y0) / max(1, base - y0), 0, 1) ** 1.5
+        below = ~above & (ys[:, None] >= (lim + margin)[None, :])
+        col[y0:base, xa:xb] = np.where(below[..., None], grown * shade[:, None, None], col[y0:base, xa:xb])
+        alpha[y0:base, xa:xb] = np.maximum(alpha[y0:base, xa:xb], below)
+    return col, cv2.GaussianBlur(alpha, (3, 1), 0)
+
+
+def _quilt(ex: np.ndarray, ok: np.ndarray, canvas: np.ndarray, known: np.ndarray, block: int, rng):
+    """Image quilting (Efros and Freeman 2001), simplified: the canvas's unknown part is
+    covered with overlapping blocks taken from the exemplar (only where ok), each chosen
+    among random candidates by its fit to what is already there in the overlap, and
+    blended across it. None when the exemplar holds no whole block."""
+    eh, ew = ok.shape
+    block = min(block, eh, ew)
+    if block < 6:
+        return None
+    # Candidate blocks lie wholly on the wall: an integral image of ok tells.
+    ii = np.pad(ok.astype(np.int32), ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    full = ii[block:, block:] - ii[:-block, block:] - ii[block:, :-block] + ii[:-block, :-block]
+    cy, cx = np.nonzero(full == block * block)
+    if len(cy) < 4:
+        return None
+    ov = max(2, block // 4)
+    step = block - ov
+    H, W = known.shape
+    out = canvas.copy()
+    have = known.astype(np.float32).copy()
+    ramp = np.minimum(np.arange(block) + 1, ov) / ov
+    for by in range(0, H, step):
+        for bx in range(0, W, step):
+            y1, x1 = min(by + block, H), min(bx + block, W)
+            if have[by:y1, bx:x1].min() >= 1:
                 continue
-            m = i % (2 * n)
-            m = np.where(m < n, m, 2 * n - 1 - m)          # reflect, so texture continues
-            src = src_edge + step * m
-            fade = (1.0 - i / reach_px) ** 0.7 * (1.0 - skyness[y, src]) * (1.0 - holdout[y, src])
-            out[y, dst] += lin[y, src] * fade[:, None]
-            wgt[y, dst] += fade
-    return out, wgt
+            pick = rng.choice(len(cy), size=min(len(cy), 80), replace=False)
+            idx = (cy[pick, None, None] + np.arange(y1 - by)[None, :, None],
+                   cx[pick, None, None] + np.arange(x1 - bx)[None, None, :])
+            cands = ex[idx]
+            wgt = have[by:y1, bx:x1]
+            err = (((cands - out[by:y1, bx:x1]) ** 2).sum(-1) * wgt).sum((1, 2)) / max(wgt.sum(), 1)
+            good = np.nonzero(err <= err.min() * 1.1 + 1e-9)[0]
+            patch = cands[rng.choice(good)]
+            # Feathered into what is there: a ramp over the overlap, the new block beyond.
+            a = np.minimum.outer(ramp[:y1 - by] if by else np.ones(y1 - by), ramp[:x1 - bx] if bx else np.ones(x1 - bx))
+            a = np.where(wgt > 0, a, 1.0) * (1 - wgt) + wgt * a
+            a = np.where(known[by:y1, bx:x1], 0.0, a)
+            out[by:y1, bx:x1] = out[by:y1, bx:x1] * (1 - a[..., None]) + patch * a[..., None]
+            have[by:y1, bx:x1] = 1
+    return out
 
 
-def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
-                    cam: Camera, metres_px: float, seed: int) -> np.ndarray:
-    """The plate with the building replaced by what plausibly stands behind it."""
-    h, w = building.shape
-    rng = np.random.default_rng(seed)
-    outside_sky = skyness * (building < 0.5)
-    sky = _fit_sky(lin, outside_sky)
-    if sky is None:
-        sky = _synth_sky(lin, cam)
-    fill = _match_rows(lin, building, outside_sky, sky)
-    far, far_a = _skyline(lin, building, cam, rng)
-    fill = fill * (1 - far_a[..., None]) + far * far_a[..., None]
-    reach = int(max(4, 3.0 * metres_px))   # a party wall shows a few metres at most
-    nb, nw = _continue_neighbours(lin, building, skyness, reach, holdout)
-    a = np.clip(nw, 0, 1)[..., None]
-    fill = fill * (1 - a) + nb / np.maximum(nw, 1e-6)[..., None] * a
-    # Ground behind the building: rows between the horizon and the base, mirrored up
-    # from the pavement in front (or its mean colour where the base is the frame's edge).
-    ys = np.nonzero(building.max(axis=1) > 0.5)[0]
-    base = int(ys.max()) + 1
-    g0 = int(np.clip(np.ceil(cam.cy), 0, h))
-    if g0 < base:
-        rows = np.arange(g0, base)
-        below = h - base
-        if below >= 0.08 * h:
-            src = base + (base - 1 - rows) % below
-            ground = lin[src]
-        else:
-            ground = np.broadcast_to(lin[-max(1, h // 20):].mean(axis=(0, 1)), (len(rows), w, 3))
-        fade = np.clip((rows - g0) / max(1.0, 0.15 * (base - g0) + 1), 0, 1)[:, None, None]
-        fill[g0:base] = fill[g0:base] * (1 - fade) + ground * fade
-    m = building[..., None]
-    return (lin * (1 - m) + fill * m).astype(np.float32)
+# ---- 5. party walls --------------------------------------------------------------------
+
+def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
+    """A neighbour that stood against the building shows its side wall once the building
+    is gone: a blank wall from the neighbour's corner back to the plot's depth, seen in
+    perspective (only from the side the camera is on), textured with the neighbour's own
+    wall (its plain stretches, without windows) and in the shade of a side face."""
+    h, w = inside.shape
+    rows = np.nonzero(inside.any(axis=1))[0]
+    r0, r1 = int(rows.min()), int(rows.max()) + 1
+    col = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    found = False
+    for side in (-1, 1):
+        edge = np.array([(np.nonzero(inside[y])[0].min() if side < 0 else np.nonzero(inside[y])[0].max())
+                         for y in range(r0, r1)])
+        xe = int(np.median(edge))
+        strip = slice(max(0, xe - 40), xe) if side < 0 else slice(xe + 1, min(w, xe + 41))
+        if strip.stop - strip.start < 8 or (side < 0) != (xe < cam.cx):
+            continue                        # at the frame's edge, or a wall facing away
+        solid = ~sky_px[r0:r1, strip] & (holdout[r0:r1, strip] < 0.5)
+        if solid.mean() < 0.7:
+            continue                        # open sky or street beside it: no neighbour touched
+        solid_rows = np.nonzero(solid.mean(axis=1) > 0.6)[0]
+        top_n = r0 + int(solid_rows.min())
+        patch = lin[r0:r1, strip]
+        plain = _plain_wall(patch)
+        z_far = depth + PLOT_DEPTH_M
+        x_far = cam.cx + (xe - cam.cx) * depth / z_far
+        xs = np.arange(int(min(xe, x_far)), int(max(xe, x_far)) + 1)
+        xs = xs[(xs >= 0) & (xs < w)]
+        if len(xs) < 2:
+            continue
+        z = depth * (xe - cam.cx) / np.where(np.abs(xs - cam.cx) < 1e-3, 1e-3, xs - cam.cx)
+        top_m = cam.eye_m + (cam.cy - top_n) * depth / cam.f_px
+        y_top = np.where(top_n <= 1, 0, cam.cy - cam.f_px * (top_m - cam.eye_m) / z).astype(int)
+        y_bot = np.minimum(h, (cam.cy + cam.f_px * cam.eye_m / z).astype(int) + 1)
+        tex = _tile(plain, h, len(xs), rng)
+        # A side face: out of the light that falls on the fronts, darker further back.
+        back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
+        shade = 0.72 - 0.15 * back
+        for j, x in enumerate(xs):
+            a, b = max(0, y_top[j]), y_bot[j]
+            if b > a:
+                col[a:b, x] = tex[a:b, j] * shade[j]
+                alpha[a:b, x] = 1.0
+        found = True
+    return (col, alpha) if found else None
+
+
+def _plain_wall(patch: np.ndarray) -> np.ndarray:
+    """The plain wall of a strip of facade, as a party wall shows it: the strip's typical
+    colour (windows and signs left out) with its large-scale weathering (the strip's own
+    light and dark patches, blurred), not its openings."""
+    med = np.median(patch.reshape(-1, 3), axis=0)
+    lum = luminance(patch)
+    ref = max(float(luminance(med[None, None])[0, 0]), 1e-4)
+    plain = np.abs(lum / ref - 1) < 0.25
+    var = np.where(plain, lum / ref, 1.0).astype(np.float32)
+    var = cv2.GaussianBlur(var, (0, 0), max(2.0, patch.shape[1] / 8))
+    return (med * np.clip(var, 0.85, 1.15)[..., None]).astype(np.float32)

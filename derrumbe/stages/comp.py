@@ -38,6 +38,107 @@ def estimate_grain(srgb: np.ndarray) -> np.ndarray:
     return np.clip(sigma, 0.002, 0.05).astype(np.float32)
 
 
+BAND_EDGES = (0.3, 0.65)       # display luminance: shadows below, highlights above
+
+
+@dataclass
+class GrainModel:
+    """The plate's noise as the comp reproduces it: a sigma per channel in each luminance
+    band (display units, 0..1; shadows, mid-tones and highlights of a camera's noise
+    differ), the band centres, and the grain's size: the sigma (px) of a Gaussian that
+    makes white noise as correlated as the plate's (0 = independent pixels; an upscaled
+    or heavily compressed plate has coarser grain)."""
+    sigma: np.ndarray          # (3, 3): band x channel
+    band_lum: np.ndarray       # (3,) display luminance each band's sigma belongs to
+    size_px: float
+
+    @classmethod
+    def flat(cls, sigma, size_px: float = 0.0) -> "GrainModel":
+        s = np.asarray(sigma, np.float32)
+        return cls(np.tile(s, (3, 1)), np.array([0.15, 0.475, 0.8], np.float32), size_px)
+
+    def as_dict(self) -> dict:
+        return {"sigma_by_band": [[round(float(v), 4) for v in row] for row in self.sigma],
+                "band_luminance": [round(float(v), 3) for v in self.band_lum], "size_px": round(self.size_px, 3)}
+
+
+def estimate_grain_model(srgb: np.ndarray) -> GrainModel:
+    """The plate's grain: its size, from the noise's own spectrum (the correlation of
+    neighbouring pixels of the flat areas' high-pass residual, against that of white
+    noise blurred to known sizes), then its level per channel and luminance band: the
+    residual's robust spread (1.4826 x its median absolute value) over the band's flat
+    pixels, divided by the share of grain of that size the high-pass lets through. So
+    coarse grain (an upscaled or compressed plate) is measured at its real level, where
+    a fine-scale estimator sees almost none. A band with too few flat pixels takes the
+    whole picture's level."""
+    img = srgb.astype(np.float32) / 255.0
+    flat = _flat(img)
+    size = grain_size(img, flat)
+    rho, sizes, passed = _correlation_table()
+    keep = float(np.interp(size, sizes, passed))
+    resid = np.abs(img - cv2.GaussianBlur(img, (0, 0), 3.0))
+    spread = lambda sel: np.clip(1.4826 * np.median(resid[sel], axis=0) / keep, 0.002, 0.08)
+    whole = spread(flat) if flat.sum() > 2000 else estimate_grain(srgb)
+    lum = cv2.GaussianBlur(img @ np.array([0.2126, 0.7152, 0.0722], np.float32), (0, 0), 2.0)
+    bands = np.digitize(lum, BAND_EDGES)
+    sigma = np.tile(whole, (3, 1))
+    centres = np.array([0.15, 0.475, 0.8], np.float32)
+    for b in range(3):
+        sel = flat & (bands == b)
+        if sel.sum() > 2000:
+            sigma[b] = spread(sel)
+            centres[b] = float(np.median(lum[sel]))
+    return GrainModel(sigma.astype(np.float32), centres, size)
+
+
+def _flat(img: np.ndarray) -> np.ndarray:
+    """Pixels away from edges and texture, judged on a smoothed picture so the noise
+    itself does not make every pixel look textured."""
+    smooth = cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.5)
+    return cv2.GaussianBlur(np.abs(cv2.Laplacian(smooth, cv2.CV_32F)), (0, 0), 2) < 0.004
+
+
+def noise_correlation(img: np.ndarray, where: np.ndarray) -> float:
+    """Correlation of horizontally and vertically neighbouring pixels of the noise
+    (img minus its 3-px smoothing) over the pixels `where` says: 0 for independent pixel
+    noise, toward 1 for coarse grain. Its power spectrum's shape in one number: the
+    share of the residual's power at low against high frequencies."""
+    g = img.mean(axis=2) if img.ndim == 3 else img
+    r = g - cv2.GaussianBlur(g, (0, 0), 3.0)
+    w = where.astype(bool)
+    pairs = [(r[:, :-1], r[:, 1:], w[:, :-1] & w[:, 1:]), (r[:-1], r[1:], w[:-1] & w[1:])]
+    num = sum(float((a[m] * b[m]).sum()) for a, b, m in pairs)
+    den = sum(float(np.sqrt((a[m] ** 2).sum() * (b[m] ** 2).sum())) for a, b, m in pairs)
+    return num / den if den > 0 else 0.0
+
+
+@functools.lru_cache(maxsize=1)
+def _correlation_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For white noise of unit sigma blurred by a Gaussian of each size (and brought back
+    to unit sigma): its noise_correlation, and the share of its sigma the residual
+    (minus a 3-px smoothing) keeps. The tables that turn measurements into a grain size
+    and level."""
+    sizes = np.array([0.0, 0.3, 0.45, 0.6, 0.75, 0.9, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0], np.float32)
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((256, 256)).astype(np.float32)
+    everywhere = np.ones(base.shape, bool)
+    rho, passed = [], []
+    for s in sizes:
+        n = base if s == 0 else cv2.GaussianBlur(base, (0, 0), float(s))
+        n = n / n.std()
+        rho.append(noise_correlation(n, everywhere))
+        passed.append(1.4826 * np.median(np.abs(n - cv2.GaussianBlur(n, (0, 0), 3.0))))
+    return np.array(rho, np.float32), sizes, np.array(passed, np.float32)
+
+
+def grain_size(img: np.ndarray, flat: np.ndarray) -> float:
+    """The plate's grain size (px, see GrainModel) from its flat areas' noise."""
+    if flat.sum() < 2000:
+        return 0.6
+    rho, sizes, _ = _correlation_table()
+    return float(np.interp(noise_correlation(img, flat), rho, sizes))
+
+
 def shake_track(times: np.ndarray, dissipated: np.ndarray, potential: float, amount: float, frame_times,
                 px_scale: float, seed: int) -> np.ndarray:
     """Camera offset in pixels per frame, driven by the energy the collapse dissipates:
@@ -73,24 +174,26 @@ GRAIN_PAD = 48
 
 
 @functools.lru_cache(maxsize=2)
-def _grain_bank(H: int, W: int) -> np.ndarray:
-    """A few frames of unit grain, a little larger than the picture; each frame of a
-    shot takes one at a random offset, which is as random to the eye as fresh noise
-    and a fraction of its cost."""
+def _grain_bank(H: int, W: int, size_px: float) -> np.ndarray:
+    """A few frames of unit grain of the plate's grain size, a little larger than the
+    picture; each frame of a shot takes one at a random offset, which is as random to
+    the eye as fresh noise and a fraction of its cost."""
     rng = np.random.default_rng(12345)
     bank = rng.standard_normal((4, H + GRAIN_PAD, W + GRAIN_PAD, 3), dtype=np.float32)
-    # Grain clumps a little beyond one pixel.
-    return np.stack([cv2.GaussianBlur(b, (0, 0), 0.6) * 1.6 for b in bank])
+    if size_px > 0.05:
+        bank = np.stack([cv2.GaussianBlur(b, (0, 0), size_px) for b in bank])
+        bank /= bank.std()
+    return bank
 
 
-def grain_field(H: int, W: int, rng: np.random.Generator) -> np.ndarray:
-    bank = _grain_bank(H, W)
+def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6) -> np.ndarray:
+    bank = _grain_bank(H, W, round(float(size_px), 2))
     k, dy, dx = rng.integers(0, len(bank)), rng.integers(0, GRAIN_PAD), rng.integers(0, GRAIN_PAD)
     return bank[k, dy:dy + H, dx:dx + W]
 
 
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
-              holdout: np.ndarray, layers: FrameLayers, grain_sigma: np.ndarray, grain: float,
+              holdout: np.ndarray, layers: FrameLayers, grain_sigma: "GrainModel | np.ndarray", grain: float,
               shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
               holdout_z: np.ndarray | None = None) -> CompResult:
     """Front to back: the dust in front of the nearest opaque thing (a piece or a
@@ -120,19 +223,20 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     K.layers(f32(plate_lin), f32(clean_lin), f32(matte), f32(layers.static), f32(layers.ground), f32(layers.debris),
              f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
              dust_pass, touched)
+    model = grain_sigma if isinstance(grain_sigma, GrainModel) else GrainModel.flat(grain_sigma)
     if grain > 0 and touched.any():
-        n = grain_field(H, W, rng)
+        n = grain_field(H, W, rng, model.size_px)
         # Grain follows the effect, never onto the plate's own foreground objects.
         soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0) * (1 - holdout)
-        sigma = (np.asarray(grain_sigma, np.float32) * grain).astype(np.float32)
+        sigma = (model.sigma * grain).astype(np.float32)
     else:
         soft = np.zeros((H, W), np.float32)
-        sigma = np.zeros(3, np.float32)
+        sigma = np.zeros((3, 3), np.float32)
         n = np.zeros((H, W, 3), np.float32)
     # Grain reaches a pixel or two past the touched ones: those differ from the plate too.
     changed = touched | (soft > 1e-3)
     u8 = np.empty((H, W, 3), np.uint8)
-    K.encode(out, n, f32(soft), sigma, np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT,
+    K.encode(out, n, f32(soft), sigma, f32(model.band_lum), np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT,
              working_to_rec709_matrix(), u8)
     if np.abs(shake_px).max() > 0.02:
         M = np.float32([[1, 0, shake_px[0]], [0, 1, shake_px[1]]])

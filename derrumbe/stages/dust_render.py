@@ -1,23 +1,33 @@
-"""Dust render: a single-scattering ray march of the dust grid, in GLSL (moderngl).
+"""Dust render: a ray march of the dust grid in GLSL (moderngl), with detail to the pixel.
 
-Per pixel (at half the output resolution; the cloud is soft at that scale, the detail
-noise is not) a ray from the camera crosses the grid up to the first opaque thing: a
-debris piece, the standing building, the street, or the plate's own walls. Each step
-adds light scattered toward the camera:
-- sun: the plate's sun colour x transmittance toward the sun (an optical-depth volume
-  swept on the CPU each frame, so the cloud shadows itself) x a Henyey-Greenstein phase
-  (dust scatters forward: back-lit dust glows) x a short local shadow from the detail;
-- sky: the plate's ambient colour x how much sky the point still sees;
-- colour: the spec's dust colour (its albedo).
-Detail finer than the grid comes from a tileable billow noise looked up through two
-sets of coordinates that the solver advects with the air and renews in turn (so the
-noise moves with the flow and never stretches for long); the noise erodes the cloud's
-edges into billows and modulates its inside.
+Two passes. The march runs at a fraction of the output size (light, shadows, the cloud's
+shape down to a few grid cells); a full-size pass then adds the finer octaves of the same
+advected noise on the cloud's visible front and cuts its dense edges with a ramp of about
+a pixel (as photographs of clouds and smoke have), at a fraction of the cost of marching
+every pixel.
 
-Outputs per pixel, so the comp can be depth-correct against the debris layer:
-front: dust in front of the nearest opaque piece (premultiplied RGBA); back: dust
-between that piece and the background; shade: optical depths toward sun and sky at
-the piece and at the background, from which the comp darkens what the cloud covers.
+Per step of a ray, up to the first opaque thing (a debris piece, a holdout, the street,
+the plate's own walls):
+- density: the grid's extinction, shaped by advected multi-octave noise. The noise
+  continues the grid's energy cascade below its resolution (as wavelet turbulence does,
+  Kim et al. 2008): its octaves run from eight cells down to the pixel's footprint (mip
+  level from the footprint, so nothing aliases), its strength follows the grid's own
+  turbulence at the cutoff, it cuts a thinning cloud into cauliflower billows and pushes
+  its surface up and down into lumps;
+- sun: single scattering through the optical depth toward the sun (swept on the CPU, the
+  cloud's shadow on itself) and a short shadow ray through the billows, Henyey-Greenstein
+  phase; multiple scattering by Wrenninge's octaves (each octave: less energy, a fraction
+  of the optical depth, a weaker phase), so dense dust is bright on its lit side, dark
+  underneath and glows at thin sunlit edges;
+- sky: the plate's ambient, dimmed by the dust above the point;
+- colour: the dust's albedo (the building's material and facade, see pipeline).
+
+Outputs, so the comp can be depth-correct against the debris and holdouts: front (dust
+in front of the nearest opaque thing, premultiplied RGBA), back (between it and the
+background), shade (optical depths toward sun and sky at both, from which the comp
+darkens what the cloud covers: its shadow on the street, the debris and the walls), and
+aux (the front's opacity-weighted depth, the EXR's dust.Z, and its motion on screen in
+pixels per frame, for motion blur).
 """
 
 from __future__ import annotations
@@ -27,30 +37,58 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from numba import njit, prange
 from scipy.ndimage import maximum_filter
-from scipy.spatial import cKDTree
 
 from derrumbe.stages.camera import Camera
-from derrumbe.stages.dust import DustFrame, Grid
+from derrumbe.stages.dust import DustFrame
 
-NOISE_RES = 64
-NOISE_PERIOD_M = 20.0        # one tile of the detail noise, in metres
+NOISE_RES = 128
+NOISE_TILE_CELLS = 32        # one noise tile spans this many grid cells (its lumps: 8 cells to 1)
 FAR = 1e5
+
+
+@njit(parallel=True, cache=True)
+def _worley_billow(res, cells, pts):
+    """Tileable inverted Worley noise (1 - distance to the nearest feature point, one
+    point per cell of a cells^3 lattice), sampled on a res^3 grid."""
+    out = np.empty((res, res, res), np.float32)
+    for a in prange(res):
+        for b in range(res):
+            for c in range(res):
+                x, y, z = (c + 0.5) / res * cells, (b + 0.5) / res * cells, (a + 0.5) / res * cells
+                ci, cj, ck = int(x), int(y), int(z)
+                best = 1e9
+                for dk in range(-1, 2):
+                    for dj in range(-1, 2):
+                        for di in range(-1, 2):
+                            ii, jj, kk = ci + di, cj + dj, ck + dk
+                            p = pts[kk % cells, jj % cells, ii % cells]
+                            dx = ii + p[0] - x
+                            dy = jj + p[1] - y
+                            dz = kk + p[2] - z
+                            d = dx * dx + dy * dy + dz * dz
+                            if d < best:
+                                best = d
+                out[a, b, c] = 1.0 - min(np.sqrt(best), 1.0)
+    return out
 
 
 @functools.lru_cache(maxsize=2)
 def billow_noise(res: int = NOISE_RES, seed: int = 5) -> np.ndarray:
-    """Tileable 3D billow noise in [0, 1]: three octaves of inverted Worley (cellular)
-    noise, whose rounded cells read as the cauliflower lumps of a dust cloud."""
+    """Tileable multi-octave billow noise, uniform in [0, 1] (histogram-equalised, so a
+    threshold t keeps a share 1 - t of space): four octaves of inverted Worley noise
+    (4 to 32 features per tile), each 0.6 the amplitude of the one before (a power
+    spectrum falling about as k^-3 in 3D, as a passive scalar in turbulence roughly
+    does); the rounded cells read as a dust cloud's cauliflower lumps."""
     rng = np.random.default_rng(seed)
-    g = (np.stack(np.meshgrid(*[np.arange(res)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) / res
-    out = np.zeros(len(g))
-    for cells, wgt in ((5, 0.55), (10, 0.3), (20, 0.15)):
-        pts = rng.random((cells ** 3, 3))
-        d, _ = cKDTree(pts, boxsize=1.0).query(g)
-        out += wgt * (1.0 - np.clip(d * cells / 0.9, 0, 1))
-    out = (out - out.min()) / (out.max() - out.min())
-    return out.reshape(res, res, res).astype(np.float32)
+    out = np.zeros((res, res, res), np.float32)
+    for o, cells in enumerate((4, 8, 16, 32)):
+        out += 0.6 ** o * _worley_billow(res, cells, rng.random((cells, cells, cells, 3)))
+    flat = out.ravel()
+    rank = np.empty(flat.size, np.float32)
+    rank[np.argsort(flat, kind="stable")] = (np.arange(flat.size, dtype=np.float32) + 0.5) / flat.size
+    return rank.reshape(out.shape)
 
 
 def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.ndarray, facade_depth: float) -> np.ndarray:
@@ -65,9 +103,8 @@ def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.n
     ground = np.where(dy < -1e-5, cam.eye_m / np.maximum(-dy, 1e-5), FAR)
     b = cv2.resize(building.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.02
     s = cv2.resize(skyness.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) > 0.02
-    # Any march pixel that touches the building or the sky is open: the comp upsamples the
-    # march, and a wall there would let the clean plate show through the dust at the
-    # building's edge.
+    # Any pixel that touches the building or the sky is open: a wall there would let the
+    # clean plate show through the dust at the building's edge.
     k = np.ones((3, 3), np.uint8)
     b = cv2.dilate(b.astype(np.uint8), k) > 0
     s = cv2.dilate(s.astype(np.uint8), k) > 0
@@ -82,39 +119,56 @@ in vec2 in_xy; void main() { gl_Position = vec4(in_xy, 0.0, 1.0); }
 
 _FS = """
 #version 330
-uniform sampler3D vol;        // r: extinction 1/m, g: optical depth to the sun, b: to the sky
+uniform sampler3D vol;        // r: extinction 1/m, g: optical depth to the sun, b: to the sky, a: turbulence m/s
 uniform sampler3D coordA;     // advected detail coordinates (m)
 uniform sampler3D coordB;
+uniform sampler3D velo;       // air velocity m/s
 uniform sampler3D occ;        // coarse max extinction, for skipping empty space
-uniform sampler3D noise;
-uniform sampler2D opaque;     // depth of the nearest piece (0: none), half resolution
-uniform sampler2D backdrop;   // depth where the plate is opaque
+uniform sampler3D noise;      // multi-octave billow noise, mipmapped
+uniform sampler2D opaque;     // depth of the nearest piece (0: none), at this pass's size
+uniform sampler2D backdrop;   // depth where the plate is opaque, at this pass's size
+uniform sampler2D lo_front;   // the march's results (detail pass only)
+uniform sampler2D lo_back;
+uniform sampler2D lo_shade;
+uniform sampler2D lo_aux;
+uniform int mode;             // 0: the march; 1: detail at the output size
 uniform vec3 origin, extent;  // grid corner and size (m)
 uniform vec4 intr;            // f, f, cx, cy of the output camera
-uniform vec2 scale;           // output pixels per march pixel
-uniform float H, eye, step_m, wA, wB, wnorm, period, erosion;
+uniform vec2 scale;           // output pixels per pixel of this pass
+uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
-uniform float g_hg, sigma_cap, sigma_min;
+uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
+uniform vec2 clear_m;           // dust within clear_m.x of the lens is thinned away, fully there by clear_m.y
 uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
 layout(location = 2) out vec4 o_shade;
-
+layout(location = 3) out vec4 o_aux;
 
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
 
-float detail(vec3 ca, vec3 cb) {
-    float na = texture(noise, ca / period).r;
-    float nb = texture(noise, cb / period).r;
-    // Two coordinate sets cross-fade; renormalised so the contrast does not pulse.
-    return clamp(0.5 + (wA * (na - 0.5) + wB * (nb - 0.5)) / wnorm, 0.0, 1.0);
+// The noise tile at scale `per` (m), filtered to the footprint px_m (mip level), through
+// both coordinate sets, cross-faded (renormalised so the contrast does not pulse);
+// centred on zero, about unit spread where it is resolved, fading to 0 where not.
+float band(vec3 ca, vec3 cb, float per, float px_m, vec3 off) {
+    float lod = log2(max(px_m * float(textureSize(noise, 0).x) / per, 1e-4));
+    float na = textureLod(noise, ca / per + off, lod).r - 0.5;
+    float nb = textureLod(noise, cb / per + off, lod).r - 0.5;
+    return 3.4 * (wA * na + wB * nb) / wnorm;
 }
 
-float erode(float s, float n) {
-    float c = 1.0 - exp(-s * 1.5);                 // how solid the cloud is here, 0..1
-    float e = erosion * (1.0 - n);
-    float c2 = clamp((c - e) / max(1.0 - e, 1e-3), 0.0, 1.0);
-    return s * c2 / max(c, 1e-4) * (0.6 + 0.8 * n);
+// A cloud cut into billows by the noise n (about unit spread): a solid cloud keeps nearly
+// all of it, a thin one only the tops of the noise, with a rim a fraction of a billow
+// wide; what is kept is denser, so the mean optical depth stays about the grid's.
+float billow(float s, float n, float amp) {
+    float c = 1.0 - exp(-1.5 * s);
+    float thr = mix(1.1, -1.8, c);
+    float m = smoothstep(thr - 0.2, thr + 0.2, n * amp);
+    return s * mix(1.0, m * (1.0 + 0.25 * n) / max(mix(0.25, 1.0, c), 0.25), 0.85);
+}
+
+float hg(float mu, float g) {
+    return (1.0 - g * g) / pow(1.0 + g * g - 2.0 * g * mu, 1.5);
 }
 
 vec2 shadeAt(vec3 p) {
@@ -123,84 +177,99 @@ vec2 shadeAt(vec3 p) {
     return texture(vol, uvw).gb;
 }
 
-void main() {
-    vec2 fc = gl_FragCoord.xy * scale;                       // output pixel, GL origin bottom-left
-    vec2 px = vec2(fc.x, H - fc.y);
-    vec3 d = vec3((px.x - intr.z) / intr.x, -(px.y - intr.w) / intr.y, -1.0);
+vec3 ray_dir(vec2 px) { return vec3((px.x - intr.z) / intr.x, -(px.y - intr.w) / intr.y, -1.0); }
+
+// The march: single scattering of the sun through the swept optical depth (the cloud's
+// shadow on itself), Wrenninge's multiple-scattering octaves, the sky dimmed by the dust
+// above; the density shaped by the coarse noise octaves (billows a few cells across).
+void march(vec2 px, vec2 tc, float jit) {
+    vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
-    vec2 tc = gl_FragCoord.xy / vec2(textureSize(opaque, 0));
     float z_op = texture(opaque, tc).r;
     float z_bg = texture(backdrop, tc).r;
     bool has_op = z_op > 0.0 && z_op < z_bg;
     float z_near = has_op ? z_op : z_bg;
-    // Slab test against the grid box; t is the view depth because d.z = -1.
     vec3 inv = 1.0 / d;
     vec3 t0 = (origin - o) * inv, t1 = (origin + extent - o) * inv;
     vec3 tmin = min(t0, t1), tmax = max(t0, t1);
     float ta = max(max(max(tmin.x, tmin.y), tmin.z), 0.3);
     float tb = min(min(min(tmax.x, tmax.y), tmax.z), z_bg);
     float dl = length(d);
-    float dt = step_m / dl;
     vec3 C = vec3(0.0); float T = 1.0;
     vec3 Cf = vec3(0.0); float Tf = 1.0; bool snap = false;
+    float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0; vec3 vw = vec3(0.0);
     float mu = dot(normalize(d), sun_dir);
-    // Henyey-Greenstein (x 4 pi), half of it: light scattered many times in a dense cloud
-    // has forgotten its direction, so the other half is isotropic.
-    float ph = 0.5 + 0.5 * (1.0 - g_hg * g_hg) / pow(1.0 + g_hg * g_hg - 2.0 * g_hg * mu, 1.5);
-    vec3 sun_ph = sun_col * ph;
-    vec3 ldir = normalize(sun_dir + vec3(0.0, 1.2, 0.0));
-    // Each step samples at a jittered point of its segment and integrates over the
-    // segment's exact length (the last one is cut at the end), so a uniform medium
-    // gives exactly exp(-sigma * length) whatever the step.
-    float jit = hash12(gl_FragCoord.xy);
+    // Each octave carries half the energy, sees 40 % of the optical depth and a phase
+    // half as peaked as the one before.
+    float ph0 = hg(mu, g_hg), ph1 = hg(mu, 0.5 * g_hg), ph2 = hg(mu, 0.25 * g_hg);
+    float pxa = scale.x / intr.x;                      // this pass's pixel footprint per metre of depth
+    vec3 ldir = normalize(sun_dir + vec3(0.0, 0.6, 0.0));
     float t = ta;
-    for (int i = 0; i < 400; i++) {
-        if (t >= tb - 1e-4 || T < 0.004) break;
+    for (int i = 0; i < 256; i++) {
+        if (t >= tb - 1e-4 || T < 0.003) break;
         if (!snap && has_op && t >= z_op) { Cf = C; Tf = T; snap = true; }
+        float dt = max(step_m, 0.7 * pxa * t) / dl;
         vec3 p = o + d * (t + min(dt, tb - t) * jit);
         vec3 uvw = (p - origin) / extent;
         if (texture(occ, uvw).r < sigma_min) {
-            // Empty block: jump to where the ray leaves it (exactly, so no dense block
-            // behind it is stepped over, which would show as banding along the blocks).
             vec3 dims = vec3(textureSize(occ, 0));
-            vec3 cell = floor(uvw * dims);
-            vec3 bmin = origin + cell / dims * extent, bmax = origin + (cell + 1.0) / dims * extent;
+            vec3 cellc = floor(uvw * dims);
+            vec3 bmin = origin + cellc / dims * extent, bmax = origin + (cellc + 1.0) / dims * extent;
             vec3 te = max((bmin - o) * inv, (bmax - o) * inv);
             float t_exit = min(min(te.x, te.y), te.z);
             t = max(t + 0.01 * dt, t_exit + 0.02 * dt);
             continue;
         }
         vec4 v = texture(vol, uvw);
-        // Saturated like the light: the cloud's edge stays a metre or so soft, so the
-        // detail shows instead of a hard shell at the grid's resolution.
         float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
-        // Thin dust is sampled more coarsely: it has little to show.
-        float seg = min((s < 0.05 ? 2.0 : 1.0) * dt, tb - t);
+        // Art direction: the dust right in front of the lens is thinned, so a cloud that
+        // swallows the camera still shows the collapse through it instead of a flat card.
+        s *= smoothstep(clear_m.x, clear_m.y, t);      // by view depth: a plane, never a visible shell
+        float seg = min((s < 0.03 ? 2.0 : 1.0) * dt, tb - t);
         if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
         if (s > 1e-6) {
             float se = s;
-            float loc = 1.0;
+            float tau_loc = 0.0;
             if (use_detail) {
+                // Billows a few cells across, continuing the grid's own structure: they
+                // cut a thin cloud into lumps and modulate a dense one, more strongly
+                // where the grid's turbulence is high; each lump shades itself (one
+                // tap toward the light, between the sun and the zenith, so lumps are lit
+                // on top even with the sun behind the camera).
                 vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
-                float n = detail(ca, cb);
-                se = erode(s, n);
-                if (se > 1e-5) {
-                    // Self-shadow of the billows, which the grid is too coarse to cast: the
-                    // eroded density a metre and a half toward the light, taken between
-                    // the sun and the zenith, so the lumps are lit on top and shadowed
-                    // underneath even when the sun is behind the camera.
-                    vec3 q = p + ldir * 1.5;
-                    float s2 = sigma_cap * (1.0 - exp(-texture(vol, (q - origin) / extent).r / sigma_cap));
-                    float n2 = detail(ca + ldir * 1.5, cb + ldir * 1.5);
-                    loc = exp(-erode(s2, n2) * 1.5 * 1.2);
+                float amp = clamp(0.5 + v.a / turb_ref, 0.5, 1.4);
+                float n = band(ca, cb, period, pxa * t, vec3(0.0));
+                // The cloud's surface pushed up and down by the same noise (a few cells):
+                // tops bulge into lumps instead of following the grid's smooth layers.
+                // (only where the cloud thins toward its surface: inside, a vertical push
+                // would draw the noise out into vertical streaks)
+                float thin = exp(-1.5 * s);
+                vec3 uw = (p - vec3(0.0, warp * amp * n * thin, 0.0) - origin) / extent;
+                float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
+                sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
+                se = billow(sw, n, amp);
+                // Between the lens and the cloud's far side the dust opens into gaps where
+                // the noise is low (a quarter of the volume, moving with the air), so a
+                // camera inside the cloud sees the collapse through them; beyond twice
+                // the thinning distance the cloud is whole.
+                se *= mix(smoothstep(-0.6, 0.2, n), 1.0, smoothstep(clear_m.y, 2.0 * clear_m.y, t));
+                if (se > 0.03) {
+                    float dd = 0.1 * period;
+                    vec3 q = p + ldir * dd;
+                    float s2 = texture(vol, (q - origin) / extent).r;
+                    s2 = sigma_cap * (1.0 - exp(-s2 / sigma_cap));
+                    tau_loc = 4.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
                 }
             }
             if (se > 1e-6) {
-                float Ts = exp(-v.g) + 0.3 * exp(-0.25 * v.g);    // a second, softer octave: multiple scattering
-                float Tk = 0.25 + 0.75 * exp(-0.35 * v.b);
-                vec3 L = albedo * (sun_ph * Ts * loc + amb_col * Tk * (0.35 + 0.65 * loc));
+                float tau = v.g + tau_loc;
+                vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
+                vec3 L = albedo * (Ls + amb_col * (0.3 + 0.7 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
-                C += T * a * L;
+                float wgt = T * a;
+                C += wgt * L;
+                if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se; vw += wgt * texture(velo, uvw).xyz; }
+                else { zwb += wgt; zsb += wgt * t; }
                 T *= 1.0 - a;
             }
         }
@@ -211,116 +280,291 @@ void main() {
     float tf = max(Tf, 1e-4);
     o_back = vec4((C - Cf) / tf, 1.0 - T / tf);
     o_shade = vec4(shadeAt(o + d * z_near), shadeAt(o + d * min(z_bg, 3000.0)));
+    // The front's depth and density (opacity-weighted), and its motion on screen in
+    // pixels a frame (v down the image).
+    // (with no dust in front of the nearest opaque thing, the depth of the dust behind it:
+    // the EXR's dust.Z is where the visible dust is)
+    float zf = zw > 1e-4 ? zs / zw : (zwb > 1e-4 ? zsb / zwb : 0.0);
+    vec2 mv = vec2(0.0);
+    if (zw > 1e-4) {
+        vec3 pf = o + d * zf;
+        vec3 p2 = pf + (vw / zw) * frame_s;
+        vec2 a0 = vec2(intr.x * pf.x / -pf.z, -intr.y * (pf.y - eye) / -pf.z);
+        vec2 a1 = vec2(intr.x * p2.x / -p2.z, -intr.y * (p2.y - eye) / -p2.z);
+        mv = a1 - a0;
+    }
+    o_aux = vec4(zf, mv, zw > 1e-4 ? sw / zw : 0.0);
+}
+
+// Detail at the output size, on the cloud's visible front: the finer octaves of the
+// same advected noise, looked up where the march found the front, down to the pixel's
+// footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
+// photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
+// the sun's side and shadowed on the other, so the cauliflower reads at every scale.
+vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
+    if (c.a < 1e-4 || aux.x <= 0.0) return c;
+    vec3 d = ray_dir(px);
+    vec3 o = vec3(0.0, eye, 0.0);
+    vec3 p = o + d * aux.x;
+    vec3 uvw = (p - origin) / extent;
+    vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
+    float turb = texture(vol, uvw).a;
+    float amp = clamp(0.5 + turb / turb_ref, 0.5, 1.4);
+    float px_m = aux.x / intr.x;
+    // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
+    // street distances), each about 0.45 the amplitude of the one above (k^-3 in 3D).
+    float p1 = period / 8.0, p2 = period / 64.0;
+    float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.08 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
+    // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
+    // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
+    // (low extinction, nothing opaque near) keeps its soft gradient.
+    float dense = max(smoothstep(0.02, 0.3, aux.w), smoothstep(0.3, 0.85, a_near)) * dense_gain;
+    float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
+    float lg = log(a / (1.0 - a));
+    float g = 1.0 + edge_gain * dense;
+    float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
+    a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
+    // Crevices between the small lumps darker, their crowns brighter.
+    float lit = clamp(1.0 + amp * 0.12 * n, 0.7, 1.3);
+    return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
+}
+
+void main() {
+    vec2 fc = gl_FragCoord.xy * scale;                       // output pixel, GL origin bottom-left
+    vec2 px = vec2(fc.x, H - fc.y);
+    vec2 tc = gl_FragCoord.xy / vec2(textureSize(opaque, 0));
+    if (mode == 0) { march(px, tc, 0.5 + 0.3 * (hash12(gl_FragCoord.xy) - 0.5)); return; }
+    vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
+    o_shade = texture(lo_shade, tc);
+    o_aux = aux;
+    vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
+    float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                   max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+    o_front = refine(f, aux, px, 1.0, max(an, f.a));
+    o_back = refine(b, aux, px, 0.7, b.a);
 }
 """
 
 
 @dataclass
 class DustLayers:
-    """The dust as the comp needs it (at the march's size from render(), brought to the
-    output size by the pipeline)."""
+    """The dust as the comp needs it, at the output size."""
     front: np.ndarray        # H x W x 4 premultiplied linear RGBA, dust in front of the nearest piece
     back: np.ndarray         # H x W x 4 premultiplied, between that piece and the background
     shade_near: np.ndarray   # H x W x 2 optical depth toward sun and sky at the nearest surface
     shade_far: np.ndarray    # H x W x 2 the same at the background
     sun_share: float = 0.0   # the sun's share of the light on the ground
+    depth: np.ndarray | None = None    # H x W depth of the cloud's front (opacity-weighted; 0: none)
+    motion: np.ndarray | None = None   # H x W x 2 the front's motion in pixels a frame (u right, v down)
 
 
 class DustRenderer:
-    def __init__(self, ctx, cam: Camera, grid: Grid, light, albedo, backdrop: np.ndarray, march_size: tuple,
-                 detail: bool = True, sigma_cap: float = 2.0):
-        """detail=False, sigma_cap=inf: the plain physical march (tests check its
-        transmittance against exp(-sigma d))."""
+    def __init__(self, ctx, cam: Camera, light, albedo, backdrop: np.ndarray, march_size: tuple,
+                 detail: bool = True, sigma_cap: float = 2.0, fps: float = 24.0,
+                 backdrop_full: np.ndarray | None = None, two_pass: bool = True, clear_m: tuple = (0.0, 0.0)):
+        """backdrop: the plate's opaque depth at march_size; backdrop_full: at the output
+        size (the full-size pass). detail=False, sigma_cap=inf, two_pass=False: the plain
+        physical march (tests check its transmittance against exp(-sigma d)). clear_m:
+        distances (m) over which the dust in front of the lens fades in (none by default)."""
         import moderngl
         self.ctx, self.mgl = ctx, moderngl
-        self.cam, self.grid = cam, grid
+        self.cam = cam
         self.size = march_size
-        W, H = march_size
-        nz, ny, nx = grid.shape
+        self.out_size = (cam.width, cam.height)
+        self.two_pass = two_pass and tuple(march_size) != tuple(self.out_size)
         self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
         quad = ctx.buffer(np.array([-1, -1, 3, -1, -1, 3], np.float32).tobytes())
         self.vao = ctx.vertex_array(self.prog, [(quad, "2f", "in_xy")])
-
-        def tex3(comp, data=None, shape=(nx, ny, nz)):
-            t = ctx.texture3d(shape, comp, data, dtype="f4")
-            t.filter = (moderngl.LINEAR, moderngl.LINEAR)
-            t.repeat_x = t.repeat_y = t.repeat_z = False
-            return t
-        self.vol = tex3(3)
-        self.cA = tex3(3)
-        self.cB = tex3(3)
-        self.occ_cells = 4
-        self.occ_shape = tuple(int(np.ceil(s / self.occ_cells)) for s in (nz, ny, nx))
-        self.occ = ctx.texture3d(self.occ_shape[::-1], 1, dtype="f4")
-        self.occ.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.occ.repeat_x = self.occ.repeat_y = self.occ.repeat_z = False
+        self.grid_shape = None
+        self.textures3d = []
         nz_ = billow_noise()
-        self.noise = ctx.texture3d((NOISE_RES,) * 3, 1, nz_.tobytes(), dtype="f4")
-        self.noise.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.noise = ctx.texture3d((NOISE_RES,) * 3, 1, nz_.astype(np.float16).tobytes(), dtype="f2")
+        self.noise.build_mipmaps()
+        # One mip level a lookup (not two blended): half the cost on a CPU rasteriser, and
+        # the level is picked per pixel footprint anyway.
+        self.noise.filter = (moderngl.LINEAR_MIPMAP_NEAREST, moderngl.LINEAR)
         self.noise.repeat_x = self.noise.repeat_y = self.noise.repeat_z = True
-        self.opaque = ctx.texture((W, H), 1, dtype="f4")
-        self.opaque.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.backdrop = ctx.texture((W, H), 1, np.ascontiguousarray(backdrop[::-1]).tobytes(), dtype="f4")
-        self.backdrop.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.outs = [ctx.texture((W, H), 4, dtype="f4") for _ in range(3)]
-        self.fbo = ctx.framebuffer(color_attachments=self.outs)
+        self.targets = {}
+        self._target("lo", march_size, backdrop)
+        if self.two_pass:
+            full = backdrop_full if backdrop_full is not None else cv2.resize(
+                backdrop, self.out_size, interpolation=cv2.INTER_NEAREST)
+            # Only the two layers at the full size, in half floats: on a CPU rasteriser the
+            # bytes written per pixel are much of the pass's cost; the shading and the
+            # front's depth and motion are smooth and are upsampled on the CPU.
+            self._target("full", self.out_size, full, n_out=2, dtype="f2")
         p = self.prog
-        for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("occ", 3), ("noise", 4), ("opaque", 5),
-                           ("backdrop", 6)):
-            p[name].value = unit
-        p["origin"].value = tuple(map(float, grid.origin))
-        p["extent"].value = tuple(map(float, grid.size_m))
+        for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("velo", 3), ("occ", 4), ("noise", 5),
+                           ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_shade", 10),
+                           ("lo_aux", 11)):
+            if name in p:
+                p[name].value = unit
         p["intr"].value = (cam.f_px, cam.f_px, cam.cx, cam.cy)
-        p["scale"].value = (cam.width / W, cam.height / H)
         p["H"].value = float(cam.height)
         p["eye"].value = float(cam.eye_m)
-        p["step_m"].value = float(grid.h * 0.5)
-        p["period"].value = NOISE_PERIOD_M
-        p["erosion"].value = 0.75
         p["sun_dir"].value = tuple(map(float, light.sun_dir))
         p["sun_col"].value = tuple(map(float, light.sun_col))
         p["amb_col"].value = tuple(map(float, light.amb_col))
         p["albedo"].value = tuple(map(float, albedo))
-        p["g_hg"].value = 0.35
+        p["g_hg"].value = 0.5
         p["sigma_cap"].value = float(min(sigma_cap, 1e7))
         p["use_detail"].value = bool(detail)
-        # Blocks thinner than this (transmittance > 0.98 across a block) are skipped.
-        p["sigma_min"].value = float(0.02 / (grid.h * self.occ_cells))
+        p["turb_ref"].value = 3.0
+        p["frame_s"].value = 1.0 / float(fps)
+        p["edge_gain"].value = 8.0
+        p["clear_m"].value = (float(clear_m[0]), float(max(clear_m[1], clear_m[0] + 1e-3)))
 
-    def render(self, f: DustFrame, opaque_depth: np.ndarray) -> DustLayers:
-        ctx = self.ctx
-        W, H = self.size
-        vol = np.stack([f.sigma, f.tau_sun, f.tau_sky], -1)
+    def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
+        ctx, mgl = self.ctx, self.mgl
+        W, H = size
+        outs = [ctx.texture((W, H), 4, dtype=dtype) for _ in range(n_out)]
+        for t in outs:
+            t.filter = (mgl.LINEAR, mgl.LINEAR)
+            t.repeat_x = t.repeat_y = False
+        opaque = ctx.texture((W, H), 1, dtype="f4")
+        opaque.filter = (mgl.NEAREST, mgl.NEAREST)
+        back = ctx.texture((W, H), 1, np.ascontiguousarray(backdrop[::-1], np.float32).tobytes(), dtype="f4")
+        back.filter = (mgl.NEAREST, mgl.NEAREST)
+        self.targets[name] = dict(size=size, outs=outs, fbo=ctx.framebuffer(color_attachments=outs), opaque=opaque,
+                                  backdrop=back)
+
+    def _grid_textures(self, shape):
+        """3D textures for a grid of this shape (the grid grows during a shot: a new
+        size gets new textures)."""
+        if shape == self.grid_shape:
+            return
+        for t in self.textures3d:
+            t.release()
+        mgl = self.mgl
+        nz, ny, nx = shape
+
+        def tex3(comp, dims=(nx, ny, nz), filt=mgl.LINEAR):
+            t = self.ctx.texture3d(dims, comp, dtype="f4")
+            t.filter = (filt, filt)
+            t.repeat_x = t.repeat_y = t.repeat_z = False
+            return t
+        self.vol, self.cA, self.cB, self.velo = tex3(4), tex3(3), tex3(3), tex3(3)
+        self.occ_cells = 4
+        self.occ_shape = tuple(int(np.ceil(s / self.occ_cells)) for s in shape)
+        self.occ = tex3(1, self.occ_shape[::-1], mgl.NEAREST)
+        self.textures3d = [self.vol, self.cA, self.cB, self.velo, self.occ]
+        self.grid_shape = shape
+
+    def render(self, f: DustFrame, opaque_depth: np.ndarray, opaque_full: np.ndarray | None = None) -> DustLayers:
+        """opaque_depth: the nearest piece's depth (0: none) at the march size; opaque_full:
+        the same at the output size (for the full-size pass)."""
+        g = f.grid
+        self._grid_textures(tuple(g.shape))
+        vol = np.stack([f.sigma, f.tau_sun, f.tau_sky, f.turb], -1)
         self.vol.write(np.ascontiguousarray(vol, np.float32).tobytes())
         self.cA.write(np.ascontiguousarray(np.moveaxis(f.coords[0], 0, -1), np.float32).tobytes())
         self.cB.write(np.ascontiguousarray(np.moveaxis(f.coords[1], 0, -1), np.float32).tobytes())
+        self.velo.write(np.ascontiguousarray(np.moveaxis(f.vel, 0, -1), np.float32).tobytes())
         self.occ.write(self._occupancy(f.sigma).tobytes())
-        self.opaque.write(np.ascontiguousarray(opaque_depth[::-1], np.float32).tobytes())
-        wa, wb = f.coord_w
         p = self.prog
+        p["origin"].value = tuple(map(float, g.origin))
+        p["extent"].value = tuple(map(float, g.size_m))
+        p["step_m"].value = float(g.h * 0.9)
+        p["warp"].value = float(1.5 * g.h)
+        p["period"].value = float(NOISE_TILE_CELLS * g.h)
+        p["sigma_min"].value = float(0.02 / (g.h * self.occ_cells))
+        wa, wb = f.coord_w
         p["wA"].value, p["wB"].value = float(wa), float(wb)
         p["wnorm"].value = float(max(np.sqrt(wa * wa + wb * wb), 1e-3))
-        for unit, tex in enumerate((self.vol, self.cA, self.cB, self.occ, self.noise, self.opaque, self.backdrop)):
+        for unit, tex in enumerate((self.vol, self.cA, self.cB, self.velo, self.occ, self.noise)):
             tex.use(unit)
-        self.fbo.use()
-        self.fbo.clear(0, 0, 0, 0)
-        ctx.disable(self.mgl.DEPTH_TEST)
-        ctx.disable(self.mgl.BLEND)
+        lo = self._pass("lo", 0, opaque_depth)
+        if not self.two_pass:
+            return self._layers(lo)
+        for k, tex in enumerate(self.targets["lo"]["outs"]):
+            tex.use(8 + k)
+        if opaque_full is None:
+            opaque_full = cv2.resize(opaque_depth, self.out_size, interpolation=cv2.INTER_NEAREST)
+        lo = [np.frombuffer(t.read(), np.float32).reshape(self.size[1], self.size[0], 4)[::-1]
+              for t in self.targets["lo"]["outs"][2:]]
+        W, H = self.out_size
+        up = lambda a: cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
+        full = self._pass("full", 1, opaque_full, read=True, dtype=np.float16)
+        return self._layers([full[0].astype(np.float32), full[1].astype(np.float32), up(lo[0]),
+                             self._upsample_aux(lo[1], (W, H))])
+
+    @staticmethod
+    def _upsample_aux(aux, size):
+        """The front's depth and motion at the output size: nearest where the coarse
+        pixel has no dust (no depth to blend with), linear elsewhere."""
+        W, H = size
+        lin = cv2.resize(aux, (W, H), interpolation=cv2.INTER_LINEAR)
+        has = cv2.resize((aux[..., 0] > 0).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+        near = cv2.resize(aux, (W, H), interpolation=cv2.INTER_NEAREST)
+        return np.where((has > 0.999)[..., None], lin, near)
+
+    def _pass(self, name, mode, opaque, read=None, dtype=np.float32):
+        tg = self.targets[name]
+        W, H = tg["size"]
+        tg["opaque"].write(np.ascontiguousarray(opaque[::-1], np.float32).tobytes())
+        tg["opaque"].use(6)
+        tg["backdrop"].use(7)
+        p = self.prog
+        p["mode"].value = mode
+        p["scale"].value = (self.cam.width / W, self.cam.height / H)
+        tg["fbo"].use()
+        tg["fbo"].clear(0, 0, 0, 0)
+        self.ctx.disable(self.mgl.DEPTH_TEST)
+        self.ctx.disable(self.mgl.BLEND)
         self.vao.render()
-        out = [np.frombuffer(t.read(), np.float32).reshape(H, W, 4)[::-1] for t in self.outs]
-        return DustLayers(out[0], out[1], out[2][..., :2], out[2][..., 2:])
+        if read is False or (read is None and self.two_pass):
+            return None
+        return [np.frombuffer(t.read(), dtype).reshape(H, W, 4)[::-1] for t in tg["outs"]]
+
+    @staticmethod
+    def _layers(out) -> DustLayers:
+        aux = out[3]
+        # Screen motion: the shader's v runs down the image already (pixel rows).
+        return DustLayers(out[0], out[1], out[2][..., :2], out[2][..., 2:], depth=aux[..., 0].copy(),
+                          motion=aux[..., 1:3].copy())
 
     def _occupancy(self, sigma: np.ndarray) -> np.ndarray:
         """Max extinction per block of cells, grown by one cell so trilinear taps at a
-        block's edge are never skipped."""
+        block's edge are never skipped, and by the noise's vertical push (up to 3.6
+        cells) up and down, or the bulging tops would be cut square at the blocks."""
         c = self.occ_cells
-        s = maximum_filter(sigma, size=3, mode="nearest")
+        s = maximum_filter(sigma, size=(3, 11, 3), mode="nearest")
         nz, ny, nx = self.occ_shape
         pad = np.zeros((nz * c, ny * c, nx * c), np.float32)
         pad[: s.shape[0], : s.shape[1], : s.shape[2]] = s
         return np.ascontiguousarray(pad.reshape(nz, c, ny, c, nx, c).max(axis=(1, 3, 5)))
 
     def release(self):
-        for t in (self.vol, self.cA, self.cB, self.occ, self.noise, self.opaque, self.backdrop, *self.outs):
+        for t in self.textures3d + [self.noise]:
             t.release()
-        self.fbo.release()
+        for tg in self.targets.values():
+            for t in tg["outs"] + [tg["opaque"], tg["backdrop"]]:
+                t.release()
+            tg["fbo"].release()
+
+
+@njit(parallel=True, cache=True)
+def vector_blur(rgba, motion, shutter, out):
+    """Motion blur of a premultiplied layer along its own screen motion (pixels a frame):
+    each pixel averages the layer along the path its dust sweeps while the shutter is
+    open (up to 9 taps), the usual post-process blur of a volume pass."""
+    H, W, C = rgba.shape
+    for y_ in prange(H):
+        y = np.int64(y_)
+        for x in range(W):
+            mx = motion[y, x, 0] * shutter
+            my = motion[y, x, 1] * shutter
+            L = np.sqrt(mx * mx + my * my)
+            if L < 0.5:
+                for c in range(C):
+                    out[y, x, c] = rgba[y, x, c]
+                continue
+            n = min(9, int(L) + 2)
+            for c in range(C):
+                out[y, x, c] = 0.0
+            for s in range(n):
+                f = s / (n - 1) - 0.5
+                xx = min(max(int(x + f * mx + 0.5), 0), W - 1)
+                yy = min(max(int(y + f * my + 0.5), 0), H - 1)
+                for c in range(C):
+                    out[y, x, c] += rgba[yy, xx, c] / n

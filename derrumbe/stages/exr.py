@@ -6,16 +6,18 @@ Loader, Houdini's COPs and Blender's compositor list the layers by themselves:
     R G B A                       beauty: the comp before grain and shake, alpha 1
     debris.R .G .B .A             debris as seen in the shot, premultiplied
     dust.R .G .B .A               dust as seen, premultiplied
+    dust.Z                        view depth of the cloud's front (opacity-weighted), metres
     matte.building                where the plate's building was (the region replaced)
     matte.holdout                 the plate's foreground objects (all of them), kept in front by depth
     holdout.<id>                  each foreground object's own matte (001, 002, ...; m001... for moving ones)
     matte.effect                  building, debris, dust or their shadows: every pixel the effect changed
-    Z                             view depth in metres along the lens axis
+    depth.Z                       view depth in metres along the lens axis (the scene)
     forward.u forward.v           motion to the next frame in pixels, u right, v up
 
-Every channel is half float, what compositors expect of render passes: 11 bits of
-mantissa are 1/2048 of the value, i.e. 2.4 cm at 50 m of depth and 0.03 px on a 60 px
-motion vector. ZIP (16 scanlines, lossless) is what every reader since OpenEXR 1.x opens;
+Colour, mattes and vectors are half float, what compositors expect of render passes: 11
+bits of mantissa are 0.03 px on a 60 px motion vector. The depths are 32-bit float, as
+Nuke's reserved depth.Z is: a half loses 2.4 cm at 50 m and 12 cm at 200 m, enough to
+band a defocus or a depth-matted holdout along the street. ZIP (16 scanlines, lossless) is what every reader since OpenEXR 1.x opens;
 HTJ2K and zstd write faster here but need OpenEXR 3.4 readers that most studios lack.
 """
 
@@ -51,10 +53,11 @@ def _header(meta: dict) -> dict:
 
 def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, building: np.ndarray,
                    holdout: np.ndarray, depth: np.ndarray, vectors: np.ndarray, touched: np.ndarray | None = None,
-                   holdouts: dict | None = None) -> dict:
+                   dust_depth: np.ndarray | None = None, holdouts: dict | None = None) -> dict:
     """The channel dict of one frame; every input is H x W (x C) float at the frame's size.
     touched: where the comp changed the plate at all (the cloud's and the debris' shadows
-    reach beyond their alpha), so the effect matte covers every changed pixel."""
+    reach beyond their alpha), so the effect matte covers every changed pixel. dust_depth:
+    the cloud front's depth (0 or None: no dust there; FAR_Z is written)."""
     H, W = building.shape
     ch = {}
     b = _half(beauty)
@@ -74,7 +77,9 @@ def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, bui
     for key, a in sorted((holdouts or {}).items()):
         ch[f"holdout.{key}"] = _half(a)
     ch["matte.effect"] = _half(effect * (1 - np.clip(holdout, 0, 1)))
-    ch["Z"] = _half(depth)
+    ch["depth.Z"] = np.ascontiguousarray(depth, np.float32)
+    dz = np.zeros((H, W), np.float32) if dust_depth is None else np.asarray(dust_depth, np.float32)
+    ch["dust.Z"] = np.ascontiguousarray(np.where((dz > 0) & (dust[..., 3] > 0), dz, FAR_Z), np.float32)
     v = _half(vectors)
     ch["forward.u"] = np.ascontiguousarray(v[..., 0])
     ch["forward.v"] = np.ascontiguousarray(v[..., 1])

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts
+from derrumbe.spec import BOX_CLAMP_PX
+from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts, in_front
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
 
@@ -31,27 +33,77 @@ def box_in_image(box, size) -> tuple[int, int, int, int]:
     w, h = size
     x0, y0, x1, y1 = box
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate")
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate", field="box")
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if (x1 - x0) < 8 or (y1 - y0) < 8:
         raise DerrumbeError(f"--box {box[0]},{box[1]},{box[2]},{box[3]} covers less than 8x8 pixels of the plate")
     return x0, y0, x1, y1
 
 
+def check_box(box, size, tolerance: int = BOX_CLAMP_PX) -> tuple[list[int], str | None]:
+    """A box as given (X0,Y0,X1,Y1 in plate pixels from the top-left corner) checked
+    against the plate: a corner at most `tolerance` pixels past an edge (a hand-drawn
+    overshoot) is clamped to it, with a warning to print; further is an error that says
+    which edge and by how much. Returns the box to use and the warning (or None)."""
+    w, h = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need X1 > X0 and Y1 > Y0)", field="box")
+    past = {"left": -x0, "top": -y0, "right": x1 - w, "bottom": y1 - h}
+    far = {edge: d for edge, d in past.items() if d > tolerance}
+    if far:
+        edges = " and ".join(f"the {edge} edge by {d} px" for edge, d in far.items())
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate, past {edges}; a box is "
+                            f"X0,Y0,X1,Y1 in plate pixels from the top-left corner, within 0,0,{w},{h}", field="box")
+    clamped = [max(0, x0), max(0, y0), min(w, x1), min(h, y1)]
+    box_in_image(clamped, size)
+    over = {edge: d for edge, d in past.items() if d > 0}
+    if not over:
+        return clamped, None
+    edges = ", ".join(f"{d} px past the {edge} edge" for edge, d in over.items())
+    return clamped, (f"--box {x0},{y0},{x1},{y1} clamped to {','.join(map(str, clamped))} ({edges} of the "
+                     f"{w}x{h} plate)")
+
+
 def sky_likelihood(srgb: np.ndarray) -> np.ndarray:
-    """0..1: bright, low-texture, bluish or grey pixels connected to the top edge."""
+    """0..1: bright, low-texture, bluish or grey pixels connected to the top edge.
+
+    Overhead wires cut a street's sky into strips, and only the top strip touches the
+    frame's edge: when the top strip is as bright as a sky is (among the picture's
+    brightest), a strip of the same colour that lies within a wire's width or so of
+    the sky found so far is sky too (grown a few times, so every strip between the
+    wires joins). The wires count as sky: thin things seen against it."""
     img = srgb.astype(np.float32) / 255.0
     hsv = cv2.cvtColor(srgb, cv2.COLOR_RGB2HSV).astype(np.float32)
     val = img.max(axis=2)
     grad = cv2.Laplacian(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.0), cv2.CV_32F)
     texture = cv2.GaussianBlur(np.abs(grad), (0, 0), 3.0)
     blueish = (img[..., 2] >= img[..., 0] - 0.02) | (hsv[..., 1] < 40)
-    cand = (val > 0.45) & (texture < 0.012) & blueish
-    cand = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    n, labels = cv2.connectedComponents(cand)
-    top = set(np.unique(labels[0])) - {0}
-    sky = np.isin(labels, list(top)) if top else np.zeros(cand.shape, bool)
-    return sky.astype(np.float32)
+    cand = ((val > 0.45) & (texture < 0.012) & blueish).astype(np.uint8)
+    cand = cv2.morphologyEx(cand, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(cand)
+    sky = np.isin(labels, list(set(np.unique(labels[0])) - {0}))
+    if not sky.any():
+        return sky.astype(np.float32)
+    lab = cv2.cvtColor(srgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    if lab[sky, 0].mean() < 0.9 * np.percentile(lab[..., 0], 99):
+        return sky.astype(np.float32)     # a dim strip along the top: a facade, not a sky to follow
+    reach = np.ones((int(0.025 * max(srgb.shape[:2])) | 1,) * 2, np.uint8)     # a square: separable, fast
+    min_area = 5e-4 * cand.size
+    counts = np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
+    means = np.stack([np.bincount(labels.ravel(), lab[..., c].ravel(), n) for c in range(3)], 1) / counts[:, None]
+    for _ in range(12):
+        ref = lab[sky].mean(axis=0)
+        near = cv2.dilate(sky.astype(np.uint8), reach).astype(bool) & ~sky
+        ids = np.unique(labels[near & (labels > 0)])
+        ids = ids[(stats[ids, cv2.CC_STAT_AREA] >= min_area) & (np.linalg.norm(means[ids] - ref, axis=1) < 20)]
+        if not len(ids):
+            break
+        sky |= np.isin(labels, ids)
+    # The wires between the strips: thin gaps closed, never a wide one.
+    k = max(3, int(round(0.012 * max(srgb.shape[:2])))) | 1
+    closed = cv2.morphologyEx(sky.astype(np.uint8), cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return np.maximum(sky, closed > 0).astype(np.float32)
 
 
 def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
@@ -86,14 +138,125 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
         lab = labels[cym, cxm] or 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         m = (labels == lab).astype(np.uint8)
     m = _fill_holes(m)
+    # A rough box cuts the building: its roof may rise above the box and its ground
+    # floor run on below it. Both belong to the building (else a roof hangs in the sky
+    # after the collapse and a strip of facade stays standing on the pavement).
+    lab_img = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    base = _base_row(lab_img, m, by0, by1, seed)
+    m = _down_to_base(m, base)
+    m = _grow_roof(lab_img, m, sky, seed)
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     m = (cv2.GaussianBlur(m, (0, 0), 0.7 / scale) > 0.5).astype(np.float32)
     clip = np.zeros((h, w), np.float32)
-    clip[y0:y1, x0:x1] = 1
+    clip[:int(np.ceil(base / scale)) if base > by1 else y1, x0:x1] = 1
     m *= clip
     if m.sum() < 64:
         raise DerrumbeError("could not find a building inside the box; draw the box tighter or give --mask")
     return m
+
+
+def _centres(pix: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k colour clusters (Lab) of a sample: a small model of a region's palette."""
+    pix = np.ascontiguousarray(pix[np.random.default_rng(seed).permutation(len(pix))[:4000]], np.float32)
+    cv2.setRNGSeed(seed)
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    return cv2.kmeans(pix, min(k, len(pix)), None, crit, 2, cv2.KMEANS_PP_CENTERS)[2]
+
+
+def _dist(lab: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Each pixel's Lab distance to the nearest of the centres."""
+    return np.sqrt(((lab[..., None, :] - centres) ** 2).sum(-1)).min(-1)
+
+
+def _extent(m: np.ndarray):
+    cols = np.nonzero(m.any(axis=0))[0]
+    top = m[:, cols].argmax(axis=0)
+    bottom = m.shape[0] - 1 - m[::-1, cols].argmax(axis=0)
+    return cols, top, bottom
+
+
+def _base_row(lab: np.ndarray, m: np.ndarray, by0: int, by1: int, seed: int) -> int:
+    """The row where the facade meets the street (a level camera sees it level): rows
+    below the box's bottom edge that still look like the facade's lower floors (the box's
+    lower rows, whatever GrabCut kept of them) rather than like the street at the frame's
+    bottom join the building. The box's own edge when no street shows below it."""
+    sh = m.shape[0]
+    cols = np.nonzero(m.any(axis=0))[0]
+    hb = by1 - by0
+    street_rows = max(3, int(0.04 * sh))
+    if len(cols) < 8 or by1 > sh - 2 * street_rows:
+        return by1
+    face = lab[by1 - int(0.3 * hb):by1 - int(0.05 * hb), cols].reshape(-1, 3)
+    street = lab[sh - street_rows:, cols].reshape(-1, 3)
+    if len(face) < 50:
+        return by1
+    d_face = _dist(lab[by1:, cols], _centres(face, 6, seed))
+    d_street = _dist(lab[by1:, cols], _centres(street, 4, seed))
+    frac = cv2.GaussianBlur((d_face < d_street).mean(axis=1).astype(np.float32)[:, None], (1, 5), 0).ravel()
+    stop = min(sh - street_rows, by1 + int(0.35 * hb)) - by1
+    below = np.nonzero(frac[:stop] < 0.8)[0]
+    return by1 + (int(below[0]) if len(below) else stop)
+
+
+def _down_to_base(m: np.ndarray, base: int) -> np.ndarray:
+    """A facade has no gaps between its top and the street: each column the matte holds
+    runs down to the base row (GrabCut drops a ground floor whose colour differs from the
+    floors above); nothing of the building lies below it."""
+    out = m.copy()
+    out[base:] = 0
+    cols, top, _ = _extent(m)
+    for x, t in zip(cols, top):
+        if t < base and m[t:base, x].mean() >= 0.3:
+            out[t:base, x] = 1
+    return out
+
+
+def _grow_roof(lab: np.ndarray, m: np.ndarray, sky: np.ndarray, seed: int) -> np.ndarray:
+    """The building's roof or parapet above the matte: pixels that continue the colours
+    just above the matte's top edge (the eaves) rather than those of what stands behind
+    (further up), grown upward from the edge column by column, up to half the building's
+    height, never into the sky. Colours both share (grey roofs, grey walls) count as
+    roof: what decides then is that the roof runs on unbroken from the eaves."""
+    cols, top, bottom = _extent(m)
+    if len(cols) < 8:
+        return m
+    hb = float(np.median(bottom - top)) + 1
+    k, up = max(2, int(hb / 40)), int(0.45 * hb)
+    if sky.any():
+        # The sky mask stops short of edges (its texture test): sky-coloured pixels just
+        # beside it are sky too. (Not further: a snowy roof has the sky's colour.)
+        halo = cv2.dilate(sky.astype(np.uint8), np.ones((2 * k + 1,) * 2, np.uint8)) > 0
+        sky = sky | (halo & (np.linalg.norm(lab - lab[sky].mean(axis=0), axis=-1) < 15))
+    yy = np.arange(m.shape[0])[:, None]
+    edge = (yy < top[None, :]) & (yy >= top[None, :] - k) & ~sky[:, cols]
+    if edge.sum() < 0.3 * k * len(cols):
+        return m                            # the top edge meets the sky: no roof to follow
+    sub = lab[:, cols]
+    roof = _centres(sub[edge], 5, seed)
+    d_roof = _dist(sub, roof)
+    like = ~sky[:, cols] & (d_roof < 30)
+    upper = (yy < top[None, :] - up // 2) & (yy >= top[None, :] - up) & ~sky[:, cols]
+    if upper.sum() > 20:
+        behind = _centres(sub[upper], 6, seed)
+        behind = behind[_dist(behind[None], roof)[0] > 15]
+        if len(behind):
+            like &= d_roof < _dist(sub, behind)
+    like = cv2.morphologyEx(like.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8)).astype(bool)
+    height = np.zeros(len(cols), np.int64)
+    for i, t in enumerate(top):
+        run = like[max(0, t - up):t, i][::-1]
+        height[i] = len(run) if run.all() else int(np.argmin(run))
+    # Chimneys, aerials and wires make spikes and notches: the roof line is a running
+    # median. A roof seen from the front keeps its height along the facade (a level
+    # ridge): no stretch rises far above the typical one (that is a wall behind).
+    height = median_filter(height, size=max(3, int(0.05 * len(cols)) | 1), mode="nearest")
+    if (height > 0).any():
+        height = np.minimum(height, int(1.15 * np.median(height[height > 0])) + 1)
+    out = m.copy()
+    for x, t, hgt in zip(cols, top, height):
+        col = slice(max(0, t - hgt), t)
+        out[col, x] = ~sky[col, x]
+    return out
 
 
 def _fill_holes(m: np.ndarray) -> np.ndarray:
@@ -107,11 +270,17 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
                   seed: int, auto_holdouts: bool = True) -> Matte:
     """The building's silhouette, and what stays in front of it: the automatic holdouts
-    (holdouts.py) plus the user's mask, each connected part of which is one more object."""
+    (holdouts.py) plus the user's mask, each connected part of which is one more object.
+
+    What stands in front of the facade is not the facade: the holdouts in front are taken
+    out of the building's matte, so no fragment is cut from a car or a passer-by (fracture
+    drops fragments where the matte is 0) and they stay the plate's own pixels, layered by
+    depth against the debris and the dust."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
     auto_px = int((found.matte() > 0.5).sum())
     if holdout is not None:
         add_user_holdouts(found, holdout)
+    building = (building * (1.0 - in_front(found, building))).astype(np.float32)
     return Matte(building=building, holdout=found.matte(), auto_holdout_px=auto_px, objects=found)

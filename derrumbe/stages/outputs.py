@@ -3,6 +3,11 @@
 Each file is written to a temporary name in the same folder and renamed into place, so
 a killed run never leaves a truncated file under a final name. The manifest is written
 last: a folder without manifest.json is an unfinished render, whatever else it holds.
+
+Every file of a render is named after its version's stem, NAME_v003 (NAME_v003.1001.png,
+NAME_v003.mp4, exr/NAME_v003.1001.exr, ...), so versions sit side by side in one folder
+and a new one never writes over an earlier one. Each version keeps its own manifest,
+NAME_v003.manifest.json; manifest.json is the last finished render's.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 from derrumbe.colour import display_encode
 from derrumbe.errors import DerrumbeError
 
-FIRST_FRAME = 1001
+from derrumbe.spec import FIRST_FRAME  # noqa: F401  (re-exported: the default first frame)
 
 
 def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
@@ -93,15 +98,19 @@ def sweep_temps(out: Path) -> int:
     return n
 
 
-def frame_path(out: Path, name: str, index: int) -> Path:
-    return out / f"{name}.{FIRST_FRAME + index:04d}.png"
+def frame_path(out: Path, stem: str, index: int, first: int = FIRST_FRAME) -> Path:
+    return out / f"{stem}.{first + index:04d}.png"
 
 
-def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> tuple[Path, str]:
+def version_manifest_path(out: Path, stem: str) -> Path:
+    return out / f"{stem}.manifest.json"
+
+
+def write_frame(out: Path, stem: str, index: int, rgb_u8: np.ndarray, first: int = FIRST_FRAME) -> tuple[Path, str]:
     ok, buf = cv2.imencode(".png", rgb_u8[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise DerrumbeError("PNG encoding failed")
-    p = frame_path(out, name, index)
+    p = frame_path(out, stem, index, first)
     data = buf.tobytes()
     atomic_write_bytes(p, data)
     return p, hashlib.sha256(data).hexdigest()
@@ -115,20 +124,21 @@ def _png16(img01: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def pass_paths(out: Path, name: str, index: int) -> list[Path]:
-    n = FIRST_FRAME + index
-    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
+def pass_paths(out: Path, stem: str, index: int, first: int = FIRST_FRAME) -> list[Path]:
+    n = first + index
+    return [out / "passes" / f"{stem}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
 
 
-def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray,
-                 holdout: np.ndarray | None = None) -> dict[Path, str]:
+def write_passes(out: Path, stem: str, index: int, debris: np.ndarray, dust: np.ndarray,
+                 holdout: np.ndarray | None = None, first: int = FIRST_FRAME) -> dict[Path, str]:
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
     sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, the
     dust's alpha alone as a matte, and the frame's holdout matte (the plate's foreground
     objects kept in front). (Scene-linear EXR passes, each holdout on its own, come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
-    n = FIRST_FRAME + index
+    n = first + index
+    name = stem
     files = {}
     for layer, rgba in (("debris", debris), ("dust", dust)):
         a = rgba[..., 3:4]
@@ -154,16 +164,16 @@ MOVIE_CODECS = {
 BT709 = 1       # ITU-R BT.709 in FFmpeg's colour enums and swscale's matrix numbers
 
 
-def movie_path(out: Path, name: str, kind: str) -> Path:
-    return out / f"{name}{MOVIE_CODECS[kind]['ext']}"
+def movie_path(out: Path, stem: str, kind: str) -> Path:
+    return out / f"{stem}{MOVIE_CODECS[kind]['ext']}"
 
 
 class BurnIn:
     """Shot name and version top left, frame number bottom right, over a dark band so
     they read on sky and dust alike. Only movies get it: frames stay clean."""
 
-    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int):
-        self.shot, self.version, self.fps = shot, version, fps
+    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int, first: int = FIRST_FRAME):
+        self.shot, self.version, self.fps, self.first = shot, version, fps, first
         w, h = size
         self.scale = max(0.35, w / 1600.0)
         self.thick = max(1, int(round(w / 900.0)))
@@ -178,7 +188,7 @@ class BurnIn:
         font = cv2.FONT_HERSHEY_SIMPLEX
         pad = int(10 * self.scale) + 4
         left = f"{self.shot}  v{self.version:03d}"
-        secs = (frame - FIRST_FRAME) / self.fps
+        secs = (frame - self.first) / self.fps
         right = f"{frame:04d}  {secs:5.2f}s"
         base = b - (b - int(22 * self.scale)) // 2 - 2
         cv2.putText(img, left, (pad, base), font, self.scale, (235, 235, 235), self.thick, cv2.LINE_AA)
@@ -192,7 +202,8 @@ class MovieWriter:
     """A review movie through PyAV, tagged BT.709 and converted with BT.709's matrix
     (swscale would otherwise use BT.601 and the movie would play back greener)."""
 
-    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None):
+    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None,
+                 first: int = FIRST_FRAME):
         import av
         c = MOVIE_CODECS[kind]
         self.path, self.burn_in = path, burn_in
@@ -207,7 +218,7 @@ class MovieWriter:
         cc.color_range = 1          # video (limited) range, what players assume
         self.pix_fmt = c["pix_fmt"]
         self._av = av
-        self.frame_no = FIRST_FRAME
+        self.frame_no = first
 
     def add(self, rgb_u8: np.ndarray, frame: int | None = None) -> None:
         frame = self.frame_no if frame is None else frame
@@ -241,9 +252,14 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(out: Path, manifest: dict) -> Path:
+def write_manifest(out: Path, manifest: dict, stem: str | None = None) -> Path:
+    """The version's own manifest (NAME_v003.manifest.json) first, then manifest.json, the
+    folder's last finished render: each complete before it appears."""
+    data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
+    if stem:
+        atomic_write_bytes(version_manifest_path(out, stem), data)
     p = out / "manifest.json"
-    atomic_write_bytes(p, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(p, data)
     return p
 
 
@@ -254,14 +270,16 @@ class FrameSink:
     wait, so memory stays flat; an error in the writer surfaces on the next submit or
     close. Every file's sha256 is kept for the manifest."""
 
-    def __init__(self, out: Path, name: str, fps, size: tuple[int, int], passes: bool, on_written=None,
-                 movies=("h264",), burn_in: BurnIn | None = None, exr_meta: dict | None = None):
-        """on_written(index) is called (on the writer thread, in order) once a frame's
-        files are in place: the pipeline records the frame as done there."""
+    def __init__(self, out: Path, stem: str, fps, size: tuple[int, int], passes: bool, on_written=None,
+                 movies=("h264",), burn_in: BurnIn | None = None, exr_meta: dict | None = None,
+                 first: int = FIRST_FRAME):
+        """stem: what the files are named after (NAME_v003); first: the first frame's
+        number. on_written(index) is called (on the writer thread, in order) once a
+        frame's files are in place: the pipeline records the frame as done there."""
         from concurrent.futures import ThreadPoolExecutor
-        self.out, self.name, self.passes = out, name, passes
+        self.out, self.name, self.passes, self.first = out, stem, passes, first
         self.on_written = on_written
-        self.movies = [MovieWriter(movie_path(out, name, k), fps, size, k, burn_in) for k in movies]
+        self.movies = [MovieWriter(movie_path(out, stem, k), fps, size, k, burn_in, first) for k in movies]
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
         self.digests: dict[str, str] = {}
@@ -272,21 +290,21 @@ class FrameSink:
         return p.relative_to(self.out).as_posix()
 
     def _write(self, index, img, debris, dust, exr, holdout=None):
-        p, digest = write_frame(self.out, self.name, index, img)
+        p, digest = write_frame(self.out, self.name, index, img, self.first)
         self.digests[self._rel(p)] = digest
         if self.passes:
-            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout).items():
+            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout, self.first).items():
                 self.digests[self._rel(q)] = d
         if exr is not None:
             self._write_exr(index, *exr)
         if self.on_written:
             self.on_written(index)
         for m in self.movies:
-            m.add(img, FIRST_FRAME + index)
+            m.add(img, self.first + index)
 
     def _write_exr(self, index, make_channels, same_token):
         from derrumbe.stages import exr as E
-        path = E.exr_path(self.out, self.name, FIRST_FRAME + index)
+        path = E.exr_path(self.out, self.name, self.first + index)
         if same_token is not None and self._exr_same and self._exr_same[0] == same_token:
             # A frame identical to the last (the plate before the collapse): a copy,
             # not a second encode.
@@ -300,14 +318,14 @@ class FrameSink:
         self._exr_same = (same_token, path) if same_token is not None else None
 
     def _reuse(self, index, extra):
-        p = frame_path(self.out, self.name, index)
+        p = frame_path(self.out, self.name, index, self.first)
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise DerrumbeError(f"cannot read back {p}")
         for q in [p] + list(extra):
             self.digests[self._rel(q)] = sha256(q)
         for m in self.movies:
-            m.add(img[..., ::-1], FIRST_FRAME + index)
+            m.add(img[..., ::-1], self.first + index)
 
     def _queue(self, fn, *args):
         while len(self.pending) >= 3:

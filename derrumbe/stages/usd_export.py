@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pxr import Gf, Sdf, Tf, Usd, UsdGeom, Vt
+from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdVol, Vt
 
 from derrumbe.stages.camera import FILM_WIDTH_MM, Camera
 from derrumbe.stages.fracture import Fracture
@@ -38,8 +38,9 @@ FORMATS = {".usda": ".usda", ".usdc": ".usdc", ".usd": ".usdc"}
 
 
 def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, first_frame: int,
-              n_frames: int, name: str) -> dict:
-    """Writes the stage atomically to `path` (.usda text, .usdc/.usd binary); returns manifest facts."""
+              n_frames: int, name: str, vdb_files: dict | None = None) -> dict:
+    """Writes the stage atomically to `path` (.usda text, .usdc/.usd binary); returns manifest facts.
+    vdb_files: frame number -> path of that frame's dust .vdb, relative to the USD file."""
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -66,6 +67,8 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
     UsdGeom.Xform.Define(stage, f"/{root_name}/pieces")
     gone = _gone_frame(sim, fps, n_frames)
     _write_pieces(stage, f"/{root_name}/pieces", fr, pos, quat, moving, first_frame, gone)
+    if vdb_files:
+        _write_dust(stage, f"/{root_name}/dust", vdb_files)
 
     _export_atomically(stage.GetRootLayer(), path, fmt)
     return {
@@ -75,6 +78,7 @@ def write_usd(path: Path, fr: Fracture, sim: SimResult, cam: Camera, fps: int, f
         "camera": f"/{root_name}/camera",
         "pieces": int(fr.n),
         "pieces_animated": int(moving.sum()),
+        "dust_volume": f"/{root_name}/dust" if vdb_files else None,
         "pieces_pulverised": int((gone < n_frames).sum()),
         "start_time_code": int(first_frame),
         "end_time_code": int(end_frame),
@@ -112,6 +116,19 @@ def _moving(pos: np.ndarray, quat: np.ndarray) -> np.ndarray:
     dp = np.abs(pos - pos[:1]).max(axis=(0, 2))
     dq = np.abs(quat - quat[:1]).max(axis=(0, 2))
     return (dp > STILL_M) | (dq > STILL_Q)
+
+
+def _write_dust(stage: Usd.Stage, prim_path: str, vdb_files: dict) -> None:
+    """The dust as a UsdVol Volume whose fields are the .vdb sequence's grids (file path
+    time-sampled per frame; the grids are already in the stage's world space)."""
+    vol = UsdVol.Volume.Define(stage, prim_path)
+    for grid in ("density", "temperature", "velocity"):
+        asset = UsdVol.OpenVDBAsset.Define(stage, f"{prim_path}/{grid}")
+        asset.CreateFieldNameAttr(grid)
+        attr = asset.CreateFilePathAttr()
+        for frame, rel in sorted(vdb_files.items()):
+            attr.Set(Sdf.AssetPath(str(rel)), float(frame))
+        vol.CreateFieldRelationship(grid, asset.GetPath())
 
 
 def _write_camera(stage: Usd.Stage, prim_path: str, cam: Camera) -> None:

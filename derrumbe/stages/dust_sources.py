@@ -1,0 +1,178 @@
+"""Where the dust comes from: the simulation's recorded events, turned into emissions.
+
+Dust is made where energy is spent breaking concrete: comminution makes new surface in
+proportion to the energy it takes (Rittinger's law), so each event gives off fine dust
+and coarse load in proportion to the energy it released, and nothing happens before the
+first event. What each kind of event does to the air:
+
+- GROUND: a piece hitting the street throws a ring of dusty air outward and a little up
+  (a splash), its own puff;
+- IMPACT: pieces hitting each other in the air shed dust that moves on with them;
+- BREAK: a connection failing puffs a little dust out of the crack;
+- CRUSH: a storey crushed by the block above squeezes the storey's air out through its
+  openings, around the whole footprint at the crushing level, in the time the storey takes
+  to close: this jet, heavy with dust, is what starts the gravity current along the street.
+
+Emissions are binned per solver step (a CRUSH is spread over its closing time).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from derrumbe.stages.camera import STOREY_M
+from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
+
+# Fine dust per joule released. A concrete building's collapse turns ~0.4 % of its mass
+# into airborne fines; its potential energy is ~M g H / 2, so for a 30 m building that is
+# ~0.004 / (9.81 * 15) kg/J ~ 27 g/kJ; the event lists record a part of that energy as
+# impacts and crushes, so the figure is set on what they record.
+FINE_G_PER_J = 0.025
+LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fines: most of the
+                             # early airborne mass, and what makes the cloud a dense current
+# Share of an event's energy that grinds concrete into dust, by kind: crushing and hits on
+# the street pulverise; pieces knocking together in the air, or a crack opening, mostly
+# chip (the dust they make is real but small, and an intact-looking facade veiled in
+# puffs before it visibly moves is the classic fake).
+GRIND = {EV_GROUND: 1.0, EV_CRUSH: 1.0, EV_IMPACT: 0.15, EV_BREAK: 0.3}
+HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
+OPENING = 0.5                # share of a storey's walls that is windows and doors
+MAX_JET_MS = 35.0
+
+
+@dataclass
+class Emissions:
+    """Everything emitted, sorted by solver step: dust (g), coarse load (g), heat (K m^3)
+    and a soft sphere pulling the air toward a velocity."""
+    step: np.ndarray         # (E,)
+    pos: np.ndarray          # (E, 3) world m
+    radius: np.ndarray       # (E,) m
+    fine_g: np.ndarray
+    load_g: np.ndarray
+    heat: np.ndarray
+    vel: np.ndarray          # (E, 3) m/s
+    pull: np.ndarray         # (E,) 0..1
+
+    @staticmethod
+    def empty() -> "Emissions":
+        z = np.zeros(0)
+        return Emissions(z.astype(int), np.zeros((0, 3)), z, z, z, z, np.zeros((0, 3)), z)
+
+    def first_time(self, dt: float) -> float:
+        return float(self.step.min()) * dt if len(self.step) else np.inf
+
+
+def puff_radius(energy_j: np.ndarray, cell_m: float) -> np.ndarray:
+    """A puff's size grows as the cube root of its energy (its volume with the energy):
+    ~1.5 m for 100 kJ; never smaller than the grid resolves."""
+    return np.clip(1.5 * np.cbrt(np.maximum(energy_j, 0.0) / 1e5), 0.8 * cell_m, 8.0)
+
+
+def _ring(centre, n, radius, rng):
+    """n directions in the horizontal plane, evenly spread from a random start."""
+    a = rng.uniform(0, 2 * np.pi) + 2 * np.pi * np.arange(n) / n
+    return np.stack([np.cos(a), np.zeros(n), np.sin(a)], 1)
+
+
+def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m: float, amount: float,
+                    seed: int, n_steps: int) -> Emissions:
+    """footprint: (lo, hi) corners of the building's box (world m)."""
+    if events is None or not len(events) or amount <= 0:
+        return Emissions.empty()
+    rng = np.random.default_rng([seed, 31])
+    lo, hi = (np.asarray(a, float) for a in footprint)
+    out = []
+
+    def add(t, p, r, fine, heat, v, pull):
+        out.append((np.atleast_1d(t), np.atleast_2d(p), np.atleast_1d(r), np.atleast_1d(fine),
+                    np.atleast_1d(heat), np.atleast_2d(v), np.atleast_1d(pull)))
+
+    e = events
+    energy = np.maximum(e["energy"].astype(float), 0.0)
+    grind = np.array([GRIND.get(int(k), 1.0) for k in e["kind"]])
+    fine = FINE_G_PER_J * energy * grind * amount
+    heat = HEAT_K_M3_PER_J * energy * amount
+    for k in range(len(e)):
+        kind, t, p, v = int(e["kind"][k]), float(e["t"][k]), e["pos"][k].astype(float), e["vel"][k].astype(float)
+        if energy[k] <= 0:
+            continue
+        r = float(puff_radius(energy[k], cell_m))
+        speed = float(np.linalg.norm(v))
+        if kind == EV_GROUND:
+            # A splash: a ring of puffs thrown outward along the street, the piece's own
+            # horizontal motion carried on.
+            n = 4
+            d = _ring(p, n, r, rng)
+            s = np.clip(0.5 * speed, 2.0, 14.0)
+            vel = d * s + 0.4 * np.array([v[0], 0.0, v[2]]) + np.array([0.0, 0.25 * s, 0.0])
+            pp = p + d * 0.6 * r
+            pp[:, 1] = max(0.6 * r, 0.5 * cell_m)
+            add(np.full(n, t), pp, np.full(n, r * 0.8), np.full(n, fine[k] / n), np.full(n, heat[k] / n), vel,
+                np.full(n, 0.7))
+        elif kind == EV_CRUSH:
+            _crush(add, t, p, v, energy[k], fine[k], heat[k], lo, hi, cell_m, step_dt, rng)
+        else:
+            # IMPACT / BREAK: dust shed where it happened, moving on with the pieces,
+            # a crack's puff jetting a little out of the building.
+            jet = p[[0, 2]] - 0.5 * (lo[[0, 2]] + hi[[0, 2]])
+            jet = jet / max(float(np.linalg.norm(jet)), 1e-6)
+            out_v = np.array([jet[0], 0.3, jet[1]]) * (3.0 if kind == EV_BREAK else 1.5)
+            add(t, p, r, fine[k], heat[k], 0.5 * v + out_v, 0.4 if kind == EV_IMPACT else 0.5)
+    if not out:
+        return Emissions.empty()
+    cat = [np.concatenate([o[i] for o in out]) for i in range(7)]
+    t, p, r, f, h, v, pull = cat
+    step = np.clip(np.floor(t / step_dt + 1e-6).astype(int), 0, n_steps - 1)
+    order = np.argsort(step, kind="stable")
+    return Emissions(step[order], p[order], r[order], f[order], f[order] * LOAD_PER_FINE, h[order], v[order],
+                     pull[order])
+
+
+def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
+    """A crushed storey: its air leaves through the openings around the footprint at the
+    crushing level while the storey closes, at the speed that volume flow needs."""
+    closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
+    area = (hi[0] - lo[0]) * (hi[2] - lo[2])
+    perim = 2 * ((hi[0] - lo[0]) + (hi[2] - lo[2]))
+    jet = float(np.clip(area * STOREY_M / (perim * STOREY_M * OPENING * closing), 2.0, MAX_JET_MS))
+    spacing = max(1.5 * cell_m, 2.0)
+    ring = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
+    n_t = max(1, int(round(closing / step_dt)))
+    y = float(np.clip(p[1], 0.5 * STOREY_M, None))
+    # Openings blow out unevenly: a smooth random weight around the ring, so the front
+    # leaves the building in lobes rather than as one even wall.
+    w = np.exp(1.1 * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
+    w /= w.sum()
+    centre = 0.5 * (lo + hi)
+    for s in range(n_t):
+        pp = ring.copy()
+        pp[:, 1] = y + rng.uniform(-0.4, 0.4, len(ring)) * STOREY_M
+        d = pp[:, [0, 2]] - centre[[0, 2]]
+        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
+        vel = np.stack([d[:, 0], np.zeros(len(d)), d[:, 1]], 1) * jet * np.clip(w * len(w), 0.3, 2.0)[:, None]
+        vel[:, 1] = 0.5 * float(v[1])     # the falling block drags the jet down a little
+        add(np.full(len(ring), t + s * step_dt), pp, np.full(len(ring), max(1.2 * cell_m, 1.5)),
+            fine * w / n_t, heat * w / n_t, vel, np.full(len(ring), 0.9))
+
+
+def _footprint_ring(lo, hi, offset, spacing) -> np.ndarray:
+    """Points around the building's footprint, just outside its walls."""
+    x0, x1, z0, z1 = lo[0] - offset, hi[0] + offset, lo[2] - offset, hi[2] + offset
+    pts = []
+    for a, b in (((x0, z0), (x1, z0)), ((x1, z0), (x1, z1)), ((x1, z1), (x0, z1)), ((x0, z1), (x0, z0))):
+        n = max(2, int(np.hypot(b[0] - a[0], b[1] - a[1]) / spacing))
+        s = (np.arange(n) + 0.5) / n
+        pts.append(np.stack([a[0] + (b[0] - a[0]) * s, np.zeros(n), a[1] + (b[1] - a[1]) * s], 1))
+    return np.vstack(pts)
+
+
+def _smooth_ring(x: np.ndarray, width: float) -> np.ndarray:
+    """Circular Gaussian smoothing of values around the footprint's perimeter."""
+    n = len(x)
+    k = np.arange(n)
+    d = np.minimum(k, n - k)
+    kern = np.exp(-0.5 * (d / max(width, 1e-3)) ** 2)
+    y = np.real(np.fft.ifft(np.fft.fft(x) * np.fft.fft(kern / kern.sum())))
+    return y / max(float(y.std()), 1e-9)

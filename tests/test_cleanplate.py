@@ -1,0 +1,126 @@
+"""The clean plate and the building matte on real photographs: what the collapse reveals
+continues the plate's own sky, and the matte holds the whole building (its roof above a
+rough box, its facade down to the street) and nothing of the sky."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from derrumbe.colour import u8_to_linear
+from derrumbe.stages.camera import place_building
+from derrumbe.stages.cleanplate import make_cleanplate
+from derrumbe.stages.matte import refine_box, sky_likelihood
+from tests.conftest import SHARED_PLATES
+
+DATA = Path(__file__).resolve().parents[1] / "derrumbe" / "data"
+LABELS = json.loads((Path(__file__).parent / "scale_labels.json").read_text())["plates"]
+DEMO = json.loads((DATA / "demo_street.json").read_text())
+SHARED = json.loads((SHARED_PLATES / "plates.json").read_text())["plates"] if SHARED_PLATES.exists() else []
+CASES = [("street.jpg", DATA / DEMO["file"], DEMO["box"])] + [(p["file"], SHARED_PLATES / p["file"], p["box"])
+                                                            for p in SHARED]
+WIDTH = 960
+
+
+def _load(path, box):
+    srgb = cv2.imread(str(path))[..., ::-1].copy()
+    building = refine_box(srgb, box, 1)
+    return srgb, building
+
+
+def _clean(srgb, building):
+    """The clean plate at WIDTH px, as the pipeline makes it (no holdouts: the test
+    measures the sky, which they do not touch)."""
+    cam, place = place_building(srgb, building, None, None, None)
+    h, w = srgb.shape[:2]
+    W = min(WIDTH, w)
+    H = int(round(h * W / w))
+    small = cv2.resize(srgb, (W, H), interpolation=cv2.INTER_AREA)
+    lin = u8_to_linear(small)
+    bm = (cv2.resize(building, (W, H), interpolation=cv2.INTER_AREA) > 0.5).astype(np.float32)
+    ocam = cam.scaled(W, H)
+    sky = sky_likelihood(small)
+    clean = make_cleanplate(lin, bm, np.zeros((H, W), np.float32), sky, ocam, ocam.f_px / place.depth_m, 1)
+    return lin, bm > 0.5, sky > 0.5, clean
+
+
+SKY_XFAIL = {"street.jpg": "one row by the roof ridge is 3.1 % darker in green than the sky beside it",
+             "img_270.jpg": "the top rows of revealed sky are up to 30 % brighter than the sky beside them"}
+SKY_CASES = [pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason=SKY_XFAIL[c[0]])) if c[0] in SKY_XFAIL
+             else c for c in CASES if c[1].exists()]
+MATTE_CASES = [pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason="the granite plinth below the box "
+                                                        "looks like the street: the matte stops 70 px short"))
+               if c[0] == "img_263.jpg" else c for c in CASES if c[1].exists()]
+
+
+@pytest.mark.parametrize("name,path,box", SKY_CASES, ids=lambda v: str(v)[:12])
+def test_revealed_sky_continues_the_plates_sky(name, path, box):
+    """In every row where the plate shows sky beside the building (within 8 % of the width
+    of its edge) and the clean plate shows sky where the building was, the revealed sky's
+    mean linear RGB is within 3 % of the plate's sky beside it; no revealed pixel is
+    brighter than the plate's brightest sky pixel; no flat white."""
+    srgb, building = _load(path, box)
+    lin, inside, sky, clean = _clean(srgb, building)
+    H, W = inside.shape
+    k = W / srgb.shape[1]
+    x0, y0, x1, y1 = (int(round(v * k)) for v in box)
+    if not (sky & ~inside).any() or not sky[max(0, y0):y1, max(0, x0):x1].any():
+        pytest.skip(f"{name}: the box touches no sky")
+    plate_sky = sky & ~inside
+    if lin[plate_sky].mean() < 0.5:
+        pytest.skip(f"{name}: what touches the top is too dim to be sky (a facade strip, reflections in glass)")
+    brightest = lin[plate_sky].max(axis=0)
+    assert np.all(clean[inside] <= brightest + 1e-6), "a revealed pixel brighter than the plate's sky"
+    # Where the clean plate shows sky: pixels the sky detector finds sky-like in it.
+    clean_u8 = np.clip(np.rint(255 * np.clip(clean, 0, 1) ** (1 / 2.2)), 0, 255).astype(np.uint8)
+    shown = (sky_likelihood(clean_u8) > 0.5) & inside
+    band = int(0.08 * W)
+    checked = 0
+    for y in np.nonzero(shown.any(axis=1))[0]:
+        xs = np.nonzero(inside[y])[0]
+        beside = np.zeros(W, bool)
+        beside[max(0, xs.min() - band):xs.min()] = True
+        beside[xs.max() + 1:xs.max() + 1 + band] = True
+        ref = plate_sky[y] & beside
+        if ref.sum() < 10 or shown[y].sum() < 10:
+            continue
+        a, b = clean[y][shown[y]].mean(axis=0), lin[y][ref].mean(axis=0)
+        assert np.all(np.abs(a - b) <= 0.03 * b), (name, y, a, b)
+        checked += 1
+    assert checked >= 5, f"{name}: only {checked} rows of revealed sky beside plate sky"
+    # No flat white: the revealed region is never a blown-out plane.
+    assert (clean[inside].min(axis=1) > 0.95).mean() < 0.01
+
+
+@pytest.mark.parametrize("name,path,box", MATTE_CASES, ids=lambda v: str(v)[:12])
+def test_matte_runs_from_the_roof_to_the_street(name, path, box):
+    """The matte's bottom is the hand-measured ground row (within 7 % of the frame's
+    height; a rough box may stop short of it or run past it); on the demo photo, whose
+    snowy roof rises above the box, the matte's top is the ridge's hand-measured row
+    within 30 px (full resolution), not the eaves."""
+    srgb, building = _load(path, box)
+    lab = LABELS[name]
+    cols = np.nonzero(building.any(axis=0))[0]
+    bottoms = [np.nonzero(building[:, x])[0].max() for x in cols[::7]]
+    assert abs(np.median(bottoms) - lab["ground_row"]) < 0.07 * srgb.shape[0], (np.median(bottoms), lab)
+    if not lab["cut_top"]:
+        # The ridge: the middle third of the roof, where it is highest.
+        mid = cols[len(cols) // 3: 2 * len(cols) // 3]
+        tops = np.array([np.nonzero(building[:, x])[0].min() for x in mid])
+        assert np.percentile(tops, 25) < lab["top_row"] + 30, (np.percentile(tops, 25), lab["top_row"])
+
+
+def test_the_sky_between_overhead_wires_is_sky():
+    """On the demo photo, wires cut the sky into strips; every strip is sky (the sky was
+    once only the strip above the first wire)."""
+    srgb = cv2.imread(str(DATA / DEMO["file"]))[..., ::-1].copy()
+    sky = sky_likelihood(srgb) > 0.5
+    # Hand-picked sky points between wires (full resolution), and facade / roof points.
+    for x, y in [(200, 120), (300, 200), (1000, 160), (150, 300), (1300, 120), (1100, 220)]:
+        assert sky[y, x], (x, y)
+    for x, y in [(700, 300), (1000, 500), (600, 200)]:
+        assert not sky[y, x], (x, y)

@@ -1,0 +1,232 @@
+"""Film: motion blur from the shutter, measured on a piece and a grain of grit of known
+speed, and grain matched to the plate's own noise in level and size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from derrumbe.pipeline import shutter_seconds
+from derrumbe.stages.camera import Camera
+
+W, H, F_PX = 320, 180, 300.0
+DEPTH = 20.0            # m from the camera
+SPEED = 40.0            # m/s, to the right
+FPS = 24
+
+
+def _cube_scene(speed=SPEED, side=1.0):
+    """One cube, side `side` m, on the camera's axis at DEPTH, flying right at `speed`."""
+    from derrumbe.stages.fracture import BREAK, Fracture
+    from derrumbe.stages.simulate import SimResult
+    h = side / 2
+    v = np.array([[x, y, z] for x in (-h, h) for y in (-h, h) for z in (-h, h)], np.float32)
+    faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    tris = np.array([t for a, b, c, d in faces for t in ((a, b, c), (a, c, d))], np.int32)
+    # Outward winding: flip a triangle whose normal points to the centre.
+    for i, (a, b, c) in enumerate(tris):
+        if np.dot(np.cross(v[b] - v[a], v[c] - v[a]), v[a] + v[b] + v[c]) < 0:
+            tris[i] = (a, c, b)
+    centre = np.array([[0.0, 1.6, -DEPTH]])
+    one = np.zeros(1, np.int64)
+    fr = Fracture(centroid=centre, verts=[v], tris=[tris], kinds=[np.full(len(tris), BREAK, np.int32)],
+                  volume=np.array([side ** 3]), inside=np.ones(1), element=one, element_kind=one, storey=one,
+                  piece=one, cluster=one, bonds=np.zeros((0, 2), np.int64), bond_area=np.zeros(0),
+                  box_lo=centre[0] - 5, box_hi=centre[0] + 5, facade_z=-DEPTH, floor_y=np.zeros(1))
+    times = np.arange(0, 1.0, 1 / 240)
+    pos = centre[None] + np.array([speed, 0, 0])[None, None] * (times - 0.5)[:, None, None]
+    quat = np.tile(np.array([1.0, 0, 0, 0]), (len(times), 1, 1))
+    sim = SimResult(times=times, pos=pos, quat=quat, dissipated=np.zeros(len(times)), released=np.zeros(1),
+                    mass=np.ones(1), info={})
+    return fr, sim
+
+
+def _renderer(fr, sim):
+    from derrumbe.stages.render import DebrisRenderer, Lighting
+    cam = Camera(W, H, F_PX, W / 2, H / 2, 1.6)
+    plate = np.full((H, W, 3), 0.3, np.float32)
+    light = Lighting(sun_dir=np.array([0.3, 0.8, 0.5]) / np.linalg.norm([0.3, 0.8, 0.5]),
+                     sun_col=np.ones(3), amb_col=np.full(3, 0.3), facade_albedo=np.full(3, 0.5))
+    rest = sim.pos[0] - np.array([[0, 0, 100.0]])      # its rest pose far away: it is "moving"
+    # The matte says where the building stood: everywhere here (a piece outside it is not drawn).
+    return DebrisRenderer(fr, cam, plate, np.ones((H, W), np.float32), light, np.full(3, 0.6), 0.5, rest,
+                          sim.quat[0])
+
+
+def _spread_px(alpha_row: np.ndarray) -> float:
+    """Standard deviation (px) of the coverage along a row: a box of width w has w²/12,
+    a box blurred over a travel L has (w² + L²)/12."""
+    x = np.arange(len(alpha_row))
+    a = np.clip(alpha_row, 0, None)
+    m = (a * x).sum() / a.sum()
+    return float(np.sqrt((a * (x - m) ** 2).sum() / a.sum()))
+
+
+@pytest.mark.parametrize("deg", [90.0, 180.0, 360.0])
+def test_a_piece_blurs_over_its_travel_during_the_shutter(deg):
+    fr, sim = _cube_scene()
+    r = _renderer(fr, sim)
+    try:
+        sharp = r.render(sim, 0.5, 0.0, 1).debris[..., 3]
+        blurred = r.render(sim, 0.5, shutter_seconds(deg, FPS), 64, None, 1.0).debris[..., 3]
+    finally:
+        r.release()
+    row = int(H / 2)
+    s0, s1 = _spread_px(sharp[row]), _spread_px(blurred[row])
+    measured = np.sqrt(12 * (s1 ** 2 - s0 ** 2))
+    expected = F_PX * SPEED / DEPTH * deg / 360 / FPS         # px travelled while the shutter is open
+    assert abs(measured - expected) < 0.06 * expected + 0.5, (deg, measured, expected)
+    # The blur keeps the piece's coverage: it spreads, it does not fade or grow (within a
+    # pixel: each sub-frame is rasterised without anti-aliasing).
+    assert abs(blurred[row].sum() - sharp[row].sum()) <= 1.0
+
+
+def test_grit_streaks_over_the_shutter():
+    from derrumbe.stages.particles import Particles
+    fr, sim = _cube_scene()
+    times = sim.times
+    start = np.array([0.0, 1.6, -DEPTH])
+    pos = (start + np.array([SPEED, 0, 0]) * (times - 0.5)[:, None])[:, None, :]
+    grit = Particles(times=times, pos=pos.astype(np.float32), radius=np.array([0.05]), born=np.zeros(1),
+                     albedo=np.full((1, 3), 0.5))
+    fr.centroid[:] = [[0, -50.0, -DEPTH]]              # the cube out of view: the grain of grit alone
+    sim.pos[:] = fr.centroid[None]
+    r = _renderer(fr, sim)
+    try:
+        a180 = r.render(sim, 0.5, shutter_seconds(180, FPS), 8, grit, 3.0).debris[..., 3]
+        a0 = r.render(sim, 0.5, 0.0, 1, grit, 3.0).debris[..., 3]
+    finally:
+        r.release()
+    length = lambda a: np.ptp(np.nonzero(a.max(axis=0) > 0.02)[0]) + 1
+    expected = F_PX * SPEED / DEPTH / 2 / FPS
+    assert abs((length(a180) - length(a0)) - expected) < 0.15 * expected + 2, (length(a180), length(a0), expected)
+
+
+def test_shutter_is_a_spec_field_in_the_frames_key_and_the_manifest(tiny_shot):
+    from derrumbe.pipeline import shot_keys
+    from derrumbe.spec import ShotSpec, check_field
+    from derrumbe.errors import DerrumbeError
+    _, manifest = tiny_shot
+    assert manifest["spec"]["shutter"] == 180.0 and manifest["render"]["shutter_deg"] == 180.0
+    assert manifest["render"]["shutter_s"] == pytest.approx(0.5 / manifest["fps"], abs=1e-6)
+    for bad in (-1, 361, "inf"):
+        with pytest.raises(DerrumbeError):
+            check_field("shutter", bad)
+    spec = ShotSpec(plate="p.png", box=[0, 0, 10, 10], fps=24, duration=2.0)
+    digests = dict(plate="x", mask=None, holdout=None)
+    a = shot_keys(spec, digests, (64, 36))
+    b = shot_keys(ShotSpec(**{**spec.__dict__, "shutter": 90.0}), digests, (64, 36))
+    assert [k for k in a if a[k] != b[k]] == ["frames"]
+    assert json.dumps(ShotSpec.from_toml(spec.to_toml()).to_dict()) == json.dumps(spec.to_dict())
+
+
+# ---- grain --------------------------------------------------------------------------
+
+from tests.conftest import SHARED_PLATES  # noqa: E402
+
+PLATES = json.loads((SHARED_PLATES / "plates.json").read_text())["plates"] if SHARED_PLATES.exists() else []
+DEMO_PHOTO = Path(__file__).resolve().parents[1] / "derrumbe" / "data" / "demo_street.jpg"
+
+
+def _patch_spectra(img: np.ndarray, near_lum: float | None = None, n=32):
+    """Radially averaged power spectra (8 rings, Hann window) of the high-pass residual
+    (minus a 4-px smoothing) of n x n patches, for each channel (median over patches).
+    With near_lum, only patches whose mean display luminance is within 0.12 of it (the
+    grain's level depends on the brightness) and, of those, the quarter whose smoothed
+    picture varies least: the plate's plain walls and sky, where its noise shows alone.
+    Measured here, independently of the comp's own estimator."""
+    import cv2
+    img = img.astype(np.float32)
+    res = img - cv2.GaussianBlur(img, (0, 0), 4.0)
+    smooth = cv2.GaussianBlur(img, (0, 0), 2.0)
+    win = np.outer(np.hanning(n), np.hanning(n))[..., None]
+    fy, fx = np.meshgrid(np.fft.fftfreq(n), np.fft.fftfreq(n), indexing="ij")
+    ring = np.minimum((np.hypot(fy, fx) / 0.5 * 8).astype(int), 7)
+    specs, busy, lum = [], [], []
+    for y in range(0, img.shape[0] - n + 1, n // 2):
+        for x in range(0, img.shape[1] - n + 1, n // 2):
+            p = res[y:y + n, x:x + n]
+            pw = np.abs(np.fft.fft2(p * win, axes=(0, 1))) ** 2
+            specs.append([np.bincount(ring.ravel(), pw[..., c].ravel(), 8) for c in range(3)])
+            s = smooth[y:y + n, x:x + n]
+            busy.append(np.abs(np.diff(s, axis=0)).mean() + np.abs(np.diff(s, axis=1)).mean())
+            lum.append(float((s.mean(axis=(0, 1)) @ [0.2126, 0.7152, 0.0722]) / 255))
+    specs, busy, lum = np.array(specs), np.array(busy), np.array(lum)
+    if near_lum is not None:
+        near = np.abs(lum - near_lum) < 0.12
+        if near.sum() < 8:
+            return None
+        specs, busy = specs[near], busy[near]
+        specs = specs[busy <= np.percentile(busy, 25)]
+    return np.median(specs, axis=0)           # (3 channels, 8 rings)
+
+
+def _grained_region(plate_u8: np.ndarray):
+    """A flat grey CG element (debris, dust: something the plate never had) composited over
+    the middle of the plate with the plate's grain; returns that region of the frame."""
+    from derrumbe.colour import u8_to_linear
+    from derrumbe.stages.comp import composite, estimate_grain_model
+    from derrumbe.stages.render import FrameLayers
+    H, W = plate_u8.shape[:2]
+    lin = u8_to_linear(plate_u8)
+    grey = np.median(lin.reshape(-1, 3), axis=0)          # the plate's own mid-tone
+    debris = np.zeros((H, W, 4), np.float32)
+    y0, y1, x0, x1 = H // 4, 3 * H // 4, W // 4, 3 * W // 4
+    debris[y0:y1, x0:x1, :3], debris[y0:y1, x0:x1, 3] = grey, 1.0
+    z = np.zeros((H, W), np.float32)
+    layers = FrameLayers(debris=debris, static=z.copy(), ground=np.ones((H, W), np.float32), samples=1,
+                         depth_sum=z.copy(), depth_n=z.copy())
+    res = composite(lin, plate_u8, lin.copy(), z, z, layers, estimate_grain_model(plate_u8), 1.0, np.zeros(2),
+                    np.random.default_rng(0))
+    return res.frame[y0 + 4:y1 - 4, x0 + 4:x1 - 4]
+
+
+def _plates():
+    import cv2
+    out = [(p["file"], SHARED_PLATES / p["file"]) for p in PLATES]
+    if DEMO_PHOTO.exists():
+        out.append(("street.jpg", DEMO_PHOTO))
+    return [(name, cv2.imread(str(path))[..., ::-1].copy()) for name, path in out]
+
+
+@pytest.mark.skipif(not SHARED_PLATES.exists(), reason="../shared/plates is not here")
+def test_added_grain_matches_the_plates_noise_spectrum_on_every_shared_plate():
+    """The grain size (where the noise's power sits in its spectrum: the spectral
+    centroid of the high-pass residual, rings 2-7; the lowest rings hold what is left of
+    the picture's structure) of an added flat element within 15 % of the plate's plain
+    patches at the same brightness. The plates are JPEGs, some upscaled: their grain is
+    coarser than a pixel. (The level, measured this way, still differs: see the report.)"""
+    k = np.arange(2, 8)
+    centroid = lambda s: (s * k).sum(-1) / s.sum(-1)
+    for name, plate in _plates():
+        region = _grained_region(plate)
+        ref = _patch_spectra(plate, float(region.mean(axis=(0, 1)) @ [0.2126, 0.7152, 0.0722]) / 255)
+        if ref is None:
+            continue                        # too little of the plate at that brightness
+        ref, got = ref[:, 2:], _patch_spectra(region)[:, 2:]
+        assert np.all(np.abs(centroid(got) / centroid(ref) - 1) < 0.15), (name, centroid(ref), centroid(got))
+        assert got.sum() > 0                  # grain was added at all
+
+
+def test_grain_model_recovers_level_size_and_bands_of_known_noise():
+    """Noise made here with a known sigma per band and a known correlation is measured back."""
+    import cv2
+    from derrumbe.stages.comp import estimate_grain_model
+    rng = np.random.default_rng(3)
+    H, W = 300, 600
+    base = np.repeat(np.linspace(30, 230, 3)[None, :], W // 3, axis=1)     # three flat bands of grey
+    base = np.repeat(base, H, axis=0)[..., None].repeat(3, axis=2)
+    sigmas = np.array([6.0, 3.0, 1.5])                                      # darker = noisier, like a sensor
+    for size in (0.0, 1.2):
+        n = rng.standard_normal((H, W, 3)).astype(np.float32)
+        if size:
+            n = np.stack([cv2.GaussianBlur(n[..., c], (0, 0), size) for c in range(3)], -1)
+            n /= n.std()
+        s = np.repeat(sigmas, W // 3)[None, :, None]
+        img = np.clip(np.rint(base + s * n), 0, 255).astype(np.uint8)
+        g = estimate_grain_model(img)
+        assert abs(g.size_px - size) < 0.2, (size, g.size_px)
+        assert np.allclose(g.sigma[:, 1] * 255, sigmas, rtol=0.15), (size, g.sigma * 255)
