@@ -14,7 +14,7 @@ import pytest
 from derrumbe.demo import make_demo_plate
 from derrumbe.stages import facade as fa
 from derrumbe.stages.camera import place_building, standing_objects
-from derrumbe.stages.keystone import estimate_keystone
+from derrumbe.stages.keystone import Keystone, estimate_keystone
 from derrumbe.stages.matte import compute_matte
 from derrumbe.stages.holdouts import Holdout, HoldoutSet
 from derrumbe.stages.scale import Cue, Standing, combine, estimate_scale
@@ -25,19 +25,8 @@ LABELS = json.loads((Path(__file__).parent / "scale_labels.json").read_text())["
 DEMO = SHARED_PLATES.parent / "demo"
 
 # Plates the estimator cannot read honestly, and why (the test then expects the miss, so
-# a change that fixes one is noticed).
-KNOWN_MISSES = {
-    "img_263.jpg": "a glass curtain wall seen from the pavement: its panes (0.9 x 1.1 m) are read as windows "
-                   "of a masonry facade and its 1.3 m transoms as storeys, so the scale comes out ~2.5x too "
-                   "large; only a person, the CCTV housing or the granite courses tell its size, and no cue "
-                   "reads those",
-    "img_190.jpg": "the facade's verticals converge (vanishing row ~3300 px above the frame, from ~80 "
-                   "segments: dx/dy -0.09 at x 170 to +0.03 at x 660), so the estimate integrates a keystone "
-                   "that makes the top storey ~20 % taller than the base scale says; the label judged the "
-                   "keystone small from the windows' sizes and used the base scale throughout (+36 % on "
-                   "height, while the base scale is within 8 % of the label's). Settling it needs a survey; "
-                   "not tuned away",
-}
+# a change that fixes one is noticed). None at present.
+KNOWN_MISSES: dict[str, str] = {}
 
 
 def _boxes() -> dict[str, tuple[Path, list]]:
@@ -228,6 +217,30 @@ def test_a_camera_looking_up_is_rectified_and_its_height_integrated():
     assert est.storey_m / est.m_per_px == pytest.approx(d.storey_px * d.m_per_px / m_base, rel=0.05)
     assert est.height_m == pytest.approx(d.height_m, rel=0.15)
     assert est.height_m > 1.1 * est.m_per_px * (base - top)
+
+
+def test_a_false_vanishing_row_is_overruled_by_the_rulers(monkeypatch):
+    """A level facade whose verticals are (wrongly) read as converging 3.5 facade heights
+    above the street (its pixel height integrated 1.4x, the top row's pixels taken ~2x as
+    large): the door, read low, then disagrees with the window rows and storeys, read
+    higher, and is overruled. Read both ways, the rulers agree only with the level
+    camera, which is kept with every cue agreeing; the true
+    tilted view keeps its keystone (the test above) because there the level reading is
+    the one that scatters."""
+    d = draw_facade(storeys=5)
+    honest = estimate_scale(d.srgb, d.matte)
+    real = fa.estimate_keystone
+
+    def misread(gray, matte, segments=None):
+        k = real(gray, matte, segments)
+        return Keystone(k.base_row, k.base_row - 3.5 * (d.base_row - d.top_row), d.srgb.shape[1] / 2, 50)
+    monkeypatch.setattr(fa, "estimate_keystone", misread)
+    est = estimate_scale(d.srgb, d.matte)
+    assert est.vanishing_row is None and "keystone: level camera" in est.source, est.describe()
+    assert all(c.agrees for c in est.cues) and "door" in {c.name for c in est.cues}, est.describe()
+    assert est.height_m == pytest.approx(d.height_m, rel=0.15), est.describe()
+    assert est.height_m == pytest.approx(honest.height_m, rel=0.02)
+    assert est.sigma >= honest.sigma       # the rejected reading still widens the range
 
 
 def test_the_street_is_found_below_a_box_that_stops_above_it():

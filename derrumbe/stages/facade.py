@@ -93,13 +93,14 @@ def wall_colour(lab: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.median(lab[smooth if smooth.any() else mask], axis=0)
 
 
-def facade_view(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> FacadeView:
-    """The facade rectified for its keystone, at the working size. `segments`: the plate's
-    vertical segments where they are already found."""
+def facade_view(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None,
+                keystone: Keystone | None = None) -> FacadeView:
+    """The facade rectified for its keystone (estimated here unless given), at the working
+    size. `segments`: the plate's vertical segments where they are already found."""
     m = building > 0.5
     ys = np.nonzero(m.any(axis=1))[0]
     top = float(ys.min())
-    k = estimate_keystone(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m, segments)
+    k = keystone if keystone is not None else estimate_keystone(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m, segments)
     img, _ = rectify(srgb, k, top)
     mr, _ = rectify(m.astype(np.uint8), k, top, cv2.INTER_NEAREST)
     rows = np.nonzero(mr.any(axis=1))[0]

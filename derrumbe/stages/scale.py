@@ -22,6 +22,10 @@ Cues (their pixel rulers come from facade.py, read on the facade rectified for k
 - the horizon, when known: a hand-held camera's eye is ~1.7 m above the street;
 - a given height (--height-m) overrides all of them.
 
+The keystone (facade.py's vertical vanishing row) is itself checked by the rulers: read at
+different heights, they agree only under the right one, so the level camera is read too
+and the reading with the better agreement wins (estimate_scale).
+
 Priors (median metres, spread) and where the numbers come from; none was fitted to the
 test plates:
 - storey 3.5 m, sigma 0.15: floor-to-floor heights of 2.8-3.2 m in post-war housing
@@ -55,7 +59,7 @@ import cv2
 import numpy as np
 
 from derrumbe.stages import facade as fa
-from derrumbe.stages.keystone import vertical_segments
+from derrumbe.stages.keystone import Keystone, vertical_segments
 
 
 class Prior(NamedTuple):
@@ -87,6 +91,7 @@ DOUBT = 0.3                # likelihood floor added for a ruler that may not be 
 EPS = 0.05                 # likelihood floor of a cue that is wrong (relative to a 1-sigma-0.2 peak of ~2)
 SIGMA_FLOOR = 0.06         # cues share the building's era (tall storeys, tall windows): never surer than this
 MAX_DOORS = 3
+KEYSTONE_CHECK_CUES = 3   # agreeing cues needed, both ways, to check the keystone against the rulers
 MIN_PERSON_PX = 8          # smaller objects are not measured well enough
 
 
@@ -322,17 +327,25 @@ def combine(cues: list[Cue]) -> tuple[float, float, str]:
     return result
 
 
+def _log_likelihood(c: Cue, x: np.ndarray) -> np.ndarray:
+    """One cue's robust log-likelihood of log(metres per pixel) `x` (see the module's note)."""
+    r = np.array(c.readings())
+    w = r[:, 1] / r[:, 1].sum()
+    dens = (w[:, None] * np.exp(-0.5 * ((np.atleast_1d(x)[None] - np.log(r[:, 0])[:, None]) / c.sigma) ** 2)).sum(0)
+    # A ruler that may not be one at all (a detector's "person" on a window) has a
+    # floor that much higher: it can pull the answer, never carry it alone.
+    return np.log(EPS + (1 - c.trust) * DOUBT + c.trust * dens / (c.sigma * np.sqrt(2 * np.pi)))
+
+
+def agreement(cues: list[Cue], m_per_px: float) -> float:
+    """How well the cues agree on `m_per_px`: their joint robust log-likelihood there."""
+    return float(sum(_log_likelihood(c, np.log(m_per_px))[0] for c in cues))
+
+
 def _combine(cues: list[Cue]) -> tuple[float, float, str]:
     mus = np.log([m for c in cues for m, _ in c.readings()])
     x = np.arange(mus.min() - 1.0, mus.max() + 1.0, 0.002)
-    logp = np.zeros_like(x)
-    for c in cues:
-        r = np.array(c.readings())
-        w = r[:, 1] / r[:, 1].sum()
-        dens = (w[:, None] * np.exp(-0.5 * ((x[None] - np.log(r[:, 0])[:, None]) / c.sigma) ** 2)).sum(0)
-        # A ruler that may not be one at all (a detector's "person" on a window) has a
-        # floor that much higher: it can pull the answer, never carry it alone.
-        logp += np.log(EPS + (1 - c.trust) * DOUBT + c.trust * dens / (c.sigma * np.sqrt(2 * np.pi)))
+    logp = sum(_log_likelihood(c, x) for c in cues)
     mode = x[int(np.argmax(logp))]
     picked, weights = [], []
     for c in cues:
@@ -370,17 +383,36 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
     """Metres per pixel at the facade, the storeys and the height of the building in the
     matte. `people`: Standing objects (or (kind, pixel height[, foot row]) tuples) near the
     facade; `height_m`: a known height (matte base to top) that overrides every cue;
-    `horizon_y`: the horizon's row where known."""
+    `horizon_y`: the horizon's row where known.
+
+    The keystone is a hypothesis the rulers check. The verticals' vanishing row sets how
+    much larger a pixel is at the top than at the street, and a wrong one (a lens's
+    distortion, a facade that leans back, a misfit) stretches the facade's top by tens of
+    percent while the base scale stays right. Rulers read at different heights (doors and
+    ground floor low, window rows and storeys higher) agree only under the right one, so
+    where enough of them are read both ways, the level camera is tried too and the
+    reading they agree with better is kept; the other's height widens the uncertainty by
+    its posterior weight."""
     m = building_matte > 0.5
     if not m.any():
         raise ValueError("the building matte is empty")
     ys = np.nonzero(m.any(axis=1))[0]
     top, base = float(ys.min()), float(ys.max() + 1)
-    segments = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY))   # jambs, pilasters, pipes
+    gray = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)
+    segments = vertical_segments(gray)            # jambs, pilasters, pipes
     street = fa.street_row(srgb, m, segments)
     facade = fa.extend_to_street(m, street)      # the rulers are read down to the street
-    view = fa.facade_view(srgb, facade, segments)
-    k = view.keystone                             # its base row is the street's
+    found = fa.estimate_keystone(gray, facade, segments)   # its base row is the street's
+    readings = [_read(srgb, facade, segments, found, top, base, street, people, height_m, horizon_y)]
+    if found.vp_row is not None and height_m is None:
+        level = Keystone(found.base_row, None, lines=found.lines)
+        readings.append(_read(srgb, facade, segments, level, top, base, street, people, None, horizon_y))
+    return _choose_keystone(readings)
+
+
+def _read(srgb, facade, segments, k, top, base, street, people, height_m, horizon_y) -> Scale:
+    """Every cue read on the facade rectified with keystone `k`, combined."""
+    view = fa.facade_view(srgb, facade, segments, keystone=k)
     facade_px = float(k.height_px(top))           # street to top, in street-row pixels
     matte_px = facade_px - float(k.height_px(base))
     bays = fa.bay_periods(view)
@@ -400,6 +432,36 @@ def estimate_scale(srgb: np.ndarray, building_matte: np.ndarray, people=None, he
                         "no window rows, doors, people or cars found"))
     m_px, sigma, source = combine(cues)
     return _describe_building(m_px, sigma, source, cues, k, top, base, street, facade_px, matte_px)
+
+
+def _choose_keystone(readings: list[Scale]) -> Scale:
+    """The reading whose cues agree better (see estimate_scale). Only readings with the same
+    cues, at least KEYSTONE_CHECK_CUES of them agreeing in each, are compared: fewer
+    cannot tell a keystone from a ruler's own spread, and a different set of cues is a
+    different question."""
+    first = readings[0]
+    if len(readings) < 2:
+        return first
+    other = readings[1]
+    names = lambda r: sorted(c.name for c in r.cues)
+    agreeing = lambda r: sum(c.agrees for c in r.cues)
+    if names(first) != names(other) or min(agreeing(first), agreeing(other)) < KEYSTONE_CHECK_CUES:
+        return first
+    fit = np.array([agreement(r.cues, r.m_per_px) for r in readings])
+    w = np.exp(fit - fit.max())
+    w /= w.sum()
+    best = int(np.argmax(w))
+    pick, alt = readings[best], readings[1 - best]
+    # A mixture of the two readings: its variance in log height is the chosen one's plus
+    # the other's weight times the squared gap between them.
+    gap = np.log(alt.height_m / pick.height_m)
+    pick.sigma = float(np.sqrt(pick.sigma ** 2 + w[1 - best] * gap ** 2))
+    if best == 1:
+        pick.source += (f"; keystone: level camera (the rulers agree {w[1] / w[0]:.1f}x better than with the "
+                        f"verticals' vanishing row {first.vanishing_row:.0f})")
+    else:
+        pick.source += f"; keystone: vanishing row {pick.vanishing_row:.0f} (the rulers agree {w[0] / w[1]:.1f}x better than level)"
+    return pick
 
 
 def _describe_building(m_px, sigma, source, cues, k, top, base, street, facade_px, matte_px) -> Scale:
