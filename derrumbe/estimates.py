@@ -25,10 +25,6 @@ from derrumbe.stages.plate import resize_linear
 from derrumbe.stages.windows import detect_windows
 from derrumbe.stages.lighting import estimate_lighting
 
-# The height's uncertainty (1 sigma, in log) when the scale stage gives none: a storey is
-# 2.8-3.6 m, so a count of window rows is good to about 12 %; no rows at all, to a factor.
-SIGMA_ROWS = 0.12
-SIGMA_ASSUMED = 0.40
 # Cues of the material suggestion, set on the seven shared plates (one curtain wall): its
 # smooth cool panes cover 47 % of the building with a tone spread (std of value) of 0.19;
 # of the six punched-window facades, a pale green painted one is as smooth and cool
@@ -43,7 +39,8 @@ def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tu
     """The estimates of a plate with its matte, under the spec's given values. The sun is
     estimated at the frame size the render will have (out_size, the plate's by default),
     from the same pixels the renderer reads."""
-    cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m)
+    cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m,
+                                             people=camera_stage.standing_objects(matte.objects))
     # Each holdout's depth from its ground contact, and the detections the render drops.
     assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
     h, w = matte.building.shape
@@ -52,13 +49,10 @@ def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tu
     windows = detect_windows(srgb, matte.building) * (lin_o.shape[1] / w)
     _, light = estimate_lighting(lin_o, bm, sky, spec.sun_azimuth, spec.sun_elevation, windows)
     given = spec.height_m is not None
-    sigma = getattr(place, "height_sigma", None)
-    if sigma is None or not math.isfinite(float(sigma)) or (sigma <= 0 and not given):
-        sigma = 0.0 if given else (SIGMA_ROWS if "window rows" in str(place.height_source) else SIGMA_ASSUMED)
-    sigma = 0.0 if given else float(sigma)
+    # The scale stage's own uncertainty (1 sigma in log), from the cues that agreed.
+    sigma = 0.0 if given else float(place.height_sigma)
     H = float(place.height_m)
-    storey = float(getattr(place, "storey_m", camera_stage.STOREY_M))
-    ground = float(getattr(place, "ground_floor_m", camera_stage.GROUND_FLOOR_M))
+    storey, ground = float(place.storey_m), float(place.ground_floor_m)
     material, why = suggest_material(srgb, matte.building)
     return {
         "storeys": round(float(place.floors), 1),

@@ -28,7 +28,7 @@ from derrumbe.colour import linear_to_u8
 from derrumbe.materials import MATERIALS
 from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, output_size, resolve_timing
 from derrumbe.stages import outputs
-from derrumbe.stages.camera import place_building
+from derrumbe.stages.camera import place_building, standing_objects
 from derrumbe.stages.cleanplate import make_cleanplate
 from derrumbe.stages.comp import composite, estimate_grain_model, shake_track
 from derrumbe.stages.dust import DustSim, dust_frame, street_walls
@@ -317,8 +317,9 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
 
     with stage("camera"):
         (cam, place), _ = cache.get_or_run("camera", keys["camera"], {}, lambda: place_building(
-            plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m))
-        say(f"building height {place.height_m:.1f} m ({place.height_source}); "
+            plate.srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m,
+            people=standing_objects(matte.objects)))
+        say(f"building height {place.height_source}; "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
     # Each holdout's depth from its ground contact and this camera (cheap: not cached).
     dropped = assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
@@ -621,6 +622,10 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
                                    "comes back as it went in"},
         "estimates": {
             "height_m": round(place.height_m, 2), "height_source": place.height_source,
+            "height_sigma_log": round(place.height_sigma, 3),
+            "height_range_m": [round(place.height_m * float(np.exp(s * place.height_sigma)), 2) for s in (-1, 1)],
+            "storeys": round(place.storeys, 2), "storey_m": round(place.storey_m, 2),
+            "ground_floor_m": round(place.ground_floor_m, 2), "scale": place.scale,
             "distance_m": round(place.depth_m, 2), "focal_mm": round(cam.focal_mm, 2),
             "horizon_y": round(cam.cy, 1), "floors": round(place.floors, 2), **light_info,
         },

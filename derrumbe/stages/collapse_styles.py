@@ -139,6 +139,8 @@ class Implosion(Plan):
 
     # ---- the block -----------------------------------------------------------------
     def _form_block(self, sim: Destruction) -> None:
+        if not len(self.upper):
+            return          # a one-storey building: the charges bring down all of it, no block stands on them
         self.key = sim.detach(self.upper, 0, KINEMATIC, "block", linvel=np.zeros(3), angvel=np.zeros(3))
         self.info["block_first_motion_s"] = round(sim.time, 4)
 
