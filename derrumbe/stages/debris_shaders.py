@@ -376,33 +376,47 @@ GRIT_VS = """
 uniform mat4 viewproj; uniform vec2 size;
 in vec2 in_corner;
 in vec3 in_p0; in vec3 in_p1; in float in_r; in vec3 in_alb;
-out vec3 v_alb; out float v_cov; out vec2 v_uv; out float v_depth;
+out vec3 v_alb; out float v_cov; out vec2 v_q; out float v_depth;
+flat out float v_half; flat out float v_w;
+// A grain nearer the lens than this is not drawn: a chip of a few centimetres passing
+// within a metre and a half would fill a quarter of the frame as a blurred blot, and a
+// camera that close to a collapse would be behind a shield anyway.
+const float NEAR_M = 1.5;
 void main() {
     vec4 c0 = viewproj * vec4(in_p0, 1.0), c1 = viewproj * vec4(in_p1, 1.0);
     vec2 s0 = (c0.xy / c0.w * 0.5 + 0.5) * size, s1 = (c1.xy / c1.w * 0.5 + 0.5) * size;
     float f = 0.5 * size.y * viewproj[1][1];                   // focal length in pixels
     float r_px = in_r * f / max(c0.w, 0.1);
-    float w = max(r_px, 0.7);                                  // never thinner than a pixel
+    // Drawn at no less than half a pixel's radius, with an edge a pixel and a half wide
+    // centred on that radius (so the soft edge neither adds nor loses coverage).
+    float rr = max(r_px, 0.5), soft = 0.7, w = rr + soft;
     vec2 ax = s1 - s0; float len = length(ax);
     vec2 dir = len > 1e-3 ? ax / len : vec2(1.0, 0.0);
     vec2 nrm = vec2(-dir.y, dir.x);
     float a = in_corner.x * 0.5 + 0.5;
     vec2 s = mix(s0, s1, a) + dir * in_corner.x * w + nrm * in_corner.y * w;
-    // Coverage: the particle's own area spread over the streak it sweeps.
-    v_cov = clamp(3.14159 * r_px * r_px / ((len + 2.0 * w) * 2.0 * w), 0.0, 1.0);
-    v_alb = in_alb; v_uv = in_corner; v_depth = mix(c0.w, c1.w, a);
+    // Coverage: the particle's own area spread over the capsule it sweeps.
+    v_cov = clamp(3.14159 * r_px * r_px / (2.0 * rr * len + 3.14159 * rr * rr), 0.0, 1.0);
+    // Where this corner lies from the streak's middle, in pixels along and across it:
+    // the fragment shader rounds the ends (a grain sweeps a capsule, not a box).
+    v_q = vec2((a - 0.5) * len + in_corner.x * w, in_corner.y * w);
+    v_half = 0.5 * len; v_w = rr;
+    v_alb = in_alb; v_depth = mix(c0.w, c1.w, a);
     vec4 cc = mix(c0, c1, a);
     gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
+    if (min(c0.w, c1.w) < NEAR_M) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);   // clipped
 }
 """
 GRIT_FS = """
 #version 330
 uniform vec3 sun_dir, sun_col, amb_col;
-in vec3 v_alb; in float v_cov; in vec2 v_uv; in float v_depth;
+in vec3 v_alb; in float v_cov; in vec2 v_q; in float v_depth;
+flat in float v_half; flat in float v_w;
 layout(location = 0) out vec4 o_col;
 layout(location = 1) out vec4 o_aux;
 void main() {
-    float edge = 1.0 - smoothstep(0.6, 1.0, abs(v_uv.y));      // soft across the streak
+    float d = length(vec2(max(abs(v_q.x) - v_half, 0.0), v_q.y));
+    float edge = 1.0 - smoothstep(v_w - 0.7, v_w + 0.7, d);    // soft across the streak and round at its ends
     float a = v_cov * edge;
     if (a < 1e-4) discard;
     // A rough grain lit from all sides: half its surface sees the sun.
