@@ -125,8 +125,8 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
     row["height_label"] = scale.get("label", {}).get("height_m_over_matte", row["height_label"])
     row["scale_error"] = scale.get("error")
     try:
-        from benchmarks.holdout_metrics import plate_metrics
-        row["holdouts"] = plate_metrics(plate, box)
+        from benchmarks.holdout_metrics import LABELS, plate_metrics
+        row["holdouts"] = plate_metrics(plate, box, LABELS / plate.name.replace(".jpg", ".json"))
     except (ImportError, FileNotFoundError):
         row["holdouts"] = None
     return row
