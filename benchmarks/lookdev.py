@@ -112,7 +112,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
     row = dict(plate=name, wall_s=round(wall, 1), peak_rss_mb=m.get("peak_rss_mb"),
                storeys=est.get("floors"), storeys_label=lab.get("storeys"), height_m=est.get("height_m"),
                height_label=lab.get("height_m"), height_source=est.get("height_source"),
-               roof_ratio=sim.get("roof_ratio"), roof_to_ground_s=sim.get("roof_to_ground_s"),
+               roof_ratio=sim.get("roof_ratio"), roof_ratio_drop=sim.get("roof_ratio_drop"), roof_to_ground_s=sim.get("roof_to_ground_s"),
                free_fall_s=sim.get("free_fall_s"), fragments=m["fracture"].get("fragments"),
                bodies_peak=sim.get("bodies_peak"), bodies_end=sim.get("bodies_end"),
                pulverised=sim.get("pulverised", 0), debris_D=m.get("debris_sizes", {}).get("D"),
@@ -133,7 +133,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| plate | storeys (label) | height m (label) | roof/free fall | fragments | bodies peak/end | D (decades) "
+    head = ("| plate | storeys (label) | height m (label) | roof/free fall (over its drop) | fragments | bodies peak/end | D (decades) "
             "| dust front 2/4/6 s (m) | holdouts recall | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -142,7 +142,7 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['plate']} | {r['storeys']} ({r['storeys_label']}) | {r['height_m']} ({r['height_label']}"
             + (f", {100 * r['scale_error']['height']:+.0f} %" if r.get("scale_error") else "") + ") | "
-            f"{r['roof_ratio']} | {r['fragments']} | {r['bodies_peak']}/{r['bodies_end']} | "
+            f"{r['roof_ratio']} ({r.get('roof_ratio_drop')}) | {r['fragments']} | {r['bodies_peak']}/{r['bodies_end']} | "
             f"{r['debris_D']} ({r['debris_decades']}) | "
             + " / ".join(str(front.get(k, '-')) for k in ("2s", "4s", "6s")) + " | "
             f"{h.get('found', '-')}/{h.get('labelled', '-')} | {r['wall_s']} |")
