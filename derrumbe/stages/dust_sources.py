@@ -151,30 +151,45 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
 
 
 def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
-    """A crushed storey: its air leaves through the openings around the footprint at the
-    crushing level while the storey closes, at the speed that volume flow needs."""
+    """A crushed storey: its air (storey height x footprint) leaves through the openings
+    around the footprint at the crushing level while the storey closes.
+
+    The jet gives the street that air's momentum, no more: each step the storey pushes
+    out its share of the volume, which mixes into the air around the opening (the source
+    sphere) instead of setting the sphere's velocity; and the jet has slowed by the time
+    it is a sphere's radius out, as a wall jet entraining still air does (its speed falls
+    as 1/sqrt(distance over the opening's height), Launder & Rodi 1981). What carries the
+    dust on, a few metres out, is the gravity current of the dusty air (dust.py)."""
     closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
     area = (hi[0] - lo[0]) * (hi[2] - lo[2])
     perim = 2 * ((hi[0] - lo[0]) + (hi[2] - lo[2]))
-    jet = float(np.clip(area * STOREY_M / (perim * STOREY_M * OPENING * closing), 2.0, MAX_JET_MS))
+    volume = area * STOREY_M
+    u0 = float(np.clip(volume / (perim * STOREY_M * OPENING * closing), 2.0, MAX_JET_MS))
     spacing = max(1.5 * cell_m, 2.0)
     ring = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
+    radius = max(1.2 * cell_m, 1.5)
+    out_m = 0.5 * spacing + 0.5 * radius            # the sphere's air, on average, from the wall
+    jet = u0 * min(1.0, float(np.sqrt(STOREY_M * OPENING / out_m)))
     n_t = max(1, int(round(closing / step_dt)))
     y = float(np.clip(p[1], 0.5 * STOREY_M, None))
     # Openings blow out unevenly: a smooth random weight around the ring, so the front
-    # leaves the building in lobes rather than as one even wall.
+    # leaves the building in lobes rather than as one even wall (more air where more
+    # comes out, never faster than the jet).
     w = np.exp(1.1 * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
     w /= w.sum()
+    pushed = volume * w / n_t                            # m^3 of storey air per point per step
+    pull = pushed / (4.0 / 3.0 * np.pi * radius ** 3 + pushed)
+    speed = jet * np.clip(w / w.max(), 0.3, 1.0)
     centre = 0.5 * (lo + hi)
     for s in range(n_t):
         pp = ring.copy()
         pp[:, 1] = y + rng.uniform(-0.4, 0.4, len(ring)) * STOREY_M
         d = pp[:, [0, 2]] - centre[[0, 2]]
         d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
-        vel = np.stack([d[:, 0], np.zeros(len(d)), d[:, 1]], 1) * jet * np.clip(w * len(w), 0.3, 2.0)[:, None]
+        vel = np.stack([d[:, 0], np.zeros(len(d)), d[:, 1]], 1) * speed[:, None]
         vel[:, 1] = 0.5 * float(v[1])     # the falling block drags the jet down a little
-        add(np.full(len(ring), t + s * step_dt), pp, np.full(len(ring), max(1.2 * cell_m, 1.5)),
-            fine * w / n_t, heat * w / n_t, vel, np.full(len(ring), 0.9))
+        add(np.full(len(ring), t + s * step_dt), pp, np.full(len(ring), radius),
+            fine * w / n_t, heat * w / n_t, vel, pull)
 
 
 def _footprint_ring(lo, hi, offset, spacing) -> np.ndarray:
