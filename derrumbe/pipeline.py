@@ -470,12 +470,8 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
             back_full = backdrop_depth(ocam, (out_w, out_h), bmatte, skyness, place.depth_m)
-            # The dust right in front of the lens thins away (gone within 10 % of the building's
-            # distance or 2 m, whole from 45 % or 8 m): a camera inside the cloud still sees
-            # the collapse through it.
-            d = place.depth_m
             dust_r = DustRenderer(renderer.ctx, ocam, light, dust_albedo(spec, light), back, march, fps=spec.fps,
-                                  backdrop_full=back_full, clear_m=(max(0.1 * d, 2.0), max(0.45 * d, 8.0)))
+                                  backdrop_full=back_full)
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
 

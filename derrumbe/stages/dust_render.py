@@ -138,7 +138,6 @@ uniform vec2 scale;           // output pixels per pixel of this pass
 uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
 uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
-uniform vec2 clear_m;           // dust within clear_m.x of the lens is thinned away, fully there by clear_m.y
 uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
@@ -222,9 +221,6 @@ void march(vec2 px, vec2 tc, float jit) {
         }
         vec4 v = texture(vol, uvw);
         float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
-        // Art direction: the dust right in front of the lens is thinned, so a cloud that
-        // swallows the camera still shows the collapse through it instead of a flat card.
-        s *= smoothstep(clear_m.x, clear_m.y, t);      // by view depth: a plane, never a visible shell
         float seg = min((s < 0.03 ? 2.0 : 1.0) * dt, tb - t);
         if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
         if (s > 1e-6) {
@@ -253,11 +249,6 @@ void march(vec2 px, vec2 tc, float jit) {
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
-                // Between the lens and the cloud's far side the dust opens into gaps where
-                // the noise is low (a quarter of the volume, moving with the air), so a
-                // camera inside the cloud sees the collapse through them; beyond twice
-                // the thinning distance the cloud is whole.
-                se *= mix(smoothstep(-0.6, 0.2, n), 1.0, smoothstep(clear_m.y, 2.0 * clear_m.y, t));
                 if (se > 0.03) {
                     float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
@@ -366,11 +357,13 @@ class DustLayers:
 class DustRenderer:
     def __init__(self, ctx, cam: Camera, light, albedo, backdrop: np.ndarray, march_size: tuple,
                  detail: bool = True, sigma_cap: float = 2.0, fps: float = 24.0,
-                 backdrop_full: np.ndarray | None = None, two_pass: bool = True, clear_m: tuple = (0.0, 0.0)):
+                 backdrop_full: np.ndarray | None = None, two_pass: bool = True):
         """backdrop: the plate's opaque depth at march_size; backdrop_full: at the output
         size (the full-size pass). detail=False, sigma_cap=inf, two_pass=False: the plain
-        physical march (tests check its transmittance against exp(-sigma d)). clear_m:
-        distances (m) over which the dust in front of the lens fades in (none by default)."""
+        physical march (tests check its transmittance against exp(-sigma d)).
+        Dust right in front of the lens is marched like any other: thin dust there is
+        cut into lumps by the billows (see-through between them) and dense dust covers
+        the frame, as a cloud that reaches the camera does."""
         import moderngl
         self.ctx, self.mgl = ctx, moderngl
         self.cam = cam
@@ -417,7 +410,6 @@ class DustRenderer:
         p["turb_ref"].value = 3.0
         p["frame_s"].value = 1.0 / float(fps)
         p["edge_gain"].value = 8.0
-        p["clear_m"].value = (float(clear_m[0]), float(max(clear_m[1], clear_m[0] + 1e-3)))
 
     def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
         ctx, mgl = self.ctx, self.mgl
