@@ -434,7 +434,22 @@ class DustSim:
         turb = grid_turbulence(self.cvel, g.h)
         keep = lambda a: np.where(near, a, 0).astype(np.float16)
         return dict(sigma=sigma.astype(np.float16), coords=keep(self.c), vel=keep(self.cvel), turb=keep(turb),
-                    heat=keep(self.q[2]), **head)
+                    heat=keep(self.q[2]), solid=self.occluders().astype(np.float16), **head)
+
+    def occluders(self) -> np.ndarray:
+        """How much of each cell is solid building or rubble now (0..1): what shades the
+        dust from the sun and the sky (dust_frame). The standing building is solid; the
+        falling and fallen pieces are porous (the light gets through between them)."""
+        sim, g, t = self.sim, self.grid, self.t
+        k = int(np.clip(np.searchsorted(sim.times, t), 1, len(sim.times) - 1))
+        a = float(np.clip((t - sim.times[k - 1]) / (sim.times[k] - sim.times[k - 1]), 0.0, 1.0))
+        p = sim.pos[k - 1] * (1 - a) + sim.pos[k] * a
+        keep = sim.visible(t) if sim.hidden is not None else np.ones(len(p), bool)
+        solid = np.where(sim.released[keep] <= t, 0.5, 1.0)
+        wsum = np.zeros(g.shape, np.float32)
+        acc = np.zeros((1,) + g.shape, np.float32)
+        K.splat_spheres(g.cells(p[keep]), self.vel_vol[keep] / g.h, np.zeros((int(keep.sum()), 1)), wsum, acc, solid)
+        return np.minimum(wsum, 1.0)
 
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
@@ -503,6 +518,10 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
                          z, t)
     sigma = state["sigma"].astype(np.float32)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
+    if "solid" in state:
+        # The building and the rubble shade the dust: dust inside the standing building,
+        # under its floors or in its shadow, sees neither the sun nor most of the sky.
+        s_light += SOLID_SIGMA * state["solid"].astype(np.float32)
     tau_sun = np.empty_like(sigma)
     tau_sky = np.empty_like(sigma)
     d = np.asarray(sun_dir, float)
@@ -514,3 +533,4 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
+SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)

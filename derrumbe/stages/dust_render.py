@@ -258,9 +258,16 @@ void march(vec2 px, vec2 tc, float jit) {
                 }
             }
             if (se > 1e-6) {
+                // In dense dust a whole step would be opaque, and one jittered sample of
+                // light would colour the pixel: speckle where the light changes over the
+                // step. Shorter steps there resolve the lit skin (the ray ends soon anyway).
+                seg = min(seg, max(0.7 / (se * dl), 0.15 * dt));
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
-                vec3 L = albedo * (Ls + amb_col * (0.3 + 0.7 * exp(-0.5 * v.b - tau_loc)));
+                // The sky's light: what reaches the point straight (dimmed by the dust and the
+                // building above) plus what the surrounding cloud scatters in, less under a
+                // thick layer or a roof (a floor under a building is near dark).
+                vec3 L = albedo * (Ls + amb_col * (0.3 * exp(-0.03 * v.b) + 0.7 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
