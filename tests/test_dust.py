@@ -257,10 +257,7 @@ def test_the_cloud_rolls_outward_past_the_building_and_the_grid_grows_with_it(sc
     width = fr.box_hi[0] - fr.box_lo[0]
     assert fronts[0] > 0
     assert all(b > a for a, b in zip(fronts, fronts[1:])), fronts
-    # Well past the building: the current, not the crush jet (which gives the air only the
-    # storey's momentum and is spent a few metres out), has carried it a building width
-    # beyond the walls.
-    assert fronts[-1] > 1.25 * width
+    assert fronts[-1] > 1.5 * width
     # The grid started around the building and grew where the cloud went; never past
     # the domain, and the cloud never sits against a side it could still grow through.
     assert sizes[-1] > sizes[0]

@@ -258,10 +258,6 @@ void march(vec2 px, vec2 tc, float jit) {
                 }
             }
             if (se > 1e-6) {
-                // In dense dust a whole step would be opaque, and one jittered sample of
-                // light would colour the pixel: speckle where the light changes over the
-                // step. Shorter steps there resolve the lit skin (the ray ends soon anyway).
-                seg = min(seg, max(0.7 / (se * dl), 0.15 * dt));
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
                 // The sky's light: what reaches the point straight (dimmed by the dust and the
