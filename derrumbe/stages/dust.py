@@ -290,17 +290,18 @@ class DustSim:
         if self.steps_run or b > a or self.q[:2].any():
             self._grow()
             dt_h = dt / self.grid.h
+            self.source = None
             self._emit()
             self._solids()
             self._forces()
             self._walls()
-            K.project(self.u, self.v, self.w, self.div, self.lam)
+            K.project(self.u, self.v, self.w, self.div, self.lam, source=self.source)
             K.advect_velocity(self.u, self.v, self.w, *self.tmp3, dt_h, self.bfecc)
             self.u, self.tmp3[0] = self.tmp3[0], self.u
             self.v, self.tmp3[1] = self.tmp3[1], self.v
             self.w, self.tmp3[2] = self.tmp3[2], self.w
             self._walls()
-            K.project(self.u, self.v, self.w, self.div, self.lam)
+            K.project(self.u, self.v, self.w, self.div, self.lam, source=self.source)
             self._walls()
             self.lost_g += K.advect_conservative(self.q, self.u, self.v, self.w, dt_h,
                                                  [0.0, SETTLE_LOAD_MS, 0.0], self.steps_run) * h ** 3
@@ -334,6 +335,12 @@ class DustSim:
         acc = np.zeros((3,) + g.shape, np.float32)
         K.splat_spheres(pts, np.maximum(rad, 1.0), em.vel[a:b], wsum, acc, em.pull[a:b])
         self._pull(wsum, acc)
+        flux = em.flux[a:b]
+        if flux.any():
+            # Air appearing in the step (m^3) as a cell's volume flux over its face (m/s).
+            src = np.zeros(g.shape, np.float64)
+            K.deposit(pts[flux > 0], flux[flux > 0] / (self.dt * g.h ** 2), src)
+            self.source = src.astype(np.float32)
 
     def _pull(self, wsum, acc):
         m = wsum > 0
