@@ -47,6 +47,7 @@ LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fine
 # chip (the dust they make is real but small, and an intact-looking facade veiled in
 # puffs before it visibly moves is the classic fake).
 GRIND = {EV_GROUND: 1.0, EV_CRUSH: 1.0, EV_IMPACT: 0.15, EV_BREAK: 0.3}
+LOBES = 1.1                  # log-spread of how much dust leaves at each stretch of the walls
 HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
 
 
@@ -176,7 +177,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
     y = float(np.clip(p[1], 0.5 * STOREY_M, None))
     # Openings blow out unevenly: a smooth random weight around the ring, so the front
     # leaves the building in lobes rather than as one even wall.
-    w = np.exp(1.1 * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
+    w = np.exp(LOBES * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
     w /= w.sum()
     still = np.zeros((len(ring), 3))
     for s in range(n_t):
