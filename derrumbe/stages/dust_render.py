@@ -138,6 +138,8 @@ uniform vec2 scale;           // output pixels per pixel of this pass
 uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
 uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
+uniform vec2 clear_m;           // near the lens (fully within clear_m.x, not at all past clear_m.y) ...
+uniform vec2 clear_tau;         // ...the first clear_tau.x-clear_tau.y of optical depth from the lens fades out
 uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
@@ -194,7 +196,7 @@ void march(vec2 px, vec2 tc, float jit) {
     float ta = max(max(max(tmin.x, tmin.y), tmin.z), 0.3);
     float tb = min(min(min(tmax.x, tmax.y), tmax.z), z_bg);
     float dl = length(d);
-    vec3 C = vec3(0.0); float T = 1.0;
+    vec3 C = vec3(0.0); float T = 1.0; float tau_lens = 0.0;
     vec3 Cf = vec3(0.0); float Tf = 1.0; bool snap = false;
     float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0; vec3 vw = vec3(0.0);
     float mu = dot(normalize(d), sun_dir);
@@ -257,6 +259,13 @@ void march(vec2 px, vec2 tc, float jit) {
                     tau_loc = 4.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
                 }
             }
+            // Near the lens, the first stretch of optical depth from it fades out: thin
+            // dust there stays see-through (a haze over the whole frame would be a flat
+            // card), a dense front right there still reads once it is thicker than that.
+            float near = 1.0 - smoothstep(clear_m.x, clear_m.y, t);
+            float keep = mix(1.0, smoothstep(clear_tau.x, clear_tau.y, tau_lens), near);
+            tau_lens += se * seg * dl;
+            se *= keep;
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
@@ -360,13 +369,15 @@ class DustLayers:
 class DustRenderer:
     def __init__(self, ctx, cam: Camera, light, albedo, backdrop: np.ndarray, march_size: tuple,
                  detail: bool = True, sigma_cap: float = 2.0, fps: float = 24.0,
-                 backdrop_full: np.ndarray | None = None, two_pass: bool = True):
+                 backdrop_full: np.ndarray | None = None, two_pass: bool = True,
+                 clear_m: tuple = (0.0, 0.0), clear_tau: tuple = (0.0, 0.0)):
         """backdrop: the plate's opaque depth at march_size; backdrop_full: at the output
         size (the full-size pass). detail=False, sigma_cap=inf, two_pass=False: the plain
         physical march (tests check its transmittance against exp(-sigma d)).
-        Dust right in front of the lens is marched like any other: thin dust there is
-        cut into lumps by the billows (see-through between them) and dense dust covers
-        the frame, as a cloud that reaches the camera does."""
+        clear_m, clear_tau: within clear_m of the lens (fully to the first distance, fading
+        out by the second), the first clear_tau of optical depth from the lens is thinned
+        away (from none at the first to whole at the second): thin dust near the camera
+        stays see-through, a dense front there still covers the frame (none by default)."""
         import moderngl
         self.ctx, self.mgl = ctx, moderngl
         self.cam = cam
@@ -413,6 +424,8 @@ class DustRenderer:
         p["turb_ref"].value = 3.0
         p["frame_s"].value = 1.0 / float(fps)
         p["edge_gain"].value = 8.0
+        p["clear_m"].value = (float(clear_m[0]), float(max(clear_m[1], clear_m[0] + 1e-3)))
+        p["clear_tau"].value = (float(clear_tau[0]), float(max(clear_tau[1], clear_tau[0] + 1e-3)))
 
     def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
         ctx, mgl = self.ctx, self.mgl
