@@ -504,3 +504,22 @@ def test_a_crushed_storey_moves_only_its_own_air_and_the_push_is_spent_a_few_met
         d.advance_to(t)
         sp, out = speeds()
         assert sp[out > 6].max() < 1.0, (t, sp[out > 6].max())
+
+
+def test_dust_inside_the_standing_building_sees_neither_the_sun_nor_the_sky(scene):
+    """Dust in a room of the still-standing building (seen through a window or a hole)
+    is shaded by its walls, floors and roof; the same dust out on the street is not."""
+    fr, sim = scene
+    d = _dust(fr, sim, cells=20_000)
+    d.advance_to(0.2)                                    # before anything has moved
+    g = d.grid
+    cx, cz = 0.5 * (fr.box_lo[[0, 2]] + fr.box_hi[[0, 2]])
+    inside = tuple(np.floor(g.cells([cx, 4.0, cz])).astype(int)[::-1])
+    street = tuple(np.floor(g.cells([cx, 4.0, fr.box_hi[2] + 5.0])).astype(int)[::-1])
+    assert all(0 <= i < n for ix in (inside, street) for i, n in zip(ix, g.shape))
+    for k, j, i in (inside, street):
+        d.q[0, k, j, i] = 2.0                            # a thin wisp, 2 g/m^3: it barely shades itself
+    f = dust_frame(d.snapshot(), np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7]))
+    assert f.tau_sun[street] < 1.0 and f.tau_sky[street] < 1.0
+    assert f.tau_sun[inside] > 3.0                       # under 5 % of the sun
+    assert f.tau_sky[inside] > 3.0

@@ -456,7 +456,24 @@ class DustSim:
         wsum = np.zeros(g.shape, np.float32)
         acc = np.zeros((1,) + g.shape, np.float32)
         K.splat_spheres(g.cells(p[keep]), self.vel_vol[keep] / g.h, np.zeros((int(keep.sum()), 1)), wsum, acc, solid)
-        return np.minimum(wsum, 1.0)
+        standing = keep & ~(sim.released <= t)
+        return np.maximum(np.minimum(wsum, 1.0), ENCLOSED * self._inside_standing(p[standing], self.vel_vol[standing]))
+
+    def _inside_standing(self, p: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Cells inside the building's box below its standing pieces (the highest top
+        of the pieces not yet moving over each column): rooms, dark behind walls and
+        floors the proxy's pieces only outline."""
+        g, fr = self.grid, self.fr
+        nz, ny, nx = g.shape
+        top = np.zeros((nz, nx))
+        lo = np.floor(g.cells(p - r[:, None])).astype(int)
+        hi = np.ceil(g.cells(p + r[:, None])).astype(int)
+        for a, b, y in zip(lo, hi, p[:, 1] + r):
+            sl = (slice(max(a[2], 0), max(b[2], 0)), slice(max(a[0], 0), max(b[0], 0)))
+            top[sl] = np.maximum(top[sl], y)
+        c = self.centres
+        inside = np.all((c[..., [0, 2]] >= fr.box_lo[[0, 2]]) & (c[..., [0, 2]] <= fr.box_hi[[0, 2]]), axis=-1)
+        return (inside & (c[..., 1] < top[:, None, :])).astype(np.float32)
 
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
@@ -540,4 +557,5 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
+ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
 SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)
