@@ -309,7 +309,7 @@ void march(vec2 px, vec2 tc, float jit) {
 // footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
 // photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
 // the sun's side and shadowed on the other, so the cauliflower reads at every scale.
-vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
+vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_span) {
     if (c.a < 1e-4 || aux.x <= 0.0) return c;
     vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
@@ -329,7 +329,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
     float dense = max(smoothstep(0.02, 0.3, aux.w), smoothstep(0.3, 0.85, a_near)) * dense_gain;
     float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
     float lg = log(a / (1.0 - a));
-    float g = 1.0 + edge_gain * dense;
+    // Only across an edge (the coarse opacity changing over a march pixel or two, a_span)
+    // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
+    // the march found, so thin dust reads as thin instead of being pushed to opaque.
+    float g = 1.0 + edge_gain * dense * smoothstep(0.15, 0.5, a_span);
     float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
@@ -348,8 +351,14 @@ void main() {
     vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
     float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
                    max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
-    o_front = refine(f, aux, px, 1.0, max(an, f.a));
-    o_back = refine(b, aux, px, 0.7, b.a);
+    float am = min(min(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                   min(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+    float bn = max(max(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                   max(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+    float bm = min(min(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                   min(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+    o_front = refine(f, aux, px, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
+    o_back = refine(b, aux, px, 0.7, b.a, max(bn, b.a) - min(bm, b.a));
 }
 """
 
