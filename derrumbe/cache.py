@@ -39,7 +39,7 @@ from derrumbe.errors import DerrumbeError
 from derrumbe.stages.outputs import atomic_write_bytes
 
 # Bump a stage's version when its code changes what it produces.
-VERSIONS = dict(matte=1, camera=2, fracture=4, simulate=6, particles=2, dust=2, frames=6)
+VERSIONS = dict(matte=1, camera=2, fracture=4, simulate=6, particles=2, dust=3, frames=7)
 
 
 # The libraries whose version changes a stage's result: derrumbe itself, the rigid-body

@@ -56,6 +56,7 @@ PARTICLES = (1500, 4000)                # grit and small chunks: preview, final
 BLUR_SAMPLES = (2, 8)                   # most motion-blur sub-frames a frame: preview, final
 BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
 DUST_MARCH_DIV = (3, 4)                 # the dust is marched at 1/3, 1/4 of the frame's size (edges at full size)
+CLEAR_TAU = (0.5, 1.5)                  # optical depth from the lens thinned away near it (see DustRenderer)
 EXR_LAYERS = ["R,G,B,A (beauty)", "debris.R,G,B,A", "dust.R,G,B,A", "dust.Z", "matte.building", "matte.holdout",
               "matte.effect", "depth.Z", "forward.u,v"]
 
@@ -470,12 +471,13 @@ def _run_locked(spec, out, src, plate, lin, mask, holdout, out_size, keys, cache
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(ocam, march, bmatte, skyness, place.depth_m)
             back_full = backdrop_depth(ocam, (out_w, out_h), bmatte, skyness, place.depth_m)
-            # The dust right in front of the lens thins away (gone within 10 % of the building's
-            # distance or 2 m, whole from 45 % or 8 m): a camera inside the cloud still sees
-            # the collapse through it.
+            # Near the lens (fully within 10 % of the building's distance or 2 m, not past
+            # 45 % or 8 m) the first 0.5-1.5 of optical depth from it thins away: a haze
+            # around the camera does not veil the frame, a dense front there still reads.
             d = place.depth_m
             dust_r = DustRenderer(renderer.ctx, ocam, light, dust_albedo(spec, light), back, march, fps=spec.fps,
-                                  backdrop_full=back_full, clear_m=(max(0.1 * d, 2.0), max(0.45 * d, 8.0)))
+                                  backdrop_full=back_full, clear_m=(max(0.1 * d, 2.0), max(0.45 * d, 8.0)),
+                                  clear_tau=CLEAR_TAU)
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
 

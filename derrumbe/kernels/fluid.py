@@ -340,12 +340,16 @@ def laplacian_eigenvalues(shape) -> np.ndarray:
     return (lz[:, None, None] + ly[None, :, None] + lx[None, None, :]).astype(np.float64)
 
 
-def project(u, v, w, div, lam, workers=2):
-    """Makes the face velocities divergence-free (in place) and returns the pressure.
+def project(u, v, w, div, lam, workers=2, source=None):
+    """Makes the face velocities divergence-free (in place) and returns the pressure;
+    with a source (cell field, m/s: a cell's volume flux over its face area), the
+    divergence is the source instead (air appearing there, as out of a crushed storey).
     Deterministic for any thread count: each 1D transform is computed whole by one thread."""
     from scipy import fft
     v[:, 0, :] = 0.0                                   # the ground
     divergence(u, v, w, div)
+    if source is not None:
+        div -= source
     d = fft.dst(div.astype(np.float64), type=2, axis=2, norm="ortho", workers=workers)
     d = fft.dct(d, type=4, axis=1, norm="ortho", workers=workers, overwrite_x=True)
     d = fft.dst(d, type=2, axis=0, norm="ortho", workers=workers, overwrite_x=True)

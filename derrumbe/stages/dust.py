@@ -290,17 +290,18 @@ class DustSim:
         if self.steps_run or b > a or self.q[:2].any():
             self._grow()
             dt_h = dt / self.grid.h
+            self.source = None
             self._emit()
             self._solids()
             self._forces()
             self._walls()
-            K.project(self.u, self.v, self.w, self.div, self.lam)
+            K.project(self.u, self.v, self.w, self.div, self.lam, source=self.source)
             K.advect_velocity(self.u, self.v, self.w, *self.tmp3, dt_h, self.bfecc)
             self.u, self.tmp3[0] = self.tmp3[0], self.u
             self.v, self.tmp3[1] = self.tmp3[1], self.v
             self.w, self.tmp3[2] = self.tmp3[2], self.w
             self._walls()
-            K.project(self.u, self.v, self.w, self.div, self.lam)
+            K.project(self.u, self.v, self.w, self.div, self.lam, source=self.source)
             self._walls()
             self.lost_g += K.advect_conservative(self.q, self.u, self.v, self.w, dt_h,
                                                  [0.0, SETTLE_LOAD_MS, 0.0], self.steps_run) * h ** 3
@@ -334,6 +335,12 @@ class DustSim:
         acc = np.zeros((3,) + g.shape, np.float32)
         K.splat_spheres(pts, np.maximum(rad, 1.0), em.vel[a:b], wsum, acc, em.pull[a:b])
         self._pull(wsum, acc)
+        flux = em.flux[a:b]
+        if flux.any():
+            # Air appearing in the step (m^3) as a cell's volume flux over its face (m/s).
+            src = np.zeros(g.shape, np.float64)
+            K.deposit(pts[flux > 0], flux[flux > 0] / (self.dt * g.h ** 2), src)
+            self.source = src.astype(np.float32)
 
     def _pull(self, wsum, acc):
         m = wsum > 0
@@ -434,7 +441,39 @@ class DustSim:
         turb = grid_turbulence(self.cvel, g.h)
         keep = lambda a: np.where(near, a, 0).astype(np.float16)
         return dict(sigma=sigma.astype(np.float16), coords=keep(self.c), vel=keep(self.cvel), turb=keep(turb),
-                    heat=keep(self.q[2]), **head)
+                    heat=keep(self.q[2]), solid=self.occluders().astype(np.float16), **head)
+
+    def occluders(self) -> np.ndarray:
+        """How much of each cell is solid building or rubble now (0..1): what shades the
+        dust from the sun and the sky (dust_frame). The standing building is solid; the
+        falling and fallen pieces are porous (the light gets through between them)."""
+        sim, g, t = self.sim, self.grid, self.t
+        k = int(np.clip(np.searchsorted(sim.times, t), 1, len(sim.times) - 1))
+        a = float(np.clip((t - sim.times[k - 1]) / (sim.times[k] - sim.times[k - 1]), 0.0, 1.0))
+        p = sim.pos[k - 1] * (1 - a) + sim.pos[k] * a
+        keep = sim.visible(t) if sim.hidden is not None else np.ones(len(p), bool)
+        solid = np.where(sim.released[keep] <= t, 0.5, 1.0)
+        wsum = np.zeros(g.shape, np.float32)
+        acc = np.zeros((1,) + g.shape, np.float32)
+        K.splat_spheres(g.cells(p[keep]), self.vel_vol[keep] / g.h, np.zeros((int(keep.sum()), 1)), wsum, acc, solid)
+        standing = keep & ~(sim.released <= t)
+        return np.maximum(np.minimum(wsum, 1.0), ENCLOSED * self._inside_standing(p[standing], self.vel_vol[standing]))
+
+    def _inside_standing(self, p: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Cells inside the building's box below its standing pieces (the highest top
+        of the pieces not yet moving over each column): rooms, dark behind walls and
+        floors the proxy's pieces only outline."""
+        g, fr = self.grid, self.fr
+        nz, ny, nx = g.shape
+        top = np.zeros((nz, nx))
+        lo = np.floor(g.cells(p - r[:, None])).astype(int)
+        hi = np.ceil(g.cells(p + r[:, None])).astype(int)
+        for a, b, y in zip(lo, hi, p[:, 1] + r):
+            sl = (slice(max(a[2], 0), max(b[2], 0)), slice(max(a[0], 0), max(b[0], 0)))
+            top[sl] = np.maximum(top[sl], y)
+        c = self.centres
+        inside = np.all((c[..., [0, 2]] >= fr.box_lo[[0, 2]]) & (c[..., [0, 2]] <= fr.box_hi[[0, 2]]), axis=-1)
+        return (inside & (c[..., 1] < top[:, None, :])).astype(np.float32)
 
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
@@ -503,6 +542,10 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
                          z, t)
     sigma = state["sigma"].astype(np.float32)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
+    if "solid" in state:
+        # The building and the rubble shade the dust: dust inside the standing building,
+        # under its floors or in its shadow, sees neither the sun nor most of the sky.
+        s_light += SOLID_SIGMA * state["solid"].astype(np.float32)
     tau_sun = np.empty_like(sigma)
     tau_sky = np.empty_like(sigma)
     d = np.asarray(sun_dir, float)
@@ -514,3 +557,5 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
+ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
+SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)

@@ -138,7 +138,8 @@ uniform vec2 scale;           // output pixels per pixel of this pass
 uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
 uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
-uniform vec2 clear_m;           // dust within clear_m.x of the lens is thinned away, fully there by clear_m.y
+uniform vec2 clear_m;           // near the lens (fully within clear_m.x, not at all past clear_m.y) ...
+uniform vec2 clear_tau;         // ...the first clear_tau.x-clear_tau.y of optical depth from the lens fades out
 uniform bool use_detail;
 layout(location = 0) out vec4 o_front;
 layout(location = 1) out vec4 o_back;
@@ -195,7 +196,7 @@ void march(vec2 px, vec2 tc, float jit) {
     float ta = max(max(max(tmin.x, tmin.y), tmin.z), 0.3);
     float tb = min(min(min(tmax.x, tmax.y), tmax.z), z_bg);
     float dl = length(d);
-    vec3 C = vec3(0.0); float T = 1.0;
+    vec3 C = vec3(0.0); float T = 1.0; float tau_lens = 0.0;
     vec3 Cf = vec3(0.0); float Tf = 1.0; bool snap = false;
     float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0; vec3 vw = vec3(0.0);
     float mu = dot(normalize(d), sun_dir);
@@ -222,9 +223,6 @@ void march(vec2 px, vec2 tc, float jit) {
         }
         vec4 v = texture(vol, uvw);
         float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
-        // Art direction: the dust right in front of the lens is thinned, so a cloud that
-        // swallows the camera still shows the collapse through it instead of a flat card.
-        s *= smoothstep(clear_m.x, clear_m.y, t);      // by view depth: a plane, never a visible shell
         float seg = min((s < 0.03 ? 2.0 : 1.0) * dt, tb - t);
         if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
         if (s > 1e-6) {
@@ -253,11 +251,6 @@ void march(vec2 px, vec2 tc, float jit) {
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
-                // Between the lens and the cloud's far side the dust opens into gaps where
-                // the noise is low (a quarter of the volume, moving with the air), so a
-                // camera inside the cloud sees the collapse through them; beyond twice
-                // the thinning distance the cloud is whole.
-                se *= mix(smoothstep(-0.6, 0.2, n), 1.0, smoothstep(clear_m.y, 2.0 * clear_m.y, t));
                 if (se > 0.03) {
                     float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
@@ -266,10 +259,20 @@ void march(vec2 px, vec2 tc, float jit) {
                     tau_loc = 4.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
                 }
             }
+            // Near the lens, the first stretch of optical depth from it fades out: thin
+            // dust there stays see-through (a haze over the whole frame would be a flat
+            // card), a dense front right there still reads once it is thicker than that.
+            float near = 1.0 - smoothstep(clear_m.x, clear_m.y, t);
+            float keep = mix(1.0, smoothstep(clear_tau.x, clear_tau.y, tau_lens), near);
+            tau_lens += se * seg * dl;
+            se *= keep;
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
-                vec3 L = albedo * (Ls + amb_col * (0.3 + 0.7 * exp(-0.5 * v.b - tau_loc)));
+                // The sky's light: what reaches the point straight (dimmed by the dust and the
+                // building above) plus what the surrounding cloud scatters in, less under a
+                // thick layer or a roof (a floor under a building is near dark).
+                vec3 L = albedo * (Ls + amb_col * (0.3 * exp(-0.03 * v.b) + 0.7 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
@@ -306,7 +309,7 @@ void march(vec2 px, vec2 tc, float jit) {
 // footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
 // photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
 // the sun's side and shadowed on the other, so the cauliflower reads at every scale.
-vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
+vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_span) {
     if (c.a < 1e-4 || aux.x <= 0.0) return c;
     vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
@@ -326,7 +329,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near) {
     float dense = max(smoothstep(0.02, 0.3, aux.w), smoothstep(0.3, 0.85, a_near)) * dense_gain;
     float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
     float lg = log(a / (1.0 - a));
-    float g = 1.0 + edge_gain * dense;
+    // Only across an edge (the coarse opacity changing over a march pixel or two, a_span)
+    // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
+    // the march found, so thin dust reads as thin instead of being pushed to opaque.
+    float g = 1.0 + edge_gain * dense * smoothstep(0.15, 0.5, a_span);
     float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
@@ -345,8 +351,14 @@ void main() {
     vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
     float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
                    max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
-    o_front = refine(f, aux, px, 1.0, max(an, f.a));
-    o_back = refine(b, aux, px, 0.7, b.a);
+    float am = min(min(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                   min(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+    float bn = max(max(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                   max(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+    float bm = min(min(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                   min(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+    o_front = refine(f, aux, px, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
+    o_back = refine(b, aux, px, 0.7, b.a, max(bn, b.a) - min(bm, b.a));
 }
 """
 
@@ -366,11 +378,15 @@ class DustLayers:
 class DustRenderer:
     def __init__(self, ctx, cam: Camera, light, albedo, backdrop: np.ndarray, march_size: tuple,
                  detail: bool = True, sigma_cap: float = 2.0, fps: float = 24.0,
-                 backdrop_full: np.ndarray | None = None, two_pass: bool = True, clear_m: tuple = (0.0, 0.0)):
+                 backdrop_full: np.ndarray | None = None, two_pass: bool = True,
+                 clear_m: tuple = (0.0, 0.0), clear_tau: tuple = (0.0, 0.0)):
         """backdrop: the plate's opaque depth at march_size; backdrop_full: at the output
         size (the full-size pass). detail=False, sigma_cap=inf, two_pass=False: the plain
-        physical march (tests check its transmittance against exp(-sigma d)). clear_m:
-        distances (m) over which the dust in front of the lens fades in (none by default)."""
+        physical march (tests check its transmittance against exp(-sigma d)).
+        clear_m, clear_tau: within clear_m of the lens (fully to the first distance, fading
+        out by the second), the first clear_tau of optical depth from the lens is thinned
+        away (from none at the first to whole at the second): thin dust near the camera
+        stays see-through, a dense front there still covers the frame (none by default)."""
         import moderngl
         self.ctx, self.mgl = ctx, moderngl
         self.cam = cam
@@ -418,6 +434,7 @@ class DustRenderer:
         p["frame_s"].value = 1.0 / float(fps)
         p["edge_gain"].value = 8.0
         p["clear_m"].value = (float(clear_m[0]), float(max(clear_m[1], clear_m[0] + 1e-3)))
+        p["clear_tau"].value = (float(clear_tau[0]), float(max(clear_tau[1], clear_tau[0] + 1e-3)))
 
     def _target(self, name, size, backdrop, n_out=4, dtype="f4"):
         ctx, mgl = self.ctx, self.mgl

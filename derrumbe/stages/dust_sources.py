@@ -47,15 +47,15 @@ LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fine
 # chip (the dust they make is real but small, and an intact-looking facade veiled in
 # puffs before it visibly moves is the classic fake).
 GRIND = {EV_GROUND: 1.0, EV_CRUSH: 1.0, EV_IMPACT: 0.15, EV_BREAK: 0.3}
+LOBES = 1.1                  # log-spread of how much dust leaves at each stretch of the walls
 HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
-OPENING = 0.5                # share of a storey's walls that is windows and doors
-MAX_JET_MS = 35.0
 
 
 @dataclass
 class Emissions:
-    """Everything emitted, sorted by solver step: dust (g), coarse load (g), heat (K m^3)
-    and a soft sphere pulling the air toward a velocity."""
+    """Everything emitted, sorted by solver step: dust (g), coarse load (g), heat (K m^3),
+    a soft sphere pulling the air toward a velocity, and air appearing at the point (m^3
+    in the step: a crushed storey's air, pushed out)."""
     step: np.ndarray         # (E,)
     pos: np.ndarray          # (E, 3) world m
     radius: np.ndarray       # (E,) m
@@ -64,11 +64,16 @@ class Emissions:
     heat: np.ndarray
     vel: np.ndarray          # (E, 3) m/s
     pull: np.ndarray         # (E,) 0..1
+    flux: np.ndarray = None  # (E,) m^3
+
+    def __post_init__(self):
+        if self.flux is None:
+            self.flux = np.zeros(len(self.step))
 
     @staticmethod
     def empty() -> "Emissions":
         z = np.zeros(0)
-        return Emissions(z.astype(int), np.zeros((0, 3)), z, z, z, z, np.zeros((0, 3)), z)
+        return Emissions(z.astype(int), np.zeros((0, 3)), z, z, z, z, np.zeros((0, 3)), z, z)
 
     def first_time(self, dt: float) -> float:
         return float(self.step.min()) * dt if len(self.step) else np.inf
@@ -105,9 +110,10 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
     lo, hi = (np.asarray(a, float) for a in footprint)
     out = []
 
-    def add(t, p, r, fine, heat, v, pull):
-        out.append((np.atleast_1d(t), np.atleast_2d(p), np.atleast_1d(r), np.atleast_1d(fine),
-                    np.atleast_1d(heat), np.atleast_2d(v), np.atleast_1d(pull)))
+    def add(t, p, r, fine, heat, v, pull, flux=0.0):
+        t = np.atleast_1d(t)
+        out.append((t, np.atleast_2d(p), np.atleast_1d(r), np.atleast_1d(fine),
+                    np.atleast_1d(heat), np.atleast_2d(v), np.atleast_1d(pull), np.broadcast_to(flux, t.shape)))
 
     e = events
     energy = np.maximum(e["energy"].astype(float), 0.0)
@@ -142,39 +148,58 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
             add(t, p, r, fine[k], heat[k], 0.5 * v + out_v, 0.4 if kind == EV_IMPACT else 0.5)
     if not out:
         return Emissions.empty()
-    cat = [np.concatenate([o[i] for o in out]) for i in range(7)]
-    t, p, r, f, h, v, pull = cat
+    cat = [np.concatenate([o[i] for o in out]) for i in range(8)]
+    t, p, r, f, h, v, pull, flux = cat
     step = np.clip(np.floor(t / step_dt + 1e-6).astype(int), 0, n_steps - 1)
     order = np.argsort(step, kind="stable")
     return Emissions(step[order], p[order], r[order], f[order], f[order] * LOAD_PER_FINE, h[order], v[order],
-                     pull[order])
+                     pull[order], flux[order])
 
 
 def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
-    """A crushed storey: its air leaves through the openings around the footprint at the
-    crushing level while the storey closes, at the speed that volume flow needs."""
+    """A crushed storey: its air (storey height x footprint) leaves through the openings
+    around the footprint at the crushing level while the storey closes.
+
+    The air is what the storey loses: a volume source inside the footprint at the
+    crushing level (the solver's projection makes the flow that carries it away), so
+    the street gets that volume's outflow and momentum, no more, and the jet slows as
+    it spreads from the walls (as a line source's, ~1/distance; a real wall jet
+    entraining still air, ~1/sqrt(distance), Launder & Rodi 1981). A few metres out the
+    gravity current of the dusty air carries the dust on (dust.py). The dust itself
+    leaves at the openings, unevenly around the footprint."""
     closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
-    area = (hi[0] - lo[0]) * (hi[2] - lo[2])
-    perim = 2 * ((hi[0] - lo[0]) + (hi[2] - lo[2]))
-    jet = float(np.clip(area * STOREY_M / (perim * STOREY_M * OPENING * closing), 2.0, MAX_JET_MS))
+    volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * STOREY_M
     spacing = max(1.5 * cell_m, 2.0)
     ring = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
+    inner = _footprint_grid(lo, hi, spacing)
+    radius = max(1.2 * cell_m, 1.5)
     n_t = max(1, int(round(closing / step_dt)))
     y = float(np.clip(p[1], 0.5 * STOREY_M, None))
     # Openings blow out unevenly: a smooth random weight around the ring, so the front
     # leaves the building in lobes rather than as one even wall.
-    w = np.exp(1.1 * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
+    w = np.exp(LOBES * _smooth_ring(rng.normal(0, 1, len(ring)), 5.0 / spacing))
     w /= w.sum()
-    centre = 0.5 * (lo + hi)
+    still = np.zeros((len(ring), 3))
     for s in range(n_t):
+        ts = t + s * step_dt
         pp = ring.copy()
         pp[:, 1] = y + rng.uniform(-0.4, 0.4, len(ring)) * STOREY_M
-        d = pp[:, [0, 2]] - centre[[0, 2]]
-        d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
-        vel = np.stack([d[:, 0], np.zeros(len(d)), d[:, 1]], 1) * jet * np.clip(w * len(w), 0.3, 2.0)[:, None]
-        vel[:, 1] = 0.5 * float(v[1])     # the falling block drags the jet down a little
-        add(np.full(len(ring), t + s * step_dt), pp, np.full(len(ring), max(1.2 * cell_m, 1.5)),
-            fine * w / n_t, heat * w / n_t, vel, np.full(len(ring), 0.9))
+        add(np.full(len(ring), ts), pp, np.full(len(ring), radius), fine * w / n_t, heat * w / n_t, still,
+            np.zeros(len(ring)))
+        q = inner.copy()
+        q[:, 1] = y
+        add(np.full(len(q), ts), q, np.full(len(q), radius), np.zeros(len(q)), np.zeros(len(q)),
+            np.zeros((len(q), 3)), np.zeros(len(q)), volume / n_t / len(q))
+
+
+def _footprint_grid(lo, hi, spacing) -> np.ndarray:
+    """Points spread over the building's footprint, inside its walls."""
+    nx = max(1, int((hi[0] - lo[0]) / spacing))
+    nz = max(1, int((hi[2] - lo[2]) / spacing))
+    x = lo[0] + (np.arange(nx) + 0.5) / nx * (hi[0] - lo[0])
+    z = lo[2] + (np.arange(nz) + 0.5) / nz * (hi[2] - lo[2])
+    X, Z = np.meshgrid(x, z, indexing="ij")
+    return np.stack([X.ravel(), np.zeros(X.size), Z.ravel()], 1)
 
 
 def _footprint_ring(lo, hi, offset, spacing) -> np.ndarray:
