@@ -133,7 +133,7 @@ def _spec_from_args(args) -> ShotSpec:
 
 
 def _progress(quiet: bool, as_json: bool = False):
-    from derrumbe.pipeline import Progress
+    from derrumbe.progress import Progress
     if as_json:
         import json
         import time
@@ -226,7 +226,7 @@ def _demo(args) -> int:
     plate travels with it. No height is given: the scale estimator decides."""
     import json
     from importlib.resources import files
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -305,7 +305,7 @@ def _cache(args) -> int:
                 gone += dir_size(e.path)
                 remove(e.path)
         if args.all:
-            (out / ".derrumbe" / "frames.json").unlink(missing_ok=True)
+            remove(out / ".derrumbe" / "frames")
             (out / ".derrumbe" / "keys.json").unlink(missing_ok=True)
     print(f"removed {gone / 1e6:.1f} MB from {out / '.derrumbe'}")
     return 0

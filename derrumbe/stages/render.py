@@ -21,21 +21,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from derrumbe.colour import rec709_to_working, working_to_rec709
 from derrumbe.errors import DerrumbeError
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.fracture import Fracture
+from derrumbe.stages.lighting import Lighting
+from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
 
 NEAR, FAR = 0.5, 2000.0
-
-
-@dataclass
-class Lighting:
-    sun_dir: np.ndarray      # unit vector toward the sun (world)
-    sun_col: np.ndarray      # linear RGB irradiance share of the sun
-    amb_col: np.ndarray      # linear RGB of the sky's ambient
-    facade_albedo: np.ndarray
 
 
 @dataclass
@@ -50,39 +43,6 @@ class FrameLayers:
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
         return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
-
-
-def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray,
-                      azimuth: float | None, elevation: float | None) -> tuple[Lighting, dict]:
-    """Sun and sky from the plate. The sun's side comes from which half of the facade is
-    brighter (light falls off across a lit wall); the sky colour from the plate's sky or
-    its brightest neutral pixels."""
-    lum = lin.mean(axis=2)
-    ys, xs = np.nonzero(building > 0.5)
-    xm = xs.mean()
-    left = lum[ys[xs < xm], xs[xs < xm]].mean()
-    right = lum[ys[xs >= xm], xs[xs >= xm]].mean()
-    est_az = float(np.clip(120.0 * (right - left) / max(left + right, 1e-4) * 4, -60, 60))
-    az = np.radians(est_az if azimuth is None else azimuth)
-    el = np.radians(40.0 if elevation is None else elevation)
-    # Azimuth 0 = sun behind the camera (lighting the facade), 90 = from the right.
-    sun_dir = np.array([np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-    if (skyness > 0.5).sum() > 500:
-        sky = lin[skyness > 0.5].mean(axis=0)
-    else:
-        bright = working_to_rec709(lin[lum > np.percentile(lum, 98)].mean(axis=0))
-        sky = rec709_to_working(bright * np.array([0.85, 0.92, 1.1]))
-    sky = sky / max(sky.max(), 1e-4)
-    facade = lin[building > 0.5].mean(axis=0)
-    # Front wall irradiance = amb * 0.6 + sun * cos(angle); split so the sun carries 60 %.
-    cos_front = max(0.05, sun_dir[2])
-    amb = sky * 0.35
-    sun = rec709_to_working(np.array([1.0, 0.95, 0.86])) * 0.6 / cos_front * 0.9
-    irr = amb * 0.6 + sun * cos_front
-    albedo = np.clip(facade / np.maximum(irr, 1e-3), 0.02, 0.9)
-    info = dict(sun_azimuth_deg=round(float(np.degrees(az)), 1), sun_elevation_deg=round(float(np.degrees(el)), 1),
-                sun_estimated=azimuth is None)
-    return Lighting(sun_dir, sun, amb, albedo), info
 
 
 _PIECE_VS = """
@@ -348,34 +308,6 @@ def _light_matrix(sun_dir, center, radius) -> np.ndarray:
     P[2, 2] = -2.0 / (4 * radius)
     P[2, 3] = -1.0
     return P @ V
-
-
-def quat_to_mat(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    R = np.empty(q.shape[:-1] + (3, 3), np.float32)
-    R[..., 0, 0] = 1 - 2 * (y * y + z * z)
-    R[..., 0, 1] = 2 * (x * y - z * w)
-    R[..., 0, 2] = 2 * (x * z + y * w)
-    R[..., 1, 0] = 2 * (x * y + z * w)
-    R[..., 1, 1] = 1 - 2 * (x * x + z * z)
-    R[..., 1, 2] = 2 * (y * z - x * w)
-    R[..., 2, 0] = 2 * (x * z - y * w)
-    R[..., 2, 1] = 2 * (y * z + x * w)
-    R[..., 2, 2] = 1 - 2 * (x * x + y * y)
-    return R
-
-
-def sample_pose(sim: SimResult, t: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pose of every piece at time t: positions lerped, quaternions nlerped (short arc)."""
-    ts = sim.times
-    k = int(np.clip(np.searchsorted(ts, t) - 1, 0, len(ts) - 2))
-    a = float(np.clip((t - ts[k]) / (ts[k + 1] - ts[k]), 0.0, 1.0))
-    p = sim.pos[k] * (1 - a) + sim.pos[k + 1] * a
-    q0, q1 = sim.quat[k], sim.quat[k + 1]
-    q1 = np.where((q0 * q1).sum(-1, keepdims=True) < 0, -q1, q1)
-    q = q0 * (1 - a) + q1 * a
-    q /= np.linalg.norm(q, axis=-1, keepdims=True)
-    return p, q
 
 
 class DebrisRenderer:

@@ -446,7 +446,7 @@ def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad) -> dict:
     """An upload checked by its header, renamed to the plate's name, decoded (a video's
     frames counted) and its first frame kept for the page. Runs on a worker thread."""
     import cv2
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     from derrumbe.stages.plate import open_plate
     from derrumbe.web import uploads
     try:
@@ -529,7 +529,7 @@ def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
     PNG under its own hash."""
     import binascii
     import cv2
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     from derrumbe.web.uploads import MAX_MASK_BYTES, read_mask_png
     if not isinstance(data_url, str) or len(data_url) > MAX_MASK_BYTES * 4 // 3 + 100:
         raise DerrumbeError(f"a mask is a PNG data URL of at most {MAX_MASK_BYTES / 1e6:.0f} MB")

@@ -337,7 +337,7 @@ def sweep_shot(shot: Path, wait_s: float = 0.0) -> None:
     (waiting up to wait_s for a render just killed to let go of it)."""
     from derrumbe.cache import ShotLock
     from derrumbe.errors import DerrumbeError
-    from derrumbe.stages.outputs import sweep_temps
+    from derrumbe.files import sweep_temps
     if not shot.is_dir():
         return
     t0 = time.time()
