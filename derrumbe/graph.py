@@ -201,6 +201,7 @@ STAGES: tuple[Stage, ...] = (
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
           version=2, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
+          settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
     Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame",
           libs=("numpy", "scipy", OPENCV, "opencolorio")),

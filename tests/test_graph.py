@@ -23,7 +23,7 @@ REF = "4abdb05"
 BODIES = ["derrumbe/kernels", "derrumbe/engines", "derrumbe/colour.py", "derrumbe/materials.py"] + [
     f"derrumbe/stages/{m}.py" for m in ("camera", "cleanplate", "collapse_styles", "comp", "dust", "dust_render",
                                         "dust_sources", "fracture", "holdouts", "matte", "moving_holdouts",
-                                        "particles", "scale", "simulate", "structure", "exr")]
+                                        "particles", "scale", "simulate", "structure")]
 TINY = ["--size", "160", "--duration", "1", "--start", "0.3", "--fps", "12", "--pieces", "300", "--shake", "0", "-q"]
 
 

@@ -167,7 +167,8 @@ def merge_chunks(infos: list[dict]) -> dict:
             out["wall_s"][k] = round(out["wall_s"].get(k, 0.0) + info["wall_s"][k], 3)
             out["cpu_s"][k] = round(out["cpu_s"].get(k, 0.0) + info["cpu_s"][k], 3)
         out["runner"]["chunks"].append({"frames": [info["frames"][0], info["frames"][-1]], "worker": info["worker"],
-                                        "attempt": info["attempt"], "rendered": len(info["rendered"])})
+                                        "attempt": info["attempt"], "rendered": len(info["rendered"]),
+                                        "reused": len(info["reused"])})
     return out
 
 

@@ -551,31 +551,22 @@ def _public(j: dict) -> dict:
 
 
 def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
-    import cv2
+    """The wedge's sheet, made as `derrumbe wedge` makes its own (review.py): each finished
+    variant at 60 % of its shot, labelled with the value it varies."""
     import numpy as np
-    tiles = []
+    from derrumbe import review
+    frames, labels = [], []
     for j in jobs:
         mp = _inside(root, f"jobs/{j['id']}/out/manifest.json")
         m = json.loads(mp.read_text()) if mp else {}
-        frames = m.get("frames") or [""]
-        f = _inside(root, f"jobs/{j['id']}/out/{frames[int(len(frames) * 0.6)]}")
-        img = cv2.imread(str(f)) if f else None
-        if img is None:
-            continue
-        img = cv2.resize(img, (480, int(480 * img.shape[0] / img.shape[1])))
-        cv2.rectangle(img, (0, 0), (img.shape[1], 26), (20, 20, 20), -1)
-        cv2.putText(img, j["label"] or j["id"], (8, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1,
-                    cv2.LINE_AA)
-        tiles.append(img)
-    if not tiles:
-        tiles = [np.zeros((270, 480, 3), np.uint8)]
-    cols = min(3, len(tiles))
-    h = max(t.shape[0] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in tiles]
-    while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
-    return cv2.imencode(".png", np.vstack(rows))[1].tobytes()
+        names = m.get("frames") or [""]
+        f = _inside(root, f"jobs/{j['id']}/out/{names[int(len(names) * 0.6)]}")
+        if f is not None:
+            frames.append(f)
+            labels.append(j["label"] or j["id"])
+    if not frames:
+        return review.png_bytes(np.zeros((270, 480, 3), np.uint8))
+    return review.png_bytes(review.contact_sheet(frames, labels))
 
 
 def serve(host: str, port: int, token: str | None, root: str, workers: int | None, extra_hosts=()) -> int:

@@ -170,7 +170,8 @@ def _row(r) -> dict:
 
 
 def render_command(python: str, spec: Path, shot: Path) -> list[str]:
-    return [python, "-m", "derrumbe", "shot", "--spec", str(spec), "-o", str(shot), "--progress-json"]
+    extra = ["--scheduler", os.environ["DERRUMBE_SCHEDULER"]] if os.environ.get("DERRUMBE_SCHEDULER") else []
+    return [python, "-m", "derrumbe", "shot", "--spec", str(spec), "-o", str(shot), "--progress-json", *extra]
 
 
 class Runner:
@@ -297,6 +298,9 @@ class Runner:
                 if ev is None:
                     last_err = line.strip()[:2000] or last_err
                     continue
+                if ev["event"] == "chunk":          # a chunk of frames on a cluster's worker
+                    progress.setdefault("chunks", {})[f"{ev['first']}-{ev['last']}"] = ev["state"]
+                    continue
                 if ev["event"] == "start" and ev["stage"] not in progress["stages"]:
                     progress["stages"].append(ev["stage"])
                 progress.update({k: ev[k] for k in ("stage", "done", "total", "elapsed", "stage_elapsed")})
@@ -312,9 +316,11 @@ def _event(line: str) -> dict | None:
         ev = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress"):
+    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress", "chunk"):
         return None
     try:
+        if ev["event"] == "chunk":
+            return dict(event="chunk", first=int(ev["first"]), last=int(ev["last"]), state=str(ev["state"])[:60])
         return dict(event=ev["event"], stage=str(ev["stage"])[:40], done=int(ev["done"]), total=int(ev["total"]),
                     elapsed=float(ev["elapsed"]), stage_elapsed=float(ev.get("stage_elapsed", 0.0)))
     except (KeyError, TypeError, ValueError):

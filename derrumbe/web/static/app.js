@@ -281,7 +281,10 @@ function progressText(j) {
   if (j.state === "cancelled") return "cancelled";
   let eta = "";
   if (p.done > 0 && p.total > 1 && p.stage_elapsed) eta = `, ~${fmt(p.stage_elapsed / p.done * (p.total - p.done))} left in ${p.stage}`;
-  return `${p.stage || "starting"} ${p.done || 0}/${p.total || 1} · ${fmt(p.elapsed || 0)} elapsed${eta}`;
+  // On a cluster (derrumbe serve --scheduler): how many frame chunks the workers have finished.
+  const ch = p.chunks ? Object.values(p.chunks) : [];
+  const chunks = ch.length ? ` · chunks ${ch.filter((c) => c.startsWith("done")).length}/${ch.length}` : "";
+  return `${p.stage || "starting"} ${p.done || 0}/${p.total || 1}${chunks} · ${fmt(p.elapsed || 0)} elapsed${eta}`;
 }
 function fraction(j) {
   if (j.state === "done") return 1;
