@@ -54,7 +54,7 @@ def test_the_graph_renders_the_frames_of_the_hand_written_pipeline(demo_files, t
     old = tmp_path / "old"
     r = subprocess.run([sys.executable, "-c", "import sys, derrumbe.cli as c; assert 'pytest_cache' in c.__file__; "
                         "sys.exit(c.main(sys.argv[1:]))", *args, "-o", str(old)], env=env, capture_output=True,
-                       text=True, timeout=600)
+                       text=True, timeout=600, cwd=tmp_path)    # not the repository: its derrumbe/ comes first
     assert r.returncode == 0, r.stderr
     new = tmp_path / "new"
     assert main(args + ["-o", str(new)]) == 0

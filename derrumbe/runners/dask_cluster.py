@@ -60,7 +60,8 @@ _OPEN: dict = {}            # this worker's scene and frame renderer, reused by 
 
 
 def _job(scene) -> dict:
-    return {"spec": scene.spec.to_dict(), "out": str(scene.out), "cache_root": str(scene.cache.root.parent)}
+    return {"spec": scene.spec.to_dict(), "out": str(scene.out), "cache_root": str(scene.cache.root.parent),
+            "keys": dict(scene.keys)}
 
 
 def _scene(job: dict):
@@ -69,6 +70,12 @@ def _scene(job: dict):
     from derrumbe.spec import ShotSpec
     scene = open_scene(ShotSpec.from_dict(job["spec"]), job["out"], job["cache_root"], make_dirs=False)
     derive_keys(scene)
+    if scene.keys != job["keys"]:
+        # Another derrumbe, or other library versions, would make (and cache) other results.
+        scene.close()
+        differ = sorted(k for k in job["keys"] if job["keys"][k] != scene.keys.get(k))
+        raise DerrumbeError(f"worker {_worker()} derives other cache keys ({', '.join(differ)}): install the same "
+                            f"derrumbe and libraries on every worker as on the client")
     return scene
 
 
@@ -223,8 +230,19 @@ def _cached_inputs(name: str, have: dict) -> list[str]:
 
 def run_on_cluster(scenes: list, client, progress, chunk: int = CHUNK) -> list[dict]:
     """Renders the scenes (each already holding its keys, their folders locked by the
-    caller) on the cluster; returns their manifests in order."""
+    caller) on the cluster; returns their manifests in order. A task whose workers kept
+    dying (the scheduler's allowed failures, 3 by default) ends the run with one line."""
     distributed = require_dask()
+    try:
+        return _run_on_cluster(scenes, client, progress, chunk, distributed)
+    except distributed.KilledWorker as e:
+        raise DerrumbeError(f"task {e.task} lost its worker every time it ran (out of memory, or a worker "
+                            f"crashing); see the workers' logs") from None
+    except (OSError, TimeoutError) as e:
+        raise DerrumbeError(f"the Dask cluster went away: {type(e).__name__}: {e}") from None
+
+
+def _run_on_cluster(scenes, client, progress, chunk, distributed) -> list[dict]:
     subs = [Submission(client, s, chunk) for s in scenes]
     # The sim side: each distinct stage once, whichever shot asked for it first.
     stage_of = {}
