@@ -83,7 +83,7 @@ def run_wedge(spec: ShotSpec, vary: dict[str, list], out: Path, scheduler: str |
     t0 = time.perf_counter()
     with ShotLock(out):
         if cluster or scheduler:
-            manifests = _on_cluster([(folder, s) for _, folder, s in vs], out, scheduler, workers, progress, log)
+            manifests = _on_cluster([(out / folder, s, out) for _, folder, s in vs], scheduler, workers, progress, log)
         else:
             from derrumbe.pipeline import run_shot
             manifests = []
@@ -95,15 +95,17 @@ def run_wedge(spec: ShotSpec, vary: dict[str, list], out: Path, scheduler: str |
     return finish_wedge(out, labels, dirs, manifests, time.perf_counter() - t0)
 
 
-def _on_cluster(jobs, cache_root: Path, scheduler, workers, progress, log) -> list[dict]:
+def _on_cluster(jobs, scheduler, workers, progress, log) -> list[dict]:
+    """(folder, spec, cache root or None) of each shot, rendered together on one cluster
+    (the caller holds the folders' locks)."""
     from derrumbe.graph import derive_keys
     from derrumbe.pipeline import begin
     from derrumbe.runners.dask_cluster import connect, run_on_cluster
     from derrumbe.scene import open_scene
     scenes = []
     try:
-        for folder, s in jobs:
-            scene = open_scene(s, cache_root / folder if folder else cache_root, cache_root, progress, log)
+        for folder, s, cache_root in jobs:
+            scene = open_scene(s, folder, cache_root, progress, log)
             scenes.append(scene)
             derive_keys(scene)
             begin(scene)
@@ -168,7 +170,7 @@ def run_batch(path: Path, scheduler: str | None = None, workers: int | None = No
         t0 = time.perf_counter()
         try:
             with _locks([o for o, _ in shots]):
-                ms = _batch_cluster(shots, scheduler, workers, progress, log)
+                ms = _on_cluster([(o, s, None) for o, s in shots], scheduler, workers, progress, log)
             for (o, s), m in zip(shots, ms):
                 rows.append(_row(o, s, "done", time.perf_counter() - t0, m))
         except DerrumbeError as e:
@@ -183,25 +185,6 @@ def run_batch(path: Path, scheduler: str | None = None, workers: int | None = No
                 rows.append(_row(o, s, f"failed: {e}", time.perf_counter() - t0, None))
     write_summary(path.parent / "batch_summary", rows)
     return rows
-
-
-def _batch_cluster(shots, scheduler, workers, progress, log) -> list[dict]:
-    from derrumbe.graph import derive_keys
-    from derrumbe.pipeline import begin
-    from derrumbe.runners.dask_cluster import connect, run_on_cluster
-    from derrumbe.scene import open_scene
-    scenes = []
-    try:
-        for o, s in shots:
-            scene = open_scene(s, o, None, progress, log)
-            scenes.append(scene)
-            derive_keys(scene)
-            begin(scene)
-        with connect(scheduler, workers) as client:
-            return run_on_cluster(scenes, client, progress)
-    finally:
-        for scene in scenes:
-            scene.close()
 
 
 class _locks:

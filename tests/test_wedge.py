@@ -76,6 +76,23 @@ def test_a_wedge_shares_its_simulation_between_variants_that_differ_downstream(s
     assert len(frames) == len(m["frames"]) and frames[0].shape[1] == 4 * 480
 
 
+def test_a_wedge_on_a_cluster_runs_each_shared_stage_once(spec_file, tmp_path):
+    """Two variants differing in the grain on a LocalCluster of 2 workers: one task for
+    each of the 7 cached stages (matte to dust, the clean plate), not one a variant, and
+    the frames of the local wedge."""
+    pytest.importorskip("distributed", reason="the farm extra")
+    local, cl = tmp_path / "local", tmp_path / "cluster"
+    vary = ["--vary", "grain=0,1.5"]
+    assert main(["wedge", str(spec_file), *vary, "-o", str(local), "-q"]) == 0
+    assert main(["wedge", str(spec_file), *vary, "-o", str(cl), "-q", "--scheduler", "local", "--workers", "2"]) == 0
+    info = json.loads((cl / "wedge.json").read_text())
+    for v in info["variants"]:
+        m = json.loads((cl / v["folder"] / "manifest.json").read_text())
+        assert m["runner"]["kind"] == "dask" and m["runner"]["stage_tasks_in_run"] == 7
+        for f in m["frames"]:
+            assert (cl / v["folder"] / f).read_bytes() == (local / v["folder"] / f).read_bytes(), f
+
+
 def test_bad_vary_is_one_line(spec_file, tmp_path, capsys):
     for bad in ("seed", "seed=1..", "pieces=10", "style=melt", "plate=x.png", "seed=1..500"):
         assert main(["wedge", str(spec_file), "--vary", bad, "-o", str(tmp_path / "w"), "-q"]) == 2, bad

@@ -139,8 +139,9 @@ def _mark_attempt(scene, frames) -> int:
     return n
 
 
-def task_finish(job: dict, events: list, stage_infos: list, chunk_infos: list) -> dict:
-    """Movies, VDBs, USD and the manifest, once every chunk is in."""
+def task_finish(job: dict, events: list, stage_infos: list, chunk_infos: list, stage_tasks: int) -> dict:
+    """Movies, VDBs, USD and the manifest, once every chunk is in. stage_tasks: how many
+    distinct stage tasks the whole run had (shots sharing a stage share its task)."""
     from derrumbe import graph
     from derrumbe.pipeline import Clock, finish
     from derrumbe.progress import Progress
@@ -151,6 +152,7 @@ def task_finish(job: dict, events: list, stage_infos: list, chunk_infos: list) -
             for k in info["wall"]:
                 clock.add(k, info["wall"][k], info["cpu"][k])
         merged = merge_chunks(chunk_infos)
+        merged["runner"]["stage_tasks_in_run"] = stage_tasks
         for k in merged["wall_s"]:
             clock.add(k, merged["wall_s"][k], merged["cpu_s"][k])
         scene.cache.events = [tuple(e) for e in events]
@@ -210,8 +212,8 @@ class Submission:
         self.finish_future = None
         self.job, self.tag = job, tag
 
-    def submit_finish(self, events: list, stage_infos: list):
-        self.finish_future = self.client.submit(task_finish, self.job, events, stage_infos, self.chunk_futures,
+    def submit_finish(self, events: list, stage_infos: list, shared: int):
+        self.finish_future = self.client.submit(task_finish, self.job, events, stage_infos, self.chunk_futures, shared,
                                                 key=f"finish-{self.tag}", retries=1)
         return self.finish_future
 
@@ -268,7 +270,7 @@ def _run_on_cluster(scenes, client, progress, chunk, distributed) -> list[dict]:
         for c, fut in zip(sub.chunks, sub.chunk_futures):
             where[fut.key] = (si, c)
             progress.chunk(sub.scene.spec.name, 1001 + c[0], 1001 + c[-1], "queued")
-        sub.submit_finish(events, stage_infos)
+        sub.submit_finish(events, stage_infos, len(stage_of))
     done = 0
     for fut, res in distributed.as_completed([f for s in subs for f in s.chunk_futures], with_results=True):
         si, c = where[fut.key]
