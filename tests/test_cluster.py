@@ -106,3 +106,25 @@ def test_a_lost_worker_is_retried_elsewhere_and_the_frames_are_the_same(demo_fil
     for name, t in killed["records"].items():
         assert (out / ".derrumbe" / "frames" / name).stat().st_mtime_ns == t, name
     assert sum(c["rendered"] + c["reused"] for c in chunks) == 12
+
+
+def test_without_the_farm_extra_a_cluster_run_is_one_line(demo_files, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "distributed", None)      # import distributed fails
+    assert main(_args(demo_files, tmp_path / "x", "--scheduler", "local")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "farm extra" in err[0] and "pip install 'derrumbe[farm]'" in err[0]
+
+
+def test_an_unreachable_scheduler_is_one_line(demo_files, tmp_path, capsys):
+    assert main(_args(demo_files, tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err[0], err
+
+
+def test_the_web_queue_keeps_each_chunks_state():
+    """What the page shows (chunks 2/3) comes from the render's chunk events."""
+    from derrumbe.web.jobs import _event
+    ev = _event(json.dumps({"event": "chunk", "shot": "shot", "first": 1001, "last": 1004, "state": "done",
+                            "worker": "h:1", "done": 4, "total": 12, "stage": "render", "elapsed": 1.0}))
+    assert ev == {"event": "chunk", "first": 1001, "last": 1004, "state": "done"}
+    assert _event(json.dumps({"event": "chunk", "first": "x"})) is None

@@ -48,7 +48,7 @@ def connect(scheduler: str | None, workers: int | None = None):
             yield client
         return
     try:
-        client = distributed.Client(scheduler, timeout="20s")
+        client = distributed.Client(scheduler, timeout="10s")
     except (OSError, TimeoutError) as e:
         raise DerrumbeError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     with client:
