@@ -82,7 +82,7 @@ $(GEN_STAMP): pyproject.toml $(STAMP)
 system-deps:
 	$(call apt_install,$(APT_PKGS))
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	@# The contrib build replaces the plain one (both own cv2/; together they break it).

@@ -47,9 +47,17 @@ def plates(only: set | None) -> list[tuple[str, Path, list[int]]]:
     return [t for t in out if t[1].exists() and (not only or t[0] in only)]
 
 
+def final_size(plate: Path) -> str:
+    """As many pixels as 1280x720, at the plate's own aspect: a portrait plate is judged
+    at the same cost as a landscape one, not at 1280 px wide and twice the pixels."""
+    h, w = cv2.imread(str(plate)).shape[:2]
+    width = int(round(np.sqrt(1280 * 720 * w / h) / 2) * 2)
+    return str(min(width, 1920))
+
+
 def render(plate: Path, box, out: Path, preview: bool) -> tuple[dict, float]:
     args = [sys.executable, "-m", "derrumbe", "shot", str(plate), "--box", ",".join(map(str, box)), "-o", str(out),
-            "-q"] + (["--preview"] if preview else ["--size", "1280"])
+            "-q"] + (["--preview"] if preview else ["--size", final_size(plate)])
     t0 = time.perf_counter()
     r = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -80,10 +88,20 @@ def contact_sheet(plate: Path, out: Path, m: dict, dest: Path, width: int = 480)
 
 
 def dust_front(out: Path, m: dict, times=(2.0, 4.0, 6.0)) -> dict:
-    """Metres from the facade to the dust front toward the camera at each time, from the
-    dust the render cached (the stage's own reading of its states)."""
-    from derrumbe.stages.dust import front_distance
-    return {f"{t:g}s": front_distance(out, m, t) for t in times}
+    """Metres from the facade to the dust front toward the camera at each time, read from
+    the dust states the render cached."""
+    from derrumbe.cache import StageCache
+    from derrumbe.stages.dust import front_toward_camera
+    cache = StageCache(out)
+    key = m["cache"]["keys"]["dust"]
+    facade_z = -float(m["estimates"]["distance_m"])
+    n = len(m["frames"])
+    out_ = {}
+    for t in times:
+        i = min(n - 1, int(round(t * m["fps"])))
+        state = cache.load_dust_frame(key, i)
+        out_[f"{t:g}s"] = None if state is None else front_toward_camera(state, facade_z)
+    return out_
 
 
 def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels: dict) -> dict:

@@ -7,7 +7,9 @@ the manifest never disagree. A DerrumbeError becomes one line on stderr and exit
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -18,47 +20,146 @@ from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, _coerce, cli_fields
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump (a value with newlines stays on it)
-        self.exit(2, f"derrumbe: error: {_one_line(message)}\n")
+    """One line on error, no usage dump, and a suggestion where a name was mistyped."""
+
+    def error(self, message):
+        self.exit(2, f"derrumbe: error: {_one_line(_explain_error(message, self))}\n")
+
+    def parse_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else list(args)
+        ns, extra = self.parse_known_args(argv, namespace)
+        if extra:
+            sub = _SUBPARSERS.get(getattr(ns, "cmd", None), self)
+            self.error(_unknown_options(extra, sub))
+        return ns
+
+
+_SUBPARSERS: dict[str, argparse.ArgumentParser] = {}
+
+
+def _options_of(parser: argparse.ArgumentParser) -> list[str]:
+    return [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+
+
+def _unknown_options(extra: list[str], parser: argparse.ArgumentParser) -> str:
+    """'unrecognized' arguments, each with the nearest known option."""
+    bad = [x for x in extra if x.startswith("-")] or extra
+    word = bad[0].split("=", 1)[0]
+    near = difflib.get_close_matches(word, _options_of(parser), n=1, cutoff=0.6)
+    if word.startswith("-"):
+        hint = f"; did you mean {near[0]}?" if near else f"; see derrumbe {parser.prog.split()[-1]} --help"
+        return f"unknown option {word}{hint}"
+    return f"unexpected argument {word!r} (a plate is given once; options start with --)"
+
+
+def _explain_error(message: str, parser: argparse.ArgumentParser) -> str:
+    m = re.match(r"argument (\S+): invalid choice: '?(.*?)'? \(choose from (.*)\)$", message)
+    if m:
+        name, got = m.group(1), m.group(2)
+        choices = [c.strip(" '") for c in m.group(3).split(",")]
+        near = difflib.get_close_matches(got, choices, n=1, cutoff=0.5)
+        what = "unknown command" if name in ("cmd", "COMMAND") or name.startswith("{") else f"{name}: unknown value"
+        return f"{what} {got!r}" + (f"; did you mean {near[0]}?" if near else f"; one of {', '.join(choices)}")
+    if message.startswith("argument --version: expected one argument"):
+        return (f"--version needs the shot's version number: --version 3 writes NAME_v003.####.png and "
+                f"NAME_v003.mp4 beside earlier versions (derrumbe itself is {__version__}: derrumbe --version)")
+    m = re.match(r"argument (--[\w-]+): expected one argument", message)
+    if m:
+        a = next((a for a in parser._actions if m.group(1) in a.option_strings), None)
+        what = a.metavar if a is not None and isinstance(a.metavar, str) else "a value"
+        return f"{m.group(1)} needs {what} after it"
+    return message
+
+
+# The shot options in the groups a compositor looks for them in; every spec field given
+# on the command line is in exactly one (checked in build_parser).
+SHOT_GROUPS = {
+    "plate and matte": ("what is filmed and which building comes down",
+                        ["plate_colorspace", "box", "mask", "holdout", "no_auto_holdouts"]),
+    "camera and scale": ("estimated from the plate when absent: --explain prints the estimates",
+                         ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"]),
+    "collapse": ("how it comes down", ["style", "direction", "start", "material", "pieces", "seed"]),
+    "dust": ("the cloud", ["dust", "wind", "dust_color"]),
+    "look": ("the finish of the frames", ["shutter", "shake", "grain", "preview", "size"]),
+    "output": ("files, names, frames", ["name", "version", "frames", "fps", "duration", "passes", "exr", "usd",
+                                        "vdb", "prores", "burn_in"]),
+}
+# Values named by what they are, not VALUE.
+METAVARS = {"box": "X0,Y0,X1,Y1", "mask": "FILE.png", "holdout": "FILE.png", "plate_colorspace": "COLOURSPACE",
+            "dust_color": "R,G,B", "size": "WxH", "wind": "SPEED,HEADING", "frames": "FIRST-LAST", "name": "NAME",
+            "height_m": "METRES", "focal_mm": "MM", "horizon_y": "ROW", "sun_azimuth": "DEGREES",
+            "sun_elevation": "DEGREES", "start": "SECONDS", "duration": "SECONDS", "fps": "FPS", "pieces": "N",
+            "seed": "N", "version": "N", "shutter": "DEGREES", "dust": "AMOUNT", "shake": "AMOUNT", "grain": "AMOUNT"}
+# What an option does when it is not given, where the field's own default is "absent".
+DEFAULT_WORDS = {
+    "box": "none: give --box or --mask", "mask": "none: give --box or --mask",
+    "holdout": "none: the automatic holdouts only", "plate_colorspace": "sRGB, or ACEScg for EXR",
+    "height_m": "estimated", "focal_mm": "26 mm, a phone's main camera", "horizon_y": "estimated",
+    "sun_azimuth": "estimated", "sun_elevation": "40 deg", "wind": ",".join(f"{v:g}" for v in WIND_DEFAULT),
+    "dust_color": ",".join(map(str, DUST_SRGB)) + " (concrete dust)", "fps": "a video plate's rate, else 24",
+    "duration": "a moving plate's length, else 6", "size": "the plate's size",
+    "frames": "from 1001, as long as --duration",
+}
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
-    for f in cli_fields():
-        m = f.metadata
-        flag = "--" + f.name.replace("_", "-")
-        default = "estimated" if f.default is None and f.name in (
-            "height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation") else f.default
-        default = {"wind": ",".join(map(str, WIND_DEFAULT)), "dust_color": ",".join(map(str, DUST_SRGB)),
-                   "fps": "a video plate's rate, else 24", "duration": "a moving plate's length, else 6",
-                   "plate_colorspace": "sRGB, or ACEScg for EXR"}.get(f.name, default)
-        unit = f" [{m['unit']}]" if m["unit"] else ""
-        rng = f" (range {m['lo']}..{m['hi']})" if m["lo"] is not None else ""
-        help_ = f"{m['help']}{unit}{rng}; default: {default}"
-        if isinstance(f.default, bool):
-            p.add_argument(flag, action="store_true", default=None, help=help_)
-        else:
-            p.add_argument(flag, default=None, choices=m["choices"], metavar=None if m["choices"] else "VALUE",
-                           help=help_)
+    table = {f.name: f for f in cli_fields()}
+    grouped = [n for _, names in SHOT_GROUPS.values() for n in names]
+    missing = set(table) - set(grouped)
+    if missing:
+        raise RuntimeError(f"spec fields with no --help group: {sorted(missing)}")   # a field added without one
+    for title, (about, names) in SHOT_GROUPS.items():
+        g = p.add_argument_group(title, about)
+        if title == "output":
+            g.add_argument("-o", "--out", metavar="FOLDER", help="output folder: frames, movies, manifests "
+                                                                  "(several versions share one)")
+        for name in names:
+            _add_spec_option(g, table[name])
+
+
+def _add_spec_option(g, f) -> None:
+    m = f.metadata
+    flag = "--" + f.name.replace("_", "-")
+    if isinstance(f.default, bool):
+        g.add_argument(flag, action="store_true", default=None, help=m["help"])
+        return
+    unit = f" {m['unit']}" if m["unit"] and m["unit"] not in ("sRGB", "m/s,deg", "px") else ""
+    rng = f"; {m['lo']:g}..{m['hi']:g}{unit}" if m["lo"] is not None and f.name not in ("horizon_y", "seed") else ""
+    default = DEFAULT_WORDS.get(f.name, f.default)
+    if isinstance(default, float):
+        default = f"{default:g}"
+    dflt = f"; default: {default}" + (unit if not isinstance(default, str) else "")
+    g.add_argument(flag, default=None, choices=m["choices"], metavar=None if m["choices"] else METAVARS.get(f.name, "X"),
+                   help=f"{m['help']}{rng}{dflt}".replace("%", "%%"))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="derrumbe", description="A plate of a real building in, a collapse shot out.")
-    p.add_argument("--version", action="version", version=f"derrumbe {__version__}")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    p = _Parser(prog="derrumbe", description="A plate of a real building in, a collapse shot out.",
+                epilog="derrumbe COMMAND --help shows a command's options. Start with: derrumbe shot PLATE "
+                       "--box X0,Y0,X1,Y1 -o OUT --explain (what it will estimate and run), then without --explain.")
+    p.add_argument("--version", action="version", version=f"derrumbe {__version__}",
+                   help="print derrumbe's version and exit")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     s = sub.add_parser("shot", help="render a collapse shot from a plate",
-                       description="Render a collapse of the building in PLATE into OUT.")
+                       usage="derrumbe shot PLATE (--box X0,Y0,X1,Y1 | --mask FILE.png) -o FOLDER [options]",
+                       description="Render a collapse of the building in PLATE into FOLDER. Positions are plate "
+                                   "pixels from the top-left corner, y down (as in image editors; Nuke counts y "
+                                   "from the bottom).",
+                       epilog="Example: derrumbe shot plate.jpg --box 130,0,1280,650 -o out/shot --frames 1001-1144")
     s.add_argument("plate", nargs="?", help="plate: image (JPEG/PNG/TIFF/EXR), video (MP4/MOV) or image sequence "
                                             "(plate.####.png|exr); optional with --spec")
-    s.add_argument("-o", "--out", required=True, help="output folder (frames, movie, manifest)")
-    s.add_argument("--spec", help="shot spec: a .toml file or a manifest.json of an earlier render; "
-                                  "options given here override it")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    s.add_argument("--progress-json", action="store_true",
-                   help="progress as one JSON object a line on stderr (stage, done, total, seconds), for tools")
-    s.add_argument("--explain", action="store_true",
-                   help="say which stages would run and why (what changed since the last render), and stop")
-    _add_cluster_options(s)
     _add_spec_options(s)
+    f = s.add_argument_group("farm", "scripting, specs and queues")
+    f.add_argument("--spec", metavar="FILE", help="shot spec: a .toml file or a manifest.json of an earlier render; "
+                                                  "options given here override it")
+    f.add_argument("--explain", action="store_true",
+                   help="print the estimates (storeys, height, distance, lens, horizon, sun, holdouts, material) "
+                        "and which stages would run and why, and stop")
+    f.add_argument("-q", "--quiet", action="store_true", help="no progress output (warnings still print)")
+    f.add_argument("--progress-json", action="store_true",
+                   help="progress as one JSON object a line on stderr (stage, done, total, seconds, frame, "
+                        "remaining), for queues and tools")
+    _add_cluster_options(s.add_argument_group("cluster", "a Dask cluster instead of this process"))
     _add_farm_commands(sub)
     d = sub.add_parser("demo", help="render the demo shot (a real street photograph that ships with derrumbe)",
                        description="Render the collapse of the two-storey building in the bundled street photograph "
@@ -112,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "last render did not use (--all: everything)")
     c.add_argument("shot_dir")
     c.add_argument("--all", action="store_true", help="with clean: remove the whole cache")
+    _SUBPARSERS.update(sub.choices)
     return p
 
 
@@ -173,6 +275,13 @@ def _spec_from_args(args) -> ShotSpec:
         v = getattr(args, f.name, None)
         if v is not None:
             d[f.name] = _coerce(f, v)
+    # The shot's length is given once: --duration replaces a spec's frame range, --frames
+    # (or a new --fps under a frame range) the spec's duration.
+    if getattr(args, "duration", None) is not None and getattr(args, "frames", None) is None:
+        d.pop("frames", None)
+    if getattr(args, "frames", None) is not None or (getattr(args, "fps", None) is not None and d.get("frames")):
+        if getattr(args, "duration", None) is None:
+            d.pop("duration", None)
     # --box and --mask exclude each other; one given on the command line replaces the spec's.
     if getattr(args, "box", None) is not None:
         d.pop("mask", None)
@@ -186,35 +295,88 @@ def _spec_from_args(args) -> ShotSpec:
     return spec.validate()
 
 
+def _warn(text: str) -> None:
+    print(f"derrumbe: warning: {_one_line(text)}", file=sys.stderr, flush=True)
+
+
+FRAME_STAGES = ("dust", "render", "vdb")       # stages that count the shot's frames
+
+
 def _progress(quiet: bool, as_json: bool = False):
+    from derrumbe.eta import Estimator, clock_text
     from derrumbe.progress import Progress
+
+    class Stages(Progress):
+        """Follows the stages with an Estimator: per-stage and whole-shot time left."""
+        def __init__(self):
+            self.eta = Estimator()
+            self.first = 1001
+
+        def plan(self, seconds, first_frame):
+            self.eta.set_plan(seconds)
+            self.first = first_frame
+
+        def stage(self, name, total=None):
+            self.eta.start(name, total)
+
+        def advance(self, done, total):
+            self.eta.advance(done, total)
+
+        def end(self):
+            self.eta.end()
+
+        def warn(self, text):
+            _warn(text)
+
+        def frame(self):
+            """The frame number last finished, in the stages that count frames."""
+            e = self.eta
+            return self.first + e.done - 1 if e.stage in FRAME_STAGES and e.done > 0 else None
+
     if as_json:
         import json
         import time
 
-        class JsonStages(Progress):
+        class JsonStages(Stages):
             """What the web page's job runner reads: a line per stage start, end and a
-            few updates in between."""
+            few updates in between, each with the time left."""
             def __init__(self):
+                super().__init__()
                 self.t0 = time.perf_counter()
                 self.name, self.ts, self.last = None, self.t0, 0.0
 
             def _emit(self, **kw):
+                e = self.eta
+                left_stage, left = e.stage_remaining(), e.total_remaining()
                 kw.update(stage=self.name, elapsed=round(time.perf_counter() - self.t0, 2),
-                          stage_elapsed=round(time.perf_counter() - self.ts, 2))
+                          stage_elapsed=round(time.perf_counter() - self.ts, 2),
+                          eta_stage=None if left_stage is None else round(left_stage, 1),
+                          eta_total=None if left is None else round(left, 1), fraction=round(e.fraction(), 4),
+                          frame=self.frame())
                 print(json.dumps(kw), file=sys.stderr, flush=True)
 
+            def plan(self, seconds, first_frame):
+                super().plan(seconds, first_frame)
+                print(json.dumps({"event": "plan", "first_frame": first_frame,
+                                  "stages": {k: round(v, 1) for k, v in seconds.items()}}), file=sys.stderr, flush=True)
+
             def stage(self, name, total=None):
+                super().stage(name, total)
                 self.name, self.ts = name, time.perf_counter()
                 self._emit(event="start", done=0, total=total or 1)
 
             def advance(self, done, total):
+                super().advance(done, total)
                 if time.perf_counter() - self.last > 0.25 or done == total:
                     self.last = time.perf_counter()
                     self._emit(event="progress", done=done, total=total)
 
             def end(self):
-                self._emit(event="end")
+                super().end()
+                self._emit(event="end", done=self.eta.total, total=self.eta.total)
+
+            def warn(self, text):
+                print(json.dumps({"event": "warning", "text": _one_line(text)}), file=sys.stderr, flush=True)
 
             def chunk(self, shot, first, last, state, worker="", done=0, total=0):
                 self._emit(event="chunk", shot=shot, first=first, last=last, state=state, worker=worker,
@@ -222,29 +384,73 @@ def _progress(quiet: bool, as_json: bool = False):
 
         return JsonStages(), (lambda s: print(json.dumps({"event": "log", "text": s}), file=sys.stderr, flush=True))
     if quiet:
-        return Progress(), (lambda s: None)
+        return Stages(), (lambda s: None)
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
 
-    class RichStages(Progress):
+    class RichStages(Stages):
+        """A bar a stage, and a 'shot' bar on top with the whole shot's time left, like
+        Blender's 'Fra: 37 | Remaining: 01:23'. The bars appear once the inputs are checked
+        (the plan comes after the plate stage), so a bad input is one line and nothing else."""
         def __init__(self):
-            self.bar = RichProgress(TextColumn("{task.description:<11}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                    TimeElapsedColumn(), console=console, transient=False)
+            super().__init__()
+            self.bar, self.task, self.early = None, None, []
+
+        def _start(self):
+            self.bar = RichProgress(TextColumn("{task.description:<11}"), BarColumn(bar_width=30),
+                                    TextColumn("{task.fields[what]:<22}"), TimeElapsedColumn(),
+                                    TextColumn("{task.fields[left]}"), console=console, transient=False,
+                                    refresh_per_second=4)
             self.bar.start()
-            self.task = None
+            self.shot = self.bar.add_task("shot", total=1000, what="", left="")
+            for name in self.early:         # stages finished before the plan: done
+                self.bar.add_task(name, total=1, completed=1, what="", left="")
+            self.early = []
+
+        def _update(self):
+            if self.bar is None:
+                return
+            e = self.eta
+            left = e.total_remaining()
+            self.bar.update(self.shot, completed=int(1000 * e.fraction()),
+                            left=f"Remaining {clock_text(left)}" if left is not None else "")
+            if self.task is not None:
+                f = self.frame()
+                what = (f"Fra:{f}  " if f is not None else "") + f"{e.done}/{e.total}"
+                ls = e.stage_remaining()
+                self.bar.update(self.task, completed=e.done, total=e.total, what=what,
+                                left=f"Remaining {clock_text(ls)}" if ls is not None and e.done < e.total else "")
+
+        def plan(self, seconds, first_frame):
+            super().plan(seconds, first_frame)
+            if self.bar is None:
+                self._start()
+            self._update()
 
         def stage(self, name, total=None):
-            self.task = self.bar.add_task(name, total=total or 1)
+            super().stage(name, total)
+            if self.bar is None:
+                self.early.append(name)
+                return
+            self.task = self.bar.add_task(name, total=total or 1, what="", left="")
+            self._update()
 
         def advance(self, done, total):
-            self.bar.update(self.task, completed=done, total=total)
+            super().advance(done, total)
+            self._update()
 
         def end(self):
             if self.task is not None:
-                t = self.bar.tasks[-1]
-                self.bar.update(self.task, completed=t.total)
+                self.eta.done = self.eta.total
+                self._update()
+            super().end()
+            self._update()
+
+        def warn(self, text):
+            console.print(f"[bold yellow]derrumbe: warning:[/] {escape(_one_line(text))}", highlight=False)
 
         def chunk(self, shot, first, last, state, worker="", done=0, total=0):
             if state != "queued":
@@ -254,9 +460,11 @@ def _progress(quiet: bool, as_json: bool = False):
             console.print(f"[dim]{text}[/dim]")
 
         def stop(self):
-            self.bar.stop()
+            if self.bar is not None:
+                self.bar.update(self.shot, completed=1000, left="")
+                self.bar.stop()
 
-    return RichStages(), (lambda s: console.print(f"[dim]{s}[/dim]"))
+    return RichStages(), (lambda s: console.print(f"[dim]{escape(s)}[/dim]", highlight=False))
 
 
 def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False, cluster=None) -> int:
@@ -281,7 +489,8 @@ def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False, clu
         t = m["timings_s"]
         extra = "".join(f", {x}" for x in m["movies"][1:]) + (", EXRs" if m.get("exr") else "") + \
             (f", {m['usd']['file']}" if m.get("usd") else "")
-        print(f"wrote {len(m['frames'])} frames {m['size'][0]}x{m['size'][1]}, {m['movie']}{extra} to {out}; "
+        print(f"wrote {m['stem']}: frames {m['first_frame']}-{m['last_frame']} {m['size'][0]}x{m['size'][1]}, "
+              f"{m['movie']}{extra} to {out}; "
               f"total {sum(t.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in t.items()) + ")",
               file=sys.stderr)
     if refine is not None:
@@ -436,7 +645,14 @@ def _cache(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:                # `derrumbe` alone: what it can do
+        parser.print_help()
+        return 0
+    if args.cmd == "shot" and not (args.plate or args.spec or args.out):
+        _SUBPARSERS["shot"].print_help()
+        return 0
     if argv is None:                # the real command (not a test calling main in-process)
         _die_with_parent()
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -454,6 +670,8 @@ def main(argv=None) -> int:
             if args.scheduler:
                 os.environ["DERRUMBE_SCHEDULER"] = args.scheduler
             return serve(args.host, args.port, _token(args), args.root, args.jobs, args.allowed_host)
+        if not args.out:
+            raise DerrumbeError("give the output folder: -o FOLDER (frames, movies and manifests go there)")
         spec = _spec_from_args(args)
         if args.explain:
             from derrumbe.pipeline import explain

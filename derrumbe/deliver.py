@@ -36,14 +36,15 @@ def movie_kinds(s: Scene) -> tuple[str, ...]:
 def encode(s: Scene) -> dict[str, str]:
     """The review movies from the frame PNGs; {file: sha256}."""
     sp = s.spec
-    paths = [outputs.frame_path(s.out, sp.name, i) for i in range(s.n_frames)]
+    paths = [s.frame_path(i) for i in range(s.n_frames)]
     missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise DerrumbeError(f"{len(missing)} frames are not rendered yet (first: {missing[0]}); "
                             f"render them before encoding")
-    burn = movies.BurnIn(sp.name, sp.version, s.out_size, sp.fps) if sp.burn_in else None
+    burn = movies.BurnIn(sp.name, sp.version, s.out_size, sp.fps, sp.first_frame) if sp.burn_in else None
     rate = s.src.rate if s.src.moving and s.src.rate else sp.fps
-    made = movies.encode_movies(s.out, sp.name, paths, rate, s.out_size, movie_kinds(s), burn, s.progress.advance)
+    made = movies.encode_movies(s.out, sp.stem, paths, rate, s.out_size, movie_kinds(s), burn, s.progress.advance,
+                                sp.first_frame)
     return {p.name: sha256_file(p) for p in made}
 
 
@@ -52,15 +53,16 @@ def write_vdbs(s: Scene) -> tuple[dict, dict]:
     vdb_files, files = {}, {}
     if not (s.spec.vdb and s.spec.dust > 0):
         return vdb_files, files
+    first = s.spec.first_frame
     for i in range(s.n_frames):
         state = s.cache.load_dust_frame(s.keys["dust"], i)
         if state is None:
-            raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
+            raise DerrumbeError(f"the cached dust of frame {first + i} is damaged; "
                                 f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
-        vpath = vdb_path(s.out, s.spec.name, outputs.FIRST_FRAME + i)
+        vpath = vdb_path(s.out, s.spec.stem, first + i)
         write_vdb(vpath, *dust_grids(state))
         rel = vpath.relative_to(s.out).as_posix()
-        vdb_files[outputs.FIRST_FRAME + i] = rel
+        vdb_files[first + i] = rel
         files[rel] = sha256_file(vpath)
         s.progress.advance(i + 1, s.n_frames)
     return vdb_files, files
@@ -70,8 +72,8 @@ def write_usd_file(s: Scene, vdb_files: dict) -> tuple[dict | None, dict]:
     if not s.spec.usd:
         return None, {}
     from derrumbe.stages.usd_export import write_usd
-    usd_path = s.out / f"{s.spec.name}.usdc"
-    info = write_usd(usd_path, s["fracture"], s["simulate"], s["view"].ocam, s.spec.fps, outputs.FIRST_FRAME,
+    usd_path = s.out / f"{s.spec.stem}.usdc"
+    info = write_usd(usd_path, s["fracture"], s["simulate"], s["view"].ocam, s.spec.fps, s.spec.first_frame,
                      s.n_frames, s.spec.name, vdb_files)
     return info, {usd_path.name: sha256_file(usd_path)}
 
@@ -90,6 +92,7 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
                    cpu: dict, rss: dict) -> dict:
     sp, n = s.spec, s.n_frames
     out, out_w, out_h = s.out, *s.out_size
+    stem, first = sp.stem, sp.first_frame
     fr, sim, grit, (cam, place), matte = s["fracture"], s["simulate"], s["particles"], s["camera"], s["matte"]
     look = FrameRenderer(s)             # the per-shot tracks, as the frames were rendered with
     manifest = {
@@ -98,14 +101,18 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
         "seed": sp.seed,
         "size": [out_w, out_h],
         "fps": sp.fps,
-        "first_frame": outputs.FIRST_FRAME,
-        "frames": [outputs.frame_path(out, sp.name, i).name for i in range(n)],
-        "passes": [f"passes/{p.name}" for i in range(n) for p in outputs.pass_paths(out, sp.name, i)]
+        "name": sp.name,
+        "version": sp.version,
+        "stem": stem,
+        "first_frame": first,
+        "last_frame": first + n - 1,
+        "frames": [s.frame_path(i).name for i in range(n)],
+        "passes": [f"passes/{p.name}" for i in range(n) for p in outputs.pass_paths(out, stem, i, first)]
         if sp.passes else [],
-        "movie": f"{sp.name}.mp4",
-        "movies": [movies.movie_path(out, sp.name, k).name for k in movie_kinds(s)],
+        "movie": movies.movie_path(out, stem, "h264").name,
+        "movies": [movies.movie_path(out, stem, k).name for k in movie_kinds(s)],
         "burn_in": bool(sp.burn_in),
-        "exr": {"files": [exr_out.exr_path(out, sp.name, outputs.FIRST_FRAME + i).relative_to(out).as_posix()
+        "exr": {"files": [exr_out.exr_path(out, stem, first + i).relative_to(out).as_posix()
                           for i in range(n)], "colourspace": colour.WORKING,
                 "layers": EXR_LAYERS, "compression": exr_out.COMPRESSION, "depth": "depth.Z and dust.Z: view depth "
                 f"in metres, 32-bit float, {exr_out.FAR_Z:g} where there is no surface", "motion": "forward.u/"
@@ -147,7 +154,7 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
     }
     # Every file this render wrote or kept, with its sha256 (manifest.json itself aside).
     manifest["files"] = {k: files[k] for k in sorted(files)}
-    write_manifest(out, manifest)
+    write_manifest(out, manifest, stem)
     return manifest
 
 

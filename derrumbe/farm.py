@@ -6,7 +6,8 @@ and, as every render does, its stage cache. Three commands make the shot from it
 safe to run again (a finished stage, a finished frame are read back, not redone):
 
     derrumbe sim SHOT                         the sim side: matte to dust, and the clean plate
-    derrumbe render SHOT --frames 1001-1024   a chunk of frames (many chunks at once)
+    derrumbe render SHOT --frames 1001-1024   a chunk of frames (many chunks at once; the numbers
+                                              are the shot's own, from its --frames range)
     derrumbe encode SHOT                      movies, VDBs, USD, the manifest
 
 `derrumbe farm-export SHOT --format openjd|deadline|opencue` writes the job that runs
@@ -22,7 +23,7 @@ from pathlib import Path
 from derrumbe.errors import DerrumbeError
 from derrumbe.files import atomic_write_bytes
 from derrumbe.spec import ShotSpec
-from derrumbe.stages.outputs import FIRST_FRAME
+from derrumbe.spec import FIRST_FRAME
 
 JOB = "job.toml"
 FORMATS = ("openjd", "deadline", "opencue")
@@ -45,22 +46,22 @@ def load_job(shot: Path) -> ShotSpec:
     raise DerrumbeError(f"{shot} has no {JOB} (write one with `derrumbe farm-export {shot} --spec SPEC`)")
 
 
-def parse_frames(text: str, n_frames: int) -> list[int]:
-    """'1001-1024' or '1005' as frame indices (0-based) of a shot of n_frames."""
+def parse_frames(text: str, n_frames: int, first_frame: int = FIRST_FRAME) -> list[int]:
+    """'1001-1024' or '1005' as frame indices (0-based) of a shot of n_frames numbered from first_frame."""
     try:
         a, _, b = text.partition("-")
         first, last = int(a), int(b or a)
     except ValueError:
         raise DerrumbeError(f"--frames must be FIRST-LAST frame numbers, e.g. 1001-1024, not {text!r}") from None
-    lo, hi = FIRST_FRAME, FIRST_FRAME + n_frames - 1
+    lo, hi = first_frame, first_frame + n_frames - 1
     if not lo <= first <= last <= hi:
         raise DerrumbeError(f"--frames {text} is outside the shot's frames {lo}-{hi}")
-    return list(range(first - FIRST_FRAME, last - FIRST_FRAME + 1))
+    return list(range(first - first_frame, last - first_frame + 1))
 
 
-def chunks(n_frames: int, size: int) -> list[tuple[int, int]]:
+def chunks(n_frames: int, size: int, first_frame: int = FIRST_FRAME) -> list[tuple[int, int]]:
     """(first, last) frame numbers of each chunk."""
-    return [(FIRST_FRAME + a, FIRST_FRAME + min(a + size, n_frames) - 1) for a in range(0, n_frames, size)]
+    return [(first_frame + a, first_frame + min(a + size, n_frames) - 1) for a in range(0, n_frames, size)]
 
 
 # ---- the per-stage commands ------------------------------------------------------------------
@@ -108,7 +109,7 @@ def run_render(shot: Path, frames: str, progress=None, log=None) -> dict:
     from derrumbe.frames import render_frames
     scene = _scene(shot, progress, log)
     try:
-        idx = parse_frames(frames, scene.n_frames)
+        idx = parse_frames(frames, scene.n_frames, scene.spec.first_frame)
         with ShotLock(shot, shared=True):
             _require_sim(scene)
             graph.load(scene, ["frames"], verify=False)
@@ -140,7 +141,8 @@ def run_encode(shot: Path, progress=None, log=None) -> dict:
     try:
         with ShotLock(shot):
             _require_sim(scene)
-            todo = [FIRST_FRAME + i for i in range(scene.n_frames) if not reusable(scene, i, frame_key(scene, i))]
+            first = scene.spec.first_frame
+            todo = [first + i for i in range(scene.n_frames) if not reusable(scene, i, frame_key(scene, i))]
             if todo:
                 raise DerrumbeError(f"{len(todo)} frames are not rendered for this spec (first: {todo[0]}); "
                                     f"run `derrumbe render {shot} --frames {todo[0]}-{todo[-1]}`")
@@ -162,22 +164,22 @@ def export(shot: Path, fmt: str, chunk: int, derrumbe: str = "derrumbe") -> Path
     from derrumbe.scene import n_frames, open_scene
     scene = open_scene(spec, shot, make_dirs=False)             # fps and duration from the plate
     try:
-        n = n_frames(scene.spec)
+        n, first = n_frames(scene.spec), scene.spec.first_frame
     finally:
         scene.close()
     shot = shot.resolve()
     name = scene.spec.name
-    cs = chunks(n, chunk)
+    cs = chunks(n, chunk, first)
     out = shot / "farm"
     out.mkdir(exist_ok=True)
     if fmt == "openjd":
         p = shot / f"{name}.openjd.yaml"        # OpenJD takes no default path above its template
         atomic_write_bytes(p, openjd_template(name, shot, cs, derrumbe).encode())
     elif fmt == "deadline":
-        p = deadline_job(out, name, shot, n, chunk, derrumbe)
+        p = deadline_job(out, name, shot, n, chunk, derrumbe, first)
     elif fmt == "opencue":
         p = out / f"{name}_opencue.py"
-        atomic_write_bytes(p, opencue_script(name, shot, n, chunk, derrumbe).encode())
+        atomic_write_bytes(p, opencue_script(name, shot, n, chunk, derrumbe, first).encode())
     else:
         raise DerrumbeError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     return p
@@ -226,12 +228,13 @@ DEADLINE_JOB_KEYS = ("Plugin", "Name", "BatchName", "Frames", "ChunkSize", "JobD
 DEADLINE_PLUGIN_KEYS = ("Executable", "Arguments", "StartupDirectory")
 
 
-def deadline_job(out: Path, name: str, shot: Path, n: int, chunk: int, derrumbe: str) -> Path:
-    last = FIRST_FRAME + n - 1
+def deadline_job(out: Path, name: str, shot: Path, n: int, chunk: int, derrumbe: str,
+                 first: int = FIRST_FRAME) -> Path:
+    last = first + n - 1
     q = f"<QUOTE>{shot}<QUOTE>"
-    jobs = [("sim", f"{FIRST_FRAME}", n, f"sim {q}"),
-            ("frames", f"{FIRST_FRAME}-{last}", chunk, f"render {q} --frames <STARTFRAME>-<ENDFRAME>"),
-            ("encode", f"{FIRST_FRAME}", 1, f"encode {q}")]
+    jobs = [("sim", f"{first}", n, f"sim {q}"),
+            ("frames", f"{first}-{last}", chunk, f"render {q} --frames <STARTFRAME>-<ENDFRAME>"),
+            ("encode", f"{first}", 1, f"encode {q}")]
     lines = ["#!/bin/sh", "# Submits the shot to Deadline: the simulation, then the frames in chunks, then the encode.",
              "set -e", 'cd "$(dirname "$0")"', "DEP="]
     for stepname, frames, size, args in jobs:
@@ -251,11 +254,11 @@ def deadline_job(out: Path, name: str, shot: Path, n: int, chunk: int, derrumbe:
     return p
 
 
-def opencue_script(name: str, shot: Path, n: int, chunk: int, derrumbe: str) -> str:
+def opencue_script(name: str, shot: Path, n: int, chunk: int, derrumbe: str, first: int = FIRST_FRAME) -> str:
     """An OpenCue PyOutline script (opencue-pyoutline: outline.Outline, outline.modules.shell.
     Shell layers with range and chunk, layer.depend_on, outline.cuerun.launch); #FRAME_START#
     and #FRAME_END# are each chunk's first and last frame (OpenCue issue 104, PR 597)."""
-    last = FIRST_FRAME + n - 1
+    last = first + n - 1
     s = str(shot)
     return f'''"""Submits derrumbe shot {name} to OpenCue: the simulation, the frames in chunks of {chunk}, the encode."""
 import outline
@@ -263,11 +266,11 @@ import outline.cuerun
 import outline.modules.shell
 
 job = outline.Outline({("derrumbe_" + name)!r}, shot={name!r}, show="derrumbe")
-sim = outline.modules.shell.Shell("sim", type="Util", command={[derrumbe, "sim", s]!r}, range="{FIRST_FRAME}", chunk=1)
+sim = outline.modules.shell.Shell("sim", type="Util", command={[derrumbe, "sim", s]!r}, range="{first}", chunk=1)
 frames = outline.modules.shell.Shell("frames", type="Render",
                                      command={[derrumbe, "render", s, "--frames", "#FRAME_START#-#FRAME_END#"]!r},
-                                     range="{FIRST_FRAME}-{last}", chunk={chunk})
-encode = outline.modules.shell.Shell("encode", type="Util", command={[derrumbe, "encode", s]!r}, range="{FIRST_FRAME}",
+                                     range="{first}-{last}", chunk={chunk})
+encode = outline.modules.shell.Shell("encode", type="Util", command={[derrumbe, "encode", s]!r}, range="{first}",
                                      chunk=1)
 for layer in (sim, frames, encode):
     job.add_layer(layer)

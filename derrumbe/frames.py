@@ -42,16 +42,16 @@ def shutter_seconds(shutter_deg: float, fps: float) -> float:
 
 def frame_files(s: Scene, i: int) -> list:
     """Frame i's files: the PNG, then its passes and EXR when asked for."""
-    out, name = s.out, s.spec.name
-    return ([outputs.frame_path(out, name, i)] + (outputs.pass_paths(out, name, i) if s.spec.passes else [])
-            + ([exr_out.exr_path(out, name, outputs.FIRST_FRAME + i)] if s.spec.exr else []))
+    out, stem, first = s.out, s.spec.stem, s.spec.first_frame
+    return ([s.frame_path(i)] + (outputs.pass_paths(out, stem, i, first) if s.spec.passes else [])
+            + ([exr_out.exr_path(out, stem, first + i)] if s.spec.exr else []))
 
 
 def reusable(s: Scene, i: int, fkey: str | None = None) -> bool:
     """Frame i was finished with this exact key and its files are whole (a killed or
     interrupted render resumes; a damaged or edited frame is rendered again)."""
     fkey = fkey or frame_key(s, i)
-    p = outputs.frame_path(s.out, s.spec.name, i)
+    p = s.frame_path(i)
     rec = s.cache.frame_record(s.frame_rel(i))
     if not rec.startswith(fkey + ":") or not p.exists():
         return False
@@ -187,7 +187,7 @@ class FrameRenderer:
         if self.dust_r is not None:
             state = s.cache.load_dust_frame(s.keys["dust"], i)
             if state is None:
-                raise DerrumbeError(f"the cached dust of frame {outputs.FIRST_FRAME + i} is damaged; "
+                raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
             dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
@@ -204,7 +204,7 @@ class FrameRenderer:
             vec, z, cov = self.renderer.vectors(sim, t, 1.0 / sp.fps)
             z = np.where(cov > 0, z, self.back_z)
             exr = (functools.partial(exr_out.frame_channels, res.linear, res.debris, res.dust, v.bmatte,
-                                     hold_i, z, vec, res.touched, dl.depth if dl is not None else None,
+                                     hold_i, z, vec, res.touched, visible_dust_depth(dl, self.back_z),
                                      holdouts=self.per_object(i)), None)
             self.stage_t["vectors"] += _clock() - t0
         return img, passes, exr, hold_i
@@ -221,10 +221,11 @@ def render_frames(s: Scene, frames, renderer: FrameRenderer | None = None, on_fr
     rendered, reused = [], []
 
     def done(i):
-        p = outputs.frame_path(s.out, s.spec.name, i)
+        p = s.frame_path(i)
         s.cache.record_frame(s.frame_rel(i), fkeys[i], s.cache.frame_digest(p))
-    sink = outputs.FrameSink(s.out, s.spec.name, s.spec.passes, on_written=done,
-                             exr_meta={"derrumbe:shot": s.spec.name, "derrumbe:version": s.spec.version})
+    sink = outputs.FrameSink(s.out, s.spec.stem, s.spec.passes, on_written=done,
+                             exr_meta={"derrumbe:shot": s.spec.name, "derrumbe:version": s.spec.version},
+                             first=s.spec.first_frame)
     write_t = np.zeros(2)
     try:
         for i in frames:
@@ -274,14 +275,30 @@ def dust_albedo(spec: ShotSpec, light) -> np.ndarray:
     return (0.67 * base + 0.33 * tint).astype(np.float32)
 
 
+def visible_dust_depth(dl: DustLayers | None, backdrop_z: np.ndarray) -> np.ndarray | None:
+    """The cloud front's depth for dust.Z, never behind the street or wall the pixel sees:
+    the march is coarser than the frame, so near the horizon a march cell's depth is the
+    mean over rows whose street lies nearer than that mean."""
+    if dl is None:
+        return None
+    return np.where(dl.depth > 0, np.minimum(dl.depth, backdrop_z), dl.depth).astype(np.float32)
+
+
 def opaque_depth(layers, holdout_z: np.ndarray | None, size) -> np.ndarray:
-    """Depth of the nearest opaque thing per march pixel (0: none): the nearest piece
-    (its mean depth over the pixels it covers) or a holdout, whichever is nearer, so
+    """Depth of the nearest opaque thing per march pixel (0: none): the nearest moving
+    piece (its mean depth over the pixels it covers), a standing one or a holdout, whichever is nearer, so
     the dust is split into front and back where the comp puts that thing."""
     W, H = size
     ds = cv2.resize(layers.depth_sum, (W, H), interpolation=cv2.INTER_AREA)
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
     debris = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), np.inf)
+    if layers.static_z is not None:
+        # The standing building hides the dust behind it (the comp shows the plate there),
+        # so the dust is split at its walls too: behind a standing corner nearer than the
+        # facade, the cloud must not be drawn as in front.
+        st = cv2.resize(layers.static, (W, H), interpolation=cv2.INTER_AREA)
+        sz = min_pool(np.where(layers.static > 0.5, layers.static_z, np.inf), (W, H))
+        debris = np.minimum(debris, np.where(st > 0.5, sz, np.inf))
     if holdout_z is not None:
         # The nearest holdout touching a march pixel: the dust in front of it covers it.
         debris = np.minimum(debris, min_pool(holdout_z, (W, H)))

@@ -95,7 +95,7 @@ def _holdout_depths(s: Scene):
     return dropped
 
 
-def _pieces_used(spec: ShotSpec) -> int:
+def pieces_used(spec: ShotSpec) -> int:
     return min(spec.pieces, PREVIEW_MAX_PIECES) if spec.preview else spec.pieces
 
 
@@ -104,7 +104,7 @@ def _fracture(s: Scene):
     cam, place = s["camera"]
     sp = s.spec
     return fracture_building(cam, place, s["matte"].building, sp.style, sp.direction, MATERIALS[sp.material],
-                             _pieces_used(sp), sp.seed, sp.pieces)
+                             pieces_used(sp), sp.seed, sp.pieces)
 
 
 def sample_hz(spec: ShotSpec) -> int:
@@ -187,7 +187,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
     Stage("fracture", _fracture, inputs=("matte", "camera"),
           fields=("style", "direction", "material", "pieces", "seed"),
-          settings=lambda s: {"pieces used": _pieces_used(s.spec)}, version=2, libs=("numpy", "scipy")),
+          settings=lambda s: {"pieces used": pieces_used(s.spec)}, version=2, libs=("numpy", "scipy")),
     Stage("simulate", _simulate, inputs=("fracture",),
           fields=("style", "direction", "material", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from derrumbe import deliver, graph
+from derrumbe import deliver, eta, graph
 from derrumbe.backends import Backends
 from derrumbe.cache import ShotLock
 from derrumbe.files import sweep_temps
@@ -23,6 +23,7 @@ from derrumbe.frames import reusable, render_frames
 from derrumbe.graph import SIM_SIDE, derive_keys, frame_key
 from derrumbe.progress import Progress
 from derrumbe.scene import Scene, open_scene
+from derrumbe.stages.manifest import version_manifest_path
 from derrumbe.spec import ShotSpec
 
 __all__ = ["Progress", "run_shot", "explain"]
@@ -63,20 +64,28 @@ def run_shot(spec: ShotSpec, out_dir: str | Path, progress: Progress | None = No
     with clock("plate"):
         scene = open_scene(spec, out_dir, cache_root, progress, log, backends)
         derive_keys(scene)
+    for w in scene.warnings:
+        progress.warn(w)
     try:
         with nullcontext() if locked else ShotLock(scene.cache.root.parent):
             begin(scene)
+            work, skip = workloads(scene)
+            progress.plan(eta.predict(work, skip), scene.spec.first_frame)
             sim_side(scene, clock)
             info = frame_side(scene, clock)
-            return finish(scene, info, clock)
+            manifest = finish(scene, info, clock)
+            eta.record(stage_seconds(clock.wall), work, {s: 1.0 - skip.get(s, 0.0) for s in work})
+            return manifest
     finally:
         scene.close()
 
 
 def begin(scene: Scene) -> None:
     """Under the lock: a previous manifest would make a half-finished re-render look
-    complete; temporaries a killed run left are nobody's now that the lock is ours."""
+    complete (this version's own too; other versions' stay, their files untouched);
+    temporaries a killed run left are nobody's now that the lock is ours."""
     (scene.out / "manifest.json").unlink(missing_ok=True)
+    version_manifest_path(scene.out, scene.spec.stem).unlink(missing_ok=True)
     sweep_temps(scene.out)
     sweep_temps(scene.cache.root)
 
@@ -156,19 +165,65 @@ def finish(scene: Scene, info: dict, clock: Clock) -> dict:
     return manifest
 
 
+# ---- how long it will take (eta.py: nothing here changes what a render makes) --------------
+def workloads(scene: Scene) -> tuple[dict, dict]:
+    """Each progress stage's workload (eta.py's units) and the share of it already done:
+    cached stages, reused frames. The plate stage has run by now."""
+    sp = scene.spec
+    n, (w, h), (ow, oh) = scene.n_frames, scene.src.size, scene.out_size
+    work = eta.workloads(w * h / 1e6, 0, ow * oh / 1e6, n, graph.pieces_used(sp), sp.duration,
+                         graph.PARTICLES[scene.quality], graph.DUST_CELLS[scene.quality] if sp.dust > 0 else None)
+    if not sp.usd:
+        work["usd"] = 0.0
+    work["vdb"] = work["dust"] if sp.vdb else 0.0        # a volume a frame: as many cells as the dust
+    skip = {"plate": 1.0, "cleanplate": 0.0}
+    for name in ("matte", "camera", "fracture", "simulate", "particles", "dust"):
+        skip[name] = 1.0 if graph.is_done(scene, name) else 0.0
+    skip["render"] = reused_frames(scene) / n
+    return work, skip
+
+
+def stage_seconds(wall: dict) -> dict:
+    """Wall seconds per progress stage: the frames' parts and the movies summed as 'render'
+    (what eta's render rate is per)."""
+    out = {k: v for k, v in wall.items() if k in eta.STAGES and k != "render"}
+    out["render"] = sum(wall.get(k, 0.0) for k in ("render", "dust_render", "comp", "write", "vectors", "encode"))
+    return out
+
+
+def reused_frames(scene: Scene) -> int:
+    return sum(1 for i in range(scene.n_frames) if reusable(scene, i, frame_key(scene, i)))
+
+
 # ---- what a run would do ------------------------------------------------------------------
 EXPLAINED = ("matte", "camera", "fracture", "simulate", "particles", "dust", "cleanplate")
 
 
 def explain(spec: ShotSpec, out_dir: str | Path) -> list[str]:
-    """What a run of this spec into out_dir would compute, and why (the spec field that
-    changed since the last run), without running anything."""
+    """What a run of this spec into out_dir would assume about the plate (the estimates)
+    and compute, and why (the spec field that changed since the last run), without
+    running anything."""
     scene = open_scene(spec, out_dir, make_dirs=False)
     try:
         derive_keys(scene)
-        return explain_scene(scene)
+        lines = [f"warning: {w}" for w in scene.warnings] + estimate_lines(scene) + explain_scene(scene)
+        if version_manifest_path(scene.out, scene.spec.stem).exists():
+            lines.append(f"version: {scene.spec.stem} exists in {scene.out.name}/ and will be rendered again; "
+                         f"other versions stay")
+        return lines
     finally:
         scene.close()
+
+
+def estimate_lines(scene: Scene) -> list[str]:
+    """What the matte and camera stages will find (the matte from the cache when it ran
+    before), in the words the web page uses: storeys, height with its range, distance,
+    lens, horizon, sun, holdouts and the material the facade looks like."""
+    from derrumbe import estimates
+    key = scene.keys["matte"]
+    matte = scene.cache.load("matte", key) if scene.cache.has("matte", key) else graph.BY_NAME["matte"].fn(scene)
+    est = estimates.estimate(scene.plate.srgb, scene.plate.linear(), matte, scene.spec, scene.out_size)
+    return estimates.describe(est, scene.spec.material)
 
 
 def explain_scene(scene: Scene) -> list[str]:
@@ -182,9 +237,10 @@ def explain_scene(scene: Scene) -> list[str]:
             lines.append(f"{name}: cached ({scene.keys[name]})")
         else:
             lines.append(f"{name}: will run ({graph.why(scene, name, last, last_params)})")
-    n = scene.n_frames
-    reuse = sum(1 for i in range(n) if reusable(scene, i, frame_key(scene, i)))
-    lines.append(f"frames: {reuse} of {n} reused, {n - reuse} to render"
+    n, first = scene.n_frames, scene.spec.first_frame
+    reuse = reused_frames(scene)
+    lines.append(f"frames {first}-{first + n - 1} as {scene.spec.stem}.####.png: {reuse} of {n} reused, "
+                 f"{n - reuse} to render"
                  + ("" if reuse == n else f" ({graph.why(scene, 'frames', last, last_params)})"))
     return lines
 

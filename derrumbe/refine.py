@@ -171,7 +171,9 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     m = _read_shot(shot)
     require_torch()
     from derrumbe.generative.wan import WanRefiner
-    name, n = m["spec"]["name"], len(m["frames"])
+    # The version's stem and first frame (manifests from before versioned names: the name, 1001).
+    name, n = m.get("stem") or m["spec"]["name"], len(m["frames"])
+    first_no = int(m.get("first_frame", outputs.FIRST_FRAME))
     W, H = m["size"]
     mw, mh = model_size(settings, W, H)
     t_start = time.perf_counter()
@@ -182,12 +184,12 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     t0 = time.perf_counter()
     coarse_full, effect_full, flows = [], [], []
     for i in range(n):
-        p = outputs.frame_path(shot, name, i)
+        p = shot / m["frames"][i]
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise DerrumbeError(f"cannot read the shot's frame {p}")
         coarse_full.append(img[..., ::-1])
-        e = exr_path(shot, name, outputs.FIRST_FRAME + i)
+        e = exr_path(shot, name, first_no + i)
         try:
             _, ch = read_exr(e)
         except Exception:
@@ -221,7 +223,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
         # it takes the noise of its last frame.
         lat_idx = np.minimum(s + np.concatenate([[0], 4 * np.arange(1, (pad - 1) // 4 + 1)]), n - 1)
         noise = np.stack([chain[j] for j in lat_idx], 1)          # C x T' x h x w
-        log(f"window {k + 1}/{len(plan)}: frames {outputs.FIRST_FRAME + s}-{outputs.FIRST_FRAME + s + length - 1}")
+        log(f"window {k + 1}/{len(plan)}: frames {first_no + s}-{first_no + s + length - 1}")
         out = refiner.refine_window(small[idx], mattes[idx], first, noise, settings)[:length]
         if k == 0:
             refined[s:s + length] = out
@@ -239,7 +241,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     rdir.mkdir(exist_ok=True)
     files = {}
     feather = FEATHER_PX * W / 1280.0
-    movie = MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H))
+    movie = MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H), first=first_no)
     try:
         for i in range(n):
             a = _feathered(effect_full[i], feather)[..., None]
@@ -247,11 +249,11 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
             base = coarse_full[i]
             frame = np.where(a > 0, np.rint(base * (1 - a) + up * a), base).astype(np.uint8)
             ok, buf = cv2.imencode(".png", frame[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
-            p = rdir / f"{name}.{outputs.FIRST_FRAME + i:04d}.png"
+            p = rdir / f"{name}.{first_no + i:04d}.png"
             data = buf.tobytes()
             atomic_write_bytes(p, data)
             files[p.relative_to(shot).as_posix()] = hashlib.sha256(data).hexdigest()
-            movie.add(frame, outputs.FIRST_FRAME + i)
+            movie.add(frame, first_no + i)
         movie.close()
     except BaseException:
         movie.abort()
@@ -262,7 +264,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
 
     info = {**asdict(settings), "model": os.path.relpath(Path(settings.model).resolve(), Path(shot_dir).resolve()), "model_id": refiner.model_id,
             "backend": refiner.name, "device": refiner.device, "dtype": refiner.dtype_name,
-            "model_size": [mw, mh], "windows": [[outputs.FIRST_FRAME + s, outputs.FIRST_FRAME + s + L - 1]
+            "model_size": [mw, mh], "windows": [[first_no + s, first_no + s + L - 1]
                                                  for s, L in plan],
             "clocks": {"effect_from": settings.clocks[0], "plate_held_until": settings.clocks[1]},
             "cpu_offload": refiner.offload, "frames": sorted(k for k in files if k.startswith("refined/")),
@@ -270,5 +272,5 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     m["refine"] = info
     m.setdefault("files", {}).update(files)
     m["files"] = {k: m["files"][k] for k in sorted(m["files"])}
-    write_manifest(shot, m)
+    write_manifest(shot, m, m.get("stem"))
     return info

@@ -9,6 +9,7 @@ results come back from the stage cache on the shared shot folder.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +22,7 @@ from derrumbe.files import file_digest
 from derrumbe.progress import Progress
 from derrumbe.spec import ShotSpec, output_size, resolve_timing
 from derrumbe.stages import outputs
-from derrumbe.stages.matte import box_in_image
+from derrumbe.stages.matte import check_box
 from derrumbe.stages.plate import PlateSource, open_plate, read_mask
 
 
@@ -39,6 +40,7 @@ class Scene:
     results: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)
     params: dict[str, dict] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)     # for the artist, said before anything runs
     _plate: Any = None
     _masks: tuple | None = None
 
@@ -77,7 +79,11 @@ class Scene:
 
     def frame_rel(self, i: int) -> str:
         """Frame i's file relative to the folder that holds the cache (its record's name)."""
-        return outputs.frame_path(self.out, self.spec.name, i).relative_to(self.cache.root.parent).as_posix()
+        return self.frame_path(i).relative_to(self.cache.root.parent).as_posix()
+
+    def frame_path(self, i: int) -> Path:
+        """Frame i's PNG: named after the version (NAME_v003) and numbered from the first frame."""
+        return outputs.frame_path(self.out, self.spec.stem, i, self.spec.first_frame)
 
     def close(self) -> None:
         self.src.close()
@@ -91,7 +97,8 @@ def open_scene(spec: ShotSpec, out: str | Path, cache_root: str | Path | None = 
                progress: Progress | None = None, log: Callable[[str], None] | None = None,
                backends: Backends | None = None, make_dirs: bool = True) -> Scene:
     """The plate opened and every input checked before anything is written: timing from
-    a moving plate, the masks' sizes, the box, the output size."""
+    a moving plate, the masks' sizes, the box (a corner a few pixels past the plate's
+    edge clamped, with a warning), the output size."""
     spec.validate()
     src = open_plate(spec.plate, spec.plate_colorspace)
     try:
@@ -103,7 +110,9 @@ def open_scene(spec: ShotSpec, out: str | Path, cache_root: str | Path | None = 
                       progress=progress or Progress(), log=log or (lambda s: None))
         scene.masks                                 # their sizes checked now, not mid-run
         if spec.box is not None:
-            box_in_image(spec.box, src.size)
+            box, warning = check_box(spec.box, src.size)
+            scene.spec = dataclasses.replace(spec, box=box)
+            scene.warnings += [warning] if warning else []
         scene.out_size = output_size(spec, *src.size)
         if make_dirs:
             outputs.prepare_dir(out, clear_manifest=False)

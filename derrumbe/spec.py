@@ -34,9 +34,13 @@ WIND_DEFAULT = (1.0, 90.0)      # a light breeze to the right
 MAX_PATH = 4096
 MAX_NAME = 64
 MAX_TOKEN = 100
-BOX_LIMIT_PX = 100_000          # a box corner may lie off the plate, but not absurdly far
+BOX_LIMIT_PX = 100_000          # what a box corner can hold at all (the plate's own edges are checked later)
+BOX_CLAMP_PX = 8                # a corner this far past the plate's edge is clamped (a hand-drawn overshoot)
+FIRST_FRAME = 1001              # the first frame's number when no --frames range gives another
+MAX_FRAMES = 14_400             # 120 s at 120 fps
 HORIZON_LIMIT_PX = 100_000
 MAX_SPEC_BYTES = 1_000_000      # a TOML spec or a manifest read with --spec
+ITEM_NAMES = {"box": "X0,Y0,X1,Y1", "wind": "SPEED,HEADING", "dust_color": "R,G,B"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -52,9 +56,10 @@ def _f(default, help, unit="", lo=None, hi=None, choices=None, cli=True, max_len
 class ShotSpec:
     plate: str = _f("", "plate: an image (JPEG/PNG/TIFF/EXR), a video (MP4/MOV) or a sequence (plate.####.png|exr)",
                     cli=False, max_len=MAX_PATH)
-    plate_colorspace: str | None = _f(None, "OCIO colour space of the plate (sRGB for images and video, ACEScg "
-                                            "for EXR when absent)", max_len=MAX_TOKEN)
-    box: list[int] | None = _f(None, "rough box around the building, x0,y0,x1,y1", "px",
+    plate_colorspace: str | None = _f(None, "OCIO colour space of the plate, e.g. \"ACES2065-1\"", max_len=MAX_TOKEN)
+    box: list[int] | None = _f(None, "rough box around the building: left, top, right, bottom in plate pixels, "
+                                      "from the top-left corner (y runs down); a corner up to "
+                                      f"{BOX_CLAMP_PX} px past the edge is clamped, further is an error", "px",
                                 items=((-BOX_LIMIT_PX, BOX_LIMIT_PX, "px"),) * 4)
     mask: str | None = _f(None, "building mask image instead of a box (white = building)", max_len=MAX_PATH)
     holdout: str | None = _f(None, "mask of foreground objects that stay in front of the debris (added to the "
@@ -65,19 +70,19 @@ class ShotSpec:
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
-    height_m: float | None = _f(None, "building height (estimated from window rows when absent)", "m", 2.0, 600.0)
+    height_m: float | None = _f(None, "building height, street to roofline", "m", 2.0, 600.0)
     material: str = _f("concrete", "material preset: density, bond strength, fragment sizes, face look", choices=MATERIALS)
     pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
                           "slabs; grit comes on top)", "", 200, 12000)
-    focal_mm: float | None = _f(None, "35 mm-equivalent focal length (26 mm assumed when absent)", "mm", 8.0, 400.0)
-    horizon_y: float | None = _f(None, "horizon row in the plate (estimated from a 1.6 m eye height when absent)", "px",
+    focal_mm: float | None = _f(None, "35 mm-equivalent focal length of the plate's lens", "mm", 8.0, 400.0)
+    horizon_y: float | None = _f(None, "horizon row in the plate, from the top (estimated from a 1.6 m eye height)", "px",
                                   -HORIZON_LIMIT_PX, HORIZON_LIMIT_PX)
-    sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right (estimated)", "deg", -180.0, 180.0)
-    sun_elevation: float | None = _f(None, "sun elevation above the horizon (estimated)", "deg", 5.0, 89.0)
+    sun_azimuth: float | None = _f(None, "sun azimuth, 0 = behind the camera, 90 = from the right", "deg", -180.0, 180.0)
+    sun_elevation: float | None = _f(None, "sun elevation above the horizon", "deg", 5.0, 89.0)
     dust: float = _f(1.0, "amount of dust relative to a concrete building's (0 = no dust)", "", 0.0, 5.0)
     wind: list[float] | None = _f(None, "wind as SPEED,HEADING: m/s, and degrees (0 = toward the camera, 90 = to the right)", "m/s,deg",
                                  items=((0.0, 40.0, "m/s"), (-360.0, 360.0, "deg")))
-    dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B 0-255 (concrete grey-beige when absent)", "sRGB",
+    dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B, 0-255 each", "sRGB",
                                       items=((0, 255, ""),) * 3)
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)
@@ -85,19 +90,22 @@ class ShotSpec:
                                "whatever moves blurs over that time (180 = half a frame, film's usual; 0 = none)",
                         "deg", 0.0, 360.0)
     seed: int = _f(1, "random seed: same spec and seed give the same frames", "", 0, 2**31 - 1)
-    fps: int | None = _f(None, "frame rate (a video plate's own, else 24, when absent)", "fps", 1, 120)
-    duration: float | None = _f(None, "shot length (a moving plate's length, else 6 s, when absent)", "s", 0.1, 120.0)
-    size: str | None = _f(None, "output size WxH or W (plate aspect kept; plate size when absent)", "px", max_len=20)
+    fps: int | None = _f(None, "frame rate", "fps", 1, 120)
+    duration: float | None = _f(None, "shot length", "s", 0.1, 120.0)
+    frames: str | None = _f(None, "the shot's frame range FIRST-LAST, e.g. 1001-1144: names the frames and sets the "
+                                  "length at --fps (instead of --duration)", "", max_len=20)
+    size: str | None = _f(None, "output size WxH or W in pixels (the plate's aspect is kept)", "px", max_len=20)
     preview: bool = _f(False, f"fast low-resolution look, {PREVIEW_WIDTH} px wide")
     passes: bool = _f(False, "also write the debris and dust layers and the dust matte per frame (16-bit PNG in passes/)")
     exr: bool = _f(False, "also write one multi-layer EXR a frame in exr/: ACEScg beauty, debris, dust, mattes, Z, "
                           "motion vectors")
-    usd: bool = _f(False, "also write the scene as USD (shot.usdc): camera and every piece's motion")
+    usd: bool = _f(False, "also write the scene as USD (NAME_v001.usdc): camera and every piece's motion")
     vdb: bool = _f(False, "also write the dust volume per frame as OpenVDB in vdb/ (density, temperature, velocity); "
                           "the USD references it")
     prores: bool = _f(False, "also write a ProRes 422 HQ .mov review movie")
     burn_in: bool = _f(False, "burn shot name, version and frame number into the review movies (never the frames)")
-    version: int = _f(1, "version number shown in the burn-in and the manifest", "", 1, 9999)
+    version: int = _f(1, "version of the shot: files are NAME_v003.####.png, NAME_v003.mp4 ..., beside earlier "
+                            "versions, never over them", "", 1, 999)
     refine: dict | None = _f(None, "a [refine] table: run the generative pass after the render (model, strength, "
                                    "seed, device, prompt, steps, guidance, size, window, overlap)", cli=False)
 
@@ -112,15 +120,18 @@ class ShotSpec:
             raise DerrumbeError("no plate given")
         if not _NAME.match(self.name):
             raise DerrumbeError(f"--name {self.name!r} must be letters, digits, _ . or - (it names files), "
-                                f"starting with a letter or digit")
+                                f"starting with a letter or digit", field="name")
         if (self.box is None) == (self.mask is None):
-            raise DerrumbeError("give exactly one of --box x0,y0,x1,y1 or --mask MASK.png")
+            raise DerrumbeError("give exactly one of --box X0,Y0,X1,Y1 or --mask MASK.png", field="box")
         if self.box is not None:
             x0, y0, x1, y1 = self.box
             if x1 <= x0 or y1 <= y0:
-                raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need x1 > x0 and y1 > y0)")
+                raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need X1 > X0 and Y1 > Y0)", field="box")
+        if self.frames is not None:
+            parse_frames(self.frames)
         if self.duration is not None and self.start >= self.duration:
-            raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)")
+            raise DerrumbeError(f"--start {self.start} s is not before the end of the shot ({self.duration} s)",
+                                field="start")
         if self.size is not None:
             parse_size(self.size)
         if self.plate_colorspace is not None:
@@ -145,6 +156,16 @@ class ShotSpec:
         if "model" not in self.refine:
             raise DerrumbeError("[refine] needs model = \"path/to/weights\"")
         return RefineSettings.from_dict(self.refine)
+
+    @property
+    def first_frame(self) -> int:
+        """The number of the shot's first frame: the --frames range's, else 1001."""
+        return parse_frames(self.frames)[0] if self.frames else FIRST_FRAME
+
+    @property
+    def stem(self) -> str:
+        """What every file of this version is named after: NAME_v003."""
+        return f"{self.name}_v{self.version:03d}"
 
     # ---- round trips ----------------------------------------------------------------
     def to_dict(self, relative_to: str | Path | None = None) -> dict[str, Any]:
@@ -218,12 +239,16 @@ def check_field(name: str, v: Any) -> Any:
     if f is None:
         raise DerrumbeError(f"unknown field {_short(name)}")
     m = f.metadata
+    parts = _split(v)
+    if m["items"] and isinstance(parts, (list, tuple)) and len(parts) != len(m["items"]):
+        raise DerrumbeError(f"--{_flag(name)} needs {len(m['items'])} numbers separated by commas "
+                            f"({ITEM_NAMES.get(name, 'A,B')}), not {_short(v)}", field=name)
     try:
         v = _adapter(name).validate_python(v)
     except ValidationError as e:
-        raise DerrumbeError(_message(name, m, e)) from None
+        raise DerrumbeError(_message(name, m, e), field=name) from None
     if m["choices"] and v not in m["choices"]:
-        raise DerrumbeError(f"--{_flag(name)} must be one of {', '.join(m['choices'])}, not {_short(v)}")
+        raise DerrumbeError(f"--{_flag(name)} must be one of {', '.join(m['choices'])}, not {_short(v)}", field=name)
     return v
 
 
@@ -316,10 +341,28 @@ def parse_size(text: str) -> tuple[int, int | None]:
         else:
             raise ValueError
     except ValueError:
-        raise DerrumbeError(f"--size must be WxH or W in pixels, not {text!r}") from None
+        raise DerrumbeError(f"--size must be WxH or W in pixels, not {text!r}", field="size") from None
     if not 16 <= w <= 8192 or (h is not None and not 16 <= h <= 8192):
-        raise DerrumbeError(f"--size {text} is outside 16..8192 pixels")
+        raise DerrumbeError(f"--size {text} is outside 16..8192 pixels", field="size")
     return w, h
+
+
+_FRAMES = re.compile(r"^\s*(\d{1,7})\s*-\s*(\d{1,7})\s*$")
+
+
+def parse_frames(text: str) -> tuple[int, int]:
+    """A frame range FIRST-LAST (inclusive, as Nuke and Houdini write it) as two numbers."""
+    m = _FRAMES.match(str(text))
+    if not m:
+        raise DerrumbeError(f"--frames must be a range FIRST-LAST such as 1001-1144, not {_short(text)}",
+                            field="frames")
+    first, last = int(m.group(1)), int(m.group(2))
+    if last < first:
+        raise DerrumbeError(f"--frames {first}-{last} ends before it starts", field="frames")
+    if last - first + 1 > MAX_FRAMES:
+        raise DerrumbeError(f"--frames {first}-{last} is {last - first + 1} frames; at most {MAX_FRAMES}",
+                            field="frames")
+    return first, last
 
 
 DEFAULT_FPS = 24
@@ -338,11 +381,24 @@ def resolve_timing(spec: ShotSpec, plate_frames: int, plate_rate) -> ShotSpec:
         raise DerrumbeError(f"--fps {fps} differs from the plate's {float(plate_rate):.3f} fps; "
                             f"leave --fps out to use the plate's")
     duration = spec.duration
+    if spec.frames is not None:
+        first, last = parse_frames(spec.frames)
+        n = last - first + 1
+        if duration is not None and int(round(duration * fps)) != n:
+            raise DerrumbeError(f"--frames {first}-{last} is {n} frames ({n / fps:g} s at {fps} fps) but --duration "
+                                f"says {duration:g} s; give one of them", field="frames")
+        if n / fps > 120.0:
+            raise DerrumbeError(f"--frames {first}-{last} is {n / fps:g} s at {fps} fps; a shot is at most 120 s",
+                                field="frames")
+        if moving and n > plate_frames:
+            raise DerrumbeError(f"--frames {first}-{last} is {n} frames, longer than the plate ({plate_frames} "
+                                f"frames)", field="frames")
+        duration = n / fps
     if duration is None:
         duration = plate_frames / fps if moving else DEFAULT_DURATION
     elif moving and int(round(duration * fps)) > plate_frames:
         raise DerrumbeError(f"--duration {duration} s is longer than the plate ({plate_frames} frames, "
-                            f"{plate_frames / fps:.2f} s at {fps} fps)")
+                            f"{plate_frames / fps:.2f} s at {fps} fps)", field="duration")
     out = dataclasses.replace(spec, fps=fps, duration=round(float(duration), 6))
     return out.validate()
 

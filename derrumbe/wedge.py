@@ -21,6 +21,7 @@ from derrumbe.cache import ShotLock
 from derrumbe.errors import DerrumbeError
 from derrumbe.files import atomic_write_bytes
 from derrumbe.spec import ShotSpec, check_field
+from derrumbe.stages.manifest import version_manifest_path
 
 MAX_VARIANTS = 64
 
@@ -209,9 +210,11 @@ class _locks:
 
 
 def _row(out: Path, spec: ShotSpec, status: str, seconds: float, m: dict | None) -> dict:
-    return {"shot": spec.name, "folder": str(out), "status": status, "seconds": round(seconds, 1),
-            "frames": len(m["frames"]) if m else 0, "size": "x".join(map(str, m["size"])) if m else "",
-            "movie": str(out / m["movie"]) if m else "", "manifest": str(out / "manifest.json") if m else ""}
+    # The version's own manifest: a later version rendered into the folder leaves it as it is.
+    return {"shot": spec.name, "version": spec.version, "folder": str(out), "status": status,
+            "seconds": round(seconds, 1), "frames": len(m["frames"]) if m else 0,
+            "size": "x".join(map(str, m["size"])) if m else "", "movie": str(out / m["movie"]) if m else "",
+            "manifest": str(version_manifest_path(out, m["stem"])) if m else ""}
 
 
 def write_summary(stem: Path, rows: list[dict]) -> None:

@@ -87,12 +87,12 @@ def test_a_killed_render_resumes_to_the_frames_of_an_uninterrupted_one(demo_file
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     # Kill it (SIGKILL: no cleanup at all) once it is half-way through the frames.
-    while time.time() < deadline and len(list(out.glob("shot.*.png"))) < n // 2:
+    while time.time() < deadline and len(list(out.glob("shot_v001.*.png"))) < n // 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "manifest.json").exists()
-    written = len(list(out.glob("shot.*.png")))
+    written = len(list(out.glob("shot_v001.*.png")))
     assert 0 < written < n
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

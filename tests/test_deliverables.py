@@ -39,7 +39,7 @@ def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
     out, m = full_shot
     W, H = m["size"]
     files = sorted((out / "exr").glob("*.exr"))
-    assert [f.name for f in files] == [f"shot.{1001 + i:04d}.exr" for i in range(len(m["frames"]))]
+    assert [f.name for f in files] == [f"shot_v007.{1001 + i:04d}.exr" for i in range(len(m["frames"]))]
     hdr, ch = read_exr(files[len(files) // 2])
     # Plus one holdout.<id> layer per foreground object the manifest lists.
     ids = {f"holdout.{o['id']:03d}" for o in m["holdouts"]["objects"]}
@@ -60,7 +60,7 @@ def test_one_exr_a_frame_from_1001_with_the_layers_and_windows(full_shot):
 def test_the_manifest_says_what_the_exrs_are_and_names_no_absolute_path(full_shot, demo_files):
     out, m = full_shot
     d, _ = demo_files
-    hdr, _ = read_exr(out / "exr" / "shot.1001.exr")
+    hdr, _ = read_exr(out / "exr" / "shot_v007.1001.exr")
     # The compression the manifest names is the one in every file's header.
     assert str(hdr["compression"]).split(".")[-1] == f"{m['exr']['compression']}_COMPRESSION"
     for f in m["exr"]["files"][::5]:
@@ -81,25 +81,25 @@ def test_exr_beauty_is_the_plate_in_acescg_where_nothing_happens(full_shot, demo
     d, _ = demo_files
     W, H = m["size"]
     plate = resize_linear(read_plate(str(d / "plate.png")).linear(), (W, H))
-    hdr, first = read_exr(out / "exr" / "shot.1001.exr")
+    hdr, first = read_exr(out / "exr" / "shot_v007.1001.exr")
     assert np.abs(_rgb(first) - plate).max() < 2e-3 * max(1.0, plate.max())     # half float, nothing else
     assert (first["A"] == 1).all() and (first["debris.A"] == 0).all() and (first["dust.A"] == 0).all()
     assert (first["forward.u"] == 0).all() and (first["forward.v"] == 0).all()
-    _, late = read_exr(out / "exr" / f"shot.{1000 + len(m['frames']):04d}.exr")
+    _, late = read_exr(out / "exr" / f"shot_v007.{1000 + len(m['frames']):04d}.exr")
     still = (late["matte.effect"] == 0) & (late["matte.holdout"] == 0)
     assert still.mean() > 0.1
     err = np.abs(_rgb(late) - plate)[still]
     assert np.percentile(err, 99.9) < 2e-3
     # The display frame is the EXR beauty through the display transform (no grain: --grain
     # is on, so compare where the effect is absent).
-    png = read_rgb(out / f"shot.{1000 + len(m['frames']):04d}.png")
+    png = read_rgb(out / f"shot_v007.{1000 + len(m['frames']):04d}.png")
     assert np.abs(colour.linear_to_u8(_rgb(late)).astype(int) - png)[still].max() <= 1
 
 
 def test_exr_depth_is_metres_along_the_lens_axis(full_shot):
     out, m = full_shot
     W, H = m["size"]
-    _, ch = read_exr(out / "exr" / "shot.1001.exr")
+    _, ch = read_exr(out / "exr" / "shot_v007.1001.exr")
     cam = m["estimates"]
     z = ch["depth.Z"]
     # The street: a level camera at eye height e sees the ground at depth f*e/(row - cy).
@@ -139,8 +139,8 @@ def test_forward_vectors_carry_each_pixel_to_where_its_surface_is_next_frame(ful
     best = []
     falling = []
     for i in range(n // 2, n - 1):
-        _, a = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
-        _, b = read_exr(out / "exr" / f"shot.{1002 + i:04d}.exr")
+        _, a = read_exr(out / "exr" / f"shot_v007.{1001 + i:04d}.exr")
+        _, b = read_exr(out / "exr" / f"shot_v007.{1002 + i:04d}.exr")
         u, v = a["forward.u"].astype(np.float32), a["forward.v"].astype(np.float32)
         ca, cb = _rgb({k[7:]: a[k] for k in a if k.startswith("debris.")}), \
             _rgb({k[7:]: b[k] for k in b if k.startswith("debris.")})
@@ -165,11 +165,11 @@ def test_manifest_lists_every_file_with_its_checksum(full_shot):
     out, m = full_shot
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*")
                if p.is_file() and not any(part.startswith(".") for part in p.relative_to(out).parts)}
-    on_disk.discard("manifest.json")
+    on_disk -= {"manifest.json", "shot_v007.manifest.json"}       # the manifests themselves
     assert set(m["files"]) == on_disk
     for rel, digest in m["files"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
-    for kind in ("exr/", "passes/", "shot.mp4", "shot.mov", "shot.usdc", "shot.1001.png"):
+    for kind in ("exr/", "passes/", "shot_v007.mp4", "shot_v007.mov", "shot_v007.usdc", "shot_v007.1001.png"):
         assert any(k.startswith(kind) for k in m["files"]), kind
 
 
@@ -177,18 +177,18 @@ def test_review_movies_h264_and_prores_hq_with_a_burn_in_frames_without(full_sho
     import av
     out, m = full_shot
     n = len(m["frames"])
-    with av.open(str(out / "shot.mp4")) as c:
+    with av.open(str(out / "shot_v007.mp4")) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "h264" and s.codec_context.colorspace == 1
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert len(frames) == n
-    with av.open(str(out / "shot.mov")) as c:
+    with av.open(str(out / "shot_v007.mov")) as c:
         s = c.streams.video[0]
         assert s.codec_context.name == "prores" and s.codec_context.pix_fmt == "yuv422p10le"
         assert "HQ" in str(s.codec_context.profile)
         pro = [f for f in c.decode(video=0)]
     assert len(pro) == n
-    png = read_rgb(out / "shot.1001.png")
+    png = read_rgb(out / "shot_v007.1001.png")
     H = png.shape[0]
     band = slice(0, 8)
     mid = slice(H // 3, 2 * H // 3)
@@ -206,7 +206,7 @@ def test_review_movies_h264_and_prores_hq_with_a_burn_in_frames_without(full_sho
 def test_usd_stage_reads_back_with_camera_pieces_and_time_samples(full_shot):
     from pxr import Usd, UsdGeom
     out, m = full_shot
-    st = Usd.Stage.Open(str(out / "shot.usdc"))
+    st = Usd.Stage.Open(str(out / "shot_v007.usdc"))
     n = len(m["frames"])
     assert UsdGeom.GetStageUpAxis(st) == UsdGeom.Tokens.y and UsdGeom.GetStageMetersPerUnit(st) == 1.0
     assert (st.GetStartTimeCode(), st.GetEndTimeCode()) == (1001, 1000 + n)
@@ -228,7 +228,7 @@ def test_usd_stage_reads_back_with_camera_pieces_and_time_samples(full_shot):
 
 def test_video_options_in_the_manifest(full_shot):
     out, m = full_shot
-    assert m["movies"] == ["shot.mp4", "shot.mov"] and m["burn_in"] and m["spec"]["version"] == 7
+    assert m["movies"] == ["shot_v007.mp4", "shot_v007.mov"] and m["burn_in"] and m["spec"]["version"] == 7
     assert m["colour"]["working"] == "ACEScg" and m["exr"]["colourspace"] == "ACEScg"
     assert m["plate"]["kind"] == "still"
 
@@ -247,7 +247,7 @@ def test_fast_half_conversion_is_numpys_bit_for_bit():
 def test_dust_depth_is_the_clouds_front_and_far_where_there_is_no_dust(full_shot):
     out, m = full_shot
     n = len(m["frames"])
-    _, ch = read_exr(out / "exr" / f"shot.{1000 + n:04d}.exr")
+    _, ch = read_exr(out / "exr" / f"shot_v007.{1000 + n:04d}.exr")
     a, dz, z = ch["dust.A"], ch["dust.Z"], ch["depth.Z"]
     assert (dz[a == 0] == FAR_Z).all()
     dense = a > 0.5
@@ -271,7 +271,7 @@ def test_the_dust_volume_is_a_vdb_sequence_read_back_with_the_same_values(full_s
     out, m = full_shot
     n = len(m["frames"])
     files = sorted((out / "vdb").glob("*.vdb"))
-    assert [f.name for f in files] == [f"shot.{1001 + i:04d}.vdb" for i in range(n)]
+    assert [f.name for f in files] == [f"shot_v007.{1001 + i:04d}.vdb" for i in range(n)]
     assert m["vdb"]["files"] == [f"vdb/{f.name}" for f in files]
     i = n - 1
     state = StageCache(out).load_dust_frame(m["cache"]["keys"]["dust"], i)
@@ -293,12 +293,12 @@ def test_the_dust_volume_is_a_vdb_sequence_read_back_with_the_same_values(full_s
             want = np.moveaxis(expect, 0, -1) if name == "velocity" else expect[..., None]
             assert np.array_equal(got, np.where((dens > 1e-5)[..., None], want, 0)), name
     from pxr import Usd, UsdVol
-    stage = Usd.Stage.Open(str(out / "shot.usdc"))
+    stage = Usd.Stage.Open(str(out / "shot_v007.usdc"))
     vol = UsdVol.Volume(stage.GetPrimAtPath(m["usd"]["dust_volume"]))
     fields = vol.GetFieldPaths()
     assert set(fields) == {"density", "temperature", "velocity"}
     asset = UsdVol.OpenVDBAsset(stage.GetPrimAtPath(fields["density"]))
-    assert asset.GetFilePathAttr().Get(1000 + n).path == f"vdb/shot.{1000 + n:04d}.vdb"
+    assert asset.GetFilePathAttr().Get(1000 + n).path == f"vdb/shot_v007.{1000 + n:04d}.vdb"
     assert asset.GetFieldNameAttr().Get() == "density"
 
 

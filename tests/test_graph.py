@@ -14,8 +14,10 @@ from derrumbe.cli import main
 from tests.conftest import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
-# The last commit of the hand-written pipeline (pipeline._run_locked, shot_keys by hand).
-REF = "4abdb05"
+# The last commit of the hand-written pipeline (pipeline._run_locked, shot_keys by hand):
+# main as merged into this branch (versioned names, frame ranges, the dust split at standing
+# walls). Each merge of main that changes a stage body moves it to that main's commit.
+REF = "af7fba6"
 # The stage bodies: while none differs from REF's, REF's frames are the reference for the
 # runner. (Merges that change a stage's look make REF's frames differ for that reason
 # alone; the test then says so and skips, and the cluster tests hold the runner to the
@@ -105,6 +107,6 @@ def test_explain_names_the_field_that_changed(demo_files, tmp_path, capsys):
     assert "matte: cached" in said and "camera: cached" in said
     assert main(args + ["--wind", "4,0", "--explain"]) == 0          # no dust: the wind changes nothing
     said = capsys.readouterr().out
-    assert "frames: 12 of 12 reused, 0 to render" in said
+    assert "frames 1001-1012 as shot_v001.####.png: 12 of 12 reused, 0 to render" in said
     assert main(args + ["--grain", "0.25", "--explain"]) == 0
     assert "to render (changed: grain 1.0 -> 0.25)" in capsys.readouterr().out

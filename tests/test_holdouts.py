@@ -14,8 +14,9 @@ import pytest
 from derrumbe.cli import main
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.exr import read_exr
+from derrumbe.stages import holdouts, pedestrian_net
 from derrumbe.stages.holdouts import FRONT_MARGIN_M, Holdout, HoldoutSet, add_user_holdouts, assign_depths, \
-    contact_depth
+    contact_depth, in_front
 from tests.conftest import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,30 @@ def test_a_user_mask_adds_one_object_per_connected_part():
     assert [o.kind for o in hs.objects] == ["user", "user"]
     assert np.array_equal(hs.matte() > 0.5, m > 0.5)
     assert hs.objects[0].contact_row == 20 and hs.objects[1].contact_row is None
+
+
+def test_a_passer_by_on_the_base_line_stands_in_front_and_a_figure_in_a_window_does_not():
+    # Base line at cy + f * eye / facade = 300 + 1000 * 1.6 / 30 = 353.3: a figure whose
+    # feet are on it (353, the matte's bottom row) is on the pavement against the wall;
+    # one whose feet are 60 px higher stands in a shop window.
+    H, f, cy, eye, facade = 720, 1000.0, 300.0, 1.6, 30.0
+    hs = HoldoutSet([_obj(1, "person", 230, 353, H), _obj(2, "person", 170, 293, H)], (H, 100))
+    dropped = assign_depths(hs, f, cy, eye, facade)
+    assert [o.id for o in hs.objects] == [1] and [o.id for o in dropped] == [2]
+    assert hs.objects[0].depth_m == pytest.approx(facade - FRONT_MARGIN_M)
+    assert "base line" in hs.objects[0].depth_source
+
+
+def test_what_stands_in_front_is_taken_out_of_the_building_and_a_figure_in_a_window_is_not():
+    H, W = 720, 100
+    building = np.zeros((H, W), np.float32)
+    building[100:353] = 1                                   # base line at row 353
+    hs = HoldoutSet([_obj(1, "person", 230, 353, H), _obj(2, "person", 170, 293, H),
+                     _obj(3, "vehicle", 600, 720, H)], (H, W))
+    front = in_front(hs, building)
+    assert front[230:353, 10:20].min() == 1.0               # on the pavement: in front
+    assert front[170:229, 10:20].max() == 0.0               # in a window: part of the facade
+    assert front[600:, 10:20].min() == 1.0                  # cut by the frame's bottom: nearest of all
 
 
 # --- layering by depth in the comp --------------------------------------------------------
@@ -151,6 +176,74 @@ def test_label_files_are_polygons_inside_their_plates():
                 assert len(a) >= 3 and a[:, 0].min() >= 0 and a[:, 0].max() <= w and a[:, 1].max() <= h, f.name
 
 
+# --- the pedestrian network that ships inside its wheel -------------------------------------
+
+DEMO_JPG = ROOT / "derrumbe" / "data" / "demo_street.jpg"
+DEMO_LABELS = ROOT / "tests" / "holdout_labels" / "street.json"
+needs_net = pytest.mark.skipif(not pedestrian_net.available(), reason="no local pedestrian model "
+                                                                      "(DERRUMBE_PEDESTRIAN_MODEL)")
+
+
+def test_the_anchor_grid_is_the_ssd_mobilenet_one():
+    # SSD on MobileNet at 300x300 has feature maps of 19, 10, 5, 3, 2 and 1 cells, 3 anchors
+    # a cell in the lowest and 6 above: the 1917 boxes of the TF Object Detection API's model.
+    a = pedestrian_net._anchors([19, 10, 5, 3, 2, 1])
+    assert a.shape == (1917, 4)
+    # The first cell's anchors: centre (0.5/19, 0.5/19), then 0.1 x 0.1, then the minimum
+    # scale 0.2 at aspect ratios 2 and 1/2 (w/h).
+    assert np.allclose(a[0], [0.5 / 19, 0.5 / 19, 0.1, 0.1])
+    assert a[1, 3] / a[1, 2] == pytest.approx(2.0) and np.sqrt(a[1, 2] * a[1, 3]) == pytest.approx(0.2)
+    # The coarsest layer's last anchor: scale sqrt(0.95 * 1.0), square, centred.
+    assert np.allclose(a[-1], [0.5, 0.5, np.sqrt(0.95), np.sqrt(0.95)])
+
+
+@needs_net
+def test_the_network_finds_the_pedestrians_of_the_demo_photo_by_their_boxes():
+    img = cv2.imread(str(DEMO_JPG))
+    boxes = [b for b, _ in holdouts._net_people(img, 850.0)]
+    people = [np.array(p, float) for o in json.loads(DEMO_LABELS.read_text())["objects"] if o["kind"] == "person"
+              for p in o["polygons"]]
+    hit = 0
+    for poly in people:
+        lb = np.array([poly[:, 0].min(), poly[:, 1].min(), poly[:, 0].max(), poly[:, 1].max()])
+        hit += any(holdouts._iou(lb, b) >= 0.4 for b in boxes)
+    assert len(people) == 7 and hit >= 5, boxes
+
+
+def test_without_the_wheel_the_people_come_from_hog(monkeypatch):
+    monkeypatch.setattr(pedestrian_net, "available", lambda: False)
+    called = []
+    monkeypatch.setattr(holdouts, "_net_people", lambda *a: called.append(1) or [])
+    img = cv2.imread(str(DEMO_JPG))
+    small = cv2.resize(img, (960, 540), interpolation=cv2.INTER_AREA)
+    b = np.zeros((540, 960), np.float32)
+    b[115:425, 150:] = 1
+    hs = holdouts.find_holdouts(np.ascontiguousarray(small[..., ::-1]), b, 1)
+    assert not called and any(o.kind == "person" for o in hs.objects)
+
+
+def _label_masks(shape):
+    return {o["what"]: o for o in json.loads(DEMO_LABELS.read_text())["objects"]}, \
+        holdout_metrics.label_masks(DEMO_LABELS, shape)
+
+
+@needs_net
+def test_cars_and_people_in_front_of_the_shop_are_not_part_of_the_building():
+    """The demo's matte runs down to the pavement: the parked cars and the passers-by were
+    inside it and broke up with the facade. Each is now a holdout in front and is taken
+    out of the building matte (fracture drops fragments where the matte is 0)."""
+    from derrumbe.stages.matte import compute_matte
+    srgb = np.ascontiguousarray(cv2.imread(str(DEMO_JPG))[..., ::-1])
+    m = compute_matte(srgb, [300, 230, 1920, 850], None, None, 1)
+    labels = holdout_metrics.label_masks(DEMO_LABELS, srgb.shape[:2])
+    inside = {name: float((m.building[lm] > 0.5).mean()) for name, lm in labels if lm[:, 300:].any()}
+    assert inside["black sedan"] < 0.2 and inside["white van"] < 0.2, inside
+    people = [v for k, v in inside.items() if any(w in k for w in ("man", "woman"))]
+    assert sum(v < 0.4 for v in people) >= 5, inside
+    # The facade itself is still there: above the shop, nothing was taken out.
+    assert m.building[400:600, 400:1800].min() == 1.0
+
+
 # --- a video plate: something crossing in front of the building -----------------------------
 
 VW, VH, VN = 320, 180, 24
@@ -194,8 +287,8 @@ def test_a_bus_crossing_in_front_of_the_collapse_stays_in_front(crossing_shot):
     assert m["holdouts"]["moving_tracks"] >= 1
     checked = 0
     for i in range(VN):
-        png = read_rgb(out / f"shot.{1001 + i:04d}.png")
-        _, ch = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
+        png = read_rgb(out / f"shot_v001.{1001 + i:04d}.png")
+        _, ch = read_exr(out / "exr" / f"shot_v001.{1001 + i:04d}.exr")
         x = 40 + i * 9
         bus = np.zeros((VH, VW), bool)
         bus[120:162, x + 2:x + 32] = True                    # its inside, away from the soft edge

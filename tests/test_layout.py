@@ -13,15 +13,15 @@ PKG = Path(__file__).resolve().parents[1] / "derrumbe"
 # Lowest first. Within "stages" the order is the graph's: a stage may read an earlier
 # stage's types, never a later one's.
 LEVELS = [
-    ["errors", "files", "colour", "materials", "progress", "kernels", "engines", "data", "demo",
+    ["errors", "files", "colour", "materials", "progress", "eta", "kernels", "engines", "data", "demo",
      "generative.noise_warp"],
     ["spec", "cache"],
-    ["stages.plate", "stages.holdouts", "stages.matte", "stages.moving_holdouts", "stages.scale", "stages.camera",
+    ["stages.plate", "stages.pedestrian_net", "stages.holdouts", "stages.matte", "stages.moving_holdouts", "stages.scale", "stages.camera",
      "stages.view", "stages.cleanplate", "stages.structure", "stages.fracture", "stages.simulate", "stages.poses",
      "stages.particles", "stages.dust_sources", "stages.dust", "stages.vdb", "stages.lighting", "stages.render",
      "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs", "stages.movies", "stages.manifest",
      "stages.usd_export"],
-    ["backends"],
+    ["backends", "estimates"],
     ["scene"],
     ["graph"],
     ["frames"],

@@ -18,7 +18,7 @@ def _plate_at(manifest, demo_files):
 def test_shot_writes_numbered_frames_movie_and_manifest(tiny_shot):
     out, m = tiny_shot
     n = round(2.0 * 12)
-    assert m["frames"] == [f"shot.{1001 + i:04d}.png" for i in range(n)]
+    assert m["frames"] == [f"shot_v001.{1001 + i:04d}.png" for i in range(n)]
     assert all((out / f).exists() for f in m["frames"])
     assert m["spec"]["seed"] == 1 and m["derrumbe_version"]
     for stage in ("plate", "matte", "camera", "cleanplate", "fracture", "simulate", "render", "comp", "write"):
@@ -94,7 +94,7 @@ def test_help_lists_every_option_with_default_and_unit(capsys):
                 "--pieces", "--focal-mm", "--horizon-y", "--shake", "--grain", "--seed", "--fps", "--duration",
                 "--size", "--preview", "--spec", "-q"):
         assert opt in text, opt
-    assert "[s]" in text and "else 24" in text
+    assert "0..600 s" in text and "else 24" in text
 
 
 def test_other_styles_render(demo_files, tmp_path):
@@ -154,9 +154,9 @@ def test_passes_hold_the_dust_and_debris_layers_and_the_dust_matte(demo_files, t
     assert len(m["passes"]) == 4 * len(m["frames"])          # debris, dust, dust matte, holdout
     assert all((out / f).exists() for f in m["passes"])
     last = 1000 + len(m["frames"])
-    dust = cv2.imread(str(out / "passes" / f"shot.dust.{last}.png"), cv2.IMREAD_UNCHANGED)
-    matte = cv2.imread(str(out / "passes" / f"shot.dust_matte.{last}.png"), cv2.IMREAD_UNCHANGED)
-    first = cv2.imread(str(out / "passes" / "shot.dust_matte.1001.png"), cv2.IMREAD_UNCHANGED)
+    dust = cv2.imread(str(out / "passes" / f"shot_v001.dust.{last}.png"), cv2.IMREAD_UNCHANGED)
+    matte = cv2.imread(str(out / "passes" / f"shot_v001.dust_matte.{last}.png"), cv2.IMREAD_UNCHANGED)
+    first = cv2.imread(str(out / "passes" / "shot_v001.dust_matte.1001.png"), cv2.IMREAD_UNCHANGED)
     assert dust.dtype == np.uint16 and dust.shape[2] == 4 and matte.dtype == np.uint16 and matte.ndim == 2
     assert np.array_equal(dust[..., 3], matte)            # the matte is the dust layer's alpha
     assert matte.max() > 60000 and first.max() == 0        # dust at the end, none before the collapse

@@ -118,7 +118,7 @@ def test_refine_writes_frames_movie_and_extends_the_manifest(refined):
     out, m = refined
     n, (W, H) = len(m["frames"]), m["size"]
     r = m["refine"]
-    assert len(r["frames"]) == n and r["frames"][0] == "refined/shot.1001.png"
+    assert len(r["frames"]) == n and r["frames"][0] == "refined/shot_v001.1001.png"
     from tests.conftest import read_rgb
     assert read_rgb(out / r["frames"][-1]).shape == (H, W, 3)
     with av.open(str(out / r["movie"])) as c:

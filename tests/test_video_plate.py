@@ -77,7 +77,7 @@ def test_video_plate_sets_length_and_rate(video_shot):
     out, m = video_shot
     assert len(m["frames"]) == N and m["fps"] == 24
     assert m["plate"]["kind"] == "video" and m["plate"]["frames"] == N
-    assert len(list(out.glob("shot.*.png"))) == N
+    assert len(list(out.glob("shot_v001.*.png"))) == N
 
 
 def test_every_frame_is_its_own_plate_frame_where_the_effect_is_absent(video_shot, demo_files):
@@ -85,8 +85,8 @@ def test_every_frame_is_its_own_plate_frame_where_the_effect_is_absent(video_sho
     plate = _frames(demo_files)                  # what the video was made of
     crossing = 0
     for i in range(N):
-        png = read_rgb(out / f"shot.{1001 + i:04d}.png")
-        _, ch = read_exr(out / "exr" / f"shot.{1001 + i:04d}.exr")
+        png = read_rgb(out / f"shot_v001.{1001 + i:04d}.png")
+        _, ch = read_exr(out / "exr" / f"shot_v001.{1001 + i:04d}.exr")
         free = ch["matte.effect"] == 0
         assert free.mean() > 0.3
         assert np.array_equal(png[free], plate[i][free]), i

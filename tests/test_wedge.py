@@ -3,6 +3,7 @@ sheet and a side-by-side movie; a batch's summary table."""
 
 import csv
 import json
+from pathlib import Path
 
 import av
 import cv2
@@ -125,7 +126,8 @@ plate = "missing.png"
     rows = list(csv.DictReader((tmp_path / "batch_summary.csv").open()))
     assert [r["shot"] for r in rows] == ["sh010", "sh020"]
     assert rows[0]["status"] == "done" and float(rows[0]["seconds"]) > 0 and rows[0]["frames"] == "12"
-    assert (tmp_path / "a" / "sh010.mp4").exists() and rows[0]["movie"].endswith("sh010.mp4")
+    assert (tmp_path / "a" / "sh010_v001.mp4").exists() and rows[0]["movie"].endswith("sh010_v001.mp4")
+    assert rows[0]["manifest"].endswith("sh010_v001.manifest.json") and Path(rows[0]["manifest"]).is_file()
     assert rows[1]["status"].startswith("failed:") and "missing.png" in rows[1]["status"]
     md = (tmp_path / "batch_summary.md").read_text()
     assert "| sh010 | " in md and "| sh020 | " in md

@@ -129,7 +129,7 @@ def _mark_attempt(scene, frames) -> int:
     """How many times this chunk has started (a second start means its first worker was
     lost): a small file on the shared folder, so any worker sees it."""
     from derrumbe.files import atomic_write_bytes
-    p = scene.cache.root / "chunks" / f"{scene.keys['frames']}-{scene.spec.name}-{frames[0]}"
+    p = scene.cache.root / "chunks" / f"{scene.keys['frames']}-{scene.spec.stem}-{frames[0]}"
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
         n = int(p.read_text()) + 1
@@ -269,14 +269,16 @@ def _run_on_cluster(scenes, client, progress, chunk, distributed) -> list[dict]:
         stage_infos = [infos[f.key] for f in sub.stage_futures.values()]
         for c, fut in zip(sub.chunks, sub.chunk_futures):
             where[fut.key] = (si, c)
-            progress.chunk(sub.scene.spec.name, 1001 + c[0], 1001 + c[-1], "queued")
+            f0 = sub.scene.spec.first_frame
+            progress.chunk(sub.scene.spec.name, f0 + c[0], f0 + c[-1], "queued")
         sub.submit_finish(events, stage_infos, len(stage_of))
     done = 0
     for fut, res in distributed.as_completed([f for s in subs for f in s.chunk_futures], with_results=True):
         si, c = where[fut.key]
         done += len(c)
         state = "done" if res["attempt"] == 1 else f"done after {res['attempt'] - 1} lost worker(s)"
-        progress.chunk(subs[si].scene.spec.name, 1001 + c[0], 1001 + c[-1], state, res["worker"], done, total)
+        f0 = subs[si].scene.spec.first_frame
+        progress.chunk(subs[si].scene.spec.name, f0 + c[0], f0 + c[-1], state, res["worker"], done, total)
         progress.advance(done, total)
     progress.end()
     progress.stage("encode", len(subs))
@@ -301,6 +303,8 @@ def run_shot_on_cluster(spec, out_dir, scheduler: str | None, workers: int | Non
     scene = open_scene(spec, out_dir, cache_root, progress, log)
     try:
         derive_keys(scene)
+        for w in scene.warnings:
+            progress.warn(w)
         with ShotLock(scene.cache.root.parent):
             begin(scene)
             with connect(scheduler, workers) as client:

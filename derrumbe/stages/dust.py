@@ -458,6 +458,21 @@ class DustSim:
                     nearest_z_m=round(float(z.max()), 2) if len(z) else None)
 
 
+def front_toward_camera(state: dict, facade_z: float, sigma_min: float = 0.05) -> float:
+    """How far the cloud has come out from the facade toward the camera along the street
+    (m): the nearest ground-level cell (lowest 2 m) whose dust dims light by sigma_min per
+    metre or more (a 10 m path of it hides a third of what is behind)."""
+    if "sigma" not in state:
+        return 0.0
+    g0, h = state["origin"], float(state["h"][0])
+    sig = state["sigma"].astype(np.float32)
+    low = sig[:, : max(1, int(2.0 / h) + 1)].max(axis=1) > sigma_min      # (nz, nx)
+    kz = np.nonzero(low.any(axis=1))[0]
+    if not len(kz):
+        return 0.0
+    return round(max(0.0, float(g0[2] + (kz.max() + 0.5) * h) - facade_z), 2)
+
+
 def grid_turbulence(cvel: np.ndarray, h: float) -> np.ndarray:
     """The speed of the smallest eddies the grid resolves (|curl u| x h): the energy at
     the grid's cutoff, from which the render's noise continues the cascade to smaller

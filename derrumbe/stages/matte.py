@@ -15,7 +15,8 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts
+from derrumbe.spec import BOX_CLAMP_PX
+from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts, in_front
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
 
@@ -32,11 +33,36 @@ def box_in_image(box, size) -> tuple[int, int, int, int]:
     w, h = size
     x0, y0, x1, y1 = box
     if x1 <= 0 or y1 <= 0 or x0 >= w or y0 >= h:
-        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate")
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate", field="box")
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if (x1 - x0) < 8 or (y1 - y0) < 8:
         raise DerrumbeError(f"--box {box[0]},{box[1]},{box[2]},{box[3]} covers less than 8x8 pixels of the plate")
     return x0, y0, x1, y1
+
+
+def check_box(box, size, tolerance: int = BOX_CLAMP_PX) -> tuple[list[int], str | None]:
+    """A box as given (X0,Y0,X1,Y1 in plate pixels from the top-left corner) checked
+    against the plate: a corner at most `tolerance` pixels past an edge (a hand-drawn
+    overshoot) is clamped to it, with a warning to print; further is an error that says
+    which edge and by how much. Returns the box to use and the warning (or None)."""
+    w, h = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if x1 <= x0 or y1 <= y0:
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} has zero area (need X1 > X0 and Y1 > Y0)", field="box")
+    past = {"left": -x0, "top": -y0, "right": x1 - w, "bottom": y1 - h}
+    far = {edge: d for edge, d in past.items() if d > tolerance}
+    if far:
+        edges = " and ".join(f"the {edge} edge by {d} px" for edge, d in far.items())
+        raise DerrumbeError(f"--box {x0},{y0},{x1},{y1} lies outside the {w}x{h} plate, past {edges}; a box is "
+                            f"X0,Y0,X1,Y1 in plate pixels from the top-left corner, within 0,0,{w},{h}", field="box")
+    clamped = [max(0, x0), max(0, y0), min(w, x1), min(h, y1)]
+    box_in_image(clamped, size)
+    over = {edge: d for edge, d in past.items() if d > 0}
+    if not over:
+        return clamped, None
+    edges = ", ".join(f"{d} px past the {edge} edge" for edge, d in over.items())
+    return clamped, (f"--box {x0},{y0},{x1},{y1} clamped to {','.join(map(str, clamped))} ({edges} of the "
+                     f"{w}x{h} plate)")
 
 
 def sky_likelihood(srgb: np.ndarray) -> np.ndarray:
@@ -244,11 +270,17 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
                   seed: int, auto_holdouts: bool = True) -> Matte:
     """The building's silhouette, and what stays in front of it: the automatic holdouts
-    (holdouts.py) plus the user's mask, each connected part of which is one more object."""
+    (holdouts.py) plus the user's mask, each connected part of which is one more object.
+
+    What stands in front of the facade is not the facade: the holdouts in front are taken
+    out of the building's matte, so no fragment is cut from a car or a passer-by (fracture
+    drops fragments where the matte is 0) and they stay the plate's own pixels, layered by
+    depth against the debris and the dust."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
     auto_px = int((found.matte() > 0.5).sum())
     if holdout is not None:
         add_user_holdouts(found, holdout)
+    building = (building * (1.0 - in_front(found, building))).astype(np.float32)
     return Matte(building=building, holdout=found.matte(), auto_holdout_px=auto_px, objects=found)

@@ -15,7 +15,7 @@ import numpy as np
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.files import publish, temp_path
-from derrumbe.stages.outputs import FIRST_FRAME
+from derrumbe.spec import FIRST_FRAME
 
 MOVIE_CODECS = {
     # H.264 for review anywhere; yuv420p so every player opens it.
@@ -28,16 +28,16 @@ MOVIE_CODECS = {
 BT709 = 1       # ITU-R BT.709 in FFmpeg's colour enums and swscale's matrix numbers
 
 
-def movie_path(out: Path, name: str, kind: str) -> Path:
-    return out / f"{name}{MOVIE_CODECS[kind]['ext']}"
+def movie_path(out: Path, stem: str, kind: str) -> Path:
+    return out / f"{stem}{MOVIE_CODECS[kind]['ext']}"
 
 
 class BurnIn:
     """Shot name and version top left, frame number bottom right, over a dark band so
     they read on sky and dust alike. Only movies get it: frames stay clean."""
 
-    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int):
-        self.shot, self.version, self.fps = shot, version, fps
+    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int, first: int = FIRST_FRAME):
+        self.shot, self.version, self.fps, self.first = shot, version, fps, first
         w, h = size
         self.scale = max(0.35, w / 1600.0)
         self.thick = max(1, int(round(w / 900.0)))
@@ -52,7 +52,7 @@ class BurnIn:
         font = cv2.FONT_HERSHEY_SIMPLEX
         pad = int(10 * self.scale) + 4
         left = f"{self.shot}  v{self.version:03d}"
-        secs = (frame - FIRST_FRAME) / self.fps
+        secs = (frame - self.first) / self.fps
         right = f"{frame:04d}  {secs:5.2f}s"
         base = b - (b - int(22 * self.scale)) // 2 - 2
         cv2.putText(img, left, (pad, base), font, self.scale, (235, 235, 235), self.thick, cv2.LINE_AA)
@@ -66,7 +66,8 @@ class MovieWriter:
     """A review movie through PyAV, tagged BT.709 and converted with BT.709's matrix
     (swscale would otherwise use BT.601 and the movie would play back greener)."""
 
-    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None):
+    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None,
+                 first: int = FIRST_FRAME):
         import av
         c = MOVIE_CODECS[kind]
         self.path, self.burn_in = path, burn_in
@@ -81,7 +82,7 @@ class MovieWriter:
         cc.color_range = 1          # video (limited) range, what players assume
         self.pix_fmt = c["pix_fmt"]
         self._av = av
-        self.frame_no = FIRST_FRAME
+        self.frame_no = first
 
     def add(self, rgb_u8: np.ndarray, frame: int | None = None) -> None:
         frame = self.frame_no if frame is None else frame
@@ -107,10 +108,10 @@ class MovieWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def encode_movies(out: Path, name: str, frames: list[Path], fps, size: tuple[int, int], kinds=("h264",),
-                  burn_in: BurnIn | None = None, progress=None) -> list[Path]:
-    """Every movie of kinds from the frame PNGs, in order; returns their paths."""
-    writers = [MovieWriter(movie_path(out, name, k), fps, size, k, burn_in) for k in kinds]
+def encode_movies(out: Path, stem: str, frames: list[Path], fps, size: tuple[int, int], kinds=("h264",),
+                  burn_in: BurnIn | None = None, progress=None, first: int = FIRST_FRAME) -> list[Path]:
+    """Every movie of kinds from the frame PNGs (numbered from first), in order; returns their paths."""
+    writers = [MovieWriter(movie_path(out, stem, k), fps, size, k, burn_in, first) for k in kinds]
     try:
         for i, p in enumerate(frames):
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
@@ -118,7 +119,7 @@ def encode_movies(out: Path, name: str, frames: list[Path], fps, size: tuple[int
                 raise DerrumbeError(f"cannot read back {p.name}; render its frames again")
             rgb = np.ascontiguousarray(img[..., ::-1])
             for w in writers:
-                w.add(rgb, FIRST_FRAME + i)
+                w.add(rgb, first + i)
             if progress is not None:
                 progress(i + 1, len(frames))
         for w in writers:

@@ -4,6 +4,10 @@ Each file is written atomically (derrumbe.files), so a killed run never leaves a
 truncated file under a final name. The movies (movies.py) are made from these files
 once every frame is on disk, and the manifest (manifest.py) is written last: a folder
 without manifest.json is an unfinished render, whatever else it holds.
+
+Every file of a render is named after its version's stem, NAME_v003 (NAME_v003.1001.png,
+exr/NAME_v003.1001.exr, ...) and numbered from the shot's first frame (--frames), so
+versions sit side by side in one folder and a new one never writes over an earlier one.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ import numpy as np
 from derrumbe.colour import display_encode
 from derrumbe.errors import DerrumbeError
 from derrumbe.files import atomic_write_bytes, publish, sha256_bytes, sha256_file, temp_path
+from derrumbe.spec import FIRST_FRAME  # noqa: F401  (re-exported: the default first frame)
 from derrumbe.stages import exr as E
-
-FIRST_FRAME = 1001
 
 
 def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".derrumbe-write-test"
+        # A name of this process's own: two renders started on one folder at once must not
+        # remove each other's probe (the second is then told the folder is being rendered).
+        probe = temp_path(out / ".derrumbe-write-test")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -34,15 +39,15 @@ def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
         (out / "manifest.json").unlink(missing_ok=True)
 
 
-def frame_path(out: Path, name: str, index: int) -> Path:
-    return out / f"{name}.{FIRST_FRAME + index:04d}.png"
+def frame_path(out: Path, stem: str, index: int, first: int = FIRST_FRAME) -> Path:
+    return out / f"{stem}.{first + index:04d}.png"
 
 
-def write_frame(out: Path, name: str, index: int, rgb_u8: np.ndarray) -> tuple[Path, str]:
+def write_frame(out: Path, stem: str, index: int, rgb_u8: np.ndarray, first: int = FIRST_FRAME) -> tuple[Path, str]:
     ok, buf = cv2.imencode(".png", rgb_u8[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
     if not ok:
         raise DerrumbeError("PNG encoding failed")
-    p = frame_path(out, name, index)
+    p = frame_path(out, stem, index, first)
     data = buf.tobytes()
     atomic_write_bytes(p, data)
     return p, sha256_bytes(data)
@@ -56,20 +61,20 @@ def _png16(img01: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def pass_paths(out: Path, name: str, index: int) -> list[Path]:
-    n = FIRST_FRAME + index
-    return [out / "passes" / f"{name}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
+def pass_paths(out: Path, stem: str, index: int, first: int = FIRST_FRAME) -> list[Path]:
+    n = first + index
+    return [out / "passes" / f"{stem}.{layer}.{n:04d}.png" for layer in ("debris", "dust", "dust_matte", "holdout")]
 
 
-def write_passes(out: Path, name: str, index: int, debris: np.ndarray, dust: np.ndarray,
-                 holdout: np.ndarray | None = None) -> dict[Path, str]:
+def write_passes(out: Path, stem: str, index: int, debris: np.ndarray, dust: np.ndarray,
+                 holdout: np.ndarray | None = None, first: int = FIRST_FRAME) -> dict[Path, str]:
     """The debris and dust layers as seen in the frame, for a compositor: 16-bit PNG,
     sRGB-encoded colour with straight (unpremultiplied) alpha, as PNG expects, the
     dust's alpha alone as a matte, and the frame's holdout matte (the plate's foreground
     objects kept in front). (Scene-linear EXR passes, each holdout on its own, come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
-    n = FIRST_FRAME + index
+    n, name = first + index, stem
     files = {}
     for layer, rgba in (("debris", debris), ("dust", dust)):
         a = rgba[..., 3:4]
@@ -91,11 +96,13 @@ class FrameSink:
     in the writer surfaces on the next submit or close. Every file's sha256 is kept for
     the manifest."""
 
-    def __init__(self, out: Path, name: str, passes: bool, on_written=None, exr_meta: dict | None = None):
-        """on_written(index) is called (on the writer thread, in order) once a frame's
-        files are in place: the runner records the frame as done there."""
+    def __init__(self, out: Path, stem: str, passes: bool, on_written=None, exr_meta: dict | None = None,
+                 first: int = FIRST_FRAME):
+        """stem: what the files are named after (NAME_v003); first: the first frame's
+        number. on_written(index) is called (on the writer thread, in order) once a
+        frame's files are in place: the runner records the frame as done there."""
         from concurrent.futures import ThreadPoolExecutor
-        self.out, self.name, self.passes = out, name, passes
+        self.out, self.name, self.passes, self.first = out, stem, passes, first
         self.on_written = on_written
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
@@ -107,10 +114,10 @@ class FrameSink:
         return p.relative_to(self.out).as_posix()
 
     def _write(self, index, img, debris, dust, exr, holdout=None):
-        p, digest = write_frame(self.out, self.name, index, img)
+        p, digest = write_frame(self.out, self.name, index, img, self.first)
         self.digests[self._rel(p)] = digest
         if self.passes:
-            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout).items():
+            for q, d in write_passes(self.out, self.name, index, debris, dust, holdout, self.first).items():
                 self.digests[self._rel(q)] = d
         if exr is not None:
             self._write_exr(index, *exr)
@@ -118,7 +125,7 @@ class FrameSink:
             self.on_written(index)
 
     def _write_exr(self, index, make_channels, same_token):
-        path = E.exr_path(self.out, self.name, FIRST_FRAME + index)
+        path = E.exr_path(self.out, self.name, self.first + index)
         if same_token is not None and self._exr_same and self._exr_same[0] == same_token:
             # A frame identical to the last (the plate before the collapse): a copy,
             # not a second encode.

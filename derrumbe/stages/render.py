@@ -39,6 +39,7 @@ class FrameLayers:
     samples: int             # motion-blur sub-frames used
     depth_sum: np.ndarray    # H x W view depth of the nearest piece, summed over covered sub-frames
     depth_n: np.ndarray      # H x W number of sub-frames in which a piece covered the pixel
+    static_z: np.ndarray | None = None   # H x W view depth of the pieces at rest (0 where none)
 
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
@@ -622,7 +623,8 @@ class DebrisRenderer:
         self.xf.use(3)
         self._draw(self.vao)
         self.prog["static_pass"].value = 0
-        static = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1, :, 0]
+        static_aux = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1]
+        static, static_z = static_aux[..., 0], static_aux[..., 2]
 
         # Ground: sun shadow and contact occlusion from the moving pieces at mid-shutter.
         self._begin(self.occ_fbo)
@@ -643,7 +645,7 @@ class DebrisRenderer:
         self.ground_vao.render()
         ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
         return FrameLayers(debris=col.copy(), static=static.copy(), ground=ground, samples=samples,
-                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy())
+                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=static_z.copy())
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)

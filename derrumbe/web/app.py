@@ -32,13 +32,30 @@ from derrumbe.errors import DerrumbeError
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 STATIC = Path(__file__).parent / "static"
 _ID = re.compile(r"^[0-9a-f]{12}$")
-# The spec fields the page offers, grouped as the page shows them.
+# The spec fields the page offers, grouped as the page shows them. "Camera and scale"
+# holds the estimates: the page fills them in from /estimates once a box is drawn.
 PAGE_FIELDS = {
-    "Collapse": ["style", "direction", "start", "height_m", "material", "pieces"],
+    "Camera and scale": ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"],
+    "Collapse": ["style", "direction", "start", "material", "pieces", "seed"],
     "Dust": ["dust", "wind", "dust_color"],
-    "Shot": ["seed", "size", "fps", "duration", "shutter", "shake", "grain"],
+    "Look": ["shutter", "shake", "grain"],
+    "Output": ["name", "version", "size", "fps", "duration", "frames"],
 }
+# What the page calls each field, and what an empty field means.
+LABELS = {"height_m": "Height", "focal_mm": "Lens", "horizon_y": "Horizon", "sun_azimuth": "Sun azimuth",
+          "sun_elevation": "Sun elevation", "style": "Style", "direction": "Falls", "start": "Starts at",
+          "material": "Material", "pieces": "Pieces", "seed": "Seed", "dust": "Dust amount", "wind": "Wind",
+          "dust_color": "Dust colour", "shutter": "Shutter", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
+          "version": "Version", "size": "Size", "fps": "Frame rate", "duration": "Length", "frames": "Frames"}
+PLACEHOLDERS = {"height_m": "estimated", "focal_mm": "26", "horizon_y": "estimated", "sun_azimuth": "estimated",
+                "sun_elevation": "40", "wind": "1,90 (SPEED,HEADING)", "dust_color": "200,188,168 (R,G,B)",
+                "size": "plate size (W or WxH)", "fps": "24, or the video's", "duration": "6, or the video's",
+                "name": "from the plate's file name", "frames": "1001-1144 (or a Length)"}
+UNITS = {"shutter": "°", "wind": "m/s, °", "dust_color": "sRGB", "size": "px", "sun_azimuth": "°", "sun_elevation": "°",
+         "horizon_y": "px", "fps": "fps"}
+ESTIMATE_FIELDS = ("height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation")
 WEDGE_PARAMS = ("seed", "style", "direction", "dust", "pieces", "start", "material", "height_m")
+_MASK_NAME = re.compile(r"^mask_[0-9a-f]{16}\.png$")
 # Limits of the server (README: "Limits"); the plate's own are in stages/plate.py.
 MAX_JSON_BYTES = 20_000_000     # a job's JSON: two painted masks as PNG data URLs at most
 MAX_PLATES = 500                # plates stored in the work folder
@@ -129,6 +146,21 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     def bad(msg: str, code: int = 400):
         raise HTTPException(code, " ".join(str(msg).split())[:500])
 
+    class FieldProblem(Exception):
+        """A bad value of one field: the page marks that field and puts the message beside it."""
+        def __init__(self, message: str, field: str):
+            super().__init__(message)
+            self.message, self.field = " ".join(str(message).split())[:500], field
+
+    @app.exception_handler(FieldProblem)
+    async def field_problem(request, exc: FieldProblem):
+        return JSONResponse({"detail": exc.message, "field": exc.field}, 400)
+
+    def bad_input(e: DerrumbeError):
+        if getattr(e, "field", None):
+            raise FieldProblem(str(e), e.field)
+        bad(str(e))
+
     def refuse(msg: str, code: int):
         return JSONResponse({"detail": msg}, code, headers=SECURITY_HEADERS)
 
@@ -170,9 +202,11 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
             for n in names:
                 f = table[n]
                 m = f.metadata
-                out[group].append(dict(name=n, help=m["help"], unit=m["unit"], lo=m["lo"], hi=m["hi"],
-                                       choices=m["choices"], default=f.default))
-        return {"groups": out, "wedge_params": WEDGE_PARAMS}
+                out[group].append(dict(name=n, label=LABELS.get(n, n), help=m["help"],
+                                       unit=UNITS.get(n, m["unit"]), lo=m["lo"], hi=m["hi"], choices=m["choices"],
+                                       default=f.default, placeholder=PLACEHOLDERS.get(n)))
+        return {"groups": out, "wedge_params": [dict(name=n, label=LABELS.get(n, n), unit=UNITS.get(
+            n, table[n].metadata["unit"])) for n in WEDGE_PARAMS]}
 
     # ---- plates -----------------------------------------------------------------------
     @app.post("/api/plates")
@@ -188,6 +222,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
             bad(f"the work folder holds {max_plates} plates, the most it keeps; start a new --root "
                 f"or remove old plates from it", 507)
         pid = uuid.uuid4().hex[:12]
+        shown = _plate_name(request.headers.get("x-plate-name", ""))
         pdir = plates / pid
         pdir.mkdir(parents=True)
         tmp = pdir / ".upload"
@@ -203,7 +238,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
                 bad("the upload is empty")
             # Decoding is heavy: off the event loop, one at a time, so the page stays live.
             async with decoding:
-                return await asyncio.to_thread(_ingest, pid, pdir, tmp, limits, bad)
+                return await asyncio.to_thread(_ingest, pid, pdir, tmp, limits, bad, shown)
         except BaseException:
             shutil.rmtree(pdir, ignore_errors=True)
             raise
@@ -234,7 +269,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         render: a matte (PNG, white = stays in front) the page paints into its holdout
         layer for the artist to erase or add to, and the detections as data."""
         meta = plate_meta(pid)
-        body = await request.json()
+        body = await _json(request)
         try:
             box = [int(round(float(v))) for v in body.get("box") or []]
             if len(box) != 4:
@@ -264,13 +299,13 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         kind = body.get("kind", "preview")
         if kind not in ("preview", "final"):
             bad("kind must be preview or final")
-        d.update(plate=meta["file"], name="shot", preview=kind == "preview")
+        d.setdefault("name", _shot_name(meta.get("name")))
+        d.update(plate=meta["file"], preview=kind == "preview")
         size = (meta["width"], meta["height"])
         try:
             if body.get("box") is not None:
-                from derrumbe.stages.matte import box_in_image
-                d["box"] = check_field("box", body["box"])
-                box_in_image(d["box"], size)
+                from derrumbe.stages.matte import check_box
+                d["box"], _ = check_box(check_field("box", body["box"]), size)
             for k in ("mask", "holdout"):
                 if body.get(k):
                     d[k] = _save_mask(pdir, body[k], size)
@@ -279,7 +314,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
                     d[k] = True
             checked = ShotSpec.from_dict(d).validate()
         except DerrumbeError as e:
-            bad(str(e))
+            bad_input(e)
         return pid, checked.to_dict()
 
     def room_for(n: int) -> None:
@@ -297,9 +332,19 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         runner.wake.set()
         return _public(store.get(jid))
 
+    def plate_name(pid: str, seen: dict) -> str | None:
+        if pid not in seen:
+            p = _inside(root, f"plates/{pid}/plate.json") if _ID.match(pid or "") else None
+            try:
+                seen[pid] = json.loads(p.read_text()).get("name") if p else None
+            except ValueError:
+                seen[pid] = None
+        return seen[pid]
+
     @app.get("/api/jobs")
     def jobs():
-        return [_public(j) for j in store.list(limit=LIST_JOBS)]
+        seen: dict = {}
+        return [_public(j, plate_name(j["plate"], seen)) for j in store.list(limit=LIST_JOBS)]
 
     def job_or_404(jid: str) -> dict:
         j = store.get(jid) if _ID.match(jid or "") else None
@@ -309,7 +354,8 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
 
     @app.get("/api/jobs/{jid}")
     def job(jid: str):
-        return _public(job_or_404(jid))
+        j = job_or_404(jid)
+        return _public(j, plate_name(j["plate"], {}))
 
     @app.post("/api/jobs/{jid}/cancel")
     def cancel(jid: str):
@@ -373,7 +419,8 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
         p = _inside(root, f"{base}/{rel}")
         if p is None:
             bad("no such file in this job", 404)
-        return FileResponse(p, filename=f"{jid}_{Path(rel).name}")
+        name = f"{m.get('stem', 'shot')}.manifest.json" if rel == "manifest.json" else Path(rel).name
+        return FileResponse(p, filename=name)
 
     @app.get("/api/jobs/{jid}/zip/{what}")
     def job_zip(jid: str, what: str):
@@ -396,8 +443,76 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
             os.unlink(tmp)
             raise
         from starlette.background import BackgroundTask
-        return FileResponse(tmp, filename=f"{jid}_{what}.zip", media_type="application/zip",
+        return FileResponse(tmp, filename=f"{m.get('stem', 'shot')}_{what}.zip", media_type="application/zip",
                             background=BackgroundTask(os.unlink, tmp))
+
+    # ---- before a render: the matte, the holdouts and the estimates ----------------------
+    analysing = asyncio.Semaphore(1)        # one matte at a time: GrabCut is heavy
+
+    @app.post("/api/plates/{pid}/estimates")
+    async def plate_estimates(pid: str, request: Request):
+        """What the render will assume about this plate and box (or painted building): the
+        building matte and the automatic holdouts as PNG data URLs, and the estimates
+        (storeys, height and its range, distance, lens, horizon, sun, material), the same
+        functions the pipeline runs. Kept per plate and input, so a reopened shot is instant."""
+        meta = plate_meta(pid)
+        body = await _json(request)
+        size = (meta["width"], meta["height"])
+        given = body.get("spec") or {}
+        if not isinstance(given, dict):
+            bad("spec must be an object of fields")
+        try:
+            d = {k: check_field(k, given[k]) for k in ESTIMATE_FIELDS if given.get(k) not in (None, "")}
+            seed = check_field("seed", given.get("seed", 1)) or 1
+            mask = _decode_mask(body["mask"], size) if body.get("mask") else None
+            box = None
+            if mask is None:
+                from derrumbe.stages.matte import check_box
+                if body.get("box") is None:
+                    raise DerrumbeError("draw a box around the building (or paint it) first", field="box")
+                box, _ = check_box(check_field("box", body["box"]), size)
+        except DerrumbeError as e:
+            bad_input(e)
+        auto = body.get("auto_holdouts", True) is not False
+        key = hashlib.sha256(json.dumps([box, d, seed, auto, None if mask is None else
+                                         hashlib.sha256(mask.tobytes()).hexdigest()]).encode()).hexdigest()[:16]
+        cached = _inside(root, f"plates/{pid}/estimates_{key}.json")
+        if cached is not None:
+            return json.loads(cached.read_text())
+        async with analysing:
+            try:
+                out = await asyncio.to_thread(_estimates, root / "plates" / pid, size, box, mask, d, seed, auto)
+            except DerrumbeError as e:
+                bad_input(e)
+        from derrumbe.files import atomic_write_bytes
+        atomic_write_bytes(root / "plates" / pid / f"estimates_{key}.json", json.dumps(out).encode())
+        return out
+
+    # ---- history: thumbnails and the inputs a job was made with -------------------------
+    @app.get("/api/jobs/{jid}/thumb.jpg")
+    def job_thumb(jid: str):
+        """A small picture of the job: a frame of its shot once done, else its plate."""
+        j = job_or_404(jid)
+        if j["state"] == "done":
+            p = _inside(root, f"jobs/{jid}/thumb.jpg") or _job_thumb(root, j)
+        else:
+            p = _inside(root, f"plates/{j['plate']}/thumb.jpg") or _plate_thumb(root, j["plate"])
+        if p is None:
+            bad("no picture of this job", 404)
+        return FileResponse(p, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/jobs/{jid}/inputs/{which}")
+    def job_input(jid: str, which: str):
+        """The building or holdout mask a job was sent with (a PNG of the plate's size)."""
+        j = job_or_404(jid)
+        if which not in ("mask", "holdout"):
+            bad("mask or holdout", 404)
+        name = j["spec"].get(which)
+        p = _inside(root, f"plates/{j['plate']}/{name}") if isinstance(name, str) and _MASK_NAME.match(name) \
+            else None
+        if p is None:
+            bad(f"this job has no {which}", 404)
+        return FileResponse(p, media_type="image/png")
 
     # ---- wedges: one parameter, a few values, a contact sheet of previews ----------------
     @app.post("/api/wedges")
@@ -442,7 +557,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
     return app
 
 
-def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad) -> dict:
+def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad, shown: str = "") -> dict:
     """An upload checked by its header, renamed to the plate's name, decoded (a video's
     frames counted) and its first frame kept for the page. Runs on a worker thread."""
     import cv2
@@ -469,7 +584,7 @@ def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad) -> dict:
     atomic_write_bytes(pdir / "first.png", cv2.imencode(".png", first[..., ::-1])[1].tobytes())
     fps = float(rate) if rate else None
     meta = dict(id=pid, kind=info.kind, width=int(w), height=int(h), frames=int(frames), fps=fps,
-                seconds=frames / fps if fps else None, file=plate.name)
+                seconds=frames / fps if fps else None, file=plate.name, name=shown)
     atomic_write_bytes(pdir / "plate.json", json.dumps(meta).encode())
     return meta
 
@@ -524,12 +639,10 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not JSON")         # Infinity, -Infinity, NaN
 
 
-def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
-    """A mask painted on the page (a PNG data URL), decoded and stored as a clean 8-bit
-    PNG under its own hash."""
+def _decode_mask(data_url, size: tuple[int, int]):
+    """A mask painted on the page (a PNG data URL) as one 8-bit channel of the plate's size."""
+    import base64
     import binascii
-    import cv2
-    from derrumbe.files import atomic_write_bytes
     from derrumbe.web.uploads import MAX_MASK_BYTES, read_mask_png
     if not isinstance(data_url, str) or len(data_url) > MAX_MASK_BYTES * 4 // 3 + 100:
         raise DerrumbeError(f"a mask is a PNG data URL of at most {MAX_MASK_BYTES / 1e6:.0f} MB")
@@ -537,17 +650,87 @@ def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
         data = base64.b64decode(data_url.split(",", 1)[-1], validate=True)
     except (ValueError, binascii.Error):
         raise DerrumbeError("a mask must be a base64 PNG data URL") from None
-    mask = read_mask_png(data, size)
+    return read_mask_png(data, size)
+
+
+def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
+    """A painted mask, decoded and stored as a clean 8-bit PNG under its own hash."""
+    import cv2
+    from derrumbe.files import atomic_write_bytes
+    mask = _decode_mask(data_url, size)
     png = cv2.imencode(".png", mask)[1].tobytes()
     name = f"mask_{hashlib.sha256(png).hexdigest()[:16]}.png"
     atomic_write_bytes(pdir / name, png)
     return name
 
 
-def _public(j: dict) -> dict:
-    """A job as the page sees it: no server paths."""
+def _public(j: dict, plate_name: str | None = None) -> dict:
+    """A job as the page sees it: no server paths (the plate by the name it was uploaded as)."""
     return {k: j[k] for k in ("id", "created", "plate", "kind", "state", "progress", "error", "wedge", "label",
-                              "started", "finished")} | {"spec": {k: v for k, v in j["spec"].items() if k != "plate"}}
+                              "started", "finished")} | {"spec": {k: v for k, v in j["spec"].items() if k != "plate"},
+                                                         "plate_name": plate_name}
+
+
+def _plate_name(header: str) -> str:
+    """The file name the artist's plate had (sent URL-encoded by the page): shown, never used as a path."""
+    from urllib.parse import unquote
+    name = unquote(header[:1000]).replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable())
+    return name[:120]
+
+
+def _shot_name(plate_name: str | None) -> str:
+    """A shot name (letters, digits, _ . -) from the plate's file name, else 'shot'."""
+    stem = Path(plate_name or "").stem
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("_.-")[:40]
+    return name if name and name[0].isalnum() else "shot"
+
+
+def _thumb(src: Path, dest: Path, width: int = 320) -> Path | None:
+    import cv2
+    from derrumbe.files import atomic_write_bytes
+    img = cv2.imread(str(src), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    img = cv2.resize(img, (width, max(1, int(round(width * img.shape[0] / img.shape[1])))),
+                     interpolation=cv2.INTER_AREA)
+    atomic_write_bytes(dest, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+    return dest
+
+
+def _job_thumb(root: Path, j: dict) -> Path | None:
+    """A frame from 60 % into the shot: the collapse under way."""
+    mp = _inside(root, f"jobs/{j['id']}/out/manifest.json")
+    frames = (json.loads(mp.read_text()).get("frames") if mp else None) or []
+    f = _inside(root, f"jobs/{j['id']}/out/{frames[int(len(frames) * 0.6)]}") if frames else None
+    return _thumb(f, root / "jobs" / j["id"] / "thumb.jpg") if f else None
+
+
+def _plate_thumb(root: Path, pid: str) -> Path | None:
+    f = _inside(root, f"plates/{pid}/first.png") if _ID.match(pid or "") else None
+    return _thumb(f, root / "plates" / pid / "thumb.jpg") if f else None
+
+
+def _estimates(pdir: Path, size, box, mask, given: dict, seed: int, auto: bool) -> dict:
+    """The matte, the holdouts and the estimates of a plate's first frame (a worker thread)."""
+    import base64
+    import cv2
+    import numpy as np
+    from derrumbe import colour, estimates
+    from derrumbe.spec import ShotSpec
+    from derrumbe.stages.matte import compute_matte
+    srgb = cv2.imread(str(pdir / "first.png"), cv2.IMREAD_COLOR)[..., ::-1]
+    if (srgb.shape[1], srgb.shape[0]) != tuple(size):
+        srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
+    srgb = np.ascontiguousarray(srgb)
+    m = compute_matte(srgb, box, None if mask is None else (mask > 127).astype(np.float32), None, seed,
+                      auto_holdouts=auto)
+    est = estimates.estimate(srgb, colour.u8_to_linear(srgb), m, ShotSpec(plate="-", box=box, seed=seed, **given))
+
+    def png(a):
+        data = cv2.imencode(".png", (np.clip(a, 0, 1) * 255).astype(np.uint8))[1].tobytes()
+        return "data:image/png;base64," + base64.b64encode(data).decode()
+    return {"estimates": est, "explain": estimates.describe(est), "matte": png(m.building), "holdouts": png(m.holdout)}
 
 
 def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
@@ -589,6 +772,7 @@ def _auto_holdouts(first_png: Path, box, size) -> dict:
     import cv2
     import numpy as np
 
+    import base64
     from derrumbe.stages.matte import compute_matte
     srgb = cv2.imread(str(first_png), cv2.IMREAD_COLOR)[..., ::-1]
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):

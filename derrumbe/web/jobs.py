@@ -289,7 +289,8 @@ class Runner:
     def _follow(self, jid: str, p: subprocess.Popen, log_path: Path) -> tuple[str, dict]:
         """Reads the render's progress lines until it ends."""
         last_err = ""
-        progress = {"stage": None, "done": 0, "total": 1, "elapsed": 0.0, "stages": []}
+        progress = {"stage": None, "done": 0, "total": 1, "elapsed": 0.0, "stages": [], "plan": {},
+                    "first_frame": None, "warnings": []}
         last_write = 0.0
         with open(log_path, "w") as log:
             for line in p.stderr:
@@ -301,30 +302,54 @@ class Runner:
                 if ev["event"] == "chunk":          # a chunk of frames on a cluster's worker
                     progress.setdefault("chunks", {})[f"{ev['first']}-{ev['last']}"] = ev["state"]
                     continue
-                if ev["event"] == "start" and ev["stage"] not in progress["stages"]:
-                    progress["stages"].append(ev["stage"])
-                progress.update({k: ev[k] for k in ("stage", "done", "total", "elapsed", "stage_elapsed")})
-                if time.time() - last_write > 0.3:
+                if ev["event"] == "plan":
+                    progress.update(plan=ev["stages"], first_frame=ev["first_frame"])
+                elif ev["event"] == "warning":
+                    progress["warnings"] = (progress["warnings"] + [ev["text"]])[-5:]
+                else:
+                    if ev["event"] == "start" and ev["stage"] not in progress["stages"]:
+                        progress["stages"].append(ev["stage"])
+                    progress.update({k: ev[k] for k in ("stage", "done", "total", "elapsed", "stage_elapsed",
+                                                         "eta_stage", "eta_total", "fraction", "frame")})
+                if ev["event"] != "progress" or time.time() - last_write > 0.3:
                     self.store.update(jid, progress=progress)
                     last_write = time.time()
         return last_err, progress
 
 
 def _event(line: str) -> dict | None:
-    """A progress event of the render's --progress-json, or None for any other line."""
+    """A progress event of the render's --progress-json (a stage's start, progress and
+    end with the time left, the plan, a warning), or None for any other line. Only the
+    fields the page shows are kept, each of its type."""
     try:
         ev = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress", "chunk"):
+    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress", "end", "plan", "warning", "chunk"):
         return None
     try:
         if ev["event"] == "chunk":
             return dict(event="chunk", first=int(ev["first"]), last=int(ev["last"]), state=str(ev["state"])[:60])
+        if ev["event"] == "plan":
+            stages = {str(k)[:40]: _finite(v) for k, v in dict(ev["stages"]).items()}
+            return dict(event="plan", stages=dict(list(stages.items())[:20]), first_frame=int(ev["first_frame"]))
+        if ev["event"] == "warning":
+            return dict(event="warning", text=" ".join(str(ev["text"]).split())[:300])
+        frame = ev.get("frame")
         return dict(event=ev["event"], stage=str(ev["stage"])[:40], done=int(ev["done"]), total=int(ev["total"]),
-                    elapsed=float(ev["elapsed"]), stage_elapsed=float(ev.get("stage_elapsed", 0.0)))
+                    elapsed=float(ev["elapsed"]), stage_elapsed=float(ev.get("stage_elapsed", 0.0)),
+                    eta_stage=_finite(ev.get("eta_stage")), eta_total=_finite(ev.get("eta_total")),
+                    fraction=_finite(ev.get("fraction")), frame=None if frame is None else int(frame))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def _finite(v) -> float | None:
+    import math
+    if v is None:
+        return None
+    v = float(v)
+    return round(v, 2) if math.isfinite(v) else None
 
 
 _ABS_PATH = re.compile(r"(?<![\w.~])/(?:[^/\s'\"]+/)+[^/\s'\",;)]*")
@@ -363,7 +388,8 @@ def _publish(shot: Path, dest: Path) -> None:
     import shutil
     m = json.loads((shot / "manifest.json").read_text())
     dest.mkdir(parents=True, exist_ok=True)
-    for rel in list(m.get("files", {})) + ["manifest.json"]:
+    own = f"{m['stem']}.manifest.json" if isinstance(m.get("stem"), str) else None
+    for rel in list(m.get("files", {})) + ["manifest.json"] + ([own] if own and (shot / own).is_file() else []):
         src, dst = shot / rel, dest / rel
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.unlink(missing_ok=True)

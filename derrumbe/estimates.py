@@ -1,0 +1,153 @@
+"""What derrumbe will assume about a plate, said before anything renders.
+
+The camera stage's scale (storeys, height and its uncertainty, distance), the lens and
+the horizon, the sun the renderer will light with, the automatic holdouts and the
+material the facade looks like: the numbers `derrumbe shot --explain` prints and the
+web page shows as editable fields, so a wrong guess (a mullion taken for a pole, a glass
+wall taken for concrete) is caught before a render, not after it.
+
+It calls the same stage functions the pipeline runs (camera.place_building,
+lighting.estimate_lighting), so what it says is what the render will use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from derrumbe.colour import linear_to_u8
+from derrumbe.stages import camera as camera_stage
+from derrumbe.stages.holdouts import assign_depths
+from derrumbe.stages.matte import Matte, sky_likelihood
+from derrumbe.stages.plate import resize_linear
+from derrumbe.stages.lighting import estimate_lighting
+
+# The height's uncertainty (1 sigma, in log) when the scale stage gives none: a storey is
+# 2.8-3.6 m, so a count of window rows is good to about 12 %; no rows at all, to a factor.
+SIGMA_ROWS = 0.12
+SIGMA_ASSUMED = 0.40
+# Cues of the material suggestion, set on the seven shared plates (one curtain wall): its
+# smooth cool panes cover 47 % of the building with a tone spread (std of value) of 0.19;
+# of the six punched-window facades, a pale green painted one is as smooth and cool
+# (47 %) but even (0.07), the others are under 26 %. Warm brick or render covers 61-79 %
+# of the two masonry-looking ones, under 30 % of the rest.
+GLASS_SHARE = 0.35
+GLASS_SPREAD = 0.13
+WARM_MASONRY = 0.40
+
+
+def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tuple[int, int] | None = None) -> dict:
+    """The estimates of a plate with its matte, under the spec's given values. The sun is
+    estimated at the frame size the render will have (out_size, the plate's by default),
+    from the same pixels the renderer reads."""
+    cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m)
+    # Each holdout's depth from its ground contact, and the detections the render drops.
+    assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
+    _, light = estimate_lighting(*_light_inputs(srgb, lin, matte.building, out_size), spec.sun_azimuth,
+                                 spec.sun_elevation)
+    h, w = matte.building.shape
+    given = spec.height_m is not None
+    sigma = getattr(place, "height_sigma", None)
+    if sigma is None or not math.isfinite(float(sigma)) or (sigma <= 0 and not given):
+        sigma = 0.0 if given else (SIGMA_ROWS if "window rows" in str(place.height_source) else SIGMA_ASSUMED)
+    sigma = 0.0 if given else float(sigma)
+    H = float(place.height_m)
+    storey = float(getattr(place, "storey_m", camera_stage.STOREY_M))
+    ground = float(getattr(place, "ground_floor_m", camera_stage.GROUND_FLOOR_M))
+    material, why = suggest_material(srgb, matte.building)
+    return {
+        "storeys": round(float(place.floors), 1),
+        "storey_m": round(storey, 2),
+        "ground_floor_m": round(ground, 2),
+        "height_m": round(H, 1),
+        "height_range_m": [round(H * math.exp(-sigma), 1), round(H * math.exp(sigma), 1)],
+        "height_source": str(place.height_source),
+        "height_given": given,
+        "distance_m": round(float(place.depth_m), 1),
+        "focal_mm": round(float(cam.focal_mm), 1),
+        "focal_given": spec.focal_mm is not None,
+        "horizon_y": round(float(cam.cy), 1),
+        "horizon_given": spec.horizon_y is not None,
+        "sun_azimuth": light["sun_azimuth_deg"],
+        "sun_elevation": light["sun_elevation_deg"],
+        "sun_azimuth_given": spec.sun_azimuth is not None,
+        "sun_elevation_given": spec.sun_elevation is not None,
+        # What the page needs to keep storeys, height and distance in step as one is edited.
+        "building_rows": [round(float(place.top_row), 1), round(float(place.base_row), 1)],
+        "f_px_per_mm": round(w / camera_stage.FILM_WIDTH_MM, 4),
+        "plate_size": [int(w), int(h)],
+        "material": material,
+        "material_why": why,
+        "holdouts": matte.objects.as_list(),
+    }
+
+
+def _light_inputs(srgb, lin, building, out_size):
+    """The plate, building matte and sky as the pipeline hands them to the renderer's
+    lighting estimate: at the output size, the matte grown by a pixel."""
+    h, w = building.shape
+    if out_size is None or tuple(out_size) == (w, h):
+        lin_o, u8 = lin, srgb
+    else:
+        lin_o = resize_linear(lin, tuple(out_size))
+        u8 = linear_to_u8(lin_o)
+    bm = cv2.resize(building, (u8.shape[1], u8.shape[0]), interpolation=cv2.INTER_AREA) > 0.5
+    bm = cv2.dilate(bm.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+    return lin_o, bm, sky_likelihood(u8)
+
+
+def suggest_material(srgb: np.ndarray, building: np.ndarray) -> tuple[str, str]:
+    """The preset the facade looks like, from its colours alone: sky reflected in large,
+    smooth panes is glass; warm brick or render is masonry; anything else is left at
+    concrete. A suggestion with its reason, for the artist to take or change."""
+    inside = building > 0.5
+    if inside.sum() < 400:
+        return "concrete", "the building is too small in the frame to judge; concrete is the default"
+    img = srgb.astype(np.float32) / 255.0
+    val = img.max(axis=2)
+    lap = np.abs(cv2.Laplacian(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.0), cv2.CV_32F))
+    smooth = cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012
+    bluish = img[..., 2] >= img[..., 0] - 0.02
+    # Glass: most of the facade smooth and cool-coloured (panes, not brick or ornament),
+    # and those panes both bright (reflected sky) and dark (the rooms behind): a smooth,
+    # pale painted wall is as smooth and cool but one even tone.
+    panes = smooth & bluish & inside
+    share = float(panes[inside].mean())
+    spread = float(val[panes].std()) if panes.sum() > 100 else 0.0
+    hsv = cv2.cvtColor(srgb, cv2.COLOR_RGB2HSV)
+    hue, sat = hsv[..., 0].astype(np.float32) * 2.0, hsv[..., 1].astype(np.float32) / 255.0
+    warm = float((((hue < 40) | (hue > 340)) & (sat > 0.18))[inside].mean())
+    if share >= GLASS_SHARE and spread >= GLASS_SPREAD:
+        return "glass", (f"{share:.0%} of the facade is smooth cool panes, light and dark (reflected sky and rooms "
+                         f"behind): a glass curtain wall")
+    if warm >= WARM_MASONRY:
+        return "masonry", f"{warm:.0%} of the facade is warm brick or render: masonry"
+    return "concrete", f"no glass wall or warm brick seen ({share:.0%} panes, {warm:.0%} brick): concrete, the default"
+
+
+def describe(est: dict, material: str | None = None) -> list[str]:
+    """The estimates as `--explain` prints them, one fact a line, with the option that
+    overrides each."""
+    lo, hi = est["height_range_m"]
+    rng = "" if est["height_given"] else f" (likely {lo:g}-{hi:g} m)"
+    src = "given (--height-m)" if est["height_given"] else est["height_source"]
+    how = lambda given, opt: f"given ({opt})" if given else f"estimated; {opt} overrides"
+    lines = [
+        f"building: {est['storeys']:g} storeys, {est['height_m']:g} m tall{rng}: {src}",
+        f"distance: {est['distance_m']:g} m to the facade (from the height and the lens)",
+        f"lens: {est['focal_mm']:g} mm, 35 mm equivalent ({how(est['focal_given'], '--focal-mm')})",
+        f"horizon: row {est['horizon_y']:g} of {est['plate_size'][1]} from the top "
+        f"({how(est['horizon_given'], '--horizon-y')})",
+        f"sun: azimuth {est['sun_azimuth']:g} deg ({how(est['sun_azimuth_given'], '--sun-azimuth')}), "
+        f"elevation {est['sun_elevation']:g} deg (" + ("given (--sun-elevation)" if est["sun_elevation_given"]
+                                                      else "assumed; --sun-elevation sets it") + ")",
+    ]
+    objs = est["holdouts"]
+    lines.append(f"holdouts: {len(objs)} kept in front" + (": " + ", ".join(
+        f"{o['kind']} at x {o['bbox'][0]}-{o['bbox'][2]}"
+        + (f", {o['depth_m']:g} m away" if o.get("depth_m") else "") for o in objs[:12]) if objs else ""))
+    chosen = f"; this shot uses --material {material}" if material and material != est["material"] else ""
+    lines.append(f"material: {est['material']} suggested ({est['material_why']}){chosen}")
+    return lines
