@@ -7,7 +7,8 @@ For each plate (../shared/plates with plates.json's boxes, and ../shared/demo/st
 with demo.json's box) it renders the shot in a child process (one at a time: 2 cores),
 writes a contact sheet (the plate, then the first frame and 20/40/60/80/100 % of the
 shot) and measures what a supervisor would ask about:
-- estimated storeys and height against the hand labels (tests/scale_labels.json);
+- estimated storeys and height against the hand labels (tests/scale_labels.json; the
+  label's height over the matte's rows and the error, from benchmarks/scale_report.py);
 - the roof's fall against a free fall from its height (1.1-1.8 is a building's timing);
 - peak and final count of separate rigid bodies, and fragments;
 - the debris size exponent D of N(>r) ~ r^-D over bodies and grit, and its span;
@@ -118,6 +119,11 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
                debris_decades=m.get("debris_sizes", {}).get("decades"), timings_s=m["timings_s"])
     if m["dust"].get("enabled"):
         row["dust_front_m"] = dust_front(out, m)
+    # The label's height over this matte's rows (its own span differs), and the errors.
+    from benchmarks.scale_report import scale_report
+    scale = scale_report(plate, box)
+    row["height_label"] = scale.get("label", {}).get("height_m_over_matte", row["height_label"])
+    row["scale_error"] = scale.get("error")
     try:
         from benchmarks.holdout_metrics import plate_metrics
         row["holdouts"] = plate_metrics(plate, box)
@@ -134,7 +140,8 @@ def table(rows: list[dict]) -> str:
         front = r.get("dust_front_m") or {}
         h = r.get("holdouts") or {}
         lines.append(
-            f"| {r['plate']} | {r['storeys']} ({r['storeys_label']}) | {r['height_m']} ({r['height_label']}) | "
+            f"| {r['plate']} | {r['storeys']} ({r['storeys_label']}) | {r['height_m']} ({r['height_label']}"
+            + (f", {100 * r['scale_error']['height']:+.0f} %" if r.get("scale_error") else "") + ") | "
             f"{r['roof_ratio']} | {r['fragments']} | {r['bodies_peak']}/{r['bodies_end']} | "
             f"{r['debris_D']} ({r['debris_decades']}) | "
             + " / ".join(str(front.get(k, '-')) for k in ("2s", "4s", "6s")) + " | "

@@ -70,9 +70,9 @@ class GLRenderer:
     name = "gl"
     libs = ("moderngl",)
 
-    def debris(self, fr, cam, plate_lin, matte, light, face_albedo, rough, rest_pos, rest_quat):
+    def debris(self, fr, cam, plate_lin, matte, light, face_albedo, rough, rest_pos, rest_quat, **kw):
         from derrumbe.stages.render import DebrisRenderer
-        return DebrisRenderer(fr, cam, plate_lin, matte, light, face_albedo, rough, rest_pos, rest_quat)
+        return DebrisRenderer(fr, cam, plate_lin, matte, light, face_albedo, rough, rest_pos, rest_quat, **kw)
 
     def dust(self, debris, cam, light, albedo, backdrop, march_size, **kw):
         from derrumbe.stages.dust_render import DustRenderer

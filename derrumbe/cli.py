@@ -115,6 +115,16 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
                                                                   "(several versions share one)")
         for name in names:
             _add_spec_option(g, table[name])
+        if title == "camera and scale":
+            _add_sun_option(g)
+
+
+def _add_sun_option(g) -> None:
+    """--sun AZ,EL: both of the sun's angles at once (read in _spec_from_args)."""
+    g.add_argument("--sun", default=None, metavar="AZ,EL",
+                   help="the sun's direction in degrees, azimuth (0 = behind the camera, 90 = from the right) and "
+                        "elevation: --sun-azimuth and --sun-elevation at once (--sun=-30,25: a leading minus needs the '='); "
+                        "default: estimated")
 
 
 def _add_spec_option(g, f) -> None:
@@ -275,6 +285,13 @@ def _spec_from_args(args) -> ShotSpec:
         v = getattr(args, f.name, None)
         if v is not None:
             d[f.name] = _coerce(f, v)
+    if getattr(args, "sun", None) is not None:
+        parts = str(args.sun).split(",")
+        if len(parts) != 2:
+            raise DerrumbeError(f"--sun {_one_line(str(args.sun))[:40]!r}: give the azimuth and the elevation, e.g. --sun=-30,25")
+        fields = {f.name: f for f in cli_fields()}
+        d["sun_azimuth"] = _coerce(fields["sun_azimuth"], parts[0].strip())
+        d["sun_elevation"] = _coerce(fields["sun_elevation"], parts[1].strip())
     # The shot's length is given once: --duration replaces a spec's frame range, --frames
     # (or a new --fps under a frame range) the spec's duration.
     if getattr(args, "duration", None) is not None and getattr(args, "frames", None) is None:

@@ -129,6 +129,10 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
                                    "comes back as it went in"},
         "estimates": {
             "height_m": round(place.height_m, 2), "height_source": place.height_source,
+            "height_sigma_log": round(place.height_sigma, 3),
+            "height_range_m": [round(place.height_m * float(np.exp(s * place.height_sigma)), 2) for s in (-1, 1)],
+            "storeys": round(place.storeys, 2), "storey_m": round(place.storey_m, 2),
+            "ground_floor_m": round(place.ground_floor_m, 2), "scale": place.scale,
             "distance_m": round(place.depth_m, 2), "focal_mm": round(cam.focal_mm, 2),
             "horizon_y": round(cam.cy, 1), "floors": round(place.floors, 2), **look.light_info,
         },

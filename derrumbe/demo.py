@@ -29,6 +29,7 @@ class DemoPlate:
     box: list[int]         # a rough user box around the hero building
     holdout: np.ndarray    # H x W uint8, 255 = foreground object (car, lamp post)
     height_m: float        # ground truth, for tests
+    windows: list = None   # ground truth: the hero facade's upper-floor window openings (x0, y0, x1, y1 px)
 
 
 def _noise(rng, shape, scales=(4, 16, 64), weights=(0.5, 0.3, 0.2)):
@@ -64,8 +65,11 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
     # The sun comes from the upper left: fronts get a fixed share of it.
     front_light = ambient * 0.55 + sun * 0.62
 
+    openings = []
+
     def facade(x0_m, x1_m, floors, albedo, window_tint, z_m=DIST_M, storey=FLOOR_M, bay=2.6, ground_floor=4.2,
                cornice=True, balconies=False):
+        found = []
         u0, v_top = px(x0_m, ground_floor + (floors - 1) * storey, z_m)
         u1, v_base = px(x1_m, 0.0, z_m)
         u0, u1, v_top, v_base = int(u0), int(u1), int(v_top), int(v_base)
@@ -95,6 +99,8 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
                 c0, c1 = int(wx0), int(wx1)
                 if r1 - r0 < 2 or c1 - c0 < 2:
                     continue
+                if fl > 0:
+                    found.append([u0 + c0, v_top + r0, u0 + c1, v_top + r1])
                 # Glass: dark interior plus a reflection of the sky, brighter to the top.
                 refl = np.linspace(0.55, 0.15, r1 - r0)[:, None, None]
                 sky_c = glass_sky.mean(axis=(0, 1)) if glass_sky.size else np.array([0.5, 0.6, 0.7])
@@ -132,6 +138,7 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
             region[:c] = np.array(albedo) * 1.15 * front_light
             region[c:c + c // 2 + 1] *= 0.5
         img[v_top:v_base, u0:u1] = region
+        openings[:] = found
         return u0, v_top, u1, v_base
 
     # Distant skyline behind the gap, hazy.
@@ -144,6 +151,7 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
     facade(-26.0, -10.2, 5, [0.55, 0.42, 0.32], [0.06, 0.07, 0.08], storey=3.5)
     facade(12.0, 30.0, 4, [0.60, 0.58, 0.52], [0.05, 0.06, 0.07], storey=3.4)
     hero = facade(-10.0, 10.0, FLOORS, [0.62, 0.55, 0.45], [0.05, 0.06, 0.08], balconies=True)
+    hero_windows = list(openings)
     height_m = 4.2 + (FLOORS - 1) * FLOOR_M
 
     # Pavement and road below the buildings, in perspective.
@@ -208,4 +216,4 @@ def make_demo_plate(seed: int = 7) -> DemoPlate:
     srgb = rec709_to_u8(img)
     u0, v_top, u1, v_base = hero
     box = [u0 - 18, v_top - 25, u1 + 20, v_base + 12]
-    return DemoPlate(srgb=srgb, box=box, holdout=holdout, height_m=height_m)
+    return DemoPlate(srgb=srgb, box=box, holdout=holdout, height_m=height_m, windows=hero_windows)

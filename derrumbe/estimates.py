@@ -7,7 +7,7 @@ web page shows as editable fields, so a wrong guess (a mullion taken for a pole,
 wall taken for concrete) is caught before a render, not after it.
 
 It calls the same stage functions the pipeline runs (camera.place_building,
-lighting.estimate_lighting), so what it says is what the render will use.
+lighting.estimate_lighting, windows.detect_windows), so what it says is what the render will use.
 """
 
 from __future__ import annotations
@@ -22,12 +22,9 @@ from derrumbe.stages import camera as camera_stage
 from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import Matte, sky_likelihood
 from derrumbe.stages.plate import resize_linear
+from derrumbe.stages.windows import detect_windows
 from derrumbe.stages.lighting import estimate_lighting
 
-# The height's uncertainty (1 sigma, in log) when the scale stage gives none: a storey is
-# 2.8-3.6 m, so a count of window rows is good to about 12 %; no rows at all, to a factor.
-SIGMA_ROWS = 0.12
-SIGMA_ASSUMED = 0.40
 # Cues of the material suggestion, set on the seven shared plates (one curtain wall): its
 # smooth cool panes cover 47 % of the building with a tone spread (std of value) of 0.19;
 # of the six punched-window facades, a pale green painted one is as smooth and cool
@@ -42,20 +39,20 @@ def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tu
     """The estimates of a plate with its matte, under the spec's given values. The sun is
     estimated at the frame size the render will have (out_size, the plate's by default),
     from the same pixels the renderer reads."""
-    cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m)
+    cam, place = camera_stage.place_building(srgb, matte.building, spec.focal_mm, spec.horizon_y, spec.height_m,
+                                             people=camera_stage.standing_objects(matte.objects))
     # Each holdout's depth from its ground contact, and the detections the render drops.
     assign_depths(matte.objects, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
-    _, light = estimate_lighting(*_light_inputs(srgb, lin, matte.building, out_size), spec.sun_azimuth,
-                                 spec.sun_elevation)
     h, w = matte.building.shape
+    lin_o, bm, sky = _light_inputs(srgb, lin, matte.building, out_size)
+    # The windows' shading reads the sun's side (as in the render), at the frame's size.
+    windows = detect_windows(srgb, matte.building) * (lin_o.shape[1] / w)
+    _, light = estimate_lighting(lin_o, bm, sky, spec.sun_azimuth, spec.sun_elevation, windows)
     given = spec.height_m is not None
-    sigma = getattr(place, "height_sigma", None)
-    if sigma is None or not math.isfinite(float(sigma)) or (sigma <= 0 and not given):
-        sigma = 0.0 if given else (SIGMA_ROWS if "window rows" in str(place.height_source) else SIGMA_ASSUMED)
-    sigma = 0.0 if given else float(sigma)
+    # The scale stage's own uncertainty (1 sigma in log), from the cues that agreed.
+    sigma = 0.0 if given else float(place.height_sigma)
     H = float(place.height_m)
-    storey = float(getattr(place, "storey_m", camera_stage.STOREY_M))
-    ground = float(getattr(place, "ground_floor_m", camera_stage.GROUND_FLOOR_M))
+    storey, ground = float(place.storey_m), float(place.ground_floor_m)
     material, why = suggest_material(srgb, matte.building)
     return {
         "storeys": round(float(place.floors), 1),

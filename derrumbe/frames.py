@@ -93,7 +93,8 @@ class FrameRenderer:
         material = MATERIALS[sp.material]
         light = self.light
         self.renderer = s.backends.render.debris(fr, v.ocam, v.plate_out, v.bmatte, light, face_albedo(sp),
-                                                 material.face_rough, sim.pos[0], sim.quat[0])
+                                                 material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
+                                                 masonry=material.name == "masonry", seed=sp.seed)
         self.sun_share = 0.0
         if sp.dust > 0:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
@@ -293,11 +294,12 @@ def opaque_depth(layers, holdout_z: np.ndarray | None, size) -> np.ndarray:
     dn = cv2.resize(layers.depth_n, (W, H), interpolation=cv2.INTER_AREA)
     debris = np.where(dn > 1e-3, ds / np.maximum(dn, 1e-6), np.inf)
     if layers.static_z is not None:
-        # The standing building hides the dust behind it (the comp shows the plate there),
-        # so the dust is split at its walls too: behind a standing corner nearer than the
-        # facade, the cloud must not be drawn as in front.
-        st = cv2.resize(layers.static, (W, H), interpolation=cv2.INTER_AREA)
-        sz = min_pool(np.where(layers.static > 0.5, layers.static_z, np.inf), (W, H))
+        # The standing building hides the dust behind it (the comp shows the plate or the
+        # still piece there), so the dust is split at its walls too: behind a standing
+        # corner nearer than the facade, the cloud must not be drawn as in front.
+        still = layers.static_z > 0
+        st = cv2.resize(still.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA)
+        sz = min_pool(np.where(still, layers.static_z, np.inf), (W, H))
         debris = np.minimum(debris, np.where(st > 0.5, sz, np.inf))
     if holdout_z is not None:
         # The nearest holdout touching a march pixel: the dust in front of it covers it.

@@ -7,9 +7,10 @@ the versions of derrumbe and of the libraries that change its result. Nothing el
 into a key, and nothing is listed by hand twice: `--explain` compares these same
 parameters with the last run's and names the field that changed.
 
-    plate ─ matte ─ camera ─ holdout_depths ─────────────── view ─ cleanplate ─ lighting ─┐
-                           └ fracture ─ simulate ─ particles ──────────────────────────────┼─ frames ─ encode
-                                                 └ dust (streamed, a frame at a time) ─────┘      └ vdb, usd
+    plate ─ matte ┬ camera ─ holdout_depths ─── view ─ cleanplate ─ lighting ─┐
+                  └ windows (openings: glazed by fracture, read by lighting)   │
+      camera, windows ─ fracture ─ simulate ─ particles ───────────────────────┼─ frames ─ encode
+                                            └ dust (streamed, a frame at a time) ┘      └ vdb, usd
 
 The sim side (matte to dust) runs once per shot; the frames are independent of each other
 and may be rendered in chunks by many processes (runners/); encode, vdb and usd run once
@@ -82,8 +83,18 @@ def _matte(s: Scene):
 
 
 def _camera(s: Scene):
-    from derrumbe.stages.camera import place_building
-    return place_building(s.plate.srgb, s["matte"].building, s.spec.focal_mm, s.spec.horizon_y, s.spec.height_m)
+    """The scale estimate reads the people and cars the matte stage found as rulers."""
+    from derrumbe.stages.camera import place_building, standing_objects
+    matte = s["matte"]
+    return place_building(s.plate.srgb, matte.building, s.spec.focal_mm, s.spec.horizon_y, s.spec.height_m,
+                          people=standing_objects(matte.objects))
+
+
+def _windows(s: Scene):
+    """The facade's window openings in plate pixels: glazed by the fracture, read by the
+    light (their reveals' shading says the sun's side). Cheap, so found, not cached."""
+    from derrumbe.stages.windows import detect_windows
+    return detect_windows(s.plate.srgb, s["matte"].building)
 
 
 def _holdout_depths(s: Scene):
@@ -103,8 +114,9 @@ def _fracture(s: Scene):
     from derrumbe.stages.fracture import fracture_building
     cam, place = s["camera"]
     sp = s.spec
+    from derrumbe.stages.windows import to_facade
     return fracture_building(cam, place, s["matte"].building, sp.style, sp.direction, MATERIALS[sp.material],
-                             pieces_used(sp), sp.seed, sp.pieces)
+                             pieces_used(sp), sp.seed, sp.pieces, windows=to_facade(s["windows"], cam, place.depth_m))
 
 
 def sample_hz(spec: ShotSpec) -> int:
@@ -171,7 +183,8 @@ def _cleanplate(s: Scene):
 def _lighting(s: Scene):
     from derrumbe.stages.lighting import estimate_lighting
     v = s["view"]
-    return estimate_lighting(v.plate_out, v.bmatte, v.skyness, s.spec.sun_azimuth, s.spec.sun_elevation)
+    windows = s["windows"] * (s.out_size[0] / s.plate.size[0])      # at the frame's size, as the light is read
+    return estimate_lighting(v.plate_out, v.bmatte, v.skyness, s.spec.sun_azimuth, s.spec.sun_elevation, windows)
 
 
 def _quality(*tables) -> Callable[[Scene], dict]:
@@ -183,15 +196,17 @@ STAGES: tuple[Stage, ...] = (
     Stage("matte", _matte, files=("plate", "mask", "holdout"),
           fields=("box", "seed", "plate_colorspace", "no_auto_holdouts"),
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
-    Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), libs=("numpy", OPENCV)),
+    Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=2,
+          libs=("numpy", OPENCV)),
     Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
-    Stage("fracture", _fracture, inputs=("matte", "camera"),
+    Stage("windows", _windows, inputs=("matte",), store="none", libs=("numpy", OPENCV)),
+    Stage("fracture", _fracture, inputs=("matte", "camera", "windows"),
           fields=("style", "direction", "material", "pieces", "seed"),
-          settings=lambda s: {"pieces used": pieces_used(s.spec)}, version=2, libs=("numpy", "scipy")),
+          settings=lambda s: {"pieces used": pieces_used(s.spec)}, version=4, libs=("numpy", "scipy")),
     Stage("simulate", _simulate, inputs=("fracture",),
           fields=("style", "direction", "material", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},
-          version=3, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
+          version=5, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
     Stage("particles", _particles, inputs=("simulate", "fracture"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=2,
           libs=("numpy", "numba", "opencolorio")),
@@ -199,13 +214,13 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=2, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=3, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
     Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame",
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
-    Stage("lighting", _lighting, inputs=("view",), fields=("sun_azimuth", "sun_elevation"), store="none",
+    Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           side="frame", libs=("numpy", "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust"),
@@ -214,7 +229,7 @@ STAGES: tuple[Stage, ...] = (
                               "blur": [BLUR_SAMPLES[s.quality], BLUR_STEP_PX[s.quality]],
                               "march": DUST_MARCH_DIV[s.quality], "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=3, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=6, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -30,6 +30,11 @@ class Material:
     face_rough: float       # amplitude of the aggregate texture on fracture faces
 
 
+# Window glass, whatever the walls are made of: annealed float glass cracks at a blow
+# worth a fraction of a metre a second (a pane breaks from a thrown stone or the racking
+# of its frame), so it goes long before the wall around it does.
+GLASS_BREAK_SPEED = (0.2, 0.3, 0.4, 0.6)
+
 MATERIALS = {
     "concrete": Material("concrete", 2400.0, 0.30, 0.25, (1.0, 3.0, 7.0, 14.0), 0.8, 0.8, 0.05,
                          (0.42, 0.40, 0.37), 0.25),

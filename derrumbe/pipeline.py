@@ -23,6 +23,7 @@ from derrumbe.frames import reusable, render_frames
 from derrumbe.graph import SIM_SIDE, derive_keys, frame_key
 from derrumbe.progress import Progress
 from derrumbe.scene import Scene, open_scene
+from derrumbe.stages.lighting import describe as describe_light
 from derrumbe.stages.manifest import version_manifest_path
 from derrumbe.spec import ShotSpec
 
@@ -101,7 +102,7 @@ def _say(scene: Scene, name: str) -> None:
     say = scene.log
     if name == "camera":
         cam, place = scene["camera"]
-        say(f"building height {place.height_m:.1f} m ({place.height_source}); "
+        say(f"building height {place.height_source}; "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
     elif name == "holdout_depths":
         dropped = scene["holdout_depths"]
@@ -112,13 +113,14 @@ def _say(scene: Scene, name: str) -> None:
     elif name == "fracture":
         fr = scene["fracture"]
         say(f"{fr.n} fragments in {fr.info['pieces']} pieces, {fr.info['clusters']} clusters, "
-            f"{fr.info['storeys']} storeys")
+            f"{fr.info['storeys']} storeys, {fr.info.get('windows', 0)} glazed windows")
 
 
 def frame_setup(scene: Scene, clock=None) -> None:
     """The output-size view, the clean plate and the light: what every frame reads."""
     with clock("cleanplate") if clock else nullcontext():
         graph.load(scene, ["view", "cleanplate", "lighting"], verify=False)
+    scene.log(describe_light(scene["lighting"][1]))
 
 
 def frame_side(scene: Scene, clock: Clock) -> dict:

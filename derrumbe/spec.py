@@ -70,7 +70,7 @@ class ShotSpec:
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
-    height_m: float | None = _f(None, "building height, street to roofline", "m", 2.0, 600.0)
+    height_m: float | None = _f(None, "building height, street to the top of the matte (estimated from the plate's rulers when absent)", "m", 2.0, 600.0)
     material: str = _f("concrete", "material preset: density, bond strength, fragment sizes, face look", choices=MATERIALS)
     pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
                           "slabs; grit comes on top)", "", 200, 12000)

@@ -448,3 +448,24 @@ def test_the_detail_coordinates_are_carried_by_the_air_not_left_behind():
     # 3 m upwind, so the noise looked up through it moves with the air.
     assert np.allclose(q[0][:, :, 9:], (i - 3.0)[:, :, 9:], atol=1e-3)
     assert np.allclose(q[1], j) and np.allclose(q[2], k)
+
+
+def test_the_fines_never_exceed_what_the_collapses_released_energy_can_crush(scene):
+    """Energy conservation: all the concrete a collapse can crush is the potential energy
+    it releases (its pieces' drop, m g dy) over the specific energy crushing takes; a
+    share FINE_FRACTION of that is fines. The event lists record the same blows more than
+    once (a blow, the break it causes, each bounce), so dust summed from their energies
+    alone (25 g/kJ before) made 2-3 times this: a uniform opaque wall."""
+    from derrumbe.stages.dust_sources import CRUSH_J_PER_KG, FINE_FRACTION, event_emissions
+    fr, sim = scene
+    drop = np.maximum(sim.pos[0, :, 1] - sim.pos[-1, :, 1], 0.0)
+    released_j = float((sim.mass * G * drop).sum())
+    em = event_emissions(sim.events, (fr.box_lo, fr.box_hi), 1 / 24, 0.5, 1.0, 1, 200, float(sim.mass.sum()))
+    bound_g = 1000.0 * FINE_FRACTION * released_j / CRUSH_J_PER_KG
+    assert em.fine_g.sum() > 0.2 * bound_g          # a real cloud, not a trace
+    assert em.fine_g.sum() <= bound_g, (em.fine_g.sum(), bound_g)
+    # and never more than FINE_FRACTION of the building, however big the blows
+    huge = sim.events.copy()
+    huge["energy"] *= 1e6
+    em = event_emissions(huge, (fr.box_lo, fr.box_hi), 1 / 24, 0.5, 1.0, 1, 200, float(sim.mass.sum()))
+    assert em.fine_g.sum() == pytest.approx(1000.0 * FINE_FRACTION * sim.mass.sum(), rel=1e-6)

@@ -105,6 +105,49 @@ def test_grit_streaks_over_the_shutter():
     assert abs((length(a180) - length(a0)) - expected) < 0.15 * expected + 2, (length(a180), length(a0), expected)
 
 
+def _one_grain(start, velocity, radius):
+    from derrumbe.stages.particles import Particles
+    fr, sim = _cube_scene()
+    times = sim.times
+    pos = (np.asarray(start) + np.asarray(velocity) * (times - 0.5)[:, None])[:, None, :]
+    grit = Particles(times=times, pos=pos.astype(np.float32), radius=np.array([radius]), born=np.zeros(1),
+                     albedo=np.full((1, 3), 0.5))
+    fr.centroid[:] = [[0, -50.0, -DEPTH]]              # the cube out of view: the grain alone
+    sim.pos[:] = fr.centroid[None]
+    return fr, sim, grit
+
+
+def test_a_grain_about_to_hit_the_lens_is_not_drawn_as_a_blot():
+    # A 7 cm chip 3 m away covers a disc about 14 px across here; 0.7 m away it would be a
+    # blurred blot a fifth of the frame wide (what was seen on a real plate). Heading
+    # straight at the lens at 10 m/s, it is at 3 m at t = 0.5 s and at 0.7 m at 0.73 s.
+    fr, sim, grit = _one_grain([0.0, 1.6, -3.0], [0.0, 0.0, 10.0], 0.07)
+    r = _renderer(fr, sim)
+    try:
+        far = r.render(sim, 0.5, 0.0, 1, grit, 3.0).debris[..., 3]
+        near = r.render(sim, 0.73, 0.0, 1, grit, 3.0).debris[..., 3]
+    finally:
+        r.release()
+    disc = np.pi * (0.07 * F_PX / 3.0) ** 2
+    assert abs(far.sum() - disc) < 0.35 * disc, (far.sum(), disc)
+    assert near.max() == 0.0
+
+
+def test_a_grain_streak_has_round_ends():
+    # A still grain is a disc, not a square: its corners (at 0.9 of the radius along both
+    # axes from the centre, outside the disc) stay clear while the centre is covered.
+    fr, sim, grit = _one_grain([0.0, 1.6, -DEPTH], [0.0, 0.0, 0.0], 0.5)
+    r = _renderer(fr, sim)
+    try:
+        a = r.render(sim, 0.5, 0.0, 1, grit, 3.0).debris[..., 3]
+    finally:
+        r.release()
+    rad = 0.5 * F_PX / DEPTH                          # 7.5 px
+    cy, cx = H / 2, W / 2
+    corner = a[int(cy - 0.9 * rad), int(cx - 0.9 * rad)] + a[int(cy + 0.9 * rad), int(cx + 0.9 * rad)]
+    assert a[int(cy), int(cx)] > 0.5 and corner == 0.0, (a[int(cy), int(cx)], corner)
+
+
 def test_shutter_is_a_spec_field_in_the_frames_key_and_the_manifest(tiny_shot):
     from derrumbe.pipeline import shot_keys
     from derrumbe.spec import ShotSpec, check_field

@@ -15,9 +15,9 @@ from tests.conftest import read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]
 # The last commit of the hand-written pipeline (pipeline._run_locked, shot_keys by hand):
-# main as merged into this branch (versioned names, frame ranges, the dust split at standing
-# walls). Each merge of main that changes a stage body moves it to that main's commit.
-REF = "af7fba6"
+# main as merged into this branch (debris look, scale, dust from crushed mass, round grit).
+# Each merge of main that changes a stage body moves it to that main's commit.
+REF = "d97fbf7"
 # The stage bodies: while none differs from REF's, REF's frames are the reference for the
 # runner. (Merges that change a stage's look make REF's frames differ for that reason
 # alone; the test then says so and skips, and the cluster tests hold the runner to the
@@ -25,7 +25,8 @@ REF = "af7fba6"
 BODIES = ["derrumbe/kernels", "derrumbe/engines", "derrumbe/colour.py", "derrumbe/materials.py"] + [
     f"derrumbe/stages/{m}.py" for m in ("camera", "cleanplate", "collapse_styles", "comp", "dust", "dust_render",
                                         "dust_sources", "fracture", "holdouts", "matte", "moving_holdouts",
-                                        "particles", "scale", "simulate", "structure")]
+                                        "particles", "scale", "simulate", "structure", "debris_mesh",
+                                        "debris_shaders", "facade", "keystone", "lighting", "windows")]
 TINY = ["--size", "160", "--duration", "1", "--start", "0.3", "--fps", "12", "--pieces", "300", "--shake", "0", "-q"]
 
 
@@ -84,7 +85,7 @@ def test_every_key_comes_from_the_declaration():
     expected = {"grain": {"frames"}, "dust_color": {"frames"}, "shutter": {"frames"}, "size": {"view", "cleanplate",
                 "lighting", "frames"}, "wind": {"dust", "frames"}, "start": collapse - {"fracture"},
                 "style": collapse, "material": collapse, "pieces": collapse,
-                "focal_mm": everything - {"matte"}, "seed": everything, "no_auto_holdouts": everything}
+                "focal_mm": everything - {"matte", "windows"}, "seed": everything, "no_auto_holdouts": everything}
     values = {"grain": 0.5, "dust_color": [100, 100, 100], "shutter": 90.0, "size": "32", "wind": [5.0, 0.0],
               "start": 1.0, "style": "topple", "material": "masonry", "pieces": 900, "focal_mm": 35.0, "seed": 2,
               "no_auto_holdouts": True}

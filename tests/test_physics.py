@@ -245,3 +245,13 @@ def test_fracture_hierarchy_nests_and_pieces_are_solids_of_the_structure():
     fac = np.nonzero(fr.element_kind == FACADE)[0]
     through = [0 in fr.kinds[i] and 2 in fr.kinds[i] for i in fac]
     assert np.mean(through) > 0.8
+
+
+def test_a_one_storey_building_implodes_without_an_upper_block():
+    """A kiosk or a single shop storey (the scale stage reads 1.1 storeys on the curtain
+    wall of img_263): the charges bring all of it down; there is no block to form."""
+    fr = _building(300, height=4.0)
+    assert len(fr.floor_y) == 2
+    sim = simulate(fr, CONCRETE, "implosion", "toward", 0.5, 3.0, 48, 3)
+    assert sim.info["block_first_motion_s"] is None
+    assert sim.info["roof_final_m"] < 0.5 * sim.info["roof_height_m"]

@@ -3,16 +3,19 @@
 World frame: metres, x right, y up, z toward the camera; ground is y = 0. The camera
 is level (facade photos keep verticals vertical), so the horizon is the principal
 point's row: a shifted lens, which USD and every DCC can express as an aperture offset.
-Scale comes from the building's height: given, or floors counted from the periodic
-window rows times a storey height. Real scale gives real timing (sqrt(2h/g)).
+Scale comes from the scale stage (scale.py): every ruler on the facade, people and cars
+in front of it, the horizon, or a given height. Real scale gives real timing (sqrt(2h/g)).
+A plate shot looking up (keystone) is placed with the level camera that shows the
+building's true height over its pixel height, so the fall is timed by the real height.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
+
+from derrumbe.stages.scale import Scale, Standing, estimate_scale
 
 STOREY_M = 3.2
 GROUND_FLOOR_M = 4.0
@@ -56,46 +59,44 @@ class Placement:
     proxy_height_m: float  # plus hidden floors when the matte runs off the top of the frame
     base_row: float
     top_row: float
-    floors: float
-    height_source: str
+    floors: float         # visible storeys from the street (the ground floor counted once)
+    height_source: str    # the estimate, its uncertainty and the cue that won
     storey_m: float = STOREY_M
-    ground_floor_m: float = GROUND_FLOOR_M
+    ground_floor_m: float = GROUND_FLOOR_M   # of the structure, which stands on the matte's base
+    height_sigma: float = 0.0                # 1-sigma of the height, in log
+    ground_row: float | None = None          # the street's row where the facade goes on below the matte
+    scale: dict = field(default_factory=dict)   # the scale estimate, every cue included (for the manifest)
+
+    @property
+    def storeys(self) -> float:
+        return self.floors
 
 
-def estimate_floor_period(srgb: np.ndarray, building: np.ndarray) -> float | None:
-    """Pixels per storey from the facade's vertical periodicity (window rows)."""
-    ys, xs = np.nonzero(building > 0.5)
-    top, bot = ys.min(), ys.max()
-    h = bot - top + 1
-    if h < 40:
-        return None
-    gray = cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    # Row darkness: window rows are dark bands one storey apart. Smoothing by a fraction
-    # of a storey hides rustication and brick courses, which repeat much faster.
-    cols = building[top:bot + 1].sum(axis=1)
-    prof = (gray * (building > 0.5))[top:bot + 1].sum(axis=1) / np.maximum(cols, 1)
-    prof = cv2.GaussianBlur(prof[:, None], (0, 0), max(1.0, h / 90)).ravel()
-    prof = prof - cv2.GaussianBlur(prof[:, None], (0, 0), h / 6).ravel()
-    prof = (prof - prof.mean()) * np.hanning(len(prof))
-    ac = np.correlate(prof, prof, "full")[len(prof) - 1:]
-    ac /= max(ac[0], 1e-9)
-    lo, hi = max(6, int(h / 30)), int(h / 1.6)
-    if hi <= lo + 2:
-        return None
-    seg = ac[lo:hi]
-    peaks = [i for i in range(1, len(seg) - 1) if seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1] and seg[i] > 0.15]
-    if not peaks:
-        return None
-    # A storey repeats every feature of the facade (sills, lintels, string courses), so
-    # its lag scores highest; window top and bottom edges alone give weaker sub-periods.
-    # Of peaks within 10 % of the best, the shortest is taken (longer ones are multiples).
-    best = max(seg[p] for p in peaks)
-    first = next(p for p in peaks if seg[p] > 0.9 * best)
-    return float(lo + first)
+def describe(est: Scale, given: bool) -> str:
+    if given:
+        read = [c.name for c in est.cues if c.agrees and c.name in ("storey period", "window height")]
+        how = f"read from the {read[0]}" if read else "assumed"
+        return f"{est.height_m:.1f} m given (--height-m), {est.storeys:.1f} storeys of {est.storey_m:.1f} m {how}"
+    return est.describe()
+
+
+# How far an automatic detection is trusted to be what it says: the holdouts stage's own
+# benchmark finds HOG "people" on windows and signs and cars in fragments (benchmarks/
+# README.md), so a detection is weighed at half its confidence.
+DETECTION_TRUST = 0.5
+
+
+def standing_objects(holdouts) -> list[Standing]:
+    """The holdouts stage's people and vehicles as rulers for the scale: only those whose
+    feet are in frame (one cut by the frame's edge shows part of its height)."""
+    return [Standing(o.kind, float(o.pixel_height), float(o.contact_row), DETECTION_TRUST * float(o.confidence))
+            for o in holdouts.objects if o.kind in ("person", "vehicle") and o.contact_row is not None]
 
 
 def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | None, horizon_y: float | None,
-                   height_m: float | None) -> tuple[Camera, Placement]:
+                   height_m: float | None, people=None) -> tuple[Camera, Placement]:
+    """`people`: objects standing near the facade, (kind, pixel height[, foot row]), from
+    the holdouts stage; they are one more ruler for the scale."""
     h, w = building.shape
     f_px = w * (focal_mm or DEFAULT_FOCAL_MM) / FILM_WIDTH_MM
     ys, xs = np.nonzero(building > 0.5)
@@ -104,17 +105,9 @@ def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | Non
     h_px = bot - top
     cut_top = top <= 1.0
 
-    period = estimate_floor_period(srgb, building)
-    if height_m is not None:
-        H, source, floors = float(height_m), "given", float(height_m) / STOREY_M
-    elif period is not None:
-        floors = h_px / period
-        H = floors * STOREY_M + (GROUND_FLOOR_M - STOREY_M)  # ground floors run taller
-        source = f"{floors:.1f} window rows of {period:.0f} px at {STOREY_M} m"
-    else:
-        floors = 5.0
-        H = GROUND_FLOOR_M + 4 * STOREY_M
-        source = "no window rows found; assumed 5 storeys"
+    est = estimate_scale(srgb, building, people=people, height_m=height_m, horizon_y=horizon_y)
+    H = est.height_m
+    # A given height is the storeys' too: the count follows it, the storey height stays read.
     depth = f_px * H / h_px
     if horizon_y is not None:
         cy = float(horizon_y)
@@ -127,4 +120,10 @@ def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | Non
     x1 = (right - cam.cx) * depth / f_px
     # A matte cut by the frame's top edge hides floors: a quarter more building above.
     proxy_h = H * 1.25 if cut_top else H
-    return cam, Placement(depth, x0, x1, H, proxy_h, bot, top, floors, source)
+    # The structure stands on the matte's base; where the street is lower, part of the
+    # ground floor is below the matte and the first floor line is that much nearer.
+    below = est.ground_height_m - est.height_m
+    ground_floor = max(0.6 * est.storey_m, est.ground_floor_m - below)
+    return cam, Placement(depth, x0, x1, H, proxy_h, bot, top, est.storeys, describe(est, height_m is not None),
+                          storey_m=est.storey_m, ground_floor_m=ground_floor, height_sigma=est.sigma,
+                          ground_row=est.ground_row if est.ground_row > bot + 1 else None, scale=est.to_dict())

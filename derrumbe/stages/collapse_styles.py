@@ -82,7 +82,9 @@ def _blast(fr: Fracture, leaves: np.ndarray, rng, strength: float, thrown=(FACAD
     Only the kinds in `thrown` land as debris a falling block can rest on; the rest is
     what the charges pulverise."""
     def act(sim: Destruction):
-        groups = [leaves[fr.cluster[leaves] == c] for c in np.unique(fr.cluster[leaves])]
+        # What is already dust (a pane's shards a falling block ground up) is not blown again.
+        alive = leaves[sim.body_of[leaves] >= 0]
+        groups = [alive[fr.cluster[alive] == c] for c in np.unique(fr.cluster[alive])]
         for g in groups:
             out = _outward(fr, g)
             role = "debris" if out.any() and fr.element_kind[g[0]] in thrown else "crushed"
@@ -137,6 +139,8 @@ class Implosion(Plan):
 
     # ---- the block -----------------------------------------------------------------
     def _form_block(self, sim: Destruction) -> None:
+        if not len(self.upper):
+            return          # a one-storey building: the charges bring down all of it, no block stands on them
         self.key = sim.detach(self.upper, 0, KINEMATIC, "block", linvel=np.zeros(3), angvel=np.zeros(3))
         self.info["block_first_motion_s"] = round(sim.time, 4)
 

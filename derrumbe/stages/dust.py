@@ -183,7 +183,8 @@ class DustSim:
         # Heading 0 blows toward the camera, 90 to the right (as the sun azimuth).
         self.wind = np.array([np.sin(heading), 0.0, np.cos(heading)]) * wind_speed
         n_steps = int(np.ceil(sim.times[-1] / self.dt)) + 2
-        self.em = event_emissions(sim.events, (fr.box_lo, fr.box_hi), self.dt, self.domain.h, amount, seed, n_steps)
+        self.em = event_emissions(sim.events, (fr.box_lo, fr.box_hi), self.dt, self.domain.h, amount, seed, n_steps,
+                                  float(sim.mass.sum()))
         self.em_start = np.searchsorted(self.em.step, np.arange(n_steps + 1))
         self.vel_vol = np.cbrt(3 * np.maximum(fr.volume, 1e-6) / (4 * np.pi)) * 1.1
         self.step_i = 0

@@ -244,7 +244,12 @@ void march(vec2 px, vec2 tc, float jit) {
                 // (only where the cloud thins toward its surface: inside, a vertical push
                 // would draw the noise out into vertical streaks)
                 float thin = exp(-1.5 * s);
-                vec3 uw = (p - vec3(0.0, warp * amp * n * thin, 0.0) - origin) / extent;
+                // ...and sideways by a coarser noise (lobes and clefts two billows across,
+                // as on the nose of a real gravity current): the front's line on the street
+                // is never the grid's straight, even front.
+                float nl = band(ca, cb, 2.0 * period, pxa * t, vec3(0.37, 0.11, 0.73));
+                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n, 0.0);
+                vec3 uw = (p - push * thin - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);

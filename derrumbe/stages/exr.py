@@ -79,7 +79,8 @@ def frame_channels(beauty: np.ndarray, debris: np.ndarray, dust: np.ndarray, bui
     ch["matte.effect"] = _half(effect * (1 - np.clip(holdout, 0, 1)))
     ch["depth.Z"] = np.ascontiguousarray(depth, np.float32)
     dz = np.zeros((H, W), np.float32) if dust_depth is None else np.asarray(dust_depth, np.float32)
-    ch["dust.Z"] = np.ascontiguousarray(np.where((dz > 0) & (dust[..., 3] > 0), dz, FAR_Z), np.float32)
+    # Where the cloud's alpha rounds to zero in half float, the file shows no dust: no depth either.
+    ch["dust.Z"] = np.ascontiguousarray(np.where((dz > 0) & (ch["dust.A"] > 0), dz, FAR_Z), np.float32)
     v = _half(vectors)
     ch["forward.u"] = np.ascontiguousarray(v[..., 0])
     ch["forward.v"] = np.ascontiguousarray(v[..., 1])

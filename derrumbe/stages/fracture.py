@@ -22,15 +22,21 @@ from scipy.spatial import ConvexHull, Voronoi, cKDTree
 
 from derrumbe.materials import Material
 from derrumbe.stages.camera import Camera, Placement
-from derrumbe.stages.structure import BACK, CROSS, FACADE, SIDE, SLAB, Building, Element, build_structure
+from derrumbe.stages.structure import BACK, CROSS, FACADE, GLASS, SIDE, SLAB, Building, Element, build_structure
 
 FRONT, SIDE_FACE, BREAK, INTERIOR = 0, 1, 2, 3   # face kinds, as the renderer shades them
+# A pane's two faces, and a window opening's jambs, sill and head (the plate saw them at
+# rest, as it saw the front; moved, they are rendered wall).
+GLASS_FACE, REVEAL = 4, 5
 PART_FACADE, PART_CORE = 0, 1                   # kept for the dust and the particles
 # Share of the fragment budget per square metre of element, by kind: the camera sees the
 # facade; slabs show when it opens; the back and the cross walls mostly never.
 DETAIL = {FACADE: 4.0, SLAB: 0.9, SIDE: 0.8, BACK: 0.35, CROSS: 0.45}
-PIECE_M = {FACADE: 1.3, SLAB: 2.2, SIDE: 2.0, BACK: 2.6, CROSS: 2.4}     # piece size in the plane
-CLUSTER_M = {FACADE: 3.6, SLAB: 5.0, SIDE: 12.0, BACK: 6.0, CROSS: 12.0}  # cluster length along the element
+PIECE_M = {FACADE: 1.3, SLAB: 2.2, SIDE: 2.0, BACK: 2.6, CROSS: 2.4, GLASS: 0.25}     # piece size in the plane
+CLUSTER_M = {FACADE: 3.6, SLAB: 5.0, SIDE: 12.0, BACK: 6.0, CROSS: 12.0, GLASS: 50.0}  # cluster length along the element
+CELL_PER_WINDOW = 0.6       # facade cells coarser than this share of a window's width get no openings
+GLASS_SHARE = 0.08          # at most this share of the fragment budget goes to glass
+SHARD_M2 = 0.1              # a pane breaks into shards of about this area (a final's fragment count)
 MIN_FRAGMENT_PX = 4.0       # a fragment spans at least this many plate pixels
 THICK_JITTER = 0.2          # seeds' spread across the thickness, as a share of it: slanted break faces
 
@@ -79,12 +85,22 @@ class Fracture:
 
 
 def fracture_building(cam: Camera, place: Placement, building_matte: np.ndarray, style: str, direction: str,
-                      material: Material, n_fragments: int, seed: int, hierarchy_fragments: int | None = None) -> Fracture:
+                      material: Material, n_fragments: int, seed: int, hierarchy_fragments: int | None = None,
+                      windows: np.ndarray | None = None) -> Fracture:
     """`n_fragments` sets the leaves; the storeys, clusters and pieces follow from
     `hierarchy_fragments` (the final's count), so a preview with coarser leaves breaks
-    along the same lines as the final and moves like it."""
+    along the same lines as the final and moves like it. `windows`: openings on the
+    facade plane (x0, y0, x1, y1 in metres; stages/windows.py finds them in the plate),
+    glazed with panes that break into shards."""
     b = build_structure(place, material)
     budget = _budgets(b, cam, place, n_fragments)
+    fac = [n / el.area for el, n in zip(b.elements, budget) if el.kind == FACADE]
+    spacing = float(np.sqrt(1.0 / np.median(fac))) if fac else np.inf
+    # Windows are cut only where the facade breaks finer than they are wide: coarser
+    # cells would shatter into slivers around every opening (a coarse preview has none).
+    if windows is not None and len(windows) and spacing <= CELL_PER_WINDOW * np.median(windows[:, 2] - windows[:, 0]):
+        b = build_structure(place, material, windows)
+        budget = _budgets(b, cam, place, n_fragments)
     plan = _budgets(b, cam, place, hierarchy_fragments or n_fragments)
     cells = []
     for ei, (el, n, n_plan) in enumerate(zip(b.elements, budget, plan)):
@@ -95,16 +111,30 @@ def fracture_building(cam: Camera, place: Placement, building_matte: np.ndarray,
 def _budgets(b: Building, cam: Camera, place: Placement, total: int) -> np.ndarray:
     """Fragments per element: by area and how much the camera sees of its kind, but never
     smaller than a few pixels on screen (smaller belongs to the grit)."""
-    w = np.array([el.area * DETAIL[el.kind] for el in b.elements])
-    n = total * w / w.sum()
+    glass = np.array([el.kind == GLASS for el in b.elements])
+    w = np.array([0.0 if g else el.area * DETAIL[el.kind] for el, g in zip(b.elements, glass)])
     px_m = place.depth_m / cam.f_px
     min_cell = MIN_FRAGMENT_PX * px_m
     cap = np.array([el.area / min_cell ** 2 for el in b.elements])
+    # Panes break into shards on top of the budget: a few per pane in a preview, more
+    # in a final, never fewer than two.
+    shards = np.where(glass, [el.area / SHARD_M2 * min(1.0, total / 4000) for el in b.elements], 0.0)
+    if shards.sum() > GLASS_SHARE * total:          # many big windows: coarser shards, not a heavier shot
+        shards *= GLASS_SHARE * total / shards.sum()
+    shards = np.where(glass, np.clip(shards, 2, 24), 0.0)
+    # The shards come out of the walls' share: the count asked for is the count made.
+    n = (total - shards.sum()) * w / w.sum()
+    n = np.where(glass, shards, n)
     return np.maximum(2, np.round(np.minimum(n, cap))).astype(int)
 
 
 def _density(rng, el: Element, style: str, b: Building):
-    """Seed density: patchy (log-normal), finer low down where an implosion starts."""
+    """Seed density: patchy (log-normal), finer low down where an implosion starts; a
+    pane is finest where it was struck and coarser toward its frame (radial cracks)."""
+    if el.kind == GLASS:
+        hit = rng.uniform(el.lo + 0.25 * el.size, el.hi - 0.25 * el.size)
+        r = max(0.15, 0.35 * float(np.delete(el.size, el.axis).min()))
+        return lambda p: 0.15 + np.exp(-(np.delete(p - hit, el.axis, axis=1) ** 2).sum(1) / (2 * r * r))
     blobs = rng.uniform(el.lo, el.hi, (6, 3))
     amp = rng.normal(0, 0.7, 6)
     rad = np.maximum(el.size.max() * rng.uniform(0.15, 0.35, 6), 0.5)
@@ -151,7 +181,93 @@ def _fracture_element(el: Element, n: int, n_plan: int, style: str, b: Building,
     n_cl = max(1, int(round(el.size[long_ax] / max(CLUSTER_M[el.kind], 2.2 * piece_m))))
     cl_of_piece = np.minimum(((coarse[:, in_plane.index(long_ax)] - el.lo[long_ax]) / el.size[long_ax]
                               * n_cl).astype(int), n_cl - 1)
-    return dict(polys=polys, ridges=ridges, piece=piece, cluster=cl_of_piece[piece])
+    out = dict(polys=polys, ridges=ridges, piece=piece, cluster=cl_of_piece[piece])
+    if el.openings is not None and len(el.openings):
+        out = _carve_openings(out, el.openings)
+    return out
+
+
+def _carve_openings(c: dict, openings: np.ndarray) -> dict:
+    """Cuts the window openings out of a facade's cells. A cell that an opening crosses
+    becomes up to four convex parts around it (beside, below, above); the parts keep
+    their cell's piece and cluster, bond to each other and to the parts of the cell's
+    neighbours they touch."""
+    polys, piece, cluster = [], [], []
+    parts_of = []
+    for i, v in enumerate(c["polys"]):
+        parts = [v]
+        for o in openings:
+            parts = [q for p in parts for q in _around(p, o)]
+        parts_of.append(list(range(len(polys), len(polys) + len(parts))))
+        polys += parts
+        piece += [c["piece"][i]] * len(parts)
+        cluster += [c["cluster"][i]] * len(parts)
+    lo = np.array([p.min(0) for p in polys])
+    hi = np.array([p.max(0) for p in polys])
+    touch = lambda a, b: bool(np.all(lo[a] <= hi[b] + 1e-4) and np.all(lo[b] <= hi[a] + 1e-4))
+    pairs, areas = [], []
+    (old_pairs, old_areas) = c["ridges"]
+    for (p, q), a in zip(old_pairs, old_areas):
+        linked = [(x, y) for x in parts_of[p] for y in parts_of[q] if touch(x, y)]
+        pairs += linked
+        areas += [a / max(1, len(linked))] * len(linked)
+    for parts in parts_of:
+        for j, x in enumerate(parts):
+            for y in parts[j + 1:]:
+                if touch(x, y):
+                    pairs.append((x, y))
+                    areas.append(float(np.prod(np.sort(np.minimum(hi[x], hi[y]) - np.maximum(lo[x], lo[y]))[1:])))
+    return dict(polys=polys, ridges=(np.array(pairs, int).reshape(-1, 2), np.array(areas)),
+                piece=np.array(piece), cluster=np.array(cluster))
+
+
+def _around(v: np.ndarray, o) -> list:
+    """A convex cell (its vertices) minus an opening (x0, y0, x1, y1, through the
+    wall): the cell itself when they do not meet, else its convex parts in the eight
+    bands around the opening, so that each face of a part is either all reveal (jamb,
+    sill, head) or all inside the wall."""
+    x0, y0, x1, y1 = o
+    if v[:, 0].min() >= x1 or v[:, 0].max() <= x0 or v[:, 1].min() >= y1 or v[:, 1].max() <= y0:
+        return [v]
+    cols = [_clip(v, 0, x0, -1), _clip(_clip(v, 0, x0, +1), 0, x1, -1), _clip(v, 0, x1, +1)]
+    if _volume(_clip(_clip(cols[1], 1, y0, +1), 1, y1, -1)) < 1e-7:
+        return [v]
+    parts = []
+    for j, col in enumerate(cols):
+        rows = [_clip(col, 1, y0, -1), _clip(_clip(col, 1, y0, +1), 1, y1, -1), _clip(col, 1, y1, +1)]
+        parts += [r for i, r in enumerate(rows) if not (i == 1 and j == 1)]
+    return [p for p in parts if _volume(p) > 1e-7]
+
+
+def _clip(v: np.ndarray, axis: int, at: float, side: int) -> np.ndarray:
+    """The convex hull of v cut by a plane: what lies on `side` (+1 above, -1 below) of
+    coordinate `at` along `axis`. Each crossing segment between two vertices adds its
+    crossing point: the edges' crossings are among them, the rest lie inside the cut."""
+    if len(v) == 0:
+        return v
+    d = (v[:, axis] - at) * side
+    keep, out = v[d >= -1e-9], v[d < -1e-9]
+    if len(out) == 0 or len(keep) == 0:
+        return keep
+    dk, do = d[d >= -1e-9], d[d < -1e-9]
+    t = dk[:, None] / (dk[:, None] - do[None, :])
+    cross = keep[:, None, :] + t[..., None] * (out[None, :, :] - keep[:, None, :])
+    pts = np.vstack([keep, cross.reshape(-1, 3)])
+    pts[:, axis] = np.where(np.abs(pts[:, axis] - at) < 1e-9, at, pts[:, axis])
+    pts = np.unique(np.round(pts, 9), axis=0)
+    try:                            # only the hull's corners: the rest would compound cut after cut
+        return pts[ConvexHull(pts).vertices]
+    except Exception:               # flat: nothing of volume is left on that side
+        return pts[:0]
+
+
+def _volume(v: np.ndarray) -> float:
+    if len(v) < 4:
+        return 0.0
+    try:
+        return float(ConvexHull(v).volume)
+    except Exception:               # flat or degenerate: nothing left
+        return 0.0
 
 
 def _voronoi_in_box(seeds, lo, hi):
@@ -193,10 +309,19 @@ def _hull(v):
 
 def _face_kinds(v, tris, nrm, el: Element, eps=1e-3) -> np.ndarray:
     """Which faces are the element's outside (the plate or a wall's exterior), its inside
-    (plaster, floors, ceilings) or broken concrete (everything else, ends included)."""
+    (plaster, floors, ceilings), a window's reveal, glass, or broken material
+    (everything else, ends included)."""
     a = v[tris][:, :, el.axis]
     on = lambda val: np.all(np.abs(a - val) < eps, axis=1)
     kinds = np.full(len(tris), BREAK)
+    if el.kind == GLASS:
+        kinds[on(el.lo[el.axis]) | on(el.hi[el.axis])] = GLASS_FACE
+        return kinds
+    for x0, y0, x1, y1 in (() if el.openings is None else el.openings):
+        t = v[tris]
+        within = lambda ax, lo_, hi_: np.all((t[:, :, ax] > lo_ - eps) & (t[:, :, ax] < hi_ + eps), axis=1)
+        at = lambda ax, val: np.all(np.abs(t[:, :, ax] - val) < eps, axis=1)
+        kinds[((at(0, x0) | at(0, x1)) & within(1, y0, y1)) | ((at(1, y0) | at(1, y1)) & within(0, x0, x1))] = REVEAL
     out_val = el.hi[el.axis] if el.outer >= 0 else el.lo[el.axis]
     in_val = el.lo[el.axis] if el.outer >= 0 else el.hi[el.axis]
     kinds[on(in_val)] = INTERIOR
@@ -263,6 +388,7 @@ def _assemble(b: Building, cells: list, cam: Camera, matte: np.ndarray) -> Fract
         bonds=bonds, bond_area=areas, box_lo=b.box_lo, box_hi=b.box_hi, facade_z=b.z_front,
         floor_y=b.floor_y.copy(), elements=b.elements, face_neighbour=neighbours,
         info=dict(depth_m=round(b.depth, 2), storeys=b.storeys, fragments=len(verts),
+                  windows=sum(el.kind == GLASS for el in b.elements),
                   pieces=int(piece.max() + 1), clusters=int(cluster.max() + 1),
                   elements=len(b.elements), floor_y=[round(float(y), 2) for y in b.floor_y]))
 

@@ -1,34 +1,56 @@
 """Render stage: the debris layer, rasterised with OpenGL (moderngl on EGL).
 
 On a CPU this runs through Mesa's llvmpipe; the same shaders run on a GPU. Per frame:
-- a sun shadow map of the pieces (and one of the building at rest, made once);
-- the pieces, several times across the shutter interval (motion blur by accumulating
-  sub-frames), into premultiplied RGBA. Front faces show the plate projected from the
-  camera at their rest pose (what the viewer sees of the facade is the real photo),
-  relit by how far each face has turned from its rest orientation; fracture faces show
-  the material; side faces a facade tint. Fragments whose rest position lies outside
-  the building's matte are discarded, which carves every piece to the silhouette.
-  Pieces that have not moved write only "static" coverage: the comp shows the plate's
-  own pixels there, bit for bit;
-- a ground pass: extra sun shadow and contact occlusion the moving pieces throw on
-  the street, as a multiplier for the comp.
+- a sun shadow map of everything (standing parts shade falling debris and the street,
+  falling debris shades the street and what stands) and a top-down height map of
+  everything (what is over a point: rooms and the inside of the pile darken, the street
+  under the pieces gets contact occlusion);
+- the still layer, once: pieces that do not move during the shutter (what stands and
+  what has settled). Faces the photo saw of a piece at rest (its front, a window's
+  reveal, a pane) show the plate's own pixels: they write "static" coverage and the
+  comp keeps the plate there, bit for bit, unless a moving piece's shadow now falls on
+  them;
+- the moving pieces, several times across the shutter (motion blur by accumulating
+  sub-frames), hidden behind the still layer's depth; moved panes are drawn last,
+  blended, as glass. Front faces carry the plate projected from the camera at their
+  rest pose (the facade's texture, filled out past the building's matte so no sky comes
+  with it), relit by how far they have turned; every other face shows its material,
+  evaluated at the rest position so it sticks to the piece (debris_shaders.py);
+- a ground pass: extra sun shadow and contact occlusion the pieces throw on the street,
+  as a multiplier for the comp.
+The building's outline is its matte extruded straight back through the proxy, which
+carves every piece to the silhouette.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 
 from derrumbe.errors import DerrumbeError
+from derrumbe.stages import debris_shaders as S
 from derrumbe.stages.camera import Camera
+from derrumbe.stages.debris_mesh import BAR_RADIUS_M, FLOATS, LAYOUT, NAMES, rebar, triangle_soup
 from derrumbe.stages.fracture import Fracture
 from derrumbe.stages.lighting import Lighting
 from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
+from derrumbe.stages.structure import GLASS
 
 NEAR, FAR = 0.5, 2000.0
+SHADOW_RES = 1536
+TOP_RES = 256
+MIN_BLUR_PX = 0.75          # a piece that moves less over the shutter is drawn once, as if still
+NOISE_RES = 32
+# Colours of what the plate cannot tell (scene-linear Rec.709, converted at use).
+PLASTER = (0.58, 0.56, 0.52)
+BRICK = (0.25, 0.105, 0.065)
+MORTAR = (0.42, 0.40, 0.36)
+DUST = (0.40, 0.38, 0.34)
+ROOF = (0.10, 0.10, 0.105)
 
 
 @dataclass
@@ -39,243 +61,52 @@ class FrameLayers:
     samples: int             # motion-blur sub-frames used
     depth_sum: np.ndarray    # H x W view depth of the nearest piece, summed over covered sub-frames
     depth_n: np.ndarray      # H x W number of sub-frames in which a piece covered the pixel
-    static_z: np.ndarray | None = None   # H x W view depth of the pieces at rest (0 where none)
+    # H x W view depth of the still layer (what stands or has settled: every piece that does
+    # not move over the shutter, the plate's own pixels and drawn ones alike), 0 where none.
+    static_z: np.ndarray | None = None
 
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
         return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
 
 
-_PIECE_VS = """
-#version 330
-uniform sampler2D xf;          // 3 rows x N: rows of [R|t]; row 0 .w = moved flag
-uniform mat4 viewproj;
-uniform int static_pass;
-in vec3 in_pos; in vec3 in_nrm; in vec3 in_rest; in float in_kind; in float in_id;
-out vec3 v_rest; out vec3 v_nrm; out vec3 v_world; flat out float v_kind; flat out float v_moved;
-void main() {
-    int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0);
-    vec4 r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0);
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
-    vec3 t = vec3(texelFetch(xf, ivec2(id, 3), 0).xyz);
-    vec3 w = R * in_pos + t;
-    v_world = w; v_rest = in_rest; v_nrm = R * in_nrm; v_kind = in_kind; v_moved = r0.w;
-    gl_Position = viewproj * vec4(w, 1.0);
-    // The static pass wants only pieces at rest: moving ones are clipped away before
-    // they are rasterised (on llvmpipe, a discarded fragment costs nearly a shaded one).
-    if (static_pass == 1 && r0.w > 0.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
-}
-"""
+def facade_texture(plate_lin: np.ndarray, matte: np.ndarray, holdout: np.ndarray | None = None) -> np.ndarray:
+    """The plate with the building's own pixels pushed out past its matte (and over the
+    foreground objects in front of it): what a piece carries must be facade to its very
+    edge, never the sky beside it or a lamp post before it. Pull-push: the building's
+    pixels averaged down a pyramid, then each level's holes filled from the coarser one."""
+    m = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2) > 0
+    if holdout is not None:
+        m &= cv2.dilate((holdout > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    if m.sum() < 16:
+        return plate_lin.astype(np.float32)
+    w = m.astype(np.float32)
+    levels = [(plate_lin.astype(np.float32) * w[..., None], w)]
+    while min(levels[-1][1].shape) > 4:
+        c, a = levels[-1]
+        size = (max(1, c.shape[1] // 2), max(1, c.shape[0] // 2))
+        levels.append((cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.resize(a, size, interpolation=cv2.INTER_AREA)))
+    c, a = levels[-1]
+    fill = c / np.maximum(a, 1e-6)[..., None]
+    for c, a in reversed(levels[:-1]):
+        up = cv2.resize(fill, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
+        k = np.clip(a * 4.0, 0.0, 1.0)[..., None]        # a level's own colour where it has enough of it
+        fill = k * (c / np.maximum(a, 1e-6)[..., None]) + (1 - k) * up
+    return np.where(m[..., None], plate_lin, fill).astype(np.float32)
 
-_PIECE_FS = """
-#version 330
-uniform sampler2D plate;       // linear RGB at output size, mirrored beyond the frame
-uniform sampler2D matte;       // building matte at output size
-uniform sampler2DShadow shadow;
-uniform mat4 viewproj; uniform mat4 lightproj;
-uniform vec3 sun_dir, sun_col, amb_col, face_albedo, facade_albedo;
-uniform float rough;
-uniform int static_pass;   // 1: only pieces at rest, writing their coverage
-in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; flat in float v_kind; flat in float v_moved;
-layout(location = 0) out vec4 o_col;
-layout(location = 1) out vec4 o_aux;
-float hash(vec3 p) { p = fract(p * 0.3183099 + 0.1); p *= 17.0; return fract(p.x * p.y * p.z * (p.x + p.y + p.z)); }
-float vnoise(vec3 x) {
-    vec3 i = floor(x); vec3 f = fract(x); f = f * f * (3.0 - 2.0 * f);
-    return mix(mix(mix(hash(i), hash(i + vec3(1,0,0)), f.x), mix(hash(i + vec3(0,1,0)), hash(i + vec3(1,1,0)), f.x), f.y),
-               mix(mix(hash(i + vec3(0,0,1)), hash(i + vec3(1,0,1)), f.x), mix(hash(i + vec3(0,1,1)), hash(i + vec3(1,1,1)), f.x), f.y), f.z);
-}
-float fbm(vec3 p) { return 0.6 * vnoise(p) + 0.4 * vnoise(p * 3.1); }
-vec3 shade(vec3 n, float vis) {
-    return amb_col * (0.6 + 0.4 * n.y) + sun_col * max(dot(n, sun_dir), 0.0) * vis;
-}
-void main() {
-    vec4 rc = viewproj * vec4(v_rest, 1.0);
-    vec2 ruv = rc.xy / rc.w * 0.5 + 0.5;
-    if (texture(matte, ruv).r < 0.5) discard;
-    // Pieces at rest only occlude in the beauty pass (the plate shows through there);
-    // the static pass draws them alone, as coverage.
-    if (static_pass == 1 && v_moved > 0.5) discard;
-    // aux: static coverage, moving coverage, view depth (summed over the shutter), count.
-    // A piece at rest shows the plate only through its outer face, which is what the
-    // photo saw; a face the photo never saw (a slab edge, a room once the facade has
-    // gone) is shaded like any moving face.
-    float depth = -v_world.z;
-    int kind = int(v_kind + 0.5);
-    if (v_moved < 0.5 && kind == 0) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
-    if (static_pass == 1) { o_col = vec4(0.0); o_aux = vec4(0.0); return; }
-    vec3 n = normalize(v_nrm);
-    if (!gl_FrontFacing) n = -n;
-    vec4 lc = lightproj * vec4(v_world + n * 0.05, 1.0);
-    vec3 l = lc.xyz / lc.w * 0.5 + 0.5;
-    // One bilinear (2x2) shadow tap: on llvmpipe the piece pass is fill-rate bound.
-    float vis = texture(shadow, vec3(l.xy, l.z - 0.0015));
-    vec3 c;
-    if (kind == 0) {
-        vec3 rest_n = vec3(0.0, 0.0, 1.0);
-        vec3 ratio = shade(n, vis) / max(shade(rest_n, 1.0), vec3(1e-4));
-        // Mirrored beyond the frame: hidden floors above it continue the facade.
-        vec2 m = mod(ruv, 2.0);
-        vec2 puv = mix(m, 2.0 - m, step(1.0, m));
-        c = texture(plate, puv).rgb * clamp(ratio, 0.15, 2.5);
-    } else if (kind == 1) {
-        c = facade_albedo * (0.85 + 0.3 * fbm(v_rest * 1.7)) * shade(n, vis);
-    } else if (kind == 2) {
-        float g = fbm(v_rest * 3.1) + 0.35 * vnoise(v_rest * 23.0);
-        c = face_albedo * (1.0 + rough * (g - 0.6) * 1.6) * shade(n, vis);
-    } else {
-        // Inside faces: plastered walls, floors and ceilings, lit only by what reaches
-        // into a room, so darker than the street.
-        vec3 plaster = vec3(0.50, 0.47, 0.42);
-        c = plaster * (0.85 + 0.3 * fbm(v_rest * 2.3)) * shade(n, vis) * 0.75;
-    }
-    o_col = vec4(max(c, vec3(0.0)), 1.0);
-    o_aux = vec4(0.0, 1.0, depth, 1.0);
-}
-"""
 
-_DEPTH_VS = """
-#version 330
-uniform sampler2D xf; uniform mat4 lightproj; uniform float moved_only;
-in vec3 in_pos; in float in_id;
-out float v_skip;
-void main() {
-    int id = int(in_id);
-    vec4 r0 = texelFetch(xf, ivec2(id, 0), 0); vec4 r1 = texelFetch(xf, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(xf, ivec2(id, 2), 0); vec3 t = texelFetch(xf, ivec2(id, 3), 0).xyz;
-    mat3 R = mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
-    v_skip = (moved_only > 0.5 && r0.w < 0.5) ? 1.0 : 0.0;
-    gl_Position = lightproj * vec4(R * in_pos + t, 1.0);
-    if (v_skip > 0.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);   // clipped, never rasterised
-}
-"""
-_DEPTH_FS = """
-#version 330
-in float v_skip; out vec4 o;
-void main() { if (v_skip > 0.5) discard; o = vec4(1.0); }
-"""
-
-# Forward motion vectors and depth at the frame's own time, for the EXR: each fragment
-# knows where its point of the piece is now (xf) and one frame later (xf_next); both are
-# interpolated in clip space and divided per fragment, so the vector is exact for that
-# point, not interpolated across the triangle in screen space.
-_VEC_VS = """
-#version 330
-uniform sampler2D xf; uniform sampler2D xf_next; uniform mat4 viewproj;
-in vec3 in_pos; in vec3 in_rest; in float in_id;
-out vec4 v_c0; out vec4 v_c1; out vec3 v_rest; out float v_depth;
-vec3 place(sampler2D x, int id, vec3 p) {
-    vec4 r0 = texelFetch(x, ivec2(id, 0), 0); vec4 r1 = texelFetch(x, ivec2(id, 1), 0);
-    vec4 r2 = texelFetch(x, ivec2(id, 2), 0); vec3 t = texelFetch(x, ivec2(id, 3), 0).xyz;
-    return mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z)) * p + t;
-}
-void main() {
-    int id = int(in_id);
-    vec3 w0 = place(xf, id, in_pos);
-    v_c0 = viewproj * vec4(w0, 1.0);
-    v_c1 = viewproj * vec4(place(xf_next, id, in_pos), 1.0);
-    v_rest = in_rest; v_depth = -w0.z;
-    gl_Position = v_c0;
-}
-"""
-_VEC_FS = """
-#version 330
-uniform sampler2D matte; uniform mat4 viewproj; uniform vec2 size;
-in vec4 v_c0; in vec4 v_c1; in vec3 v_rest; in float v_depth;
-out vec4 o;
-void main() {
-    vec4 rc = viewproj * vec4(v_rest, 1.0);
-    if (texture(matte, rc.xy / rc.w * 0.5 + 0.5).r < 0.5) discard;   // as the beauty does
-    // NDC y is up, like Nuke's and Blender's vectors: u right, v up, in pixels.
-    vec2 d = (v_c1.xy / v_c1.w - v_c0.xy / v_c0.w) * 0.5 * size;
-    o = vec4(d, v_depth, 1.0);
-}
-"""
-
-_GRIT_VS = """
-#version 330
-// One screen-space capsule per particle: the streak it draws during this sub-frame.
-uniform mat4 viewproj; uniform vec2 size;
-in vec2 in_corner;
-in vec3 in_p0; in vec3 in_p1; in float in_r; in vec3 in_alb;
-out vec3 v_alb; out float v_cov; out vec2 v_uv; out float v_depth;
-void main() {
-    vec4 c0 = viewproj * vec4(in_p0, 1.0), c1 = viewproj * vec4(in_p1, 1.0);
-    vec2 s0 = (c0.xy / c0.w * 0.5 + 0.5) * size, s1 = (c1.xy / c1.w * 0.5 + 0.5) * size;
-    float f = 0.5 * size.y * viewproj[1][1];                   // focal length in pixels
-    float r_px = in_r * f / max(c0.w, 0.1);
-    float w = max(r_px, 0.7);                                  // never thinner than a pixel
-    vec2 ax = s1 - s0; float len = length(ax);
-    vec2 dir = len > 1e-3 ? ax / len : vec2(1.0, 0.0);
-    vec2 nrm = vec2(-dir.y, dir.x);
-    float a = in_corner.x * 0.5 + 0.5;
-    vec2 s = mix(s0, s1, a) + dir * in_corner.x * w + nrm * in_corner.y * w;
-    // Coverage: the particle's own area spread over the streak it sweeps.
-    v_cov = clamp(3.14159 * r_px * r_px / ((len + 2.0 * w) * 2.0 * w), 0.0, 1.0);
-    v_alb = in_alb; v_uv = in_corner; v_depth = mix(c0.w, c1.w, a);
-    vec4 cc = mix(c0, c1, a);
-    gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
-}
-"""
-_GRIT_FS = """
-#version 330
-uniform vec3 sun_dir, sun_col, amb_col;
-in vec3 v_alb; in float v_cov; in vec2 v_uv; in float v_depth;
-layout(location = 0) out vec4 o_col;
-layout(location = 1) out vec4 o_aux;
-void main() {
-    float edge = 1.0 - smoothstep(0.6, 1.0, abs(v_uv.y));      // soft across the streak
-    float a = v_cov * edge;
-    if (a < 1e-4) discard;
-    // A rough grain lit from all sides: half its surface sees the sun.
-    vec3 c = v_alb * (amb_col * 0.8 + sun_col * 0.5 * max(sun_dir.y, 0.2));
-    o_col = vec4(c * a, a);
-    o_aux = vec4(0.0, a, v_depth * a, a);
-}
-"""
-
-_QUAD_VS = """
-#version 330
-in vec2 in_xy; out vec2 v_uv;
-void main() { v_uv = in_xy * 0.5 + 0.5; gl_Position = vec4(in_xy, 0.0, 1.0); }
-"""
-_ACCUM_FS = """
-#version 330
-uniform sampler2D a; uniform sampler2D b; in vec2 v_uv;
-layout(location = 0) out vec4 o0; layout(location = 1) out vec4 o1;
-void main() { o0 = texture(a, v_uv); o1 = texture(b, v_uv); }
-"""
-_GROUND_FS = """
-#version 330
-uniform sampler2DShadow shadow; uniform sampler2DShadow shadow_rest;
-uniform sampler2D occ;          // top-down contact occupancy of moving pieces
-uniform mat4 lightproj; uniform vec4 intr; uniform vec2 size; uniform float eye, sun_share;
-uniform vec4 occ_rect;          // x0, z0, x1, z1 of the occupancy map
-in vec2 v_uv; out vec4 o;
-float pcf(sampler2DShadow s, vec3 l) {
-    // Four bilinear (hardware-filtered 2x2) taps a texel and a half apart: a 5x5-texel
-    // soft penumbra for the price of four lookups.
-    float v = 0.0;
-    for (int i = 0; i < 2; i++) for (int j = 0; j < 2; j++)
-        v += texture(s, vec3(l.xy + (vec2(i, j) - 0.5) * 1.5 / 1536.0, l.z - 0.002));
-    return v / 4.0;
-}
-void main() {
-    vec2 px = vec2(gl_FragCoord.x, size.y - gl_FragCoord.y);
-    vec3 d = vec3((px.x - intr.z) / intr.x, -(px.y - intr.w) / intr.y, -1.0);
-    if (d.y >= -1e-5) { o = vec4(1.0); return; }
-    float t = eye / -d.y;
-    vec3 p = vec3(0.0, eye, 0.0) + t * d;
-    vec4 lc = lightproj * vec4(p, 1.0);
-    vec3 l = lc.xyz / lc.w * 0.5 + 0.5;
-    float extra = max(pcf(shadow_rest, l) - pcf(shadow, l), 0.0);
-    vec2 ouv = (p.xz - occ_rect.xy) / (occ_rect.zw - occ_rect.xy);
-    float ao = (ouv.x > 0.0 && ouv.x < 1.0 && ouv.y > 0.0 && ouv.y < 1.0) ? texture(occ, ouv).r : 0.0;
-    o = vec4(vec3((1.0 - sun_share * extra) * (1.0 - 0.55 * ao)), 1.0);
-}
-"""
+def noise_volume(res: int = NOISE_RES, seed: int = 11) -> np.ndarray:
+    """A tiling smooth 3D noise, RGBA8: its gradient and its value, for the materials'
+    relief (a texture is filtered and mipmapped, so fine relief averages out with distance
+    instead of sparkling)."""
+    from scipy.ndimage import gaussian_filter
+    rng = np.random.default_rng(seed)
+    v = gaussian_filter(rng.standard_normal((res, res, res)), 1.6, mode="wrap")
+    v = v / (3.0 * v.std())
+    g = np.stack([(np.roll(v, -1, a) - np.roll(v, 1, a)) * 0.5 * res / 8.0 for a in (2, 1, 0)], -1)
+    g = g / max(np.abs(g).max(), 1e-6)
+    out = np.concatenate([g, v[..., None]], -1)
+    return np.clip(out * 127.5 + 127.5, 0, 255).astype(np.uint8)
 
 
 def _perspective(cam: Camera) -> np.ndarray:
@@ -311,9 +142,51 @@ def _light_matrix(sun_dir, center, radius) -> np.ndarray:
     return P @ V
 
 
+def _topdown_matrix(fr: Fracture) -> np.ndarray:
+    """Looks straight down on the street around the building: world x -> u, z -> v."""
+    lo, hi = fr.box_lo, fr.box_hi
+    x0, z0, x1, z1 = lo[0] - 30, lo[2] - 10, hi[0] + 30, hi[2] + 45
+    O = np.eye(4)
+    O[0] = [2 / (x1 - x0), 0, 0, -(x1 + x0) / (x1 - x0)]
+    O[1] = [0, 0, 2 / (z1 - z0), -(z1 + z0) / (z1 - z0)]
+    O[2] = [0, 0, 0, 0]
+    return O
+
+
+def _on_matte_edge(fr: Fracture, cam: Camera, matte: np.ndarray) -> np.ndarray:
+    """Fragments the building's outline may cut (their screen box, on the facade plane,
+    is not wholly inside the matte): only these are drawn with the carving shader."""
+    h, w = matte.shape
+    inside = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
+    integral = cv2.integral(inside)
+    out = np.ones(fr.n, bool)
+    for i in range(fr.n):
+        v = fr.verts[i].astype(np.float64) + fr.centroid[i]
+        v[:, 2] = np.minimum(v[:, 2], fr.facade_z)
+        uv = cam.project(v)
+        x0, y0 = np.floor(uv.min(0)).astype(int)
+        x1, y1 = np.ceil(uv.max(0)).astype(int) + 1
+        if x0 < 0 or y0 < 0 or x1 > w or y1 > h:
+            continue
+        area = (x1 - x0) * (y1 - y0)
+        out[i] = integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0] < area
+    return out
+
+
+def _set(prog, name: str, value) -> None:
+    """Sets a uniform the compiler kept (a shader variant may optimise one away)."""
+    if name not in prog:
+        return
+    if isinstance(value, bytes):
+        prog[name].write(value)
+    else:
+        prog[name].value = value
+
+
 class DebrisRenderer:
     def __init__(self, fr: Fracture, cam: Camera, plate_lin: np.ndarray, matte: np.ndarray, light: Lighting,
-                 face_albedo, rough: float, rest_pos: np.ndarray, rest_quat: np.ndarray):
+                 face_albedo, rough: float, rest_pos: np.ndarray, rest_quat: np.ndarray,
+                 holdout: np.ndarray | None = None, masonry: bool = False, seed: int = 0):
         try:
             import moderngl
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -330,223 +203,342 @@ class DebrisRenderer:
         self.size = (W, H)
         self.n = fr.n
         self.rest_pos, self.rest_quat = rest_pos, rest_quat
+        self._vec = None        # built on first use: only --exr needs it
+        self.on_edge = _on_matte_edge(fr, cam, matte)
+        self._geometry(fr, seed)
+        self._textures(fr, plate_lin, matte, holdout)
+        self._targets()
+        self._programs(fr, cam, light, face_albedo, rough, masonry)
+        # The building at rest, in the sun: the shadows the plate already has.
+        self._upload(rest_pos, rest_quat, np.zeros(fr.n, bool), np.zeros(fr.n, bool), np.full(fr.n, -1.0))
+        self._visible_triangles(rest_pos, rest_quat, np.ones(fr.n, bool))
+        self._depth_pass(self.shadow_rest_fbo, self.lightproj)
 
-        # Geometry: one flat-shaded triangle soup for all pieces.
-        chunks = []
-        for i in range(fr.n):
-            v, t, k = fr.verts[i], fr.tris[i], fr.kinds[i]
-            a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
-            nrm = np.cross(b - a, c - a)
-            nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-9)
-            tri = np.stack([a, b, c], 1).reshape(-1, 3)
-            rest = tri + fr.centroid[i]
-            nn = np.repeat(nrm, 3, 0)
-            kk = np.repeat(k, 3)[:, None].astype(np.float32)
-            ii = np.full((len(tri), 1), i, np.float32)
-            chunks.append(np.hstack([tri, nn, rest, kk, ii]).astype(np.float32))
-        data = np.vstack(chunks)
+    # ---- setup ---------------------------------------------------------------------
+    def _geometry(self, fr: Fracture, seed: int) -> None:
+        ctx = self.ctx
+        data, self.tri_frag, _ = triangle_soup(fr)
         self.vbo = ctx.buffer(data.tobytes())
-        # Which fragment each triangle belongs to and which one covers it: the faces
-        # inside an intact body are not drawn (see _visible_triangles).
-        self.tri_frag = np.concatenate([np.full(len(t), i) for i, t in enumerate(fr.tris)])
+        # Which fragment covers each face: the faces inside an intact body are not drawn
+        # (see _visible_triangles). Panes' triangles go last: they are drawn blended.
         nb = fr.face_neighbour or [np.full(len(t), -1) for t in fr.tris]
         self.tri_nb = np.concatenate(nb).astype(np.int64)
+        self.tri_glass = fr.element_kind[self.tri_frag] == GLASS
+        self.tri_edge = self.on_edge[self.tri_frag]
         self.n_tri = len(self.tri_frag)
-        self.ibo = ctx.buffer(reserve=self.n_tri * 3 * 4)
+        self.ibo = ctx.buffer(reserve=max(self.n_tri * 3 * 4, 4))
         self.n_idx = 0
-        self.prog = ctx.program(vertex_shader=_PIECE_VS, fragment_shader=_PIECE_FS)
-        self.vao = ctx.vertex_array(self.prog, [(self.vbo, "3f 3f 3f 1f 1f", "in_pos", "in_nrm", "in_rest",
-                                                 "in_kind", "in_id")], index_buffer=self.ibo, index_element_size=4)
-        self.dprog = ctx.program(vertex_shader=_DEPTH_VS, fragment_shader=_DEPTH_FS)
-        self.dvao = ctx.vertex_array(self.dprog, [(self.vbo, "3f 28x 1f", "in_pos", "in_id")],
-                                     index_buffer=self.ibo, index_element_size=4)
-        self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
-        self.xf.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
-        self.xf_next.filter = (moderngl.NEAREST, moderngl.NEAREST)
-        self._vec = None        # built on first use: only --exr needs it
+        self.ranges = {}
+        self.loose = np.ones(fr.n, bool)
+        self.bars = rebar(fr, seed)
+        inst = np.hstack([self.bars.a, self.bars.b, self.bars.frag[:, None]]).astype(np.float32)
+        self.bar_vbo = ctx.buffer(inst.tobytes() if self.bars.n else np.zeros(7, np.float32).tobytes())
+        self.corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
 
-        self.plate_tex = ctx.texture((W, H), 3, np.ascontiguousarray(plate_lin[::-1]).astype(np.float32).tobytes(),
-                                     dtype="f4")
+    def _textures(self, fr, plate_lin, matte, holdout) -> None:
+        ctx, mgl = self.ctx, self.mgl
+        W, H = self.size
+        self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf.filter = (mgl.NEAREST, mgl.NEAREST)
+        self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
+        tex = facade_texture(plate_lin, matte, holdout)
+        rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
+        self.plate_tex = ctx.texture((W, H), 4, np.ascontiguousarray(rgba).astype(np.float16).tobytes(), dtype="f2")
         self.plate_tex.repeat_x = self.plate_tex.repeat_y = True
-        self.plate_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.plate_tex.build_mipmaps()
+        self.plate_tex.filter = (mgl.LINEAR_MIPMAP_LINEAR, mgl.LINEAR)
         self.matte_tex = ctx.texture((W, H), 1, np.ascontiguousarray(matte[::-1]).astype(np.float32).tobytes(),
                                      dtype="f4")
         self.matte_tex.repeat_x = self.matte_tex.repeat_y = False
-        self.matte_tex.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.matte_tex.filter = (mgl.NEAREST, mgl.NEAREST)
+        self.noise = ctx.texture3d((NOISE_RES,) * 3, 4, noise_volume().tobytes())
+        self.noise.repeat_x = self.noise.repeat_y = self.noise.repeat_z = True
+        # Trilinear without mipmaps: on llvmpipe a mipmapped 3D fetch costs twice as much;
+        # the shaders fade each octave out themselves before it gets finer than a pixel.
+        self.noise.filter = (mgl.LINEAR, mgl.LINEAR)
 
+        def shadow_map():
+            d = ctx.depth_texture((SHADOW_RES, SHADOW_RES))
+            d.repeat_x = d.repeat_y = False          # past its edge a map is lit, not tiled
+            d.compare_func = "<="
+            d.filter = (mgl.LINEAR, mgl.LINEAR)
+            return d, ctx.framebuffer(depth_attachment=d)
+        self.shadow, self.shadow_fbo = shadow_map()
+        self.shadow_rest, self.shadow_rest_fbo = shadow_map()
+        self.top = ctx.texture((TOP_RES, TOP_RES), 2, dtype="f4")
+        self.top.repeat_x = self.top.repeat_y = False
+        self.top_fbo = ctx.framebuffer(color_attachments=[self.top])
+
+    def _targets(self) -> None:
+        ctx, mgl = self.ctx, self.mgl
+        W, H = self.size
+        rgba = lambda: ctx.texture((W, H), 4, dtype="f4")
+        self.still_col, self.still_aux = rgba(), rgba()
+        self.still_z = ctx.depth_texture((W, H))
+        self.still_fbo = ctx.framebuffer(color_attachments=[self.still_col, self.still_aux], depth_attachment=self.still_z)
+        self.sub_col, self.sub_aux = rgba(), rgba()
+        sub_z = ctx.depth_renderbuffer((W, H))
+        self.sub_fbo = ctx.framebuffer(color_attachments=[self.sub_col, self.sub_aux], depth_attachment=sub_z)
+        # Depth-only copies need a colour attachment on both sides (moderngl blits them
+        # together): a byte a pixel.
+        self.still_zfbo = ctx.framebuffer([ctx.texture((W, H), 1, dtype="f1")], depth_attachment=self.still_z)
+        self.sub_zfbo = ctx.framebuffer([ctx.texture((W, H), 1, dtype="f1")], depth_attachment=sub_z)
+        self.acc_col, self.acc_aux = rgba(), rgba()
+        self.acc_fbo = ctx.framebuffer(color_attachments=[self.acc_col, self.acc_aux])
+        self.fin_col, self.fin_aux = rgba(), rgba()
+        self.fin_z = ctx.texture((W, H), 1, dtype="f4")          # the still layer's view depth
+        self.fin_fbo = ctx.framebuffer(color_attachments=[self.fin_col, self.fin_aux, self.fin_z])
+        self.ground_tex = ctx.texture((W, H), 1, dtype="f4")
+        self.ground_fbo = ctx.framebuffer(color_attachments=[self.ground_tex])
+
+    def _programs(self, fr, cam, light, face_albedo, rough, masonry) -> None:
+        from derrumbe.colour import rec709_to_working
+        ctx = self.ctx
+        W, H = self.size
         self.viewproj = _perspective(cam).astype(np.float32)
         lo, hi = fr.box_lo, fr.box_hi
         center = np.array([(lo[0] + hi[0]) / 2, hi[1] * 0.3, (lo[2] + hi[2]) / 2 + 8])
         radius = float(max(hi[0] - lo[0], hi[1], hi[2] - lo[2]) * 1.6 + 20)
         self.lightproj = _light_matrix(light.sun_dir, center, radius).astype(np.float32)
-        self.shadow = ctx.depth_texture((1536, 1536))
-        self.shadow.compare_func = "<="
-        self.shadow.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        self.shadow_fbo = ctx.framebuffer(color_attachments=[ctx.texture((1536, 1536), 1, dtype="f1")],
-                                          depth_attachment=self.shadow)
-        self.shadow_rest = ctx.depth_texture((1536, 1536))
-        self.shadow_rest.compare_func = "<="
-        self.shadow_rest.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        rest_fbo = ctx.framebuffer(color_attachments=[ctx.texture((1536, 1536), 1, dtype="f1")],
-                                   depth_attachment=self.shadow_rest)
-        self._upload(rest_pos, rest_quat, np.zeros(fr.n, bool))
-        self._visible_triangles(rest_pos, rest_quat, np.ones(fr.n, bool))
-        self._shadow_pass(rest_fbo, moved_only=False)
-
-        self.sub_col = ctx.texture((W, H), 4, dtype="f4")
-        self.sub_aux = ctx.texture((W, H), 4, dtype="f4")
-        self.sub_fbo = ctx.framebuffer(color_attachments=[self.sub_col, self.sub_aux],
-                                       depth_attachment=ctx.depth_renderbuffer((W, H)))
-        self.acc_col = ctx.texture((W, H), 4, dtype="f4")
-        self.acc_aux = ctx.texture((W, H), 4, dtype="f4")
-        self.acc_fbo = ctx.framebuffer(color_attachments=[self.acc_col, self.acc_aux])
-        self.grit_prog = ctx.program(vertex_shader=_GRIT_VS, fragment_shader=_GRIT_FS)
-        self.grit_corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
+        self.topproj = _topdown_matrix(fr).astype(np.float32)
+        # Three builds of the piece shader: the still layer, the moving layer, and glass.
+        # Builds of the piece shader: the still layer; the moving layer's pieces wholly inside
+        # the matte and those on its edge (carved); glass, still and moving.
+        srcs = [S.variant(S.PIECE_FS, False, True, masonry), S.variant(S.PIECE_FS, True, False, masonry),
+                S.variant(S.PIECE_FS, True, True, masonry), S.variant(S.GLASS_FS, False, True),
+                S.variant(S.GLASS_FS, True, True)]
+        self.progs = [ctx.program(vertex_shader=S.PIECE_VS, fragment_shader=src) for src in srcs]
+        self.vaos = [ctx.vertex_array(pr, [(self.vbo, LAYOUT, *NAMES)], index_buffer=self.ibo, index_element_size=4,
+                                      skip_errors=True) for pr in self.progs]
+        self.dprog = ctx.program(vertex_shader=S.DEPTH_VS, fragment_shader=S.DEPTH_FS)
+        self.dvao = ctx.vertex_array(self.dprog, [(self.vbo, "3f 28x 1f 12x 1f 8x", "in_pos", "in_id", "in_elem")],
+                                     index_buffer=self.ibo, index_element_size=4)
+        self.tprog = ctx.program(vertex_shader=S.TOP_VS, fragment_shader=S.TOP_FS)
+        self.tvao = ctx.vertex_array(self.tprog, [(self.vbo, "3f 28x 1f 12x 1f 8x", "in_pos", "in_id", "in_elem")],
+                                     index_buffer=self.ibo, index_element_size=4)
+        self.bprog = ctx.program(vertex_shader=S.BAR_VS, fragment_shader=S.BAR_FS)
+        self.bvao = ctx.vertex_array(self.bprog, [(self.corners, "2f", "in_corner"),
+                                                  (self.bar_vbo, "3f 3f 1f/i", "in_a", "in_b", "in_id")])
+        self.grit_prog = ctx.program(vertex_shader=S.GRIT_VS, fragment_shader=S.GRIT_FS)
         self.grit_vbo = None
-        g = self.grit_prog
-        g["viewproj"].write(self.viewproj.T.tobytes())
-        g["size"].value = (float(W), float(H))
-        g["sun_dir"].value = tuple(map(float, light.sun_dir))
-        g["sun_col"].value = tuple(map(float, light.sun_col))
-        g["amb_col"].value = tuple(map(float, light.amb_col))
         quad = ctx.buffer(np.array([-1, -1, 3, -1, -1, 3], np.float32).tobytes())
-        self.accum_prog = ctx.program(vertex_shader=_QUAD_VS, fragment_shader=_ACCUM_FS)
+        self.accum_prog = ctx.program(vertex_shader=S.QUAD_VS, fragment_shader=S.ACCUM_FS)
         self.accum_vao = ctx.vertex_array(self.accum_prog, [(quad, "2f", "in_xy")])
-        self.ground_prog = ctx.program(vertex_shader=_QUAD_VS, fragment_shader=_GROUND_FS)
+        self.comb_prog = ctx.program(vertex_shader=S.QUAD_VS, fragment_shader=S.COMBINE_FS)
+        self.comb_vao = ctx.vertex_array(self.comb_prog, [(quad, "2f", "in_xy")])
+        self.ground_prog = ctx.program(vertex_shader=S.QUAD_VS, fragment_shader=S.GROUND_FS)
         self.ground_vao = ctx.vertex_array(self.ground_prog, [(quad, "2f", "in_xy")])
-        self.ground_tex = ctx.texture((W, H), 1, dtype="f4")
-        self.ground_fbo = ctx.framebuffer(color_attachments=[self.ground_tex])
-        # Contact occlusion map: a top-down footprint of the moving pieces near the ground.
-        self.occ_rect = np.array([lo[0] - 30, lo[2] - 10, hi[0] + 30, hi[2] + 45], np.float32)
-        self.occ_res = 256
-        self.occ_tex = ctx.texture((self.occ_res, self.occ_res), 1, dtype="f4")
-        self.occ_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        self.occ_fbo = ctx.framebuffer(color_attachments=[ctx.texture((self.occ_res, self.occ_res), 1, dtype="f1")],
-                                       depth_attachment=ctx.depth_renderbuffer((self.occ_res, self.occ_res)))
-        x0, z0, x1, z1 = self.occ_rect
-        O = np.eye(4)
-        # Look straight down: world x -> u, world z -> v, heights 0..2.5 m kept.
-        O[0] = [2 / (x1 - x0), 0, 0, -(x1 + x0) / (x1 - x0)]
-        O[1] = [0, 0, 2 / (z1 - z0), -(z1 + z0) / (z1 - z0)]
-        O[2] = [0, 2 / 2.5, 0, -1]
-        self.occproj = O.astype(np.float32)
 
-        p = self.prog
-        p["plate"].value, p["matte"].value, p["shadow"].value, p["xf"].value = 0, 1, 2, 3
-        p["viewproj"].write(self.viewproj.T.tobytes())
-        p["lightproj"].write(self.lightproj.T.tobytes())
-        p["sun_dir"].value = tuple(map(float, light.sun_dir))
-        p["sun_col"].value = tuple(map(float, light.sun_col))
-        p["amb_col"].value = tuple(map(float, light.amb_col))
-        p["facade_albedo"].value = tuple(map(float, light.facade_albedo))
-        p["face_albedo"].value = tuple(map(float, face_albedo))
-        p["rough"].value = float(rough)
-        p["static_pass"].value = 0
+        vec = lambda v: tuple(map(float, v))
+        wk = lambda c: vec(rec709_to_working(np.array(c)))
+        # Texture units, fixed for the whole shot.
+        self.units = dict(plate=0, matte=1, shadow=2, xf=3, noise=4, top=5, shadow_rest=6)
+        uniforms = dict(viewproj=self.viewproj.T.tobytes(), lightproj=self.lightproj.T.tobytes(),
+                        topproj=self.topproj.T.tobytes(), sun_dir=vec(light.sun_dir), sun_col=vec(light.sun_col),
+                        amb_col=vec(light.amb_col), cam_pos=(0.0, float(cam.eye_m), 0.0), facade_z=float(fr.facade_z),
+                        facade_albedo=vec(light.facade_albedo), face_albedo=vec(face_albedo),
+                        sky_zen=vec(light.sky_zenith), sky_hor=vec(light.sky_horizon), ground_col=vec(light.ground_col),
+                        plaster=wk(PLASTER), brick=wk(BRICK), mortar=wk(MORTAR), dust_col=wk(DUST), roof_col=wk(ROOF),
+                        rough=float(np.clip(rough * 2.2, 0.2, 0.9)),
+                        sun_strength=float(np.mean(light.sun_col)),
+                        front_light=vec(np.maximum(light.amb_col * 0.6 + light.sun_col * max(light.sun_dir[2], 0.0), 1e-4)),
+                        **self.units)
+        for prog in self.progs:
+            for name, value in uniforms.items():
+                _set(prog, name, value)
+        for prog in (self.bprog, self.grit_prog):
+            for name in ("sun_dir", "sun_col", "amb_col"):
+                _set(prog, name, uniforms[name])
+        b = self.bprog
+        _set(b, "xf", self.units["xf"])
+        _set(b, "viewproj", self.viewproj.T.tobytes())
+        _set(b, "size", (float(W), float(H)))
+        _set(b, "radius", BAR_RADIUS_M)
+        g = self.grit_prog
+        _set(g, "viewproj", self.viewproj.T.tobytes())
+        _set(g, "size", (float(W), float(H)))
+        _set(self.dprog, "xf", self.units["xf"])
+        _set(self.tprog, "xf", self.units["xf"])
+        _set(self.tprog, "topproj", self.topproj.T.tobytes())
+        c = self.comb_prog
+        c["acc_col"].value, c["acc_aux"].value, c["still_col"].value, c["still_aux"].value = 8, 9, 10, 11
         g = self.ground_prog
-        g["shadow"].value, g["shadow_rest"].value, g["occ"].value = 0, 1, 2
-        g["lightproj"].write(self.lightproj.T.tobytes())
-        g["intr"].value = (cam.f_px, cam.f_px, cam.cx, cam.cy)
-        g["size"].value = (float(W), float(H))
-        g["eye"].value = float(cam.eye_m)
+        for name, unit in (("shadow", 2), ("shadow_rest", 6), ("top", 5)):
+            _set(g, name, unit)
+        _set(g, "lightproj", self.lightproj.T.tobytes())
+        _set(g, "topproj", self.topproj.T.tobytes())
+        _set(g, "intr", (cam.f_px, cam.f_px, cam.cx, cam.cy))
+        _set(g, "size", (float(W), float(H)))
+        _set(g, "eye", float(cam.eye_m))
         sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
-        g["sun_share"].value = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
-        g["occ_rect"].value = tuple(map(float, self.occ_rect))
+        _set(g, "sun_share", sun_irr / (sun_irr + float(np.mean(light.amb_col))))
 
-    def vectors(self, sim: SimResult, t: float, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Forward motion (pixels to the frame at t + dt, u right, v up), the nearest
-        piece's view depth (m) and its coverage at time t, unblurred: the EXR's vector
-        and Z data, which a compositor's vector blur and depth tools expect sharp."""
+    def _bind(self) -> None:
+        u = self.units
+        self.plate_tex.use(u["plate"])
+        self.matte_tex.use(u["matte"])
+        self.shadow.use(u["shadow"])
+        self.xf.use(u["xf"])
+        self.noise.use(u["noise"])
+        self.top.use(u["top"])
+        self.shadow_rest.use(u["shadow_rest"])
+
+    # ---- a frame -------------------------------------------------------------------
+    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None,
+               px_per_sample: float = 3.0) -> FrameLayers:
+        ta, tb = t - shutter_s / 2, t + shutter_s / 2
+        m = self._motion(sim, t, ta, tb, max_samples, px_per_sample)
+        # Shadows and the height map of everything at mid-shutter, then the still layer.
+        self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved)
+        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, sim.visible(t), m.blur)
+        self._depth_pass(self.shadow_fbo, self.lightproj)
+        self._top_pass()
+        self._begin(self.still_fbo)
+        self._bind()
+        self._pieces(layer=0)
+        grit_live = particles is not None and particles.n and bool(particles.at(t)[1].any())
+        box = self._motion_box(m.p0, m.p1, m.moving, particles if grit_live else None, ta, tb)
+        samples = self._moving_layer(sim, t, shutter_s, m, box, particles if grit_live else None)
+        return self._layers(samples)
+
+    def _motion(self, sim: SimResult, t: float, ta: float, tb: float, max_samples: int, px_per_sample: float):
+        """Poses over the shutter; what has moved from rest, what moves now (and how far
+        on screen), how many sub-frames that needs, how long ago each piece let go."""
+        p0, q0 = sample_pose(sim, ta)
+        p1, q1 = sample_pose(sim, tb)
+        pc, qc = sample_pose(sim, t)
+        moved = self._moved(pc, qc) | self._moved(p0, q0) | self._moved(p1, q1)
+        vanish = sim.visible(ta) != sim.visible(tb)
+        moving = (np.linalg.norm(p1 - p0, axis=1) > 1e-4) | (1.0 - np.abs((q0 * q1).sum(1)) > 1e-8) | vanish
+        blur = np.zeros(self.n, np.float32)
+        if moving.any():
+            blur[moving] = self._blur_px(p0[moving], q0[moving], p1[moving], q1[moving], np.nonzero(moving)[0])
+        # What moves less than a pixel over the shutter (a settling pile) shows no blur:
+        # it is drawn once, with what stands, at its mid-shutter pose.
+        moving &= (blur > MIN_BLUR_PX) | vanish
+        # Sub-frames by the centres' travel, as before (a turning piece's tips sweep
+        # farther; more sub-frames for them would cost more than they show).
+        travel = 0.0
+        if moving.any():
+            c0 = self.cam.project(p0[moving].astype(np.float64))
+            c1 = self.cam.project(p1[moving].astype(np.float64))
+            travel = float(np.nanmax(np.linalg.norm(c1 - c0, axis=1)))
+        samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
+        age = np.where(np.isfinite(sim.released), t - sim.released, -1.0)
+        return SimpleNamespace(p0=p0, q0=q0, p1=p1, q1=q1, pc=pc, qc=qc, moved=moved, moving=moving, blur=blur,
+                               samples=samples, age=age)
+
+    def _moving_layer(self, sim, t, shutter_s, m, box, particles) -> int:
+        """What moves, drawn at each sub-frame's time over the still layer's depth and
+        summed; returns the number of sub-frames (1 when nothing moves)."""
         ctx, mgl = self.ctx, self.mgl
+        self.acc_fbo.scissor = None
+        self.acc_fbo.use()
+        self.acc_fbo.clear(0, 0, 0, 0)
+        if box is None:
+            return 1
+        samples = m.samples
+        # Sub-frames only where something moves: clearing, copying and summing whole
+        # float frames eight times would cost more than the pieces.
+        for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
+            fbo.scissor = box
+        half = shutter_s / samples / 2 if samples > 1 else shutter_s / 2
+        for s in range(samples):
+            ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
+            p, q = sample_pose(sim, ts)
+            self._upload(p, q, m.moved, m.moving, m.age, sim.visible(ts), m.blur)
+            self._begin(self.sub_fbo, box)
+            # What moves is depth-tested against what is still: its depth, copied.
+            ctx.copy_framebuffer(self.sub_zfbo, self.still_zfbo)
+            self.sub_fbo.use()
+            self._bind()
+            self._pieces(layer=1, grit=None if particles is None else (particles, ts, half))
+            self.acc_fbo.use()
+            ctx.disable(mgl.DEPTH_TEST)
+            ctx.enable(mgl.BLEND)
+            ctx.blend_func = (mgl.ONE, mgl.ONE)
+            self.sub_col.use(8)
+            self.sub_aux.use(9)
+            self.accum_prog["a"].value, self.accum_prog["b"].value = 8, 9
+            self.accum_vao.render()
+            ctx.disable(mgl.BLEND)
+        for fbo in (self.sub_fbo, self.sub_zfbo, self.still_zfbo, self.acc_fbo):
+            fbo.scissor = None
+        return samples
+
+    def _layers(self, samples: int) -> FrameLayers:
+        """The still layer and the summed sub-frames combined, read back once, with the
+        street's multiplier."""
+        ctx = self.ctx
         W, H = self.size
-        if self._vec is None:
-            prog = ctx.program(vertex_shader=_VEC_VS, fragment_shader=_VEC_FS)
-            prog["xf"].value, prog["xf_next"].value, prog["matte"].value = 0, 1, 2
-            prog["viewproj"].write(self.viewproj.T.tobytes())
-            prog["size"].value = (float(W), float(H))
-            vao = ctx.vertex_array(prog, [(self.vbo, "3f 12x 3f 4x 1f", "in_pos", "in_rest", "in_id")],
-                                   index_buffer=self.ibo, index_element_size=4)
-            tex = ctx.texture((W, H), 4, dtype="f4")
-            fbo = ctx.framebuffer(color_attachments=[tex], depth_attachment=ctx.depth_renderbuffer((W, H)))
-            self._vec = (prog, vao, tex, fbo)
-        prog, vao, tex, fbo = self._vec
-        p1, q1 = sample_pose(sim, t + dt)
-        self._upload(p1, q1, np.zeros(self.n, bool), sim.visible(t + dt))
-        self.xf.use(0)
-        # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
-        self.xf_next.write(self.xf.read())
-        p0, q0 = sample_pose(sim, t)
-        self._upload(p0, q0, np.zeros(self.n, bool), sim.visible(t))
-        self._visible_triangles(p0, q0, sim.visible(t))
-        self._begin(fbo)
-        self.xf.use(0)
-        self.xf_next.use(1)
-        self.matte_tex.use(2)
-        self._draw(vao)
-        ctx.disable(mgl.DEPTH_TEST)
-        o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
-        return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
+        self.fin_fbo.use()
+        ctx.disable(self.mgl.DEPTH_TEST)
+        for i, tex in enumerate((self.acc_col, self.acc_aux, self.still_col, self.still_aux)):
+            tex.use(8 + i)
+        self.comb_prog["samples"].value = float(samples)
+        self.comb_vao.render()
+        col = np.frombuffer(self.fin_col.read(), np.float32).reshape(H, W, 4)[::-1]
+        aux = np.frombuffer(self.fin_aux.read(), np.float32).reshape(H, W, 4)[::-1]
+        still_z = np.frombuffer(self.fin_z.read(), np.float32).reshape(H, W)[::-1]
+        self.ground_fbo.use()
+        self.shadow.use(2)
+        self.shadow_rest.use(6)
+        self.top.use(5)
+        self.ground_vao.render()
+        ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
+        return FrameLayers(debris=col.copy(), static=aux[..., 0].copy(), ground=ground, samples=samples,
+                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=still_z.copy())
 
-    def _begin(self, fbo):
-        """A cleared target for an opaque, depth-tested raster of both faces."""
-        fbo.use()
-        fbo.clear(0, 0, 0, 0, depth=1.0)
-        self.ctx.enable(self.mgl.DEPTH_TEST)
-        self.ctx.disable(self.mgl.BLEND)
-        self.ctx.disable(self.mgl.CULL_FACE)
+    def _pieces(self, layer: int, grit=None) -> None:
+        """Opaque pieces, bars, grit, then moved panes blended over them, into the bound target."""
+        ctx, mgl = self.ctx, self.mgl
+        if layer == 0:
+            self._draw(self.vaos[0], self.ranges["still"])
+        else:
+            self._draw(self.vaos[1], self.ranges["moving_inside"])
+            self._draw(self.vaos[2], self.ranges["moving_edge"])
+        ctx.enable(mgl.BLEND)
+        ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
+        ctx.depth_mask = False
+        if self.bars.n:
+            self.bprog["layer"].value = layer
+            self.bvao.render(mgl.TRIANGLE_STRIP, instances=self.bars.n)
+        if grit is not None:
+            self._grit(*grit)
+        self._draw(self.vaos[3 + layer], self.ranges["still_glass" if layer == 0 else "moving_glass"])
+        ctx.depth_mask = True
+        ctx.disable(mgl.BLEND)
 
-    def _visible_triangles(self, pos, quat, visible) -> None:
-        """Fills the index buffer with the triangles worth drawing: not those between two
-        fragments that still move as one (same rotation, same relative offset as at
-        rest), nor those of pulverised fragments."""
-        fr = self.fr
-        i, j = self.tri_frag, self.tri_nb
-        has = j >= 0
-        jj = np.where(has, j, i)
-        same_q = np.abs((quat[i] * quat[jj]).sum(1)) > 1 - 1e-6
-        R = quat_to_mat(quat[i])
-        off = np.einsum("nij,nj->ni", R, fr.centroid[jj] - fr.centroid[i])
-        same_p = np.linalg.norm(pos[jj] - pos[i] - off, axis=1) < 2e-3
-        inner = has & same_q & same_p & visible[jj]
-        keep = np.nonzero(~inner & visible[i])[0]
-        idx = (3 * keep[:, None] + np.arange(3)).astype(np.uint32).ravel()
-        self.n_idx = len(idx)
-        if self.n_idx:
-            self.ibo.write(idx.tobytes())
-
-    def _draw(self, vao) -> None:
-        if self.n_idx:
-            vao.render(vertices=self.n_idx)
-
-    def _upload(self, pos, quat, moved, visible=None):
-        R = quat_to_mat(quat)
-        if visible is not None:
-            R = R * visible[:, None, None]        # a pulverised fragment collapses to a point: not drawn
-        rows = np.zeros((4, self.n, 4), np.float32)
-        rows[0, :, :3] = R[:, 0]
-        rows[1, :, :3] = R[:, 1]
-        rows[2, :, :3] = R[:, 2]
-        rows[0, :, 3] = moved
-        rows[3, :, :3] = pos
-        self.xf.write(rows.tobytes())
-
-    def _shadow_pass(self, fbo, moved_only: bool):
+    def _depth_pass(self, fbo, proj) -> None:
         ctx = self.ctx
         fbo.use()
         fbo.clear(depth=1.0)
         ctx.enable(self.mgl.DEPTH_TEST)
         ctx.disable(self.mgl.BLEND)
-        self.xf.use(0)
-        self.dprog["xf"].value = 0
-        self.dprog["lightproj"].write(self.lightproj.T.tobytes())
-        self.dprog["moved_only"].value = 1.0 if moved_only else 0.0
-        self._draw(self.dvao)
+        self.xf.use(self.units["xf"])
+        self.dprog["lightproj"].write(proj.T.tobytes())
+        self._draw(self.dvao, self.ranges["casters"])
 
-    def _grit(self, particles, ta: float, tb: float):
-        """Draws the particles' streaks from ta to tb into the bound sub-frame, depth-tested
-        against the pieces (which occlude them) but not writing depth."""
-        p0, alive0 = particles.at(ta)
-        p1, alive1 = particles.at(tb)
+    def _top_pass(self) -> None:
+        ctx, mgl = self.ctx, self.mgl
+        self.top_fbo.use()
+        self.top_fbo.clear(0, 0, 0, 0)
+        ctx.disable(mgl.DEPTH_TEST)
+        ctx.enable(mgl.BLEND)
+        ctx.blend_equation = mgl.MAX
+        self.xf.use(self.units["xf"])
+        self._draw(self.tvao, self.ranges["casters"])
+        ctx.blend_equation = mgl.FUNC_ADD
+        ctx.disable(mgl.BLEND)
+        self.top.build_mipmaps()
+        self.top.filter = (mgl.LINEAR_MIPMAP_LINEAR, mgl.LINEAR)
+
+    def _grit(self, particles, ts: float, half: float):
+        """The particles' streaks from ts - half to ts + half, blended into the bound
+        sub-frame behind the pieces (depth-tested, not writing depth)."""
+        p0, alive0 = particles.at(ts - half)
+        p1, alive1 = particles.at(ts + half)
         live = alive0 & alive1
         if not live.any():
             return
@@ -558,99 +550,152 @@ class DebrisRenderer:
             # Sized for every particle at once, so it is made once a shot.
             self.grit_vbo = self.ctx.buffer(reserve=max(particles.n * data.shape[1] * 4, data.nbytes, 1024))
             self.grit_vao = self.ctx.vertex_array(
-                self.grit_prog, [(self.grit_corners, "2f", "in_corner"),
+                self.grit_prog, [(self.corners, "2f", "in_corner"),
                                  (self.grit_vbo, "3f 3f 1f 3f/i", "in_p0", "in_p1", "in_r", "in_alb")])
         self.grit_vbo.write(data.tobytes())
-        ctx, mgl = self.ctx, self.mgl
-        ctx.enable(mgl.DEPTH_TEST | mgl.BLEND)
-        ctx.blend_func = (mgl.ONE, mgl.ONE_MINUS_SRC_ALPHA)
-        ctx.depth_mask = False
-        self.grit_vao.render(mgl.TRIANGLE_STRIP, instances=int(live.sum()))
-        ctx.depth_mask = True
-        ctx.disable(mgl.BLEND)
+        self.grit_vao.render(self.mgl.TRIANGLE_STRIP, instances=int(live.sum()))
 
-    def render(self, sim: SimResult, t: float, shutter_s: float, max_samples: int, particles=None,
-               px_per_sample: float = 3.0) -> FrameLayers:
-        ctx, mgl = self.ctx, self.mgl
+    def _blur_px(self, p0, q0, p1, q1, idx) -> np.ndarray:
+        """How far (pixels) the farthest point of each fragment travels over the shutter:
+        its centre's travel plus its turn times its size on screen."""
+        c0 = self.cam.project(p0.astype(np.float64))
+        c1 = self.cam.project(p1.astype(np.float64))
+        turn = 2.0 * np.arccos(np.clip(np.abs((q0 * q1).sum(1)), 0.0, 1.0))
+        r_px = self.fr.extent[idx] * self.cam.f_px / np.maximum(-p0[:, 2].astype(np.float64), NEAR)
+        return np.nan_to_num(np.linalg.norm(c1 - c0, axis=1) + turn * r_px).astype(np.float32)
+
+    def _motion_box(self, p0, p1, moving, particles, ta, tb):
+        """The screen box (x, y, w, h, GL's rows up) of everything that moves over the
+        shutter, or None."""
+        pts, rad = [], []
+        if moving.any():
+            r = self.fr.extent[moving]
+            for p in (p0[moving], p1[moving]):
+                pts.append(p.astype(np.float64))
+                rad.append(r)
+        if particles is not None:
+            for tt in (ta, tb):
+                pp, alive = particles.at(tt)
+                pts.append(pp[alive].astype(np.float64))
+                rad.append(np.full(int(alive.sum()), 0.3))
+        if not pts or not sum(len(p) for p in pts):
+            return None
+        P, Rr = np.vstack(pts), np.concatenate(rad)
+        zc = np.maximum(-P[:, 2], NEAR)
+        uv = self.cam.project(P)
+        r_px = Rr * self.cam.f_px / zc + 3.0
         W, H = self.size
-        # Sub-frames across the shutter: enough that no piece jumps more than ~3 px.
-        p0, q0 = sample_pose(sim, t - shutter_s / 2)
-        p1, q1 = sample_pose(sim, t + shutter_s / 2)
-        pc, qc = sample_pose(sim, t)
-        uv0, uv1 = self.cam.project(p0.astype(np.float64)), self.cam.project(p1.astype(np.float64))
-        travel = float(np.nanmax(np.linalg.norm(uv1 - uv0, axis=1))) if self.n else 0.0
-        samples = int(np.clip(np.ceil(travel / px_per_sample), 1, max_samples))
-        moved = self._moved(pc, qc) | self._moved(p0, q0) | self._moved(p1, q1)
+        x0 = int(np.clip(np.floor(np.nanmin(uv[:, 0] - r_px)), 0, W))
+        x1 = int(np.clip(np.ceil(np.nanmax(uv[:, 0] + r_px)), 0, W))
+        y0 = int(np.clip(np.floor(np.nanmin(uv[:, 1] - r_px)), 0, H))
+        y1 = int(np.clip(np.ceil(np.nanmax(uv[:, 1] + r_px)), 0, H))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return (x0, H - y1, x1 - x0, y1 - y0)
 
-        # One shadow map a frame, of the moving pieces only: it shades the debris and the
-        # street. (Standing parts no longer shadow falling debris: a cost cut, 2 cores.)
-        vis = sim.visible(t)
-        self._visible_triangles(pc, qc, vis)
-        self._upload(pc, qc, moved, vis)
-        self._shadow_pass(self.shadow_fbo, moved_only=True)
+    def _begin(self, fbo, box=None):
+        """A cleared target for an opaque, depth-tested raster of both faces."""
+        fbo.use()
+        fbo.clear(0, 0, 0, 0, depth=1.0, viewport=box)
+        self.ctx.enable(self.mgl.DEPTH_TEST)
+        self.ctx.disable(self.mgl.BLEND)
+        self.ctx.disable(self.mgl.CULL_FACE)
 
-        self.acc_fbo.use()
-        self.acc_fbo.clear(0, 0, 0, 0)
-        for s in range(samples):
-            ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
-            p, q = sample_pose(sim, ts)
-            self._upload(p, q, moved, sim.visible(ts))
-            self._begin(self.sub_fbo)
-            self.plate_tex.use(0)
-            self.matte_tex.use(1)
-            self.shadow.use(2)
-            self.xf.use(3)
-            self._draw(self.vao)
-            if particles is not None and particles.n:
-                half = shutter_s / samples / 2 if samples > 1 else shutter_s / 2
-                self._grit(particles, ts - half, ts + half)
-            self.acc_fbo.use()
-            ctx.disable(mgl.DEPTH_TEST)
-            ctx.enable(mgl.BLEND)
-            ctx.blend_func = (mgl.ONE, mgl.ONE)
-            self.sub_col.use(0)
-            self.sub_aux.use(1)
-            self.accum_prog["a"].value, self.accum_prog["b"].value = 0, 1
-            self.accum_vao.render()
-        ctx.disable(mgl.BLEND)
-        col = np.frombuffer(self.acc_col.read(), np.float32).reshape(H, W, 4)[::-1] / samples
-        aux = np.frombuffer(self.acc_aux.read(), np.float32).reshape(H, W, 4)[::-1]
+    def _visible_triangles(self, pos, quat, visible, moving=None, moved=None) -> None:
+        """Fills the index buffer with the triangles worth drawing: not those between two
+        fragments that still move as one (same rotation, same relative offset as at
+        rest), nor those of pulverised fragments. In draw order, each group contiguous:
+        panes moved and now still (blended over the still layer), panes at rest (the
+        plate), the rest of what is still, what moves, panes that move (blended)."""
+        fr = self.fr
+        i, j = self.tri_frag, self.tri_nb
+        has = j >= 0
+        jj = np.where(has, j, i)
+        same_q = np.abs((quat[i] * quat[jj]).sum(1)) > 1 - 1e-6
+        R = quat_to_mat(quat[i])
+        off = np.einsum("nij,nj->ni", R, fr.centroid[jj] - fr.centroid[i])
+        same_p = np.linalg.norm(pos[jj] - pos[i] - off, axis=1) < 2e-3
+        inner = has & same_q & same_p & visible[jj]
+        self.loose = np.bincount(i[inner], minlength=self.n) == 0
+        draw = ~inner & visible[i]
+        mv = np.zeros(self.n, bool) if moving is None else moving
+        md = np.zeros(self.n, bool) if moved is None else moved
+        g, m, d, e = self.tri_glass, mv[i], md[i], self.tri_edge
+        groups = [draw & g & ~m & d, draw & g & ~d, draw & ~g & ~m, draw & ~g & m & ~e, draw & ~g & m & e,
+                  draw & g & m]
+        counts = [3 * int(x.sum()) for x in groups]
+        keep = np.concatenate([np.nonzero(x)[0] for x in groups])
+        # (first, count) of each draw: contiguous runs of the groups above.
+        c = np.cumsum([0] + counts)
+        self.ranges = dict(still_glass=(c[0], counts[0]), still=(c[1], counts[1] + counts[2]),
+                           casters=(c[2], counts[2] + counts[3] + counts[4]), moving_inside=(c[3], counts[3]),
+                           moving_edge=(c[4], counts[4]), moving_glass=(c[5], counts[5]))
+        self.n_idx = int(c[-1])
+        if self.n_idx:
+            self.ibo.write((3 * keep[:, None] + np.arange(3)).astype(np.uint32).ravel().tobytes())
 
-        # Static coverage: the pieces still at rest, without the moving ones in front.
-        self._upload(pc, qc, moved, vis)
-        self._begin(self.sub_fbo)
-        self.prog["static_pass"].value = 1
-        self.xf.use(3)
-        self._draw(self.vao)
-        self.prog["static_pass"].value = 0
-        static_aux = np.frombuffer(self.sub_aux.read(), np.float32).reshape(H, W, 4)[::-1]
-        static, static_z = static_aux[..., 0], static_aux[..., 2]
+    def _draw(self, vao, rng: tuple) -> None:
+        first, count = rng
+        if count > 0:
+            vao.render(vertices=count, first=first)
 
-        # Ground: sun shadow and contact occlusion from the moving pieces at mid-shutter.
-        self._begin(self.occ_fbo)
-        self.dprog["lightproj"].write(self.occproj.T.tobytes())
-        self.dprog["moved_only"].value = 1.0
-        self.xf.use(0)
-        self._draw(self.dvao)
-        occ = np.frombuffer(self.occ_fbo.color_attachments[0].read(), np.uint8).reshape(
-            self.occ_res, self.occ_res).astype(np.float32) / 255.0
-        sigma = self.occ_res / (self.occ_rect[2] - self.occ_rect[0]) * 1.2   # ~1.2 m penumbra
-        occ = np.clip(cv2.GaussianBlur(occ, (0, 0), sigma) * 1.5, 0, 1)
-        self.occ_tex.write(occ.astype(np.float32).tobytes())
-        self.ground_fbo.use()
-        ctx.disable(mgl.DEPTH_TEST)
-        self.shadow.use(0)
-        self.shadow_rest.use(1)
-        self.occ_tex.use(2)
-        self.ground_vao.render()
-        ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
-        return FrameLayers(debris=col.copy(), static=static.copy(), ground=ground, samples=samples,
-                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=static_z.copy())
+    def _upload(self, pos, quat, moved, moving, age, visible=None, blur=None):
+        R = quat_to_mat(quat)
+        if visible is not None:
+            R = R * visible[:, None, None]        # a pulverised fragment collapses to a point: not drawn
+        rows = np.zeros((4, self.n, 4), np.float32)
+        rows[0, :, :3] = R[:, 0]
+        rows[1, :, :3] = R[:, 1]
+        rows[2, :, :3] = R[:, 2]
+        rows[0, :, 3] = moved
+        rows[1, :, 3] = moving
+        if blur is not None:
+            rows[2, :, 3] = np.where(self.loose, blur, -1.0 - blur)
+        rows[3, :, :3] = pos
+        rows[3, :, 3] = age
+        self.xf.write(rows.tobytes())
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)
         dq = 1.0 - np.abs((q * self.rest_quat).sum(1))
         return (dp > 1e-3) | (dq > 1e-7)
+
+    # ---- the EXR's vectors and depth -------------------------------------------------
+    def vectors(self, sim: SimResult, t: float, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forward motion (pixels to the frame at t + dt, u right, v up), the nearest
+        piece's view depth (m) and its coverage at time t, unblurred: the EXR's vector
+        and Z data, which a compositor's vector blur and depth tools expect sharp."""
+        ctx, mgl = self.ctx, self.mgl
+        W, H = self.size
+        if self._vec is None:
+            prog = ctx.program(vertex_shader=S.VEC_VS, fragment_shader=S.VEC_FS)
+            prog["xf"].value, prog["xf_next"].value, prog["matte"].value = 0, 1, 2
+            prog["viewproj"].write(self.viewproj.T.tobytes())
+            prog["size"].value = (float(W), float(H))
+            prog["facade_z"].value = float(self.fr.facade_z)
+            vao = ctx.vertex_array(prog, [(self.vbo, "3f 12x 3f 4x 1f 24x", "in_pos", "in_rest", "in_id")],
+                                   index_buffer=self.ibo, index_element_size=4)
+            tex = ctx.texture((W, H), 4, dtype="f4")
+            fbo = ctx.framebuffer(color_attachments=[tex], depth_attachment=ctx.depth_renderbuffer((W, H)))
+            self._vec = (prog, vao, tex, fbo)
+        prog, vao, tex, fbo = self._vec
+        zero = np.zeros(self.n, bool)
+        p1, q1 = sample_pose(sim, t + dt)
+        self._upload(p1, q1, zero, zero, np.full(self.n, -1.0), sim.visible(t + dt))
+        self.xf.use(0)
+        # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
+        self.xf_next.write(self.xf.read())
+        p0, q0 = sample_pose(sim, t)
+        self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), sim.visible(t))
+        self._visible_triangles(p0, q0, sim.visible(t))
+        self._begin(fbo)
+        self.xf.use(0)
+        self.xf_next.use(1)
+        self.matte_tex.use(2)
+        self._draw(vao, (0, self.n_idx))
+        ctx.disable(mgl.DEPTH_TEST)
+        o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
+        return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
 
     def release(self):
         if self.grit_vbo is not None:
@@ -658,3 +703,5 @@ class DebrisRenderer:
             self.grit_vbo.release()
         self.ctx.release()
 
+
+__all__ = ["DebrisRenderer", "FrameLayers", "Lighting", "facade_texture"]

@@ -29,9 +29,9 @@ import numpy as np
 
 from derrumbe.engines.rapier import DYNAMIC, FIXED, KINEMATIC, RapierWorld, Unstable, quat_to_matrix
 from derrumbe.errors import DerrumbeError
-from derrumbe.materials import Material
+from derrumbe.materials import GLASS_BREAK_SPEED, Material
 from derrumbe.stages.fracture import Fracture
-from derrumbe.stages.structure import SLAB
+from derrumbe.stages.structure import GLASS, SLAB
 
 G = 9.81
 SHRINK_M = 0.012             # collision hulls shrink this much, so touching neighbours start apart
@@ -46,6 +46,9 @@ MAX_RETRIES = 2
 # Damage a break leaves in the parts: the part that took the blow is cracked through,
 # its neighbours a little; a cracked part breaks at a lower speed next time.
 DAMAGE_HIT, DAMAGE_NEAR, DAMAGE_MAX = 0.25, 0.05, 0.45
+GLASS_DELAY_S = (0.02, 0.4)   # a pane goes this long after the walls around it first move
+GLASS_KICK = (0.8, 3.5)       # m/s out of the opening: the racking frame and the air blow panes out
+GLASS_SPIN = 5.0              # rad/s: shards tumble (each turn flashes the sun)
 
 EVENT_DTYPE = np.dtype([("t", "f8"), ("pos", "f4", 3), ("vel", "f4", 3), ("energy", "f4"),
                         ("mass", "f4"), ("kind", "i1"), ("piece", "i4")])
@@ -114,6 +117,7 @@ class Destruction:
         self.events: list = []
         self.fault = fault
         self.counts = dict(splits=0, spalls=0, frozen=0, crushes=0)
+        self.glass = fr.element_kind == GLASS
         self.mechanical = 0.0
 
     # ---- groups -----------------------------------------------------------------------
@@ -276,7 +280,7 @@ class Destruction:
 
     def strength(self, key: int) -> float:
         b = self.bodies[key]
-        speeds = self.mat.break_speed
+        speeds = GLASS_BREAK_SPEED if self.glass[b.leaves].all() else self.mat.break_speed
         base = speeds[max(0, min(len(speeds) - 1, b.level - 1))]
         return base * (1.0 - b.damage)
 
@@ -324,7 +328,8 @@ class Destruction:
             m = body.mass
             self._event(EV_GROUND if other == -1 else EV_IMPACT, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
             if breaks:
-                self.split(key, p, dv)
+                # Glass is brittle all through: a blow that breaks it shatters it.
+                self.split(key, p, dv, full=bool(self.glass[body.leaves].all()))
             elif body.level == len(LEVELS) - 1 and dv > self.mat.break_speed[-1]:
                 self.counts["spalls"] += 1
                 self._event(EV_BREAK, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
@@ -393,6 +398,47 @@ class Destruction:
         return e
 
 
+class Panes:
+    """Windows break first. A pane shatters shortly after anything of its storey, or of
+    the storeys above and below it, starts to move (its frame racks), whatever the
+    style; its shards leave the opening with the wall's motion there plus a throw
+    outward and a tumble. A pane struck before that breaks by its own (low) strength."""
+
+    def __init__(self, fr: Fracture):
+        glass = fr.element_kind == GLASS
+        idx = np.nonzero(glass)[0]
+        self.panes = [idx[fr.element[idx] == e] for e in np.unique(fr.element[idx])]
+        rng = np.random.default_rng([fr.n, 4242])
+        self.delay = rng.uniform(*GLASS_DELAY_S, len(self.panes))
+        self.near = [~glass & (np.abs(fr.storey - fr.storey[p[0]]) <= 1) for p in self.panes]
+        self.done = np.zeros(len(self.panes), bool)
+        self.rng = rng
+
+    def update(self, sim: "Destruction") -> None:
+        for j, leaves in enumerate(self.panes):
+            if self.done[j]:
+                continue
+            t0 = sim.released[self.near[j]].min() if self.near[j].any() else np.inf
+            if sim.time >= t0 + self.delay[j]:
+                self.done[j] = True
+                self._shatter(sim, leaves)
+
+    def _shatter(self, sim: "Destruction", leaves: np.ndarray) -> None:
+        fr = sim.fr
+        out = np.array([0.0, 0.0, 1.0])           # panes are in the facade: out is toward the street
+        throw = self.rng.uniform(*GLASS_KICK)
+        for i in leaves:
+            key = sim.body_of[i]
+            if key < 0 or len(sim.bodies[key].leaves) == 1 and sim.bodies[key].mode == DYNAMIC:
+                continue                          # pulverised, or already a loose shard
+            R, t, v, w, x = sim.motion(key)
+            c = R @ fr.centroid[i] + t
+            kick = out * throw * self.rng.uniform(0.6, 1.2) + self.rng.normal(0, 0.4, 3)
+            sim.detach(np.array([i]), len(LEVELS) - 1, DYNAMIC, "debris", linvel=v + np.cross(w, c - x) + kick,
+                       angvel=w + self.rng.normal(0, GLASS_SPIN, 3))
+        sim.counts["panes"] = sim.counts.get("panes", 0) + 1
+
+
 def _shrunk(v: np.ndarray) -> np.ndarray:
     c = v.mean(0)
     r = np.linalg.norm(v - c, axis=1, keepdims=True)
@@ -428,6 +474,7 @@ def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt) 
     quat = np.empty((n_samples, fr.n, 4), np.float32)
     mech = np.zeros(n_samples)
     actions = sorted(plan.actions, key=lambda a: a[0])
+    panes = Panes(fr)
     nxt = 0
     energy = []
     peak = 0
@@ -438,6 +485,7 @@ def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt) 
                 nxt += 1
             plan.before_step(sim)
             sim.step()
+        panes.update(sim)
         sim.update(1.0 / sample_hz)
         mech[k] = sim.mechanical
         R, t = sim.transforms()

@@ -1,0 +1,192 @@
+"""What the renderer draws of the fracture: one triangle soup with the attributes its
+shaders need, and the reinforcing bars that stick out of broken concrete.
+
+Per vertex: the fragment-local position and normal, the rest position (the plate is
+projected from it, the procedural materials are evaluated at it, so texture sticks to
+the piece), the face kind, the fragment, the element kind, how deep the point lies in its
+wall (the plaster and render skins are the first centimetres of either face) and its
+distance to each of the triangle's three edges in metres, where only real edges of the
+fragment count (not the diagonals that split a flat face into triangles): the shaders
+chip and bevel along those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from derrumbe.stages.fracture import BREAK, Fracture
+from derrumbe.stages.structure import SLAB
+
+FLOATS = 17                   # per vertex: pos 3, nrm 3, rest 3, kind, id, edge 3, elem, d_out, d_in
+LAYOUT = "3f 3f 3f 1f 1f 3f 1f 1f 1f"
+NAMES = ("in_pos", "in_nrm", "in_rest", "in_kind", "in_id", "in_edge", "in_elem", "in_dout", "in_din")
+FAR_EDGE = 1e3                # the "distance" to an edge that is not one
+COPLANAR = 0.9995             # two triangles this parallel are one face of the hull
+
+BAR_SPACING_M = 0.35          # slab reinforcement grid
+BAR_COVER_M = 0.035           # concrete cover over the bottom and top layers
+BAR_RADIUS_M = 0.007          # a 14 mm bar
+BAR_OUT_M = (0.06, 0.5)       # how far a bar sticks out of a break
+BAR_CHANCE = 0.25             # share of bar ends at a break that pull out of the concrete
+
+
+def triangle_soup(fr: Fracture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V, FLOATS) float32 vertices, three a triangle, fragment by fragment; the fragment
+    of each triangle; the face kind of each triangle."""
+    chunks, frag, kinds = [], [], []
+    for i in range(fr.n):
+        v, t, k = fr.verts[i].astype(np.float64), fr.tris[i], fr.kinds[i]
+        a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+        nrm = np.cross(b - a, c - a)
+        area2 = np.linalg.norm(nrm, axis=1)
+        nrm /= np.maximum(area2, 1e-12)[:, None]
+        tri = np.stack([a, b, c], 1)                                  # (m, 3 corners, 3)
+        # Height of each corner over its opposite edge: the distance to that edge is
+        # linear over the triangle, that height at the corner and 0 on the edge.
+        opp = np.stack([np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1),
+                        np.linalg.norm(b - a, axis=1)], 1)
+        h = area2[:, None] / np.maximum(opp, 1e-12)
+        real = _real_edges(t, nrm)                                     # (m, 3): edge opposite each corner
+        edge = np.zeros((len(t), 3, 3))
+        for j in range(3):
+            edge[:, j, j] = h[:, j]
+        edge = np.where(real[:, None, :], edge, FAR_EDGE)
+        el = fr.elements[fr.element[i]] if fr.elements else None
+        rest = tri + fr.centroid[i]
+        d_out, d_in = _wall_depth(rest, el)
+        m = len(t)
+        rows = np.empty((m, 3, FLOATS), np.float32)
+        rows[..., 0:3] = tri
+        rows[..., 3:6] = nrm[:, None, :]
+        rows[..., 6:9] = rest
+        rows[..., 9] = k[:, None]
+        rows[..., 10] = i
+        rows[..., 11:14] = edge
+        rows[..., 14] = fr.element_kind[i]
+        rows[..., 15] = d_out
+        rows[..., 16] = d_in
+        chunks.append(rows.reshape(-1, FLOATS))
+        frag.append(np.full(m, i))
+        kinds.append(k)
+    return np.vstack(chunks), np.concatenate(frag), np.concatenate(kinds)
+
+
+def _real_edges(t: np.ndarray, nrm: np.ndarray) -> np.ndarray:
+    """(m, 3) whether the edge opposite each corner is an edge of the solid: the
+    triangle across it is not coplanar (a hull's flat faces are fans of triangles)."""
+    m = len(t)
+    a = np.stack([t[:, 1], t[:, 2], t[:, 0]], 1)                     # edge opposite corner j: (j+1, j+2)
+    b = np.stack([t[:, 2], t[:, 0], t[:, 1]], 1)
+    lo, hi = np.minimum(a, b).ravel(), np.maximum(a, b).ravel()
+    key = lo.astype(np.int64) * (t.max() + 1) + hi
+    owner = np.repeat(np.arange(m), 3)
+    order = np.argsort(key, kind="stable")
+    k_s, o_s = key[order], owner[order]
+    other = np.full(3 * m, -1)
+    same = np.nonzero(k_s[1:] == k_s[:-1])[0]
+    other[order[same]] = o_s[same + 1]
+    other[order[same + 1]] = o_s[same]
+    flat = (other >= 0) & ((nrm[owner] * nrm[np.maximum(other, 0)]).sum(1) > COPLANAR)
+    return ~flat.reshape(m, 3)
+
+
+def _wall_depth(rest: np.ndarray, el) -> tuple[np.ndarray, np.ndarray]:
+    """Depth of each point under the element's outer and inner faces (metres)."""
+    if el is None:
+        big = np.full(rest.shape[:2], 1.0)
+        return big, big
+    ax = el.axis
+    lo, hi = el.lo[ax], el.hi[ax]
+    x = rest[..., ax]
+    if el.outer >= 0:
+        return hi - x, x - lo
+    return x - lo, hi - x
+
+
+@dataclass
+class Bars:
+    """Reinforcing bars out of broken concrete: (B,) segments in their fragment's frame."""
+    a: np.ndarray            # (B, 3) fragment-local start
+    b: np.ndarray            # (B, 3) fragment-local end
+    frag: np.ndarray         # (B,) fragment
+
+    @property
+    def n(self) -> int:
+        return len(self.frag)
+
+
+def rebar(fr: Fracture, seed: int = 0) -> Bars:
+    """Bars where a slab broke: the two layers of a slab's reinforcement mesh cross each
+    slab fragment; where a bar leaves the fragment through a break (not through a cast
+    face), it often pulls out of the neighbour's concrete and stands out, bent by the
+    blow. Only the parts outside the fragment are made: inside, the concrete hides them."""
+    rng = np.random.default_rng([seed, 77])
+    A, B, F = [], [], []
+    for i in np.nonzero(fr.element_kind == SLAB)[0]:
+        el = fr.elements[fr.element[i]]
+        v = fr.verts[i].astype(np.float64) + fr.centroid[i]
+        n, off = _planes(v, fr.tris[i])
+        lo, hi = v.min(0), v.max(0)
+        p0, d = _bar_lines(el, lo, hi)
+        if not len(p0):
+            continue
+        # Every bar line against every face plane at once: where it enters and leaves.
+        nd = d @ n.T
+        dist = off[None, :] - p0 @ n.T
+        par = np.abs(nd) < 1e-9
+        t = dist / np.where(par, 1.0, nd)
+        enter = np.where(~par & (nd < 0), t, -np.inf)
+        leave = np.where(~par & (nd > 0), t, np.inf)
+        f_in, f_out = enter.argmax(1), leave.argmin(1)
+        t_in, t_out = enter.max(1), leave.min(1)
+        ok = (t_out - t_in > 1e-3) & ~(par & (dist < 0)).any(1)
+        for j in np.nonzero(ok)[0]:
+            for t_end, face, sgn in ((t_in[j], f_in[j], -1.0), (t_out[j], f_out[j], 1.0)):
+                if fr.kinds[i][face] != BREAK or rng.random() > BAR_CHANCE:
+                    continue
+                for a, b in _bent_bar(p0[j] + t_end * d[j], sgn * d[j], rng):
+                    A.append(a - fr.centroid[i])
+                    B.append(b - fr.centroid[i])
+                    F.append(i)
+    if not F:
+        return Bars(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), np.zeros(0, np.int64))
+    return Bars(np.array(A, np.float32), np.array(B, np.float32), np.array(F))
+
+
+def _bar_lines(el, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """The slab's bars (both layers, both directions) that cross a box: points and directions."""
+    P, D = [], []
+    for y in (el.lo[1] + BAR_COVER_M, el.hi[1] - BAR_COVER_M):
+        for axis, across in ((0, 2), (2, 0)):
+            cs = np.arange(np.ceil(lo[across] / BAR_SPACING_M), np.floor(hi[across] / BAR_SPACING_M) + 1) * BAR_SPACING_M
+            for c in cs:
+                p, d = np.zeros(3), np.zeros(3)
+                p[1], p[across], d[axis] = y, c, 1.0
+                P.append(p)
+                D.append(d)
+    return np.array(P).reshape(-1, 3), np.array(D).reshape(-1, 3)
+
+
+def _planes(v: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    n = np.cross(b - a, c - a)
+    n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+    return n, (n * a).sum(1)
+
+
+def _bent_bar(start, d, rng) -> list:
+    """A bar pulled out of concrete: straight for a while, then bent off by the blow that
+    broke the slab (mostly down: the slab sagged before it broke)."""
+    length = rng.uniform(*BAR_OUT_M)
+    k = rng.uniform(0.3, 0.8)
+    knee = start + d * length * k
+    side = np.cross(d, [0.0, 1.0, 0.0])
+    bend = rng.uniform(0.3, 1.2)
+    turn = np.array([0.0, -1.0, 0.0]) * rng.uniform(0.4, 1.0) + side * rng.normal(0, 0.6)
+    d2 = d * np.cos(bend) + turn / max(np.linalg.norm(turn), 1e-6) * np.sin(bend)
+    return [(start, knee), (knee, knee + d2 * length * (1 - k))]
+
+
+__all__ = ["triangle_soup", "rebar", "Bars", "FLOATS", "LAYOUT", "NAMES", "BAR_RADIUS_M"]

@@ -1,0 +1,524 @@
+"""GLSL of the debris render (stages/render.py runs them; this file is only the shading).
+
+Conventions shared by every program: a fragment's transform lives in the `xf` texture,
+one column a fragment: rows 0-2 are its rotation, row 3 its translation; row 0 .w says it
+has moved from rest, row 1 .w that it moves during this frame's shutter, row 3 .w how
+long ago it was released (negative: never). Materials are evaluated at the rest position,
+so they stick to the piece; the sun's and the ambient's visibility come from a shadow map
+of everything and a top-down height map of everything (what is over a point).
+"""
+
+# A fragment's rows of the transform texture and its rotation, for every vertex shader.
+_XF = """
+uniform sampler2D xf;
+vec4 xf_row(int id, int r) { return texelFetch(xf, ivec2(id, r), 0); }
+mat3 xf_rot(int id) {
+    vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2);
+    return mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z));
+}
+"""
+
+PIECE_VS = """
+#version 330
+""" + _XF + """
+uniform mat4 viewproj;
+in vec3 in_pos; in vec3 in_nrm; in vec3 in_rest; in float in_kind; in float in_id;
+in vec3 in_edge; in float in_elem; in float in_dout; in float in_din;
+out vec3 v_rest; out vec3 v_nrm; out vec3 v_world; out vec3 v_edge; out vec2 v_wall;
+flat out vec3 v_rnrm; flat out float v_kind; flat out float v_moved; flat out float v_elem; flat out float v_age;
+flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id;
+void main() {
+    int id = int(in_id);
+    vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
+    mat3 R = xf_rot(id);
+    vec3 w = R * in_pos + r3.xyz;
+    v_world = w; v_rest = in_rest; v_nrm = R * in_nrm; v_rnrm = in_nrm; v_kind = in_kind;
+    v_id = in_id; v_moved = r0.w; v_elem = in_elem; v_age = r3.w; v_edge = in_edge; v_wall = vec2(in_dout, in_din); v_R = R;
+    // Row 2 .w: the fragment's blur length in pixels, negative (-1 - length) while it is
+    // still bonded to a neighbour that moves with it.
+    v_blur = r2.w >= 0.0 ? r2.w : -1.0 - r2.w; v_loose = r2.w >= 0.0 ? 1.0 : 0.0;
+    gl_Position = viewproj * vec4(w, 1.0);
+}
+"""
+
+_COMMON = """
+uniform sampler3D noise;       // tiling smooth noise: rgb its gradient, a its value (0..1)
+uniform sampler2D top;         // top-down: r moved occupancy near the ground, g highest surface (m)
+uniform sampler2DShadow shadow, shadow_rest;
+uniform mat4 lightproj, topproj;
+uniform vec3 sun_dir, sun_col, amb_col, cam_pos;
+uniform float facade_z;
+
+vec4 nz(vec3 p) { return texture(noise, p) * 2.0 - 1.0; }
+float hash3(vec3 p) { p = fract(p * vec3(0.1031, 0.1030, 0.0973)); p += dot(p, p.yxz + 33.33);
+                      return fract((p.x + p.y) * p.z); }
+// Box-filtered pulse train: the share of [x - w/2, x + w/2] inside pulses [k, k + duty].
+float pulses(float x, float duty, float w) {
+    w = max(w, 1e-4);
+    float a = x - 0.5 * w, b = x + 0.5 * w;
+    float Fa = floor(a) * duty + min(fract(a), duty), Fb = floor(b) * duty + min(fract(b), duty);
+    return (Fb - Fa) / w;
+}
+float sun_vis(sampler2DShadow s, vec3 w, vec3 n) {
+    vec4 lc = lightproj * vec4(w + n * 0.12, 1.0);
+    vec3 l = lc.xyz / lc.w * 0.5 + 0.5;
+    return texture(s, vec3(l.xy, l.z - 0.0015));
+}
+// Sky over a point: open, or under something (a slab, the storeys above, rubble). A covered
+// point sees the sky only through the building's open front: rooms darken with depth.
+float sky_access(vec3 w, vec3 n) {
+    // Looked up a little out along the normal: a wall's sky is what is over the space in
+    // front of it, not its own top.
+    vec2 uv = (topproj * vec4(w + n * 0.35, 1.0)).xy * 0.5 + 0.5;
+    if (uv.x < 0.0 || uv.y < 0.0 || uv.x > 1.0 || uv.y > 1.0) return 1.0;
+    float above = texture(top, uv).g - w.y;
+    // Rubble around a point (the mean top over a couple of metres) standing higher than
+    // it: a crevice of the pile, which sees little sky.
+    float crevice = clamp((textureLod(top, uv, 2.0).g - w.y) / 1.2, 0.0, 1.0);
+    float covered = smoothstep(0.05, 0.4, above);
+    float d = max(facade_z - w.z, 0.0);
+    float room = 0.15 + 0.85 / (1.0 + 0.25 * d * d);
+    float pile = max(0.25, exp(-1.1 * above));
+    if (d > 0.5) return mix(1.0, room * exp(-0.05 * min(above, 8.0)), covered);   // in the building
+    return mix(1.0, pile, covered) * (1.0 - 0.55 * crevice);                        // out on the pile
+}
+vec3 light(vec3 n, float sv, float av) {
+    return amb_col * (0.6 + 0.4 * n.y) * av + sun_col * max(dot(n, sun_dir), 0.0) * sv;
+}
+"""
+
+_PIECE_HEAD = """
+#version 330
+uniform sampler2D plate;       // the facade's texture: the plate, filled out past the building's matte
+uniform sampler2D matte;
+uniform mat4 viewproj;
+uniform vec3 face_albedo, facade_albedo, plaster, brick, mortar, dust_col, roof_col, sky_zen, sky_hor, ground_col;
+uniform float rough, sun_strength;
+uniform vec3 front_light;      // what lit the facade in the plate (a front face at rest, in the open)
+in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; in vec3 v_edge; in vec2 v_wall;
+flat in vec3 v_rnrm; flat in float v_kind; flat in float v_moved; flat in float v_elem; flat in float v_age;
+flat in mat3 v_R; flat in float v_blur; flat in float v_loose; flat in float v_id;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+""" + _COMMON + """
+const int FRONT = 0, SIDE = 1, BREAK = 2, INSIDE = 3, GLASSF = 4, REVEAL = 5;
+const int E_FACADE = 0, E_BACK = 1, E_SIDE = 2, E_SLAB = 3, E_CROSS = 4, E_GLASS = 5;
+// The building's outline is its matte extruded straight back through the proxy; what
+// moves is hidden behind what is still.
+// Fragments wholly inside the matte are drawn by a build without it (CARVE undefined):
+// a shader that may discard loses llvmpipe's early depth test.
+bool carved() {
+#ifdef CARVE
+    vec4 rc = viewproj * vec4(v_rest.xy, min(v_rest.z, facade_z), 1.0);
+    return texture(matte, rc.xy / rc.w * 0.5 + 0.5).r < 0.5;
+#else
+    return false;
+#endif
+}
+"""
+
+# Opaque pieces. llvmpipe runs every branch of a shader for a block of pixels that
+# diverges, so this is one flow: one material evaluation, one plate fetch, one lighting.
+PIECE_FS = _PIECE_HEAD + """
+float detail;
+// Broken concrete: a cement matrix with aggregate, rough at two scales.
+vec3 concrete(vec3 p, float fine, vec4 a, vec4 c, out float rel, out vec3 g) {
+    rel = 0.65 * a.w + 0.35 * c.w;
+    g = a.xyz * 0.6 + c.xyz * 1.2 * fine;
+    float stones = smoothstep(0.15, 0.5, c.w) * fine;
+    vec3 col = face_albedo * (1.0 + 0.22 * a.w + 0.1 * c.w);
+    col = mix(col, col * vec3(0.72, 0.74, 0.78), 0.7 * stones);
+    return mix(col, col * vec3(1.12, 1.06, 0.96), 0.5 * smoothstep(0.3, 0.7, -c.w) * fine);
+}
+// Brickwork cut through: courses of 65 mm bricks and 10 mm joints, stretchers along the
+// wall and headers across it, each brick its own colour; joints filtered to the pixel.
+vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
+    vec2 la = (elem == E_SIDE || elem == E_CROSS) ? p.zx : p.xz;
+    float cy = p.y / 0.075;
+    float course = floor(cy);
+    float off = mod(course, 2.0) * 0.5;
+    float u = la.x / 0.26 + off, w = la.y / 0.13 + off;
+    float m = 1.0 - (1.0 - pulses(cy, 0.13, px / 0.075)) * (1.0 - pulses(u, 0.04, px / 0.26))
+                  * (1.0 - pulses(w, 0.08, px / 0.13));
+    float hb = hash3(vec3(floor(u), course, floor(w)));
+    float vary = 1.0 - smoothstep(0.4, 1.2, px / 0.075);
+    vec3 bc = brick * mix(1.0, 0.75 + 0.5 * hb, vary);
+    bc = mix(bc, bc * vec3(0.6, 0.62, 0.66), step(0.88, hb) * vary);
+    rel = 0.6 * a.w - 0.8 * m;
+    g = a.xyz * 0.6;
+    return mix(bc * (1.0 + 0.12 * a.w), mortar * (1.0 + 0.1 * a.w), m);
+}
+vec3 perturb(vec3 n, vec3 g_rest, float k) {
+    vec3 g = v_R * g_rest;
+    return normalize(n - k * (g - n * dot(g, n)));
+}
+void main() {
+    // Per-pixel footprint, taken before any branch (derivatives need all four pixels).
+    float px = max(length(fwidth(v_rest)), 1e-4);
+    if (carved()) discard;
+    detail = 1.0 - smoothstep(6.0, 14.0, v_blur);
+    float depth = -v_world.z;
+    int kind = int(v_kind + 0.5);
+    int elem = int(v_elem + 0.5);
+    vec3 n = normalize(v_nrm);
+    // Seen through a carve: the solid's inside stands for its missing cut face.
+    if (!gl_FrontFacing) { n = -n; kind = BREAK; }
+    vec4 pc = viewproj * vec4(v_rest, 1.0);
+    vec2 ruv = pc.xy / pc.w * 0.5 + 0.5;
+    vec2 mr = mod(ruv, 2.0);
+    vec2 puv = mix(mr, 2.0 - mr, step(1.0, mr));        // mirrored past the frame
+    float sv = sun_vis(shadow, v_world, n);
+#ifndef MOVING
+    if (v_moved < 0.5 && (kind == FRONT || kind == REVEAL || kind == GLASSF)) {
+        // At rest the plate shows what the camera saw, bit for bit, unless something that
+        // moves now shades it: then it is drawn, darkened by that shadow.
+        float was = sv < 0.98 && sun_strength > 0.05 ? sun_vis(shadow_rest, v_world, n) : sv;
+        if (sv > was - 0.02) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
+        o_col = vec4(texture(plate, puv).rgb * light(n, sv, 1.0) / max(light(n, was, 1.0), vec3(1e-4)), 1.0);
+        o_aux = vec4(0.0, 1.0, depth, 1.0);
+        return;
+    }
+#endif
+    float av = sky_access(v_world, n);
+    float e = min(min(v_edge.x, v_edge.y), v_edge.z);
+    // One material evaluation: what a break through this element shows.
+    vec4 a = nz(v_rest * 0.6);
+    float fine = detail * (1.0 - smoothstep(0.012, 0.04, px));
+    vec4 c4 = fine > 0.0 ? nz(v_rest * 4.0) : vec4(0.0);
+    float rel; vec3 g;
+#ifdef MASONRY
+    vec3 mat = elem != E_SLAB ? bricks(v_rest, elem, px, a, rel, g) : concrete(v_rest, fine, a, c4, rel, g);
+#else
+    vec3 mat = concrete(v_rest, fine, a, c4, rel, g);
+#endif
+    // The render or plaster skin of the wall's faces along a break's edges.
+    float skin = 0.02 + 0.012 * a.w;
+    float outer = elem == E_SLAB ? 0.0 : 1.0 - smoothstep(skin - 0.5 * px, skin + 0.5 * px, v_wall.x);
+    float inner = elem == E_SLAB ? 0.0 : 1.0 - smoothstep(skin - 0.5 * px, skin + 0.5 * px, v_wall.y);
+    mat = mix(mix(mat, facade_albedo, outer), plaster, inner);
+    float room = hash3(floor(v_rest * vec3(0.16, 0.3, 0.16)));
+    vec3 base; float k_relief; float fresh = 0.0;
+    if (kind == BREAK) {
+        base = mat; k_relief = rough; fresh = 1.0;
+    } else if (kind == INSIDE) {
+        // Plastered walls in their room's colour, floor finishes, white ceilings.
+        vec3 wall = plaster * (vec3(0.96, 0.93, 1.0) + 0.1 * vec3(room, 1.0 - room, 0.5));
+        base = v_rnrm.y > 0.7 ? vec3(0.30, 0.22, 0.15) * (0.8 + 0.4 * room) : v_rnrm.y < -0.7 ? plaster * 1.08 : wall;
+        base *= 0.9 + 0.12 * a.w; k_relief = 0.2; rel = 0.3 * a.w;
+    } else {
+        // A weathered outer face: the wall's render, a roof's covering.
+        base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);
+        k_relief = 0.2; rel = 0.3 * a.w;
+    }
+    // Every lump its own: a little lighter or darker, warmer or greyer, dirtier.
+    float hid = hash3(vec3(v_id, v_id * 0.37, 1.7));
+    base *= (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id)));
+    vec3 np = perturb(n, g, k_relief);
+    float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
+    vec3 l_np = light(np, sv, av * occ), l_n = light(n, sv, av);
+    vec3 col = base * l_np;
+    if (kind == FRONT) {
+        // The photo's own surface, relit by how far the face has turned from its rest
+        // orientation; where the piece has broken free, its edges chipped to the
+        // material beneath (not along seams it still shares with a neighbour).
+        float chip = v_loose * 0.045 * clamp(a.w * 2.2 + 0.3, 0.0, 1.0);
+        // A chip narrower than a pixel only tints it (no band along every edge).
+        float k = (1.0 - smoothstep(chip - px, chip + px, e)) * min(1.0, chip / px);
+        col = mix(texture(plate, puv).rgb * clamp(l_n / front_light, 0.1, 2.5), mat * l_np * 1.05, k);
+        fresh = 0.4 * k;
+    } else {
+        // A fresh break's edges are sharp and catch the light; a little, not an outline.
+        col *= 1.0 + 0.12 * fresh * (1.0 - smoothstep(0.0, max(0.012, px), e)) * min(1.0, 0.012 / px);
+    }
+    // Dust: what the collapse threw settles on everything that moved, more on what faces
+    // up, and freshly broken faces carry their own powder from the start.
+    float age = v_age < 0.0 ? 0.0 : clamp(v_age / 2.5, 0.0, 1.0);
+    float dust = (0.12 * fresh + 0.55 * age) * (0.35 + 0.65 * max(n.y, 0.0));
+    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.4));
+    // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
+    // shadows, at a few centimetres (faded where a pixel covers more than that).
+    float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
+    float speck = smoothstep(0.25, 0.6, c4.w) - 0.6 * smoothstep(0.25, 0.6, -c4.w);
+    col *= 1.0 - 0.35 * strewn * speck;
+    o_col = vec4(max(col, vec3(0.0)), 1.0);
+    o_aux = vec4(0.0, 1.0, depth, 1.0);
+}
+"""
+
+# Panes that have moved: glass, blended over what is behind (premultiplied), reflecting
+# the plate's sky and street by Fresnel's law and flashing the sun.
+GLASS_FS = _PIECE_HEAD + """
+void main() {
+    if (carved()) discard;
+    float depth = -v_world.z;
+    vec3 n = normalize(v_nrm);
+    vec3 v = normalize(v_world - cam_pos);
+    if (dot(n, v) > 0.0) n = -n;
+    float sv = sun_vis(shadow, v_world, n);
+    vec3 r = reflect(v, n);
+    if (int(v_kind + 0.5) != GLASSF) {
+        // A shard's edge: dark green glass seen end on.
+        vec3 c = vec3(0.05, 0.08, 0.07) * light(n, sv, 1.0) + 0.3 * sun_col * pow(max(dot(r, sun_dir), 0.0), 40.0) * sv;
+        o_col = vec4(c, 1.0); o_aux = vec4(0.0, 1.0, depth, 1.0);
+        return;
+    }
+    float ci = clamp(-dot(v, n), 0.0, 1.0);
+    float F = 0.04 + 0.96 * pow(1.0 - ci, 5.0);
+    vec3 env = r.y > 0.0 ? mix(sky_hor, sky_zen, sqrt(r.y)) : mix(sky_hor * 0.5, ground_col, min(1.0, 3.0 * sqrt(-r.y)));
+    float glint = pow(max(dot(r, sun_dir), 0.0), 600.0) * 80.0 * sv;
+    float al = F + (1.0 - F) * 0.12;
+    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al);
+    o_aux = vec4(0.0, al, depth * al, al);
+}
+"""
+
+
+def variant(src: str, moving: bool, carve: bool, masonry: bool = False) -> str:
+    """A build of a piece shader: for the still or the moving layer, carving or not, for
+    brick walls or concrete ones."""
+    defs = ("#define MOVING 1\n" if moving else "") + ("#define CARVE 1\n" if carve else "") + \
+        ("#define MASONRY 1\n" if masonry else "")
+    return src.replace("#version 330\n", "#version 330\n" + defs, 1)
+
+
+DEPTH_VS = """
+#version 330
+""" + _XF + """
+uniform mat4 lightproj;
+in vec3 in_pos; in float in_id; in float in_elem;
+void main() {
+    int id = int(in_id);
+    gl_Position = lightproj * vec4(xf_rot(id) * in_pos + xf_row(id, 3).xyz, 1.0);
+    if (in_elem > 4.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);   // panes throw almost no shadow
+}
+"""
+DEPTH_FS = """
+#version 330
+out vec4 o;
+void main() { o = vec4(1.0); }
+"""
+# Top-down, blended with MAX: r where a moved piece lies near the street (contact
+# occlusion), g the highest surface over each spot (sky access).
+TOP_VS = """
+#version 330
+""" + _XF + """
+uniform mat4 topproj;
+in vec3 in_pos; in float in_id; in float in_elem;
+out float v_h; flat out float v_moved;
+void main() {
+    int id = int(in_id);
+    vec3 w = xf_rot(id) * in_pos + xf_row(id, 3).xyz;
+    v_h = w.y; v_moved = xf_row(id, 0).w;
+    gl_Position = vec4((topproj * vec4(w, 1.0)).xy, 0.0, 1.0);
+    if (in_elem > 4.5) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
+}
+"""
+TOP_FS = """
+#version 330
+in float v_h; flat in float v_moved; out vec4 o;
+void main() { o = vec4(v_moved > 0.5 && v_h < 2.5 ? 1.0 : 0.0, max(v_h, 0.0), 0.0, 0.0); }
+"""
+
+# Reinforcing bars: screen-space ribbons at least a pixel wide, their coverage the bar's
+# real width over that; rusty steel, half in the sun.
+BAR_VS = """
+#version 330
+""" + _XF + """
+uniform mat4 viewproj; uniform vec2 size; uniform float radius;
+uniform int layer;
+in vec2 in_corner; in vec3 in_a; in vec3 in_b; in float in_id;
+out float v_cov; out float v_across; out float v_depth; out vec3 v_world; out vec3 v_dir;
+void main() {
+    int id = int(in_id);
+    vec4 r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
+    mat3 R = xf_rot(id);
+    vec3 a = R * in_a + r3.xyz, b = R * in_b + r3.xyz;
+    vec4 ca = viewproj * vec4(a, 1.0), cb = viewproj * vec4(b, 1.0);
+    vec2 sa = (ca.xy / ca.w * 0.5 + 0.5) * size, sb = (cb.xy / cb.w * 0.5 + 0.5) * size;
+    float t = in_corner.x * 0.5 + 0.5;
+    float f = 0.5 * size.y * viewproj[1][1];
+    float w_px = radius * f / max(mix(ca.w, cb.w, t), 0.1);
+    float half_w = max(w_px, 0.6);
+    vec2 d = sb - sa; float len = length(d);
+    vec2 dir = len > 1e-3 ? d / len : vec2(1.0, 0.0);
+    vec2 s = mix(sa, sb, t) + vec2(-dir.y, dir.x) * in_corner.y * half_w;
+    vec4 cc = mix(ca, cb, t);
+    v_cov = clamp(w_px / half_w, 0.0, 1.0); v_across = in_corner.y; v_depth = cc.w;
+    v_world = mix(a, b, t); v_dir = normalize(b - a + 1e-6);
+    gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
+    // Only out of a fragment that has broken free (row 2 .w >= 0): while it is bonded, a
+    // bar runs on into its neighbour's concrete, hidden or not.
+    if ((layer == 0) == (r1.w > 0.5) || dot(R[0], R[0]) < 0.5 || r2.w < 0.0) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
+}
+"""
+BAR_FS = """
+#version 330
+uniform int layer;
+uniform vec3 sun_dir, sun_col, amb_col;
+in float v_cov; in float v_across; in float v_depth; in vec3 v_world; in vec3 v_dir;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+void main() {
+    float a = v_cov * (1.0 - smoothstep(0.5, 1.0, abs(v_across)));
+    if (a < 1e-3) discard;
+    // A cylinder: the share of its surface facing the sun.
+    float s = sqrt(max(0.0, 1.0 - dot(v_dir, sun_dir) * dot(v_dir, sun_dir)));
+    // Steel gone brown with rust: dark, a little warm, a faint sheen along the bar.
+    vec3 c = vec3(0.075, 0.055, 0.045) * (amb_col * 0.7 + sun_col * 0.4 * s) + vec3(0.02) * sun_col * s;
+    o_col = vec4(c * a, a);
+    o_aux = vec4(0.0, a, v_depth * a, a);
+}
+"""
+
+GRIT_VS = """
+#version 330
+// One screen-space capsule per particle: the streak it draws during this sub-frame.
+uniform mat4 viewproj; uniform vec2 size;
+in vec2 in_corner;
+in vec3 in_p0; in vec3 in_p1; in float in_r; in vec3 in_alb;
+out vec3 v_alb; out float v_cov; out vec2 v_q; out float v_depth;
+flat out float v_half; flat out float v_w;
+// A grain nearer the lens than this is not drawn: a chip of a few centimetres passing
+// within a metre and a half would fill a quarter of the frame as a blurred blot, and a
+// camera that close to a collapse would be behind a shield anyway.
+const float NEAR_M = 1.5;
+void main() {
+    vec4 c0 = viewproj * vec4(in_p0, 1.0), c1 = viewproj * vec4(in_p1, 1.0);
+    vec2 s0 = (c0.xy / c0.w * 0.5 + 0.5) * size, s1 = (c1.xy / c1.w * 0.5 + 0.5) * size;
+    float f = 0.5 * size.y * viewproj[1][1];                   // focal length in pixels
+    float r_px = in_r * f / max(c0.w, 0.1);
+    // Drawn at no less than half a pixel's radius, with an edge a pixel and a half wide
+    // centred on that radius (so the soft edge neither adds nor loses coverage).
+    float rr = max(r_px, 0.5), soft = 0.7, w = rr + soft;
+    vec2 ax = s1 - s0; float len = length(ax);
+    vec2 dir = len > 1e-3 ? ax / len : vec2(1.0, 0.0);
+    vec2 nrm = vec2(-dir.y, dir.x);
+    float a = in_corner.x * 0.5 + 0.5;
+    vec2 s = mix(s0, s1, a) + dir * in_corner.x * w + nrm * in_corner.y * w;
+    // Coverage: the particle's own area spread over the capsule it sweeps.
+    v_cov = clamp(3.14159 * r_px * r_px / (2.0 * rr * len + 3.14159 * rr * rr), 0.0, 1.0);
+    // Where this corner lies from the streak's middle, in pixels along and across it:
+    // the fragment shader rounds the ends (a grain sweeps a capsule, not a box).
+    v_q = vec2((a - 0.5) * len + in_corner.x * w, in_corner.y * w);
+    v_half = 0.5 * len; v_w = rr;
+    v_alb = in_alb; v_depth = mix(c0.w, c1.w, a);
+    vec4 cc = mix(c0, c1, a);
+    gl_Position = vec4((s / size * 2.0 - 1.0) * cc.w, cc.z, cc.w);
+    if (min(c0.w, c1.w) < NEAR_M) gl_Position = vec4(0.0, 0.0, 2.0, 1.0);   // clipped
+}
+"""
+GRIT_FS = """
+#version 330
+uniform vec3 sun_dir, sun_col, amb_col;
+in vec3 v_alb; in float v_cov; in vec2 v_q; in float v_depth;
+flat in float v_half; flat in float v_w;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+void main() {
+    float d = length(vec2(max(abs(v_q.x) - v_half, 0.0), v_q.y));
+    float edge = 1.0 - smoothstep(v_w - 0.7, v_w + 0.7, d);    // soft across the streak and round at its ends
+    float a = v_cov * edge;
+    if (a < 1e-4) discard;
+    // A rough grain lit from all sides: half its surface sees the sun.
+    vec3 c = v_alb * (amb_col * 0.8 + sun_col * 0.5 * max(sun_dir.y, 0.2));
+    o_col = vec4(c * a, a);
+    o_aux = vec4(0.0, a, v_depth * a, a);
+}
+"""
+
+QUAD_VS = """
+#version 330
+in vec2 in_xy; out vec2 v_uv;
+void main() { v_uv = in_xy * 0.5 + 0.5; gl_Position = vec4(in_xy, 0.0, 1.0); }
+"""
+ACCUM_FS = """
+#version 330
+uniform sampler2D a; uniform sampler2D b; in vec2 v_uv;
+layout(location = 0) out vec4 o0; layout(location = 1) out vec4 o1;
+void main() { o0 = texture(a, v_uv); o1 = texture(b, v_uv); }
+"""
+# The still layer, drawn once, shows wherever the moving pieces of each sub-frame did not:
+# sum(moving) + (samples - sum(moving coverage)) * still, over the samples.
+COMBINE_FS = """
+#version 330
+uniform sampler2D acc_col, acc_aux, still_col, still_aux; uniform float samples;
+in vec2 v_uv;
+layout(location = 0) out vec4 o0; layout(location = 1) out vec4 o1; layout(location = 2) out float o2;
+void main() {
+    ivec2 p = ivec2(gl_FragCoord.xy);
+    vec4 ac = texelFetch(acc_col, p, 0), aa = texelFetch(acc_aux, p, 0);
+    vec4 sc = texelFetch(still_col, p, 0), sa = texelFetch(still_aux, p, 0);
+    float free = samples - aa.y;
+    o0 = (ac + free * sc) / samples;
+    o1 = vec4(sa.x, aa.y + free * sa.y, aa.z + free * sa.z, aa.w + free * sa.w);
+    // The still layer's own depth (static_z): where the dust is split at standing walls.
+    o2 = sa.w > 1e-6 ? sa.z / sa.w : 0.0;
+}
+"""
+GROUND_FS = """
+#version 330
+uniform sampler2DShadow shadow; uniform sampler2DShadow shadow_rest;
+uniform sampler2D top;
+uniform mat4 lightproj, topproj; uniform vec4 intr; uniform vec2 size; uniform float eye, sun_share;
+in vec2 v_uv; out vec4 o;
+float pcf(sampler2DShadow s, vec3 l) {
+    // Four bilinear (hardware-filtered 2x2) taps a texel and a half apart: a 5x5-texel
+    // soft penumbra for the price of four lookups.
+    float v = 0.0;
+    for (int i = 0; i < 2; i++) for (int j = 0; j < 2; j++)
+        v += texture(s, vec3(l.xy + (vec2(i, j) - 0.5) * 1.5 / 1536.0, l.z - 0.002));
+    return v / 4.0;
+}
+void main() {
+    vec2 px = vec2(gl_FragCoord.x, size.y - gl_FragCoord.y);
+    vec3 d = vec3((px.x - intr.z) / intr.x, -(px.y - intr.w) / intr.y, -1.0);
+    if (d.y >= -1e-5) { o = vec4(1.0); return; }
+    float t = eye / -d.y;
+    vec3 p = vec3(0.0, eye, 0.0) + t * d;
+    vec4 lc = lightproj * vec4(p, 1.0);
+    vec3 l = lc.xyz / lc.w * 0.5 + 0.5;
+    // Only shadow the plate did not already have (the building's own is in the photo).
+    float extra = max(pcf(shadow_rest, l) - pcf(shadow, l), 0.0);
+    vec2 uv = (topproj * vec4(p, 1.0)).xy * 0.5 + 0.5;
+    float ao = (uv.x > 0.0 && uv.x < 1.0 && uv.y > 0.0 && uv.y < 1.0) ? textureLod(top, uv, 2.0).r : 0.0;
+    ao = clamp(ao * 1.6, 0.0, 1.0);
+    o = vec4(vec3((1.0 - sun_share * extra) * (1.0 - 0.55 * ao)), 1.0);
+}
+"""
+
+# Forward motion vectors and depth at the frame's own time, for the EXR: each fragment
+# knows where its point of the piece is now (xf) and one frame later (xf_next); both are
+# interpolated in clip space and divided per fragment, so the vector is exact for that
+# point, not interpolated across the triangle in screen space.
+VEC_VS = """
+#version 330
+uniform sampler2D xf; uniform sampler2D xf_next; uniform mat4 viewproj;
+in vec3 in_pos; in vec3 in_rest; in float in_id;
+out vec4 v_c0; out vec4 v_c1; out vec3 v_rest; out float v_depth;
+vec3 place(sampler2D x, int id, vec3 p) {
+    vec4 r0 = texelFetch(x, ivec2(id, 0), 0); vec4 r1 = texelFetch(x, ivec2(id, 1), 0);
+    vec4 r2 = texelFetch(x, ivec2(id, 2), 0); vec3 t = texelFetch(x, ivec2(id, 3), 0).xyz;
+    return mat3(vec3(r0.x, r1.x, r2.x), vec3(r0.y, r1.y, r2.y), vec3(r0.z, r1.z, r2.z)) * p + t;
+}
+void main() {
+    int id = int(in_id);
+    vec3 w0 = place(xf, id, in_pos);
+    v_c0 = viewproj * vec4(w0, 1.0);
+    v_c1 = viewproj * vec4(place(xf_next, id, in_pos), 1.0);
+    v_rest = in_rest; v_depth = -w0.z;
+    gl_Position = v_c0;
+}
+"""
+VEC_FS = """
+#version 330
+uniform sampler2D matte; uniform mat4 viewproj; uniform vec2 size; uniform float facade_z;
+in vec4 v_c0; in vec4 v_c1; in vec3 v_rest; in float v_depth;
+out vec4 o;
+void main() {
+    vec4 rc = viewproj * vec4(v_rest.xy, min(v_rest.z, facade_z), 1.0);
+    if (texture(matte, rc.xy / rc.w * 0.5 + 0.5).r < 0.5) discard;   // as the beauty does
+    // NDC y is up, like Nuke's and Blender's vectors: u right, v up, in pixels.
+    vec2 d = (v_c1.xy / v_c1.w - v_c0.xy / v_c0.w) * 0.5 * size;
+    o = vec4(d, v_depth, 1.0);
+}
+"""

@@ -1,0 +1,358 @@
+"""The debris as a supervisor would check it, in numbers: windows found and glazed, glass
+that breaks before concrete, the plate's light (a cube's shadow goes where the plate's sun
+sends it), the plate's texture only where the photo saw the surface, no sky carried past
+the building's edge, fracture faces with relief that sticks to the piece."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from derrumbe.demo import make_demo_plate
+from derrumbe.engines.rapier import DYNAMIC
+from derrumbe.materials import MATERIALS
+from derrumbe.stages.camera import Camera, Placement
+from derrumbe.stages.fracture import (BREAK, FRONT, GLASS_FACE, INTERIOR, REVEAL, SIDE_FACE, Fracture, _hull,
+                                      fracture_building)
+from derrumbe.stages.lighting import Lighting, estimate_lighting, sun_vector
+from derrumbe.stages.matte import compute_matte
+from derrumbe.stages.simulate import Destruction, SimResult
+from derrumbe.stages.structure import FACADE, GLASS, SLAB
+from derrumbe.stages.windows import detect_windows
+
+CAM = Camera(640, 360, 460.0, 320.0, 200.0, 1.6)
+
+
+def _iou(a, b) -> float:
+    x0, y0, x1, y1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    i = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+
+
+# ---- windows ----------------------------------------------------------------------------
+
+def test_windows_of_the_generated_plate_are_found():
+    """The demo plate draws its windows (ground truth): nearly all are found, few false."""
+    p = make_demo_plate()
+    m = compute_matte(p.srgb, p.box, None, p.holdout, 0, auto_holdouts=False)
+    found = detect_windows(p.srgb, m.building)
+    truth = np.array(p.windows, float)
+    recall = np.mean([max(_iou(t, f) for f in found) > 0.5 for t in truth])
+    precision = np.mean([max(_iou(f, t) for t in truth) > 0.5 for f in found])
+    assert recall >= 0.8 and precision >= 0.7, (recall, precision)
+
+
+def _planes(v, t):
+    a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
+    n = np.cross(b - a, c - a)
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    return n, (n * a).sum(1)
+
+
+def _building(n, windows=None):
+    place = Placement(depth_m=40.0, x0_m=-7.0, x1_m=7.0, height_m=13.0, proxy_height_m=13.0, base_row=345,
+                      top_row=345 - 460 * 13 / 40, floors=4, height_source="test", storey_m=3.0, ground_floor_m=4.0)
+    return fracture_building(CAM, place, np.ones((360, 640), np.float32), "implosion", "toward", MATERIALS["concrete"],
+                             n, 3, windows=windows)
+
+
+WINDOWS = np.array([[x, y, x + 1.2, y + 1.6] for x in (-5.0, -1.0, 3.0) for y in (5.0, 8.0, 11.0)])
+
+
+def test_windows_become_openings_glazed_with_panes():
+    fr = _building(4000, WINDOWS)
+    glass = fr.element_kind == GLASS
+    assert fr.info["windows"] == len(WINDOWS) and glass.sum() >= 2 * len(WINDOWS)
+    # Nothing of the wall is left in an opening: no point of a grid through each opening
+    # lies inside any wall fragment.
+    wall = np.nonzero(fr.element_kind == FACADE)[0]
+    el = next(e for e in fr.elements if e.kind == FACADE)
+    g = np.linspace(0.005, 0.995, 12)
+    for x0, y0, x1, y1 in WINDOWS:
+        pts = np.array([[x0 + a * (x1 - x0), y0 + b * (y1 - y0), el.lo[2] + c * el.thickness]
+                        for a in g for b in g for c in (0.1, 0.5, 0.9)])
+        for i in wall:
+            v = fr.verts[i] + fr.centroid[i]
+            n, d = _planes(v, fr.tris[i])
+            assert not ((pts @ n.T - d) < -1e-4).all(axis=1).any()
+    # ...and the wall's volume is the wall's less the openings' (1 %).
+    t = el.thickness
+    solid = sum((e.size[0] * e.size[1] - sum((o[2] - o[0]) * (o[3] - o[1]) for o in e.openings)) * t
+                for e in fr.elements if e.kind == FACADE)
+    assert abs(fr.volume[wall].sum() / solid - 1) < 0.01
+    # Panes are thin and glass on both sides; the openings' sides are reveals.
+    kinds = np.concatenate([fr.kinds[i] for i in np.nonzero(glass)[0]])
+    assert (kinds == GLASS_FACE).sum() > 0 and np.ptp(np.concatenate([fr.verts[i][:, 2] for i in np.nonzero(glass)[0]])) < 0.02
+    assert (np.concatenate([fr.kinds[i] for i in wall]) == REVEAL).sum() >= 4 * len(WINDOWS)
+
+
+def test_glass_breaks_before_concrete_under_the_same_blow():
+    """A glazed pane and a piece of the wall around it, each dropped 0.4 m onto the street
+    as one body: the same landing speed (2.8 m/s) shatters the pane into its shards and
+    leaves the concrete whole."""
+    fr = _building(4000, WINDOWS)
+    sim = Destruction(fr, MATERIALS["concrete"], 1 / 240)
+    pane = np.nonzero((fr.element_kind == GLASS) & (fr.element == fr.element[fr.element_kind == GLASS][0]))[0]
+    wall = np.nonzero(fr.element_kind == FACADE)[0]
+    piece = wall[fr.piece[wall] == fr.piece[wall[0]]]
+    keys = {}
+    for name, leaves, x in (("glass", pane, -20.0), ("concrete", piece, 20.0)):
+        lift = 0.4 - (fr.centroid[leaves][:, 1] + np.array([fr.verts[i][:, 1].min() for i in leaves])).min()
+        keys[name] = sim.add(leaves, 3, DYNAMIC, "debris", t=np.array([x, lift, 0.0]))
+    for _ in range(240):
+        sim.step()
+        sim.update(1 / 240)
+    assert len(np.unique(sim.body_of[pane])) >= len(pane) // 2          # in shards
+    assert len(np.unique(sim.body_of[piece])) == 1                       # whole
+
+
+# ---- light ------------------------------------------------------------------------------
+
+def _sunlit_plate(azimuth: float, elevation: float):
+    """A facade in a hard sun from `azimuth`: windows whose reveal shades the side of the
+    opening nearest the sun, pilasters and string courses that cast shadows, a blue sky.
+    Returns linear RGB, the building matte and the sky mask."""
+    H, W = 360, 640
+    sun = sun_vector(azimuth, elevation)
+    lin = np.zeros((H, W, 3), np.float32)
+    lin[:90] = [0.18, 0.32, 0.75]                              # clear sky
+    lin[300:] = [0.12, 0.12, 0.12]                             # street
+    wall_lit, wall_shade = np.array([0.62, 0.52, 0.40]), np.array([0.62, 0.52, 0.40]) * np.array([0.25, 0.26, 0.29])
+    lin[90:300, 40:600] = wall_lit
+    building = np.zeros((H, W), np.float32)
+    building[90:300, 40:600] = 1
+    side = int(np.sign(sun[0]))                                 # +1: the sun is on the right
+    sw = int(round(10 * abs(sun[0]) / max(sun[2], 0.2)))       # shadow width of a 10 px deep reveal
+    sh = int(round(10 * sun[1] / max(sun[2], 0.2)))
+    for y0 in (105, 195):
+        for x0 in range(70, 580, 70):
+            lin[y0:y0 + 60, x0:x0 + 34] = [0.05, 0.06, 0.08]
+            near = slice(x0 + 34 - sw, x0 + 34) if side > 0 else slice(x0, x0 + sw)
+            lin[y0:y0 + 60, near] *= 0.35                        # the reveal's shadow on the glass
+            lin[y0 - 3:y0 + sh - 3, x0 - 4:x0 + 38] = wall_shade  # the head's shadow above the opening
+        lin[y0 + 76:y0 + 76 + sh, 40:600] = wall_shade           # a string course's shadow under each row
+    return lin, building, np.pad(np.ones((90, W), np.float32), ((0, H - 90), (0, 0)))
+
+
+@pytest.mark.parametrize("azimuth", [-45.0, 40.0])
+def test_cube_shadow_goes_where_the_plates_sun_sends_it(azimuth):
+    """The plate's sun is estimated (side and hardness), then a 2 m cube on the street is
+    rendered in that light: its shadow on the street points away from the plate's sun,
+    within 20 degrees on the image of where the true sun would cast it."""
+    lin, building, sky = _sunlit_plate(azimuth, 40.0)
+    windows = detect_windows(np.clip(lin ** (1 / 2.2) * 255, 0, 255).astype(np.uint8), building)
+    light, info = estimate_lighting(lin, building, sky, None, None, windows)
+    assert info["light"] == "hard sun" and np.sign(info["sun_azimuth_deg"]) == np.sign(azimuth)
+    assert abs(info["sun_azimuth_deg"] - azimuth) < 30
+    cube_at = np.array([0.0, 1.0, -20.0])
+    ground = _render_cube(light, cube_at, 2.0)
+    # Where the street darkened, on the street: the contact occlusion is round the cube,
+    # the sun's shadow off to one side of it, so their centroid leans the shadow's way.
+    rows, cols = np.nonzero((ground < 0.98) & (np.arange(CAM.height)[:, None] > CAM.cy + 2))
+    depth = CAM.f_px * CAM.eye_m / (rows + 0.5 - CAM.cy)
+    x = (cols + 0.5 - CAM.cx) * depth / CAM.f_px
+    dark = 1.0 - ground[rows, cols]
+    lean = np.array([(x * dark).sum(), (-depth * dark).sum()]) / dark.sum() - cube_at[[0, 2]]
+
+    def angle(sun):
+        away = -np.array([sun[0], sun[2]])
+        return np.degrees(np.arccos(np.clip(lean @ away / np.linalg.norm(lean) / np.linalg.norm(away), -1, 1)))
+    assert angle(light.sun_dir) < 15                   # the renderer casts it where the estimate says
+    assert angle(sun_vector(azimuth, 40.0)) < 35       # and that is near where the plate's sun did
+
+
+def _box(lo, hi):
+    c = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])], float)
+    return _hull(c)
+
+
+def _one_box_fracture(lo, hi, kinds_of):
+    """A Fracture of one box fragment whose faces get kinds by their outward normal."""
+    return _boxes_fracture([(lo, hi, kinds_of)])
+
+
+def _boxes_fracture(boxes):
+    """A Fracture of box fragments (lo, hi, kinds by outward normal), each its own element."""
+    verts, tris, kinds, cent, vol, els = [], [], [], [], [], []
+    for lo, hi, kinds_of in boxes:
+        v, t, nrm, volume = _box(np.array(lo, float), np.array(hi, float))
+        ctr = v.mean(0)
+        verts.append((v - ctr).astype(np.float32))
+        tris.append(t.astype(np.int32))
+        kinds.append(np.array([kinds_of(n) for n in nrm], np.int32))
+        cent.append(ctr)
+        vol.append(volume)
+        els.append(type("E", (), dict(kind=FACADE, axis=2, lo=np.array(lo, float), hi=np.array(hi, float), outer=1))())
+    n = len(boxes)
+    return Fracture(centroid=np.array(cent), verts=verts, tris=tris, kinds=kinds, volume=np.array(vol),
+                    inside=np.ones(n), element=np.arange(n), element_kind=np.full(n, FACADE),
+                    storey=np.zeros(n, int), piece=np.arange(n), cluster=np.arange(n), bonds=np.zeros((0, 2), int),
+                    bond_area=np.zeros(0), box_lo=np.array([-10.0, 0.0, -40.0]), box_hi=np.array([10.0, 12.0, -25.0]),
+                    facade_z=float(max(b[1][2] for b in boxes)), floor_y=np.array([0.0, 4.0]), elements=els,
+                    face_neighbour=[np.full(len(t), -1) for t in tris])
+
+
+def _axis_quat(axis, deg):
+    h = np.radians(deg) / 2
+    return np.concatenate([[np.cos(h)], np.sin(h) * np.asarray(axis, float)])
+
+
+def _qmul(a, b):
+    w1, v1, w2, v2 = a[0], a[1:], b[0], b[1:]
+    return np.concatenate([[w1 * w2 - v1 @ v2], w1 * v2 + w2 * v1 + np.cross(v1, v2)])
+
+
+def _still_sim(pos, quat=(1.0, 0.0, 0.0, 0.0)) -> SimResult:
+    p = np.array(pos, np.float32).reshape(-1, 3)[None].repeat(2, 0)
+    n = p.shape[1]
+    q = np.broadcast_to(np.array(quat, np.float32).reshape(-1, 4), (n, 4))[None].repeat(2, 0)
+    return SimResult(np.array([0.0, 1.0]), p, q, np.zeros(2), np.zeros(n), np.ones(n, np.float32), {})
+
+
+def _renderer(fr, light, plate, rest_pos, face_albedo=(0.4, 0.38, 0.35)):
+    from derrumbe.stages.render import DebrisRenderer
+    rest = np.array(rest_pos, float).reshape(-1, 3)
+    return DebrisRenderer(fr, CAM, plate, np.ones((CAM.height, CAM.width), np.float32), light,
+                          np.array(face_albedo), 0.25, rest, np.tile([1.0, 0, 0, 0], (len(rest), 1)))
+
+
+def _render_cube(light, at, size):
+    fr = _one_box_fracture(at - size / 2, at + size / 2, lambda n: BREAK)
+    r = _renderer(fr, light, np.full((CAM.height, CAM.width, 3), 0.3, np.float32), at - [0, 500.0, 0])
+    try:
+        return r.render(_still_sim(at), 0.5, 0.0, 1).ground
+    finally:
+        r.release()
+
+
+def _grey_light():
+    return Lighting(sun_vector(-30, 40), np.array([0.5, 0.48, 0.45]), np.array([0.5, 0.52, 0.56]),
+                    np.array([0.4, 0.38, 0.35]))
+
+
+# ---- texture ----------------------------------------------------------------------------
+
+def test_plate_texture_only_on_faces_the_photo_saw():
+    """A magenta plate: a moved piece shows it on its front face, never on its broken or
+    inner faces. The piece is turned so all three face the camera."""
+    plate = np.zeros((CAM.height, CAM.width, 3), np.float32)
+    plate[...] = [0.8, 0.0, 0.8]
+    lo, hi = np.array([-1.5, 4.0, -30.3]), np.array([1.5, 7.0, -30.0])
+    kinds_of = lambda n: FRONT if n[2] > 0.5 else INTERIOR if n[2] < -0.5 else BREAK
+    fr = _one_box_fracture(lo, hi, kinds_of)
+    # Turned 50 degrees about y and 30 about x: the front, one broken side and the top show.
+    q = _qmul(_axis_quat([0, 1, 0], 50), _axis_quat([1, 0, 0], 30))
+    centre = fr.centroid[0] + [0, 0, 8.0]
+    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+    try:
+        layers = r.render(_still_sim(centre, q), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    col, a_ = layers.debris[..., :3], layers.debris[..., 3]
+    magenta = (col[..., 0] > 2.5 * col[..., 1]) & (col[..., 2] > 2.5 * col[..., 1]) & (a_ > 0.99)
+    grey = (np.abs(col[..., 0] - col[..., 2]) < 0.25 * col.mean(-1)) & (a_ > 0.99)
+    assert magenta.sum() > 500 and grey.sum() > 500        # the front, and the broken / inner faces
+    assert layers.static.sum() == 0
+
+
+def test_facade_texture_carries_no_sky_past_the_building():
+    """Sky blue above a brown facade: past the matte the texture is facade, so a piece's
+    top edge never shows a blue rim."""
+    from derrumbe.stages.render import facade_texture
+    plate = np.zeros((200, 300, 3), np.float32)
+    plate[:80] = [0.2, 0.35, 0.8]
+    plate[80:] = [0.45, 0.3, 0.2]
+    matte = np.zeros((200, 300), np.float32)
+    matte[79:] = 1                                               # one row of sky inside the matte: its edge
+    tex = facade_texture(plate, matte)
+    band = tex[60:90]
+    assert (band[..., 2] < band[..., 0]).all()
+
+
+def test_fracture_face_relief_sticks_to_the_piece():
+    """A broken face in flat light shows relief and aggregate (luminance varies by several
+    per cent over centimetres, not a flat colour), and the pattern moves with the piece."""
+    plate = np.full((CAM.height, CAM.width, 3), 0.3, np.float32)
+    lo, hi = np.array([-1.0, 4.0, -20.3]), np.array([1.0, 6.0, -20.0])
+    fr = _one_box_fracture(lo, hi, lambda n: BREAK)
+    light = Lighting(sun_vector(-30, 40), np.array([0.6, 0.6, 0.6]), np.array([0.5, 0.5, 0.5]), np.array([0.4] * 3))
+    shots = []
+    for dx in (0.0, 0.5):
+        r = _renderer(fr, light, plate, fr.centroid[0] + [0, -300, 0])
+        try:
+            layers = r.render(_still_sim(fr.centroid[0] + [dx, 0, 0]), 0.5, 0.0, 1)
+        finally:
+            r.release()
+        shots.append(layers.debris[..., :3].mean(-1))
+    px = CAM.f_px * 0.5 / 20.0                                  # the shift in pixels
+    y0, y1 = [int(v) for v in sorted(CAM.project(np.array([[0, 5.6, -20], [0, 4.4, -20]]))[:, 1])]
+    x0 = int(CAM.project(np.array([-0.6, 5, -20]))[0])
+    x1 = int(CAM.project(np.array([0.6, 5, -20]))[0])
+    a = shots[0][y0:y1, x0:x1]
+    b = shots[1][y0:y1, x0 + int(round(px)):x1 + int(round(px))]
+    cv = a.std() / a.mean()
+    assert 0.04 < cv < 0.5, cv
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.8
+
+
+def test_shadows_fall_between_standing_and_falling_parts():
+    """A standing wall (at rest: the plate's own pixels) and a falling block between it and
+    a low sun from the front left. The block's shadow darkens the standing wall's plate
+    pixels (drawn, no longer static, darker than the plate); and a block behind the wall,
+    out of the sun, is darker on its sunward face than the same block in the open."""
+    plate = np.full((CAM.height, CAM.width, 3), 0.4, np.float32)
+    light = Lighting(sun_vector(-35, 30), np.array([1.0, 0.95, 0.9]), np.array([0.25, 0.27, 0.3]),
+                     np.array([0.4] * 3))
+    wall = ([-6.0, 0.0, -30.4], [6.0, 8.0, -30.0], lambda n: FRONT if n[2] > 0.5 else BREAK)
+    block = ([-1.0, 2.0, -1.0], [1.0, 4.0, 1.0], lambda n: BREAK)
+    fr = _boxes_fracture([wall, block])
+    sun = sun_vector(-35, 30)
+    # The block in front of the wall, on the line from the wall's middle to the sun.
+    in_sun = fr.centroid[0] + [0, 0, 0.4] + sun * 6.0
+    r = _renderer(fr, light, plate, [fr.centroid[0], [0, -400, 0]])
+    try:
+        front = r.render(_still_sim([fr.centroid[0], in_sun]), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    uv = CAM.project(fr.centroid[0] + [0, 0, 0.2])
+    # The wall's pixels in the block's shadow: the block's shadow centre on the wall plane.
+    hit = CAM.project(in_sun - sun * (in_sun[2] - (-30.0)) / sun[2])
+    x, y = int(hit[0]), int(hit[1])
+    assert front.static[y, x] == 0 and front.debris[y, x, 3] == 1.0
+    assert front.debris[y, x, :3].mean() < 0.75 * 0.4          # the plate, in the block's shadow
+    far = (int(uv[0] + 0.3 * (uv[0] - hit[0])), int(uv[1] - 40))
+    assert front.static[far[1], far[0]] == 1.0                  # elsewhere, still the plate's own pixels
+    # static_z, where the dust is split at standing walls: the wall's view depth both where
+    # the plate shows and where its shadowed pixels are drawn; 0 in the sky above it.
+    assert front.static_z[far[1], far[0]] == pytest.approx(30.0, abs=0.05)
+    assert front.static_z[y, x] == pytest.approx(30.0, abs=0.05)
+    assert front.static_z[:10].max() == 0.0
+    # A standing side wall throws its shadow on a block that fell beside it (a low sun from
+    # the front left): the block's front, lit by that sun, is darker there than in the open.
+    side = ([-6.0, 0.0, -26.0], [-5.6, 8.0, -20.0], lambda n: SIDE_FACE if abs(n[0]) > 0.5 else BREAK)
+    low = ([-0.6, 0.0, -0.6], [0.6, 1.0, 0.6], lambda n: BREAK)
+    fr = _boxes_fracture([side, low])
+    light = Lighting(sun_vector(-60, 25), np.array([1.0, 0.95, 0.9]), np.array([0.25, 0.27, 0.3]),
+                     np.array([0.4] * 3))
+    tops = []
+    for at in ([-4.5, 0.5, -23.0], [6.0, 0.5, -23.0]):
+        r = _renderer(fr, light, plate, [fr.centroid[0], [0, -400, 0]])
+        try:
+            lay = r.render(_still_sim([fr.centroid[0], at]), 0.5, 0.0, 1)
+        finally:
+            r.release()
+        u, v = CAM.project(np.array(at) + [0, 0, 0.6]).astype(int)
+        tops.append(lay.debris[v - 2:v + 3, u - 2:u + 3, :3].mean())
+    assert tops[0] < 0.75 * tops[1]
+
+
+def test_sun_flag_sets_both_angles_and_refuses_bad_input(demo_files, tmp_path, capsys):
+    from derrumbe.cli import _spec_from_args, build_parser, main
+    d, p = demo_files
+    base = ["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(tmp_path / "o")]
+    spec = _spec_from_args(build_parser().parse_args(base + ["--sun=-30,25"]))
+    assert (spec.sun_azimuth, spec.sun_elevation) == (-30.0, 25.0)
+    for bad in ("--sun=abc", "--sun=10,200", "--sun=1,2,3"):
+        assert main(base + [bad, "--explain"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "sun" in err
