@@ -32,7 +32,7 @@ preview: setup
 	$(BIN)/derrumbe demo --preview -o out/demo-preview
 
 # The refine tests run a tiny random video model on the CPU, the web tests a server and a
-# headless Chromium: the gen and web extras come too.
+# headless Chromium, the cluster tests a Dask LocalCluster: the gen, web and farm extras come too.
 test: setup gen web test-deps
 	$(BIN)/python -m pytest -q tests
 
@@ -63,11 +63,12 @@ setup: system-deps $(STAMP)
 # torch, diffusers, transformers for `derrumbe refine` (not needed to render).
 gen: setup $(GEN_STAMP)
 
-# fastapi, uvicorn for `derrumbe serve` (and httpx, selenium for its tests).
+# fastapi, uvicorn for `derrumbe serve` (and httpx, selenium for its tests); dask, distributed and
+# openjd-cli (the farm extra) for the cluster and farm tests.
 web: setup $(WEB_STAMP)
 
 $(WEB_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/pip install -q -e '.[test,web]'
+	$(BIN)/pip install -q -e '.[test,web,farm]'
 	touch $(WEB_STAMP)
 
 test-deps:

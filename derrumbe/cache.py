@@ -6,11 +6,13 @@ Layout, inside the shot folder:
     .derrumbe/stages/<stage>/<key>.pkl   a stage's result
     .derrumbe/stages/<stage>/<key>.json  what it was made from, its size and sha256
     .derrumbe/dust/<key>/NNNN.npz.z      the dust at every frame (a streamed stage)
-    .derrumbe/frames.json             the key each finished frame was rendered with
+    .derrumbe/frames/<frame file>     the key and digest each finished frame was rendered with
+                                      (one small file a frame: chunks on many machines write them at once)
 
-A stage's key is the sha256 of its name, its code version, its parameters and the keys
-of the stages it reads, so a key changes exactly when something it depends on changes,
-and everything downstream changes with it. Results are written atomically (temporary
+A stage's key is derived from its declaration in derrumbe/graph.py (its version, the spec
+fields and settings it reads, the keys of the stages it reads and the versions of the
+libraries that change its result), so a key changes exactly when something it depends on
+changes, and everything downstream changes with it. Results are written atomically (temporary
 name, then rename) and checked against their recorded sha256 when read: a file cut
 short by a kill, or damaged since, is recomputed, never trusted.
 
@@ -22,7 +24,6 @@ people you would not take code from.
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -36,39 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.outputs import atomic_write_bytes
+from derrumbe.files import atomic_write_bytes, sha256_file
 
-# Bump a stage's version when its code changes what it produces.
-VERSIONS = dict(matte=1, camera=2, fracture=4, simulate=6, particles=2, dust=3, frames=7)
-
-
-# The libraries whose version changes a stage's result: derrumbe itself, the rigid-body
-# solver, the compiled kernels (dust, particles, comp) and the colour engine.
-RESULT_PACKAGES = ("rapier3d", "numba", "opencolorio", "numpy")
-
-
-@functools.cache
-def software() -> dict:
-    """The versions every cache key is made with: an upgrade recomputes, never reuses a
-    result the new code would not have made."""
-    from importlib.metadata import PackageNotFoundError, version
-    from derrumbe import __version__
-    out = {"derrumbe": __version__}
-    for name in RESULT_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def key_of(stage: str, params: dict, upstream: tuple = ()) -> str:
-    blob = json.dumps({"stage": stage, "v": VERSIONS.get(stage, 1), "params": params, "up": list(upstream),
-                       "software": software()}, sort_keys=True, default=_jsonable)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
-def _jsonable(v):
+def jsonable(v):
+    """What json.dumps cannot write by itself: numpy arrays and scalars; anything else as text."""
     if isinstance(v, np.ndarray):
         return v.tolist()
     if isinstance(v, (np.floating, np.integer)):
@@ -76,29 +48,22 @@ def _jsonable(v):
     return str(v)
 
 
-def file_digest(path: str | None) -> str | None:
-    if not path:
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:24]
-
-
 class ShotLock:
     """One render per shot folder: a second command fails at once with one line rather
-    than interleaving its writes with the first's."""
+    than interleaving its writes with the first's. shared: the farm's frame chunks, which
+    write disjoint frames and may run at once, take it shared; a whole render, the
+    simulation and the encode take it alone. (flock over NFS is a POSIX lock on Linux.)"""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, shared: bool = False):
         self.path = out / ".derrumbe" / "lock"
         self.fd = None
+        self.shared = shared
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
                 other = os.pread(self.fd, 64, 0).decode().strip() or "?"
@@ -106,8 +71,9 @@ class ShotLock:
                 os.close(self.fd)
             raise DerrumbeError(f"{self.path.parent.parent} is being rendered by another derrumbe "
                                 f"(pid {other}); wait for it to finish") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        if not self.shared:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, str(os.getpid()).encode(), 0)
         return self
 
     def __exit__(self, *exc):
@@ -164,7 +130,7 @@ class StageCache:
         atomic_write_bytes(p, data)
         meta = dict(stage=stage, key=key, params=params, bytes=len(data), sha256=hashlib.sha256(data).hexdigest(),
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        atomic_write_bytes(m, json.dumps(meta, indent=1, default=_jsonable).encode())
+        atomic_write_bytes(m, json.dumps(meta, indent=1, default=jsonable).encode())
 
     def get_or_run(self, stage: str, key: str, params: dict, fn):
         obj = self.load(stage, key)
@@ -228,29 +194,58 @@ class StageCache:
 
     def finish_dust(self, key: str, n: int, params: dict) -> None:
         atomic_write_bytes(self.dust_dir(key) / "done.json",
-                           json.dumps(dict(frames=n, params=params), default=_jsonable).encode())
+                           json.dumps(dict(frames=n, params=params), default=jsonable).encode())
 
     # ---- frames ------------------------------------------------------------------------
+    # One record a frame, named by the frame file's path relative to the folder that holds
+    # .derrumbe (a wedge's variants share one cache and keep their frames in subfolders).
     @staticmethod
     def frame_digest(path: Path) -> str:
-        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return sha256_file(path)[:16]
+
+    def _record(self, rel: str) -> Path:
+        return self.root / "frames" / (rel.replace("/", "~") + ".rec")
 
     def frame_index(self) -> dict:
-        return _read_json(self.root / "frames.json")
+        """{frame file (relative): "key:digest"} of every frame recorded as done."""
+        d = self.root / "frames"
+        if not d.is_dir():
+            return {}
+        out = {}
+        for p in d.glob("*.rec"):
+            try:
+                out[p.name[:-4].replace("~", "/")] = p.read_text().strip()
+            except OSError:
+                pass
+        return out
 
-    def save_frame_index(self, index: dict) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(self.root / "frames.json", json.dumps(index, indent=0).encode())
+    def frame_record(self, rel: str) -> str:
+        try:
+            return self._record(rel).read_text().strip()
+        except OSError:
+            return ""
+
+    def record_frame(self, rel: str, key: str, digest: str) -> None:
+        p = self._record(rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(p, f"{key}:{digest}".encode())
 
     def dust_info(self, key: str) -> dict:
         return _read_json(self.dust_dir(key) / "done.json").get("params", {"enabled": True})
 
     # ---- what the last run used (for --explain and `cache clean`) ---------------------
     def last_keys(self) -> dict:
-        return _read_json(self.root / "keys.json")
+        d = _read_json(self.root / "keys.json")
+        return d.get("keys", d) if isinstance(d.get("keys"), dict) else d
 
-    def save_last_keys(self, keys: dict) -> None:
-        atomic_write_bytes(self.root / "keys.json", json.dumps(keys, indent=1).encode())
+    def last_params(self) -> dict:
+        """The parameters each stage's last key was made from (what --explain compares)."""
+        p = _read_json(self.root / "keys.json").get("params")
+        return p if isinstance(p, dict) else {}
+
+    def save_last_keys(self, keys: dict, params: dict | None = None) -> None:
+        atomic_write_bytes(self.root / "keys.json", json.dumps({"keys": keys, "params": params or {}}, indent=1,
+                                                              default=jsonable).encode())
 
     # ---- housekeeping -------------------------------------------------------------------
     def entries(self) -> list[Entry]:

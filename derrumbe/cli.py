@@ -169,6 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--progress-json", action="store_true",
                    help="progress as one JSON object a line on stderr (stage, done, total, seconds, frame, "
                         "remaining), for queues and tools")
+    _add_cluster_options(s.add_argument_group("cluster", "a Dask cluster instead of this process"))
+    _add_farm_commands(sub)
     d = sub.add_parser("demo", help="render the demo shot (a real street photograph that ships with derrumbe)",
                        description="Render the collapse of the two-storey building in the bundled street photograph "
                                    "(CC0; see derrumbe/data/demo_street.json).")
@@ -212,14 +214,66 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--root", default="~/.derrumbe-web", help="work folder: uploads, jobs, the queue; "
                                                               "default: ~/.derrumbe-web")
     w.add_argument("--jobs", type=int, default=None, help="renders at once; default: one per 4 cores, at least 1")
+    w.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="render every job on this Dask scheduler's workers (shared storage for --root); "
+                        "default: on this machine")
     c = sub.add_parser("cache", help="list or clean a shot folder's stage cache",
                        description="Each stage's result is stored in SHOT_DIR/.derrumbe under a hash of its inputs.")
     c.add_argument("action", choices=("ls", "clean"), help="ls: stages, sizes, hashes; clean: remove what the "
                                                           "last render did not use (--all: everything)")
     c.add_argument("shot_dir")
     c.add_argument("--all", action="store_true", help="with clean: remove the whole cache")
-    _SUBPARSERS.update(shot=s, demo=d, refine=r, serve=w, cache=c)
+    _SUBPARSERS.update(sub.choices)
     return p
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run on this Dask scheduler's workers (they must see the output folder and the plate at the "
+                        "same paths: shared storage); 'local': a cluster of this machine's processes; default: this "
+                        "process (needs the farm extra otherwise)")
+    p.add_argument("--workers", type=int, default=None, help="with --scheduler local: worker processes; default: "
+                                                             "one per core")
+    p.add_argument("--chunk", type=int, default=None, help="frames a task on a cluster; default: 8")
+
+
+def _add_farm_commands(sub) -> None:
+    """The per-stage commands a farm runs over a shot folder, the farm job, wedges and batches."""
+    for name, help_ in (("sim", "run the simulation side of a shot folder (matte to dust, the clean plate)"),
+                        ("render", "render a chunk of a shot folder's frames (after `derrumbe sim`)"),
+                        ("encode", "write a shot folder's movies, VDBs, USD and manifest (after every frame)")):
+        c = sub.add_parser(name, help=help_, description=help_ + "; reads SHOT/job.toml (or its manifest's spec)")
+        c.add_argument("shot_dir")
+        if name == "render":
+            c.add_argument("--frames", required=True, help="frame numbers FIRST-LAST, e.g. 1001-1024")
+        c.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        c.add_argument("--progress-json", action="store_true", help="progress as JSON lines on stderr")
+    f = sub.add_parser("farm-export", help="write a render-farm job (Open Job Description, Deadline, OpenCue) "
+                                           "for a shot folder",
+                       description="Write the job that runs `derrumbe sim`, then `derrumbe render` in frame chunks, "
+                                   "then `derrumbe encode` over SHOT on a farm.")
+    f.add_argument("shot_dir")
+    f.add_argument("--format", required=True, choices=("openjd", "deadline", "opencue"))
+    f.add_argument("--spec", default=None, help="the shot's spec (TOML or a manifest), stored as SHOT/job.toml; "
+                                                "default: the job.toml already there")
+    f.add_argument("--chunk", type=int, default=8, help="frames a task; default: 8")
+    f.add_argument("--derrumbe", default="derrumbe", help="the derrumbe command on the farm's workers; "
+                                                         "default: derrumbe")
+    w = sub.add_parser("wedge", help="render variants of a shot and a contact sheet and review movie of them",
+                       description="Every combination of the --vary values, sharing the stages they have in common.")
+    w.add_argument("spec", help="the shot's spec: a TOML file or a manifest.json")
+    w.add_argument("--vary", action="append", required=True, metavar="FIELD=VALUES",
+                   help="a spec field and its values: seed=1..8, style=implosion,topple, wind=2:90,6:90; repeatable")
+    w.add_argument("-o", "--out", required=True, help="the wedge folder (a subfolder a variant, a shared cache)")
+    w.add_argument("-q", "--quiet", action="store_true")
+    w.add_argument("--progress-json", action="store_true")
+    _add_cluster_options(w)
+    b = sub.add_parser("batch", help="render the shots of a TOML file and a summary table",
+                       description="[defaults] fields, then [[shot]] tables each with out = \"folder\" and its fields.")
+    b.add_argument("file")
+    b.add_argument("-q", "--quiet", action="store_true")
+    b.add_argument("--progress-json", action="store_true")
+    _add_cluster_options(b)
 
 
 def _spec_from_args(args) -> ShotSpec:
@@ -267,7 +321,7 @@ FRAME_STAGES = ("dust", "render", "vdb")       # stages that count the shot's fr
 
 def _progress(quiet: bool, as_json: bool = False):
     from derrumbe.eta import Estimator, clock_text
-    from derrumbe.pipeline import Progress
+    from derrumbe.progress import Progress
 
     class Stages(Progress):
         """Follows the stages with an Estimator: per-stage and whole-shot time left."""
@@ -341,6 +395,10 @@ def _progress(quiet: bool, as_json: bool = False):
             def warn(self, text):
                 print(json.dumps({"event": "warning", "text": _one_line(text)}), file=sys.stderr, flush=True)
 
+            def chunk(self, shot, first, last, state, worker="", done=0, total=0):
+                self._emit(event="chunk", shot=shot, first=first, last=last, state=state, worker=worker,
+                           done=done, total=total)
+
         return JsonStages(), (lambda s: print(json.dumps({"event": "log", "text": s}), file=sys.stderr, flush=True))
     if quiet:
         return Stages(), (lambda s: None)
@@ -411,6 +469,13 @@ def _progress(quiet: bool, as_json: bool = False):
         def warn(self, text):
             console.print(f"[bold yellow]derrumbe: warning:[/] {escape(_one_line(text))}", highlight=False)
 
+        def chunk(self, shot, first, last, state, worker="", done=0, total=0):
+            if state != "queued":
+                console.print(f"[dim]{shot} {first}-{last}: {state}{' on ' + worker if worker else ''}[/dim]")
+
+        def note(self, text):
+            console.print(f"[dim]{text}[/dim]")
+
         def stop(self):
             if self.bar is not None:
                 self.bar.update(self.shot, completed=1000, left="")
@@ -419,7 +484,7 @@ def _progress(quiet: bool, as_json: bool = False):
     return RichStages(), (lambda s: console.print(f"[dim]{escape(s)}[/dim]", highlight=False))
 
 
-def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False) -> int:
+def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False, cluster=None) -> int:
     import dataclasses
     from derrumbe.pipeline import run_shot
     refine = spec.refine_settings() if spec.refine else None
@@ -429,7 +494,11 @@ def _run(spec: ShotSpec, out: str, quiet: bool, progress_json: bool = False) -> 
         require_torch()                                  # fail before the render, not after
     prog, log = _progress(quiet, progress_json)
     try:
-        m = run_shot(spec, out, prog, log)
+        if cluster is not None and (cluster.scheduler or cluster.workers):
+            from derrumbe.runners.dask_cluster import CHUNK, run_shot_on_cluster
+            m = run_shot_on_cluster(spec, out, cluster.scheduler, cluster.workers, prog, log, cluster.chunk or CHUNK)
+        else:
+            m = run_shot(spec, out, prog, log)
     finally:
         if hasattr(prog, "stop"):
             prog.stop()
@@ -452,7 +521,7 @@ def _demo(args) -> int:
     plate travels with it. No height is given: the scale estimator decides."""
     import json
     from importlib.resources import files
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -466,6 +535,61 @@ def _demo(args) -> int:
                     style=args.style or "implosion", preview=bool(args.preview),
                     **{k: bool(getattr(args, k)) for k in ("passes", "exr", "usd", "prores", "burn_in")})
     return _run(spec.validate(), str(out), args.quiet)
+
+
+def _farm(args) -> int:
+    from derrumbe import farm
+    if args.cmd == "farm-export":
+        shot = Path(args.shot_dir)
+        if args.spec:
+            farm.write_job(shot, _resolved(ShotSpec.load(args.spec)))
+        if args.chunk < 1:
+            raise DerrumbeError("--chunk must be at least 1 frame")
+        p = farm.export(shot, args.format, args.chunk, args.derrumbe)
+        print(f"wrote {p}")
+        return 0
+    quiet = args.quiet or args.progress_json
+    prog, log = _progress(quiet, args.progress_json)
+    try:
+        return _farm_run(args, farm, prog, log, quiet)
+    finally:
+        if hasattr(prog, "stop"):
+            prog.stop()
+
+
+def _farm_run(args, farm, prog, log, quiet) -> int:
+    say = (lambda s: None) if quiet else (lambda s: print(s, file=sys.stderr))
+    if args.cmd == "sim":
+        info = farm.run_sim(Path(args.shot_dir), prog, log)
+        say("sim side done: " + ", ".join(f"{k} {v}" for k, v in info["stages"].items()))
+    elif args.cmd == "render":
+        info = farm.run_render(Path(args.shot_dir), args.frames, prog, log)
+        say(f"frames {args.frames}: {len(info['rendered'])} rendered, {len(info['reused'])} already done")
+    elif args.cmd == "encode":
+        m = farm.run_encode(Path(args.shot_dir), prog, log)
+        say(f"wrote {', '.join(m['movies'])} and the manifest to {args.shot_dir}")
+    elif args.cmd == "wedge":
+        from derrumbe import wedge
+        spec = _resolved(ShotSpec.load(args.spec))
+        info = wedge.run_wedge(spec, wedge.parse_vary(args.vary), Path(args.out), args.scheduler, args.workers,
+                               prog, log, cluster=bool(args.workers))
+        say(f"{len(info['variants'])} variants in {info['seconds']:.0f} s: {args.out}/{info['sheet']}, "
+            f"{args.out}/{info['movie']}")
+    elif args.cmd == "batch":
+        from derrumbe import wedge
+        rows = wedge.run_batch(Path(args.file), args.scheduler, args.workers, prog, log, cluster=bool(args.workers))
+        for r in rows:
+            say(f"{r['shot']:<16} {r['status'][:60]:<60} {r['seconds']:7.1f} s  {r['movie']}")
+        return 0 if all(r["status"] == "done" for r in rows) else 1
+    return 0
+
+
+def _resolved(spec: ShotSpec) -> ShotSpec:
+    for k in ("plate", "mask", "holdout"):
+        v = getattr(spec, k)
+        if v:
+            setattr(spec, k, str(Path(v).expanduser().resolve()))
+    return spec.validate()
 
 
 def _refine(args) -> int:
@@ -531,7 +655,7 @@ def _cache(args) -> int:
                 gone += dir_size(e.path)
                 remove(e.path)
         if args.all:
-            (out / ".derrumbe" / "frames.json").unlink(missing_ok=True)
+            remove(out / ".derrumbe" / "frames")
             (out / ".derrumbe" / "keys.json").unlink(missing_ok=True)
     print(f"removed {gone / 1e6:.1f} MB from {out / '.derrumbe'}")
     return 0
@@ -556,8 +680,12 @@ def main(argv=None) -> int:
             return _cache(args)
         if args.cmd == "refine":
             return _refine(args)
+        if args.cmd in ("sim", "render", "encode", "farm-export", "wedge", "batch"):
+            return _farm(args)
         if args.cmd == "serve":
             from derrumbe.web.app import serve
+            if args.scheduler:
+                os.environ["DERRUMBE_SCHEDULER"] = args.scheduler
             return serve(args.host, args.port, _token(args), args.root, args.jobs, args.allowed_host)
         if not args.out:
             raise DerrumbeError("give the output folder: -o FOLDER (frames, movies and manifests go there)")
@@ -567,7 +695,7 @@ def main(argv=None) -> int:
             for line in explain(spec, args.out):
                 print(line)
             return 0
-        return _run(spec, args.out, args.quiet or args.progress_json, args.progress_json)
+        return _run(spec, args.out, args.quiet or args.progress_json, args.progress_json, args)
     except DerrumbeError as e:
         print(f"derrumbe: error: {_one_line(str(e))}", file=sys.stderr)
         return 2

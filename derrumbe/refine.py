@@ -26,7 +26,10 @@ import numpy as np
 from pydantic import ConfigDict
 
 from derrumbe.errors import DerrumbeError
+from derrumbe.files import atomic_write_bytes, sha256_file
 from derrumbe.stages import outputs
+from derrumbe.stages.manifest import write_manifest
+from derrumbe.stages.movies import MovieWriter
 
 DEFAULT_PROMPT = ("photoreal film footage of a concrete building collapsing, heavy grey-beige dust cloud rolling "
                   "out along the street, falling slabs and debris, natural daylight, shot on a locked-off cinema camera")
@@ -238,7 +241,7 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     rdir.mkdir(exist_ok=True)
     files = {}
     feather = FEATHER_PX * W / 1280.0
-    movie = outputs.MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H), first=first_no)
+    movie = MovieWriter(shot / f"{name}_refined.mp4", m["fps"], (W, H), first=first_no)
     try:
         for i in range(n):
             a = _feathered(effect_full[i], feather)[..., None]
@@ -248,14 +251,14 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
             ok, buf = cv2.imencode(".png", frame[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3])
             p = rdir / f"{name}.{first_no + i:04d}.png"
             data = buf.tobytes()
-            outputs.atomic_write_bytes(p, data)
+            atomic_write_bytes(p, data)
             files[p.relative_to(shot).as_posix()] = hashlib.sha256(data).hexdigest()
             movie.add(frame, first_no + i)
         movie.close()
     except BaseException:
         movie.abort()
         raise
-    files[movie.path.name] = outputs.sha256(movie.path)
+    files[movie.path.name] = sha256_file(movie.path)
     timings["comp_write"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
 
@@ -269,5 +272,5 @@ def _refine_locked(shot_dir: Path, settings: RefineSettings, log) -> dict:
     m["refine"] = info
     m.setdefault("files", {}).update(files)
     m["files"] = {k: m["files"][k] for k in sorted(m["files"])}
-    outputs.write_manifest(shot, m, m.get("stem"))
+    write_manifest(shot, m, m.get("stem"))
     return info

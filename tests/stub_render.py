@@ -24,7 +24,7 @@ from pathlib import Path
 def main() -> int:
     from derrumbe.cache import ShotLock
     from derrumbe.cli import _die_with_parent
-    from derrumbe.stages.outputs import atomic_write_bytes, temp_path
+    from derrumbe.files import atomic_write_bytes, temp_path
 
     _die_with_parent()
     spec, shot = Path(sys.argv[1]), Path(sys.argv[2])

@@ -110,7 +110,8 @@ def test_versions_sit_side_by_side_and_never_overwrite(demo_files, tmp_path):
     for rel, digest in m1["files"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
     # The stage cache's frame index knows each version's frames by their own names.
-    index = json.loads((out / ".derrumbe" / "frames.json").read_text())
+    from derrumbe.cache import StageCache
+    index = StageCache(out).frame_index()
     assert {f"tower_v001.{1001 + i}.png" for i in range(n)} | {f"tower_v002.{1001 + i}.png" for i in range(n)} \
         <= set(index)
     # Rendering v2 again reuses its frames and still leaves v1 alone.

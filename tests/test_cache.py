@@ -69,11 +69,12 @@ def test_explain_says_what_would_run_and_why(demo_files, tmp_path, capsys):
     assert main(_args(demo_files, out, "--size", "128", "--explain")) == 0
     said = capsys.readouterr().out
     assert "simulate: cached" in said and "dust: cached" in said
-    assert "to render (its parameters changed)" in said
+    assert "to render (changed: size 160 -> 128)" in said
     assert main(_args(demo_files, out, "--material", "masonry", "--explain")) == 0
     said = capsys.readouterr().out
-    assert "fracture: will run (its parameters changed)" in said
-    assert "simulate: will run (upstream changed: fracture)" in said
+    assert "fracture: will run (changed: material concrete -> masonry)" in said
+    assert "simulate: will run (changed: material concrete -> masonry)" in said
+    assert "particles: will run (upstream changed: simulate, fracture (changed: material concrete -> masonry))" in said
     # --explain ran nothing: the folder still holds the first render's frames.
     assert _stages(out)["frames"].endswith("rendered")
 
@@ -171,12 +172,13 @@ def test_cache_on_a_folder_without_one_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("stage", ["simulate"])
 def test_keys_do_not_depend_on_the_output_size(demo_files, stage):
-    from derrumbe.pipeline import _digests, shot_keys
+    from derrumbe.pipeline import shot_keys
     from derrumbe.spec import ShotSpec, resolve_timing
     from derrumbe.stages.plate import open_plate
     d, p = demo_files
     src = open_plate(str(d / "plate.png"))
     spec = resolve_timing(ShotSpec(plate=str(d / "plate.png"), box=p.box).validate(), src.n_frames, src.rate)
-    a = shot_keys(spec, _digests(spec, src), (640, 360))
-    b = shot_keys(spec, _digests(spec, src), (1280, 720))
+    digests = dict(plate=src.digest(), mask=None, holdout=None)
+    a = shot_keys(spec, digests, (640, 360))
+    b = shot_keys(spec, digests, (1280, 720))
     assert a[stage] == b[stage] and a["dust"] == b["dust"] and a["frames"] != b["frames"]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from derrumbe.cache import StageCache, key_of
-from derrumbe.stages import outputs
+from derrumbe.cache import StageCache
+from derrumbe import files as outputs
 
 
 class _DiskLog:
@@ -88,7 +88,7 @@ def test_importing_outputs_leaves_the_umask_alone_and_files_follow_it(tmp_path):
         real = os.umask
         os.umask = lambda m: (calls.append(m), real(m))[1]
         from pathlib import Path
-        from derrumbe.stages import outputs
+        from derrumbe import files as outputs
         outputs.atomic_write_bytes(Path({str(tmp_path)!r}) / "f.bin", b"x")
         os.umask = real
         print(calls, oct(os.stat({str(tmp_path)!r} + "/f.bin").st_mode & 0o777), oct(real(0o022)))
@@ -139,18 +139,36 @@ def test_a_cached_result_of_a_renamed_class_is_recomputed(tmp_path, monkeypatch)
 
 
 def test_cache_keys_change_with_derrumbe_and_the_libraries_that_make_results(monkeypatch):
+    """Each stage's key covers derrumbe's version and those of the libraries its
+    declaration names (the simulator's for the simulation): an upgrade of one changes
+    the keys of the stages it makes results for, and of everything downstream."""
     from importlib.metadata import version
     import derrumbe
-    from derrumbe import cache
-    sw = cache.software()
-    assert sw["derrumbe"] == derrumbe.__version__ and sw["rapier3d"] == version("rapier3d")
-    assert sw["numba"] == version("numba") and sw["opencolorio"] == version("opencolorio")
-    base = key_of("simulate", {"seed": 1})
-    for name in ("derrumbe", "rapier3d", "numba", "opencolorio"):
-        monkeypatch.setattr(cache, "software", lambda name=name: {**sw, name: "99.0"})
-        assert key_of("simulate", {"seed": 1}) != base, name
-    monkeypatch.setattr(cache, "software", lambda: dict(sw))
-    assert key_of("simulate", {"seed": 1}) == base
+    from derrumbe import graph
+    from derrumbe.pipeline import shot_keys
+    from derrumbe.spec import ShotSpec
+    assert graph.library_version("derrumbe") == derrumbe.__version__
+    for lib in ("rapier3d", "numba", "opencolorio", "numpy"):
+        assert graph.library_version(lib) == version(lib)
+    spec = ShotSpec(plate="p.png", box=[0, 0, 10, 10], fps=24, duration=2.0)
+    digests = dict(plate="x", mask=None, holdout=None)
+    base = shot_keys(spec, digests, (64, 36))
+    real = graph.library_version
+
+    def changed(lib):
+        monkeypatch.setattr(graph, "library_version", lambda name: "99.0" if name == lib else real(name))
+        k = shot_keys(spec, digests, (64, 36))
+        monkeypatch.setattr(graph, "library_version", real)
+        return {s for s in k if k[s] != base[s]}
+    everything = set(base)
+    assert changed("derrumbe") == everything
+    assert changed("numpy") == everything
+    # Rapier makes the simulation: it and what reads it change, the matte and camera do not.
+    assert changed("rapier3d") == {"simulate", "particles", "dust", "frames"}
+    # numba's kernels: the particles, the dust and the comp.
+    assert changed("numba") == {"particles", "dust", "frames"}
+    assert "matte" not in changed("opencolorio") and "frames" in changed("opencolorio")
+    assert shot_keys(spec, digests, (64, 36)) == base
 
 
 def test_refine_takes_the_shot_lock(tmp_path, capsys):

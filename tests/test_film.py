@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derrumbe.pipeline import shutter_seconds
+from derrumbe.frames import shutter_seconds
 from derrumbe.stages.camera import Camera
 
 W, H, F_PX = 320, 180, 300.0

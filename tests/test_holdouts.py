@@ -135,7 +135,7 @@ def test_dust_in_front_of_a_car_swallows_it_and_dust_behind_it_is_hidden():
 
 
 def test_the_dust_is_split_at_the_nearer_of_the_debris_and_a_thin_holdout():
-    from derrumbe.pipeline import opaque_depth
+    from derrumbe.frames import opaque_depth
     H, W = 60, 90
     layers = _layers(H, W, debris_z=25.0)
     layers.depth_n[:, :45] = 0                         # debris only on the right half

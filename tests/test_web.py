@@ -150,7 +150,7 @@ def test_web_render_only_change_reuses_the_simulation(server):
 
 
 def test_web_cancel_a_running_job(server):
-    """Cancelled mid-render (frames being written, the movie open under a temporary name):
+    """Cancelled mid-render (frames being written under temporary names):
     the render process is gone, the shot lock free, no temporary file left."""
     from tests.test_web_faults import _alive, _lock_free, _temporaries
     c, root, plate, box, _ = server
@@ -161,13 +161,18 @@ def test_web_cancel_a_running_job(server):
     while True:
         jj = c.get(f"/api/jobs/{j['id']}").json()
         p = jj["progress"]
-        # Well inside the frame loop: the movie's temporary is open until the last frame.
+        # Well inside the frame loop, files being written under temporary names.
         if jj["state"] == "running" and p.get("stage") == "render" and 2 <= p.get("done", 0) < p.get("total", 0) - 20:
             break
         assert jj["state"] in ("queued", "running") and time.time() - t0 < 180, jj
         time.sleep(0.1)
     render = int((shot / ".derrumbe" / "lock").read_text())
-    assert _alive(render) and _temporaries(shot)          # mid-render: the movie's temporary is open
+    # The frames' files and records are written on the render's writer thread, each under a
+    # temporary name for a moment (the movie is encoded after the last frame): wait for one.
+    t1 = time.time()
+    while not _temporaries(shot) and time.time() - t1 < 20:
+        time.sleep(0.002)
+    assert _alive(render) and _temporaries(shot)          # mid-render: a file is being written
     r = c.post(f"/api/jobs/{j['id']}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert not _alive(render)                             # the cancel returns once the render is gone

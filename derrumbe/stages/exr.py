@@ -29,7 +29,7 @@ import numpy as np
 
 from derrumbe import colour
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.outputs import publish, temp_path
+from derrumbe.files import publish, temp_path
 
 FAR_Z = 1.0e4        # depth written for the sky and anything without a surface (m)
 

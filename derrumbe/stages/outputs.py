@@ -1,22 +1,17 @@
-"""Outputs stage: PNG frames, passes, EXRs, the review movies and the manifest, all written atomically.
+"""Frame outputs: the PNG frames and passes, and the EXRs, of the frames a process renders.
 
-Each file is written to a temporary name in the same folder and renamed into place, so
-a killed run never leaves a truncated file under a final name. The manifest is written
-last: a folder without manifest.json is an unfinished render, whatever else it holds.
+Each file is written atomically (derrumbe.files), so a killed run never leaves a
+truncated file under a final name. The movies (movies.py) are made from these files
+once every frame is on disk, and the manifest (manifest.py) is written last: a folder
+without manifest.json is an unfinished render, whatever else it holds.
 
 Every file of a render is named after its version's stem, NAME_v003 (NAME_v003.1001.png,
-NAME_v003.mp4, exr/NAME_v003.1001.exr, ...), so versions sit side by side in one folder
-and a new one never writes over an earlier one. Each version keeps its own manifest,
-NAME_v003.manifest.json; manifest.json is the last finished render's.
+exr/NAME_v003.1001.exr, ...) and numbered from the shot's first frame (--frames), so
+versions sit side by side in one folder and a new one never writes over an earlier one.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
-import secrets
 from pathlib import Path
 
 import cv2
@@ -24,14 +19,17 @@ import numpy as np
 
 from derrumbe.colour import display_encode
 from derrumbe.errors import DerrumbeError
-
+from derrumbe.files import atomic_write_bytes, publish, sha256_bytes, sha256_file, temp_path
 from derrumbe.spec import FIRST_FRAME  # noqa: F401  (re-exported: the default first frame)
+from derrumbe.stages import exr as E
 
 
 def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".derrumbe-write-test"
+        # A name of this process's own: two renders started on one folder at once must not
+        # remove each other's probe (the second is then told the folder is being rendered).
+        probe = temp_path(out / ".derrumbe-write-test")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -41,69 +39,8 @@ def prepare_dir(out: Path, clear_manifest: bool = True) -> None:
         (out / "manifest.json").unlink(missing_ok=True)
 
 
-_TEMP = re.compile(r"^\..+\.tmp(\.[A-Za-z0-9]+)?$")
-
-
-def temp_path(path: Path, suffix: str = "") -> Path:
-    """A temporary name beside path: hidden, unique, and recognisable by sweep_temps
-    (suffix: an extension a writer needs to pick the format, e.g. '.usdc')."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp{suffix}")
-
-
-def _fsync_path(p: Path, directory: bool = False) -> None:
-    fd = os.open(p, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(tmp: str | Path, path: Path) -> None:
-    """Renames a finished temporary file into place, durably: the file's data reaches
-    the disk before the rename, and the rename before this returns (a power cut leaves
-    the old file or the new one, never a name pointing at missing data)."""
-    _fsync_path(Path(tmp))
-    os.replace(tmp, path)
-    _fsync_path(path.parent, directory=True)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    # os.open with 0o666 lets the process umask decide the mode, as a plain write would
-    # (mkstemp makes files only their owner can read; a farm or a colleague needs them).
-    tmp = temp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        publish(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def sweep_temps(out: Path) -> int:
-    """Removes temporary files a killed writer left in a shot folder (call it holding
-    the shot lock: a live render's temporaries are not stale). Returns how many."""
-    n = 0
-    if not out.is_dir():
-        return 0
-    for dirpath, dirnames, filenames in os.walk(out):
-        for name in filenames:
-            if _TEMP.match(name):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                    n += 1
-                except FileNotFoundError:
-                    pass
-    return n
-
-
 def frame_path(out: Path, stem: str, index: int, first: int = FIRST_FRAME) -> Path:
     return out / f"{stem}.{first + index:04d}.png"
-
-
-def version_manifest_path(out: Path, stem: str) -> Path:
-    return out / f"{stem}.manifest.json"
 
 
 def write_frame(out: Path, stem: str, index: int, rgb_u8: np.ndarray, first: int = FIRST_FRAME) -> tuple[Path, str]:
@@ -113,7 +50,7 @@ def write_frame(out: Path, stem: str, index: int, rgb_u8: np.ndarray, first: int
     p = frame_path(out, stem, index, first)
     data = buf.tobytes()
     atomic_write_bytes(p, data)
-    return p, hashlib.sha256(data).hexdigest()
+    return p, sha256_bytes(data)
 
 
 def _png16(img01: np.ndarray) -> bytes:
@@ -137,8 +74,7 @@ def write_passes(out: Path, stem: str, index: int, debris: np.ndarray, dust: np.
     objects kept in front). (Scene-linear EXR passes, each holdout on its own, come with --exr.)"""
     d = out / "passes"
     d.mkdir(exist_ok=True)
-    n = first + index
-    name = stem
+    n, name = first + index, stem
     files = {}
     for layer, rgba in (("debris", debris), ("dust", dust)):
         a = rgba[..., 3:4]
@@ -150,136 +86,24 @@ def write_passes(out: Path, stem: str, index: int, debris: np.ndarray, dust: np.
     files[d / f"{name}.holdout.{n:04d}.png"] = _png16(np.clip(hold, 0, 1))
     for p, data in files.items():
         atomic_write_bytes(p, data)
-    return {p: hashlib.sha256(data).hexdigest() for p, data in files.items()}
-
-
-MOVIE_CODECS = {
-    # H.264 for review anywhere; yuv420p so every player opens it.
-    "h264": dict(codec="libx264", ext=".mp4", pix_fmt="yuv420p",
-                 options={"crf": "16", "preset": "veryfast", "threads": "2"}),
-    # ProRes 422 HQ (profile 3), 10-bit 4:2:2: what editorial and a DI take in.
-    "prores": dict(codec="prores_ks", ext=".mov", pix_fmt="yuv422p10le",
-                   options={"profile": "3", "vendor": "apl0", "threads": "2"}),
-}
-BT709 = 1       # ITU-R BT.709 in FFmpeg's colour enums and swscale's matrix numbers
-
-
-def movie_path(out: Path, stem: str, kind: str) -> Path:
-    return out / f"{stem}{MOVIE_CODECS[kind]['ext']}"
-
-
-class BurnIn:
-    """Shot name and version top left, frame number bottom right, over a dark band so
-    they read on sky and dust alike. Only movies get it: frames stay clean."""
-
-    def __init__(self, shot: str, version: int, size: tuple[int, int], fps: int, first: int = FIRST_FRAME):
-        self.shot, self.version, self.fps, self.first = shot, version, fps, first
-        w, h = size
-        self.scale = max(0.35, w / 1600.0)
-        self.thick = max(1, int(round(w / 900.0)))
-        self.band = int(round(30 * self.scale + 8))
-
-    def draw(self, rgb_u8: np.ndarray, frame: int) -> np.ndarray:
-        img = rgb_u8.copy()
-        h, w = img.shape[:2]
-        b = min(self.band, h // 4)
-        for y0, y1 in ((0, b), (h - b, h)):
-            img[y0:y1] = (img[y0:y1].astype(np.uint16) * 2 // 5).astype(np.uint8)
-        font = cv2.FONT_HERSHEY_SIMPLEX
-        pad = int(10 * self.scale) + 4
-        left = f"{self.shot}  v{self.version:03d}"
-        secs = (frame - self.first) / self.fps
-        right = f"{frame:04d}  {secs:5.2f}s"
-        base = b - (b - int(22 * self.scale)) // 2 - 2
-        cv2.putText(img, left, (pad, base), font, self.scale, (235, 235, 235), self.thick, cv2.LINE_AA)
-        (tw, _), _ = cv2.getTextSize(right, font, self.scale, self.thick)
-        cv2.putText(img, right, (w - tw - pad, h - b + base), font, self.scale, (235, 235, 235), self.thick,
-                    cv2.LINE_AA)
-        return img
-
-
-class MovieWriter:
-    """A review movie through PyAV, tagged BT.709 and converted with BT.709's matrix
-    (swscale would otherwise use BT.601 and the movie would play back greener)."""
-
-    def __init__(self, path: Path, fps, size: tuple[int, int], kind: str = "h264", burn_in: BurnIn | None = None,
-                 first: int = FIRST_FRAME):
-        import av
-        c = MOVIE_CODECS[kind]
-        self.path, self.burn_in = path, burn_in
-        self.tmp = temp_path(path, c["ext"])
-        self.container = av.open(str(self.tmp), mode="w")
-        self.stream = self.container.add_stream(c["codec"], rate=fps)
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = c["pix_fmt"]
-        self.stream.options = dict(c["options"])
-        cc = self.stream.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc = BT709, BT709, BT709
-        cc.color_range = 1          # video (limited) range, what players assume
-        self.pix_fmt = c["pix_fmt"]
-        self._av = av
-        self.frame_no = first
-
-    def add(self, rgb_u8: np.ndarray, frame: int | None = None) -> None:
-        frame = self.frame_no if frame is None else frame
-        self.frame_no = frame + 1
-        if self.burn_in is not None:
-            rgb_u8 = self.burn_in.draw(rgb_u8, frame)
-        vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_u8), format="rgb24")
-        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=BT709)
-        vf.colorspace, vf.color_range = BT709, 1
-        for pkt in self.stream.encode(vf):
-            self.container.mux(pkt)
-
-    def close(self) -> None:
-        for pkt in self.stream.encode():
-            self.container.mux(pkt)
-        self.container.close()
-        publish(self.tmp, self.path)
-
-    def abort(self) -> None:
-        try:
-            self.container.close()
-        finally:
-            self.tmp.unlink(missing_ok=True)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def write_manifest(out: Path, manifest: dict, stem: str | None = None) -> Path:
-    """The version's own manifest (NAME_v003.manifest.json) first, then manifest.json, the
-    folder's last finished render: each complete before it appears."""
-    data = (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode()
-    if stem:
-        atomic_write_bytes(version_manifest_path(out, stem), data)
-    p = out / "manifest.json"
-    atomic_write_bytes(p, data)
-    return p
+    return {p: sha256_bytes(data) for p, data in files.items()}
 
 
 class FrameSink:
-    """Writes frames (PNG, passes, EXR) and feeds the movies on a background thread, in
-    order, while the next frame renders: PNG, EXR and video encoding release the GIL,
-    and the render has single-threaded stretches for them to fill. At most a few frames
-    wait, so memory stays flat; an error in the writer surfaces on the next submit or
-    close. Every file's sha256 is kept for the manifest."""
+    """Writes frames (PNG, passes, EXR) on a background thread, in order, while the next
+    frame renders: PNG and EXR encoding release the GIL, and the render has single-threaded
+    stretches for them to fill. At most a few frames wait, so memory stays flat; an error
+    in the writer surfaces on the next submit or close. Every file's sha256 is kept for
+    the manifest."""
 
-    def __init__(self, out: Path, stem: str, fps, size: tuple[int, int], passes: bool, on_written=None,
-                 movies=("h264",), burn_in: BurnIn | None = None, exr_meta: dict | None = None,
+    def __init__(self, out: Path, stem: str, passes: bool, on_written=None, exr_meta: dict | None = None,
                  first: int = FIRST_FRAME):
         """stem: what the files are named after (NAME_v003); first: the first frame's
         number. on_written(index) is called (on the writer thread, in order) once a
-        frame's files are in place: the pipeline records the frame as done there."""
+        frame's files are in place: the runner records the frame as done there."""
         from concurrent.futures import ThreadPoolExecutor
         self.out, self.name, self.passes, self.first = out, stem, passes, first
         self.on_written = on_written
-        self.movies = [MovieWriter(movie_path(out, stem, k), fps, size, k, burn_in, first) for k in movies]
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="derrumbe-write")
         self.pending: list = []
         self.digests: dict[str, str] = {}
@@ -299,11 +123,8 @@ class FrameSink:
             self._write_exr(index, *exr)
         if self.on_written:
             self.on_written(index)
-        for m in self.movies:
-            m.add(img, self.first + index)
 
     def _write_exr(self, index, make_channels, same_token):
-        from derrumbe.stages import exr as E
         path = E.exr_path(self.out, self.name, self.first + index)
         if same_token is not None and self._exr_same and self._exr_same[0] == same_token:
             # A frame identical to the last (the plate before the collapse): a copy,
@@ -314,28 +135,13 @@ class FrameSink:
             publish(tmp, path)
         else:
             E.write_exr(path, make_channels(), self.exr_meta)
-        self.digests[self._rel(path)] = sha256(path)
+        self.digests[self._rel(path)] = sha256_file(path)
         self._exr_same = (same_token, path) if same_token is not None else None
-
-    def _reuse(self, index, extra):
-        p = frame_path(self.out, self.name, index, self.first)
-        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DerrumbeError(f"cannot read back {p}")
-        for q in [p] + list(extra):
-            self.digests[self._rel(q)] = sha256(q)
-        for m in self.movies:
-            m.add(img[..., ::-1], self.first + index)
 
     def _queue(self, fn, *args):
         while len(self.pending) >= 3:
             self.pending.pop(0).result()
         self.pending.append(self.pool.submit(fn, *args))
-
-    def reuse(self, index: int, extra=()) -> None:
-        """A frame finished by an earlier run: read back into the movies, not re-rendered.
-        extra: its other files (passes, EXR), hashed for the manifest."""
-        self._queue(self._reuse, index, extra)
 
     def submit(self, index: int, img: np.ndarray, debris: np.ndarray | None, dust: np.ndarray | None,
                exr=None, holdout: np.ndarray | None = None) -> None:
@@ -351,9 +157,6 @@ class FrameSink:
             for f in self.pending:
                 f.result()
             self.pending.clear()
-            for m in self.movies:
-                m.close()
-                self.digests[self._rel(m.path)] = sha256(m.path)
         finally:
             self.pool.shutdown(wait=True)
 
@@ -361,5 +164,3 @@ class FrameSink:
         for f in self.pending:
             f.cancel()
         self.pool.shutdown(wait=True)
-        for m in self.movies:
-            m.abort()

@@ -25,6 +25,7 @@ import numpy as np
 
 from derrumbe import colour
 from derrumbe.errors import DerrumbeError
+from derrumbe.files import sha256_file
 
 VIDEO_EXT = {".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm", ".mxf"}
 IMAGE_HELP = "JPEG, PNG, TIFF or EXR"
@@ -254,7 +255,7 @@ class StillSource(PlateSource):
         return self.plate
 
     def digest(self) -> str:
-        return _file_sha(self.path)
+        return sha256_file(self.path)
 
 
 class SequenceSource(PlateSource):
@@ -312,7 +313,7 @@ class SequenceSource(PlateSource):
     def digest(self) -> str:
         h = hashlib.sha256()
         for f in self.files:
-            h.update(f.name.encode() + b"\0" + _file_sha(f).encode())
+            h.update(f.name.encode() + b"\0" + sha256_file(f).encode())
         return h.hexdigest()
 
 
@@ -386,7 +387,7 @@ class VideoSource(PlateSource):
         return ref
 
     def digest(self) -> str:
-        return _file_sha(self.path)
+        return sha256_file(self.path)
 
     def close(self) -> None:
         if self._container is not None:
@@ -419,14 +420,6 @@ def _sws_matrix(vf) -> int:
     if cs == 2:                     # unspecified
         return 1 if vf.height >= 720 else 5
     return {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}.get(cs, 5)
-
-
-def _file_sha(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def open_plate(path: str, colourspace: str | None = None, max_seconds: float = MAX_SECONDS) -> PlateSource:

@@ -16,8 +16,8 @@ from pxr import Gf, Sdf, Tf, Usd, UsdGeom, UsdVol, Vt
 
 from derrumbe.stages.camera import FILM_WIDTH_MM, Camera
 from derrumbe.stages.fracture import Fracture
-from derrumbe.stages.outputs import publish, temp_path
-from derrumbe.stages.render import sample_pose
+from derrumbe.files import publish, temp_path
+from derrumbe.stages.poses import sample_pose
 from derrumbe.stages.simulate import SimResult
 
 # UsdGeomCamera measures focal length and filmback in tenths of a scene unit (mm only on

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from derrumbe.errors import DerrumbeError
-from derrumbe.stages.outputs import atomic_write_bytes
+from derrumbe.files import atomic_write_bytes
 
 FILE_VERSION = 224
 LIBRARY_VERSION = (10, 0)

@@ -484,7 +484,7 @@ def create_app(root: Path, token: str | None = None, workers: int | None = None,
                 out = await asyncio.to_thread(_estimates, root / "plates" / pid, size, box, mask, d, seed, auto)
             except DerrumbeError as e:
                 bad_input(e)
-        from derrumbe.stages.outputs import atomic_write_bytes
+        from derrumbe.files import atomic_write_bytes
         atomic_write_bytes(root / "plates" / pid / f"estimates_{key}.json", json.dumps(out).encode())
         return out
 
@@ -561,7 +561,7 @@ def _ingest(pid: str, pdir: Path, tmp: Path, limits: dict, bad, shown: str = "")
     """An upload checked by its header, renamed to the plate's name, decoded (a video's
     frames counted) and its first frame kept for the page. Runs on a worker thread."""
     import cv2
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     from derrumbe.stages.plate import open_plate
     from derrumbe.web import uploads
     try:
@@ -656,7 +656,7 @@ def _decode_mask(data_url, size: tuple[int, int]):
 def _save_mask(pdir: Path, data_url, size: tuple[int, int]) -> str:
     """A painted mask, decoded and stored as a clean 8-bit PNG under its own hash."""
     import cv2
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     mask = _decode_mask(data_url, size)
     png = cv2.imencode(".png", mask)[1].tobytes()
     name = f"mask_{hashlib.sha256(png).hexdigest()[:16]}.png"
@@ -688,7 +688,7 @@ def _shot_name(plate_name: str | None) -> str:
 
 def _thumb(src: Path, dest: Path, width: int = 320) -> Path | None:
     import cv2
-    from derrumbe.stages.outputs import atomic_write_bytes
+    from derrumbe.files import atomic_write_bytes
     img = cv2.imread(str(src), cv2.IMREAD_COLOR)
     if img is None:
         return None
@@ -734,31 +734,22 @@ def _estimates(pdir: Path, size, box, mask, given: dict, seed: int, auto: bool) 
 
 
 def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
-    import cv2
+    """The wedge's sheet, made as `derrumbe wedge` makes its own (review.py): each finished
+    variant at 60 % of its shot, labelled with the value it varies."""
     import numpy as np
-    tiles = []
+    from derrumbe import review
+    frames, labels = [], []
     for j in jobs:
         mp = _inside(root, f"jobs/{j['id']}/out/manifest.json")
         m = json.loads(mp.read_text()) if mp else {}
-        frames = m.get("frames") or [""]
-        f = _inside(root, f"jobs/{j['id']}/out/{frames[int(len(frames) * 0.6)]}")
-        img = cv2.imread(str(f)) if f else None
-        if img is None:
-            continue
-        img = cv2.resize(img, (480, int(480 * img.shape[0] / img.shape[1])))
-        cv2.rectangle(img, (0, 0), (img.shape[1], 26), (20, 20, 20), -1)
-        cv2.putText(img, j["label"] or j["id"], (8, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (235, 235, 235), 1,
-                    cv2.LINE_AA)
-        tiles.append(img)
-    if not tiles:
-        tiles = [np.zeros((270, 480, 3), np.uint8)]
-    cols = min(3, len(tiles))
-    h = max(t.shape[0] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in tiles]
-    while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.hstack(tiles[i:i + cols]) for i in range(0, len(tiles), cols)]
-    return cv2.imencode(".png", np.vstack(rows))[1].tobytes()
+        names = m.get("frames") or [""]
+        f = _inside(root, f"jobs/{j['id']}/out/{names[int(len(names) * 0.6)]}")
+        if f is not None:
+            frames.append(f)
+            labels.append(j["label"] or j["id"])
+    if not frames:
+        return review.png_bytes(np.zeros((270, 480, 3), np.uint8))
+    return review.png_bytes(review.contact_sheet(frames, labels))
 
 
 def serve(host: str, port: int, token: str | None, root: str, workers: int | None, extra_hosts=()) -> int:

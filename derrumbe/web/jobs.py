@@ -170,7 +170,8 @@ def _row(r) -> dict:
 
 
 def render_command(python: str, spec: Path, shot: Path) -> list[str]:
-    return [python, "-m", "derrumbe", "shot", "--spec", str(spec), "-o", str(shot), "--progress-json"]
+    extra = ["--scheduler", os.environ["DERRUMBE_SCHEDULER"]] if os.environ.get("DERRUMBE_SCHEDULER") else []
+    return [python, "-m", "derrumbe", "shot", "--spec", str(spec), "-o", str(shot), "--progress-json", *extra]
 
 
 class Runner:
@@ -298,6 +299,9 @@ class Runner:
                 if ev is None:
                     last_err = line.strip()[:2000] or last_err
                     continue
+                if ev["event"] == "chunk":          # a chunk of frames on a cluster's worker
+                    progress.setdefault("chunks", {})[f"{ev['first']}-{ev['last']}"] = ev["state"]
+                    continue
                 if ev["event"] == "plan":
                     progress.update(plan=ev["stages"], first_frame=ev["first_frame"])
                 elif ev["event"] == "warning":
@@ -321,9 +325,11 @@ def _event(line: str) -> dict | None:
         ev = json.loads(line)
     except ValueError:
         return None
-    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress", "end", "plan", "warning"):
+    if not isinstance(ev, dict) or ev.get("event") not in ("start", "progress", "end", "plan", "warning", "chunk"):
         return None
     try:
+        if ev["event"] == "chunk":
+            return dict(event="chunk", first=int(ev["first"]), last=int(ev["last"]), state=str(ev["state"])[:60])
         if ev["event"] == "plan":
             stages = {str(k)[:40]: _finite(v) for k, v in dict(ev["stages"]).items()}
             return dict(event="plan", stages=dict(list(stages.items())[:20]), first_frame=int(ev["first_frame"]))
@@ -362,7 +368,7 @@ def sweep_shot(shot: Path, wait_s: float = 0.0) -> None:
     (waiting up to wait_s for a render just killed to let go of it)."""
     from derrumbe.cache import ShotLock
     from derrumbe.errors import DerrumbeError
-    from derrumbe.stages.outputs import sweep_temps
+    from derrumbe.files import sweep_temps
     if not shot.is_dir():
         return
     t0 = time.time()

@@ -573,7 +573,10 @@ function progressText(j) {
   if (j.state === "cancelled") return "cancelled";
   const fra = frameText(p);
   const left = p.eta_total !== null && p.eta_total !== undefined ? ` · Remaining ${clock(p.eta_total)}` : "";
-  return `${p.stage || "starting"} ${fra || `${p.done || 0}/${p.total || 1}`}${left}`;
+  // On a cluster (derrumbe serve --scheduler): how many frame chunks the workers have finished.
+  const ch = p.chunks ? Object.values(p.chunks) : [];
+  const chunks = ch.length ? ` · chunks ${ch.filter((c) => c.startsWith("done")).length}/${ch.length}` : "";
+  return `${p.stage || "starting"} ${fra || `${p.done || 0}/${p.total || 1}`}${chunks}${left}`;
 }
 function fraction(j) {
   if (j.state === "done") return 1;
