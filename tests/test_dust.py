@@ -523,3 +523,22 @@ def test_dust_inside_the_standing_building_sees_neither_the_sun_nor_the_sky(scen
     assert f.tau_sun[street] < 1.0 and f.tau_sky[street] < 1.0
     assert f.tau_sun[inside] > 3.0                       # under 5 % of the sun
     assert f.tau_sky[inside] > 3.0
+
+
+def test_the_plates_surfaces_are_shaded_by_the_dust_alone_not_by_the_building_again(scene):
+    """The shadow the cloud casts on the street and the walls comes from the dust only:
+    the photo already holds the building's own shadows (counting them again darkened a
+    whole plate by 45 % the frame the dust appeared). Where no dust lies between a cell
+    and the sun or the sky, its surface shade is zero even inside the standing building."""
+    fr, sim = scene
+    d = _dust(fr, sim, cells=20_000)
+    d.advance_to(0.2)                                    # before anything has moved
+    g = d.grid
+    cx, cz = 0.5 * (fr.box_lo[[0, 2]] + fr.box_hi[[0, 2]])
+    inside = tuple(np.floor(g.cells([cx, 1.0, cz])).astype(int)[::-1])
+    # One wisp low on the ground, off to the side (on no line from the room to the sun or sky).
+    aside = tuple(np.floor(g.cells([fr.box_lo[0] - 3.0, 0.5, fr.box_hi[2] + 3.0])).astype(int)[::-1])
+    d.q[0][aside] = 2.0
+    f = dust_frame(d.snapshot(), np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7]))
+    assert f.tau_sky[inside] > 3.0                       # the dust's own light: under the building
+    assert f.shade is not None and f.shade[0][inside] == 0.0 and f.shade[1][inside] == 0.0

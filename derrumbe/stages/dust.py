@@ -164,6 +164,10 @@ class DustFrame:
     vel: np.ndarray          # (3, nz, ny, nx) air velocity, m/s (for motion blur)
     turb: np.ndarray         # (nz, ny, nx) unresolved turbulence: speed at the grid scale, m/s
     time: float
+    # (2, nz, ny, nx) optical depths toward the sun and the sky through the dust alone: what
+    # the cloud's shadow on the plate's surfaces is made of (the building's own shadows are
+    # in the photo already). None: the same as tau_sun and tau_sky.
+    shade: np.ndarray | None = None
 
 
 class DustSim:
@@ -542,18 +546,30 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
                          z, t)
     sigma = state["sigma"].astype(np.float32)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
+    d = np.asarray(sun_dir, float)
+    d = d / np.linalg.norm(d)
+    shade = None
     if "solid" in state:
+        # The dust's shadow on the street and the walls is the dust's alone: the photo
+        # already holds the building's shadows, and counting them again darkened the whole
+        # plate the moment the dust appeared.
+        shade = np.stack(_depths(s_light, d, grid.h))
         # The building and the rubble shade the dust: dust inside the standing building,
         # under its floors or in its shadow, sees neither the sun nor most of the sky.
-        s_light += SOLID_SIGMA * state["solid"].astype(np.float32)
-    tau_sun = np.empty_like(sigma)
-    tau_sky = np.empty_like(sigma)
-    d = np.asarray(sun_dir, float)
-    K.sun_depth(s_light, tau_sun, d / np.linalg.norm(d), grid.h)
-    K.sky_depth(s_light, tau_sky, grid.h)
+        s_light = s_light + SOLID_SIGMA * state["solid"].astype(np.float32)
+    tau_sun, tau_sky = _depths(s_light, d, grid.h)
     coords = state["coords"].astype(np.float32).reshape((2, 3) + shape)
     return DustFrame(grid, sigma, tau_sun, tau_sky, coords, w, state["vel"].astype(np.float32),
-                     state["turb"].astype(np.float32), t)
+                     state["turb"].astype(np.float32), t, shade)
+
+
+def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
+    """Optical depths of every cell toward the sun and straight up."""
+    tau_sun = np.empty_like(s_light)
+    tau_sky = np.empty_like(s_light)
+    K.sun_depth(s_light, tau_sun, sun, h)
+    K.sky_depth(s_light, tau_sky, h)
+    return tau_sun, tau_sky
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame

@@ -124,6 +124,7 @@ uniform sampler3D coordA;     // advected detail coordinates (m)
 uniform sampler3D coordB;
 uniform sampler3D velo;       // air velocity m/s
 uniform sampler3D occ;        // coarse max extinction, for skipping empty space
+uniform sampler3D shade;      // optical depth to the sun and the sky through the dust alone (surfaces' shadow)
 uniform sampler3D noise;      // multi-octave billow noise, mipmapped
 uniform sampler2D opaque;     // depth of the nearest piece (0: none), at this pass's size
 uniform sampler2D backdrop;   // depth where the plate is opaque, at this pass's size
@@ -175,7 +176,7 @@ float hg(float mu, float g) {
 vec2 shadeAt(vec3 p) {
     vec3 uvw = (p - origin) / extent;
     if (any(lessThan(uvw, vec3(0.0))) || any(greaterThan(uvw, vec3(1.0)))) return vec2(0.0);
-    return texture(vol, uvw).gb;
+    return texture(shade, uvw).rg;
 }
 
 vec3 ray_dir(vec2 px) { return vec3((px.x - intr.z) / intr.x, -(px.y - intr.w) / intr.y, -1.0); }
@@ -417,7 +418,7 @@ class DustRenderer:
         p = self.prog
         for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("velo", 3), ("occ", 4), ("noise", 5),
                            ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_shade", 10),
-                           ("lo_aux", 11)):
+                           ("lo_aux", 11), ("shade", 12)):
             if name in p:
                 p[name].value = unit
         p["intr"].value = (cam.f_px, cam.f_px, cam.cx, cam.cy)
@@ -469,7 +470,8 @@ class DustRenderer:
         self.occ_cells = 4
         self.occ_shape = tuple(int(np.ceil(s / self.occ_cells)) for s in shape)
         self.occ = tex3(1, self.occ_shape[::-1], mgl.NEAREST)
-        self.textures3d = [self.vol, self.cA, self.cB, self.velo, self.occ]
+        self.shade = tex3(2)
+        self.textures3d = [self.vol, self.cA, self.cB, self.velo, self.occ, self.shade]
         self.grid_shape = shape
 
     def render(self, f: DustFrame, opaque_depth: np.ndarray, opaque_full: np.ndarray | None = None) -> DustLayers:
@@ -483,6 +485,8 @@ class DustRenderer:
         self.cB.write(np.ascontiguousarray(np.moveaxis(f.coords[1], 0, -1), np.float32).tobytes())
         self.velo.write(np.ascontiguousarray(np.moveaxis(f.vel, 0, -1), np.float32).tobytes())
         self.occ.write(self._occupancy(f.sigma).tobytes())
+        shade = np.stack([f.tau_sun, f.tau_sky]) if f.shade is None else f.shade
+        self.shade.write(np.ascontiguousarray(np.moveaxis(shade, 0, -1), np.float32).tobytes())
         p = self.prog
         p["origin"].value = tuple(map(float, g.origin))
         p["extent"].value = tuple(map(float, g.size_m))
@@ -495,6 +499,7 @@ class DustRenderer:
         p["wnorm"].value = float(max(np.sqrt(wa * wa + wb * wb), 1e-3))
         for unit, tex in enumerate((self.vol, self.cA, self.cB, self.velo, self.occ, self.noise)):
             tex.use(unit)
+        self.shade.use(12)
         lo = self._pass("lo", 0, opaque_depth)
         if not self.two_pass:
             return self._layers(lo)
