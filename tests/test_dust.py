@@ -506,20 +506,29 @@ def test_a_crushed_storey_moves_only_its_own_air_and_the_push_is_spent_a_few_met
         assert sp[out > 6].max() < 1.0, (t, sp[out > 6].max())
 
 
+LOW_SUN = np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7])
+
+
+def _still_building_dust(scene):
+    """The test collapse's dust before anything has moved, and the grid cell (k, j, i) of
+    a point given as (x, y, z) in metres; the centre of the building's footprint (x, z)."""
+    fr, sim = scene
+    d = _dust(fr, sim, cells=20_000)
+    d.advance_to(0.2)
+    cell = lambda p: tuple(np.floor(d.grid.cells(p)).astype(int)[::-1])
+    return d, cell, 0.5 * (fr.box_lo[[0, 2]] + fr.box_hi[[0, 2]])
+
+
 def test_dust_inside_the_standing_building_sees_neither_the_sun_nor_the_sky(scene):
     """Dust in a room of the still-standing building (seen through a window or a hole)
     is shaded by its walls, floors and roof; the same dust out on the street is not."""
-    fr, sim = scene
-    d = _dust(fr, sim, cells=20_000)
-    d.advance_to(0.2)                                    # before anything has moved
-    g = d.grid
-    cx, cz = 0.5 * (fr.box_lo[[0, 2]] + fr.box_hi[[0, 2]])
-    inside = tuple(np.floor(g.cells([cx, 4.0, cz])).astype(int)[::-1])
-    street = tuple(np.floor(g.cells([cx, 4.0, fr.box_hi[2] + 5.0])).astype(int)[::-1])
-    assert all(0 <= i < n for ix in (inside, street) for i, n in zip(ix, g.shape))
+    fr, _ = scene
+    d, cell, (cx, cz) = _still_building_dust(scene)
+    inside, street = cell([cx, 4.0, cz]), cell([cx, 4.0, fr.box_hi[2] + 5.0])
+    assert all(0 <= i < n for ix in (inside, street) for i, n in zip(ix, d.grid.shape))
     for k, j, i in (inside, street):
         d.q[0, k, j, i] = 2.0                            # a thin wisp, 2 g/m^3: it barely shades itself
-    f = dust_frame(d.snapshot(), np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7]))
+    f = dust_frame(d.snapshot(), LOW_SUN)
     assert f.tau_sun[street] < 1.0 and f.tau_sky[street] < 1.0
     assert f.tau_sun[inside] > 3.0                       # under 5 % of the sun
     assert f.tau_sky[inside] > 3.0
@@ -530,15 +539,11 @@ def test_the_plates_surfaces_are_shaded_by_the_dust_alone_not_by_the_building_ag
     the photo already holds the building's own shadows (counting them again darkened a
     whole plate by 45 % the frame the dust appeared). Where no dust lies between a cell
     and the sun or the sky, its surface shade is zero even inside the standing building."""
-    fr, sim = scene
-    d = _dust(fr, sim, cells=20_000)
-    d.advance_to(0.2)                                    # before anything has moved
-    g = d.grid
-    cx, cz = 0.5 * (fr.box_lo[[0, 2]] + fr.box_hi[[0, 2]])
-    inside = tuple(np.floor(g.cells([cx, 1.0, cz])).astype(int)[::-1])
+    fr, _ = scene
+    d, cell, (cx, cz) = _still_building_dust(scene)
+    inside = cell([cx, 1.0, cz])
     # One wisp low on the ground, off to the side (on no line from the room to the sun or sky).
-    aside = tuple(np.floor(g.cells([fr.box_lo[0] - 3.0, 0.5, fr.box_hi[2] + 3.0])).astype(int)[::-1])
-    d.q[0][aside] = 2.0
-    f = dust_frame(d.snapshot(), np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7]))
+    d.q[0][cell([fr.box_lo[0] - 3.0, 0.5, fr.box_hi[2] + 3.0])] = 2.0
+    f = dust_frame(d.snapshot(), LOW_SUN)
     assert f.tau_sky[inside] > 3.0                       # the dust's own light: under the building
     assert f.shade is not None and f.shade[0][inside] == 0.0 and f.shade[1][inside] == 0.0
