@@ -300,22 +300,21 @@ def close_solid_faces(u, v, w, solid):
                     w[k + 1, j, i] = 0.0
 
 
-@njit(parallel=True, **_OPTS)
 def ground_drag(u, w, c):
     """Quadratic drag of the street on the lowest layer of cells: u -= c |u| u (c: drag
     coefficient x dt / h), never reversing the flow."""
-    nz, ny, nx1 = u.shape
+    _drag_lowest_layer(u, c)
+    _drag_lowest_layer(w, c)
+
+
+@njit(parallel=True, **_OPTS)
+def _drag_lowest_layer(v, c):
+    nz, ny, nx = v.shape
     for k_ in prange(nz):
         k = np.int64(k_)
-        for i in range(nx1):
-            a = u[k, 0, i]
-            u[k, 0, i] = a / (1.0 + c * abs(a))
-    nz1, ny, nx = w.shape
-    for k_ in prange(nz1):
-        k = np.int64(k_)
         for i in range(nx):
-            a = w[k, 0, i]
-            w[k, 0, i] = a / (1.0 + c * abs(a))
+            a = v[k, 0, i]
+            v[k, 0, i] = a / (1.0 + c * abs(a))
 
 
 @njit(parallel=True, **_OPTS)
