@@ -482,20 +482,21 @@ class DustSim:
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
 
-    def extent(self, threshold_g: float = 1.0) -> dict:
+    def extent(self, threshold: float = 0.05) -> dict:
         """Where the cloud is: its reach along the ground from the building's centre, its
-        height and width (m), the share of the grid the cloud fills."""
-        d = self.q[0]
+        height and width (m). The cloud is where its extinction is at least `threshold`
+        (1/m): 10 m of it hide 40 % of what is behind, where the eye sees a cloud's edge."""
+        d = self.q[0] * EXT_FINE_M2_PER_G + self.q[1] * EXT_LOAD_M2_PER_G
         g = self.grid
         cen = 0.5 * (self.fr.box_lo + self.fr.box_hi)
-        if not (d > threshold_g).any():
+        if not (d > threshold).any():
             return dict(front_m=0.0, height_m=0.0, width_m=0.0, nearest_z_m=None)
-        low = d[:, : max(1, int(2.0 / g.h) + 1)].max(axis=1) > threshold_g          # (nz, nx) near ground
+        low = d[:, : max(1, int(2.0 / g.h) + 1)].max(axis=1) > threshold          # (nz, nx) near ground
         kz, ix = np.nonzero(low)
         x = g.origin[0] + (ix + 0.5) * g.h
         z = g.origin[2] + (kz + 0.5) * g.h
         front = float(np.hypot(x - cen[0], z - cen[2]).max()) if len(x) else 0.0
-        cols = (d > threshold_g).any(axis=(0, 2))
+        cols = (d > threshold).any(axis=(0, 2))
         height = float(g.origin[1] + (np.nonzero(cols)[0].max() + 1) * g.h)
         width = float(x.max() - x.min() + g.h) if len(x) else 0.0
         return dict(front_m=round(front, 2), height_m=round(height, 2), width_m=round(width, 2),

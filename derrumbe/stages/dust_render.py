@@ -147,6 +147,8 @@ layout(location = 1) out vec4 o_back;
 layout(location = 2) out vec4 o_shade;
 layout(location = 3) out vec4 o_aux;
 
+const float AMB_OPEN = 0.6;
+
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
 
 // The noise tile at scale `per` (m), filtered to the footprint px_m (mip level), through
@@ -272,8 +274,12 @@ void march(vec2 px, vec2 tc, float jit) {
                 vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
                 // The sky's light: what reaches the point straight (dimmed by the dust and the
                 // building above) plus what the surrounding cloud scatters in, less under a
-                // thick layer or a roof (a floor under a building is near dark).
-                vec3 L = albedo * (Ls + amb_col * (0.3 * exp(-0.03 * v.b) + 0.7 * exp(-0.5 * v.b - tau_loc)));
+                // thick layer or a roof (a floor under a building is near dark). A grain of
+                // dust in the open sees the sky over its upper half and the street below,
+                // so it gets AMB_OPEN of what a face turned up to the sky gets (amb_col is
+                // that), as a facing wall does in lighting.py: dust lit as if every grain
+                // faced the whole sky read half again brighter than the plate's walls.
+                vec3 L = albedo * (Ls + AMB_OPEN * amb_col * (0.3 * exp(-0.03 * v.b) + 0.7 * exp(-0.5 * v.b - tau_loc)));
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
@@ -337,7 +343,9 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_s
     float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
-    float lit = clamp(1.0 + amp * 0.12 * n, 0.7, 1.3);
+    // (each lump's crown sees more of the sky and the sun than the crevice between it and
+    // the next: photographs of dust clouds show 1.3-2x between them at this scale)
+    float lit = clamp(1.0 + amp * 0.22 * n, 0.55, 1.45);
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
