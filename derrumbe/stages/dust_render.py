@@ -245,12 +245,13 @@ void march(vec2 px, vec2 tc, float jit) {
                 // (only where the cloud thins toward its surface: inside, a vertical push
                 // would draw the noise out into vertical streaks)
                 float thin = exp(-1.5 * s);
-                // ...and sideways by a coarser noise (lobes and clefts two billows across,
-                // as on the nose of a real gravity current): the front's line on the street
-                // is never the grid's straight, even front.
+                // ...and the whole cloud, dense or thin, sideways by a coarser noise (lobes
+                // and clefts two billows across, as on the nose of a real gravity current):
+                // the front's line on the street is never the grid's straight, even front.
+                // (a smooth sideways shift draws no streaks, so it need not fade inside)
                 float nl = band(ca, cb, 2.0 * period, pxa * t, vec3(0.37, 0.11, 0.73));
-                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n, 0.0);
-                vec3 uw = (p - push * thin - origin) / extent;
+                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n * thin, 0.0);
+                vec3 uw = (p - push - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
@@ -528,6 +529,12 @@ class DustRenderer:
         """The front's depth and motion at the output size: nearest where the coarse
         pixel has no dust (no depth to blend with), linear elsewhere."""
         W, H = size
+        # A coarse pixel without dust next to one with it takes its neighbour's depth: the
+        # full-size edge can reach past the coarse one (the cloud's lobes are pushed at
+        # the full size), and a depth of 0 there would put the dust at the lens.
+        aux = aux.copy()
+        empty = aux[..., 0] <= 0
+        aux[..., 0] = np.where(empty, cv2.dilate(aux[..., 0], np.ones((3, 3), np.uint8)), aux[..., 0])
         lin = cv2.resize(aux, (W, H), interpolation=cv2.INTER_LINEAR)
         has = cv2.resize((aux[..., 0] > 0).astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
         near = cv2.resize(aux, (W, H), interpolation=cv2.INTER_NEAREST)
@@ -560,10 +567,11 @@ class DustRenderer:
 
     def _occupancy(self, sigma: np.ndarray) -> np.ndarray:
         """Max extinction per block of cells, grown by one cell so trilinear taps at a
-        block's edge are never skipped, and by the noise's vertical push (up to 3.6
-        cells) up and down, or the bulging tops would be cut square at the blocks."""
+        block's edge are never skipped, by the noise's vertical push (up to 3.6 cells) up
+        and down, or the bulging tops would be cut square at the blocks, and by its
+        sideways push (about 4 cells), or the lobes of the front would be."""
         c = self.occ_cells
-        s = maximum_filter(sigma, size=(3, 11, 3), mode="nearest")
+        s = maximum_filter(sigma, size=(9, 11, 9), mode="nearest")
         nz, ny, nx = self.occ_shape
         pad = np.zeros((nz * c, ny * c, nx * c), np.float32)
         pad[: s.shape[0], : s.shape[1], : s.shape[2]] = s
