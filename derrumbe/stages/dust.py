@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter
+from scipy.ndimage import gaussian_filter, maximum_filter
 
 from derrumbe.kernels import fluid as K
 from derrumbe.stages.camera import Camera
@@ -50,10 +50,11 @@ RELAX_S = 20.0               # the air relaxes toward the breeze over this long 
 # mixes clear air in at ~0.1 of its speed (Ellison & Turner 1959; Turner 1986); here an
 # eddy diffusivity K = ENTRAIN x |u| x 2h on the dust and heat (conservative).
 ENTRAIN = 0.1
-REGEN_S = 0.8                # the render's detail coordinates are renewed this often (before a
+REGEN_S = 0.4                # the render's detail coordinates are renewed this often (before a
                              # fast, sheared current stretches the noise they carry into streaks)
 GROW_MARGIN = 5              # cells between the cloud and an open side before it grows (the
                              # render pushes the surface up to ~2 cells with its noise)
+TURB_AVG_CELLS = 1.5         # the eddy energy's averaging radius (grid_turbulence)
 FIELDS = 3                   # carried conservatively: fine dust, coarse load (g/m^3), heat (K)
 
 
@@ -521,14 +522,18 @@ def front_toward_camera(state: dict, facade_z: float, sigma_min: float = 0.05) -
 def grid_turbulence(cvel: np.ndarray, h: float) -> np.ndarray:
     """The speed of the smallest eddies the grid resolves (|curl u| x h): the energy at
     the grid's cutoff, from which the render's noise continues the cascade to smaller
-    scales (Kim et al. 2008, wavelet turbulence)."""
+    scales (Kim et al. 2008, wavelet turbulence). Like their band energy it is a local
+    average (over about two cells): the raw curl of a confined flow is spiky from cell
+    to cell, and the render's billows, whose size and contrast follow it, traced its
+    contours as thin marbled lines across the cloud."""
     gz = np.gradient(cvel, axis=1)
     gy = np.gradient(cvel, axis=2)
     gx = np.gradient(cvel, axis=3)
     wx = gy[2] - gz[1]
     wy = gz[0] - gx[2]
     wz = gx[1] - gy[0]
-    return np.sqrt(wx * wx + wy * wy + wz * wz).astype(np.float32)
+    energy = gaussian_filter(wx * wx + wy * wy + wz * wz, TURB_AVG_CELLS, mode="nearest")
+    return np.sqrt(energy).astype(np.float32)
 
 
 def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:

@@ -44,6 +44,7 @@ from derrumbe.stages.camera import Camera
 from derrumbe.stages.dust import DustFrame
 
 NOISE_RES = 128
+WORLEY_SMOOTH = 6.0          # 1/cell: the lumps' crevices are rounded over about a sixth of a lump
 NOISE_TILE_CELLS = 32        # one noise tile spans this many grid cells (its lumps: 8 cells to 1)
 FAR = 1e5
 
@@ -51,14 +52,18 @@ FAR = 1e5
 @njit(parallel=True, cache=True)
 def _worley_billow(res, cells, pts):
     """Tileable inverted Worley noise (1 - distance to the nearest feature point, one
-    point per cell of a cells^3 lattice), sampled on a res^3 grid."""
+    point per cell of a cells^3 lattice), sampled on a res^3 grid. The nearest distance
+    is a smooth minimum over the neighbouring points (-log sum exp(-k d) / k): where two
+    lumps meet, plain Worley noise has a crease one texel wide, and lit as the lumps'
+    crevices those creases drew thin dark contour lines across the cloud."""
     out = np.empty((res, res, res), np.float32)
+    k = WORLEY_SMOOTH
     for a in prange(res):
         for b in range(res):
             for c in range(res):
                 x, y, z = (c + 0.5) / res * cells, (b + 0.5) / res * cells, (a + 0.5) / res * cells
                 ci, cj, ck = int(x), int(y), int(z)
-                best = 1e9
+                acc = 0.0
                 for dk in range(-1, 2):
                     for dj in range(-1, 2):
                         for di in range(-1, 2):
@@ -67,10 +72,8 @@ def _worley_billow(res, cells, pts):
                             dx = ii + p[0] - x
                             dy = jj + p[1] - y
                             dz = kk + p[2] - z
-                            d = dx * dx + dy * dy + dz * dz
-                            if d < best:
-                                best = d
-                out[a, b, c] = 1.0 - min(np.sqrt(best), 1.0)
+                            acc += np.exp(-k * np.sqrt(dx * dx + dy * dy + dz * dz))
+                out[a, b, c] = 1.0 - min(max(-np.log(acc) / k, 0.0), 1.0)
     return out
 
 
@@ -326,7 +329,12 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_s
     vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
     float turb = texture(vol, uvw).a;
     float amp = clamp(0.5 + turb / turb_ref, 0.5, 1.4);
-    float px_m = aux.x / intr.x;
+    // The lookup's footprint: a pixel's size at the front's depth, or how far the front
+    // point moves from one pixel to the next, whichever is larger. Where the front's depth
+    // changes fast across the screen (thin dust seen edge-on, one lump behind another) the
+    // point sweeps through many lumps a pixel: sampled finely there, the noise aliased
+    // into thin marbled contour lines; filtered to that footprint it fades to its mean.
+    float px_m = max(aux.x / intr.x, max(length(dFdx(p)), length(dFdy(p))));
     // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
     // street distances), each about 0.45 the amplitude of the one above (k^-3 in 3D).
     float p1 = period / 8.0, p2 = period / 64.0;
@@ -346,7 +354,11 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_s
     // Crevices between the small lumps darker, their crowns brighter.
     // (each lump's crown sees more of the sky and the sun than the crevice between it and
     // the next: photographs of dust clouds show 1.3-2x between them at this scale)
-    float lit = clamp(1.0 + amp * 0.22 * n, 0.55, 1.45);
+    // Only a dense front is a surface with crowns and crevices: through thin dust the eye
+    // sees a depth-average, and noise shaded on the front point's curved sheet there
+    // reads as marbled bands.
+    float solid = smoothstep(0.1, 1.2, aux.w);
+    float lit = clamp(1.0 + amp * 0.22 * n * solid, 0.55, 1.45);
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
