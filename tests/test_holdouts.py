@@ -15,6 +15,8 @@ from derrumbe.cli import main
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.exr import read_exr
 from derrumbe.stages import holdouts, pedestrian_net
+from derrumbe.stages.holdout_cues import people as people_cue
+from derrumbe.stages.holdout_cues.cutout import box_iou
 from derrumbe.stages.holdouts import FRONT_MARGIN_M, Holdout, HoldoutSet, add_user_holdouts, assign_depths, \
     contact_depth, in_front
 from tests.conftest import read_rgb
@@ -200,20 +202,20 @@ def test_the_anchor_grid_is_the_ssd_mobilenet_one():
 @needs_net
 def test_the_network_finds_the_pedestrians_of_the_demo_photo_by_their_boxes():
     img = cv2.imread(str(DEMO_JPG))
-    boxes = [b for b, _ in holdouts._net_people(img, 850.0)]
+    boxes = [b for b, _ in people_cue._net_people(img, 850.0)]
     people = [np.array(p, float) for o in json.loads(DEMO_LABELS.read_text())["objects"] if o["kind"] == "person"
               for p in o["polygons"]]
     hit = 0
     for poly in people:
         lb = np.array([poly[:, 0].min(), poly[:, 1].min(), poly[:, 0].max(), poly[:, 1].max()])
-        hit += any(holdouts._iou(lb, b) >= 0.4 for b in boxes)
+        hit += any(box_iou(lb, b) >= 0.4 for b in boxes)
     assert len(people) == 7 and hit >= 5, boxes
 
 
 def test_without_the_wheel_the_people_come_from_hog(monkeypatch):
     monkeypatch.setattr(pedestrian_net, "available", lambda: False)
     called = []
-    monkeypatch.setattr(holdouts, "_net_people", lambda *a: called.append(1) or [])
+    monkeypatch.setattr(people_cue, "_net_people", lambda *a: called.append(1) or [])
     img = cv2.imread(str(DEMO_JPG))
     small = cv2.resize(img, (960, 540), interpolation=cv2.INTER_AREA)
     b = np.zeros((540, 960), np.float32)
