@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from derrumbe.stages.holdout_cues.cutout import Found, from_small, overlap, union
+from derrumbe.stages.holdout_cues.furniture import furniture
 from derrumbe.stages.holdout_cues.people import people
 from derrumbe.stages.holdout_cues.poles import poles
 from derrumbe.stages.holdout_cues.street import street_objects
@@ -156,7 +157,8 @@ def find_holdouts(srgb: np.ndarray, building: np.ndarray, seed: int = 0) -> Hold
     lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     small = street_objects(bgr, lab, base, seed) + poles(bgr, gray, base, seed)
-    found = people(full_bgr, base_full, seed) + vehicles(full_bgr, base_full, seed) + [f for f in (from_small(m, k, c, (H, W)) for m, k, c in small) if f]
+    found = people(full_bgr, base_full, seed) + vehicles(full_bgr, base_full, seed) + \
+        furniture(full_bgr, bgr, base, seed) + [f for f in (from_small(m, k, c, (H, W)) for m, k, c in small) if f]
     objects = []
     radius = max(2, int(round(2.0 / s)))
     for f in _merge(found):

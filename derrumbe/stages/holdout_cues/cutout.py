@@ -175,3 +175,31 @@ def _merge(found: list[Found]) -> list[Found]:
         else:
             out.append(f)
     return out
+
+
+def trim_continuation(lab: np.ndarray, mask: np.ndarray, top: int, tol: float = 14.0) -> np.ndarray:
+    """Take off a cut what is the facade continued from above. A cut limited to rows from
+    `top` down that still touches `top` has leaked into something the limit cut through: a
+    door, a sign or a window that goes on above it. Down each such column the pixels that
+    keep the colour of the facade just above the limit (followed slowly, for shading) are
+    that facade; the thing in front starts where the colour breaks."""
+    h = mask.shape[0]
+    k = max(3, int(0.02 * h))
+    if top < k or top >= h:
+        return mask
+    cols = np.flatnonzero(mask[top])
+    if cols.size == 0:
+        return mask
+    img = lab.astype(np.float32)
+    ref = img[top - k:top, cols].mean(axis=0)
+    out = mask.copy()
+    live = np.ones(cols.size, bool)
+    for y in range(top, h):
+        px = img[y, cols]
+        same = live & mask[y, cols] & (np.linalg.norm(px - ref, axis=1) < tol)
+        out[y, cols[same]] = False
+        ref[same] = 0.9 * ref[same] + 0.1 * px[same]
+        live = same
+        if not live.any():
+            break
+    return out

@@ -9,7 +9,8 @@ import numpy as np
 from derrumbe.stages import pedestrian_net
 from derrumbe.stages.holdout_cues.cutout import Found, cut, nms
 
-WORK_PX = 800            # long side of the analysis
+FIGURE_PX = 96           # a figure's height inside HOG's 64x128 window
+MIN_FIGURE = 0.07        # the smallest passer-by looked for, as a share of the frame's height
 NET_MIN_SCORE = 0.5      # the pedestrian network's score a person must reach
 
 
@@ -19,18 +20,18 @@ def _hog():
     return hog
 
 
-def find_people(bgr: np.ndarray, min_score: float = 0.5) -> list[tuple[np.ndarray, float]]:
-    """HOG people boxes (x0, y0, x1, y1) with their SVM margin, overlapping boxes merged.
-    The detector's window is 64x128 px: small figures are found on an upscaled copy."""
-    h, w = bgr.shape[:2]
-    up = 1.0
-    if h < 700:
-        up = 700.0 / h
-    img = cv2.resize(bgr, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR) if up != 1.0 else bgr
-    rects, weights = _hog().detectMultiScale(img, hitThreshold=0.0, winStride=(8, 8), padding=(16, 16), scale=1.08)
+def find_people(bgr: np.ndarray, min_score: float = 0.5, up: float = 1.0) -> list[tuple[np.ndarray, float]]:
+    """HOG people boxes (x0, y0, x1, y1, in `bgr`'s pixels) with their SVM margin, each
+    group of overlapping windows one box. The detector's window is 64x128 px with the
+    figure about 96 px tall in it: the image is scaled by `up` first so that the smallest
+    figure looked for fills it."""
+    img = cv2.resize(bgr, None, fx=up, fy=up, interpolation=cv2.INTER_LINEAR if up > 1 else cv2.INTER_AREA) \
+        if up != 1.0 else bgr
+    rects, weights = _hog().detectMultiScale(img, hitThreshold=0.0, winStride=(8, 8), padding=(16, 16), scale=1.05)
     boxes = [(np.array([x, y, x + ww, y + hh], np.float32) / up, float(s))
              for (x, y, ww, hh), s in zip(rects, np.ravel(weights)) if s >= min_score]
     return nms(boxes, 0.4)
+
 
 def _net_people(full_bgr: np.ndarray, base: float) -> list[tuple[np.ndarray, float]]:
     """People boxes (plate pixels, tight around the figure) from the wheel's SSDLite
@@ -53,16 +54,24 @@ def _net_people(full_bgr: np.ndarray, base: float) -> list[tuple[np.ndarray, flo
     return nms(boxes, 0.4)
 
 
-def _hog_people(full_bgr: np.ndarray) -> list[tuple[np.ndarray, float]]:
-    """OpenCV's HOG people boxes, shrunk from the detector's padded window to the figure."""
+def _hog_people(full_bgr: np.ndarray, base: float) -> list[tuple[np.ndarray, float]]:
+    """OpenCV's HOG people boxes, shrunk from the detector's padded window to the figure.
+    Only the band where a standing figure's feet can be (the base line and the street in
+    front) and its body (up to half the frame above) is searched, at the plate's own
+    resolution scaled so that a figure MIN_FIGURE of the frame high fills the detector's
+    window: a passer-by 70 px tall in a 1080-line frame is lost when the whole frame is
+    first shrunk to a working size."""
     H, W = full_bgr.shape[:2]
-    s = min(1.0, WORK_PX / max(H, W))
-    small = cv2.resize(full_bgr, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else full_bgr
+    y0, y1 = int(max(0, base - 0.5 * H)), int(min(H, base + 0.15 * H))
+    if y1 - y0 < 32:
+        return []
+    up = float(np.clip(FIGURE_PX / (MIN_FIGURE * H), 0.3, 1.6))
     out = []
-    for b, sc in find_people(small):
-        x0, y0, x1, y1 = b / s
-        bw, bh = x1 - x0, y1 - y0
-        out.append((np.array([x0 + 0.12 * bw, y0 + 0.05 * bh, x1 - 0.12 * bw, y1 - 0.1 * bh], np.float32), sc))
+    for b, sc in find_people(full_bgr[y0:y1], up=up):
+        x0, by0, x1, by1 = b
+        bw, bh = x1 - x0, by1 - by0
+        out.append((np.array([x0 + 0.12 * bw, y0 + by0 + 0.05 * bh, x1 - 0.12 * bw, y0 + by1 - 0.1 * bh],
+                             np.float32), sc))
     return out
 
 
@@ -73,7 +82,7 @@ def people(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
     H, W = full_bgr.shape[:2]
     net = pedestrian_net.available()
     found = []
-    for box, score in (_net_people(full_bgr, base) if net else _hog_people(full_bgr)):
+    for box, score in (_net_people(full_bgr, base) if net else _hog_people(full_bgr, base)):
         x0, y0, x1, y1 = [float(v) for v in box]
         bh, bw = y1 - y0, x1 - x0
         if bh < 0.03 * H or y1 < base - 0.08 * bh or bh < 1.3 * bw:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from derrumbe.stages.holdout_cues.cutout import fill_holes, grabcut, largest
+from derrumbe.stages.holdout_cues.cutout import fill_holes, grabcut, largest, trim_continuation
 
 
 def street_anomaly(lab: np.ndarray, base: int) -> np.ndarray:
@@ -63,6 +63,7 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         rise = max(0.6 * ww - street_h, 0.0) if at_bottom else max(2.5 * street_h, 0.06 * h)
         rect = (x - 0.1 * ww, max(0, min(y, top) - rise), x + 1.1 * ww, y + hh)
         g = grabcut(bgr, rect, core, None, seed)
+        g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
             continue
