@@ -36,6 +36,10 @@ VERSION = 3              # bump when detection changes: the matte stage's cache 
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
 PERSON_M = 1.7           # scale cues for the camera: typical heights
 VEHICLE_M = 1.5
+# Heights a detection of each class can have at its ground contact's depth: a child to a
+# tall man, a small car to a bus, with the camera's scale uncertain by about a factor of
+# 1.4 (two sigma) either way. A "person" 4 m tall is a pilaster HOG took for one.
+PLAUSIBLE_M = {"person": (0.9, 2.6), "vehicle": (0.8, 5.0)}
 
 
 @dataclass
@@ -203,9 +207,16 @@ def contact_depth(row: float, f_px: float, cy: float, eye_m: float) -> float | N
     return f_px * eye_m / (row - cy)
 
 
+def _plausible(o: Holdout, z: float, f_px: float) -> bool:
+    """Whether the detection's height in metres at depth z is one its class can have."""
+    lo, hi = PLAUSIBLE_M[o.kind]
+    return lo <= o.pixel_height * z / f_px <= hi
+
+
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
     """Each holdout's depth from where it meets the ground; returns the automatic ones
-    dropped because their contact is not in front of the building.
+    dropped because their contact is not in front of the building or because, at the
+    depth of their contact, they are not the size of what they were taken for.
 
     An automatic detection whose ground contact lies above the facade's base line (a
     figure on a balcony or in a shop window, an ornament) does not stand in front: it is
@@ -225,6 +236,9 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
             o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:
             z = contact_depth(o.contact_row, f_px, cy, eye_m)
+            if o.kind in PLAUSIBLE_M and not _plausible(o, min(z or facade_m, facade_m), f_px):
+                dropped.append(o)
+                continue
             if z is not None and z < near_facade:
                 o.depth_m, o.depth_source = float(z), "ground contact"
             elif o.kind != "user" and o.contact_row < base_row - tol:
