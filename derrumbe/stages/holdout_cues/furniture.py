@@ -72,7 +72,10 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
         if not _standing(st, top, base, h, w):
             continue
         x, y, ww, hh, _ = st
-        rect = ((x - 0.15 * ww) * s, (y - 0.25 * hh) * s, (x + 1.15 * ww) * s, (y + hh + 0.05 * hh) * s)
+        # The foot may be darker than the body (its shadow, a plinth's base) and lost by the
+        # row test: the cut may reach a little below the patch, to the pavement in front.
+        foot = max(y + 1.05 * hh, min(h, base + 0.02 * h))
+        rect = ((x - 0.15 * ww) * s, (y - 0.25 * hh) * s, (x + 1.15 * ww) * s, foot * s)
         core = ((x + 0.35 * ww) * s, (y + 0.3 * hh) * s, (x + 0.65 * ww) * s, (y + 0.8 * hh) * s)
         piece = cut(full_bgr, rect, [core], seed)
         if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0]):
