@@ -31,6 +31,7 @@ from derrumbe.stages.holdout_cues.people import people
 from derrumbe.stages.holdout_cues.poles import poles
 from derrumbe.stages.holdout_cues.street import street_objects
 from derrumbe.stages.holdout_cues.vehicles import vehicles
+from derrumbe.stages.holdout_cues.wires import wires
 
 VERSION = 3              # bump when detection changes: the matte stage's cache key holds it
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
@@ -120,14 +121,16 @@ def in_front(hs: HoldoutSet, building: np.ndarray) -> np.ndarray:
 
 
 def _merge(found: list[Found]) -> list[Found]:
-    """One object found by two cues is one holdout: masks that mostly overlap merge,
-    keeping the more specific class (a person over an object)."""
+    """One object found by two cues is one holdout: masks of one class that mostly
+    overlap merge; of two classes, the more specific cue's cut is kept as it is (a
+    person's legs found again as a patch on the pavement do not widen the person)."""
     rank = {"person": 0, "vehicle": 1, "pole": 2, "object": 3, "wire": 4}
     out: list[Found] = []
     for f in sorted(found, key=lambda t: rank.get(t.kind, 9)):
         for i, o in enumerate(out):
             if overlap(o, f) > 0.5 * min(o.mask.sum(), f.mask.sum()):
-                out[i] = union(o, f)
+                if o.kind == f.kind:
+                    out[i] = union(o, f)
                 break
         else:
             out.append(f)
@@ -160,7 +163,7 @@ def find_holdouts(srgb: np.ndarray, building: np.ndarray, seed: int = 0) -> Hold
     base_full = base * H / b.shape[0]
     lab = cv2.cvtColor(bgr, cv2.COLOR_BGR2LAB)
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-    small = street_objects(bgr, lab, base, seed) + poles(bgr, gray, base, seed)
+    small = street_objects(bgr, lab, base, seed) + poles(bgr, gray, base, seed) + wires(gray, b)
     found = people(full_bgr, base_full, seed) + vehicles(full_bgr, base_full, seed) + \
         furniture(full_bgr, bgr, base, seed) + [f for f in (from_small(m, k, c, (H, W)) for m, k, c in small) if f]
     objects = []
@@ -176,7 +179,8 @@ def find_holdouts(srgb: np.ndarray, building: np.ndarray, seed: int = 0) -> Hold
         big[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0] = f.mask[fy0 - f.y:fy1 - f.y, fx0 - f.x:fx1 - f.x]
         alpha = soft_alpha(full_bgr[y0:y1, x0:x1], big, radius)
         bottom = float(f.y + ys.max() + 1)
-        contact = None if bottom >= H - 1 else bottom
+        # A wire hangs: it has no ground contact to place it by.
+        contact = None if bottom >= H - 1 or f.kind == "wire" else bottom
         objects.append(Holdout(len(objects) + 1, f.kind, (int(x0), int(y0), int(x1), int(y1)), contact,
                                float(ys.max() - ys.min() + 1), f.conf, alpha))
     return HoldoutSet(objects, (H, W))
@@ -231,7 +235,10 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     tol = base_tolerance(hs.shape[0])
     kept, dropped = [], []
     for o in hs.objects:
-        if o.contact_row is None:
+        if o.kind == "wire":
+            o.depth_m = near_facade
+            o.depth_source = f"hangs in front of the facade, no ground contact: {FRONT_MARGIN_M:g} m in front of it"
+        elif o.contact_row is None:
             o.depth_m = near_facade if bottom is None else min(bottom, near_facade)
             o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:

@@ -31,11 +31,12 @@ MAX_WIDTH = 0.12        # wider things are cars or awnings (the vehicle and stre
 
 def row_anomaly(lab: np.ndarray, window: int) -> np.ndarray:
     """How badly the row around each pixel explains it: the colour distance to the row's
-    running median over `window` columns, in units of the row's running median of that
-    distance (its robust spread, floored so a flat wall's noise is not a thing)."""
+    running median over `window` columns, in units of that distance's median along the
+    whole row (its robust spread, floored so a flat wall's noise is not a thing). The
+    spread is the row's, not the window's: a door beside a bin must not hide it."""
     med = np.stack([ndimage.median_filter(lab[..., c], size=(1, window), mode="reflect") for c in range(3)], -1)
     dev = np.linalg.norm(lab - med, axis=2)
-    spread = ndimage.median_filter(dev, size=(1, window), mode="reflect")
+    spread = np.median(dev, axis=1, keepdims=True)
     return dev / (1.5 * spread + 8.0)
 
 
@@ -64,7 +65,11 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
     m = (row_anomaly(lab, int(ROW_WINDOW * w) | 1) > ANOMALY).astype(np.uint8)
     m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    # A thing and the door or pier behind it are both unlike the row: the colour edge
+    # between them (its outline) keeps them apart.
+    gray = cv2.cvtColor(bgr[top:bottom], cv2.COLOR_BGR2GRAY)
+    m[cv2.Canny(gray, 40, 100) > 0] = 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
     found = []
     for i in range(1, n):
         st = stats[i].copy()
@@ -86,7 +91,8 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
 
 def _thing_like(piece: Found, patch_area: float, base: float, h: int) -> bool:
     """The cut keeps the patch (GrabCut did not lose it to the facade), stays on the
-    ground, and is not a rectangle filling its box (a plinth's panel, a shop window)."""
+    ground, and is not a rectangle filling its box (a door, a plinth's panel, a shop window:
+    street furniture is rounded, tapered or open: a bollard's cap, a bin, a table's legs)."""
     ys, xs = np.nonzero(piece.mask)
     if ys.size < 0.4 * patch_area:
         return False
