@@ -155,3 +155,52 @@ def test_a_cut_whose_top_differs_from_the_facade_above_is_kept():
     cut = np.zeros((100, 60), bool)
     cut[40:100, 15:45] = True
     assert (trim_continuation(lab, cut, 40) == cut).all()
+
+
+# --- people: small passers-by, and their size at their ground contact --------------------------
+
+def test_hog_finds_the_small_passers_by_of_the_demo_photo():
+    # Seven labelled people, 120-180 px tall in a 1080-line frame (HOG's figure is 96 px in
+    # its window: shrinking the whole frame to a working size first lost most of them).
+    img = cv2.imread(str(DEMO_JPG))
+    boxes = [b for b, _ in _hog_people(img, 850.0)]
+    people = [np.array(p, float) for o in json.loads(DEMO_LABELS.read_text())["objects"] if o["kind"] == "person"
+              for p in o["polygons"]]
+    from derrumbe.stages.holdout_cues.cutout import box_iou
+    hit = sum(any(box_iou([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()], b) >= 0.4 for b in boxes)
+              for p in people)
+    assert len(people) == 7 and hit >= 5, boxes
+
+
+def _person(px_height: float, contact: float) -> Holdout:
+    a = np.ones((int(px_height), 20), np.float32)
+    return Holdout(1, "person", (0, int(contact - px_height), 20, int(contact)), contact, px_height, 0.8, a)
+
+
+def test_a_person_too_tall_for_their_ground_contact_is_dropped():
+    # Camera: f = 1000 px, horizon at row 300, eye 1.6 m: a contact at row 460 is 10 m
+    # away, where 100 px are 1 m. The facade stands 20 m away.
+    hs = HoldoutSet([_person(180, 460.0), _person(400, 460.0), _person(60, 460.0)], (600, 800))
+    dropped = assign_depths(hs, f_px=1000.0, cy=300.0, eye_m=1.6, facade_m=20.0)
+    # 1.8 m, and 0.6 m (a figure half hidden behind a car) are kept; 4 m is no person.
+    assert sorted(o.pixel_height for o in hs.objects) == [60, 180]
+    assert [o.pixel_height for o in dropped] == [400]
+    assert all(o.depth_m == pytest.approx(10.0) for o in hs.objects)
+
+
+# --- the shared plates against their hand-made labels ----------------------------------------
+
+PLATES = holdout_metrics.plates()
+
+
+@pytest.mark.skipif(not PLATES, reason="the shared plates and their labels are not on this machine")
+def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measured():
+    """The issue's cap on false holdouts (under 2 % of each building), on every plate; the
+    recall measured at this commit (11 of 23, benchmarks/README.md) as a floor, so a cue
+    that stops finding its objects fails here (the 80 % target is the xfail in
+    test_holdouts.py)."""
+    rows = holdout_metrics.all_metrics()
+    s = holdout_metrics.summary(rows)
+    assert s["counted"] >= 20
+    assert s["worst_false_facade"] < 0.02, [(r["plate"], r["false_facade"]) for r in rows]
+    assert s["found"] >= 11, [(r["plate"], r["missed"]) for r in rows]

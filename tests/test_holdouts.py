@@ -70,9 +70,10 @@ def test_a_user_mask_adds_one_object_per_connected_part():
 def test_a_passer_by_on_the_base_line_stands_in_front_and_a_figure_in_a_window_does_not():
     # Base line at cy + f * eye / facade = 300 + 1000 * 1.6 / 30 = 353.3: a figure whose
     # feet are on it (353, the matte's bottom row) is on the pavement against the wall;
-    # one whose feet are 60 px higher stands in a shop window.
+    # one whose feet are 60 px higher stands in a shop window. Both are 57 px tall: 1.7 m
+    # at 30 m (a taller one would be no person at that depth).
     H, f, cy, eye, facade = 720, 1000.0, 300.0, 1.6, 30.0
-    hs = HoldoutSet([_obj(1, "person", 230, 353, H), _obj(2, "person", 170, 293, H)], (H, 100))
+    hs = HoldoutSet([_obj(1, "person", 296, 353, H), _obj(2, "person", 236, 293, H)], (H, 100))
     dropped = assign_depths(hs, f, cy, eye, facade)
     assert [o.id for o in hs.objects] == [1] and [o.id for o in dropped] == [2]
     assert hs.objects[0].depth_m == pytest.approx(facade - FRONT_MARGIN_M)

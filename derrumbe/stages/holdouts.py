@@ -37,10 +37,11 @@ VERSION = 3              # bump when detection changes: the matte stage's cache 
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
 PERSON_M = 1.7           # scale cues for the camera: typical heights
 VEHICLE_M = 1.5
-# Heights a detection of each class can have at its ground contact's depth: a child to a
-# tall man, a small car to a bus, with the camera's scale uncertain by about a factor of
-# 1.4 (two sigma) either way. A "person" 4 m tall is a pilaster HOG took for one.
-PLAUSIBLE_M = {"person": (0.9, 2.6), "vehicle": (0.8, 5.0)}
+# The tallest a detection of each class can be at its ground contact's depth: a tall man,
+# a bus, with the camera's scale uncertain by about a factor of 1.4 (two sigma). A
+# "person" 4 m tall is a pilaster HOG took for one. No lower bound: a figure half hidden
+# behind a car is short and real.
+TALLEST_M = {"person": 2.6, "vehicle": 5.0}
 
 
 @dataclass
@@ -213,8 +214,7 @@ def contact_depth(row: float, f_px: float, cy: float, eye_m: float) -> float | N
 
 def _plausible(o: Holdout, z: float, f_px: float) -> bool:
     """Whether the detection's height in metres at depth z is one its class can have."""
-    lo, hi = PLAUSIBLE_M[o.kind]
-    return lo <= o.pixel_height * z / f_px <= hi
+    return o.pixel_height * z / f_px <= TALLEST_M[o.kind]
 
 
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
@@ -243,7 +243,7 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
             o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:
             z = contact_depth(o.contact_row, f_px, cy, eye_m)
-            if o.kind in PLAUSIBLE_M and not _plausible(o, min(z or facade_m, facade_m), f_px):
+            if o.kind in TALLEST_M and not _plausible(o, min(z or facade_m, facade_m), f_px):
                 dropped.append(o)
                 continue
             if z is not None and z < near_facade:
