@@ -2,20 +2,28 @@
 
 A compositor's roto: people, vehicles, poles, signs, street furniture and overhead wires
 that stand in front of the facade must stay in front of the debris and the dust. Each is
-found by a cue that does not need a trained network downloaded at run time:
-- people: OpenCV's shipped HOG people detector (Dalal-Triggs), then GrabCut in the box;
-- things standing on the street (cars, signs, bins, tables): the ground in front of the
+found by a cue that does not need a trained network downloaded at run time, one module
+each under holdout_cues/:
+- people: OpenCV's shipped HOG people detector (Dalal-Triggs) on the band around the
+  base line at the plate's resolution, then GrabCut in the box (people.py);
+- cars seen from the side: pairs of dark tyres on one ground line, GrabCut (vehicles.py);
+- things on the street (cars cut by the frame, signs): the ground in front of the
   building is one surface whose colour changes slowly along a row; what the row's own
   statistics explain badly and stands on it is an object, grown up over the facade by
-  GrabCut (the facade above it is the background model);
+  GrabCut (street.py);
+- street furniture at the wall (bins, bollards, boards): patches that break the ground
+  floor's repetition along the row, stand on the base line and end below the facade that
+  continues above them (furniture.py);
 - poles and posts: long, straight, near-vertical pairs of edges whose band reaches the
-  street below the building's base line (a drainpipe ends on the facade's plinth);
-- overhead wires: long thin dark ridges that sag or slant across the sky and the roof
-  line (the facade's own mouldings are level and straight).
-Each object's matte is softened with a guided filter on the plate (hair, wires, mesh
-fences get partial alpha instead of a staircase). The detections are data (class, box,
-ground contact, pixel height, confidence) so the camera can use people and cars as
-scale cues; their depth comes from the camera later (`assign_depths`).
+  street below the building's base line (a drainpipe ends on the facade's plinth) (poles.py);
+- overhead wires and lamp arms: thin dark straight ridges that cross the building's
+  silhouette and run on above it (wires.py).
+A cut that leaked into the facade is trimmed where the facade continues from above it
+(cutout.trim_continuation). Each object's matte is softened with a guided filter on the
+plate (hair, wires, mesh fences get partial alpha instead of a staircase). The detections
+are data (class, box, ground contact, pixel height, confidence) so the camera can use
+people and cars as scale cues; their depth comes from the camera later (`assign_depths`),
+which also drops a person or a vehicle too tall for its class at that depth.
 """
 
 from __future__ import annotations
@@ -113,12 +121,16 @@ def in_front(hs: HoldoutSet, building: np.ndarray) -> np.ndarray:
     `assign_depths` applies once the camera is known (its base line is the matte's bottom
     row): every artist's holdout, every object cut by the frame's bottom, every object
     whose ground contact is on or below the base line. A figure in a window is not."""
+    return standing_in_front(hs, building).matte()
+
+
+def standing_in_front(hs: HoldoutSet, building: np.ndarray) -> HoldoutSet:
+    """The holdouts `in_front` keeps, as a set (the page lists what the render keeps)."""
     rows = np.nonzero((building > 0.5).any(axis=1))[0]
     base = float(rows.max() + 1) if rows.size else float(building.shape[0])
     tol = base_tolerance(building.shape[0])
-    front = HoldoutSet([o for o in hs.objects if o.kind == "user" or o.contact_row is None
-                        or o.contact_row >= base - tol], hs.shape)
-    return front.matte()
+    return HoldoutSet([o for o in hs.objects if o.kind == "user" or o.contact_row is None
+                       or o.contact_row >= base - tol], hs.shape)
 
 
 def _merge(found: list[Found]) -> list[Found]:
