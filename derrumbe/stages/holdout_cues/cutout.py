@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-CUT_PX = 50_000          # an object's own GrabCut runs at full size up to this many pixels (its
-                         # soft edge is then refined at full size by the guided filter)
+# An object's own GrabCut runs at full size up to this many pixels (its soft edge is then
+# refined at full size by the guided filter).
+CUT_PX = 50_000
 
 
 def box_iou(a, b) -> float:
@@ -26,8 +27,9 @@ def nms(boxes, thr):
             out.append((b, s))
     return out
 
+
 def grabcut(bgr: np.ndarray, rect, sure_fg: np.ndarray | None, prob_bg: np.ndarray | None, seed: int,
-             iters: int = 3) -> np.ndarray:
+            iters: int = 3) -> np.ndarray:
     """GrabCut in `rect` (x0, y0, x1, y1, clipped, with a margin of certain background
     around it) seeded with certain-foreground pixels; returns a bool mask of the frame."""
     h, w = bgr.shape[:2]
@@ -131,6 +133,7 @@ def cut(full_bgr: np.ndarray, rect, cores, seed: int, prob_bg=None) -> Found | N
         m = cv2.resize(m.astype(np.uint8), (cx1 - cx0, cy1 - cy0), interpolation=cv2.INTER_LINEAR) > 0
     return Found(cx0, cy0, m, "", 0.0) if m.any() else None
 
+
 def from_small(m: np.ndarray, kind: str, conf: float, shape: tuple[int, int]) -> Found | None:
     """A mask found at the analysis size as a crop at the plate's size."""
     ys, xs = np.nonzero(m)
@@ -160,21 +163,6 @@ def union(a: Found, b: Found) -> Found:
     for f in (a, b):
         m[f.y - y0:f.box[3] - y0, f.x - x0:f.box[2] - x0] |= f.mask
     return Found(x0, y0, m, a.kind, max(a.conf, b.conf))
-
-
-def _merge(found: list[Found]) -> list[Found]:
-    """One object found by two cues is one holdout: masks that mostly overlap merge,
-    keeping the more specific class (a person over an object)."""
-    rank = {"person": 0, "vehicle": 1, "pole": 2, "object": 3, "wire": 4}
-    out: list[Found] = []
-    for f in sorted(found, key=lambda t: rank.get(t.kind, 9)):
-        for i, o in enumerate(out):
-            if overlap(o, f) > 0.5 * min(o.mask.sum(), f.mask.sum()):
-                out[i] = union(o, f)
-                break
-        else:
-            out.append(f)
-    return out
 
 
 def trim_continuation(lab: np.ndarray, mask: np.ndarray, top: int, tol: float = 14.0) -> np.ndarray:

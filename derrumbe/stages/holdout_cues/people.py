@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from derrumbe.stages import pedestrian_net
-from derrumbe.stages.holdout_cues.cutout import Found, cut, fill_holes, largest, nms, trim_continuation
+from derrumbe.stages.holdout_cues.cutout import Found, cut, nms
 
 FIGURE_PX = 96           # a figure's height inside HOG's 64x128 window
 MIN_FIGURE = 0.07        # the smallest passer-by looked for, as a share of the frame's height
@@ -91,23 +91,10 @@ def people(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
         # which GrabCut alone loses against a dark shop front).
         core = (x0 + 0.42 * bw, y0 + 0.08 * bh, x1 - 0.42 * bw, y1 - 0.04 * bh)
         piece = cut(full_bgr, (x0 - 0.05 * bw, y0, x1 + 0.05 * bw, min(H, y1 + 0.02 * bh)), [core], seed)
-        if piece is not None:
-            piece = _below_the_facade(full_bgr, piece, y0)
         if piece is not None and _figure_like(piece.mask, bh * bw, strict=not net):
-            found.append(Found(piece.x, piece.y, piece.mask, "person", float(score if net else min(1.0, 0.5 + score / 4))))
+            conf = float(score if net else min(1.0, 0.5 + score / 4))
+            found.append(Found(piece.x, piece.y, piece.mask, "person", conf))
     return found
-
-
-def _below_the_facade(full_bgr: np.ndarray, piece: Found, top: float) -> Found | None:
-    """The figure less what continues the facade above its head: a pilaster or a door
-    that fooled the detector goes on above the box in the same colour; a head does not."""
-    mh, mw = piece.mask.shape
-    lab = cv2.cvtColor(full_bgr[piece.y:piece.y + mh, piece.x:piece.x + mw], cv2.COLOR_BGR2LAB)
-    m = trim_continuation(lab, piece.mask, int(round(top)) - piece.y)
-    if not m.any():
-        return None
-    m = fill_holes(largest(m))
-    return Found(piece.x, piece.y, m, piece.kind, piece.conf)
 
 
 def _figure_like(m: np.ndarray, box_area: float, strict: bool = True) -> bool:

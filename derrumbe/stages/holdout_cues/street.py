@@ -30,6 +30,7 @@ def street_anomaly(lab: np.ndarray, base: int) -> np.ndarray:
     score[top:] = dev / (1.5 * mad + 6.0) + 0.5 * tex / (2.0 * tmed + 2.0)
     return score
 
+
 def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> list[tuple[np.ndarray, str, float]]:
     """Things on the street in front of the building: blobs of the street anomaly grown
     over the facade by GrabCut. A blob cut by the frame's bottom edge is the nearest thing
