@@ -56,7 +56,7 @@ TALLEST_M = {"person": 2.6, "vehicle": 5.0}
 class Holdout:
     """One foreground object. `alpha` is its soft matte over `bbox` (plate pixels)."""
     id: int
-    kind: str                     # person, vehicle, pole, object, wire, moving, user
+    kind: str                     # person, vehicle, pole, furniture, object, wire, moving, user
     bbox: tuple[int, int, int, int]   # x0, y0, x1, y1 in plate pixels (x1, y1 exclusive)
     contact_row: float | None     # lowest row where it meets the ground; None: hidden or cut by the frame
     pixel_height: float
@@ -137,7 +137,7 @@ def _merge(found: list[Found]) -> list[Found]:
     """One object found by two cues is one holdout: masks of one class that mostly
     overlap merge; of two classes, the more specific cue's cut is kept as it is (a
     person's legs found again as a patch on the pavement do not widen the person)."""
-    rank = {"person": 0, "vehicle": 1, "pole": 2, "object": 3, "wire": 4}
+    rank = {"person": 0, "vehicle": 1, "pole": 2, "furniture": 3, "object": 4, "wire": 5}
     out: list[Found] = []
     for f in sorted(found, key=lambda t: rank.get(t.kind, 9)):
         for i, o in enumerate(out):

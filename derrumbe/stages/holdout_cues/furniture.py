@@ -85,7 +85,7 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
         piece = cut(full_bgr, rect, [core], seed)
         if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0]):
             continue
-        found.append(Found(piece.x, piece.y, piece.mask, "object", 0.5))
+        found.append(Found(piece.x, piece.y, piece.mask, "furniture", 0.5))
     return found
 
 
