@@ -73,6 +73,10 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         fill = ys.size / float(bw_ * bh_)
         if fill > 0.9 or (not at_bottom and bw_ > 1.6 * ww):
             continue
-        kind = "vehicle" if bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
+        # Only a wide thing cut by the frame's bottom (a parked car's body nearest the
+        # camera) is taken for a vehicle by its shape alone; one standing in the street is
+        # a car when its tyres say so (vehicles.py), else an object: a "car" here would
+        # be a ruler for the building's scale.
+        kind = "vehicle" if at_bottom and bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
         found.append((g, kind, float(min(1.0, score[blob].mean() / 5))))
     return found
