@@ -188,6 +188,18 @@ def test_a_person_too_tall_for_their_ground_contact_is_dropped():
     assert all(o.depth_m == pytest.approx(10.0) for o in hs.objects)
 
 
+def test_the_matte_stage_keeps_a_too_tall_person_in_the_building():
+    # A facade drawn at 0.025 m/px; two "people" standing on its base line: 72 px (1.8 m)
+    # and 160 px (4 m, a pilaster HOG took for one). The facade's own rulers give the
+    # scale; the 4 m one is dropped before it is cut out of the building.
+    from derrumbe.stages.camera import too_tall_by_the_facade
+    d = draw_facade(storeys=4, bays=8, m_per_px=0.025, seed=2)
+    base = float(d.base_row)
+    hs = HoldoutSet([_person(72, base), _person(160, base)], d.matte.shape)
+    dropped = too_tall_by_the_facade(d.srgb)(hs, d.matte)
+    assert [o.pixel_height for o in hs.objects] == [72] and [o.pixel_height for o in dropped] == [160]
+
+
 # --- the shared plates against their hand-made labels ----------------------------------------
 
 PLATES = holdout_metrics.plates()

@@ -229,6 +229,19 @@ def _plausible(o: Holdout, z: float, f_px: float) -> bool:
     return o.pixel_height * z / f_px <= TALLEST_M[o.kind]
 
 
+def drop_too_tall(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
+    """Take out of `hs` the people and vehicles too tall for their class at the depth of
+    their ground contact (no nearer than the facade's), and return them."""
+    out = []
+    for o in hs.objects:
+        if o.kind in TALLEST_M and o.contact_row is not None:
+            z = contact_depth(o.contact_row, f_px, cy, eye_m)
+            if not _plausible(o, min(z or facade_m, facade_m), f_px):
+                out.append(o)
+    hs.objects = [o for o in hs.objects if o not in out]
+    return out
+
+
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
     """Each holdout's depth from where it meets the ground; returns the automatic ones
     dropped because their contact is not in front of the building or because, at the
@@ -245,7 +258,8 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
     base_row = cy + f_px * eye_m / facade_m
     tol = base_tolerance(hs.shape[0])
-    kept, dropped = [], []
+    dropped = drop_too_tall(hs, f_px, cy, eye_m, facade_m)
+    kept = []
     for o in hs.objects:
         if o.kind == "wire":
             o.depth_m = near_facade
@@ -255,9 +269,6 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
             o.depth_source = "contact below the frame: the bottom row's ground depth"
         else:
             z = contact_depth(o.contact_row, f_px, cy, eye_m)
-            if o.kind in TALLEST_M and not _plausible(o, min(z or facade_m, facade_m), f_px):
-                dropped.append(o)
-                continue
             if z is not None and z < near_facade:
                 o.depth_m, o.depth_source = float(z), "ground contact"
             elif o.kind != "user" and o.contact_row < base_row - tol:

@@ -723,8 +723,9 @@ def _estimates(pdir: Path, size, box, mask, given: dict, seed: int, auto: bool) 
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):
         srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
     srgb = np.ascontiguousarray(srgb)
+    from derrumbe.stages.camera import too_tall_by_the_facade
     m = compute_matte(srgb, box, None if mask is None else (mask > 127).astype(np.float32), None, seed,
-                      auto_holdouts=auto)
+                      auto_holdouts=auto, judge=too_tall_by_the_facade(srgb))
     est = estimates.estimate(srgb, colour.u8_to_linear(srgb), m, ShotSpec(plate="-", box=box, seed=seed, **given))
 
     def png(a):
@@ -780,7 +781,9 @@ def _auto_holdouts(first_png: Path, box, size) -> dict:
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):
         srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
     from derrumbe.stages.holdouts import standing_in_front
-    m = compute_matte(np.ascontiguousarray(srgb), box, None, None, 1)
+    from derrumbe.stages.camera import too_tall_by_the_facade
+    srgb = np.ascontiguousarray(srgb)
+    m = compute_matte(srgb, box, None, None, 1, judge=too_tall_by_the_facade(srgb))
     # Only what stands in front by its ground contact, as the matte stage cut it out of the
     # building: a figure in a shop window or a patch on a sill is no holdout of the render.
     front = standing_in_front(m.objects, m.building)
