@@ -81,8 +81,8 @@ def _matte(s: Scene):
     from derrumbe.stages.camera import too_tall_by_the_facade
     from derrumbe.stages.matte import compute_matte
     mask, holdout = s.masks
-    return compute_matte(s.plate.srgb, s.spec.box, mask, holdout, s.spec.seed, auto_holdouts=not s.spec.no_auto_holdouts,
-                         judge=too_tall_by_the_facade(s.plate.srgb))
+    return compute_matte(s.plate.srgb, s.spec.box, mask, holdout, s.spec.seed,
+                         auto_holdouts=not s.spec.no_auto_holdouts, judge=too_tall_by_the_facade(s.plate.srgb))
 
 
 def _camera(s: Scene):
