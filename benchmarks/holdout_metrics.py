@@ -7,7 +7,9 @@ For every shared plate (../shared/plates, boxes from plates.json) and the demo p
 - precision: automatic holdouts that match a labelled object with IoU >= 0.5, and the
   share of holdout pixels that lie on a labelled object (pixel precision);
 - false holdouts on the facade: holdout pixels inside the building matte that no label
-  covers, as a share of the building matte's area (the target is under 2 %).
+  covers, as a share of the building matte's area (the target is under 2 %);
+- the same per cue (the holdout's class: person, vehicle, pole, furniture, object, wire),
+  so each detector's own gain and cost are seen.
 `plate_metrics()` returns one plate's figures (the look-development report calls it);
 run this file to print the table: `python benchmarks/holdout_metrics.py`.
 """
@@ -89,6 +91,14 @@ def plate_metrics(plate: Path, box, label_file: Path, seed: int = SEED) -> dict:
     union = hs.matte() > 0.5
     facade = building > 0.5
     false_facade = (union & facade & ~near).sum() / max(facade.sum(), 1)
+    by_cue = {}
+    for o, d in zip(hs.objects, dets):
+        c = by_cue.setdefault(o.kind, {"detections": 0, "matched": 0, "false_facade_px": 0})
+        c["detections"] += 1
+        c["matched"] += int(any(_iou(m, d) >= IOU for _, m in counted))
+        c["false_facade_px"] += int((d & facade & ~near).sum())
+    for c in by_cue.values():
+        c["false_facade"] = round(c.pop("false_facade_px") / max(int(facade.sum()), 1), 4)
     return {"plate": plate.name, "labelled": len(labels), "counted": len(counted), "found": int(found),
             "recall": round(found / len(counted), 3) if counted else None,
             "best_iou": [round(b, 2) for b in best], "missed": [n for (n, _), b in zip(counted, best) if b < IOU],
@@ -96,7 +106,7 @@ def plate_metrics(plate: Path, box, label_file: Path, seed: int = SEED) -> dict:
             "precision": round(matched / len(dets), 3) if dets else None,
             "pixel_precision": round(float((union & near).sum() / union.sum()), 3) if union.any() else None,
             "false_facade": round(float(false_facade), 4), "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
-            "objects": hs.as_list()}
+            "by_cue": by_cue, "objects": hs.as_list()}
 
 
 def all_metrics() -> list[dict]:
@@ -122,6 +132,11 @@ def main() -> None:
         ppr = "-" if r["pixel_precision"] is None else f"{r['pixel_precision']:.2f}"
         print(f"{r['plate']:14s} {r['found']:>4d}/{r['counted']:<4d} {rec:>7s} {r['detections']:>5d} {pre:>6s} {ppr:>8s} "
               f"{100 * r['false_facade']:>12.2f}% {r['seconds']:>5.2f} {r['cpu_seconds']:>6.2f}  {', '.join(r['missed'])}")
+    print("\nper cue (detections kept in front / matching a label with IoU >= 0.5 / false facade):")
+    for r in rows:
+        cues = "  ".join(f"{k} {c['detections']}/{c['matched']}/{100 * c['false_facade']:.2f}%"
+                         for k, c in sorted(r["by_cue"].items()))
+        print(f"{r['plate']:14s} {cues or '-'}")
     s = summary(rows)
     print(f"all: {s['found']}/{s['counted']} labelled objects found (recall {s['recall']}), "
           f"worst false holdouts on a facade {100 * s['worst_false_facade']:.2f} %")

@@ -29,6 +29,7 @@ LABELS = ROOT / "tests" / "scale_labels.json"
 sys.path.insert(0, str(ROOT))
 
 from derrumbe.stages.camera import standing_objects  # noqa: E402
+from derrumbe.stages.camera import too_tall_by_the_facade  # noqa: E402
 from derrumbe.stages.matte import compute_matte  # noqa: E402
 from derrumbe.stages.scale import estimate_scale  # noqa: E402
 
@@ -41,7 +42,7 @@ def scale_report(plate_path, box, repeat: int = 1) -> dict:
     """Estimate against label for one plate (`box`: x0, y0, x1, y1 as the user gave it)."""
     path = Path(plate_path)
     srgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].copy()
-    found = compute_matte(srgb, box, None, None, 0)        # the building and the automatic holdouts
+    found = compute_matte(srgb, box, None, None, 0, judge=too_tall_by_the_facade(srgb))        # the building and the automatic holdouts
     matte, people = found.building, standing_objects(found.objects)
     times = []
     for _ in range(max(1, repeat)):

@@ -107,7 +107,8 @@ def _say(scene: Scene, name: str) -> None:
     elif name == "holdout_depths":
         dropped = scene["holdout_depths"]
         if dropped:
-            say(f"{len(dropped)} detections dropped: their ground contact is not in front of the building")
+            say(f"{len(dropped)} detections dropped: not in front of the building by their ground contact, "
+                f"or not the size of what they were taken for")
         objs = scene["matte"].objects.objects
         say(f"{len(objs)} holdouts: " + (", ".join(f"{o.kind} at {o.depth_m:.1f} m" for o in objs) or "none"))
     elif name == "fracture":

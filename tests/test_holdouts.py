@@ -15,6 +15,8 @@ from derrumbe.cli import main
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.exr import read_exr
 from derrumbe.stages import holdouts, pedestrian_net
+from derrumbe.stages.holdout_cues import people as people_cue
+from derrumbe.stages.holdout_cues.cutout import box_iou
 from derrumbe.stages.holdouts import FRONT_MARGIN_M, Holdout, HoldoutSet, add_user_holdouts, assign_depths, \
     contact_depth, in_front
 from tests.conftest import read_rgb
@@ -68,9 +70,10 @@ def test_a_user_mask_adds_one_object_per_connected_part():
 def test_a_passer_by_on_the_base_line_stands_in_front_and_a_figure_in_a_window_does_not():
     # Base line at cy + f * eye / facade = 300 + 1000 * 1.6 / 30 = 353.3: a figure whose
     # feet are on it (353, the matte's bottom row) is on the pavement against the wall;
-    # one whose feet are 60 px higher stands in a shop window.
+    # one whose feet are 60 px higher stands in a shop window. Both are 57 px tall: 1.7 m
+    # at 30 m (a taller one would be no person at that depth).
     H, f, cy, eye, facade = 720, 1000.0, 300.0, 1.6, 30.0
-    hs = HoldoutSet([_obj(1, "person", 230, 353, H), _obj(2, "person", 170, 293, H)], (H, 100))
+    hs = HoldoutSet([_obj(1, "person", 296, 353, H), _obj(2, "person", 236, 293, H)], (H, 100))
     dropped = assign_depths(hs, f, cy, eye, facade)
     assert [o.id for o in hs.objects] == [1] and [o.id for o in dropped] == [2]
     assert hs.objects[0].depth_m == pytest.approx(facade - FRONT_MARGIN_M)
@@ -200,20 +203,20 @@ def test_the_anchor_grid_is_the_ssd_mobilenet_one():
 @needs_net
 def test_the_network_finds_the_pedestrians_of_the_demo_photo_by_their_boxes():
     img = cv2.imread(str(DEMO_JPG))
-    boxes = [b for b, _ in holdouts._net_people(img, 850.0)]
+    boxes = [b for b, _ in people_cue._net_people(img, 850.0)]
     people = [np.array(p, float) for o in json.loads(DEMO_LABELS.read_text())["objects"] if o["kind"] == "person"
               for p in o["polygons"]]
     hit = 0
     for poly in people:
         lb = np.array([poly[:, 0].min(), poly[:, 1].min(), poly[:, 0].max(), poly[:, 1].max()])
-        hit += any(holdouts._iou(lb, b) >= 0.4 for b in boxes)
+        hit += any(box_iou(lb, b) >= 0.4 for b in boxes)
     assert len(people) == 7 and hit >= 5, boxes
 
 
 def test_without_the_wheel_the_people_come_from_hog(monkeypatch):
     monkeypatch.setattr(pedestrian_net, "available", lambda: False)
     called = []
-    monkeypatch.setattr(holdouts, "_net_people", lambda *a: called.append(1) or [])
+    monkeypatch.setattr(people_cue, "_net_people", lambda *a: called.append(1) or [])
     img = cv2.imread(str(DEMO_JPG))
     small = cv2.resize(img, (960, 540), interpolation=cv2.INTER_AREA)
     b = np.zeros((540, 960), np.float32)

@@ -13,7 +13,7 @@ import pytest
 
 from derrumbe.demo import make_demo_plate
 from derrumbe.stages import facade as fa
-from derrumbe.stages.camera import place_building, standing_objects
+from derrumbe.stages.camera import place_building, standing_objects, too_tall_by_the_facade
 from derrumbe.stages.keystone import Keystone, estimate_keystone
 from derrumbe.stages.matte import compute_matte
 from derrumbe.stages.holdouts import Holdout, HoldoutSet
@@ -52,7 +52,7 @@ def plate_estimate():
         if name not in done:
             path, box = boxes[name]
             srgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].copy()
-            matte = compute_matte(srgb, box, None, None, 0)
+            matte = compute_matte(srgb, box, None, None, 0, judge=too_tall_by_the_facade(srgb))
             est = estimate_scale(srgb, matte.building, people=standing_objects(matte.objects))
             done[name] = (est, matte.building)
         return done[name]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from derrumbe.stages.holdouts import TALLEST_M, drop_too_tall
 from derrumbe.stages.scale import Scale, Standing, estimate_scale
 
 STOREY_M = 3.2
@@ -91,6 +92,19 @@ def standing_objects(holdouts) -> list[Standing]:
     feet are in frame (one cut by the frame's edge shows part of its height)."""
     return [Standing(o.kind, float(o.pixel_height), float(o.contact_row), DETECTION_TRUST * float(o.confidence))
             for o in holdouts.objects if o.kind in ("person", "vehicle") and o.contact_row is not None]
+
+
+def too_tall_by_the_facade(srgb: np.ndarray):
+    """A check for the matte stage (compute_matte's `judge`): the holdouts too tall for
+    their class at their contact's depth under the scale the facade's own rulers give (no
+    people, no given values), dropped before they are cut out of the building. A pilaster
+    HOG took for a 4 m "person" must stay part of the building, not leave a standing hole."""
+    def judge(hs, building: np.ndarray) -> list:
+        if not any(o.kind in TALLEST_M for o in hs.objects) or not (building > 0.5).any():
+            return []
+        cam, place = place_building(srgb, building, None, None, None)
+        return drop_too_tall(hs, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
+    return judge
 
 
 def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | None, horizon_y: float | None,

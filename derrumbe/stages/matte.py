@@ -268,17 +268,21 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
 
 
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
-                  seed: int, auto_holdouts: bool = True) -> Matte:
+                  seed: int, auto_holdouts: bool = True, judge=None) -> Matte:
     """The building's silhouette, and what stays in front of it: the automatic holdouts
     (holdouts.py) plus the user's mask, each connected part of which is one more object.
 
     What stands in front of the facade is not the facade: the holdouts in front are taken
     out of the building's matte, so no fragment is cut from a car or a passer-by (fracture
     drops fragments where the matte is 0) and they stay the plate's own pixels, layered by
-    depth against the debris and the dust."""
+    depth against the debris and the dust. `judge(holdouts, building)` may first drop
+    detections that cannot be what they were taken for (camera.too_tall_by_the_facade: the
+    scale is a later stage's, so it is handed in)."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
+    if judge is not None and found.objects:
+        judge(found, building)
     auto_px = int((found.matte() > 0.5).sum())
     if holdout is not None:
         add_user_holdouts(found, holdout)

@@ -723,14 +723,17 @@ def _estimates(pdir: Path, size, box, mask, given: dict, seed: int, auto: bool) 
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):
         srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
     srgb = np.ascontiguousarray(srgb)
+    from derrumbe.stages.camera import too_tall_by_the_facade
     m = compute_matte(srgb, box, None if mask is None else (mask > 127).astype(np.float32), None, seed,
-                      auto_holdouts=auto)
+                      auto_holdouts=auto, judge=too_tall_by_the_facade(srgb))
     est = estimates.estimate(srgb, colour.u8_to_linear(srgb), m, ShotSpec(plate="-", box=box, seed=seed, **given))
 
     def png(a):
         data = cv2.imencode(".png", (np.clip(a, 0, 1) * 255).astype(np.uint8))[1].tobytes()
         return "data:image/png;base64," + base64.b64encode(data).decode()
-    return {"estimates": est, "explain": estimates.describe(est), "matte": png(m.building), "holdouts": png(m.holdout)}
+    # The holdouts the render keeps: estimate() placed them and dropped those not in front.
+    return {"estimates": est, "explain": estimates.describe(est), "matte": png(m.building),
+            "holdouts": png(m.objects.matte())}
 
 
 def _contact_sheet(root: Path, jobs: list[dict]) -> bytes:
@@ -777,6 +780,12 @@ def _auto_holdouts(first_png: Path, box, size) -> dict:
     srgb = cv2.imread(str(first_png), cv2.IMREAD_COLOR)[..., ::-1]
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):
         srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
-    m = compute_matte(np.ascontiguousarray(srgb), box, None, None, 1)
-    png = cv2.imencode(".png", (np.clip(m.holdout, 0, 1) * 255).astype(np.uint8))[1].tobytes()
-    return {"matte": "data:image/png;base64," + base64.b64encode(png).decode(), "objects": m.objects.as_list()}
+    from derrumbe.stages.holdouts import standing_in_front
+    from derrumbe.stages.camera import too_tall_by_the_facade
+    srgb = np.ascontiguousarray(srgb)
+    m = compute_matte(srgb, box, None, None, 1, judge=too_tall_by_the_facade(srgb))
+    # Only what stands in front by its ground contact, as the matte stage cut it out of the
+    # building: a figure in a shop window or a patch on a sill is no holdout of the render.
+    front = standing_in_front(m.objects, m.building)
+    png = cv2.imencode(".png", (np.clip(front.matte(), 0, 1) * 255).astype(np.uint8))[1].tobytes()
+    return {"matte": "data:image/png;base64," + base64.b64encode(png).decode(), "objects": front.as_list()}

@@ -1,0 +1,100 @@
+"""Street furniture standing on the ground line in front of the facade: bins, bollards,
+boards, café tables, flower boxes.
+
+Along a row the facade's ground floor and the pavement repeat: plinth, wall, doors,
+windows and paving slabs recur along the street, so each pixel of a row is well explained
+by the median of the row around it (a window of a bay or so). A thing standing in front
+breaks that: it is a compact patch the row explains badly, and it stands on the ground,
+so the patch reaches down to the facade's base line or below it and rises above it over
+the facade. What the facade itself puts near the ground (doors, shop windows, drainpipes)
+continues upward past the height of street furniture; a thing standing at the wall ends
+well below the first floor, with the facade continuing above it. A thing standing further
+out (its foot on the pavement clearly below the base line) is nearer the camera and may
+rise higher. Each patch is then cut out at the plate's resolution by GrabCut, seeded with
+its core.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from derrumbe.stages.holdout_cues.cutout import Found, cut
+
+BAND_UP = 0.2           # a thing standing at the wall ends within this share of the frame above the base line
+BAND_DOWN = 0.1         # the pavement in front searched below the base line, share of the frame
+ROW_WINDOW = 0.12       # the row median's window, share of the width (about a bay: a thing is narrower)
+ANOMALY = 2.0           # deviation from the row median, in robust spreads, that marks a thing
+MAX_WIDTH = 0.12        # wider things are cars or awnings (the vehicle and street cues)
+
+
+def row_anomaly(lab: np.ndarray, window: int) -> np.ndarray:
+    """How badly the row around each pixel explains it: the colour distance to the row's
+    running median over `window` columns, in units of that distance's median along the
+    whole row (its robust spread, floored so a flat wall's noise is not a thing). The
+    spread is the row's, not the window's: a door beside a bin must not hide it."""
+    med = np.stack([ndimage.median_filter(lab[..., c], size=(1, window), mode="reflect") for c in range(3)], -1)
+    dev = np.linalg.norm(lab - med, axis=2)
+    spread = np.median(dev, axis=1, keepdims=True)
+    return dev / (1.5 * spread + 8.0)
+
+
+def _standing(stats, band_top: int, base: float, h: int, w: int) -> bool:
+    """A patch is a thing standing in front when its foot is on the ground (at the base
+    line or below it), it rises over the facade, it is not wider than street furniture,
+    and, when its foot is at the wall, the facade continues above it (it ends inside the
+    band: a door or a shop window reaches the band's top)."""
+    x, y, ww, hh, area = stats
+    foot, top = y + hh, y
+    tol = max(2.0, 0.01 * h)
+    at_wall = foot < base + 0.03 * h
+    return (foot >= base - tol and top <= base - 0.01 * h and ww <= MAX_WIDTH * w and hh >= 0.02 * h
+            and area >= 0.3 * ww * hh and (not at_wall or top > band_top + 1))
+
+
+def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> list[Found]:
+    """Things standing on the ground line in front of the facade, as plate-size cuts.
+    `bgr` is the plate at the analysis size and `base` the building's base line in it."""
+    h, w = bgr.shape[:2]
+    s = full_bgr.shape[0] / h
+    top, bottom = int(max(0, base - BAND_UP * h)), int(min(h, base + BAND_DOWN * h))
+    if bottom - top < 8 or base >= h + 1:
+        return []
+    lab = cv2.cvtColor(cv2.GaussianBlur(bgr[top:bottom], (0, 0), 1.0), cv2.COLOR_BGR2LAB).astype(np.float32)
+    m = (row_anomaly(lab, int(ROW_WINDOW * w) | 1) > ANOMALY).astype(np.uint8)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    # A thing and the door or pier behind it are both unlike the row: the colour edge
+    # between them (its outline) keeps them apart.
+    gray = cv2.cvtColor(bgr[top:bottom], cv2.COLOR_BGR2GRAY)
+    m[cv2.Canny(gray, 40, 100) > 0] = 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+    found = []
+    for i in range(1, n):
+        st = stats[i].copy()
+        st[1] += top
+        if not _standing(st, top, base, h, w):
+            continue
+        x, y, ww, hh, _ = st
+        # The foot may be darker than the body (its shadow, a plinth's base) and lost by the
+        # row test: the cut may reach a little below the patch, to the pavement in front.
+        foot = max(y + 1.05 * hh, min(h, base + 0.02 * h))
+        rect = ((x - 0.15 * ww) * s, (y - 0.25 * hh) * s, (x + 1.15 * ww) * s, foot * s)
+        core = ((x + 0.35 * ww) * s, (y + 0.3 * hh) * s, (x + 0.65 * ww) * s, (y + 0.8 * hh) * s)
+        piece = cut(full_bgr, rect, [core], seed)
+        if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0]):
+            continue
+        found.append(Found(piece.x, piece.y, piece.mask, "furniture", 0.5))
+    return found
+
+
+def _thing_like(piece: Found, patch_area: float, base: float, h: int) -> bool:
+    """The cut keeps the patch (GrabCut did not lose it to the facade), stays on the
+    ground, and is not a rectangle filling its box (a door, a plinth's panel, a shop window:
+    street furniture is rounded, tapered or open: a bollard's cap, a bin, a table's legs)."""
+    ys, xs = np.nonzero(piece.mask)
+    if ys.size < 0.4 * patch_area:
+        return False
+    bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    return piece.y + ys.max() + 1 >= base - max(2.0, 0.01 * h) and ys.size < 0.9 * bh * bw

@@ -1,0 +1,82 @@
+"""Things on the street in front of the building: what the street's own row statistics
+explain badly, grown over the facade by GrabCut."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from derrumbe.stages.holdout_cues.cutout import fill_holes, grabcut, largest, trim_continuation
+
+
+def street_anomaly(lab: np.ndarray, base: int) -> np.ndarray:
+    """0..: how badly the street's own row statistics explain each pixel at and below the
+    base line. The street is one surface whose colour changes slowly along a row (light,
+    perspective); cars, signs and people standing on it break that."""
+    h, w = lab.shape[:2]
+    score = np.zeros((h, w), np.float32)
+    top = int(np.clip(base, 0, h))
+    if h - top < 3:
+        return score
+    street = lab[top:].astype(np.float32)
+    # Rows smoothed a little vertically so a few rows of an object do not set their own median.
+    med = np.median(street, axis=1, keepdims=True)
+    med = cv2.GaussianBlur(med, (1, 0), sigmaX=0.1, sigmaY=2.0) if med.shape[0] > 4 else med
+    dev = np.linalg.norm(street - med, axis=2)
+    mad = np.median(dev, axis=1, keepdims=True)
+    g = cv2.Laplacian(cv2.GaussianBlur(street[..., 0], (0, 0), 1.0), cv2.CV_32F)
+    tex = cv2.GaussianBlur(np.abs(g), (0, 0), 2.0)
+    tmed = np.median(tex, axis=1, keepdims=True)
+    score[top:] = dev / (1.5 * mad + 6.0) + 0.5 * tex / (2.0 * tmed + 2.0)
+    return score
+
+
+def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> list[tuple[np.ndarray, str, float]]:
+    """Things on the street in front of the building: blobs of the street anomaly grown
+    over the facade by GrabCut. A blob cut by the frame's bottom edge is the nearest thing
+    in the shot (a car's bonnet, a roof): it rises about 0.6 of its width; one standing on
+    the pavement rises a few times its depth on the street. A cut that fills its box like
+    a rectangle is the facade's own structure (a pillar, a plinth, a shop window), not a
+    thing in front of it."""
+    h, w = bgr.shape[:2]
+    top = int(min(h, base - 0.01 * h))
+    if h - base < 0.03 * h:
+        return []               # hardly any street in the shot: no row statistics to go by
+    score = street_anomaly(lab, top)
+    m = (score > 2.5).astype(np.uint8)
+    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    k = max(9, int(0.02 * w) | 1)
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    # A car's wheels, shadow and bumper are separate blobs on the street: join them along the row.
+    m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((3, 3 * k), np.uint8))
+    n, lab_, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    found = []
+    for i in range(1, n):
+        x, y, ww, hh, a = stats[i]
+        if a < 4e-4 * h * w or ww > 0.8 * w:
+            continue
+        blob = lab_ == i
+        core = cv2.erode(blob.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        if core.sum() < 10:
+            continue
+        street_h = y + hh - max(y, top)
+        at_bottom = y + hh >= h - 1
+        rise = max(0.6 * ww - street_h, 0.0) if at_bottom else max(2.5 * street_h, 0.06 * h)
+        rect = (x - 0.1 * ww, max(0, min(y, top) - rise), x + 1.1 * ww, y + hh)
+        g = grabcut(bgr, rect, core, None, seed)
+        g = trim_continuation(lab, g, int(round(rect[1])))
+        g = fill_holes(largest(g, core))
+        if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
+            continue
+        ys, xs = np.nonzero(g)
+        bw_, bh_ = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        fill = ys.size / float(bw_ * bh_)
+        if fill > 0.9 or (not at_bottom and bw_ > 1.6 * ww):
+            continue
+        # Only a wide thing cut by the frame's bottom (a parked car's body nearest the
+        # camera) is taken for a vehicle by its shape alone; one standing in the street is
+        # a car when its tyres say so (vehicles.py), else an object: a "car" here would
+        # be a ruler for the building's scale.
+        kind = "vehicle" if at_bottom and bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
+        found.append((g, kind, float(min(1.0, score[blob].mean() / 5))))
+    return found

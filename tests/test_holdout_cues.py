@@ -1,0 +1,218 @@
+"""The holdout cues one by one, on plates drawn in metres (the answer known without asking
+the code under test) and on the shared plates' hand-made labels."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from derrumbe.stages.holdout_cues.cutout import trim_continuation
+from derrumbe.stages.holdout_cues.furniture import furniture
+from derrumbe.stages.holdout_cues.people import _hog_people
+from derrumbe.stages.holdout_cues.wires import wires
+from derrumbe.stages.holdouts import Holdout, HoldoutSet, assign_depths, find_holdouts
+from tests.facades import draw_facade
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import holdout_metrics  # noqa: E402
+
+DEMO_JPG = ROOT / "derrumbe" / "data" / "demo_street.jpg"
+DEMO_LABELS = ROOT / "tests" / "holdout_labels" / "street.json"
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def _box(d, xa, ya, xb, yb):
+    """Plate pixels of a rectangle given in metres (x from the facade's left edge, y up
+    from its base line)."""
+    px = 1.0 / d.m_per_px
+    x0 = 40                                   # facades.draw_facade's left margin
+    return (int(round(x0 + xa * px)), int(round(d.base_row - yb * px)),
+            int(round(x0 + xa * px + (xb - xa) * px)), int(round(d.base_row - ya * px)))
+
+
+def _street_plate(things):
+    """A three-storey facade with its shop windows and door (the ground floor repeats bay
+    by bay), a street in front, and `things` drawn on it: (x0, x1, height) in metres
+    standing on the base line, bollards of dark grey stone (tapering to a round cap).
+    Returns the drawing and the things' masks."""
+    d = draw_facade(storeys=3, bays=8, m_per_px=0.03, street_px=40, sky_px=30, seed=3)
+    img = d.srgb.copy()
+    masks = []
+    for xa, xb, hgt in things:
+        x0, y0, x1, y1 = _box(d, xa, 0.0, xb, hgt)
+        y1 += 4                              # its foot a little in front of the wall, on the pavement
+        wd, r = x1 - x0, (x1 - x0) * 0.4
+        cx = (x0 + x1) / 2.0
+        poly = np.array([[x0, y1], [x1, y1], [cx + r, y0 + r], [cx - r, y0 + r]], np.int32)
+        m = np.zeros(img.shape[:2], np.uint8)
+        cv2.fillPoly(m, [poly], 1)
+        cv2.circle(m, (int(round(cx)), int(round(y0 + r))), int(round(r)), 1, -1)
+        img[m > 0] = (92, 96, 104)
+        masks.append(m > 0)
+    return d, np.ascontiguousarray(img), masks
+
+
+# --- street furniture against the facade's repetition ---------------------------------------
+
+def test_a_bollard_in_front_of_a_repeating_ground_floor_is_found_and_the_door_is_not():
+    # Bollards 0.3 m wide and 0.9 m tall in front of two shop windows' stall risers (over
+    # the risers' wall, up against the dark glass); the door (bay 2) reaches the street
+    # too but is the facade's own.
+    d, img, masks = _street_plate([(9.0, 9.3, 0.9), (12.0, 12.3, 0.9)])
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(d.base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    for m in masks:
+        assert max((_iou(m, f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
+    door = np.zeros(shape, bool)
+    x0, y0, x1, y1 = _box(d, 1.5 * 2.7 - 0.55, 0.0, 1.5 * 2.7 + 0.55, 2.3)
+    door[y0:y1, x0:x1] = True
+    assert all((f & door).sum() < 0.1 * door.sum() for f in full)
+    assert len(found) == 2
+
+
+def test_a_plain_ground_floor_has_no_furniture():
+    d, img, _ = _street_plate([])
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    assert furniture(bgr, bgr, float(d.base_row), seed=1) == []
+
+
+# --- wires ------------------------------------------------------------------------------------
+
+def _wire_plate():
+    d = draw_facade(storeys=3, bays=8, m_per_px=0.03, street_px=40, sky_px=60, seed=4)
+    img = d.srgb.copy()
+    H, W = img.shape[:2]
+    # A wire from the sky at the left, down across the roof line into the facade and out of
+    # its right side; a cornice (as dark, as thin) right across the facade and no further.
+    wire = np.zeros((H, W), np.uint8)
+    cv2.line(wire, (0, 20), (W - 1, d.top_row + 120), 1, 2)
+    img[wire > 0] = (30, 30, 32)
+    cornice = np.zeros((H, W), np.uint8)
+    x0 = int(np.nonzero(d.matte.any(axis=0))[0].min())
+    x1 = int(np.nonzero(d.matte.any(axis=0))[0].max())
+    cv2.line(cornice, (x0, d.top_row + 40), (x1, d.top_row + 40), 1, 2)
+    img[cornice > 0] = (30, 30, 32)
+    return d, img, wire > 0, cornice > 0
+
+
+def test_a_wire_across_the_building_is_held_out_and_a_cornice_is_not():
+    d, img, wire, cornice = _wire_plate()
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    found = wires(gray, d.matte > 0.5)
+    assert len(found) >= 1
+    union = np.zeros(gray.shape, bool)
+    for m, kind, _ in found:
+        assert kind == "wire"
+        union |= m
+    on_wire = (union & wire).sum() / wire.sum()
+    assert on_wire > 0.6
+    assert (union & cornice).sum() < 0.05 * cornice.sum()
+    # Only the wire's own pixels: the matte is not a ruled band around it.
+    assert union.sum() < 2.0 * wire.sum()
+
+
+def test_a_wire_hangs_in_front_of_the_facade_with_no_ground_contact():
+    d, img, wire, _ = _wire_plate()
+    hs = find_holdouts(img, d.matte, seed=1)
+    ws = [o for o in hs.objects if o.kind == "wire"]
+    assert ws and all(o.contact_row is None for o in ws)
+    assign_depths(hs, f_px=1000.0, cy=d.base_row - 60.0, eye_m=1.6, facade_m=20.0)
+    ws = [o for o in hs.objects if o.kind == "wire"]
+    assert ws and all(o.depth_m is not None and o.depth_m < 20.0 for o in ws)
+
+
+# --- the facade continued from above ----------------------------------------------------------
+
+def test_a_cut_that_leaked_into_a_door_going_on_above_is_trimmed_to_the_thing_in_front():
+    lab = np.zeros((100, 60, 3), np.uint8)
+    lab[:] = (180, 128, 140)                  # wall
+    lab[10:100, 20:40] = (60, 128, 128)       # a dark door, from above the cut's limit down
+    lab[70:100, 10:50] = (140, 100, 170)      # a bin in front of it, another colour
+    cut = np.zeros((100, 60), bool)
+    cut[40:100, 15:45] = True                 # the cut's limit is row 40: it took the door too
+    out = trim_continuation(lab, cut, 40)
+    assert not out[40:70, 20:40].any()        # the door above the bin: the facade, trimmed
+    assert not out[40:70, 15:20].any()        # and the wall beside it, as above the limit
+    assert out[70:100, 15:45].all()           # the bin kept whole
+
+
+def test_a_cut_whose_top_differs_from_the_facade_above_is_kept():
+    lab = np.zeros((100, 60, 3), np.uint8)
+    lab[:] = (180, 128, 140)
+    lab[40:100, 15:45] = (60, 150, 110)       # a thing reaching the limit, unlike the wall
+    cut = np.zeros((100, 60), bool)
+    cut[40:100, 15:45] = True
+    assert (trim_continuation(lab, cut, 40) == cut).all()
+
+
+# --- people: small passers-by, and their size at their ground contact --------------------------
+
+def test_hog_finds_the_small_passers_by_of_the_demo_photo():
+    # Seven labelled people, 120-180 px tall in a 1080-line frame (HOG's figure is 96 px in
+    # its window: shrinking the whole frame to a working size first lost most of them).
+    img = cv2.imread(str(DEMO_JPG))
+    boxes = [b for b, _ in _hog_people(img, 850.0)]
+    people = [np.array(p, float) for o in json.loads(DEMO_LABELS.read_text())["objects"] if o["kind"] == "person"
+              for p in o["polygons"]]
+    from derrumbe.stages.holdout_cues.cutout import box_iou
+    hit = sum(any(box_iou([p[:, 0].min(), p[:, 1].min(), p[:, 0].max(), p[:, 1].max()], b) >= 0.4 for b in boxes)
+              for p in people)
+    assert len(people) == 7 and hit >= 5, boxes
+
+
+def _person(px_height: float, contact: float) -> Holdout:
+    a = np.ones((int(px_height), 20), np.float32)
+    return Holdout(1, "person", (0, int(contact - px_height), 20, int(contact)), contact, px_height, 0.8, a)
+
+
+def test_a_person_too_tall_for_their_ground_contact_is_dropped():
+    # Camera: f = 1000 px, horizon at row 300, eye 1.6 m: a contact at row 460 is 10 m
+    # away, where 100 px are 1 m. The facade stands 20 m away.
+    hs = HoldoutSet([_person(180, 460.0), _person(400, 460.0), _person(60, 460.0)], (600, 800))
+    dropped = assign_depths(hs, f_px=1000.0, cy=300.0, eye_m=1.6, facade_m=20.0)
+    # 1.8 m, and 0.6 m (a figure half hidden behind a car) are kept; 4 m is no person.
+    assert sorted(o.pixel_height for o in hs.objects) == [60, 180]
+    assert [o.pixel_height for o in dropped] == [400]
+    assert all(o.depth_m == pytest.approx(10.0) for o in hs.objects)
+
+
+def test_the_matte_stage_keeps_a_too_tall_person_in_the_building():
+    # A facade drawn at 0.025 m/px; two "people" standing on its base line: 72 px (1.8 m)
+    # and 160 px (4 m, a pilaster HOG took for one). The facade's own rulers give the
+    # scale; the 4 m one is dropped before it is cut out of the building.
+    from derrumbe.stages.camera import too_tall_by_the_facade
+    d = draw_facade(storeys=4, bays=8, m_per_px=0.025, seed=2)
+    base = float(d.base_row)
+    hs = HoldoutSet([_person(72, base), _person(160, base)], d.matte.shape)
+    dropped = too_tall_by_the_facade(d.srgb)(hs, d.matte)
+    assert [o.pixel_height for o in hs.objects] == [72] and [o.pixel_height for o in dropped] == [160]
+
+
+# --- the shared plates against their hand-made labels ----------------------------------------
+
+PLATES = holdout_metrics.plates()
+
+
+@pytest.mark.skipif(not PLATES, reason="the shared plates and their labels are not on this machine")
+def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measured():
+    """The issue's cap on false holdouts (under 2 % of each building), on every plate; the
+    recall measured at this commit (11 of 23, benchmarks/README.md) as a floor, so a cue
+    that stops finding its objects fails here (the 80 % target is the xfail in
+    test_holdouts.py)."""
+    rows = holdout_metrics.all_metrics()
+    s = holdout_metrics.summary(rows)
+    assert s["counted"] >= 20
+    assert s["worst_false_facade"] < 0.02, [(r["plate"], r["false_facade"]) for r in rows]
+    assert s["found"] >= 11, [(r["plate"], r["missed"]) for r in rows]
