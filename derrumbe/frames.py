@@ -32,6 +32,7 @@ from derrumbe.stages.view import min_pool
 from derrumbe.stages.plate import resize_linear
 
 TIMED = ("render", "dust_render", "comp", "write", "vectors")
+FACADE_TINT = 0.06                 # how far the dust takes the facade's colour (dust_albedo)
 
 
 def shutter_seconds(shutter_deg: float, fps: float) -> float:
@@ -265,15 +266,18 @@ def _clock() -> np.ndarray:
 
 def dust_albedo(spec: ShotSpec, light) -> np.ndarray:
     """The dust's colour: the user's, or crushed concrete and mortar (the default grey-
-    beige) tinted a third of the way toward the facade's own colour as the plate shows
-    it under its light (a stucco or brick building's dust takes its hue); the plate's
-    sun and sky light it, so it carries the plate's white balance."""
+    beige) tinted FACADE_TINT of the way toward the facade's own colour as the plate
+    shows it under its light; the plate's sun and sky light it, so it carries the
+    plate's white balance. The tint is small: what is crushed is the bulk of the walls
+    and floors, not their paint or glass (a third of the way made a green-painted
+    building's dust yellow-green and a curtain wall's lavender, from the sky it
+    reflects)."""
     if spec.dust_color:
         return colour.srgb_colour(spec.dust_color)
     base = colour.srgb_colour(DUST_SRGB)
     fac = np.clip(np.asarray(light.facade_albedo, float), 1e-3, 1.0)
     tint = fac / max(float(fac.mean()), 1e-3) * float(base.mean())
-    return (0.67 * base + 0.33 * tint).astype(np.float32)
+    return ((1.0 - FACADE_TINT) * base + FACADE_TINT * tint).astype(np.float32)
 
 
 def visible_dust_depth(dl: DustLayers | None, backdrop_z: np.ndarray) -> np.ndarray | None:
