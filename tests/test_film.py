@@ -324,3 +324,24 @@ def test_a_still_plate_carries_fresh_grain_in_every_frame_before_the_collapse(de
     assert np.abs(cv2.blur(mean - noisy, (9, 9))).mean() < 1.5             # the picture is the plate
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[1], c[1])
+
+
+def test_a_piece_thrown_at_the_lens_never_fills_the_frame():
+    """A 1 m cube flying straight at the lens at 10 m/s: drawn whole at 6 m (its
+    projected square), then never wider than 60 % of the frame, and not drawn at all
+    once any of it is within 1.5 m (the grit's rule). It used to cover the whole frame."""
+    fr, sim = _cube_scene()
+    sim.pos[:] = np.array([0.0, 1.6, -6.0]) + np.array([0.0, 0.0, 10.0]) * (sim.times - 0.5)[:, None, None]
+    r = _renderer(fr, sim)
+    try:
+        alpha = {t: r.render(sim, t, 0.0, 1).debris[..., 3] for t in np.arange(0.5, 0.99, 0.02)}
+    finally:
+        r.release()
+    side = (alpha[0.5] > 0.5).sum(axis=1).max()
+    assert abs(side - F_PX * 1.0 / 5.5) <= 2, side                    # its front face 5.5 m away: 55 px
+    for t, a in alpha.items():
+        width = (a > 0.5).any(axis=0).sum()
+        assert width <= 0.6 * W + 2, (t, width)
+        depth = 6.0 - 10.0 * (t - 0.5)
+        if depth - 0.5 * np.sqrt(3) < 1.5:
+            assert a.max() == 0.0, t
