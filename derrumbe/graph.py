@@ -197,7 +197,7 @@ def _quality(*tables) -> Callable[[Scene], dict]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("matte", _matte, files=("plate", "mask", "holdout"),
+    Stage("matte", _matte, files=("plate", "mask", "holdout"), version=2,
           fields=("box", "seed", "plate_colorspace", "no_auto_holdouts"),
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
     Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=2,
@@ -234,7 +234,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=8, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=9, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")
