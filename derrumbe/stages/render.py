@@ -54,26 +54,56 @@ ROOF = (0.10, 0.10, 0.105)
 
 
 # The lens is protected: nothing is drawn nearer than the grit's NEAR_M (debris_shaders.py)
-# or so near that it would cover more than a share of the frame's width.
+# or so near that it would cover more than a share of the frame.
 LENS_CLEAR_M = 1.5
 LENS_FADE_M = 0.5                # fading out over this much of its last approach
-FILL_FADE = (0.4, 0.6)          # share of the frame's width over which a piece fades out
+FILL_FADE = (0.2, 0.35)         # share of the frame's area over which a body fades out
+NEARER_SHARE = 1 / 3            # ... once it has come this share of its distance nearer
 
 
-def lens_fade(pos: np.ndarray, extent: np.ndarray, cam) -> np.ndarray:
-    """Per fragment, 1 where it is drawn as it is, down to 0 as it comes within
-    LENS_CLEAR_M of the lens or so near that it would fill FILL_FADE of the frame (only
-    what has moved: the building stands where the plate shows it).
+def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.ndarray, cam,
+              moved: np.ndarray) -> np.ndarray:
+    """Per fragment, 1 where it is drawn as it is, down to 0 as the body it belongs to
+    comes within LENS_CLEAR_M of the lens or so near that its box on screen would cover
+    FILL_FADE of the frame. Only what has moved toward the lens counts: the building
+    stands where the plate shows it and falls where it stood (a body's cover counts in
+    full once it has come NEARER_SHARE of its rest distance nearer). A body is judged
+    whole (a slab of several fragments fills the frame as one): the moved fragments that
+    share a rotation move as one.
     A camera a few metres from a collapsing building stands in its debris field (on
     img_190, 7.1 m from a 15 m facade, 1 % of the pieces land past 6.9 m, as far as a
     real pile spreads, a third to half the height, at speeds under a free fall's from
-    their storey); a camera that near one would be in a
-    crash box, and a slab at the lens reads as a grey wall, not as a collapse."""
-    depth = -pos[:, 2].astype(np.float64)
-    fill = 2.0 * extent * cam.f_px / (np.maximum(depth, 1e-3) * cam.width)
-    by_fill = np.clip((FILL_FADE[1] - fill) / (FILL_FADE[1] - FILL_FADE[0]), 0.0, 1.0)
-    by_near = np.clip((depth - extent - LENS_CLEAR_M) / LENS_FADE_M, 0.0, 1.0)
-    return np.where(depth > 0, np.minimum(by_fill, by_near), 0.0).astype(np.float32)
+    their storey); a camera that near one would be in a crash box, and a slab at the
+    lens reads as a grey wall, not as a collapse."""
+    out = np.ones(len(pos), np.float32)
+    idx = np.nonzero(moved)[0]
+    if not len(idx):
+        return out
+    _, body = np.unique(np.round(quat[idx].astype(np.float64), 5), axis=0, return_inverse=True)
+    body = body.ravel()
+    n = body.max() + 1
+    p, e = pos[idx].astype(np.float64), extent[idx]
+    z = np.maximum(-p[:, 2], 0.05)
+    near = np.full(n, np.inf)
+    np.minimum.at(near, body, -p[:, 2] - e)                         # its nearest point's depth
+    # Its box on screen, clipped to the frame.
+    lo, hi = np.full((n, 2), np.inf), np.full((n, 2), -np.inf)
+    u = cam.cx + cam.f_px * p[:, 0] / z
+    v = cam.cy - cam.f_px * (p[:, 1] - cam.eye_m) / z
+    r = cam.f_px * e / z
+    for k, c in enumerate((u, v)):
+        np.minimum.at(lo[:, k], body, c - r)
+        np.maximum.at(hi[:, k], body, c + r)
+    size = np.array([cam.width, cam.height], np.float64)
+    span = np.clip(hi, 0, size) - np.clip(lo, 0, size)
+    cover = np.prod(np.maximum(span, 0) / size, axis=1)
+    count = np.bincount(body, None, n)
+    was, now = -np.bincount(body, rest[idx, 2], n) / count, -np.bincount(body, p[:, 2], n) / count
+    cover *= np.clip((was - now) / (NEARER_SHARE * was), 0.0, 1.0)
+    by_cover = np.clip((FILL_FADE[1] - cover) / (FILL_FADE[1] - FILL_FADE[0]), 0.0, 1.0)
+    by_near = np.clip((near - LENS_CLEAR_M) / LENS_FADE_M, 0.0, 1.0)
+    out[idx] = np.minimum(by_cover, by_near)[body]
+    return out
 
 
 @dataclass
@@ -223,6 +253,7 @@ class DebrisRenderer:
         self.mgl = moderngl
         self.cam, self.fr, self.light = cam, fr, light
         self.extent = fr.extent
+        self._lens = None
         W, H = cam.width, cam.height
         self.size = (W, H)
         self.n = fr.n
@@ -415,7 +446,7 @@ class DebrisRenderer:
         m = self._motion(sim, t, ta, tb, max_samples, px_per_sample)
         # Shadows and the height map of everything at mid-shutter, then the still layer.
         self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved)
-        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, sim.visible(t), m.blur)
+        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, self.shown(sim, t), m.blur)
         self._depth_pass(self.shadow_fbo, self.lightproj)
         self._top_pass()
         self._begin(self.still_fbo)
@@ -471,7 +502,7 @@ class DebrisRenderer:
         for s in range(samples):
             ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
             p, q = sample_pose(sim, ts)
-            self._upload(p, q, m.moved, m.moving, m.age, sim.visible(ts), m.blur)
+            self._upload(p, q, m.moved, m.moving, m.age, self.shown(sim, ts), m.blur)
             self._begin(self.sub_fbo, box)
             # What moves is depth-tested against what is still: its depth, copied.
             ctx.copy_framebuffer(self.sub_zfbo, self.still_zfbo)
@@ -666,9 +697,9 @@ class DebrisRenderer:
     def _upload(self, pos, quat, moved, moving, age, visible=None, blur=None):
         R = quat_to_mat(quat)
         if visible is not None:
-            R = R * visible[:, None, None]        # a pulverised fragment collapses to a point: not drawn
-        # A piece thrown at the lens shrinks away to a point (see lens_fade).
-        R = R * np.where(moved, lens_fade(pos, self.extent, self.cam), 1.0)[:, None, None]
+            # A pulverised fragment collapses to a point, not drawn; one thrown at the lens
+            # shrinks away (see shown).
+            R = R * visible[:, None, None]
         rows = np.zeros((4, self.n, 4), np.float32)
         rows[0, :, :3] = R[:, 0]
         rows[1, :, :3] = R[:, 1]
@@ -680,6 +711,19 @@ class DebrisRenderer:
         rows[3, :, :3] = pos
         rows[3, :, 3] = age
         self.xf.write(rows.tobytes())
+
+    def shown(self, sim: SimResult, t: float) -> np.ndarray:
+        """How much of each fragment is drawn at time t (0..1): none once pulverised, and
+        shrunk away once it has come at the lens (lens_fade; gone for good, so a slab that
+        landed by the camera does not come back)."""
+        if self._lens is None or self._lens[0] is not sim:
+            fade = np.stack([lens_fade(p, q, self.rest_pos, self.extent, self.cam, self._moved(p, q))
+                             for p, q in zip(sim.pos, sim.quat)])
+            self._lens = (sim, np.minimum.accumulate(fade, axis=0))
+        times, fade = sim.times, self._lens[1]
+        k = int(np.clip(np.searchsorted(times, t) - 1, 0, len(times) - 2))
+        a = float(np.clip((t - times[k]) / (times[k + 1] - times[k]), 0.0, 1.0))
+        return sim.visible(t) * ((1 - a) * fade[k] + a * fade[k + 1])
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)
@@ -707,12 +751,12 @@ class DebrisRenderer:
         prog, vao, tex, fbo = self._vec
         zero = np.zeros(self.n, bool)
         p1, q1 = sample_pose(sim, t + dt)
-        self._upload(p1, q1, zero, zero, np.full(self.n, -1.0), sim.visible(t + dt))
+        self._upload(p1, q1, zero, zero, np.full(self.n, -1.0), self.shown(sim, t + dt))
         self.xf.use(0)
         # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
         self.xf_next.write(self.xf.read())
         p0, q0 = sample_pose(sim, t)
-        self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), sim.visible(t))
+        self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), self.shown(sim, t))
         self._visible_triangles(p0, q0, sim.visible(t))
         self._begin(fbo)
         self.xf.use(0)
