@@ -102,6 +102,10 @@ layout(location = 0) out vec4 o_col;
 layout(location = 1) out vec4 o_aux;
 """ + _COMMON + """
 const int FRONT = 0, SIDE = 1, BREAK = 2, INSIDE = 3, GLASSF = 4, REVEAL = 5;
+// The sky a break's face sees at a crack's mouth (as much as the open wall's face, for its
+// orientation), falling off with depth into the wall over a fresh crack's width (a slot
+// of width w seen from depth d into it: about 1 - d / sqrt(d^2 + w^2)).
+const float MOUTH_SKY = 1.0, MOUTH_M = 0.08;
 const int E_FACADE = 0, E_BACK = 1, E_SIDE = 2, E_SLAB = 3, E_CROSS = 4, E_GLASS = 5;
 // The building's outline is its matte extruded straight back through the proxy; what
 // moves is hidden behind what is still.
@@ -180,6 +184,11 @@ void main() {
     }
 #endif
     float av = sky_access(v_world, n);
+    // A break's face near the wall's outer face sees the sky and the street in front of
+    // the wall through the crack's mouth (the top-down map sees only the wall over it):
+    // a crack's lips show lit, fresh material and it darkens only with depth, not a
+    // black line drawn along it.
+    if (kind == BREAK && elem != E_SLAB) av = max(av, MOUTH_SKY * exp(-v_wall.x / MOUTH_M));
     float e = min(min(v_edge.x, v_edge.y), v_edge.z);
     // One material evaluation: what a break through this element shows.
     vec4 a = nz(v_rest * 0.6);
