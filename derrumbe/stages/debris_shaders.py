@@ -26,9 +26,10 @@ in vec3 in_pos; in vec3 in_nrm; in vec3 in_rest; in float in_kind; in float in_i
 in vec3 in_edge; in float in_elem; in float in_dout; in float in_din;
 out vec3 v_rest; out vec3 v_nrm; out vec3 v_world; out vec3 v_edge; out vec2 v_wall;
 flat out vec3 v_rnrm; flat out float v_kind; flat out float v_moved; flat out float v_elem; flat out float v_age;
-flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id;
+flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id; flat out float v_fade;
 void main() {
     int id = int(in_id);
+    v_fade = xf_row(id, 4).x;
     vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
     mat3 R = xf_rot(id);
     vec3 w = R * in_pos + r3.xyz;
@@ -97,7 +98,7 @@ uniform float rough, sun_strength;
 uniform vec3 front_light;      // what lit the facade in the plate (a front face at rest, in the open)
 in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; in vec3 v_edge; in vec2 v_wall;
 flat in vec3 v_rnrm; flat in float v_kind; flat in float v_moved; flat in float v_elem; flat in float v_age;
-flat in mat3 v_R; flat in float v_blur; flat in float v_loose; flat in float v_id;
+flat in mat3 v_R; flat in float v_blur; flat in float v_loose; flat in float v_id; flat in float v_fade;
 layout(location = 0) out vec4 o_col;
 layout(location = 1) out vec4 o_aux;
 """ + _COMMON + """
@@ -251,6 +252,10 @@ void main() {
     col *= 1.0 - 0.35 * strewn * speck;
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
+#ifdef MOVING
+    // Dissolving at the lens (render.lens_fade): premultiplied, over what is behind it.
+    o_col *= v_fade; o_aux *= v_fade;
+#endif
 }
 """
 
@@ -268,7 +273,7 @@ void main() {
     if (int(v_kind + 0.5) != GLASSF) {
         // A shard's edge: dark green glass seen end on.
         vec3 c = vec3(0.05, 0.08, 0.07) * light(n, sv, 1.0) + 0.3 * sun_col * pow(max(dot(r, sun_dir), 0.0), 40.0) * sv;
-        o_col = vec4(c, 1.0); o_aux = vec4(0.0, 1.0, depth, 1.0);
+        o_col = vec4(c, 1.0) * v_fade; o_aux = vec4(0.0, 1.0, depth, 1.0) * v_fade;
         return;
     }
     float ci = clamp(-dot(v, n), 0.0, 1.0);
@@ -276,8 +281,8 @@ void main() {
     vec3 env = r.y > 0.0 ? mix(sky_hor, sky_zen, sqrt(r.y)) : mix(sky_hor * 0.5, ground_col, min(1.0, 3.0 * sqrt(-r.y)));
     float glint = pow(max(dot(r, sun_dir), 0.0), 600.0) * 80.0 * sv;
     float al = F + (1.0 - F) * 0.12;
-    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al);
-    o_aux = vec4(0.0, al, depth * al, al);
+    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al) * v_fade;
+    o_aux = vec4(0.0, al, depth * al, al) * v_fade;
 }
 """
 

@@ -59,6 +59,7 @@ LENS_CLEAR_M = 1.5
 LENS_FADE_M = 0.5                # fading out over this much of its last approach
 FILL_FADE = (0.2, 0.35)         # share of the frame's area over which a body fades out
 NEARER_SHARE = 1 / 3            # ... once it has come this share of its distance nearer
+LENS_DISSOLVE_S = 0.2           # a body that came at the lens dissolves over this long
 
 
 def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.ndarray, cam,
@@ -293,9 +294,9 @@ class DebrisRenderer:
     def _textures(self, fr, plate_lin, matte, holdout) -> None:
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
-        self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf.filter = (mgl.NEAREST, mgl.NEAREST)
-        self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf_next = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
         tex = facade_texture(plate_lin, matte, holdout)
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
@@ -695,12 +696,14 @@ class DebrisRenderer:
             vao.render(vertices=count, first=first)
 
     def _upload(self, pos, quat, moved, moving, age, visible=None, blur=None):
+        """visible: how much of each fragment is drawn (see shown); 0 collapses it to a
+        point, between 0 and 1 it dissolves (row 4: its opacity in the moving layer)."""
         R = quat_to_mat(quat)
+        rows = np.zeros((5, self.n, 4), np.float32)
+        rows[4, :, 0] = 1.0
         if visible is not None:
-            # A pulverised fragment collapses to a point, not drawn; one thrown at the lens
-            # shrinks away (see shown).
-            R = R * visible[:, None, None]
-        rows = np.zeros((4, self.n, 4), np.float32)
+            R = R * (visible > 0)[:, None, None]
+            rows[4, :, 0] = visible
         rows[0, :, :3] = R[:, 0]
         rows[1, :, :3] = R[:, 1]
         rows[2, :, :3] = R[:, 2]
@@ -714,16 +717,15 @@ class DebrisRenderer:
 
     def shown(self, sim: SimResult, t: float) -> np.ndarray:
         """How much of each fragment is drawn at time t (0..1): none once pulverised, and
-        shrunk away once it has come at the lens (lens_fade; gone for good, so a slab that
-        landed by the camera does not come back)."""
+        dissolving over LENS_DISSOLVE_S from the moment its body comes at the lens
+        (lens_fade), gone for good after (a slab that landed by the camera does not come
+        back, and no piece stays half there)."""
         if self._lens is None or self._lens[0] is not sim:
-            fade = np.stack([lens_fade(p, q, self.rest_pos, self.extent, self.cam, self._moved(p, q))
-                             for p, q in zip(sim.pos, sim.quat)])
-            self._lens = (sim, np.minimum.accumulate(fade, axis=0))
-        times, fade = sim.times, self._lens[1]
-        k = int(np.clip(np.searchsorted(times, t) - 1, 0, len(times) - 2))
-        a = float(np.clip((t - times[k]) / (times[k + 1] - times[k]), 0.0, 1.0))
-        return sim.visible(t) * ((1 - a) * fade[k] + a * fade[k + 1])
+            hit = np.stack([lens_fade(p, q, self.rest_pos, self.extent, self.cam, self._moved(p, q)) < 1.0
+                            for p, q in zip(sim.pos, sim.quat)])
+            self._lens = (sim, np.where(hit.any(axis=0), sim.times[np.argmax(hit, axis=0)], np.inf))
+        fade = np.clip(1.0 - (t - self._lens[1]) / LENS_DISSOLVE_S, 0.0, 1.0)
+        return (sim.visible(t) * fade).astype(np.float32)
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)
