@@ -183,7 +183,8 @@ class FrameRenderer:
             # Before the collapse: the plate, with this frame's grain on a still.
             img = regrained(p_lin, self.grain_model, sp.grain, np.random.default_rng([sp.seed, i])) if self.live else p_u8
             if sp.exr:
-                exr = (functools.partial(exr_out.frame_channels, p_lin, self.zeros4, self.zeros4, v.bmatte, hold_i,
+                # The EXR's beauty is the plate as shot (a still's, not its degrained copy).
+                exr = (functools.partial(exr_out.frame_channels, v.plate_out if self.live else p_lin, self.zeros4, self.zeros4, v.bmatte, hold_i,
                                          self.rest_z, self.zeros2, holdouts=self.per_object(i)),
                        None if s.src.moving else "plate")
             return img, passes, exr, hold_i
@@ -204,7 +205,7 @@ class FrameRenderer:
             t1 = t2
         rng = np.random.default_rng([sp.seed, i])
         res = composite(p_lin, p_u8, s["cleanplate"], v.bmatte, hold_i, layers, self.grain_model, sp.grain,
-                        self.shake[i], rng, dl, hold_z, live=self.live)
+                        self.shake[i], rng, dl, hold_z, shot=v.plate_out if self.live else None)
         img, passes = res.frame, (res.debris, res.dust)
         t0 = _clock()
         self.stage_t["comp"] += t0 - t1

@@ -183,7 +183,8 @@ class CompResult:
     debris: np.ndarray       # H x W x 4 premultiplied linear RGBA of the debris as seen
     dust: np.ndarray         # H x W x 4 premultiplied linear RGBA of the dust as seen
     linear: np.ndarray       # H x W x 3 the beauty in scene-linear ACEScg, before grain and shake
-    touched: np.ndarray      # H x W bool: the display frame differs from the plate here (shadows, grain)
+    touched: np.ndarray      # H x W bool: the effect changed the picture here (shadows, and the
+                             # grain it brought; a still's live grain everywhere is not the effect)
 
 
 GRAIN_PAD = 48
@@ -211,7 +212,7 @@ def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6) 
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: "GrainModel | np.ndarray", grain: float,
               shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
-              holdout_z: np.ndarray | None = None, live: bool = False) -> CompResult:
+              holdout_z: np.ndarray | None = None, shot: np.ndarray | None = None) -> CompResult:
     """Front to back: the dust in front of the nearest opaque thing (a piece or a
     holdout), then the holdout where it is nearer than the debris, the debris, the
     holdout where a piece landed in front of it, then (where no standing part of the
@@ -220,9 +221,10 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     shadows and contact; the cloud darkens what it covers (sun through its optical depth
     toward the sun, sky through the depth overhead). Holdouts are the plate's own pixels
     wherever they are seen. holdout_z: each holdout pixel's depth (m); absent, holdouts
-    are nearer than everything. live: the plate is a degrained still, and every pixel,
-    the holdouts' included, gets fresh grain. The per-pixel maths is one fused kernel
-    (kernels/comp.py)."""
+    are nearer than everything. shot: a still as shot, when plate_lin is it degrained:
+    every pixel, the holdouts' included, gets fresh grain, and the beauty (for the EXR)
+    is the plate as shot wherever the effect did not touch it. The per-pixel maths is one
+    fused kernel (kernels/comp.py)."""
     H, W = matte.shape
     f32 = lambda a: np.ascontiguousarray(a, np.float32)
     out = np.empty((H, W, 3), np.float32)
@@ -242,7 +244,8 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
              f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
              dust_pass, touched)
     model = grain_sigma if isinstance(grain_sigma, GrainModel) else GrainModel.flat(grain_sigma)
-    live = live and grain > 0
+    effect = touched.copy()
+    live = shot is not None and grain > 0
     if live:
         touched[:] = True
         soft = np.ones((H, W), np.float32)
@@ -253,8 +256,10 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     else:
         soft = np.zeros((H, W), np.float32)
     # Grain reaches a pixel or two past the touched ones: those differ from the plate too.
-    changed = touched | (soft > 1e-3)
+    changed = effect if live else touched | (soft > 1e-3)
     u8 = _encode(out, plate_u8, touched, soft, model, grain, rng)
+    if shot is not None:
+        out = np.where(effect[..., None], out, shot)
     if np.abs(shake_px).max() > 0.02:
         M = np.float32([[1, 0, shake_px[0]], [0, 1, shake_px[1]]])
         u8 = cv2.warpAffine(u8, M, (u8.shape[1], u8.shape[0]), flags=cv2.INTER_LINEAR,
