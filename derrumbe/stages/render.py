@@ -59,7 +59,7 @@ LENS_CLEAR_M = 1.5
 LENS_FADE_M = 0.5                # fading out over this much of its last approach
 FILL_FADE = (0.2, 0.35)         # share of the frame's area over which a body fades out
 NEARER_SHARE = 1 / 3            # ... once it has come this share of its distance nearer
-LENS_DISSOLVE_S = 0.2           # a body that came at the lens dissolves over this long
+LENS_DISSOLVE_S = 0.125         # a body that came at the lens dissolves over this long (3 frames at 24 fps)
 
 
 def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.ndarray, cam,
