@@ -100,7 +100,7 @@ def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.nd
     cover = np.prod(np.maximum(span, 0) / size, axis=1)
     count = np.bincount(body, None, n)
     was, now = -np.bincount(body, rest[idx, 2], n) / count, -np.bincount(body, p[:, 2], n) / count
-    cover *= np.clip((was - now) / (NEARER_SHARE * was), 0.0, 1.0)
+    cover *= np.clip((was - now) / (NEARER_SHARE * np.maximum(was, 0.1)), 0.0, 1.0)
     by_cover = np.clip((FILL_FADE[1] - cover) / (FILL_FADE[1] - FILL_FADE[0]), 0.0, 1.0)
     by_near = np.clip((near - LENS_CLEAR_M) / LENS_FADE_M, 0.0, 1.0)
     out[idx] = np.minimum(by_cover, by_near)[body]
