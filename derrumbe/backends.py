@@ -20,8 +20,9 @@ class Simulator(Protocol):
     libs: tuple[str, ...]       # packages whose versions change its results
 
     def simulate(self, fr, material, style: str, direction: str, start: float, duration: float,
-                 sample_hz: float, seed: int, progress: Callable | None = None):
-        """The collapse: a SimResult (poses at sample_hz, events, statistics)."""
+                 sample_hz: float, seed: int, progress: Callable | None = None, obstacles=()):
+        """The collapse: a SimResult (poses at sample_hz, events, statistics); obstacles:
+        fixed (lo, hi) boxes in front of the building that the debris hits."""
 
 
 class DebrisView(Protocol):
@@ -59,9 +60,10 @@ class RapierSimulator:
     name = "rapier"
     libs = ("rapier3d",)
 
-    def simulate(self, fr, material, style, direction, start, duration, sample_hz, seed, progress=None):
+    def simulate(self, fr, material, style, direction, start, duration, sample_hz, seed, progress=None, obstacles=()):
         from derrumbe.stages.simulate import simulate
-        return simulate(fr, material, style, direction, start, duration, sample_hz, seed, progress=progress)
+        return simulate(fr, material, style, direction, start, duration, sample_hz, seed, progress=progress,
+                        obstacles=obstacles)
 
 
 class GLRenderer:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from derrumbe import colour
-from derrumbe.colour import linear_to_u8
+from derrumbe.colour import linear_to_u8, u8_to_linear
 from derrumbe.errors import DerrumbeError
 from derrumbe.graph import BLUR_SAMPLES, BLUR_STEP_PX, CLEAR_TAU, DUST_MARCH_DIV, face_albedo, frame_key
 from derrumbe.materials import MATERIALS
@@ -23,7 +23,7 @@ from derrumbe.scene import Scene
 from derrumbe.spec import DUST_SRGB, ShotSpec
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages import outputs
-from derrumbe.stages.comp import composite, estimate_grain_model, shake_track
+from derrumbe.stages.comp import composite, degrain, estimate_grain_model, regrained, shake_track
 from derrumbe.stages.dust import dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
@@ -77,6 +77,11 @@ class FrameRenderer:
                                  3.0 * s.out_size[0] / 1280.0, sp.seed)
         # Grain from a real frame: a moving plate's median has had its noise averaged away.
         self.grain_model = estimate_grain_model(self.plate_frame(0)[1] if s.src.moving else v.plate_u8)
+        # A still's grain is frozen: it is taken out once and every frame gets its own.
+        self.live = not s.src.moving and sp.grain > 0
+        if self.live:
+            u8 = degrain(v.plate_u8, self.grain_model)
+            self.still = (u8_to_linear(u8), u8)
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects
@@ -93,7 +98,7 @@ class FrameRenderer:
             not sp.no_auto_holdouts else None
         material = MATERIALS[sp.material]
         light = self.light
-        self.renderer = s.backends.render.debris(fr, v.ocam, v.plate_out, v.bmatte, light, face_albedo(sp),
+        self.renderer = s.backends.render.debris(fr, v.ocam, self.plate_frame(0)[0], v.bmatte, light, face_albedo(sp),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed)
         self.sun_share = 0.0
@@ -129,10 +134,11 @@ class FrameRenderer:
     # ---- the plate and the holdouts of a frame ---------------------------------------------
     def plate_frame(self, i):
         """A moving plate: each frame's own pixels under the effect (the analysis saw its
-        temporal median). A still: the same arrays every frame."""
+        temporal median). A still: the same arrays every frame, degrained when its grain
+        is made live."""
         s, v = self.s, self.s["view"]
         if not s.src.moving:
-            return v.plate_out, v.plate_u8
+            return self.still if self.live else (v.plate_out, v.plate_u8)
         f = s.src.frame(i)
         po = resize_linear(f.linear(), s.out_size)
         return po, (f.srgb if s.out_size == s.plate.size else linear_to_u8(po))
@@ -175,9 +181,11 @@ class FrameRenderer:
         p_lin, p_u8 = self.plate_frame(i)
         hold_i, hold_z = self.holdouts_of(i, p_u8)
         if t + self.shutter_s / 2 < self.first_motion:
-            img = p_u8          # before the collapse: the untouched plate
+            # Before the collapse: the plate, with this frame's grain on a still.
+            img = regrained(p_lin, self.grain_model, sp.grain, np.random.default_rng([sp.seed, i])) if self.live else p_u8
             if sp.exr:
-                exr = (functools.partial(exr_out.frame_channels, p_lin, self.zeros4, self.zeros4, v.bmatte, hold_i,
+                # The EXR's beauty is the plate as shot (a still's, not its degrained copy).
+                exr = (functools.partial(exr_out.frame_channels, v.plate_out if self.live else p_lin, self.zeros4, self.zeros4, v.bmatte, hold_i,
                                          self.rest_z, self.zeros2, holdouts=self.per_object(i)),
                        None if s.src.moving else "plate")
             return img, passes, exr, hold_i
@@ -198,7 +206,7 @@ class FrameRenderer:
             t1 = t2
         rng = np.random.default_rng([sp.seed, i])
         res = composite(p_lin, p_u8, s["cleanplate"], v.bmatte, hold_i, layers, self.grain_model, sp.grain,
-                        self.shake[i], rng, dl, hold_z)
+                        self.shake[i], rng, dl, hold_z, shot=v.plate_out if self.live else None)
         img, passes = res.frame, (res.debris, res.dust)
         t0 = _clock()
         self.stage_t["comp"] += t0 - t1

@@ -128,9 +128,12 @@ def sample_hz(spec: ShotSpec) -> int:
 
 
 def _simulate(s: Scene):
+    from derrumbe.stages.holdouts import obstacles
     sp = s.spec
+    cam, place = s["camera"]
     return s.backends.sim.simulate(s["fracture"], MATERIALS[sp.material], sp.style, sp.direction, sp.start,
-                                   sp.duration, sample_hz(sp), sp.seed, progress=s.progress.advance)
+                                   sp.duration, sample_hz(sp), sp.seed, progress=s.progress.advance,
+                                   obstacles=obstacles(s["matte"].objects.objects, cam, place.depth_m))
 
 
 def face_albedo(spec: ShotSpec) -> np.ndarray:
@@ -196,7 +199,7 @@ def _quality(*tables) -> Callable[[Scene], dict]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("matte", _matte, files=("plate", "mask", "holdout"),
+    Stage("matte", _matte, files=("plate", "mask", "holdout"), version=2,
           fields=("box", "seed", "plate_colorspace", "no_auto_holdouts"),
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
     Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=2,
@@ -206,10 +209,10 @@ STAGES: tuple[Stage, ...] = (
     Stage("fracture", _fracture, inputs=("matte", "camera", "windows"),
           fields=("style", "direction", "material", "pieces", "seed"),
           settings=lambda s: {"pieces used": pieces_used(s.spec)}, version=4, libs=("numpy", "scipy")),
-    Stage("simulate", _simulate, inputs=("fracture",),
+    Stage("simulate", _simulate, inputs=("fracture", "holdout_depths"),
           fields=("style", "direction", "material", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},
-          version=6, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
+          version=8, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
     Stage("particles", _particles, inputs=("simulate", "fracture"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=2,
           libs=("numpy", "numba", "opencolorio")),
@@ -233,7 +236,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=9, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=10, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

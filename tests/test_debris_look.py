@@ -356,3 +356,26 @@ def test_sun_flag_sets_both_angles_and_refuses_bad_input(demo_files, tmp_path, c
         assert main(base + [bad, "--explain"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "sun" in err
+
+
+def test_a_crack_shows_lit_fracture_faces_not_a_drawn_black_line():
+    """A 12 m wall broken in two by a 20 cm crack, seen obliquely so one break face
+    shows, in sky light only: at the crack's mouth the face sees the sky in front of the
+    wall and shows lit material (at least a third of the wall's front), darkening with
+    depth into the wall. It was a near-black line (a tenth of the front): the top-down
+    sky map sees the wall standing over the crack."""
+    plate = np.full((CAM.height, CAM.width, 3), 0.4, np.float32)
+    light = Lighting(sun_vector(0, 40), np.zeros(3), np.array([0.5, 0.52, 0.56]), np.array([0.4] * 3))
+    kinds = lambda n: FRONT if n[2] > 0.5 else BREAK
+    fr = _boxes_fracture([([1.0, 0.5, -10.4], [3.9, 12.0, -10.0], kinds), ([4.1, 0.5, -10.4], [7.0, 12.0, -10.0], kinds)])
+    fr.box_lo, fr.box_hi = np.array([-10.0, 0.0, -16.0]), np.array([10.0, 12.0, -9.0])    # the street around it
+    r = _renderer(fr, light, plate, fr.centroid + [0, -400, 0])    # at rest elsewhere: drawn, not the plate
+    try:
+        lay = r.render(_still_sim(fr.centroid), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    lum = lay.debris[..., :3].mean(-1)
+    at = lambda x, z: np.mean([lum[tuple(CAM.project(np.array([x, y, z])).astype(int)[::-1])] for y in (1.5, 2.0, 2.5)])
+    front, mouth, deep = at(5.5, -10.0), at(4.1, -10.03), at(4.1, -10.3)
+    assert mouth > front / 3, (mouth, front)
+    assert deep < mouth / 3, (deep, mouth)

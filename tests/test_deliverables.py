@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -90,10 +91,12 @@ def test_exr_beauty_is_the_plate_in_acescg_where_nothing_happens(full_shot, demo
     assert still.mean() > 0.1
     err = np.abs(_rgb(late) - plate)[still]
     assert np.percentile(err, 99.9) < 2e-3
-    # The display frame is the EXR beauty through the display transform (no grain: --grain
-    # is on, so compare where the effect is absent).
+    # The display frame is the EXR beauty through the display transform, under the
+    # still's fresh grain: equal where the effect is absent once the grain is averaged.
     png = read_rgb(out / f"shot_v007.{1000 + len(m['frames']):04d}.png")
-    assert np.abs(colour.linear_to_u8(_rgb(late)).astype(int) - png)[still].max() <= 1
+    diff = colour.linear_to_u8(_rgb(late)).astype(np.float32) - png
+    away = np.abs(cv2.blur(diff, (9, 9)))[cv2.erode(still.astype(np.uint8), np.ones((9, 9))) > 0]
+    assert away.mean() < 0.6 and away.max() < 3.0             # the degrain's bias: a code value or two
 
 
 def test_exr_depth_is_metres_along_the_lens_axis(full_shot):

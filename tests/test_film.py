@@ -273,3 +273,76 @@ def test_grain_model_recovers_level_size_and_bands_of_known_noise():
         g = estimate_grain_model(img)
         assert abs(g.size_px - size) < 0.2, (size, g.size_px)
         assert np.allclose(g.sigma[:, 1] * 255, sigmas, rtol=0.15), (size, g.sigma * 255)
+
+
+def _sky_patches(img: np.ndarray, box, n: int = 16) -> np.ndarray:
+    """n x n patches of the sky left of and above the box, each minus its own best-fit
+    plane (the sky's gradient): what is left is the noise. (P, n*n, 3)."""
+    x0, y0 = box[0], box[1]
+    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
+    A = np.stack([np.ones(n * n), yy.ravel(), xx.ravel()], 1)
+    out = []
+    for y in range(0, max(n, y0 - n), n):
+        for x in range(0, max(n, x0 - n), n):
+            p = img[y:y + n, x:x + n].astype(np.float64).reshape(-1, 3)
+            out.append(p - A @ np.linalg.lstsq(A, p, rcond=None)[0])
+    return np.array(out)
+
+
+def test_a_still_plate_carries_fresh_grain_in_every_frame_before_the_collapse(demo_files, tmp_path):
+    """A still turned into a plate is not a frozen photograph: two consecutive frames
+    before anything moves differ by fresh grain; each frame's noise is the plate's own
+    level (measured here on the plain sky, independently of the comp), not the plate's
+    frozen noise plus more; the mean picture is the plate; the same seed gives the same
+    bytes, another seed other grain."""
+    import cv2
+    from derrumbe.cli import main
+    from tests.conftest import read_rgb
+    _, p = demo_files
+    rng = np.random.default_rng(11)
+    noisy = np.clip(np.rint(p.srgb + rng.normal(0, 4.0, p.srgb.shape)), 0, 255).astype(np.uint8)
+    plate = tmp_path / "noisy.png"
+    cv2.imwrite(str(plate), noisy[..., ::-1])
+    W = p.srgb.shape[1]
+    args = ["--box", ",".join(map(str, p.box)), "--size", str(W), "--duration", "0.5", "--start", "0.45",
+            "--fps", "8", "--pieces", "200", "--dust", "0", "--shake", "0", "-q"]
+    runs = {}
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        assert main(["shot", str(plate), "-o", str(tmp_path / name), "--seed", str(seed)] + args) == 0
+        runs[name] = [read_rgb(f) for f in sorted((tmp_path / name).glob("shot_v001.*.png"))]
+    a, b, c = runs["a"], runs["b"], runs["c"]
+    assert len(a) == 4
+    plate_sigma = _sky_patches(noisy, p.box).std(axis=1).mean()
+    for f0, f1 in zip(a, a[1:]):
+        d = f1.astype(np.float64) - f0.astype(np.float64)
+        assert (d != 0).mean() > 0.5                                       # the grain is live
+        live = _sky_patches(d, p.box).std(axis=1).mean() / np.sqrt(2)
+        assert abs(live / plate_sigma - 1) < 0.25, (live, plate_sigma)
+        own = _sky_patches(f1, p.box).std(axis=1).mean()
+        assert abs(own / plate_sigma - 1) < 0.25, (own, plate_sigma)
+    mean = np.mean([f.astype(np.float64) for f in a], axis=0)
+    assert np.abs(cv2.blur(mean - noisy, (9, 9))).mean() < 1.5             # the picture is the plate
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_a_piece_thrown_at_the_lens_never_fills_the_frame():
+    """A 1 m cube flying straight at the lens at 10 m/s: drawn whole at 6 m (its
+    projected square), then, dissolving, never wider than 60 % of the frame where it is
+    more than half opaque, and not drawn at all once any of it is within 1.5 m (the
+    grit's rule). It used to cover the whole frame."""
+    fr, sim = _cube_scene()
+    sim.pos[:] = np.array([0.0, 1.6, -6.0]) + np.array([0.0, 0.0, 10.0]) * (sim.times - 0.5)[:, None, None]
+    r = _renderer(fr, sim)
+    try:
+        alpha = {t: r.render(sim, t, 0.0, 1).debris[..., 3] for t in np.arange(0.5, 0.99, 0.02)}
+    finally:
+        r.release()
+    side = (alpha[0.5] > 0.5).sum(axis=1).max()
+    assert abs(side - F_PX * 1.0 / 5.5) <= 2, side                    # its front face 5.5 m away: 55 px
+    for t, a in alpha.items():
+        width = (a > 0.5).any(axis=0).sum()
+        assert width <= 0.6 * W + 2, (t, width)
+        depth = 6.0 - 10.0 * (t - 0.5)
+        if depth - 0.5 * np.sqrt(3) < 1.5:
+            assert a.max() == 0.0, t

@@ -84,6 +84,14 @@ class RapierWorld:
         self.ground = self.w.add_collider(g.collision_groups(self._groups("ground")))
         self._key_of_collider[self.ground] = -1
 
+    def add_obstacle(self, lo, hi) -> None:
+        """A fixed box (world metres, lo/hi corners) that the debris hits like the street:
+        a parked car or a person the plate shows in front of the building."""
+        lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+        half, mid = tuple(map(float, 0.5 * (hi - lo))), tuple(map(float, 0.5 * (hi + lo)))
+        c = rp.Collider.cuboid(*half).translation(mid).friction(self.friction)
+        self._key_of_collider[self.w.add_collider(c.collision_groups(self._groups("ground")))] = -1
+
     @staticmethod
     def _groups(role: str):
         member, filt = _TOUCHES[role]

@@ -177,9 +177,14 @@ class Implosion(Plan):
         for cl in np.unique(fr.cluster[mine]):
             g = mine[fr.cluster[mine] == cl]
             out = _outward(fr, g)
-            kick = out * self.speed * self.rng.uniform(0.25, 0.55) + self.rng.normal(0, 0.3, 3)
             role = "debris" if out.any() or last else "crushed"
-            sim.detach(g, CLUSTER, DYNAMIC, role, linvel=v + kick, angvel=self.rng.normal(0, 0.4, 3))
+            kick = out * self.speed * self.rng.uniform(0.25, 0.55) + self.rng.normal(0, 0.3, 3)
+            key = sim.detach(g, CLUSTER, DYNAMIC, role, linvel=v + kick, angvel=self.rng.normal(0, 0.4, 3))
+            # A storey crushed onto the pile comes apart: its walls go out as separate
+            # pieces, not as storey-high panels that topple whole (img_190's top storey
+            # fell at the lens as one 9 m wall).
+            for k in sim.split(key, None, 0.0, full=True):
+                sim.bodies[k].damage = 0.3
         self.info["storeys_crushed"] += 1
         if last:
             self.done = True

@@ -1,8 +1,11 @@
 """Comp stage: clean plate + debris + shadows, holdouts on top, grain and camera shake.
 
-The plate is the reference: a pixel that nothing touches is written from the plate's
-own 8-bit value, so it stays bit-identical in every frame. Grain is added only where
-the effect changed the picture, matched to the noise the plate already has.
+A moving plate is the reference: a pixel that nothing touches is written from the
+frame's own 8-bit value, its grain already live. A still's grain is frozen: every frame
+of it would show the same noise, which reads as a photograph held up to the lens. So a
+still is degrained once and every frame, before the effect as during it, gets fresh
+grain matched to the plate's (level per channel and luminance band, and size); with
+--grain 0 its untouched pixels stay the plate's own, bit for bit.
 """
 
 from __future__ import annotations
@@ -161,13 +164,27 @@ def shake_track(times: np.ndarray, dissipated: np.ndarray, potential: float, amo
     return out
 
 
+def degrain(srgb: np.ndarray, model: GrainModel) -> np.ndarray:
+    """The plate without its own grain: two passes of a bilateral filter a few pixels
+    wide whose range is three times the plate's measured grain, which averages the noise
+    (to about a sixth) and keeps edges, texture and the sky's gradient (within 2 code
+    values; non-local means flattened gradients by up to 20). Every frame then carries
+    fresh grain of the plate's level."""
+    k = 3.0 * float(model.sigma[1].mean()) * 255.0
+    img = srgb.astype(np.float32)
+    for _ in range(2):
+        img = cv2.bilateralFilter(img, 7, k, 2.0)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
 @dataclass
 class CompResult:
     frame: np.ndarray        # H x W x 3 uint8 sRGB, the shot
     debris: np.ndarray       # H x W x 4 premultiplied linear RGBA of the debris as seen
     dust: np.ndarray         # H x W x 4 premultiplied linear RGBA of the dust as seen
     linear: np.ndarray       # H x W x 3 the beauty in scene-linear ACEScg, before grain and shake
-    touched: np.ndarray      # H x W bool: the display frame differs from the plate here (shadows, grain)
+    touched: np.ndarray      # H x W bool: the effect changed the picture here (shadows, and the
+                             # grain it brought; a still's live grain everywhere is not the effect)
 
 
 GRAIN_PAD = 48
@@ -195,7 +212,7 @@ def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6) 
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: "GrainModel | np.ndarray", grain: float,
               shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
-              holdout_z: np.ndarray | None = None) -> CompResult:
+              holdout_z: np.ndarray | None = None, shot: np.ndarray | None = None) -> CompResult:
     """Front to back: the dust in front of the nearest opaque thing (a piece or a
     holdout), then the holdout where it is nearer than the debris, the debris, the
     holdout where a piece landed in front of it, then (where no standing part of the
@@ -204,7 +221,10 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     shadows and contact; the cloud darkens what it covers (sun through its optical depth
     toward the sun, sky through the depth overhead). Holdouts are the plate's own pixels
     wherever they are seen. holdout_z: each holdout pixel's depth (m); absent, holdouts
-    are nearer than everything. The per-pixel maths is one fused kernel (kernels/comp.py)."""
+    are nearer than everything. shot: a still as shot, when plate_lin is it degrained:
+    every pixel, the holdouts' included, gets fresh grain, and the beauty (for the EXR)
+    is the plate as shot wherever the effect did not touch it. The per-pixel maths is one
+    fused kernel (kernels/comp.py)."""
     H, W = matte.shape
     f32 = lambda a: np.ascontiguousarray(a, np.float32)
     out = np.empty((H, W, 3), np.float32)
@@ -224,22 +244,49 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
              f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
              dust_pass, touched)
     model = grain_sigma if isinstance(grain_sigma, GrainModel) else GrainModel.flat(grain_sigma)
-    if grain > 0 and touched.any():
-        n = grain_field(H, W, rng, model.size_px)
-        # Grain follows the effect, never onto the plate's own foreground objects.
+    effect = touched.copy()
+    live = shot is not None and grain > 0
+    if live:
+        touched[:] = True
+        soft = np.ones((H, W), np.float32)
+    elif grain > 0 and touched.any():
+        # A moving plate's grain is its own: grain follows the effect, never onto the
+        # plate's own foreground objects.
         soft = cv2.GaussianBlur(touched.astype(np.float32), (0, 0), 1.0) * (1 - holdout)
-        sigma = (model.sigma * grain).astype(np.float32)
     else:
         soft = np.zeros((H, W), np.float32)
-        sigma = np.zeros((3, 3), np.float32)
-        n = np.zeros((H, W, 3), np.float32)
     # Grain reaches a pixel or two past the touched ones: those differ from the plate too.
-    changed = touched | (soft > 1e-3)
-    u8 = np.empty((H, W, 3), np.uint8)
-    K.encode(out, n, f32(soft), sigma, f32(model.band_lum), np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT,
-             working_to_rec709_matrix(), u8)
+    changed = effect if live else touched | (soft > 1e-3)
+    u8 = _encode(out, plate_u8, touched, soft, model, grain, rng)
+    if shot is not None:
+        out = np.where(effect[..., None], out, shot)
     if np.abs(shake_px).max() > 0.02:
         M = np.float32([[1, 0, shake_px[0]], [0, 1, shake_px[1]]])
         u8 = cv2.warpAffine(u8, M, (u8.shape[1], u8.shape[0]), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT)
     return CompResult(u8, debris_pass, dust_pass, out, changed)
+
+
+def _encode(lin: np.ndarray, plate_u8: np.ndarray, touched: np.ndarray, soft: np.ndarray, model: GrainModel,
+            grain: float, rng: np.random.Generator) -> np.ndarray:
+    """The display frame: the linear beauty encoded with grain weighted by soft, the
+    plate's own 8-bit values where nothing touched it and no grain reaches."""
+    H, W = touched.shape
+    if grain > 0 and soft.max() > 1e-3:
+        n = grain_field(H, W, rng, model.size_px)
+        sigma = (model.sigma * grain).astype(np.float32)
+    else:
+        n, sigma = np.zeros((H, W, 3), np.float32), np.zeros((3, 3), np.float32)
+    u8 = np.empty((H, W, 3), np.uint8)
+    K.encode(np.ascontiguousarray(lin, np.float32), n, np.ascontiguousarray(soft, np.float32), sigma,
+             np.ascontiguousarray(model.band_lum, np.float32), np.ascontiguousarray(plate_u8), touched, K.SRGB_LUT,
+             working_to_rec709_matrix(), u8)
+    return u8
+
+
+def regrained(plate_lin: np.ndarray, model: GrainModel, grain: float, rng: np.random.Generator) -> np.ndarray:
+    """A frame of a degrained still before anything happens: the plate with this
+    frame's own grain (a still turned into a plate is not a frozen photograph)."""
+    H, W = plate_lin.shape[:2]
+    every = np.ones((H, W), np.bool_)
+    return _encode(plate_lin, np.zeros((H, W, 3), np.uint8), every, np.ones((H, W), np.float32), model, grain, rng)

@@ -26,9 +26,10 @@ in vec3 in_pos; in vec3 in_nrm; in vec3 in_rest; in float in_kind; in float in_i
 in vec3 in_edge; in float in_elem; in float in_dout; in float in_din;
 out vec3 v_rest; out vec3 v_nrm; out vec3 v_world; out vec3 v_edge; out vec2 v_wall;
 flat out vec3 v_rnrm; flat out float v_kind; flat out float v_moved; flat out float v_elem; flat out float v_age;
-flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id;
+flat out mat3 v_R; flat out float v_blur; flat out float v_loose; flat out float v_id; flat out float v_fade;
 void main() {
     int id = int(in_id);
+    v_fade = xf_row(id, 4).x;
     vec4 r0 = xf_row(id, 0), r1 = xf_row(id, 1), r2 = xf_row(id, 2), r3 = xf_row(id, 3);
     mat3 R = xf_rot(id);
     vec3 w = R * in_pos + r3.xyz;
@@ -97,11 +98,15 @@ uniform float rough, sun_strength;
 uniform vec3 front_light;      // what lit the facade in the plate (a front face at rest, in the open)
 in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; in vec3 v_edge; in vec2 v_wall;
 flat in vec3 v_rnrm; flat in float v_kind; flat in float v_moved; flat in float v_elem; flat in float v_age;
-flat in mat3 v_R; flat in float v_blur; flat in float v_loose; flat in float v_id;
+flat in mat3 v_R; flat in float v_blur; flat in float v_loose; flat in float v_id; flat in float v_fade;
 layout(location = 0) out vec4 o_col;
 layout(location = 1) out vec4 o_aux;
 """ + _COMMON + """
 const int FRONT = 0, SIDE = 1, BREAK = 2, INSIDE = 3, GLASSF = 4, REVEAL = 5;
+// The sky a break's face sees at a crack's mouth (as much as the open wall's face, for its
+// orientation), falling off with depth into the wall over a fresh crack's width (a slot
+// of width w seen from depth d into it: about 1 - d / sqrt(d^2 + w^2)).
+const float MOUTH_SKY = 1.0, MOUTH_M = 0.08;
 const int E_FACADE = 0, E_BACK = 1, E_SIDE = 2, E_SLAB = 3, E_CROSS = 4, E_GLASS = 5;
 // The building's outline is its matte extruded straight back through the proxy; what
 // moves is hidden behind what is still.
@@ -180,6 +185,11 @@ void main() {
     }
 #endif
     float av = sky_access(v_world, n);
+    // A break's face near the wall's outer face sees the sky and the street in front of
+    // the wall through the crack's mouth (the top-down map sees only the wall over it):
+    // a crack's lips show lit, fresh material and it darkens only with depth, not a
+    // black line drawn along it.
+    if (kind == BREAK && elem != E_SLAB) av = max(av, MOUTH_SKY * exp(-v_wall.x / MOUTH_M));
     float e = min(min(v_edge.x, v_edge.y), v_edge.z);
     // One material evaluation: what a break through this element shows.
     vec4 a = nz(v_rest * 0.6);
@@ -242,6 +252,10 @@ void main() {
     col *= 1.0 - 0.35 * strewn * speck;
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
+#ifdef MOVING
+    // Dissolving at the lens (render.lens_fade): premultiplied, over what is behind it.
+    o_col *= v_fade; o_aux *= v_fade;
+#endif
 }
 """
 
@@ -259,7 +273,7 @@ void main() {
     if (int(v_kind + 0.5) != GLASSF) {
         // A shard's edge: dark green glass seen end on.
         vec3 c = vec3(0.05, 0.08, 0.07) * light(n, sv, 1.0) + 0.3 * sun_col * pow(max(dot(r, sun_dir), 0.0), 40.0) * sv;
-        o_col = vec4(c, 1.0); o_aux = vec4(0.0, 1.0, depth, 1.0);
+        o_col = vec4(c, 1.0) * v_fade; o_aux = vec4(0.0, 1.0, depth, 1.0) * v_fade;
         return;
     }
     float ci = clamp(-dot(v, n), 0.0, 1.0);
@@ -267,8 +281,8 @@ void main() {
     vec3 env = r.y > 0.0 ? mix(sky_hor, sky_zen, sqrt(r.y)) : mix(sky_hor * 0.5, ground_col, min(1.0, 3.0 * sqrt(-r.y)));
     float glint = pow(max(dot(r, sun_dir), 0.0), 600.0) * 80.0 * sv;
     float al = F + (1.0 - F) * 0.12;
-    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al);
-    o_aux = vec4(0.0, al, depth * al, al);
+    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al) * v_fade;
+    o_aux = vec4(0.0, al, depth * al, al) * v_fade;
 }
 """
 

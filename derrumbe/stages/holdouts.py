@@ -242,6 +242,39 @@ def drop_too_tall(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     return out
 
 
+# How far back from its near face each kind of object stands (a car's width parked along
+# the street, a person's body); the rest (a pole, a bin) as a post.
+OBSTACLE_DEPTH_M = {"vehicle": 1.8, "person": 0.45}
+OBSTACLE_OTHER_M = 0.3
+OBSTACLE_KINDS = ("vehicle", "person", "user", "object", "pole", "furniture")
+CUT_ON_M = 3.0            # an object cut by the frame's side runs on this far past it
+
+
+def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The world-space boxes (lo, hi corners; x right, y up, z toward the camera) of the
+    holdouts that stand on the ground in front of the building, for the simulation:
+    debris hits a parked car instead of passing through it to land between it and the
+    lens. Each is its silhouette's box at its depth, as tall as its top row there, as
+    deep as its kind; one cut by the frame's edge runs on past it; never into the
+    facade."""
+    out = []
+    for o in objects:
+        if o.depth_m is None or o.kind not in OBSTACLE_KINDS:
+            continue
+        z = float(o.depth_m)
+        deep = min(OBSTACLE_DEPTH_M.get(o.kind, OBSTACLE_OTHER_M), facade_m - 0.3 - z)
+        if deep <= 0.05:
+            continue
+        x0, y0, x1, _ = o.bbox
+        left = (x0 - cam.cx) * z / cam.f_px - (CUT_ON_M if x0 <= 0 else 0.0)
+        right = (x1 - cam.cx) * z / cam.f_px + (CUT_ON_M if x1 >= cam.width else 0.0)
+        top = cam.eye_m - (y0 - cam.cy) * z / cam.f_px
+        if top <= 0.05:
+            continue
+        out.append((np.array([left, 0.0, -z - deep]), np.array([right, top, -z])))
+    return out
+
+
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
     """Each holdout's depth from where it meets the ground; returns the automatic ones
     dropped because their contact is not in front of the building or because, at the

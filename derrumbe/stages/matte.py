@@ -145,10 +145,13 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     base = _base_row(lab_img, m, by0, by1, seed)
     m = _down_to_base(m, base)
     m = _grow_roof(lab_img, m, sky, seed)
+    sides = _side_walls(m, sky, base, (bx0, bx1))
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     m = (cv2.GaussianBlur(m, (0, 0), 0.7 / scale) > 0.5).astype(np.float32)
     clip = np.zeros((h, w), np.float32)
     clip[:int(np.ceil(base / scale)) if base > by1 else y1, x0:x1] = 1
+    # A side wall seen against the sky belongs to the building even past a rough box.
+    clip = np.maximum(clip, cv2.resize(sides.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > 0.5)
     m *= clip
     if m.sum() < 64:
         raise DerrumbeError("could not find a building inside the box; draw the box tighter or give --mask")
@@ -257,6 +260,69 @@ def _grow_roof(lab: np.ndarray, m: np.ndarray, sky: np.ndarray, seed: int) -> np
         col = slice(max(0, t - hgt), t)
         out[col, x] = ~sky[col, x]
     return out
+
+
+def _side_walls(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int]) -> np.ndarray:
+    """Adds to m (in place) and returns the strip between the matte's side and the sky:
+    GrabCut stops at a downpipe or a corner and leaves the side wall seen in perspective
+    (shaded, unlike the facade), which would stand in the sky after the collapse. Where
+    the sky lies within a few percent of the width beside the matte, its edge is the
+    building's silhouette; a building's edge is straight, so the line fitted to those
+    edge points is followed down to the base row, past the sky too (a neighbour stands
+    behind there). What lies between the matte and that line (up to 15 % of the width
+    from the matte: GrabCut also leaves out a shaded corner of the facade below), and is
+    not sky, is wall. The silhouette itself must lie inside the box's columns, clear
+    of its edge (its edge against the sky is what the user boxed; sky-like at or past the
+    box's edge may be a neighbour's glass reflecting the sky); only below may the wall
+    run past a rough box."""
+    h, w = m.shape
+    gap = max(3, int(0.06 * w))
+    tol = max(2, int(0.01 * w))
+    grown = np.zeros_like(m, dtype=bool)
+    rows = np.nonzero(m[:base].any(axis=1))[0]
+    if len(rows) < 16:
+        return grown
+    for flip in (False, True):
+        mm, ss = (m[:, ::-1], sky[:, ::-1]) if flip else (m, sky)
+        limit = (w - 1 - box_x[0] if flip else box_x[1]) - tol      # well inside the box's edge on this side
+        edge = np.array([w - 1 - np.argmax(mm[y, ::-1]) for y in rows])      # the matte's outer column
+        line = _silhouette_line(rows, edge, ss, gap, limit)
+        if line is None:
+            continue
+        a, b, y_top = line
+        out = grown[:, ::-1] if flip else grown
+        for y, r in zip(rows, edge):
+            if y < y_top:
+                continue
+            x_end = min(w, int(np.ceil(a * y + b)))
+            if r + 1 < x_end <= r + 1 + 2.5 * gap:
+                out[y, r + 1:x_end] = ~ss[y, r + 1:x_end].astype(bool)
+    m[grown] = 1
+    return grown
+
+
+def _silhouette_line(rows, edge, sky, gap: int, limit: int):
+    """The line x = a y + b through the first sky pixel beyond the matte's outer column
+    in each row where one lies within `gap` (and not past `limit`), and the first row it
+    holds from; None when too few rows show such an edge or it is far from vertical."""
+    pts = []
+    for y, r in zip(rows, edge):
+        run = sky[y, r + 1:r + 1 + gap]
+        if run.any() and 0 < np.argmax(run) and r + 1 + np.argmax(run) <= limit:
+            pts.append((y, r + 1 + int(np.argmax(run))))
+    need = max(8, 0.1 * len(rows))
+    if len(pts) < need:
+        return None
+    ys, xs = np.array(pts, np.float64).T
+    keep = np.ones(len(ys), bool)
+    for _ in range(3):                        # robust to stray points: refit to those near the line
+        a, b = np.polyfit(ys[keep], xs[keep], 1)
+        keep = np.abs(xs - (a * ys + b)) < 2.0
+        if keep.sum() < 8:
+            break
+    if keep.sum() < need or abs(a) > 0.5:
+        return None
+    return a, b, ys[keep].min()
 
 
 def _fill_holes(m: np.ndarray) -> np.ndarray:

@@ -53,6 +53,60 @@ DUST = (0.40, 0.38, 0.34)
 ROOF = (0.10, 0.10, 0.105)
 
 
+# The lens is protected: nothing is drawn nearer than the grit's NEAR_M (debris_shaders.py)
+# or so near that it would cover more than a share of the frame.
+LENS_CLEAR_M = 1.5
+LENS_FADE_M = 0.5                # fading out over this much of its last approach
+FILL_FADE = (0.2, 0.35)         # share of the frame's area over which a body fades out
+NEARER_SHARE = 1 / 3            # ... once it has come this share of its distance nearer
+LENS_DISSOLVE_S = 0.125         # a body that came at the lens dissolves over this long (3 frames at 24 fps)
+
+
+def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.ndarray, cam,
+              moved: np.ndarray) -> np.ndarray:
+    """Per fragment, 1 where it is drawn as it is, down to 0 as the body it belongs to
+    comes within LENS_CLEAR_M of the lens or so near that its box on screen would cover
+    FILL_FADE of the frame. Only what has moved toward the lens counts: the building
+    stands where the plate shows it and falls where it stood (a body's cover counts in
+    full once it has come NEARER_SHARE of its rest distance nearer). A body is judged
+    whole (a slab of several fragments fills the frame as one): the moved fragments that
+    share a rotation move as one.
+    A camera a few metres from a collapsing building stands in its debris field (on
+    img_190, 7.1 m from a 15 m facade, 1 % of the pieces land past 6.9 m, as far as a
+    real pile spreads, a third to half the height, at speeds under a free fall's from
+    their storey); a camera that near one would be in a crash box, and a slab at the
+    lens reads as a grey wall, not as a collapse."""
+    out = np.ones(len(pos), np.float32)
+    idx = np.nonzero(moved)[0]
+    if not len(idx):
+        return out
+    _, body = np.unique(np.round(quat[idx].astype(np.float64), 5), axis=0, return_inverse=True)
+    body = body.ravel()
+    n = body.max() + 1
+    p, e = pos[idx].astype(np.float64), extent[idx]
+    z = np.maximum(-p[:, 2], 0.05)
+    near = np.full(n, np.inf)
+    np.minimum.at(near, body, -p[:, 2] - e)                         # its nearest point's depth
+    # Its box on screen, clipped to the frame.
+    lo, hi = np.full((n, 2), np.inf), np.full((n, 2), -np.inf)
+    u = cam.cx + cam.f_px * p[:, 0] / z
+    v = cam.cy - cam.f_px * (p[:, 1] - cam.eye_m) / z
+    r = cam.f_px * e / z
+    for k, c in enumerate((u, v)):
+        np.minimum.at(lo[:, k], body, c - r)
+        np.maximum.at(hi[:, k], body, c + r)
+    size = np.array([cam.width, cam.height], np.float64)
+    span = np.clip(hi, 0, size) - np.clip(lo, 0, size)
+    cover = np.prod(np.maximum(span, 0) / size, axis=1)
+    count = np.bincount(body, None, n)
+    was, now = -np.bincount(body, rest[idx, 2], n) / count, -np.bincount(body, p[:, 2], n) / count
+    cover *= np.clip((was - now) / (NEARER_SHARE * np.maximum(was, 0.1)), 0.0, 1.0)
+    by_cover = np.clip((FILL_FADE[1] - cover) / (FILL_FADE[1] - FILL_FADE[0]), 0.0, 1.0)
+    by_near = np.clip((near - LENS_CLEAR_M) / LENS_FADE_M, 0.0, 1.0)
+    out[idx] = np.minimum(by_cover, by_near)[body]
+    return out
+
+
 @dataclass
 class FrameLayers:
     debris: np.ndarray       # H x W x 4 premultiplied linear RGBA of moving pieces
@@ -199,6 +253,8 @@ class DebrisRenderer:
         ctx = self.ctx
         self.mgl = moderngl
         self.cam, self.fr, self.light = cam, fr, light
+        self.extent = fr.extent
+        self._lens = None
         W, H = cam.width, cam.height
         self.size = (W, H)
         self.n = fr.n
@@ -238,9 +294,9 @@ class DebrisRenderer:
     def _textures(self, fr, plate_lin, matte, holdout) -> None:
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
-        self.xf = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf.filter = (mgl.NEAREST, mgl.NEAREST)
-        self.xf_next = ctx.texture((fr.n, 4), 4, dtype="f4")
+        self.xf_next = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
         tex = facade_texture(plate_lin, matte, holdout)
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
@@ -391,7 +447,7 @@ class DebrisRenderer:
         m = self._motion(sim, t, ta, tb, max_samples, px_per_sample)
         # Shadows and the height map of everything at mid-shutter, then the still layer.
         self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved)
-        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, sim.visible(t), m.blur)
+        self._upload(m.pc, m.qc, m.moved, m.moving, m.age, self.shown(sim, t), m.blur)
         self._depth_pass(self.shadow_fbo, self.lightproj)
         self._top_pass()
         self._begin(self.still_fbo)
@@ -447,7 +503,7 @@ class DebrisRenderer:
         for s in range(samples):
             ts = t + shutter_s * ((s + 0.5) / samples - 0.5) if samples > 1 else t
             p, q = sample_pose(sim, ts)
-            self._upload(p, q, m.moved, m.moving, m.age, sim.visible(ts), m.blur)
+            self._upload(p, q, m.moved, m.moving, m.age, self.shown(sim, ts), m.blur)
             self._begin(self.sub_fbo, box)
             # What moves is depth-tested against what is still: its depth, copied.
             ctx.copy_framebuffer(self.sub_zfbo, self.still_zfbo)
@@ -640,10 +696,14 @@ class DebrisRenderer:
             vao.render(vertices=count, first=first)
 
     def _upload(self, pos, quat, moved, moving, age, visible=None, blur=None):
+        """visible: how much of each fragment is drawn (see shown); 0 collapses it to a
+        point, between 0 and 1 it dissolves (row 4: its opacity in the moving layer)."""
         R = quat_to_mat(quat)
+        rows = np.zeros((5, self.n, 4), np.float32)
+        rows[4, :, 0] = 1.0
         if visible is not None:
-            R = R * visible[:, None, None]        # a pulverised fragment collapses to a point: not drawn
-        rows = np.zeros((4, self.n, 4), np.float32)
+            R = R * (visible > 0)[:, None, None]
+            rows[4, :, 0] = visible
         rows[0, :, :3] = R[:, 0]
         rows[1, :, :3] = R[:, 1]
         rows[2, :, :3] = R[:, 2]
@@ -654,6 +714,18 @@ class DebrisRenderer:
         rows[3, :, :3] = pos
         rows[3, :, 3] = age
         self.xf.write(rows.tobytes())
+
+    def shown(self, sim: SimResult, t: float) -> np.ndarray:
+        """How much of each fragment is drawn at time t (0..1): none once pulverised, and
+        dissolving over LENS_DISSOLVE_S from the moment its body comes at the lens
+        (lens_fade), gone for good after (a slab that landed by the camera does not come
+        back, and no piece stays half there)."""
+        if self._lens is None or self._lens[0] is not sim:
+            hit = np.stack([lens_fade(p, q, self.rest_pos, self.extent, self.cam, self._moved(p, q)) < 1.0
+                            for p, q in zip(sim.pos, sim.quat)])
+            self._lens = (sim, np.where(hit.any(axis=0), sim.times[np.argmax(hit, axis=0)], np.inf))
+        fade = np.clip(1.0 - (t - self._lens[1]) / LENS_DISSOLVE_S, 0.0, 1.0)
+        return (sim.visible(t) * fade).astype(np.float32)
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)
@@ -681,12 +753,12 @@ class DebrisRenderer:
         prog, vao, tex, fbo = self._vec
         zero = np.zeros(self.n, bool)
         p1, q1 = sample_pose(sim, t + dt)
-        self._upload(p1, q1, zero, zero, np.full(self.n, -1.0), sim.visible(t + dt))
+        self._upload(p1, q1, zero, zero, np.full(self.n, -1.0), self.shown(sim, t + dt))
         self.xf.use(0)
         # Copy through the CPU: two small textures (N x 4), cheaper than a second upload path.
         self.xf_next.write(self.xf.read())
         p0, q0 = sample_pose(sim, t)
-        self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), sim.visible(t))
+        self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), self.shown(sim, t))
         self._visible_triangles(p0, q0, sim.visible(t))
         self._begin(fbo)
         self.xf.use(0)

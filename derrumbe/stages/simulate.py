@@ -101,9 +101,12 @@ class Body:
 class Destruction:
     """The solver's state: bodies of fragment groups in one engine world."""
 
-    def __init__(self, fr: Fracture, mat: Material, dt: float, fault: Callable | None = None, iterations: int = 2):
+    def __init__(self, fr: Fracture, mat: Material, dt: float, fault: Callable | None = None, iterations: int = 2,
+                 obstacles=()):
         self.fr, self.mat, self.dt = fr, mat, dt
         self.world = RapierWorld(dt, mat.friction, mat.restitution, EVENT_DV, iterations)
+        for lo, hi in obstacles:
+            self.world.add_obstacle(lo, hi)
         self.mass = (mat.density * fr.volume * np.clip(fr.inside, 0.2, 1.0)).astype(np.float64)
         self.hulls = [_shrunk(fr.centroid[i] + fr.verts[i].astype(np.float64)) for i in range(fr.n)]
         self.bodies: dict[int, Body] = {}
@@ -447,25 +450,26 @@ def _shrunk(v: np.ndarray) -> np.ndarray:
 
 def simulate(fr: Fracture, mat: Material, style: str, direction: str, start: float, duration: float,
              sample_hz: float, seed: int, progress=None, plan=None, fault: Callable | None = None,
-             step_hz: float = STEP_HZ) -> SimResult:
+             step_hz: float = STEP_HZ, obstacles=()) -> SimResult:
     """Runs the collapse. `plan` replaces the style (tests drop single groups); `fault`
-    is called after every step (tests inject instabilities through it)."""
+    is called after every step (tests inject instabilities through it); `obstacles`:
+    (lo, hi) boxes the debris hits (holdouts.obstacles: what stands in front)."""
     from derrumbe.stages.collapse_styles import style_plan
     for attempt in range(MAX_RETRIES + 1):
         hz = step_hz * 2 ** attempt
         try:
             p = plan if plan is not None else style_plan(fr, mat, style, direction, start, seed)
-            return _run(fr, mat, p, duration, sample_hz, hz, progress, fault, attempt)
+            return _run(fr, mat, p, duration, sample_hz, hz, progress, fault, attempt, obstacles)
         except Unstable as e:
             last = e
     raise DerrumbeError(f"the simulation stayed unstable at a {1000 / (step_hz * 2 ** MAX_RETRIES):.2f} ms step "
                         f"({last}); try fewer --pieces or another --seed")
 
 
-def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt) -> SimResult:
+def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt, obstacles=()) -> SimResult:
     sub = max(1, int(np.ceil(step_hz / sample_hz)))
     dt = 1.0 / (sample_hz * sub)
-    sim = Destruction(fr, mat, dt, fault, SOLVER_ITERATIONS)
+    sim = Destruction(fr, mat, dt, fault, SOLVER_ITERATIONS, obstacles)
     for cl in np.unique(fr.cluster):
         sim.add(np.nonzero(fr.cluster == cl)[0], 2, FIXED, "standing")
     n_samples = int(round(duration * sample_hz)) + 1
