@@ -34,8 +34,9 @@ from derrumbe.errors import DerrumbeError
 from derrumbe.stages import debris_shaders as S
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.debris_mesh import BAR_RADIUS_M, FLOATS, LAYOUT, NAMES, rebar, triangle_soup
-from derrumbe.stages.fracture import Fracture
+from derrumbe.stages.fracture import FRONT, GLASS_FACE, REVEAL, Fracture
 from derrumbe.stages.lighting import Lighting
+from derrumbe.stages.plate_texture import continue_past_frame, facade_texture
 from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
 from derrumbe.stages.structure import GLASS
@@ -122,31 +123,6 @@ class FrameLayers:
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
         return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
-
-
-def facade_texture(plate_lin: np.ndarray, matte: np.ndarray, holdout: np.ndarray | None = None) -> np.ndarray:
-    """The plate with the building's own pixels pushed out past its matte (and over the
-    foreground objects in front of it): what a piece carries must be facade to its very
-    edge, never the sky beside it or a lamp post before it. Pull-push: the building's
-    pixels averaged down a pyramid, then each level's holes filled from the coarser one."""
-    m = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2) > 0
-    if holdout is not None:
-        m &= cv2.dilate((holdout > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
-    if m.sum() < 16:
-        return plate_lin.astype(np.float32)
-    w = m.astype(np.float32)
-    levels = [(plate_lin.astype(np.float32) * w[..., None], w)]
-    while min(levels[-1][1].shape) > 4:
-        c, a = levels[-1]
-        size = (max(1, c.shape[1] // 2), max(1, c.shape[0] // 2))
-        levels.append((cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.resize(a, size, interpolation=cv2.INTER_AREA)))
-    c, a = levels[-1]
-    fill = c / np.maximum(a, 1e-6)[..., None]
-    for c, a in reversed(levels[:-1]):
-        up = cv2.resize(fill, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
-        k = np.clip(a * 4.0, 0.0, 1.0)[..., None]        # a level's own colour where it has enough of it
-        fill = k * (c / np.maximum(a, 1e-6)[..., None]) + (1 - k) * up
-    return np.where(m[..., None], plate_lin, fill).astype(np.float32)
 
 
 def noise_volume(res: int = NOISE_RES, seed: int = 11) -> np.ndarray:
@@ -298,10 +274,14 @@ class DebrisRenderer:
         self.xf.filter = (mgl.NEAREST, mgl.NEAREST)
         self.xf_next = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
-        tex = facade_texture(plate_lin, matte, holdout)
+        atlas = continue_past_frame(facade_texture(plate_lin, matte, holdout), *self._front_bounds(fr),
+                                    storey_px=self._storey_px(fr))
+        self.plate_window = atlas.uv_window(W, H)
+        tex = atlas.image
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
-        self.plate_tex = ctx.texture((W, H), 4, np.ascontiguousarray(rgba).astype(np.float16).tobytes(), dtype="f2")
-        self.plate_tex.repeat_x = self.plate_tex.repeat_y = True
+        self.plate_tex = ctx.texture((tex.shape[1], tex.shape[0]), 4,
+                                     np.ascontiguousarray(rgba).astype(np.float16).tobytes(), dtype="f2")
+        self.plate_tex.repeat_x = self.plate_tex.repeat_y = False
         self.plate_tex.build_mipmaps()
         self.plate_tex.filter = (mgl.LINEAR_MIPMAP_LINEAR, mgl.LINEAR)
         self.matte_tex = ctx.texture((W, H), 1, np.ascontiguousarray(matte[::-1]).astype(np.float32).tobytes(),
@@ -325,6 +305,26 @@ class DebrisRenderer:
         self.top = ctx.texture((TOP_RES, TOP_RES), 2, dtype="f4")
         self.top.repeat_x = self.top.repeat_y = False
         self.top_fbo = ctx.framebuffer(color_attachments=[self.top])
+
+    def _front_bounds(self, fr: Fracture) -> tuple[np.ndarray, np.ndarray]:
+        """Plate pixels that the pieces' outer faces cover at rest (past the frame where
+        the building is taller or wider than the shot)."""
+        seen = (FRONT, REVEAL, GLASS_FACE)
+        pts = [fr.centroid[i] + v[np.unique(t[np.isin(k, seen)])] for i, (v, t, k) in
+               enumerate(zip(fr.verts, fr.tris, fr.kinds)) if np.isin(k, seen).any()]
+        if not pts:
+            return np.zeros(2), np.array(self.size, float)
+        uv = self.cam.project(np.concatenate(pts))
+        return uv.min(axis=0) - 2, uv.max(axis=0) + 2
+
+    def _storey_px(self, fr: Fracture) -> float | None:
+        """An upper storey's height on screen at the facade: the period the facade repeats
+        with above the frame."""
+        fy = np.asarray(fr.floor_y, float)
+        if len(fy) < 2 or fr.facade_z >= 0:
+            return None
+        storey = float(np.median(np.diff(fy[1:]))) if len(fy) > 2 else float(fy[1] - fy[0])
+        return self.cam.f_px * storey / -fr.facade_z
 
     def _targets(self) -> None:
         ctx, mgl = self.ctx, self.mgl
@@ -398,6 +398,7 @@ class DebrisRenderer:
                         plaster=wk(PLASTER), brick=wk(BRICK), mortar=wk(MORTAR), dust_col=wk(DUST), roof_col=wk(ROOF),
                         rough=float(np.clip(rough * 2.2, 0.2, 0.9)),
                         sun_strength=float(np.mean(light.sun_col)),
+                        plate_lo=vec(self.plate_window[0]), plate_span=vec(self.plate_window[1]),
                         front_light=vec(np.maximum(light.amb_col * 0.6 + light.sun_col * max(light.sun_dir[2], 0.0), 1e-4)),
                         **self.units)
         for prog in self.progs:
