@@ -183,7 +183,7 @@ def _cleanplate(s: Scene):
     from derrumbe.stages.cleanplate import make_cleanplate
     v, (_, place) = s["view"], s["camera"]
     return make_cleanplate(v.plate_out, v.bmatte, v.hold_still, v.skyness, v.ocam, v.ocam.f_px / place.depth_m,
-                           s.spec.seed)
+                           s.spec.seed, place.storey_m, place.ground_floor_m)
 
 
 def _lighting(s: Scene):
@@ -224,7 +224,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame",
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame", version=2,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           side="frame", libs=("numpy", "opencolorio")),

@@ -88,7 +88,7 @@ def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None)
     x1 = int(np.clip(np.ceil(hi[0]), W, (1 + MAX_PAD) * W))
     y1 = int(np.clip(np.ceil(hi[1]), H, (1 + MAX_PAD) * H))
     if storey_px and storey_px > 4:
-        v_lo, v_hi = 0.8 * storey_px, 1.25 * storey_px
+        v_lo, v_hi = 0.92 * storey_px, 1.08 * storey_px        # the rulers' reading, refined
         h_lo, h_hi = 0.4 * storey_px, 1.3 * storey_px
     else:
         v_lo, v_hi, h_lo, h_hi = H / 8, 0.6 * H, W / 10, 0.6 * W

@@ -320,11 +320,12 @@ class DebrisRenderer:
 
     def _storey_px(self, fr: Fracture) -> float | None:
         """An upper storey's height on screen at the facade: the period the facade repeats
-        with above the frame."""
+        with above the frame. The first storey over the ground floor is the one read from
+        the facade's rulers; the top one takes what is left of the height."""
         fy = np.asarray(fr.floor_y, float)
         if len(fy) < 2 or fr.facade_z >= 0:
             return None
-        storey = float(np.median(np.diff(fy[1:]))) if len(fy) > 2 else float(fy[1] - fy[0])
+        storey = float(fy[2] - fy[1]) if len(fy) > 2 else float(fy[1] - fy[0])
         return self.cam.f_px * storey / -fr.facade_z
 
     def _targets(self) -> None:
