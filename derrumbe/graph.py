@@ -183,7 +183,7 @@ def _cleanplate(s: Scene):
     from derrumbe.stages.cleanplate import make_cleanplate
     v, (_, place) = s["view"], s["camera"]
     return make_cleanplate(v.plate_out, v.bmatte, v.hold_still, v.skyness, v.ocam, v.ocam.f_px / place.depth_m,
-                           s.spec.seed)
+                           s.spec.seed, place.storey_m, place.ground_floor_m)
 
 
 def _lighting(s: Scene):
@@ -212,7 +212,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("simulate", _simulate, inputs=("fracture", "holdout_depths"),
           fields=("style", "direction", "material", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},
-          version=8, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
+          version=9, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
     Stage("particles", _particles, inputs=("simulate", "fracture"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=2,
           libs=("numpy", "numba", "opencolorio")),
@@ -224,7 +224,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame",
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame", version=2,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           side="frame", libs=("numpy", "opencolorio")),
@@ -236,7 +236,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=10, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=11, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -142,3 +142,28 @@ def test_the_side_wall_seen_against_the_sky_is_building_and_a_reflected_sky_is_n
     srgb = cv2.imread(str(SHARED_PLATES / "img_263.jpg"))[..., ::-1].copy()
     m = refine_box(srgb, by_name["img_263.jpg"], 1)
     assert m[:, :120].mean() < 0.01
+
+
+def test_a_party_wall_shows_the_floors_of_the_building_that_stood_against_it():
+    """Once the building is down, its neighbour's party wall is not a blank slab (img_190:
+    'a plain pale vertical slab'): the floors that were built into it leave dark pockets
+    at every floor height, in the wall's own perspective."""
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 250.0, 250.0, 1.6)
+    lin = np.full((H, W, 3), 0.35, np.float32)               # the neighbour, a plain rendered wall
+    building = np.zeros((H, W), np.float32)
+    building[0:290, 100:] = 1.0
+    lin[building > 0] = [0.2, 0.25, 0.2]
+    clean = make_cleanplate(lin, building, np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), cam,
+                            30.0, 1, storey_m=3.2, ground_floor_m=4.0)
+    x = 140                                                  # 13.6 m from the lens on the party wall
+    z = 10.0 * (100 - cam.cx) / (x - cam.cx)
+    lum = clean[:, x].mean(-1)
+    rows = [int(round(cam.cy - cam.f_px * (f - cam.eye_m) / z)) for f in (4.0, 7.2, 10.4)]
+    wall = np.median(lum[20:240])
+    for r in rows:
+        assert lum[r - 1:r + 2].min() < 0.7 * wall, (r, lum[r - 3:r + 4], wall)
+    between = [int(round(cam.cy - cam.f_px * (f - cam.eye_m) / z)) for f in (5.6, 8.8)]
+    for r in between:
+        assert lum[r] > 0.8 * wall, (r, lum[r], wall)

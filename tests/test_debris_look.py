@@ -269,6 +269,49 @@ def test_facade_texture_carries_no_sky_past_the_building():
     assert (band[..., 2] < band[..., 0]).all()
 
 
+def test_storeys_above_the_frame_repeat_the_facade_not_mirror_it():
+    """A building taller than the frame: once its top drops into view, the storeys the
+    camera never saw continue the facade by its storey period (a facade repeats; a mirror
+    about the frame's edge doubles cornices and sills). The plate is a sawtooth with the
+    storey's period (61 px at 30 m for 4 m storeys), so a mirrored copy runs backwards."""
+    period = 61
+    ramp = (np.arange(CAM.height) % period) / period
+    plate = np.empty((CAM.height, CAM.width, 3), np.float32)
+    plate[...] = 0.3
+    plate[..., 0] = 0.1 + 0.8 * ramp[:, None]
+    # A panel from 15.5 to 18.5 m at 30 m: rows -59..-13 at rest, above the frame.
+    lo, hi = np.array([-1.5, 15.5, -30.3]), np.array([1.5, 18.5, -30.0])
+    fr = _one_box_fracture(lo, hi, lambda n: FRONT if n[2] > 0.5 else BREAK)
+    drop = 9.0
+    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+    try:
+        layers = r.render(_still_sim(fr.centroid[0] - [0, drop, 0]), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    col, a_ = layers.debris[:, int(CAM.cx), :3], layers.debris[:, int(CAM.cx), 3]
+    rows = np.nonzero(a_ > 0.99)[0][3:-3]
+    assert len(rows) > 30
+    rest_row = rows + 0.5 - CAM.f_px * drop / 30.15 - 0.5
+    seen = col[rows, 0] / col[rows, 1]                          # red over the flat green: the ramp, lit or not
+    repeat = 0.1 + 0.8 * (np.mod(np.round(rest_row), period) / period)
+    mirror = 0.1 + 0.8 * (np.mod(-np.round(rest_row) - 1, period) / period)
+    c_rep, c_mir = np.corrcoef(seen, repeat)[0, 1], np.corrcoef(seen, mirror)[0, 1]
+    assert c_rep > 0.9 and c_rep > c_mir + 0.5, (c_rep, c_mir)
+
+
+def test_storey_period_is_found_from_the_facade_itself():
+    """Without a hint the texture past the frame still repeats the facade's own storey."""
+    from derrumbe.stages.plate_texture import continue_past_frame
+    rng = np.random.default_rng(3)
+    period = 47
+    storey = rng.uniform(0.2, 0.8, (period, 90, 3)).astype(np.float32)
+    tex = np.concatenate([storey] * 5)[13:13 + 200]              # 200 rows, starting mid-storey
+    atlas = continue_past_frame(tex, (0, -120), (90, 200))
+    assert atlas.y0 == -120
+    truth = storey[(13 + np.arange(-120, 200)) % period]
+    assert np.allclose(atlas.image, truth)
+
+
 def test_fracture_face_relief_sticks_to_the_piece():
     """A broken face in flat light shows relief and aggregate (luminance varies by several
     per cent over centimetres, not a flat colour), and the pattern moves with the piece."""

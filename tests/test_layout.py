@@ -21,7 +21,7 @@ LEVELS = [
      "stages.keystone", "stages.facade", "stages.scale", "stages.camera", "stages.view", "stages.cleanplate",
      "stages.structure", "stages.windows", "stages.fracture", "stages.simulate", "stages.poses", "stages.particles",
      "stages.dust_sources", "stages.dust", "stages.vdb", "stages.lighting", "stages.debris_mesh",
-     "stages.debris_shaders", "stages.render", "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs",
+     "stages.debris_shaders", "stages.plate_texture", "stages.render", "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs",
      "stages.movies", "stages.manifest", "stages.usd_export"],
     ["backends", "estimates"],
     ["scene"],

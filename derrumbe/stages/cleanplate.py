@@ -33,9 +33,11 @@ STOREY_M = 3.2
 
 
 def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
-                    cam: Camera, metres_px: float, seed: int) -> np.ndarray:
+                    cam: Camera, metres_px: float, seed: int, storey_m: float = STOREY_M,
+                    ground_floor_m: float | None = None) -> np.ndarray:
     """The plate with the building replaced by what plausibly stands behind it.
-    metres_px: pixels per metre at the building's facade."""
+    metres_px: pixels per metre at the building's facade; storey_m, ground_floor_m: the
+    building's storeys, whose floors leave their marks on a neighbour's party wall."""
     inside = building > 0.5
     if not inside.any():
         return lin.astype(np.float32).copy()
@@ -46,7 +48,8 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
     for layer in (_distant_blocks(lin, inside, cam, depth, fill, rng),
                   _ground(lin, inside, holdout, cam),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
-                  _party_walls(lin, inside, sky_px, holdout, cam, depth, rng)):
+                  _party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
+                               (storey_m, ground_floor_m if ground_floor_m else storey_m))):
         if layer is not None:
             col, a = layer
             fill = fill * (1 - a[..., None]) + col * a[..., None]
@@ -130,7 +133,7 @@ def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
     h, w = lin.shape[:2]
     # White balance of the plate: the average of its brightest pixels tells the light's tint.
     lum = luminance(lin)
-    bright = working_to_rec709(lin[lum > np.percentile(lum, 97)].mean(axis=0))
+    bright = working_to_rec709(lin[lum >= np.percentile(lum, 97)].mean(axis=0))
     # Half of it: a plate of warm stone must not make a pink sky.
     tint = 1 + 0.5 * (bright / max(bright.mean(), 1e-4) - 1)
     # A clear sky's colours, as Rec.709 values, tinted there and carried to the working space.
@@ -326,7 +329,7 @@ def _quilt(ex: np.ndarray, ok: np.ndarray, canvas: np.ndarray, known: np.ndarray
 
 # ---- 5. party walls --------------------------------------------------------------------
 
-def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
+def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, storeys=(STOREY_M, STOREY_M)):
     """A neighbour that stood against the building shows its side wall once the building
     is gone: a blank wall from the neighbour's corner back to the plot's depth, seen in
     perspective (only from the side the camera is on), textured with the neighbour's own
@@ -362,6 +365,10 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
         y_top = np.where(top_n <= 1, 0, cam.cy - cam.f_px * (top_m - cam.eye_m) / z).astype(int)
         y_bot = np.minimum(h, (cam.cy + cam.f_px * cam.eye_m / z).astype(int) + 1)
         tex = _tile(plain, h, len(xs), rng)
+        # The wall's height (m) at each pixel of its columns, and how far back each lies.
+        hgt = cam.eye_m + (cam.cy - np.arange(h, dtype=np.float64)[:, None]) * z[None, :] / cam.f_px
+        gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
+        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng)
         # A side face: out of the light that falls on the fronts, darker further back.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
         shade = 0.72 - 0.15 * back
@@ -372,6 +379,36 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
                 alpha[a:b, x] = 1.0
         found = True
     return (col, alpha) if found else None
+
+
+def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng) -> np.ndarray:
+    """What a demolished building leaves on the party wall it stood against: the pockets
+    of its floor slabs as dark lines at every floor, each room's old paint a slightly
+    different tint between them, the scars of its partitions; above its roof, the bare
+    wall. hgt: H x N metres above the street; back: N metres behind the facade. An
+    H x N x 3 multiplier."""
+    storey, ground = storeys
+    floors = ground + storey * np.arange(0, 60)
+    floors = floors[floors < min(gone_top, float(hgt.max()))]
+    out = np.ones(hgt.shape + (3,), np.float32)
+    under = hgt < gone_top
+    level = np.searchsorted(floors, hgt)                  # 0: the ground floor's room
+    # Rooms 3-6 m deep, their own tint per storey and room.
+    edges = np.cumsum(rng.uniform(3.0, 6.0, 8))
+    room = np.searchsorted(edges, back)[None, :]
+    key = (level * 16 + room) % 256
+    tints = (rng.uniform(0.82, 1.12, (256, 1)) * rng.uniform(0.94, 1.06, (256, 3))).astype(np.float32)
+    out = np.where(under[..., None], tints[key], out)
+    # Partition scars: a darker line 0.15 m wide where a wall met it.
+    d_edge = np.min(np.abs(back[:, None] - edges[None, :]), axis=1)
+    out = np.where((under & (d_edge[None, :] < 0.075))[..., None], out * 0.78, out)
+    # Floor pockets: a dark band where the slab was torn out, a paler lip over it.
+    if len(floors):
+        d = hgt[..., None] - floors[None, None, :]
+        pocket = (np.abs(d) < 0.14).any(-1)
+        lip = ((d >= 0.14) & (d < 0.24)).any(-1)
+        out = np.where(pocket[..., None], out * 0.5, np.where(lip[..., None], out * 1.08, out))
+    return out
 
 
 def _plain_wall(patch: np.ndarray) -> np.ndarray:

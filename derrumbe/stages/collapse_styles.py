@@ -36,6 +36,8 @@ BASE_RESIST = 0.3          # what is left of the blown base still holds this sha
 JOLT = 0.12                # share of the block's speed lost when a storey's columns meet the pile
 BLOCK_DELAY_S = 0.12       # the block lets go this long after the base charges
 TILT_MAX_RAD = np.radians(4.0)
+SHED_SPREAD = 0.12         # a shed storey's pieces scatter at this share of the block's speed (m/s per m/s)
+SHED_SPIN = 1.5            # rad/s of tumble each of them takes on its own
 HINGE_SHARE = 0.4         # topple: the hinge's fall-side edge lies this far behind the middle (of a half-span)
 STOREY, CLUSTER, PIECE = 1, 2, 3
 
@@ -182,9 +184,21 @@ class Implosion(Plan):
             key = sim.detach(g, CLUSTER, DYNAMIC, role, linvel=v + kick, angvel=self.rng.normal(0, 0.4, 3))
             # A storey crushed onto the pile comes apart: its walls go out as separate
             # pieces, not as storey-high panels that topple whole (img_190's top storey
-            # fell at the lens as one 9 m wall).
-            for k in sim.split(key, None, 0.0, full=True):
+            # fell at the lens as one 9 m wall). Each piece takes its own share of the
+            # crush's scatter and spin: pieces split off with the very same motion sail
+            # on as one rigid sheet.
+            spread = SHED_SPREAD * self.speed
+            mid = R @ fr.centroid[g].mean(0) + t
+
+            def scatter(p, c, mid=mid, spread=spread):
+                # Away from the wall's middle (pieces that start touching must not be
+                # driven into each other), a little at random.
+                d = c - mid
+                return spread * (d / max(np.linalg.norm(d), 1e-6) + self.rng.normal(0, 0.3, 3))
+            for k in sim.split(key, None, 0.0, full=True, kick=scatter):
                 sim.bodies[k].damage = 0.3
+                lin, ang = sim.world.velocity(k)
+                sim.world.set_velocity(k, lin, np.asarray(ang) + self.rng.normal(0, SHED_SPIN, 3))
         self.info["storeys_crushed"] += 1
         if last:
             self.done = True

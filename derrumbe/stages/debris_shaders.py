@@ -91,6 +91,7 @@ vec3 light(vec3 n, float sv, float av) {
 _PIECE_HEAD = """
 #version 330
 uniform sampler2D plate;       // the facade's texture: the plate, filled out past the building's matte
+uniform vec2 plate_lo, plate_span;  // where the frame lies in it (plate_texture.Atlas)
 uniform sampler2D matte;
 uniform mat4 viewproj;
 uniform vec3 face_albedo, facade_albedo, plaster, brick, mortar, dust_col, roof_col, sky_zen, sky_hor, ground_col;
@@ -170,8 +171,7 @@ void main() {
     if (!gl_FrontFacing) { n = -n; kind = BREAK; }
     vec4 pc = viewproj * vec4(v_rest, 1.0);
     vec2 ruv = pc.xy / pc.w * 0.5 + 0.5;
-    vec2 mr = mod(ruv, 2.0);
-    vec2 puv = mix(mr, 2.0 - mr, step(1.0, mr));        // mirrored past the frame
+    vec2 puv = (ruv - plate_lo) / plate_span;           // the plate, continued past the frame
     float sv = sun_vis(shadow, v_world, n);
 #ifndef MOVING
     if (v_moved < 0.5 && (kind == FRONT || kind == REVEAL || kind == GLASSF)) {

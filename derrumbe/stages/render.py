@@ -34,8 +34,9 @@ from derrumbe.errors import DerrumbeError
 from derrumbe.stages import debris_shaders as S
 from derrumbe.stages.camera import Camera
 from derrumbe.stages.debris_mesh import BAR_RADIUS_M, FLOATS, LAYOUT, NAMES, rebar, triangle_soup
-from derrumbe.stages.fracture import Fracture
+from derrumbe.stages.fracture import FRONT, GLASS_FACE, REVEAL, Fracture
 from derrumbe.stages.lighting import Lighting
+from derrumbe.stages.plate_texture import continue_past_frame, facade_texture
 from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
 from derrumbe.stages.structure import GLASS
@@ -60,6 +61,7 @@ LENS_FADE_M = 0.5                # fading out over this much of its last approac
 FILL_FADE = (0.2, 0.35)         # share of the frame's area over which a body fades out
 NEARER_SHARE = 1 / 3            # ... once it has come this share of its distance nearer
 LENS_DISSOLVE_S = 0.125         # a body that came at the lens dissolves over this long (3 frames at 24 fps)
+LENS_CUT_SPEED = 1.0            # ... or, sweeping this many frame widths a second, is cut (1/48 s blur: 2 %)
 
 
 def lens_fade(pos: np.ndarray, quat: np.ndarray, rest: np.ndarray, extent: np.ndarray, cam,
@@ -122,31 +124,6 @@ class FrameLayers:
     def depth(self) -> np.ndarray:
         """Mean view depth of the nearest piece (0 where none)."""
         return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
-
-
-def facade_texture(plate_lin: np.ndarray, matte: np.ndarray, holdout: np.ndarray | None = None) -> np.ndarray:
-    """The plate with the building's own pixels pushed out past its matte (and over the
-    foreground objects in front of it): what a piece carries must be facade to its very
-    edge, never the sky beside it or a lamp post before it. Pull-push: the building's
-    pixels averaged down a pyramid, then each level's holes filled from the coarser one."""
-    m = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2) > 0
-    if holdout is not None:
-        m &= cv2.dilate((holdout > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
-    if m.sum() < 16:
-        return plate_lin.astype(np.float32)
-    w = m.astype(np.float32)
-    levels = [(plate_lin.astype(np.float32) * w[..., None], w)]
-    while min(levels[-1][1].shape) > 4:
-        c, a = levels[-1]
-        size = (max(1, c.shape[1] // 2), max(1, c.shape[0] // 2))
-        levels.append((cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.resize(a, size, interpolation=cv2.INTER_AREA)))
-    c, a = levels[-1]
-    fill = c / np.maximum(a, 1e-6)[..., None]
-    for c, a in reversed(levels[:-1]):
-        up = cv2.resize(fill, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
-        k = np.clip(a * 4.0, 0.0, 1.0)[..., None]        # a level's own colour where it has enough of it
-        fill = k * (c / np.maximum(a, 1e-6)[..., None]) + (1 - k) * up
-    return np.where(m[..., None], plate_lin, fill).astype(np.float32)
 
 
 def noise_volume(res: int = NOISE_RES, seed: int = 11) -> np.ndarray:
@@ -298,10 +275,14 @@ class DebrisRenderer:
         self.xf.filter = (mgl.NEAREST, mgl.NEAREST)
         self.xf_next = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
-        tex = facade_texture(plate_lin, matte, holdout)
+        atlas = continue_past_frame(facade_texture(plate_lin, matte, holdout), *self._front_bounds(fr),
+                                    storey_px=self._storey_px(fr))
+        self.plate_window = atlas.uv_window(W, H)
+        tex = atlas.image
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
-        self.plate_tex = ctx.texture((W, H), 4, np.ascontiguousarray(rgba).astype(np.float16).tobytes(), dtype="f2")
-        self.plate_tex.repeat_x = self.plate_tex.repeat_y = True
+        self.plate_tex = ctx.texture((tex.shape[1], tex.shape[0]), 4,
+                                     np.ascontiguousarray(rgba).astype(np.float16).tobytes(), dtype="f2")
+        self.plate_tex.repeat_x = self.plate_tex.repeat_y = False
         self.plate_tex.build_mipmaps()
         self.plate_tex.filter = (mgl.LINEAR_MIPMAP_LINEAR, mgl.LINEAR)
         self.matte_tex = ctx.texture((W, H), 1, np.ascontiguousarray(matte[::-1]).astype(np.float32).tobytes(),
@@ -325,6 +306,27 @@ class DebrisRenderer:
         self.top = ctx.texture((TOP_RES, TOP_RES), 2, dtype="f4")
         self.top.repeat_x = self.top.repeat_y = False
         self.top_fbo = ctx.framebuffer(color_attachments=[self.top])
+
+    def _front_bounds(self, fr: Fracture) -> tuple[np.ndarray, np.ndarray]:
+        """Plate pixels that the pieces' outer faces cover at rest (past the frame where
+        the building is taller or wider than the shot)."""
+        seen = (FRONT, REVEAL, GLASS_FACE)
+        pts = [fr.centroid[i] + v[np.unique(t[np.isin(k, seen)])] for i, (v, t, k) in
+               enumerate(zip(fr.verts, fr.tris, fr.kinds)) if np.isin(k, seen).any()]
+        if not pts:
+            return np.zeros(2), np.array(self.size, float)
+        uv = self.cam.project(np.concatenate(pts))
+        return uv.min(axis=0) - 2, uv.max(axis=0) + 2
+
+    def _storey_px(self, fr: Fracture) -> float | None:
+        """An upper storey's height on screen at the facade: the period the facade repeats
+        with above the frame. The first storey over the ground floor is the one read from
+        the facade's rulers; the top one takes what is left of the height."""
+        fy = np.asarray(fr.floor_y, float)
+        if len(fy) < 2 or fr.facade_z >= 0:
+            return None
+        storey = float(fy[2] - fy[1]) if len(fy) > 2 else float(fy[1] - fy[0])
+        return self.cam.f_px * storey / -fr.facade_z
 
     def _targets(self) -> None:
         ctx, mgl = self.ctx, self.mgl
@@ -398,6 +400,7 @@ class DebrisRenderer:
                         plaster=wk(PLASTER), brick=wk(BRICK), mortar=wk(MORTAR), dust_col=wk(DUST), roof_col=wk(ROOF),
                         rough=float(np.clip(rough * 2.2, 0.2, 0.9)),
                         sun_strength=float(np.mean(light.sun_col)),
+                        plate_lo=vec(self.plate_window[0]), plate_span=vec(self.plate_window[1]),
                         front_light=vec(np.maximum(light.amb_col * 0.6 + light.sun_col * max(light.sun_dir[2], 0.0), 1e-4)),
                         **self.units)
         for prog in self.progs:
@@ -723,9 +726,28 @@ class DebrisRenderer:
         if self._lens is None or self._lens[0] is not sim:
             hit = np.stack([lens_fade(p, q, self.rest_pos, self.extent, self.cam, self._moved(p, q)) < 1.0
                             for p, q in zip(sim.pos, sim.quat)])
-            self._lens = (sim, np.where(hit.any(axis=0), sim.times[np.argmax(hit, axis=0)], np.inf))
-        fade = np.clip(1.0 - (t - self._lens[1]) / LENS_DISSOLVE_S, 0.0, 1.0)
+            k = np.argmax(hit, axis=0)
+            at = np.where(hit.any(axis=0), sim.times[k], np.inf)
+            self._lens = (sim, at, self._smeared(sim, k) & np.isfinite(at))
+        _, at, cut = self._lens
+        fade = np.clip(1.0 - (t - at) / LENS_DISSOLVE_S, 0.0, 1.0)
+        # A piece that streaks across the frame as it comes at the lens is cut in one frame:
+        # its own motion blur hides the cut, where a dissolve leaves a ghost for three.
+        fade = np.where(cut, (t < at).astype(np.float32), fade)
         return (sim.visible(t) * fade).astype(np.float32)
+
+    def _smeared(self, sim: SimResult, k: np.ndarray) -> np.ndarray:
+        """Per fragment, whether at sample k it sweeps across the screen (its centre's
+        travel plus its growth) at LENS_CUT_SPEED frame widths a second or faster."""
+        i = np.arange(sim.pos.shape[1])
+        k0, k1 = np.maximum(k - 1, 0), np.minimum(k + 1, len(sim.times) - 1)
+        dt = np.maximum(sim.times[k1] - sim.times[k0], 1e-6)
+        p0, p1 = sim.pos[k0, i].astype(np.float64), sim.pos[k1, i].astype(np.float64)
+        cam = self.cam
+        r0 = cam.f_px * self.extent / np.maximum(-p0[:, 2], 0.05)
+        r1 = cam.f_px * self.extent / np.maximum(-p1[:, 2], 0.05)
+        sweep = np.linalg.norm(cam.project(p1) - cam.project(p0), axis=1) + np.abs(r1 - r0)
+        return sweep / dt >= LENS_CUT_SPEED * cam.width
 
     def _moved(self, p, q) -> np.ndarray:
         dp = np.linalg.norm(p - self.rest_pos, axis=1)

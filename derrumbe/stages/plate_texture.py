@@ -1,0 +1,111 @@
+"""The facade's texture as the pieces carry it: the plate, filled out past the building's
+matte, and continued past the frame's edges.
+
+A building is often taller (or wider) than the frame: the proxy holds storeys the camera
+never saw, and once the upper block drops they come into view. Mirroring the plate past
+the frame's edge doubles cornices and sills about a seam; what a facade does beyond the
+frame is repeat, so the texture is continued by translation: by the storey period up and
+down, by the bay period left and right, each the lag at which the facade's edge rows (or
+columns) best continue themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MAX_PAD = 1.0            # the texture reaches at most this share of the frame past each edge
+
+
+def facade_texture(plate_lin: np.ndarray, matte: np.ndarray, holdout: np.ndarray | None = None) -> np.ndarray:
+    """The plate with the building's own pixels pushed out past its matte (and over the
+    foreground objects in front of it): what a piece carries must be facade to its very
+    edge, never the sky beside it or a lamp post before it. Pull-push: the building's
+    pixels averaged down a pyramid, then each level's holes filled from the coarser one."""
+    m = cv2.erode((matte > 0.5).astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2) > 0
+    if holdout is not None:
+        m &= cv2.dilate((holdout > 0.05).astype(np.uint8), np.ones((5, 5), np.uint8)) == 0
+    if m.sum() < 16:
+        return plate_lin.astype(np.float32)
+    w = m.astype(np.float32)
+    levels = [(plate_lin.astype(np.float32) * w[..., None], w)]
+    while min(levels[-1][1].shape) > 4:
+        c, a = levels[-1]
+        size = (max(1, c.shape[1] // 2), max(1, c.shape[0] // 2))
+        levels.append((cv2.resize(c, size, interpolation=cv2.INTER_AREA), cv2.resize(a, size, interpolation=cv2.INTER_AREA)))
+    c, a = levels[-1]
+    fill = c / np.maximum(a, 1e-6)[..., None]
+    for c, a in reversed(levels[:-1]):
+        up = cv2.resize(fill, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_LINEAR)
+        k = np.clip(a * 4.0, 0.0, 1.0)[..., None]        # a level's own colour where it has enough of it
+        fill = k * (c / np.maximum(a, 1e-6)[..., None]) + (1 - k) * up
+    return np.where(m[..., None], plate_lin, fill).astype(np.float32)
+
+
+def repeat_period(edge: np.ndarray, lo: float, hi: float) -> int:
+    """The lag, in rows, at which the image's first rows repeat (edge: rows from the edge
+    inward, H x W x C): the lag whose band best matches the edge band, among lo..hi.
+    A band a few rows deep (not one row) so a lag lands on a storey, not on any two rows
+    that happen to agree."""
+    n = len(edge)
+    lo, hi = int(max(2, lo)), int(min(hi, n * 0.8))
+    if hi <= lo:
+        return max(1, min(n, int(round(lo))))
+    lags = np.arange(lo, hi + 1)
+    band = max(3, lo // 6)
+    lags = lags[lags + band <= n]
+    if not len(lags):
+        return lo
+    g = edge.astype(np.float32)
+    ref = g[:band]
+    err = np.array([np.mean(np.abs(g[k:k + band] - ref)) for k in lags])
+    return int(lags[int(np.argmin(err))])
+
+
+@dataclass
+class Atlas:
+    image: np.ndarray        # (y1 - y0) x (x1 - x0) x C: the texture, rows top down
+    x0: int                  # plate pixel of its first column (negative: past the left edge)
+    y0: int                  # plate pixel of its first row (negative: above the frame)
+
+    def uv_window(self, width: int, height: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """(lo, span) such that atlas uv = (frame uv - lo) / span, frame uv with y up (GL)."""
+        h, w = self.image.shape[:2]
+        y1 = self.y0 + h
+        return (self.x0 / width, (height - y1) / height), (w / width, h / height)
+
+
+def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None) -> Atlas:
+    """tex continued by translation to cover plate pixels lo = (x0, y0) .. hi = (x1, y1),
+    which may lie past the frame (at most MAX_PAD of it on each side). Up and down it
+    repeats with the storey period (searched about storey_px when given), left and right
+    with the bay period."""
+    H, W = tex.shape[:2]
+    x0 = int(np.clip(np.floor(lo[0]), -MAX_PAD * W, 0))
+    y0 = int(np.clip(np.floor(lo[1]), -MAX_PAD * H, 0))
+    x1 = int(np.clip(np.ceil(hi[0]), W, (1 + MAX_PAD) * W))
+    y1 = int(np.clip(np.ceil(hi[1]), H, (1 + MAX_PAD) * H))
+    if storey_px and storey_px > 4:
+        v_lo, v_hi = 0.92 * storey_px, 1.08 * storey_px        # the rulers' reading, refined
+        h_lo, h_hi = 0.4 * storey_px, 1.3 * storey_px
+    else:
+        v_lo, v_hi, h_lo, h_hi = H / 8, 0.6 * H, W / 10, 0.6 * W
+    rows = _indices(y0, y1, H, lambda: repeat_period(tex, v_lo, v_hi), lambda: repeat_period(tex[::-1], v_lo, v_hi))
+    cols = _indices(x0, x1, W, lambda: repeat_period(tex.transpose(1, 0, 2), h_lo, h_hi),
+                    lambda: repeat_period(tex.transpose(1, 0, 2)[::-1], h_lo, h_hi))
+    return Atlas(np.ascontiguousarray(tex[rows][:, cols]), x0, y0)
+
+
+def _indices(a: int, b: int, n: int, period_first, period_last) -> np.ndarray:
+    """Source indices for a..b over an axis of n: inside, themselves; before 0, shifted by
+    whole periods into the first period; past n, into the last."""
+    i = np.arange(a, b)
+    if a < 0:
+        p = period_first()
+        i = np.where(i < 0, np.mod(i, p), i)
+    if b > n:
+        q = period_last()
+        i = np.where(i >= n, n - q + np.mod(i - n, q), i)
+    return i
