@@ -83,10 +83,6 @@ def test_the_collapse_stays_visible_through_the_first_half_of_the_shot(shot):
     assert (mattes[4.0] > 0.9).mean() > (mattes[2.0] > 0.9).mean()
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 15): the foot wanders 5.1, 2.8 and 2.6 px about a line at "
-                   "2.5, 3 and 4 s (needs 3): the lobes pushed into the dense front break it up early; later the "
-                   "front reaches the frame's bottom edge along much of its width, and the grid (1-1.3 m) does "
-                   "not resolve a current's raised nose and clefts")
 def test_the_clouds_foot_on_the_street_is_ragged_not_a_straight_wall(shot):
     """The lowest opaque row of each column, where the cloud meets the street in front of
     the building: a gravity current's nose is lobed and cleft, so its foot wanders over

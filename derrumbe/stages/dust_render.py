@@ -336,9 +336,11 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_s
     // into thin marbled contour lines; filtered to that footprint it fades to its mean.
     float px_m = max(aux.x / intr.x, max(length(dFdx(p)), length(dFdy(p))));
     // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
-    // street distances), each about 0.45 the amplitude of the one above (k^-3 in 3D).
+    // street distances), the finer at 0.28 the amplitude of the coarser (about k^-3 in 3D
+    // once the footprint filter above has taken its share: photographed clouds' luminance
+    // falls as k^-2.6 to k^-3.9, tests/test_dust_render.py).
     float p1 = period / 8.0, p2 = period / 64.0;
-    float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.08 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
+    float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.14 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
     // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
     // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
     // (low extinction, nothing opaque near) keeps its soft gradient.
