@@ -333,8 +333,12 @@ def dust_layers(dust_r, frame, layers, sun_share: float, shutter: float,
     wa = cv2.GaussianBlur(a, (0, 0), 3.0) + 1e-6
     mo = np.stack([cv2.GaussianBlur(d.motion[..., c] * a, (0, 0), 3.0) / wa for c in range(2)], -1).astype(np.float32)
     front, back = np.empty_like(d.front), np.empty_like(d.back)
-    vector_blur(np.ascontiguousarray(d.front), mo, shutter, front)
-    vector_blur(np.ascontiguousarray(d.back), mo, shutter, back)
+    for src, dst in ((d.front, front), (d.back, back)):
+        # (no dust behind any piece, as in most frames before debris lands: nothing to blur)
+        if src.any():
+            vector_blur(np.ascontiguousarray(src), mo, shutter, dst)
+        else:
+            dst[...] = 0.0
     np.clip(front[..., 3], 0.0, 1.0, out=front[..., 3])
     np.clip(back[..., 3], 0.0, 1.0, out=back[..., 3])
     return DustLayers(front, back, d.shade_near, d.shade_far, sun_share, d.depth, mo)

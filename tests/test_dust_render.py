@@ -9,7 +9,7 @@ import pytest
 
 from derrumbe import colour
 from derrumbe.stages.dust import DustSim, dust_frame
-from derrumbe.stages.dust_render import DustRenderer, backdrop_depth, vector_blur
+from derrumbe.stages.dust_render import DETAIL_TILE, DustRenderer, backdrop_depth, vector_blur
 from derrumbe.stages.render import Lighting
 from tests.dust_metrics import edge_ramps, spectrum_slope
 from tests.test_dust import CAM, _scene
@@ -124,3 +124,42 @@ def test_a_painted_buildings_dust_stays_the_colour_of_crushed_concrete():
         assert np.allclose(got.mean(), base.mean(), rtol=0.05)
     user = dataclasses.replace(spec, dust_color=(90, 60, 40))
     assert np.allclose(dust_albedo(user, light), colour.srgb_colour((90, 60, 40)))
+
+
+def test_the_detail_pass_on_dusty_tiles_alone_gives_the_full_frames_layers():
+    """The full-size pass runs only on tiles near dust (and skips its taps where the march
+    left none): front and back must be those of the pass over every tile, within what an
+    8-bit frame can show, with a piece splitting the cloud into front and back."""
+    import moderngl
+    fr, sim = _scene()
+    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
+                steps_per_second=24)
+    frame = dust_frame(d.advance_to(1.5), SUN)
+    W, H = 640, 360
+    cam = CAM.scaled(W, H)
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    w, h = W // 4, H // 4
+    sky = np.zeros((H, W), np.float32)
+    sky[:150] = 1
+    building = np.zeros((H, W), np.float32)
+    full_op = np.zeros((H, W), np.float32)
+    full_op[150:330, 200:440] = 35.0                     # a piece inside the cloud, nearer than its back
+    lo_op = full_op[2::4, 2::4].copy()
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)), backdrop_depth(cam, (w, h), building,
+                         sky, 40.0), (w, h), backdrop_full=backdrop_depth(cam, (W, H), building, sky, 40.0))
+        used = []
+        pick = r._dust_tiles
+        r._dust_tiles = lambda a: used.append(pick(a)) or used[-1]
+        tiled = r.render(frame, lo_op, full_op)
+        every = np.argwhere(np.ones((-(-H // DETAIL_TILE), -(-W // DETAIL_TILE)), bool))
+        r._dust_tiles = lambda a: every
+        whole = r.render(frame, lo_op, full_op)
+        r.release()
+    finally:
+        ctx.release()
+    assert 0 < len(used[0]) < len(every)                    # the cloud covers some of the frame, not all
+    assert whole.back[..., 3].max() > 0.05 and whole.front[..., 3].max() > 0.5
+    for a, b in ((tiled.front, whole.front), (tiled.back, whole.back)):
+        assert np.abs(a - b).max() < 1e-3

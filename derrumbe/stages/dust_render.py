@@ -47,6 +47,11 @@ NOISE_RES = 128
 WORLEY_SMOOTH = 6.0          # 1/cell: the lumps' crevices are rounded over about a sixth of a lump
 NOISE_TILE_CELLS = 32        # one noise tile spans this many grid cells (its lumps: 8 cells to 1)
 FAR = 1e5
+# The full-size pass leaves the march's own value where its opacity is under 1e-4 (see
+# refine); a march pixel that thin is not shaded there at all (it adds under 0.03 of an
+# 8-bit level).
+DETAIL_MIN_ALPHA = 1e-4
+DETAIL_TILE = 32          # output pixels a side of the full-size pass's tiles (even: whole 2x2 quads)
 
 
 @njit(parallel=True, cache=True)
@@ -320,8 +325,9 @@ void march(vec2 px, vec2 tc, float jit) {
 // footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
 // photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
 // the sun's side and shadowed on the other, so the cauliflower reads at every scale.
-vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_span) {
-    if (c.a < 1e-4 || aux.x <= 0.0) return c;
+// The finer octaves at the front point (noise n, its amplitude): the front and the back
+// layer share the point (aux), so they are looked up once for both.
+vec2 detail(vec4 aux, vec2 px) {
     vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
     vec3 p = o + d * aux.x;
@@ -341,6 +347,11 @@ vec4 refine(vec4 c, vec4 aux, vec2 px, float dense_gain, float a_near, float a_s
     // falls as k^-2.6 to k^-3.9, tests/test_dust_render.py).
     float p1 = period / 8.0, p2 = period / 64.0;
     float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.14 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
+    return vec2(n, amp);
+}
+
+vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_span) {
+    float n = nd.x, amp = nd.y;
     // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
     // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
     // (low extinction, nothing opaque near) keeps its soft gradient.
@@ -372,17 +383,29 @@ void main() {
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
+    // Only where the march left dust (refine keeps anything thinner as it is): the
+    // neighbour taps and the noise are most of this pass's cost, and most pixels have no
+    // dust behind a piece.
+    bool hf = f.a >= 1e-4 && aux.x > 0.0, hb = b.a >= 1e-4 && aux.x > 0.0;
+    o_front = f;
+    o_back = b;
+    if (!hf && !hb) return;
+    vec2 nd = detail(aux, px);
     vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
-    float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
-                   max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
-    float am = min(min(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
-                   min(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
-    float bn = max(max(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
-                   max(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
-    float bm = min(min(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
-                   min(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
-    o_front = refine(f, aux, px, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
-    o_back = refine(b, aux, px, 0.7, b.a, max(bn, b.a) - min(bm, b.a));
+    if (hf) {
+        float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                       max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+        float am = min(min(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
+                       min(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+        o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
+    }
+    if (hb) {
+        float bn = max(max(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                       max(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+        float bm = min(min(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
+                       min(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
+        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, b.a) - min(bm, b.a));
+    }
 }
 """
 
@@ -420,6 +443,7 @@ class DustRenderer:
         self.prog = ctx.program(vertex_shader=_VS, fragment_shader=_FS)
         quad = ctx.buffer(np.array([-1, -1, 3, -1, -1, 3], np.float32).tobytes())
         self.vao = ctx.vertex_array(self.prog, [(quad, "2f", "in_xy")])
+        self.tiles_vbo = self.tiles_vao = None
         self.grid_shape = None
         self.textures3d = []
         nz_ = billow_noise()
@@ -531,12 +555,61 @@ class DustRenderer:
         if opaque_full is None:
             opaque_full = cv2.resize(opaque_depth, self.out_size, interpolation=cv2.INTER_NEAREST)
         lo = [np.frombuffer(t.read(), np.float32).reshape(self.size[1], self.size[0], 4)[::-1]
-              for t in self.targets["lo"]["outs"][2:]]
+              for t in self.targets["lo"]["outs"]]
         W, H = self.out_size
         up = lambda a: cv2.resize(a, (W, H), interpolation=cv2.INTER_LINEAR)
-        full = self._pass("full", 1, opaque_full, read=True, dtype=np.float16)
-        return self._layers([full[0].astype(np.float32), full[1].astype(np.float32), up(lo[0]),
-                             self._upsample_aux(lo[1], (W, H))])
+        tiles = self._dust_tiles(np.maximum(lo[0][..., 3], lo[1][..., 3]))
+        full = self._detail_pass(opaque_full, tiles)
+        return self._layers([full[0], full[1], up(lo[2]), self._upsample_aux(lo[3], (W, H))])
+
+    def _dust_tiles(self, alpha_lo: np.ndarray) -> np.ndarray:
+        """The output's DETAIL_TILE-pixel tiles (row, column; rows down) the full-size pass
+        must shade: those within reach of any march pixel with dust (its bilinear lookup
+        and the neighbour taps of the edge ramp reach two march pixels). Elsewhere that
+        pass returns the march's own zero, so it is not run there: on a CPU rasteriser
+        the pass costs as much as the march, and before the cloud has grown most of the
+        frame is clear."""
+        W, H = self.out_size
+        k = DETAIL_TILE
+        m = cv2.dilate((alpha_lo >= DETAIL_MIN_ALPHA).astype(np.uint8), np.ones((5, 5), np.uint8))
+        m = cv2.resize(m, (W, H), interpolation=cv2.INTER_NEAREST)
+        ty, tx = -(-H // k), -(-W // k)
+        pad = np.zeros((ty * k, tx * k), np.uint8)
+        pad[:H, :W] = m
+        return np.argwhere(pad.reshape(ty, k, tx, k).max(axis=(1, 3)) > 0)
+
+    def _detail_pass(self, opaque_full: np.ndarray, tiles: np.ndarray) -> list:
+        """The full-size pass over the given tiles only (the rest stays cleared to no
+        dust), read back over their bounding box: front and back, float32, H x W x 4."""
+        W, H = self.out_size
+        out = [np.zeros((H, W, 4), np.float32) for _ in range(2)]
+        tg = self.targets["full"]
+        if not len(tiles):
+            return out
+        k = DETAIL_TILE
+        y0, x0 = tiles.min(0) * k
+        y1, x1 = np.minimum((tiles.max(0) + 1) * k, (H, W))
+        # Two triangles a tile in clip space (GL's rows run up); tiles are whole 2x2 pixel
+        # quads, so the derivatives the pass takes are the ones a full-frame draw gets.
+        xa, xb = tiles[:, 1] * k, np.minimum(tiles[:, 1] * k + k, W)
+        ya, yb = H - np.minimum(tiles[:, 0] * k + k, H), H - tiles[:, 0] * k
+        X = lambda x: 2.0 * x / W - 1.0
+        Y = lambda y: 2.0 * y / H - 1.0
+        quads = np.stack([X(xa), Y(ya), X(xb), Y(ya), X(xb), Y(yb), X(xa), Y(ya), X(xb), Y(yb), X(xa), Y(yb)], -1)
+        data = quads.astype(np.float32).tobytes()
+        if self.tiles_vbo is None or self.tiles_vbo.size < len(data):
+            if self.tiles_vbo is not None:
+                self.tiles_vao.release()
+                self.tiles_vbo.release()
+            self.tiles_vbo = self.ctx.buffer(reserve=max(len(data), 1024))
+            self.tiles_vao = self.ctx.vertex_array(self.prog, [(self.tiles_vbo, "2f", "in_xy")])
+        self.tiles_vbo.write(data)
+        self._pass("full", 1, opaque_full, read=False, vao=self.tiles_vao, vertices=6 * len(tiles))
+        for a, o in enumerate(out):
+            buf = tg["fbo"].read(viewport=(int(x0), int(H - y1), int(x1 - x0), int(y1 - y0)), components=4,
+                                 attachment=a, dtype="f2")
+            o[y0:y1, x0:x1] = np.frombuffer(buf, np.float16).reshape(y1 - y0, x1 - x0, 4)[::-1]
+        return out
 
     @staticmethod
     def _upsample_aux(aux, size):
@@ -554,7 +627,7 @@ class DustRenderer:
         near = cv2.resize(aux, (W, H), interpolation=cv2.INTER_NEAREST)
         return np.where((has > 0.999)[..., None], lin, near)
 
-    def _pass(self, name, mode, opaque, read=None, dtype=np.float32):
+    def _pass(self, name, mode, opaque, read=None, dtype=np.float32, vao=None, vertices=-1):
         tg = self.targets[name]
         W, H = tg["size"]
         tg["opaque"].write(np.ascontiguousarray(opaque[::-1], np.float32).tobytes())
@@ -567,7 +640,7 @@ class DustRenderer:
         tg["fbo"].clear(0, 0, 0, 0)
         self.ctx.disable(self.mgl.DEPTH_TEST)
         self.ctx.disable(self.mgl.BLEND)
-        self.vao.render()
+        (vao or self.vao).render(vertices=vertices)
         if read is False or (read is None and self.two_pass):
             return None
         return [np.frombuffer(t.read(), dtype).reshape(H, W, 4)[::-1] for t in tg["outs"]]
@@ -592,6 +665,9 @@ class DustRenderer:
         return np.ascontiguousarray(pad.reshape(nz, c, ny, c, nx, c).max(axis=(1, 3, 5)))
 
     def release(self):
+        if self.tiles_vbo is not None:
+            self.tiles_vao.release()
+            self.tiles_vbo.release()
         for t in self.textures3d + [self.noise]:
             t.release()
         for tg in self.targets.values():

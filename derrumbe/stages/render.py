@@ -620,7 +620,7 @@ class DebrisRenderer:
         c0 = self.cam.project(p0.astype(np.float64))
         c1 = self.cam.project(p1.astype(np.float64))
         turn = 2.0 * np.arccos(np.clip(np.abs((q0 * q1).sum(1)), 0.0, 1.0))
-        r_px = self.fr.extent[idx] * self.cam.f_px / np.maximum(-p0[:, 2].astype(np.float64), NEAR)
+        r_px = self.extent[idx] * self.cam.f_px / np.maximum(-p0[:, 2].astype(np.float64), NEAR)
         return np.nan_to_num(np.linalg.norm(c1 - c0, axis=1) + turn * r_px).astype(np.float32)
 
     def _motion_box(self, p0, p1, moving, particles, ta, tb):
@@ -628,7 +628,7 @@ class DebrisRenderer:
         shutter, or None."""
         pts, rad = [], []
         if moving.any():
-            r = self.fr.extent[moving]
+            r = self.extent[moving]
             for p in (p0[moving], p1[moving]):
                 pts.append(p.astype(np.float64))
                 rad.append(r)
