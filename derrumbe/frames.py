@@ -102,10 +102,11 @@ class FrameRenderer:
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed)
         self.sun_share = 0.0
+        back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m) \
+            if sp.dust > 0 or sp.exr else None
         if sp.dust > 0:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(v.ocam, march, v.bmatte, v.skyness, place.depth_m)
-            back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m)
             # Near the lens (fully within 10 % of the building's distance or 2 m, not past
             # 45 % or 8 m) the first 0.5-1.5 of optical depth from it thins away: a haze
             # around the camera does not veil the frame, a dense front there still reads.
@@ -117,8 +118,7 @@ class FrameRenderer:
             self.sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
         # EXR: depth where no piece is (street, walls, sky) from the camera and the plate.
         if sp.exr:
-            back_z = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m)
-            self.back_z = np.where(back_z >= 0.5 * FAR_DUST, exr_out.FAR_Z, back_z).astype(np.float32)
+            self.back_z = np.where(back_full >= 0.5 * FAR_DUST, exr_out.FAR_Z, back_full).astype(np.float32)
             _, rest_z, rest_cov = self.renderer.vectors(sim, 0.0, 0.0)
             self.rest_z = np.where(rest_cov > 0, rest_z, self.back_z)
         self.zeros4 = np.zeros((out_h, out_w, 4), np.float32)

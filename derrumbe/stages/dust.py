@@ -254,7 +254,7 @@ class DustSim:
                 lo[1] = 0.0
                 self._resize(lo, hi)
                 g = self.grid
-        d = self.q[0] * EXT_FINE_M2_PER_G + self.q[1] * EXT_LOAD_M2_PER_G
+        d = self.extinction()
         m = GROW_MARGIN
         thr = 1e-3
         lo = g.origin.copy()
@@ -436,7 +436,7 @@ class DustSim:
         g = self.grid
         head = dict(t=np.array([self.t]), w=np.array(self.coord_weights()), origin=g.origin.astype(np.float64),
                     h=np.array([g.h]), shape=np.array(g.shape, np.int64))
-        sigma = self.q[0] * np.float32(EXT_FINE_M2_PER_G) + self.q[1] * np.float32(EXT_LOAD_M2_PER_G)
+        sigma = self.extinction()
         if not (sigma > 1e-6).any():
             return dict(empty=np.ones(1, np.uint8), **head)
         # Only where there is dust (and a cell around it, for the trilinear taps) do the
@@ -480,6 +480,10 @@ class DustSim:
         inside = np.all((c[..., [0, 2]] >= fr.box_lo[[0, 2]]) & (c[..., [0, 2]] <= fr.box_hi[[0, 2]]), axis=-1)
         return (inside & (c[..., 1] < top[:, None, :])).astype(np.float32)
 
+    def extinction(self) -> np.ndarray:
+        """The cloud's extinction per cell (1/m): fines and coarse load together."""
+        return self.q[0] * np.float32(EXT_FINE_M2_PER_G) + self.q[1] * np.float32(EXT_LOAD_M2_PER_G)
+
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
 
@@ -487,7 +491,7 @@ class DustSim:
         """Where the cloud is: its reach along the ground from the building's centre, its
         height and width (m). The cloud is where its extinction is at least `threshold`
         (1/m): 10 m of it hide 40 % of what is behind, where the eye sees a cloud's edge."""
-        d = self.q[0] * EXT_FINE_M2_PER_G + self.q[1] * EXT_LOAD_M2_PER_G
+        d = self.extinction()
         g = self.grid
         cen = 0.5 * (self.fr.box_lo + self.fr.box_hi)
         if not (d > threshold).any():
