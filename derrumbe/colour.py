@@ -154,3 +154,60 @@ def luminance(lin: np.ndarray) -> np.ndarray:
     """Relative luminance Y of working-space colours (Rec.709's Y weights carried to AP1)."""
     w = _luma_weights()
     return lin[..., 0] * w[0] + lin[..., 1] * w[1] + lin[..., 2] * w[2]
+
+
+# ---- the daylight locus ----------------------------------------------------------------
+# A plate's light estimated from its walls can come out any colour a wall is (a yellow
+# facade under a white sky gives a "green" sun once the sky is guessed from the wall).
+# Real daylight is never far off the Planckian locus: direct sun is about 3000-6500 K
+# depending on its height, skylight 6000-20000 K, both within a few thousandths of
+# CIE 1960 uv of the locus (CIE 15:2004; daylight sits ~0.003 above it).
+
+_REC709_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+
+
+def _planck_xy(cct: np.ndarray) -> np.ndarray:
+    """CIE 1931 xy of a black body (Kim et al. 2002's cubic fit, 1667-25000 K)."""
+    t = np.asarray(cct, np.float64)
+    x = np.where(t <= 4000, -0.2661239e9 / t**3 - 0.2343589e6 / t**2 + 0.8776956e3 / t + 0.179910,
+                 -3.0258469e9 / t**3 + 2.1070379e6 / t**2 + 0.2226347e3 / t + 0.240390)
+    y = np.where(t <= 2222, -1.1063814 * x**3 - 1.34811020 * x**2 + 2.18555832 * x - 0.20219683,
+                 np.where(t <= 4000, -0.9549476 * x**3 - 1.37418593 * x**2 + 2.09137015 * x - 0.16748867,
+                          3.0817580 * x**3 - 5.87338670 * x**2 + 3.75112997 * x - 0.37001483))
+    return np.stack([x, y], -1)
+
+
+def _xy_to_uv(xy: np.ndarray) -> np.ndarray:
+    x, y = xy[..., 0], xy[..., 1]
+    d = -2 * x + 12 * y + 3
+    return np.stack([4 * x / d, 6 * y / d], -1)
+
+
+def _uv_to_xy(uv: np.ndarray) -> np.ndarray:
+    u, v = uv[..., 0], uv[..., 1]
+    d = 2 * u - 8 * v + 4
+    return np.stack([3 * u / d, 2 * v / d], -1)
+
+
+def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006) -> tuple[np.ndarray, float]:
+    """A working-space light colour moved to the nearest chromaticity that daylight can
+    have: the Planckian locus between cct_range (K), at most max_duv off it in CIE 1960
+    uv. Its luminance is kept. Returns the colour and its correlated colour temperature."""
+    lin709 = np.clip(working_to_rec709(np.asarray(rgb, np.float32)).astype(np.float64), 1e-6, None)
+    xyz = _REC709_TO_XYZ @ lin709
+    uv = _xy_to_uv(xyz[:2] / xyz.sum())
+    # Where on the whole locus the colour lies (its CCT) and how far off it (its Duv,
+    # signed along the locus's normal); then both clamped to what daylight can be.
+    temps = np.geomspace(1700.0, 25000.0, 2000)
+    locus = _xy_to_uv(_planck_xy(temps))
+    k = int(np.argmin(((locus - uv) ** 2).sum(-1)))
+    cct = float(np.clip(temps[k], *cct_range))
+    base, tan = _xy_to_uv(_planck_xy(np.array([cct, cct * 1.001])))
+    tangent = (tan - base) / np.linalg.norm(tan - base)
+    normal = np.array([-tangent[1], tangent[0]])
+    duv = float(np.clip(np.dot(uv - locus[k], normal), -max_duv, max_duv))
+    x, y = _uv_to_xy(base + normal * duv)
+    Y = xyz[1]
+    xyz2 = np.array([x / y * Y, Y, (1 - x - y) / y * Y])
+    out = rec709_to_working(np.linalg.solve(_REC709_TO_XYZ, xyz2).astype(np.float32))
+    return np.clip(out, 0.0, None), cct

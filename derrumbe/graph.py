@@ -227,6 +227,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame", version=2,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
+          version=2,
           side="frame", libs=("numpy", "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from derrumbe.colour import working_to_rec709
 from derrumbe.demo import make_demo_plate
 from derrumbe.engines.rapier import DYNAMIC
 from derrumbe.materials import MATERIALS
@@ -159,6 +160,41 @@ def test_cube_shadow_goes_where_the_plates_sun_sends_it(azimuth):
         return np.degrees(np.arccos(np.clip(lean @ away / np.linalg.norm(lean) / np.linalg.norm(away), -1, 1)))
     assert angle(light.sun_dir) < 15                   # the renderer casts it where the estimate says
     assert angle(sun_vector(azimuth, 40.0)) < 35       # and that is near where the plate's sun did
+
+
+# CIE 1931 xy of the Planckian locus (Wyszecki & Stiles, table 1(3.11)): 4000-20000 K.
+PLANCK_XY = np.array([[0.3805, 0.3768], [0.3451, 0.3516], [0.3221, 0.3318], [0.3064, 0.3166],
+                      [0.2807, 0.2883], [0.2565, 0.2577]])
+
+
+def _off_planck_xy(lin_working) -> float:
+    """Distance in xy from a light's colour to the Planckian locus (the polyline above)."""
+    rgb = working_to_rec709(np.asarray(lin_working, np.float32)).astype(np.float64)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+    p = xyz[:2] / xyz.sum()
+    a, b = PLANCK_XY[:-1], PLANCK_XY[1:]
+    t = np.clip(((p - a) * (b - a)).sum(1) / ((b - a) ** 2).sum(1), 0, 1)
+    return float(np.min(np.linalg.norm(a + (b - a) * t[:, None] - p, axis=1)))
+
+
+def test_a_yellow_facade_under_a_hidden_sky_gets_daylight_not_a_green_sun():
+    """The plate's light has no sky to read (the facade fills the frame) and its wall is
+    yellow ochre: the sky guessed from the brightest pixels is yellow, and the sun read
+    from lit over shadowed wall times that sky came out green (img_100 gave a sun of
+    Rec.709 (0.79, 1.02, 0.73) and green dust). Sun and sky must be daylight: on the
+    Planckian locus within 0.01 in xy (daylight is within ~0.005 of it)."""
+    lin, building, _ = _sunlit_plate(-30.0, 40.0)
+    ochre = np.array([0.70, 0.60, 0.22])
+    wall = building > 0.5
+    lin[wall] *= ochre / np.array([0.62, 0.52, 0.40])
+    lin[:90] = lin[90:180]                                    # no sky: facade to the top of the frame
+    building[:90] = 1.0
+    windows = detect_windows(np.clip(lin ** (1 / 2.2) * 255, 0, 255).astype(np.uint8), building)
+    light, info = estimate_lighting(lin, building, np.zeros_like(building), None, None, windows)
+    assert info["light"] != "overcast"                        # the sun's colour was read from the wall
+    assert _off_planck_xy(light.sun_col) < 0.01, (info["sun_rgb"], info["sun_cct_k"])
+    assert _off_planck_xy(light.amb_col) < 0.01, (info["sky_rgb"], info["sky_cct_k"])
+    assert 4000 <= info["sun_cct_k"] <= 7000 and 5500 <= info["sky_cct_k"] <= 20000
 
 
 def _box(lo, hi):

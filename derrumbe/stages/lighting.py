@@ -29,12 +29,19 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from derrumbe.colour import rec709_to_working, working_to_rec709
+from derrumbe.colour import rec709_to_working, toward_daylight, working_to_rec709
 
 DEFAULT_ELEVATION = 40.0
 TEXTURE_SPREAD = 1.8        # brightest / darkest tenth of a street facade's own texture and dirt under flat light
 FRONT_IRRADIANCE = 0.8      # what the facade receives, in the renderer's units (the plate sets albedo)
 MAX_SUN_TO_SKY = 6.0
+# What daylight can be in a plate's own white balance (a camera's daylight or auto white
+# balance keeps a sunlit grey wall near neutral): the sun 4000-7000 K, the sky's light
+# 5500-20000 K, within DAYLIGHT_DUV of the Planckian locus. Without them a yellow facade
+# under a hidden sky made a green sun, and green dust.
+SUN_CCT_K = (4000.0, 7000.0)
+SKY_CCT_K = (5500.0, 20000.0)
+DAYLIGHT_DUV = 0.004
 
 
 @dataclass
@@ -78,13 +85,14 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
     el_src = "given" if elevation is not None else "assumed"
     elevation = DEFAULT_ELEVATION if elevation is None else elevation
     sun_dir = sun_vector(azimuth, elevation)
-    sky_rgb = 0.5 * (zenith + horizon)
+    sky_rgb, sky_cct = toward_daylight(0.5 * (zenith + horizon), SKY_CCT_K, DAYLIGHT_DUV)
     sky_rgb = sky_rgb / max(float(sky_rgb.max()), 1e-4)
     # The sun's colour from lit over shadowed wall: (sun + sky) / sky, per channel.
     if q > 0.15:
         sun_rgb = np.clip((lit - shade) / np.maximum(shade, 1e-4), 0, None) * sky_rgb
     else:
         sun_rgb = rec709_to_working(np.array([1.0, 0.95, 0.86]))
+    sun_rgb, sun_cct = toward_daylight(sun_rgb, SUN_CCT_K, DAYLIGHT_DUV)
     sun_rgb = sun_rgb / max(float(sun_rgb.max()), 1e-4)
     cos_front = max(0.05, float(sun_dir[2]))
     amb_front = FRONT_IRRADIANCE / (1.0 + q)
@@ -99,6 +107,7 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
                 sun_to_sky=round(q, 2), light="hard sun" if q > 1.0 else "soft sun" if q > 0.3 else "overcast",
                 sun_rgb=[round(float(c), 3) for c in working_to_rec709(sun_rgb)],
                 sky_rgb=[round(float(c), 3) for c in working_to_rec709(amb * 0.6)],
+                sun_cct_k=round(sun_cct), sky_cct_k=round(sky_cct),
                 lit_over_shade=round(float(ratio), 2))
     return light, info
 
@@ -108,7 +117,8 @@ def describe(info: dict) -> str:
     return (f"light: {info['light']} (sun/sky {info['sun_to_sky']:.2f}, lit/shade {info['lit_over_shade']:.2f}); "
             f"sun azimuth {info['sun_azimuth_deg']:.0f} deg ({info['sun_azimuth_from']}), elevation "
             f"{info['sun_elevation_deg']:.0f} deg ({info['sun_elevation_from']}); sun colour "
-            f"{tuple(info['sun_rgb'])}, sky ambient {tuple(info['sky_rgb'])} (Rec.709 linear)")
+            f"{tuple(info['sun_rgb'])} ({info['sun_cct_k']} K), sky ambient {tuple(info['sky_rgb'])} "
+            f"({info['sky_cct_k']} K) (Rec.709 linear)")
 
 
 def _sky(lin, skyness, lum) -> tuple[np.ndarray, np.ndarray]:
