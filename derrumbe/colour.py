@@ -211,3 +211,4 @@ def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006)
     xyz2 = np.array([x / y * Y, Y, (1 - x - y) / y * Y])
     out = rec709_to_working(np.linalg.solve(_REC709_TO_XYZ, xyz2).astype(np.float32))
     return np.clip(out, 0.0, None), cct
+

@@ -181,9 +181,11 @@ def _view(s: Scene):
 
 def _cleanplate(s: Scene):
     from derrumbe.stages.cleanplate import make_cleanplate
-    v, (_, place) = s["view"], s["camera"]
+    v, (_, place), (_, info) = s["view"], s["camera"], s["lighting"]
+    # How overcast: the sun's share of the light (lighting.py: < 0.3 overcast, > 1 hard sun).
+    overcast = float(np.clip((1.0 - info["sun_to_sky"]) / 0.7, 0.0, 1.0))
     return make_cleanplate(v.plate_out, v.bmatte, v.hold_still, v.skyness, v.ocam, v.ocam.f_px / place.depth_m,
-                           s.spec.seed, place.storey_m, place.ground_floor_m)
+                           s.spec.seed, place.storey_m, place.ground_floor_m, overcast=overcast)
 
 
 def _lighting(s: Scene):
@@ -224,11 +226,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera"), fields=("seed",), side="frame", version=2,
-          libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           version=2,
           side="frame", libs=("numpy", "opencolorio")),
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting"), fields=("seed",), side="frame", version=3,
+          libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust"),
           fields=("size", "grain", "shake", "dust_color", "fps", "preview", "passes", "name", "shutter", "seed"),

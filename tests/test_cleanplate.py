@@ -167,3 +167,40 @@ def test_a_party_wall_shows_the_floors_of_the_building_that_stood_against_it():
     between = [int(round(cam.cy - cam.f_px * (f - cam.eye_m) / z)) for f in (5.6, 8.8)]
     for r in between:
         assert lum[r] > 0.8 * wall, (r, lum[r], wall)
+
+
+@pytest.mark.parametrize("overcast", [1.0, 0.0])
+def test_a_sky_made_for_a_plate_without_one_is_lit_like_a_sky(overcast):
+    """With no sky in frame (img_100, img_181: the facade fills it), the revealed sky was a
+    flat slate band darker than the wall ('upper floor floating over a pasted sky'). A sky
+    that lit the wall is brighter than it: under the CIE overcast sky a wall of albedo
+    0.35 is 0.13 of the zenith, so the sky just above the horizon is more than twice the
+    wall, and brighter upward (L = Lz (1 + 2 sin el) / 3); a clear sky is bluer than it is
+    red, whiter toward the horizon. Neither is a flat fill, nor brighter than the plate's
+    brightest pixel."""
+    from derrumbe.colour import luminance, working_to_rec709
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 200.0, 280.0, 1.6)                   # horizon near the bottom
+    rng = np.random.default_rng(3)
+    lin = (0.12 * (1 + 0.1 * rng.normal(size=(H, W, 1)))).repeat(3, 2).astype(np.float32)
+    lin[40:60, 40:60] = 0.9                                          # a white sign: the plate's brightest
+    building = np.zeros((H, W), np.float32)
+    building[:270] = 1.0                                            # wall to wall: no neighbours
+    clean = make_cleanplate(lin, building, np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), cam,
+                            30.0, 1, overcast=overcast)
+    sky = clean[:200, 120:280]
+    lum = luminance(sky)
+    wall = float(np.percentile(luminance(lin[building > 0]), 50))
+    assert lum.min() > (1.5 if overcast else 1.2) * wall
+    assert lum.max() <= luminance(lin).max() + 1e-6
+    hi, lo = lum[:20].mean(), lum[180:200].mean()
+    if overcast:
+        assert hi > 1.1 * lo                                          # brighter upward
+    else:
+        rgb = working_to_rec709(sky.reshape(-1, 3)).mean(0)
+        assert rgb[2] > 1.15 * rgb[0]
+        lo_c, hi_c = (working_to_rec709(clean[r, 120:280]).mean(0) for r in (195, 5))
+        assert hi_c[2] / hi_c[0] > lo_c[2] / lo_c[0]                  # bluer upward
+    # not a flat card: a few percent of soft variation along each row
+    assert 0.005 < float((lum / lum.mean(axis=1, keepdims=True)).std()) < 0.1

@@ -34,17 +34,19 @@ STOREY_M = 3.2
 
 def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
                     cam: Camera, metres_px: float, seed: int, storey_m: float = STOREY_M,
-                    ground_floor_m: float | None = None) -> np.ndarray:
+                    ground_floor_m: float | None = None, overcast: float = 1.0) -> np.ndarray:
     """The plate with the building replaced by what plausibly stands behind it.
     metres_px: pixels per metre at the building's facade; storey_m, ground_floor_m: the
-    building's storeys, whose floors leave their marks on a neighbour's party wall."""
+    building's storeys, whose floors leave their marks on a neighbour's party wall;
+    overcast: how overcast the plate's light is (0: a clear sky, 1: overcast), for a
+    plate that shows no sky."""
     inside = building > 0.5
     if not inside.any():
         return lin.astype(np.float32).copy()
     rng = np.random.default_rng(seed)
     sky_px = (skyness > 0.5) & ~inside & (holdout < 0.5)
     depth = cam.f_px / max(metres_px, 1e-6)
-    fill = _sky_layer(lin, inside, sky_px, cam)
+    fill = _sky_layer(lin, inside, sky_px, cam, overcast, rng)
     for layer in (_distant_blocks(lin, inside, cam, depth, fill, rng),
                   _ground(lin, inside, holdout, cam),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
@@ -59,10 +61,10 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
 
 # ---- 1. sky ----------------------------------------------------------------------------
 
-def _sky_layer(lin, inside, sky_px, cam: Camera) -> np.ndarray:
+def _sky_layer(lin, inside, sky_px, cam: Camera, overcast: float, rng) -> np.ndarray:
     h, w = inside.shape
     if sky_px.sum() < 0.01 * h * w:
-        return _synth_sky(lin, cam)
+        return _synth_sky(lin, inside, cam, overcast, rng)
     ys, xs = np.nonzero(sky_px)
     vals = lin[ys, xs]
     model = _fit_surface(ys, xs, vals, (h, w))
@@ -129,20 +131,43 @@ def _match_rows(lin, inside, sky_px, model, band=None):
     return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 4, 0, 1))).astype(np.float32)
 
 
-def _synth_sky(lin: np.ndarray, cam: Camera) -> np.ndarray:
+def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float, rng) -> np.ndarray:
+    """A sky for a plate that shows none, lit as the facade was: its level from the wall's,
+    its gradation and colour from the kind of sky (overcast or clear), a faint cloud
+    texture so it is not a flat card.
+
+    Overcast: the CIE standard overcast sky, L(el) = Lz (1 + 2 sin el) / 3, lights a
+    vertical wall with about Lz (0.4 of the horizontal 7 pi / 9 Lz, plus the street's
+    reflection), so a wall of albedo 0.35 has 0.13 Lz: the sky at 20 degrees is about
+    4.4 times the wall's luminance, and brighter upward. A clear sky is about twice a
+    sun-lit wall and brighter and whiter toward the horizon. Never brighter than the
+    brightest thing the plate shows (a blown-out sky reads as a hole)."""
     h, w = lin.shape[:2]
-    # White balance of the plate: the average of its brightest pixels tells the light's tint.
     lum = luminance(lin)
-    bright = working_to_rec709(lin[lum >= np.percentile(lum, 97)].mean(axis=0))
-    # Half of it: a plate of warm stone must not make a pink sky.
-    tint = 1 + 0.5 * (bright / max(bright.mean(), 1e-4) - 1)
-    # A clear sky's colours, as Rec.709 values, tinted there and carried to the working space.
-    horizon = rec709_to_working(np.array([0.62, 0.68, 0.76]) * tint)
-    zenith = rec709_to_working(np.array([0.25, 0.38, 0.65]) * tint)
-    level = np.clip(np.percentile(lum, 95) * 1.3, 0.3, 1.2)
-    t = np.clip((np.arange(h, dtype=np.float32) - (cam.cy - 2.5 * h)) / (2.5 * h), 0, 1)[:, None, None]
-    sky = (zenith * (1 - t) + horizon * t) * level
-    return np.broadcast_to(sky, (h, w, 3)).astype(np.float32).copy()
+    # The wall itself, not its windows and shade: the brighter part of the facade.
+    wall = float(np.percentile(lum[inside] if inside.any() else lum, 65))
+    cap = float(np.clip(np.percentile(lum, 99.8), 0.2, 0.95))
+    el = np.arctan2(cam.cy - (np.arange(h, dtype=np.float32) + 0.5), cam.f_px)
+    s = np.sin(np.clip(el, 0.0, None))
+    grey = (1 + 2 * s) / (1 + 2 * np.sin(np.radians(20.0)))
+    clear = (1.25 - 0.6 * s) / (1.25 - 0.6 * np.sin(np.radians(20.0)))
+    level = wall * (overcast * 4.4 * grey + (1 - overcast) * 2.0 * clear)
+    # Overcast light is neutral in the plate's white balance; a clear sky is whiter low and
+    # deeper blue high (Rec.709 colours read off clear-sky photographs). The plate's own
+    # pixels cannot tell its colour: without sky in frame they are all facade.
+    low, high = (rec709_to_working(np.array(c, np.float32)) for c in ((0.62, 0.68, 0.76), (0.25, 0.38, 0.65)))
+    low, high = (c / float(luminance(c[None, None])[0, 0]) for c in (low, high))
+    blue = low[None] + (high - low)[None] * np.clip(s / 0.6, 0.0, 1.0)[:, None]
+    tone = overcast * np.ones((1, 3), np.float32) + (1 - overcast) * blue                 # rows x 3
+    sky = tone[:, None, :] * np.minimum(level, cap)[:, None, None]
+    # Cloud: soft low-frequency variation of a few percent (more under cloud cover).
+    def octave(d):
+        o = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(w / d, 1.0))
+        return o / max(float(o.std()), 1e-6)
+    n = octave(5) + 0.5 * octave(15) + 0.25 * octave(45)
+    n = n / max(float(n.std()), 1e-6)
+    sky = sky * (1 + (0.015 + 0.035 * overcast) * n)[..., None]
+    return np.minimum(sky, cap).astype(np.float32)
 
 
 # ---- 2. distant blocks -----------------------------------------------------------------
