@@ -231,9 +231,12 @@ class RapierWorld:
         deep = pair.find_deepest_contact() if pair is not None else None
         if deep is None:
             return None
-        if pair.collider1 != c1:
-            c1 = pair.collider1
-        return np.array(self.w.colliders[c1].position.transform_point(deep.local_p1).to_tuple())
+        # Read the point off a piece's side: on the street's 8 km slab the solver's local
+        # point can be a far corner of the slab (an event at x = 3975 m was recorded).
+        side, local = (pair.collider1, deep.local_p1)
+        if self._key_of_collider.get(side, -1) == -1:
+            side, local = (pair.collider2, deep.local_p2)
+        return np.array(self.w.colliders[side].position.transform_point(local).to_tuple())
 
     def deepest_contact(self, key: int) -> float:
         """The most negative contact distance of any of the body's hulls (0 if none)."""

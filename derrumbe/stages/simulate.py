@@ -53,6 +53,7 @@ GLASS_SPIN = 5.0              # rad/s: shards tumble (each turn flashes the sun)
 EVENT_DTYPE = np.dtype([("t", "f8"), ("pos", "f4", 3), ("vel", "f4", 3), ("energy", "f4"),
                         ("mass", "f4"), ("kind", "i1"), ("piece", "i4")])
 EV_BREAK, EV_IMPACT, EV_GROUND, EV_CRUSH = 0, 1, 2, 3
+BLOW_MARGIN_M = 2.0            # a contact point further than this beyond a body's pieces is not on it
 
 
 @dataclass
@@ -324,9 +325,7 @@ class Destruction:
             if not breaks and self.time - body.last_event < EVENT_GAP_S:
                 continue
             body.last_event = self.time
-            p = self.world.contact_point(c)
-            if p is None:
-                p = self.world.centre_of_mass(key)
+            p = self._blow_point(key, self.world.contact_point(c))
             v, _ = self.world.velocity(key)
             m = body.mass
             self._event(EV_GROUND if other == -1 else EV_IMPACT, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
@@ -336,6 +335,18 @@ class Destruction:
             elif body.level == len(LEVELS) - 1 and dv > self.mat.break_speed[-1]:
                 self.counts["spalls"] += 1
                 self._event(EV_BREAK, p, v, 0.5 * m * dv * dv, m, body.leaves[0])
+
+    def _blow_point(self, key: int, p) -> np.ndarray:
+        """Where a body took a blow: the engine's contact point, unless it lies off the body
+        (beyond its pieces' spread from its centre, plus a margin): then its centre. The
+        dust and debris of the blow go there, and a contact point read off the street's
+        slab once put one 3975 m down the street."""
+        com = self.world.centre_of_mass(key)
+        if p is None:
+            return com
+        cents = self.fr.centroid[self.bodies[key].leaves]
+        reach = float(np.linalg.norm(cents - cents.mean(0), axis=1).max()) + BLOW_MARGIN_M
+        return p if np.linalg.norm(np.asarray(p) - com) <= reach else com
 
     def update(self, dt_sample: float) -> None:
         """Reads every moving body's pose and freezes those that have come to rest: slow
