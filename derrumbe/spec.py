@@ -27,7 +27,7 @@ STYLES = ("implosion", "topple", "facade")
 DIRECTIONS = ("left", "right", "toward", "away")
 MATERIALS = ("concrete", "masonry", "glass")
 PREVIEW_WIDTH = 640
-DUST_SRGB = (200, 188, 168)     # concrete dust: grey-beige (its albedo, lit by the plate's light)
+DUST_SRGB = (196, 190, 178)     # concrete dust: light warm grey (its albedo, lit by the plate's light)
 WIND_DEFAULT = (1.0, 90.0)      # a light breeze to the right
 
 # Lengths of the text fields: a path, a name that becomes file names, short tokens.

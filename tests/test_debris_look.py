@@ -194,7 +194,7 @@ def test_a_yellow_facade_under_a_hidden_sky_gets_daylight_not_a_green_sun():
     assert info["light"] != "overcast"                        # the sun's colour was read from the wall
     assert _off_planck_xy(light.sun_col) < 0.01, (info["sun_rgb"], info["sun_cct_k"])
     assert _off_planck_xy(light.amb_col) < 0.01, (info["sky_rgb"], info["sky_cct_k"])
-    assert 4000 <= info["sun_cct_k"] <= 7000 and 5500 <= info["sky_cct_k"] <= 20000
+    assert 4000 <= info["sun_cct_k"] <= 7000 and 6500 <= info["sky_cct_k"] <= 20000
 
 
 def _box(lo, hi):

@@ -30,6 +30,7 @@ from derrumbe.stages.camera import Camera
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
 STOREY_M = 3.2
+SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
 
 
 def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
@@ -141,12 +142,13 @@ def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float
     reflection), so a wall of albedo 0.35 has 0.13 Lz: the sky at 20 degrees is about
     4.4 times the wall's luminance, and brighter upward. A clear sky is about twice a
     sun-lit wall and brighter and whiter toward the horizon. Never brighter than the
-    brightest thing the plate shows (a blown-out sky reads as a hole)."""
+    brightest thing the plate shows, and held below white (SYNTH_SKY_MAX): through thin
+    dust a blown-out sky reads as a hole in the frame."""
     h, w = lin.shape[:2]
     lum = luminance(lin)
     # The wall itself, not its windows and shade: the brighter part of the facade.
     wall = float(np.percentile(lum[inside] if inside.any() else lum, 65))
-    cap = float(np.clip(np.percentile(lum, 99.8), 0.2, 0.95))
+    cap = float(np.clip(0.9 * np.percentile(lum, 99.8), 0.2, SYNTH_SKY_MAX))
     el = np.arctan2(cam.cy - (np.arange(h, dtype=np.float32) + 0.5), cam.f_px)
     s = np.sin(np.clip(el, 0.0, None))
     grey = (1 + 2 * s) / (1 + 2 * np.sin(np.radians(20.0)))

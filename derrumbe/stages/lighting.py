@@ -37,10 +37,11 @@ FRONT_IRRADIANCE = 0.8      # what the facade receives, in the renderer's units 
 MAX_SUN_TO_SKY = 6.0
 # What daylight can be in a plate's own white balance (a camera's daylight or auto white
 # balance keeps a sunlit grey wall near neutral): the sun 4000-7000 K, the sky's light
-# 5500-20000 K, within DAYLIGHT_DUV of the Planckian locus. Without them a yellow facade
-# under a hidden sky made a green sun, and green dust.
+# 6500-20000 K (an overcast or clear sky is never warmer than the sun), both within
+# DAYLIGHT_DUV of the Planckian locus. Without them a yellow facade under a hidden sky
+# made a green sun and green dust, and a warm one yellow dust.
 SUN_CCT_K = (4000.0, 7000.0)
-SKY_CCT_K = (5500.0, 20000.0)
+SKY_CCT_K = (6500.0, 20000.0)
 DAYLIGHT_DUV = 0.004
 
 

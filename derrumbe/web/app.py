@@ -48,7 +48,7 @@ LABELS = {"height_m": "Height", "focal_mm": "Lens", "horizon_y": "Horizon", "sun
           "dust_color": "Dust colour", "shutter": "Shutter", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
           "version": "Version", "size": "Size", "fps": "Frame rate", "duration": "Length", "frames": "Frames"}
 PLACEHOLDERS = {"height_m": "estimated", "focal_mm": "26", "horizon_y": "estimated", "sun_azimuth": "estimated",
-                "sun_elevation": "40", "wind": "1,90 (SPEED,HEADING)", "dust_color": "200,188,168 (R,G,B)",
+                "sun_elevation": "40", "wind": "1,90 (SPEED,HEADING)", "dust_color": "196,190,178 (R,G,B)",
                 "size": "plate size (W or WxH)", "fps": "24, or the video's", "duration": "6, or the video's",
                 "name": "from the plate's file name", "frames": "1001-1144 (or a Length)"}
 UNITS = {"shutter": "°", "wind": "m/s, °", "dust_color": "sRGB", "size": "px", "sun_azimuth": "°", "sun_elevation": "°",
