@@ -119,6 +119,9 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
                debris_decades=m.get("debris_sizes", {}).get("decades"), timings_s=m["timings_s"])
     if m["dust"].get("enabled"):
         row["dust_front_m"] = dust_front(out, m)
+        from derrumbe.frames import dust_thinning
+        row["lens_tau"] = m["dust"].get("lens_tau")
+        row["dust_thinned"] = round(dust_thinning(m["spec"]["see_through"], m["dust"]), 3)
     # The label's height over this matte's rows (its own span differs), and the errors.
     from benchmarks.scale_report import scale_report
     scale = scale_report(plate, box)
@@ -134,7 +137,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
 
 def table(rows: list[dict]) -> str:
     head = ("| plate | storeys (label) | height m (label) | roof/free fall (over its drop) | fragments | bodies peak/end | D (decades) "
-            "| dust front 2/4/6 s (m) | holdouts recall | wall s |")
+            "| dust front 2/4/6 s (m) | lens tau (thinned) | holdouts recall | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         front = r.get("dust_front_m") or {}
@@ -145,6 +148,7 @@ def table(rows: list[dict]) -> str:
             f"{r['roof_ratio']} ({r.get('roof_ratio_drop')}) | {r['fragments']} | {r['bodies_peak']}/{r['bodies_end']} | "
             f"{r['debris_D']} ({r['debris_decades']}) | "
             + " / ".join(str(front.get(k, '-')) for k in ("2s", "4s", "6s")) + " | "
+            f"{r.get('lens_tau', '-')} ({r.get('dust_thinned', '-')}) | "
             f"{h.get('found', '-')}/{h.get('labelled', '-')} | {r['wall_s']} |")
     return "\n".join(lines)
 

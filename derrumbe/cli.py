@@ -79,7 +79,7 @@ SHOT_GROUPS = {
     "camera and scale": ("estimated from the plate when absent: --explain prints the estimates",
                          ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"]),
     "collapse": ("how it comes down", ["style", "direction", "start", "material", "pieces", "seed"]),
-    "dust": ("the cloud", ["dust", "wind", "dust_color"]),
+    "dust": ("the cloud", ["dust", "wind", "dust_color", "see_through"]),
     "look": ("the finish of the frames", ["shutter", "shake", "grain", "preview", "size"]),
     "output": ("files, names, frames", ["name", "version", "frames", "fps", "duration", "passes", "exr", "usd",
                                         "vdb", "prores", "burn_in"]),
@@ -89,7 +89,8 @@ METAVARS = {"box": "X0,Y0,X1,Y1", "mask": "FILE.png", "holdout": "FILE.png", "pl
             "dust_color": "R,G,B", "size": "WxH", "wind": "SPEED,HEADING", "frames": "FIRST-LAST", "name": "NAME",
             "height_m": "METRES", "focal_mm": "MM", "horizon_y": "ROW", "sun_azimuth": "DEGREES",
             "sun_elevation": "DEGREES", "start": "SECONDS", "duration": "SECONDS", "fps": "FPS", "pieces": "N",
-            "seed": "N", "version": "N", "shutter": "DEGREES", "dust": "AMOUNT", "shake": "AMOUNT", "grain": "AMOUNT"}
+            "seed": "N", "version": "N", "shutter": "DEGREES", "dust": "AMOUNT", "shake": "AMOUNT", "grain": "AMOUNT",
+            "see_through": "TAU"}
 # What an option does when it is not given, where the field's own default is "absent".
 DEFAULT_WORDS = {
     "box": "none: give --box or --mask", "mask": "none: give --box or --mask",

@@ -16,7 +16,7 @@ import numpy as np
 from derrumbe import __version__, colour
 from derrumbe.errors import DerrumbeError
 from derrumbe.files import sha256_file
-from derrumbe.frames import FrameRenderer, frame_files
+from derrumbe.frames import FrameRenderer, dust_thinning, frame_files
 from derrumbe.graph import library_version
 from derrumbe.scene import Scene
 from derrumbe.stages import exr as exr_out
@@ -142,7 +142,8 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
         "simulation": sim.info,
         "particles": {"count": grit.n},
         "debris_sizes": debris_sizes(sim, fr, grit),
-        "dust": s["dust"],
+        "dust": {**s["dust"], "thinned_to": round(dust_thinning(sp.see_through, s["dust"]), 4)}
+        if s["dust"].get("enabled") else s["dust"],
         "cache": {"keys": s.keys, "stages": {st: e for st, e in s.cache.events}},
         "render": {"motion_blur_samples_max": frames_info.get("samples_max", 1), "shutter_deg": sp.shutter,
                    "shutter_s": round(look.shutter_s, 6),

@@ -82,6 +82,7 @@ class FrameRenderer:
         if self.live:
             u8 = degrain(v.plate_u8, self.grain_model)
             self.still = (u8_to_linear(u8), u8)
+        self.thin = dust_thinning(sp.see_through, s.cache.dust_info(s.keys["dust"])) if sp.dust > 0 else 1.0
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects
@@ -199,7 +200,7 @@ class FrameRenderer:
             if state is None:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
-            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir), layers, self.sun_share,
+            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, self.thin), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
             t2 = _clock()
             self.stage_t["dust_render"] += t2 - t1
@@ -270,6 +271,30 @@ def render_frames(s: Scene, frames, renderer: FrameRenderer | None = None, on_fr
 
 def _clock() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
+
+
+def dust_thinning(see_through: float, dust_info: dict) -> float:
+    """The factor the cloud's extinction is scaled by at render so that no more than
+    `see_through` of optical depth stands between the lens and the building at the worst
+    moment of the shot (`lens_tau`, measured by the dust stage). Physically, a camera
+    10-20 m from a collapse is swallowed by a cloud of optical depth 10-20 within 2-3 s
+    (img_181: 21) and the rest of the shot is a grey card; a camera 40 m away sees 2-4.
+    Thinning evenly keeps the cloud's shape, motion and light, only its density changes
+    (as a lower --dust would, without re-simulating). 0: the physical cloud."""
+    tau = float(dust_info.get("lens_tau", 0.0) or 0.0)
+    if see_through <= 0 or tau <= see_through:
+        return 1.0
+    return see_through / tau
+
+
+def describe_thinning(see_through: float, dust_info: dict) -> str | None:
+    """One line for the log when the cloud is thinned."""
+    thin = dust_thinning(see_through, dust_info)
+    if thin >= 1.0:
+        return None
+    return (f"dust: thinned to {thin:.2f} of its density so the building shows through it (optical depth "
+            f"{dust_info['lens_tau']:.1f} between the lens and the building at {dust_info.get('lens_tau_at_s', 0):.1f} s, "
+            f"--see-through {see_through:g}; --see-through 0 renders the physical cloud)")
 
 
 def dust_albedo(spec: ShotSpec, light) -> np.ndarray:

@@ -160,8 +160,10 @@ def _dust(s: Scene) -> dict:
                    seed=sp.seed, target_cells=DUST_CELLS[q], steps_per_second=sp.fps * DUST_STEPS_PER_FRAME[q],
                    walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
     n = s.n_frames
+    lens = np.zeros(n)
     for i, t in enumerate(s.frame_times):
         s.cache.store_dust_frame(key, i, dust.advance_to(float(t)))
+        lens[i] = dust.lens_depth()
         s.progress.advance(i + 1, n)
     g = dust.grid
     info = {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
@@ -169,6 +171,7 @@ def _dust(s: Scene) -> dict:
             "grid_grew": dust.grows, "first_emission_s": round(dust.em.first_time(dust.dt), 3),
             "mass_kg": round(dust.mass_g() / 1000.0, 1),
             "settled_and_left_kg": [round(float(x) / 1000.0, 1) for x in dust.lost_g[:2]],
+            "lens_tau": round(float(lens.max()), 3), "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
             **dust.extent()}
     s.cache.finish_dust(key, n, info)
     return info
@@ -222,7 +225,7 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=4, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=5, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
@@ -233,7 +236,8 @@ STAGES: tuple[Stage, ...] = (
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust"),
-          fields=("size", "grain", "shake", "dust_color", "fps", "preview", "passes", "name", "shutter", "seed"),
+          fields=("size", "grain", "shake", "dust_color", "see_through", "fps", "preview", "passes", "name", "shutter",
+                  "seed"),
           settings=lambda s: {"dust color used": list(s.spec.dust_color or DUST_SRGB),
                               "blur": [BLUR_SAMPLES[s.quality], BLUR_STEP_PX[s.quality]],
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),

@@ -19,7 +19,7 @@ from derrumbe import deliver, eta, graph
 from derrumbe.backends import Backends
 from derrumbe.cache import ShotLock
 from derrumbe.files import sweep_temps
-from derrumbe.frames import reusable, render_frames
+from derrumbe.frames import describe_thinning, reusable, render_frames
 from derrumbe.graph import SIM_SIDE, derive_keys, frame_key
 from derrumbe.progress import Progress
 from derrumbe.scene import Scene, open_scene
@@ -122,6 +122,10 @@ def frame_setup(scene: Scene, clock=None) -> None:
     with clock("cleanplate") if clock else nullcontext():
         graph.load(scene, ["view", "cleanplate", "lighting"], verify=False)
     scene.log(describe_light(scene["lighting"][1]))
+    thinned = describe_thinning(scene.spec.see_through, scene.cache.dust_info(scene.keys["dust"])) \
+        if graph.dust_on(scene) else None
+    if thinned:
+        scene.log(thinned)
 
 
 def frame_side(scene: Scene, clock: Clock) -> dict:

@@ -551,3 +551,24 @@ def test_the_plates_surfaces_are_shaded_by_the_dust_alone_not_by_the_building_ag
     f = dust_frame(d.snapshot(), LOW_SUN)
     assert f.tau_sky[inside] > 3.0                       # the dust's own light: under the building
     assert f.shade is not None and f.shade[0][inside] == 0.0 and f.shade[1][inside] == 0.0
+
+
+def test_dust_between_the_lens_and_the_building_is_measured_as_optical_depth():
+    """A slab of dust of uniform extinction 0.4 /m fills the street from 5 to 10 m in front
+    of the lens (z -5..-10), the facade stands at z = -20: each ray from the lens (eye
+    1.6 m) to a point of the facade crosses the slab over 5 m times its slant (length /
+    depth), so its optical depth is 0.4 * 5 * length / 20 (Beer-Lambert along a straight
+    ray). The measure is the median over rays to the facade's middle."""
+    from derrumbe.stages.dust import lens_optical_depth
+    h = 0.25
+    grid = Grid(np.array([-20.0, 0.0, -20.0]), h, (80, 80, 160))     # x -20..20, y 0..20, z -20..0
+    z = grid.origin[2] + (np.arange(80) + 0.5) * h
+    sigma = np.zeros(grid.shape, np.float32)
+    sigma[(z >= -10) & (z <= -5)] = 0.4
+    lo, hi = np.array([-8.0, 0.0, -30.0]), np.array([8.0, 12.0, -20.0])
+    tau = lens_optical_depth(sigma, grid, (0.0, 1.6, 0.0), lo, hi)
+    xs = np.linspace(-4.8, 4.8, 7)
+    ys = np.linspace(0.5, 9.6, 5)
+    expect = np.median([0.4 * 5.0 * np.sqrt(x * x + (y - 1.6) ** 2 + 400.0) / 20.0 for x in xs for y in ys])
+    assert tau == pytest.approx(expect, rel=0.03)
+    assert lens_optical_depth(np.zeros_like(sigma), grid, (0.0, 1.6, 0.0), lo, hi) == 0.0

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter, maximum_filter
+from scipy.ndimage import gaussian_filter, map_coordinates, maximum_filter
 
 from derrumbe.kernels import fluid as K
 from derrumbe.stages.camera import Camera
@@ -180,7 +180,7 @@ class DustSim:
                  walls=None, domain: Domain | None = None):
         """walls: a function of a grid giving its solid cells (see street_walls), or None;
         domain: the box the cloud may fill (by default what the camera sees, dust_domain)."""
-        self.fr, self.sim = fr, sim
+        self.fr, self.sim, self.eye_m = fr, sim, float(cam.eye_m)
         self.domain = domain or dust_domain(fr, cam, target_cells)
         self.dt = 1.0 / steps_per_second
         self.walls_fn = walls
@@ -487,6 +487,11 @@ class DustSim:
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
 
+    def lens_depth(self) -> float:
+        """The optical depth of dust between the lens and the building now (see
+        lens_optical_depth)."""
+        return lens_optical_depth(self.extinction(), self.grid, (0.0, self.eye_m, 0.0), self.fr.box_lo, self.fr.box_hi)
+
     def extent(self, threshold: float = 0.05) -> dict:
         """Where the cloud is: its reach along the ground from the building's centre, its
         height and width (m). The cloud is where its extinction is at least `threshold`
@@ -506,6 +511,25 @@ class DustSim:
         width = float(x.max() - x.min() + g.h) if len(x) else 0.0
         return dict(front_m=round(front, 2), height_m=round(height, 2), width_m=round(width, 2),
                     nearest_z_m=round(float(z.max()), 2) if len(z) else None)
+
+
+def lens_optical_depth(sigma: np.ndarray, grid: Grid, eye: np.ndarray, box_lo, box_hi, step_m: float = 0.25) -> float:
+    """How much dust stands between the lens and the building: the median optical depth
+    along rays from the lens to a grid of points on the facade (its middle 80 % across,
+    0.5 m up to 80 % of its height), the part of the frame the collapse happens in."""
+    xs = np.linspace(0.8 * box_lo[0] + 0.2 * box_hi[0], 0.2 * box_lo[0] + 0.8 * box_hi[0], 7)
+    ys = np.linspace(0.5, max(0.8 * box_hi[1], 1.0), 5)
+    ends = np.array([[x, y, box_hi[2]] for x in xs for y in ys])
+    eye = np.asarray(eye, float)
+    taus = []
+    for end in ends:
+        length = float(np.linalg.norm(end - eye))
+        n = max(2, int(length / step_m))
+        pts = eye + (end - eye) * ((np.arange(n) + 0.5) / n)[:, None]
+        c = (pts - grid.origin) / grid.h - 0.5
+        v = map_coordinates(sigma, [c[:, 2], c[:, 1], c[:, 0]], order=1, mode="constant", cval=0.0)
+        taus.append(float(v.sum()) * length / n)
+    return float(np.median(taus))
 
 
 def front_toward_camera(state: dict, facade_z: float, sigma_min: float = 0.05) -> float:
@@ -540,8 +564,9 @@ def grid_turbulence(cvel: np.ndarray, h: float) -> np.ndarray:
     return np.sqrt(energy).astype(np.float32)
 
 
-def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
-    """A stored dust state, lit: optical depths toward the sun and the sky.
+def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame:
+    """A stored dust state, lit: optical depths toward the sun and the sky; its extinction
+    scaled by `thin` (the shot's see-through, dust_thinning).
 
     The grid cannot resolve the few-centimetre lit skin of a dense cloud: a cell-centred
     optical depth would put every visible surface in shadow. Light is attenuated through
@@ -554,7 +579,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray) -> DustFrame:
         z = np.zeros(shape, np.float32)
         return DustFrame(grid, z, z, z, np.zeros((2, 3) + shape, np.float32), w, np.zeros((3,) + shape, np.float32),
                          z, t)
-    sigma = state["sigma"].astype(np.float32)
+    sigma = state["sigma"].astype(np.float32) * np.float32(thin)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
     d = np.asarray(sun_dir, float)
     d = d / np.linalg.norm(d)

@@ -37,7 +37,7 @@ _ID = re.compile(r"^[0-9a-f]{12}$")
 PAGE_FIELDS = {
     "Camera and scale": ["height_m", "focal_mm", "horizon_y", "sun_azimuth", "sun_elevation"],
     "Collapse": ["style", "direction", "start", "material", "pieces", "seed"],
-    "Dust": ["dust", "wind", "dust_color"],
+    "Dust": ["dust", "wind", "dust_color", "see_through"],
     "Look": ["shutter", "shake", "grain"],
     "Output": ["name", "version", "size", "fps", "duration", "frames"],
 }
@@ -45,7 +45,7 @@ PAGE_FIELDS = {
 LABELS = {"height_m": "Height", "focal_mm": "Lens", "horizon_y": "Horizon", "sun_azimuth": "Sun azimuth",
           "sun_elevation": "Sun elevation", "style": "Style", "direction": "Falls", "start": "Starts at",
           "material": "Material", "pieces": "Pieces", "seed": "Seed", "dust": "Dust amount", "wind": "Wind",
-          "dust_color": "Dust colour", "shutter": "Shutter", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
+          "dust_color": "Dust colour", "see_through": "See-through", "shutter": "Shutter", "shake": "Camera shake", "grain": "Grain", "name": "Shot name",
           "version": "Version", "size": "Size", "fps": "Frame rate", "duration": "Length", "frames": "Frames"}
 PLACEHOLDERS = {"height_m": "estimated", "focal_mm": "26", "horizon_y": "estimated", "sun_azimuth": "estimated",
                 "sun_elevation": "40", "wind": "1,90 (SPEED,HEADING)", "dust_color": "196,190,178 (R,G,B)",
