@@ -24,12 +24,13 @@ import cv2
 import numpy as np
 from scipy.ndimage import median_filter
 
-from derrumbe.colour import luminance, rec709_to_working, working_to_rec709
+from derrumbe.colour import luminance, rec709_to_working, toward_daylight, working_to_rec709
 from derrumbe.stages.camera import Camera
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
 STOREY_M = 3.2
+SKY_DUV = 0.008           # how far from the Planckian locus a plate's sky may be (CIE 1960 uv)
 SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
 
 
@@ -72,7 +73,19 @@ def _sky_layer(lin, inside, sky_px, cam: Camera, overcast: float, rng) -> np.nda
     model = _match_rows(lin, inside, sky_px, model)
     # The sky's own range: the fill is never brighter than the brightest sky pixel the
     # plate shows, nor darker than its darkest (wires and birds aside).
-    return np.clip(model, np.percentile(vals, 1, axis=0), vals.max(axis=0)).astype(np.float32)
+    model = np.clip(model, np.percentile(vals, 1, axis=0), vals.max(axis=0))
+    return _daylight_rows(model)
+
+
+def _daylight_rows(model: np.ndarray) -> np.ndarray:
+    """The sky's colour made daylight row by row, its brightness kept: a clear sky is
+    bluer high and whiter low, but a sky that turns from blue to pink across a row, or is
+    lavender, is sky seen in glass (img_263's curtain wall)."""
+    lum = luminance(model)
+    rows = model.mean(axis=1)
+    tone = np.stack([toward_daylight(r, (6500.0, 25000.0), SKY_DUV)[0] for r in rows])
+    tone = tone / np.maximum(luminance(tone[:, None])[:, 0], 1e-6)[:, None]
+    return (lum[..., None] * tone[:, None, :]).astype(np.float32)
 
 
 def _fit_surface(ys, xs, vals, shape) -> np.ndarray:
