@@ -348,6 +348,26 @@ def test_storey_period_is_found_from_the_facade_itself():
     assert np.allclose(atlas.image, truth)
 
 
+def test_the_shop_front_is_not_repeated_above_the_roofline():
+    """A frame showing one upper storey and a shop front (a red fascia) below it: once the
+    building drops, what comes into view above the frame continues the upper storey, and
+    the shop's fascia never appears up there (img_140 and img_181 showed their shop sign
+    twice, once over the roof)."""
+    from derrumbe.stages.plate_texture import continue_past_frame
+    rng = np.random.default_rng(4)
+    upper = rng.uniform(0.2, 0.5, (70, 90, 3)).astype(np.float32)
+    upper[:, :, 0] *= 0.5                                        # the upper storey: not red
+    shop = np.zeros((130, 90, 3), np.float32)
+    shop[5:45] = [0.8, 0.05, 0.05]                               # the fascia, just under the storey
+    shop[60:] = rng.uniform(0.05, 0.2, (70, 90, 3))
+    tex = np.concatenate([upper, shop])                           # 200 rows: storey, then shop front
+    atlas = continue_past_frame(tex, (0, -160), (90, 200), storey_px=80.0, upper_rows=70)
+    above = atlas.image[:160]
+    red = (above[..., 0] > 0.6) & (above[..., 1] < 0.2)
+    assert not red.any()
+    assert np.allclose(atlas.image[160:], tex)                    # the frame itself as it was
+
+
 def test_fracture_face_relief_sticks_to_the_piece():
     """A broken face in flat light shows relief and aggregate (luminance varies by several
     per cent over centimetres, not a flat colour), and the pattern moves with the piece."""

@@ -77,11 +77,14 @@ class Atlas:
         return (self.x0 / width, (height - y1) / height), (w / width, h / height)
 
 
-def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None) -> Atlas:
+def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None,
+                        upper_rows: int | None = None) -> Atlas:
     """tex continued by translation to cover plate pixels lo = (x0, y0) .. hi = (x1, y1),
     which may lie past the frame (at most MAX_PAD of it on each side). Up and down it
     repeats with the storey period (searched about storey_px when given), left and right
-    with the bay period."""
+    with the bay period. upper_rows: the frame's rows above the ground floor; what is
+    continued above the frame comes from them only (a frame showing one upper storey and
+    the shop front had the shop's sign repeated over the roofline)."""
     H, W = tex.shape[:2]
     x0 = int(np.clip(np.floor(lo[0]), -MAX_PAD * W, 0))
     y0 = int(np.clip(np.floor(lo[1]), -MAX_PAD * H, 0))
@@ -92,7 +95,8 @@ def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None)
         h_lo, h_hi = 0.4 * storey_px, 1.3 * storey_px
     else:
         v_lo, v_hi, h_lo, h_hi = H / 8, 0.6 * H, W / 10, 0.6 * W
-    rows = _indices(y0, y1, H, lambda: repeat_period(tex, v_lo, v_hi), lambda: repeat_period(tex[::-1], v_lo, v_hi))
+    top = tex if upper_rows is None else tex[:max(2, min(int(upper_rows), H))]
+    rows = _indices(y0, y1, H, lambda: repeat_period(top, v_lo, v_hi), lambda: repeat_period(tex[::-1], v_lo, v_hi))
     cols = _indices(x0, x1, W, lambda: repeat_period(tex.transpose(1, 0, 2), h_lo, h_hi),
                     lambda: repeat_period(tex.transpose(1, 0, 2)[::-1], h_lo, h_hi))
     return Atlas(np.ascontiguousarray(tex[rows][:, cols]), x0, y0)

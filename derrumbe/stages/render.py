@@ -276,7 +276,7 @@ class DebrisRenderer:
         self.xf_next = ctx.texture((fr.n, 5), 4, dtype="f4")
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
         atlas = continue_past_frame(facade_texture(plate_lin, matte, holdout), *self._front_bounds(fr),
-                                    storey_px=self._storey_px(fr))
+                                    storey_px=self._storey_px(fr), upper_rows=self._ground_floor_row(fr))
         self.plate_window = atlas.uv_window(W, H)
         tex = atlas.image
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
@@ -317,6 +317,14 @@ class DebrisRenderer:
             return np.zeros(2), np.array(self.size, float)
         uv = self.cam.project(np.concatenate(pts))
         return uv.min(axis=0) - 2, uv.max(axis=0) + 2
+
+    def _ground_floor_row(self, fr: Fracture) -> int | None:
+        """The frame row of the ground floor's ceiling on the facade (its shop fronts and
+        signs are below it)."""
+        fy = np.asarray(fr.floor_y, float)
+        if len(fy) < 2 or fr.facade_z >= 0:
+            return None
+        return int(self.cam.project(np.array([[0.0, fy[1], fr.facade_z]]))[0, 1])
 
     def _storey_px(self, fr: Fracture) -> float | None:
         """An upper storey's height on screen at the facade: the period the facade repeats
