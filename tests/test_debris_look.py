@@ -107,6 +107,25 @@ def test_glass_breaks_before_concrete_under_the_same_blow():
     assert len(np.unique(sim.body_of[piece])) == 1                       # whole
 
 
+def test_a_block_that_drops_in_one_piece_keeps_its_windows_until_it_is_struck():
+    """Windows burst where the walls rack against each other: next to the failing ground
+    floor from the start, but the upper block's top storey falls rigid and keeps its glass
+    until the block reaches the rubble (its first crush). Every window of a falling block
+    bursting at once, as soon as the base went, read as a facade of black holes (img_270)."""
+    from derrumbe.stages.simulate import EV_CRUSH, simulate
+    fr = _building(1500, WINDOWS)
+    sim = simulate(fr, MATERIALS["concrete"], "implosion", "toward", 0.5, 5.0, 48, 3)
+    glass = fr.element_kind == GLASS
+    storey = fr.storey[glass]
+    first_crush = sim.events["t"][sim.events["kind"] == EV_CRUSH].min()
+    low, top = glass & (fr.storey == storey.min()), glass & (fr.storey == storey.max())
+    burst = lambda m: np.isfinite(sim.shattered[m]) | np.isfinite(sim.hidden[m])
+    assert burst(low).mean() > 0.5                                 # beside the failing storey
+    shattered_top = sim.shattered[top][np.isfinite(sim.shattered[top])]
+    assert len(shattered_top) == 0 or shattered_top.min() >= first_crush - 0.05
+    assert (sim.shattered[low][np.isfinite(sim.shattered[low])] < first_crush).any()
+
+
 # ---- light ------------------------------------------------------------------------------
 
 def _sunlit_plate(azimuth: float, elevation: float):

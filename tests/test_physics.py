@@ -330,3 +330,4 @@ def test_every_blow_is_recorded_where_its_piece_is(monkeypatch):
     assert np.linalg.norm(e["pos"] - at, axis=1).max() < 15.0
     ground = e[e["kind"] == EV_GROUND]
     assert np.abs(ground["pos"][:, 1]).max() < 3.0
+

@@ -227,8 +227,9 @@ void main() {
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
     vec3 l_np = light(np, sv, av * occ), l_n = light(n, sv, av);
     vec3 col = base * l_np;
-    if (kind == FRONT) {
-        // The photo's own surface, relit by how far the face has turned from its rest
+    if (kind == FRONT || kind == GLASSF || kind == REVEAL) {
+        // The photo's own surface (a pane still in its frame and the reveals around it
+        // included: the camera saw them), relit by how far the face has turned from its rest
         // orientation; where the piece has broken free, its edges chipped to the
         // material beneath (not along seams it still shares with a neighbour).
         float chip = v_loose * 0.045 * clamp(a.w * 2.2 + 0.3, 0.0, 1.0);

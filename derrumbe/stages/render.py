@@ -457,7 +457,8 @@ class DebrisRenderer:
         ta, tb = t - shutter_s / 2, t + shutter_s / 2
         m = self._motion(sim, t, ta, tb, max_samples, px_per_sample)
         # Shadows and the height map of everything at mid-shutter, then the still layer.
-        self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved)
+        intact = None if sim.shattered is None else sim.shattered > t
+        self._visible_triangles(m.pc, m.qc, sim.visible(t), m.moving, m.moved, intact)
         self._upload(m.pc, m.qc, m.moved, m.moving, m.age, self.shown(sim, t), m.blur)
         self._depth_pass(self.shadow_fbo, self.lightproj)
         self._top_pass()
@@ -668,7 +669,7 @@ class DebrisRenderer:
         self.ctx.disable(self.mgl.BLEND)
         self.ctx.disable(self.mgl.CULL_FACE)
 
-    def _visible_triangles(self, pos, quat, visible, moving=None, moved=None) -> None:
+    def _visible_triangles(self, pos, quat, visible, moving=None, moved=None, intact=None) -> None:
         """Fills the index buffer with the triangles worth drawing: not those between two
         fragments that still move as one (same rotation, same relative offset as at
         rest), nor those of pulverised fragments. In draw order, each group contiguous:
@@ -687,7 +688,11 @@ class DebrisRenderer:
         draw = ~inner & visible[i]
         mv = np.zeros(self.n, bool) if moving is None else moving
         md = np.zeros(self.n, bool) if moved is None else moved
-        g, m, d, e = self.tri_glass, mv[i], md[i], self.tri_edge
+        # A pane still in its frame is drawn as the wall is, with the photo's own window
+        # (its reflections and curtains); only shards are glass (a falling block of
+        # windows drawn as glass showed the dark rooms through them: black bars).
+        g = self.tri_glass if intact is None else self.tri_glass & ~intact[i]
+        m, d, e = mv[i], md[i], self.tri_edge
         groups = [draw & g & ~m & d, draw & g & ~d, draw & ~g & ~m, draw & ~g & m & ~e, draw & ~g & m & e,
                   draw & g & m]
         counts = [3 * int(x.sum()) for x in groups]

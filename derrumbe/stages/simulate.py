@@ -47,6 +47,7 @@ MAX_RETRIES = 2
 # its neighbours a little; a cracked part breaks at a lower speed next time.
 DAMAGE_HIT, DAMAGE_NEAR, DAMAGE_MAX = 0.25, 0.05, 0.45
 GLASS_DELAY_S = (0.02, 0.4)   # a pane goes this long after the walls around it first move
+RACK_MS = 0.5                 # walls moving this fast against each other rack the window frame between
 GLASS_KICK = (0.8, 3.5)       # m/s out of the opening: the racking frame and the air blow panes out
 GLASS_SPIN = 5.0              # rad/s: shards tumble (each turn flashes the sun)
 
@@ -68,6 +69,7 @@ class SimResult:
     events: np.ndarray = field(default_factory=lambda: np.zeros(0, EVENT_DTYPE))
     final_body: np.ndarray = None   # (N,) which body each fragment ends in: the final debris sizes
     hidden: np.ndarray = None       # (N,) time a fragment was pulverised (gone to dust and grit; inf: never)
+    shattered: np.ndarray = None    # (N,) time a pane's fragment left its frame as a shard (inf: never, or not glass)
 
     def visible(self, t: float) -> np.ndarray:
         return np.ones(self.pos.shape[1], bool) if self.hidden is None else self.hidden > t
@@ -117,6 +119,7 @@ class Destruction:
         self.time = 0.0
         self.released = np.full(fr.n, np.inf)
         self.hidden = np.full(fr.n, np.inf)
+        self.shattered = np.full(fr.n, np.inf)
         self.gone: dict[int, tuple] = {}        # pulverised fragments' last transform
         self.events: list = []
         self.fault = fault
@@ -413,10 +416,14 @@ class Destruction:
 
 
 class Panes:
-    """Windows break first. A pane shatters shortly after anything of its storey, or of
-    the storeys above and below it, starts to move (its frame racks), whatever the
-    style; its shards leave the opening with the wall's motion there plus a throw
-    outward and a tumble. A pane struck before that breaks by its own (low) strength."""
+    """Windows break first where the walls rack. A pane shatters shortly after the wall
+    around it moves against the wall beside it (its storey's, or the storey above's or
+    below's, at RACK_MS or more): at the failing storey, at the crush front, wherever a
+    cluster breaks away. A block that drops in one piece keeps its glass until it is
+    struck (every window of img_270 burst at once when the base storey went, and the
+    falling block read as a facade of black holes). The shards leave the opening with the
+    wall's motion there plus a throw outward and a tumble. A pane struck before that
+    breaks by its own (low) strength."""
 
     def __init__(self, fr: Fracture):
         glass = fr.element_kind == GLASS
@@ -426,16 +433,35 @@ class Panes:
         self.delay = rng.uniform(*GLASS_DELAY_S, len(self.panes))
         self.near = [~glass & (np.abs(fr.storey - fr.storey[p[0]]) <= 1) for p in self.panes]
         self.done = np.zeros(len(self.panes), bool)
+        self.racked = np.full(len(self.panes), np.inf)
         self.rng = rng
 
     def update(self, sim: "Destruction") -> None:
+        vel: dict[int, np.ndarray] = {}
+
+        def velocity(key: int) -> np.ndarray:
+            if key not in vel:
+                vel[key] = sim.motion(key)[2]
+            return vel[key]
         for j, leaves in enumerate(self.panes):
             if self.done[j]:
                 continue
-            t0 = sim.released[self.near[j]].min() if self.near[j].any() else np.inf
-            if sim.time >= t0 + self.delay[j]:
+            if not np.isfinite(self.racked[j]) and self._racks(sim, j, leaves, velocity):
+                self.racked[j] = sim.time
+            if sim.time >= self.racked[j] + self.delay[j]:
                 self.done[j] = True
                 self._shatter(sim, leaves)
+
+    def _racks(self, sim: "Destruction", j: int, leaves: np.ndarray, velocity) -> bool:
+        """The pane's wall moves against a wall beside it (or one was pulverised)."""
+        own = int(sim.body_of[leaves[0]])
+        if own < 0 or not self.near[j].any():
+            return own < 0
+        keys = np.unique(sim.body_of[self.near[j]])
+        if (keys < 0).any():
+            return True
+        v0 = velocity(own)
+        return any(float(np.linalg.norm(velocity(int(k)) - v0)) > RACK_MS for k in keys if k != own)
 
     def _shatter(self, sim: "Destruction", leaves: np.ndarray) -> None:
         fr = sim.fr
@@ -450,6 +476,7 @@ class Panes:
             kick = out * throw * self.rng.uniform(0.6, 1.2) + self.rng.normal(0, 0.4, 3)
             sim.detach(np.array([i]), len(LEVELS) - 1, DYNAMIC, "debris", linvel=v + np.cross(w, c - x) + kick,
                        angvel=w + self.rng.normal(0, GLASS_SPIN, 3))
+            sim.shattered[i] = sim.time
         sim.counts["panes"] = sim.counts.get("panes", 0) + 1
 
 
@@ -529,7 +556,7 @@ def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt, 
         info["energy_J"] = [round(e, 1) for e in energy]
     info.update(roof_timing(fr, times, pos, sim.released))
     return SimResult(times, pos, quat, dissipated, sim.released, sim.mass.astype(np.float32), info, events,
-                     sim.body_of.copy(), sim.hidden.copy())
+                     sim.body_of.copy(), sim.hidden.copy(), sim.shattered.copy())
 
 
 ARRIVED = 0.125
