@@ -169,6 +169,9 @@ class DustFrame:
     # the cloud's shadow on the plate's surfaces is made of (the building's own shadows are
     # in the photo already). None: the same as tau_sun and tau_sky.
     shade: np.ndarray | None = None
+    # The see-through's thinning already applied to sigma (the billows are cut by the
+    # cloud's own density, sigma / thin).
+    thin: float = 1.0
 
 
 class DustSim:
@@ -595,7 +598,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
     tau_sun, tau_sky = _depths(s_light, d, grid.h)
     coords = state["coords"].astype(np.float32).reshape((2, 3) + shape)
     return DustFrame(grid, sigma, tau_sun, tau_sky, coords, w, state["vel"].astype(np.float32),
-                     state["turb"].astype(np.float32), t, shade)
+                     state["turb"].astype(np.float32), t, shade, float(thin))
 
 
 def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:

@@ -147,6 +147,7 @@ uniform vec2 scale;           // output pixels per pixel of this pass
 uniform float H, eye, step_m, wA, wB, wnorm, period, frame_s;
 uniform vec3 sun_dir, sun_col, amb_col, albedo;
 uniform float g_hg, sigma_cap, sigma_min, turb_ref, edge_gain, warp;
+uniform float thin;             // the see-through's thinning of the extinction (1: none)
 uniform vec2 clear_m;           // near the lens (fully within clear_m.x, not at all past clear_m.y) ...
 uniform vec2 clear_tau;         // ...the first clear_tau.x-clear_tau.y of optical depth from the lens fades out
 uniform bool use_detail;
@@ -173,7 +174,7 @@ float band(vec3 ca, vec3 cb, float per, float px_m, vec3 off) {
 // all of it, a thin one only the tops of the noise, with a rim a fraction of a billow
 // wide; what is kept is denser, so the mean optical depth stays about the grid's.
 float billow(float s, float n, float amp) {
-    float c = 1.0 - exp(-1.5 * s);
+    float c = 1.0 - exp(-1.5 * s / thin);      // how solid the cloud is, by its own density
     float thr = mix(1.1, -1.8, c);
     float m = smoothstep(thr - 0.2, thr + 0.2, n * amp);
     return s * mix(1.0, m * (1.0 + 0.25 * n) / max(mix(0.25, 1.0, c), 0.25), 0.85);
@@ -252,13 +253,13 @@ void march(vec2 px, vec2 tc, float jit) {
                 // tops bulge into lumps instead of following the grid's smooth layers.
                 // (only where the cloud thins toward its surface: inside, a vertical push
                 // would draw the noise out into vertical streaks)
-                float thin = exp(-1.5 * s);
+                float surf = exp(-1.5 * s / thin);
                 // ...and the whole cloud, dense or thin, sideways by a coarser noise (lobes
                 // and clefts two billows across, as on the nose of a real gravity current):
                 // the front's line on the street is never the grid's straight, even front.
                 // (a smooth sideways shift draws no streaks, so it need not fade inside)
                 float nl = band(ca, cb, 2.0 * period, pxa * t, vec3(0.37, 0.11, 0.73));
-                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n * thin, 0.0);
+                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n * surf, 0.0);
                 vec3 uw = (p - push - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
@@ -539,6 +540,7 @@ class DustRenderer:
         p["extent"].value = tuple(map(float, g.size_m))
         p["step_m"].value = float(g.h * 0.9)
         p["warp"].value = float(1.5 * g.h)
+        p["thin"].value = float(f.thin)
         p["period"].value = float(NOISE_TILE_CELLS * g.h)
         p["sigma_min"].value = float(0.02 / (g.h * self.occ_cells))
         wa, wb = f.coord_w
