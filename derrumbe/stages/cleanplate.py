@@ -28,6 +28,7 @@ from derrumbe.colour import luminance, rec709_to_working, toward_daylight, worki
 from derrumbe.stages.camera import Camera
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
+NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
 STOREY_M = 3.2
 SKY_DUV = 0.008           # how far from the Planckian locus a plate's sky may be (CIE 1960 uv)
@@ -392,7 +393,14 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
             continue                        # open sky or street beside it: no neighbour touched
         solid_rows = np.nonzero(solid.mean(axis=1) > 0.6)[0]
         top_n = r0 + int(solid_rows.min())
-        patch = lin[r0:r1, strip]
+        # The neighbour's own wall when the frame shows enough of it; a sliver at the
+        # frame's edge is mostly whatever hangs there (img_100: a red sign board made a
+        # dark red party wall), so the terrace's wall is taken from the building's edge.
+        if strip.stop - strip.start >= NEIGHBOUR_MIN_PX:
+            patch = lin[r0:r1, strip]
+        else:
+            own = slice(max(0, xe - 40), xe) if side > 0 else slice(xe + 1, min(w, xe + 41))
+            patch = lin[r0:r1, own]
         plain = _plain_wall(patch)
         z_far = depth + PLOT_DEPTH_M
         x_far = cam.cx + (xe - cam.cx) * depth / z_far
