@@ -363,7 +363,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
     // the march found, so thin dust reads as thin instead of being pushed to opaque.
     float g = 1.0 + edge_gain * dense * smoothstep(0.15, 0.5, a_span);
-    float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * 2.2 * n)));
+    // The noise cuts an edge into lumps; across a see-through stretch it only ripples it
+    // (at full strength there it drew oil-on-water squiggles through thin dust over a sky).
+    float cut = mix(0.35, 1.0, smoothstep(0.15, 0.5, a_span));
+    float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * cut * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
     // (each lump's crown sees more of the sky and the sun than the crevice between it and
