@@ -189,10 +189,12 @@ def _uv_to_xy(uv: np.ndarray) -> np.ndarray:
     return np.stack([3 * u / d, 2 * v / d], -1)
 
 
-def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006) -> tuple[np.ndarray, float]:
+def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006,
+                    min_duv: float | None = None) -> tuple[np.ndarray, float]:
     """A working-space light colour moved to the nearest chromaticity that daylight can
     have: the Planckian locus between cct_range (K), at most max_duv off it in CIE 1960
-    uv. Its luminance is kept. Returns the colour and its correlated colour temperature."""
+    uv (toward green; toward magenta at most min_duv, by default as far). Its luminance is
+    kept. Returns the colour and its correlated colour temperature."""
     lin709 = np.clip(working_to_rec709(np.asarray(rgb, np.float32)).astype(np.float64), 1e-6, None)
     xyz = _REC709_TO_XYZ @ lin709
     uv = _xy_to_uv(xyz[:2] / xyz.sum())
@@ -204,8 +206,8 @@ def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006)
     cct = float(np.clip(temps[k], *cct_range))
     base, tan = _xy_to_uv(_planck_xy(np.array([cct, cct * 1.001])))
     tangent = (tan - base) / np.linalg.norm(tan - base)
-    normal = np.array([-tangent[1], tangent[0]])
-    duv = float(np.clip(np.dot(uv - locus[k], normal), -max_duv, max_duv))
+    normal = np.array([tangent[1], -tangent[0]])          # toward green (positive Duv, as CIE signs it)
+    duv = float(np.clip(np.dot(uv - locus[k], normal), -(max_duv if min_duv is None else min_duv), max_duv))
     x, y = _uv_to_xy(base + normal * duv)
     Y = xyz[1]
     xyz2 = np.array([x / y * Y, Y, (1 - x - y) / y * Y])

@@ -31,7 +31,7 @@ PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
 STOREY_M = 3.2
-SKY_DUV = 0.008           # how far from the Planckian locus a plate's sky may be (CIE 1960 uv)
+SKY_DUV = 0.015           # how far above the Planckian locus (toward green) a plate's sky may be (CIE 1960 uv)
 SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
 
 
@@ -84,7 +84,9 @@ def _daylight_rows(model: np.ndarray) -> np.ndarray:
     lavender, is sky seen in glass (img_263's curtain wall)."""
     lum = luminance(model)
     rows = model.mean(axis=1)
-    tone = np.stack([toward_daylight(r, (6500.0, 25000.0), SKY_DUV)[0] for r in rows])
+    # (skylight lies above the Planckian locus, toward green: a clear sky's Rayleigh blue
+    # is not a black body's, and one held on the locus came out lavender)
+    tone = np.stack([toward_daylight(r, (6500.0, 25000.0), SKY_DUV, -0.003)[0] for r in rows])
     tone = tone / np.maximum(luminance(tone[:, None])[:, 0], 1e-6)[:, None]
     return (lum[..., None] * tone[:, None, :]).astype(np.float32)
 
