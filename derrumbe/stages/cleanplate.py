@@ -177,7 +177,9 @@ def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float
     low, high = (c / float(luminance(c[None, None])[0, 0]) for c in (low, high))
     blue = low[None] + (high - low)[None] * np.clip(s / 0.6, 0.0, 1.0)[:, None]
     tone = overcast * np.ones((1, 3), np.float32) + (1 - overcast) * blue                 # rows x 3
-    sky = tone[:, None, :] * np.minimum(level, cap)[:, None, None]
+    # Held below the cap by its brightest channel, so a blue sky keeps its blue (clipped
+    # channel by channel it went a flat pastel cyan: img_190).
+    sky = tone[:, None, :] * np.minimum(level, cap / tone.max(axis=1))[:, None, None]
     # Cloud: soft low-frequency variation of a few percent (more under cloud cover).
     def octave(d):
         o = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(w / d, 1.0))
@@ -185,7 +187,7 @@ def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float
     n = octave(5) + 0.5 * octave(15) + 0.25 * octave(45)
     n = n / max(float(n.std()), 1e-6)
     sky = sky * (1 + (0.015 + 0.035 * overcast) * n)[..., None]
-    return np.minimum(sky, cap).astype(np.float32)
+    return (sky * np.minimum(1.0, cap / np.maximum(sky.max(axis=2, keepdims=True), 1e-6))).astype(np.float32)
 
 
 # ---- 2. distant blocks -----------------------------------------------------------------
