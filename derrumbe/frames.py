@@ -278,7 +278,7 @@ def dust_thinning(see_through: float, dust_info: dict) -> float:
     `see_through` of optical depth stands between the lens and the building at the worst
     moment of the shot (`lens_tau`, measured by the dust stage). Physically, a camera
     10-20 m from a collapse is swallowed by a cloud of optical depth 10-20 within 2-3 s
-    (img_181: 21) and the rest of the shot is a grey card; a camera 40 m away sees 2-4.
+    (img_100, 17 m away: 20) and the rest of the shot is a grey card; a camera 40 m away sees 2-4.
     Thinning evenly keeps the cloud's shape, motion and light, only its density changes
     (as a lower --dust would, without re-simulating). 0: the physical cloud."""
     tau = float(dust_info.get("lens_tau", 0.0) or 0.0)
