@@ -420,7 +420,7 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
         # The wall's height (m) at each pixel of its columns, and how far back each lies.
         hgt = cam.eye_m + (cam.cy - np.arange(h, dtype=np.float64)[:, None]) * z[None, :] / cam.f_px
         gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
-        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng)
+        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng) * _weathering(h, len(xs), rng)
         # A side face: out of the light that falls on the fronts, darker further back.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
         shade = 0.72 - 0.15 * back
@@ -453,7 +453,7 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng) -
     out = np.where(under[..., None], tints[key], out)
     # Partition scars: a darker line 0.15 m wide where a wall met it.
     d_edge = np.min(np.abs(back[:, None] - edges[None, :]), axis=1)
-    out = np.where((under & (d_edge[None, :] < 0.075))[..., None], out * 0.78, out)
+    out = np.where((under & (d_edge[None, :] < 0.075))[..., None], out * 0.9, out)
     # Floor pockets: a dark band where the slab was torn out, a paler lip over it.
     if len(floors):
         d = hgt[..., None] - floors[None, None, :]
@@ -461,6 +461,20 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng) -
         lip = ((d >= 0.14) & (d < 0.24)).any(-1)
         out = np.where(pocket[..., None], out * 0.5, np.where(lip[..., None], out * 1.08, out))
     return out
+
+
+def _weathering(h: int, w: int, rng) -> np.ndarray:
+    """A bare wall's weathering as a multiplier: rain streaks running down it (patches
+    stretched tall), blotches of damp and repair, and the render's own grain; a party
+    wall drawn as one smooth colour read as an untextured CG plane (img_190)."""
+    def field(sy, sx):
+        f = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigmaX=max(sx, 0.5), sigmaY=max(sy, 0.5))
+        return f / max(float(f.std()), 1e-6)
+    streaks = field(h / 6, max(w / 40, 1.0))
+    blotch = field(h / 20, w / 20)
+    grain = rng.normal(0, 1, (h, w)).astype(np.float32)
+    m = 1 + 0.07 * streaks + 0.05 * blotch + 0.025 * grain
+    return np.clip(m, 0.75, 1.25)[..., None].astype(np.float32)
 
 
 def _plain_wall(patch: np.ndarray) -> np.ndarray:
