@@ -582,8 +582,13 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
         z = np.zeros(shape, np.float32)
         return DustFrame(grid, z, z, z, np.zeros((2, 3) + shape, np.float32), w, np.zeros((3,) + shape, np.float32),
                          z, t)
-    sigma = state["sigma"].astype(np.float32) * np.float32(thin)
-    s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
+    full = state["sigma"].astype(np.float32)
+    sigma = full * np.float32(thin)
+    # The cloud shades itself as the physical cloud does (a thinned cloud lit through its
+    # thinned density went flat and pale: dark bellies are what make a billow read), while
+    # its shadow on the street and the walls is the thinned cloud's.
+    s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-full / LIGHT_SIGMA_CAP))).astype(np.float32)
+    s_seen = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
     d = np.asarray(sun_dir, float)
     d = d / np.linalg.norm(d)
     shade = None
@@ -591,7 +596,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
         # The dust's shadow on the street and the walls is the dust's alone: the photo
         # already holds the building's shadows, and counting them again darkened the whole
         # plate the moment the dust appeared.
-        shade = np.stack(_depths(s_light, d, grid.h))
+        shade = np.stack(_depths(s_seen, d, grid.h))
         # The building and the rubble shade the dust: dust inside the standing building,
         # under its floors or in its shadow, sees neither the sun nor most of the sky.
         s_light = s_light + SOLID_SIGMA * state["solid"].astype(np.float32)
