@@ -279,8 +279,8 @@ def dust_thinning(see_through: float, dust_info: dict) -> float:
     moment of the shot (`lens_tau`, measured by the dust stage). Physically, a camera
     10-20 m from a collapse is swallowed by a cloud of optical depth 10-20 within 2-3 s
     (img_100, 17 m away: 20) and the rest of the shot is a grey card; a camera 40 m away sees 2-4.
-    Thinning evenly keeps the cloud's shape, motion and light, only its density changes
-    (as a lower --dust would, without re-simulating). 0: the physical cloud."""
+    Thinning evenly keeps the cloud's shape and motion, and it is lit as the full cloud is
+    (dust_frame); only its opacity and its shadow change. 0: the physical cloud."""
     tau = float(dust_info.get("lens_tau", 0.0) or 0.0)
     if see_through <= 0 or tau <= see_through:
         return 1.0
