@@ -189,6 +189,13 @@ def _uv_to_xy(uv: np.ndarray) -> np.ndarray:
     return np.stack([3 * u / d, 2 * v / d], -1)
 
 
+@functools.lru_cache(maxsize=1)
+def _locus_uv() -> tuple[np.ndarray, np.ndarray]:
+    """The Planckian locus, 1700-25000 K, sampled once: (temperatures, CIE 1960 uv)."""
+    temps = np.geomspace(1700.0, 25000.0, 2000)
+    return temps, _xy_to_uv(_planck_xy(temps))
+
+
 def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006,
                     min_duv: float | None = None) -> tuple[np.ndarray, float]:
     """A working-space light colour moved to the nearest chromaticity that daylight can
@@ -200,8 +207,7 @@ def toward_daylight(rgb, cct_range: tuple[float, float], max_duv: float = 0.006,
     uv = _xy_to_uv(xyz[:2] / xyz.sum())
     # Where on the whole locus the colour lies (its CCT) and how far off it (its Duv,
     # signed along the locus's normal); then both clamped to what daylight can be.
-    temps = np.geomspace(1700.0, 25000.0, 2000)
-    locus = _xy_to_uv(_planck_xy(temps))
+    temps, locus = _locus_uv()
     k = int(np.argmin(((locus - uv) ** 2).sum(-1)))
     cct = float(np.clip(temps[k], *cct_range))
     base, tan = _xy_to_uv(_planck_xy(np.array([cct, cct * 1.001])))
