@@ -77,8 +77,10 @@ def contact_sheet(plate: Path, out: Path, m: dict, dest: Path, width: int = 480)
     for label, im in tiles:
         h, w = im.shape[:2]
         im = cv2.resize(im, (width, int(h * width / w)), interpolation=cv2.INTER_AREA)
-        cv2.putText(im, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3)
-        cv2.putText(im, label, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1)
+        # A solid tab, not an outlined glyph: at sheet size an outline read as overprinted digits.
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.rectangle(im, (0, 0), (tw + 12, th + 12), (24, 24, 24), -1)
+        cv2.putText(im, label, (6, th + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (240, 240, 240), 1, cv2.LINE_AA)
         out_tiles.append(im)
     h = max(t.shape[0] for t in out_tiles)
     out_tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) for t in out_tiles]
