@@ -172,19 +172,26 @@ void main() {
     vec4 pc = viewproj * vec4(v_rest, 1.0);
     vec2 ruv = pc.xy / pc.w * 0.5 + 0.5;
     vec2 puv = (ruv - plate_lo) / plate_span;           // the plate, continued past the frame
-    float sv = sun_vis(shadow, v_world, n);
+    // A window's reveals and its pane in the frame are part of the photo's surface: they
+    // are relit as the wall's front turns, not by their own normals (a head seen from
+    // below, relit as a face turned to the ground, drew black lines along the tops of
+    // the openings of img_270's falling block).
+    bool seen = kind == REVEAL || kind == GLASSF;
+    vec3 n_lit = seen ? normalize(v_R * vec3(0.0, 0.0, 1.0)) : n;
+    float sv = sun_vis(shadow, v_world, n_lit);
 #ifndef MOVING
     if (v_moved < 0.5 && (kind == FRONT || kind == REVEAL || kind == GLASSF)) {
         // At rest the plate shows what the camera saw, bit for bit, unless something that
         // moves now shades it: then it is drawn, darkened by that shadow.
-        float was = sv < 0.98 && sun_strength > 0.05 ? sun_vis(shadow_rest, v_world, n) : sv;
+        float was = sv < 0.98 && sun_strength > 0.05 ? sun_vis(shadow_rest, v_world, n_lit) : sv;
         if (sv > was - 0.02) { o_col = vec4(0.0); o_aux = vec4(1.0, 0.0, depth, 1.0); return; }
-        o_col = vec4(texture(plate, puv).rgb * light(n, sv, 1.0) / max(light(n, was, 1.0), vec3(1e-4)), 1.0);
+        o_col = vec4(texture(plate, puv).rgb * light(n_lit, sv, 1.0) / max(light(n_lit, was, 1.0), vec3(1e-4)), 1.0);
         o_aux = vec4(0.0, 1.0, depth, 1.0);
         return;
     }
 #endif
-    float av = sky_access(v_world, n);
+    // (the sky a reveal sees in its opening is in the photo already, as is its shadow)
+    float av = seen ? 1.0 : sky_access(v_world, n);
     // A break's face near the wall's outer face sees the sky and the street in front of
     // the wall through the crack's mouth (the top-down map sees only the wall over it):
     // a crack's lips show lit, fresh material and it darkens only with depth, not a
@@ -225,7 +232,7 @@ void main() {
     base *= (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id)));
     vec3 np = perturb(n, g, k_relief);
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
-    vec3 l_np = light(np, sv, av * occ), l_n = light(n, sv, av);
+    vec3 l_np = light(np, sv, av * occ), l_n = light(n_lit, sv, av);
     vec3 col = base * l_np;
     if (kind == FRONT || kind == GLASSF || kind == REVEAL) {
         // The photo's own surface (a pane still in its frame and the reveals around it
@@ -235,7 +242,9 @@ void main() {
         float chip = v_loose * 0.045 * clamp(a.w * 2.2 + 0.3, 0.0, 1.0);
         // A chip narrower than a pixel only tints it (no band along every edge).
         float k = (1.0 - smoothstep(chip - px, chip + px, e)) * min(1.0, chip / px);
-        col = mix(texture(plate, puv).rgb * clamp(l_n / front_light, 0.1, 2.5), mat * l_np * 1.05, k);
+        vec3 was = seen ? light(vec3(0.0, 0.0, 1.0), sun_vis(shadow_rest, v_rest, vec3(0.0, 0.0, 1.0)), 1.0)
+                        : front_light;
+        col = mix(texture(plate, puv).rgb * clamp(l_n / was, 0.1, 2.5), mat * l_np * 1.05, k);
         fresh = 0.4 * k;
     } else {
         // A fresh break's edges are sharp and catch the light; a little, not an outline.
