@@ -207,7 +207,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("matte", _matte, files=("plate", "mask", "holdout"), version=2,
           fields=("box", "seed", "plate_colorspace", "no_auto_holdouts"),
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
-    Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=2,
+    Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=3,
           libs=("numpy", OPENCV)),
     Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
     Stage("windows", _windows, inputs=("matte",), store="none", libs=("numpy", OPENCV)),
@@ -243,7 +243,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=16, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=17, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -310,6 +310,32 @@ def test_plate_texture_only_on_faces_the_photo_saw():
     assert layers.static.sum() == 0
 
 
+def test_a_window_reveal_on_a_falling_block_is_lit_as_its_wall_not_drawn_black():
+    """A window's head seen from below on a block that has dropped but not turned: the
+    reveal is part of the photo (the camera saw it), so it carries the plate lit as the
+    wall's front is. Relit as a face turned to the ground it came out near black: thin
+    dark L-lines along the tops of img_270's openings as its block fell."""
+    plate = np.full((CAM.height, CAM.width, 3), 0.4, np.float32)
+    # The head over an opening, 3 m deep so its underside spans pixels from the street.
+    lo, hi = np.array([-1.5, 12.0, -33.0]), np.array([1.5, 13.0, -30.0])
+    kinds_of = lambda n: FRONT if n[2] > 0.5 else REVEAL if n[1] < -0.5 else BREAK
+    fr = _one_box_fracture(lo, hi, kinds_of)
+    drop = 2.0
+    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+    try:
+        layers = r.render(_still_sim(fr.centroid[0] - [0, drop, 0]), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    col, a_ = layers.debris[..., :3].mean(-1), layers.debris[..., 3]
+    x = int(CAM.cx)
+    y_front = CAM.cy - CAM.f_px * (np.array([13.0, 12.0]) - drop - CAM.eye_m) / 30.0
+    y_under = CAM.cy - CAM.f_px * (12.0 - drop - CAM.eye_m) / np.array([30.0, 33.0])
+    front = col[int(y_front[0]) + 2:int(y_front[1]) - 1, x]
+    under = col[int(np.ceil(y_under[0])) + 1:int(y_under[1]) - 1, x]
+    assert len(under) >= 3 and (a_[int(y_front[0]) + 2:int(y_under[1]) - 1, x] > 0.99).all()
+    assert under.min() > 0.75 * front.mean(), (under, front.mean())
+
+
 def test_facade_texture_carries_no_sky_past_the_building():
     """Sky blue above a brown facade: past the matte the texture is facade, so a piece's
     top edge never shows a blue rim."""
@@ -385,6 +411,67 @@ def test_the_shop_front_is_not_repeated_above_the_roofline():
     red = (above[..., 0] > 0.6) & (above[..., 1] < 0.2)
     assert not red.any()
     assert np.allclose(atlas.image[160:], tex)                    # the frame itself as it was
+
+
+def _window_facade(period=60, rows=240, width=120):
+    """A render wall (0.5) with dark windows (0.05) rows 20..44 of each 60-row storey and
+    columns 20..50 and 70..100 of each bay."""
+    tex = np.full((rows, width, 3), 0.5, np.float32)
+    for y0 in range(0, rows, period):
+        for x0 in (20, 70):
+            tex[y0 + 20:y0 + 45, x0:x0 + 30] = 0.05
+    return tex
+
+
+def test_a_roof_above_the_frame_ends_in_a_plain_parapet_not_through_a_row_of_windows():
+    """The roof of a building cut by the frame's top lies above the frame. The continued
+    facade would run its windows up to the roof's row and stop in a ruler line through
+    them (img_270's falling block); the parapet is plain wall from the roof down to the
+    first plain row at least a parapet (0.9 m) below it, under a lighter coping and the
+    shadow of its drip, and every window below it is whole."""
+    from derrumbe.stages.plate_texture import continue_past_frame, roof_parapet
+    period, px_per_m = 60, 20.0                                    # 3 m storeys at 20 px/m
+    tex = _window_facade(period)
+    atlas = continue_past_frame(tex, (0, -180), (120, 240), storey_px=period)
+    glass = atlas.image[:, 25, 0] < 0.2                           # the continued window rows (a bay's column)
+    starts = np.nonzero(glass[1:] & ~glass[:-1])[0] + 1
+    first = starts[0]                                             # a whole window row above the frame
+    last = first + int(np.argmax(~glass[first:]))                 # its first plain row below
+    roof = atlas.y0 + first + 5                                   # the roof cuts through its glass
+    out = roof_parapet(atlas, roof, px_per_m, period, 0.9)
+    img = out.image[:, :, 0]
+    r0 = first + 5
+    assert np.allclose(out.image[:r0], atlas.image[:r0]) and np.allclose(out.image[180:], tex)
+    # Plain from the roof to at least 0.9 m below it: no window pixel, however mottled.
+    changed = np.nonzero(np.abs(out.image - atlas.image).max(axis=(1, 2)) > 1e-6)[0]
+    b = changed.max() + 1
+    assert changed.min() == r0 and b >= r0 + 18 and img[r0:b].min() > 0.25
+    # It stops at the first plain rows below (the cut window's sill, a row of smoothing):
+    # below, the facade as it was, its next row of windows whole.
+    assert max(r0 + 18, last) <= b <= max(r0 + 18, last) + 2
+    assert glass[b:b + period].any()
+    # The coping is lighter than the wall, the drip's shadow under it darker.
+    cop, drip = img[r0:r0 + 2].mean(), img[r0 + 3:r0 + 5].mean()
+    wall = img[r0 + 12:r0 + 18].mean()
+    assert cop > 1.08 * wall and drip < 0.9 * wall
+    assert abs(wall - 0.5) < 0.05                                 # the facade's own wall colour
+
+
+def test_a_roof_the_plate_shows_is_left_as_the_photo_shows_it():
+    from derrumbe.stages.plate_texture import continue_past_frame, roof_parapet
+    tex = _window_facade()
+    atlas = continue_past_frame(tex, (0, 0), (120, 240), storey_px=60)
+    assert roof_parapet(atlas, 30.0, 20.0, 60, 0.9) is atlas
+
+
+def test_a_building_cut_by_the_frames_top_gets_whole_hidden_storeys_and_a_parapet():
+    from derrumbe.stages.camera import PARAPET_M, hidden_roof
+    for visible, g, s in [(18.9, 4.0, 2.95), (8.0, 3.5, 3.0), (11.8, 4.2, 3.6), (30.0, 4.0, 3.2)]:
+        top = hidden_roof(visible, g, s)
+        upper = (top - PARAPET_M - g) / s
+        assert abs(upper - round(upper)) < 1e-9                    # whole storeys over the ground floor
+        assert top - PARAPET_M >= visible - 0.05 * s                # never below the storey the frame cuts
+        assert 1.1 * visible <= top <= 1.25 * visible + s + PARAPET_M
 
 
 def test_fracture_face_relief_sticks_to_the_piece():

@@ -23,6 +23,8 @@ GROUND_FLOOR_M = 4.0
 EYE_HEIGHT_M = 1.6
 DEFAULT_FOCAL_MM = 26.0   # a phone's main camera, 35 mm equivalent
 FILM_WIDTH_MM = 36.0
+HIDDEN_SHARE = 1.25        # a building cut by the frame's top: about this much of what it shows, in all
+PARAPET_M = 0.9           # the wall standing over the roof's slab at its edge
 
 
 @dataclass
@@ -107,6 +109,17 @@ def too_tall_by_the_facade(srgb: np.ndarray):
     return judge
 
 
+def hidden_roof(visible_m: float, ground_floor_m: float, storey_m: float) -> float:
+    """The roof of a building whose matte runs off the frame's top: about a quarter more
+    building than the frame shows (never less than the storey the frame cuts through),
+    in whole storeys, and a parapet over the last. A roof at an arbitrary height cut the
+    hidden top storey's windows in half: falling into view, the block ended in a ruler
+    line through a row of windows (img_270, img_190)."""
+    upper = (visible_m - ground_floor_m) / storey_m
+    n = max(int(np.ceil(upper - 0.05)), int(round((HIDDEN_SHARE * visible_m - ground_floor_m) / storey_m)), 1)
+    return ground_floor_m + n * storey_m + PARAPET_M
+
+
 def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | None, horizon_y: float | None,
                    height_m: float | None, people=None) -> tuple[Camera, Placement]:
     """`people`: objects standing near the facade, (kind, pixel height[, foot row]), from
@@ -132,12 +145,11 @@ def place_building(srgb: np.ndarray, building: np.ndarray, focal_mm: float | Non
     cam = Camera(w, h, f_px, w / 2.0, cy, eye)
     x0 = (left - cam.cx) * depth / f_px
     x1 = (right - cam.cx) * depth / f_px
-    # A matte cut by the frame's top edge hides floors: a quarter more building above.
-    proxy_h = H * 1.25 if cut_top else H
     # The structure stands on the matte's base; where the street is lower, part of the
     # ground floor is below the matte and the first floor line is that much nearer.
     below = est.ground_height_m - est.height_m
     ground_floor = max(0.6 * est.storey_m, est.ground_floor_m - below)
+    proxy_h = hidden_roof(H, ground_floor, est.storey_m) if cut_top else H
     return cam, Placement(depth, x0, x1, H, proxy_h, bot, top, est.storeys, describe(est, height_m is not None),
                           storey_m=est.storey_m, ground_floor_m=ground_floor, height_sigma=est.sigma,
                           ground_row=est.ground_row if est.ground_row > bot + 1 else None, scale=est.to_dict())

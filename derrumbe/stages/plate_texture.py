@@ -113,3 +113,53 @@ def _indices(a: int, b: int, n: int, period_first, period_last) -> np.ndarray:
         q = period_last()
         i = np.where(i >= n, n - q + np.mod(i - n, q), i)
     return i
+
+
+COPING_M = 0.12          # the stone or metal cap along a parapet's top
+DRIP_M = 0.08            # the shadow line under the coping's overhang
+
+
+def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: float, parapet_m: float) -> Atlas:
+    """The parapet of a roof the frame never saw (roof_row: the proxy's top on the facade,
+    a plate row above the frame). The continued texture would run its window rows right
+    up to the roof and stop in a ruler line through them; a real roofline ends in plain
+    wall under a coping. The parapet is the facade's own wall colour (its plainest pixels
+    in the storey below), with a plaster's mottling, from the roof down to the first
+    plain row at least a parapet below it (so the top storey's windows stay whole), then
+    a lighter coping, the shadow under its drip and the rain streaks below it. Rows of
+    the plate tiled upward drew stripes (img_190's window heads)."""
+    img = atlas.image
+    parapet_px = parapet_m * px_per_m
+    r0 = int(round(roof_row)) - atlas.y0
+    if roof_row >= 0 or r0 < 0 or parapet_px < 2 or len(img) - r0 < parapet_px + 4:
+        return atlas
+    lum = np.log(np.maximum(img.mean(axis=2), 0.0) + 1e-3)
+    score = np.convolve(np.abs(np.diff(lum, axis=1)).mean(axis=1), np.ones(3) / 3, mode="same")
+    lo = r0 + int(np.ceil(parapet_px - 1e-6))
+    hi = min(len(img) - 2, lo + int(np.ceil(max(storey_px, 4.0))))
+    # The first plain row (ties abound on a plain wall: the last of them was a storey down).
+    win = score[lo:hi + 1]
+    b = lo + int(np.argmax(win <= win.min() + 0.2 * (np.median(win) - win.min()) + 1e-6))
+    n = b - r0
+    below = img[lo:hi + 1]
+    gy, gx = np.gradient(lum[lo:hi + 1])
+    grad = np.hypot(gx, gy)
+    plain = grad <= np.percentile(grad, 30)
+    wall = np.median(below[plain], axis=0)
+    rng = np.random.default_rng(7)
+    w = img.shape[1]
+    mottle = lambda sigma, amp: amp * cv2.GaussianBlur(rng.normal(0, 1, (n, w)).astype(np.float32), (0, 0), sigma) \
+        * sigma ** 0.5
+    plaster = 1.0 + mottle(1.0, 0.03) + mottle(5.0, 0.03)
+    cop, drip = max(1, int(round(COPING_M * px_per_m))), max(1, int(round(DRIP_M * px_per_m)))
+    shade = np.ones(n, np.float32)
+    shade[:cop] = 1.15
+    t = np.arange(n - cop, dtype=np.float32)
+    shade[cop:] = 1.0 - 0.45 * np.exp(-t / drip)
+    # Rain off the coping streaks the parapet's face: faint, column by column.
+    streak = cv2.GaussianBlur(rng.normal(0, 1, (1, w)).astype(np.float32), (0, 0), 1.5)[0]
+    fade = np.exp(-np.arange(n, dtype=np.float32) / max(n / 2.0, 1.0))
+    grime = 1.0 - 0.08 * np.clip(streak, 0, None)[None, :] * fade[:, None]
+    out = img.copy()
+    out[r0:b] = wall[None, None, :] * (plaster * shade[:, None] * grime)[..., None]
+    return Atlas(out, atlas.x0, atlas.y0)

@@ -32,11 +32,11 @@ import numpy as np
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.stages import debris_shaders as S
-from derrumbe.stages.camera import Camera
+from derrumbe.stages.camera import PARAPET_M, Camera
 from derrumbe.stages.debris_mesh import BAR_RADIUS_M, FLOATS, LAYOUT, NAMES, rebar, triangle_soup
 from derrumbe.stages.fracture import FRONT, GLASS_FACE, REVEAL, Fracture
 from derrumbe.stages.lighting import Lighting
-from derrumbe.stages.plate_texture import continue_past_frame, facade_texture
+from derrumbe.stages.plate_texture import continue_past_frame, facade_texture, roof_parapet
 from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
 from derrumbe.stages.structure import GLASS
@@ -277,6 +277,7 @@ class DebrisRenderer:
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
         atlas = continue_past_frame(facade_texture(plate_lin, matte, holdout), *self._front_bounds(fr),
                                     storey_px=self._storey_px(fr), upper_rows=self._ground_floor_row(fr))
+        atlas = self._roofline(atlas, fr)
         self.plate_window = atlas.uv_window(W, H)
         tex = atlas.image
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
@@ -317,6 +318,14 @@ class DebrisRenderer:
             return np.zeros(2), np.array(self.size, float)
         uv = self.cam.project(np.concatenate(pts))
         return uv.min(axis=0) - 2, uv.max(axis=0) + 2
+
+    def _roofline(self, atlas, fr: Fracture):
+        """A parapet where the proxy's roof lies above the frame (the plate never showed it)."""
+        storey = self._storey_px(fr)
+        if storey is None:
+            return atlas
+        roof = float(self.cam.project(np.array([[0.0, fr.floor_y[-1], fr.facade_z]]))[0, 1])
+        return roof_parapet(atlas, roof, self.cam.f_px / -fr.facade_z, storey, PARAPET_M)
 
     def _ground_floor_row(self, fr: Fracture) -> int | None:
         """The frame row of the ground floor's ceiling on the facade (its shop fronts and
