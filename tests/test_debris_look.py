@@ -442,14 +442,15 @@ def test_a_roof_above_the_frame_ends_in_a_plain_parapet_not_through_a_row_of_win
     img = out.image[:, :, 0]
     r0 = first + 5
     assert np.allclose(out.image[:r0], atlas.image[:r0]) and np.allclose(out.image[180:], tex)
-    # Plain from the roof to at least 0.9 m below it: no window pixel, however mottled.
+    # Plain from the roof to at least 0.9 m below it: no window pixel, however mottled. It
+    # stops at the first plain rows below (the cut window's sill, a row of smoothing).
     changed = np.nonzero(np.abs(out.image - atlas.image).max(axis=(1, 2)) > 1e-6)[0]
-    b = changed.max() + 1
-    assert changed.min() == r0 and b >= r0 + 18 and img[r0:b].min() > 0.25
-    # It stops at the first plain rows below (the cut window's sill, a row of smoothing):
-    # below, the facade as it was, its next row of windows whole.
-    assert max(r0 + 18, last) <= b <= max(r0 + 18, last) + 2
-    assert glass[b:b + period].any()
+    assert changed.min() == r0
+    b = r0 + 6 + int(np.argmax(img[r0 + 6:, 5] < 0.43))          # the cornice's shadow on the wall
+    assert max(r0 + 18, last) <= b <= max(r0 + 18, last) + 2 and img[r0 + 6:b].min() > 0.4
+    # Below the shadow (0.4 m), the facade as it was, its next row of windows whole.
+    assert changed.max() < b + 8
+    assert np.allclose(out.image[b + 8:], atlas.image[b + 8:]) and glass[b + 8:b + period].any()
     # The coping is lighter than the wall, the drip's shadow under it darker.
     cop, drip = img[r0:r0 + 2].mean(), img[r0 + 3:r0 + 5].mean()
     wall = img[r0 + 12:r0 + 18].mean()
@@ -462,6 +463,10 @@ def test_a_roof_the_plate_shows_is_left_as_the_photo_shows_it():
     tex = _window_facade()
     atlas = continue_past_frame(tex, (0, 0), (120, 240), storey_px=60)
     assert roof_parapet(atlas, 30.0, 20.0, 60, 0.9) is atlas
+    # A roof just above the frame: its parapet and cornice stop at the frame's edge.
+    atlas = continue_past_frame(tex, (0, -40), (120, 240), storey_px=60)
+    out = roof_parapet(atlas, -12.0, 20.0, 60, 0.9)
+    assert np.allclose(out.image[40:], tex) and not np.allclose(out.image[28:40], atlas.image[28:40])
 
 
 def test_a_building_cut_by_the_frames_top_gets_whole_hidden_storeys_and_a_parapet():
@@ -584,3 +589,6 @@ def test_a_crack_shows_lit_fracture_faces_not_a_drawn_black_line():
     front, mouth, deep = at(5.5, -10.0), at(4.1, -10.03), at(4.1, -10.3)
     assert mouth > front / 3, (mouth, front)
     assert deep < mouth / 3, (deep, mouth)
+    # Nor a white one: a lip is fresh material exposed as the wall's face is, not a face
+    # open to the whole sky (img_270's cracks shone white along every edge).
+    assert mouth < 1.6 * front, (mouth, front)

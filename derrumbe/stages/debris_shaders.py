@@ -177,7 +177,13 @@ void main() {
     // below, relit as a face turned to the ground, drew black lines along the tops of
     // the openings of img_270's falling block).
     bool seen = kind == REVEAL || kind == GLASSF;
-    vec3 n_lit = seen ? normalize(v_R * vec3(0.0, 0.0, 1.0)) : n;
+    vec3 front = normalize(v_R * vec3(0.0, 0.0, 1.0));
+    // A crack's lip in the facade looks out through the crack's mouth: it sees what the
+    // wall's front sees (the street and the sky before the wall), not the whole sky its
+    // own normal faces. Lit by its own normal, every lip facing up shone as a white line
+    // drawn along the crack (img_270's shop front as its base was blown).
+    float mouth = (kind == BREAK && elem == E_FACADE) ? exp(-v_wall.x / MOUTH_M) : 0.0;
+    vec3 n_lit = seen ? front : normalize(mix(n, front, mouth));
     float sv = sun_vis(shadow, v_world, n_lit);
 #ifndef MOVING
     if (v_moved < 0.5 && (kind == FRONT || kind == REVEAL || kind == GLASSF)) {
@@ -230,9 +236,10 @@ void main() {
     // Every lump its own: a little lighter or darker, warmer or greyer, dirtier.
     float hid = hash3(vec3(v_id, v_id * 0.37, 1.7));
     base *= (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id)));
-    vec3 np = perturb(n, g, k_relief);
+    vec3 np = perturb(n_lit, g, k_relief);
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
     vec3 l_np = light(np, sv, av * occ), l_n = light(n_lit, sv, av);
+    vec3 photo = texture(plate, puv).rgb;
     vec3 col = base * l_np;
     if (kind == FRONT || kind == GLASSF || kind == REVEAL) {
         // The photo's own surface (a pane still in its frame and the reveals around it
@@ -244,11 +251,25 @@ void main() {
         float k = (1.0 - smoothstep(chip - px, chip + px, e)) * min(1.0, chip / px);
         vec3 was = seen ? light(vec3(0.0, 0.0, 1.0), sun_vis(shadow_rest, v_rest, vec3(0.0, 0.0, 1.0)), 1.0)
                         : front_light;
-        col = mix(texture(plate, puv).rgb * clamp(l_n / was, 0.1, 2.5), mat * l_np * 1.05, k);
+        col = mix(photo * clamp(l_n / was, 0.1, 2.5), mat * l_np * 1.05, k);
         fresh = 0.4 * k;
     } else {
         // A fresh break's edges are sharp and catch the light; a little, not an outline.
         col *= 1.0 + 0.12 * fresh * (1.0 - smoothstep(0.0, max(0.012, px), e)) * min(1.0, 0.012 / px);
+        // At a crack's mouth the lip is exposed as the wall's face is: the photo's own
+        // exposure of that wall, in the broken material's colour relative to the wall's.
+        // Shaded from the plate's estimated light instead, lips in a wall the photo shows
+        // in shade shone as white lines along every crack (img_270's blown shop front).
+        col = mix(col, photo * clamp(l_np / front_light, 0.1, 2.5) * clamp(mat / max(facade_albedo, vec3(1e-3)), 0.5, 1.6),
+                  mouth);
+    }
+    // No broken or inner face outshines the wall's own exposure in the photo by more than
+    // fresh material lit from above can (about 1.5x): the sky map cannot see a crack a few
+    // centimetres wide, and lips lit as if open to the sky drew white lines along cracks.
+    if (kind != FRONT && !seen) {
+        float cap = 1.5 * dot(facade_albedo * front_light, vec3(0.2126, 0.7152, 0.0722));
+        float lum = dot(col, vec3(0.2126, 0.7152, 0.0722));
+        col *= cap / max(cap, lum);
     }
     // Dust: what the collapse threw settles on everything that moved, more on what faces
     // up, and freshly broken faces carry their own powder from the start.

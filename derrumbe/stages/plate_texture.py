@@ -117,6 +117,7 @@ def _indices(a: int, b: int, n: int, period_first, period_last) -> np.ndarray:
 
 COPING_M = 0.12          # the stone or metal cap along a parapet's top
 DRIP_M = 0.08            # the shadow line under the coping's overhang
+SNAP_STOREYS = 0.35      # the parapet's foot looks this far (in storeys) below it for a plain row
 
 
 def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: float, parapet_m: float) -> Atlas:
@@ -135,17 +136,23 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
         return atlas
     lum = np.log(np.maximum(img.mean(axis=2), 0.0) + 1e-3)
     score = np.convolve(np.abs(np.diff(lum, axis=1)).mean(axis=1), np.ones(3) / 3, mode="same")
-    lo = r0 + int(np.ceil(parapet_px - 1e-6))
-    hi = min(len(img) - 2, lo + int(np.ceil(max(storey_px, 4.0))))
-    # The first plain row (ties abound on a plain wall: the last of them was a storey down).
+    lo = min(r0 + int(np.ceil(parapet_px - 1e-6)), -atlas.y0)
+    # The first plain row within a third of a storey (ties abound on a plain wall: the
+    # last of them was a storey down; a facade with few plain rows got a storey-high blank
+    # attic, img_190). Never into the frame: what the camera saw stays as it saw it.
+    hi = min(len(img) - 2, lo + int(np.ceil(max(SNAP_STOREYS * storey_px, 2.0))), -atlas.y0)
     win = score[lo:hi + 1]
-    b = lo + int(np.argmax(win <= win.min() + 0.2 * (np.median(win) - win.min()) + 1e-6))
+    b = lo + int(np.argmax(win <= win.min() + 0.2 * (np.median(win) - win.min()) + 1e-6)) if hi > lo else lo
     n = b - r0
-    below = img[lo:hi + 1]
-    gy, gx = np.gradient(lum[lo:hi + 1])
+    # The wall's colour: its plain pixels over the storey below, the bright side of them
+    # (the shade under cornices and sills is plain too).
+    rows = slice(lo, min(len(img), lo + int(np.ceil(max(storey_px, 4.0)))))
+    gy, gx = np.gradient(lum[rows])
     grad = np.hypot(gx, gy)
     plain = grad <= np.percentile(grad, 30)
-    wall = np.median(below[plain], axis=0)
+    cand, l_c = img[rows][plain], lum[rows][plain]
+    lit = (l_c >= np.percentile(l_c, 40)) & (l_c <= np.percentile(l_c, 90))
+    wall = np.median(cand[lit] if lit.any() else cand, axis=0)
     rng = np.random.default_rng(7)
     w = img.shape[1]
     mottle = lambda sigma, amp: amp * cv2.GaussianBlur(rng.normal(0, 1, (n, w)).astype(np.float32), (0, 0), sigma) \
@@ -162,4 +169,9 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     grime = 1.0 - 0.08 * np.clip(streak, 0, None)[None, :] * fade[:, None]
     out = img.copy()
     out[r0:b] = wall[None, None, :] * (plaster * shade[:, None] * grime)[..., None]
+    # Its foot is a cornice: a lit moulding over its own shadow on the facade below, so
+    # the band reads as architecture where it crosses the top storey's pattern.
+    out[max(r0, b - cop):b] *= 1.12
+    t = np.arange(max(0, min(len(out) - b, 4 * drip, -atlas.y0 - b)), dtype=np.float32)
+    out[b:b + len(t)] *= (1.0 - 0.5 * np.exp(-t / drip))[:, None, None]
     return Atlas(out, atlas.x0, atlas.y0)
