@@ -208,11 +208,13 @@ PLATES = holdout_metrics.plates()
 @pytest.mark.skipif(not PLATES, reason="the shared plates and their labels are not on this machine")
 def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measured():
     """The issue's cap on false holdouts (under 2 % of each building), on every plate; the
-    recall measured at this commit (11 of 23, benchmarks/README.md) as a floor, so a cue
+    recall measured (12 of 23 since img_140's white car, cut by the frame's bottom and
+    left edges, is grown past its wheel arch; benchmarks/README.md) as a floor, so a cue
     that stops finding its objects fails here (the 80 % target is the xfail in
     test_holdouts.py)."""
     rows = holdout_metrics.all_metrics()
     s = holdout_metrics.summary(rows)
     assert s["counted"] >= 20
     assert s["worst_false_facade"] < 0.02, [(r["plate"], r["false_facade"]) for r in rows]
-    assert s["found"] >= 11, [(r["plate"], r["missed"]) for r in rows]
+    assert s["found"] >= 12, [(r["plate"], r["missed"]) for r in rows]
+    assert "white car" not in next(r["missed"] for r in rows if r["plate"] == "img_140.jpg")

@@ -64,6 +64,13 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         rise = max(0.6 * ww - street_h, 0.0) if at_bottom else max(2.5 * street_h, 0.06 * h)
         rect = (x - 0.1 * ww, max(0, min(y, top) - rise), x + 1.1 * ww, y + hh)
         g = grabcut(bgr, rect, core, None, seed)
+        if at_bottom:
+            # What the frame's bottom cuts is the nearest thing in the shot, and the street
+            # test sees only its darkest parts (a wheel arch, a bumper's shadow): where the
+            # cut runs into a side of its box, the body goes on past it and is looked for
+            # half a blob further (img_140's white car was found as its wheel arch alone;
+            # its left half fell with the building).
+            g, rect = _widened(bgr, g, rect, core, 0.5 * ww, seed)
         g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
@@ -80,3 +87,18 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         kind = "vehicle" if at_bottom and bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
         found.append((g, kind, float(min(1.0, score[blob].mean() / 5))))
     return found
+
+
+def _widened(bgr, g, rect, core, by: float, seed: int):
+    """The cut redone with each side of its box that the cut reaches moved out by `by`."""
+    cols = np.nonzero(g.any(axis=0))[0]
+    if not cols.size:
+        return g, rect
+    w = bgr.shape[1]
+    x0, y0, x1, y1 = rect
+    left = cols.min() <= max(0.0, x0) + 2 and x0 > 0
+    right = cols.max() >= min(w - 1.0, x1) - 2 and x1 < w
+    if not (left or right):
+        return g, rect
+    wide = (x0 - by if left else x0, y0, x1 + by if right else x1, y1)
+    return grabcut(bgr, wide, core, None, seed), wide
