@@ -336,6 +336,29 @@ def test_a_window_reveal_on_a_falling_block_is_lit_as_its_wall_not_drawn_black()
     assert under.min() > 0.75 * front.mean(), (under, front.mean())
 
 
+def test_a_turned_pieces_window_reveals_show_the_wall_not_a_stretched_sliver_of_photo():
+    """A reveal is a sliver of the photo seen nearly edge-on; on a piece turned 50 degrees
+    that sliver would be stretched across the whole face. Its sides show the wall's own
+    render: no magenta from the plate on them, while the front still carries it."""
+    plate = np.zeros((CAM.height, CAM.width, 3), np.float32)
+    plate[...] = [0.8, 0.0, 0.8]
+    lo, hi = np.array([-1.5, 4.0, -31.5]), np.array([1.5, 7.0, -30.0])    # deep sides, to be seen
+    q = _qmul(_axis_quat([0, 1, 0], 50), _axis_quat([1, 0, 0], 30))
+
+    def magenta_px(side_kind):
+        fr = _one_box_fracture(lo, hi, lambda n: FRONT if n[2] > 0.5 else INTERIOR if n[2] < -0.5 else side_kind)
+        r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+        try:
+            layers = r.render(_still_sim(fr.centroid[0] + [0, 0, 8.0], q), 0.5, 0.0, 1)
+        finally:
+            r.release()
+        col, a_ = layers.debris[..., :3], layers.debris[..., 3]
+        return int(((col[..., 0] > 2.5 * col[..., 1]) & (col[..., 2] > 2.5 * col[..., 1]) & (a_ > 0.99)).sum())
+    front_only = magenta_px(BREAK)
+    assert front_only > 500
+    assert magenta_px(REVEAL) < 1.05 * front_only
+
+
 def test_facade_texture_carries_no_sky_past_the_building():
     """Sky blue above a brown facade: past the matte the texture is facade, so a piece's
     top edge never shows a blue rim."""

@@ -252,6 +252,11 @@ void main() {
         vec3 was = seen ? light(vec3(0.0, 0.0, 1.0), sun_vis(shadow_rest, v_rest, vec3(0.0, 0.0, 1.0)), 1.0)
                         : front_light;
         col = mix(photo * clamp(l_n / was, 0.1, 2.5), mat * l_np * 1.05, k);
+        // A reveal is a sliver of the photo, seen nearly edge-on: once its piece turns, that
+        // sliver would be stretched across the whole face. It shows the wall's own render
+        // instead, lit as it now faces (the tumbling curtain-wall chunks of img_263 were
+        // streaked with stretched glass).
+        if (kind == REVEAL) col = mix(col, base * l_np, smoothstep(0.02, 0.1, 1.0 - front.z));
         fresh = 0.4 * k;
     } else {
         // A fresh break's edges are sharp and catch the light; a little, not an outline.
