@@ -22,17 +22,10 @@ from derrumbe.stages import camera as camera_stage
 from derrumbe.stages.holdouts import assign_depths
 from derrumbe.stages.matte import Matte, sky_likelihood
 from derrumbe.stages.plate import resize_linear
+from derrumbe.stages.material import suggest_material
 from derrumbe.stages.windows import detect_windows
 from derrumbe.stages.lighting import estimate_lighting
 
-# Cues of the material suggestion, set on the seven shared plates (one curtain wall): its
-# smooth cool panes cover 47 % of the building with a tone spread (std of value) of 0.19;
-# of the six punched-window facades, a pale green painted one is as smooth and cool
-# (47 %) but even (0.07), the others are under 26 %. Warm brick or render covers 61-79 %
-# of the two masonry-looking ones, under 30 % of the rest.
-GLASS_SHARE = 0.35
-GLASS_SPREAD = 0.13
-WARM_MASONRY = 0.40
 
 
 def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tuple[int, int] | None = None) -> dict:
@@ -53,7 +46,7 @@ def estimate(srgb: np.ndarray, lin: np.ndarray, matte: Matte, spec, out_size: tu
     sigma = 0.0 if given else float(place.height_sigma)
     H = float(place.height_m)
     storey, ground = float(place.storey_m), float(place.ground_floor_m)
-    material, why = suggest_material(srgb, matte.building)
+    material, why = suggest_material(srgb, matte.building, storey)
     return {
         "storeys": round(float(place.floors), 1),
         "storey_m": round(storey, 2),
@@ -95,35 +88,6 @@ def _light_inputs(srgb, lin, building, out_size):
     return lin_o, bm, sky_likelihood(u8)
 
 
-def suggest_material(srgb: np.ndarray, building: np.ndarray) -> tuple[str, str]:
-    """The preset the facade looks like, from its colours alone: sky reflected in large,
-    smooth panes is glass; warm brick or render is masonry; anything else is left at
-    concrete. A suggestion with its reason, for the artist to take or change."""
-    inside = building > 0.5
-    if inside.sum() < 400:
-        return "concrete", "the building is too small in the frame to judge; concrete is the default"
-    img = srgb.astype(np.float32) / 255.0
-    val = img.max(axis=2)
-    lap = np.abs(cv2.Laplacian(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.0), cv2.CV_32F))
-    smooth = cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012
-    bluish = img[..., 2] >= img[..., 0] - 0.02
-    # Glass: most of the facade smooth and cool-coloured (panes, not brick or ornament),
-    # and those panes both bright (reflected sky) and dark (the rooms behind): a smooth,
-    # pale painted wall is as smooth and cool but one even tone.
-    panes = smooth & bluish & inside
-    share = float(panes[inside].mean())
-    spread = float(val[panes].std()) if panes.sum() > 100 else 0.0
-    hsv = cv2.cvtColor(srgb, cv2.COLOR_RGB2HSV)
-    hue, sat = hsv[..., 0].astype(np.float32) * 2.0, hsv[..., 1].astype(np.float32) / 255.0
-    warm = float((((hue < 40) | (hue > 340)) & (sat > 0.18))[inside].mean())
-    if share >= GLASS_SHARE and spread >= GLASS_SPREAD:
-        return "glass", (f"{share:.0%} of the facade is smooth cool panes, light and dark (reflected sky and rooms "
-                         f"behind): a glass curtain wall")
-    if warm >= WARM_MASONRY:
-        return "masonry", f"{warm:.0%} of the facade is warm brick or render: masonry"
-    return "concrete", f"no glass wall or warm brick seen ({share:.0%} panes, {warm:.0%} brick): concrete, the default"
-
-
 def describe(est: dict, material: str | None = None) -> list[str]:
     """The estimates as `--explain` prints them, one fact a line, with the option that
     overrides each."""
@@ -145,6 +109,7 @@ def describe(est: dict, material: str | None = None) -> list[str]:
     lines.append(f"holdouts: {len(objs)} kept in front" + (": " + ", ".join(
         f"{o['kind']} at x {o['bbox'][0]}-{o['bbox'][2]}"
         + (f", {o['depth_m']:g} m away" if o.get("depth_m") else "") for o in objs[:12]) if objs else ""))
-    chosen = f"; this shot uses --material {material}" if material and material != est["material"] else ""
+    chosen = "; --material auto (the default) builds with it" if material == "auto" else \
+        f"; this shot uses --material {material}" if material and material != est["material"] else ""
     lines.append(f"material: {est['material']} suggested ({est['material_why']}){chosen}")
     return lines

@@ -18,7 +18,6 @@ from derrumbe import colour
 from derrumbe.colour import linear_to_u8, u8_to_linear
 from derrumbe.errors import DerrumbeError
 from derrumbe.graph import BLUR_SAMPLES, BLUR_STEP_PX, CLEAR_TAU, DUST_MARCH_DIV, face_albedo, frame_key
-from derrumbe.materials import MATERIALS
 from derrumbe.scene import Scene
 from derrumbe.spec import DUST_SRGB, ShotSpec
 from derrumbe.stages import exr as exr_out
@@ -97,9 +96,10 @@ class FrameRenderer:
         # A moving plate: what moves in front of the building is held out frame by frame.
         self.movers = MovingHoldouts(s.plate.srgb, s["matte"].building, cam, place.depth_m) if s.src.moving and \
             not sp.no_auto_holdouts else None
-        material = MATERIALS[sp.material]
+        material = s["material"]
         light = self.light
-        self.renderer = s.backends.render.debris(fr, v.ocam, self.plate_frame(0)[0], v.bmatte, light, face_albedo(sp),
+        self.renderer = s.backends.render.debris(fr, v.ocam, self.plate_frame(0)[0], v.bmatte, light,
+                                                 face_albedo(material),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed)
         self.sun_share = 0.0

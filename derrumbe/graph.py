@@ -93,6 +93,16 @@ def _camera(s: Scene):
                           people=standing_objects(matte.objects))
 
 
+def _material(s: Scene):
+    """The material preset: the spec's, or with `auto` the one the facade suggests (its
+    colours, and its storeys as the camera stage measured them)."""
+    if s.spec.material != "auto":
+        return MATERIALS[s.spec.material]
+    from derrumbe.stages.material import suggest_material
+    name, _ = suggest_material(s.plate.srgb, s["matte"].building, s["camera"][1].storey_m)
+    return MATERIALS[name]
+
+
 def _windows(s: Scene):
     """The facade's window openings in plate pixels: glazed by the fracture, read by the
     light (their reveals' shading says the sun's side). Cheap, so found, not cached."""
@@ -118,7 +128,7 @@ def _fracture(s: Scene):
     cam, place = s["camera"]
     sp = s.spec
     from derrumbe.stages.windows import to_facade
-    return fracture_building(cam, place, s["matte"].building, sp.style, sp.direction, MATERIALS[sp.material],
+    return fracture_building(cam, place, s["matte"].building, sp.style, sp.direction, s["material"],
                              pieces_used(sp), sp.seed, sp.pieces, windows=to_facade(s["windows"], cam, place.depth_m))
 
 
@@ -131,18 +141,18 @@ def _simulate(s: Scene):
     from derrumbe.stages.holdouts import obstacles
     sp = s.spec
     cam, place = s["camera"]
-    return s.backends.sim.simulate(s["fracture"], MATERIALS[sp.material], sp.style, sp.direction, sp.start,
+    return s.backends.sim.simulate(s["fracture"], s["material"], sp.style, sp.direction, sp.start,
                                    sp.duration, sample_hz(sp), sp.seed, progress=s.progress.advance,
                                    obstacles=obstacles(s["matte"].objects.objects, cam, place.depth_m))
 
 
-def face_albedo(spec: ShotSpec) -> np.ndarray:
-    return colour.rec709_to_working(MATERIALS[spec.material].face_albedo)    # presets are Rec.709
+def face_albedo(material) -> np.ndarray:
+    return colour.rec709_to_working(material.face_albedo)    # presets are Rec.709
 
 
 def _particles(s: Scene):
     from derrumbe.stages.particles import emit_particles
-    return emit_particles(s["simulate"], s["fracture"], face_albedo(s.spec), PARTICLES[s.quality], s.spec.seed)
+    return emit_particles(s["simulate"], s["fracture"], face_albedo(s["material"]), PARTICLES[s.quality], s.spec.seed)
 
 
 def _dust(s: Scene) -> dict:
@@ -211,14 +221,16 @@ STAGES: tuple[Stage, ...] = (
           libs=("numpy", OPENCV)),
     Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
     Stage("windows", _windows, inputs=("matte",), store="none", libs=("numpy", OPENCV)),
-    Stage("fracture", _fracture, inputs=("matte", "camera", "windows"),
-          fields=("style", "direction", "material", "pieces", "seed"),
+    Stage("material", _material, inputs=("matte", "camera"), fields=("material",), store="none", version=1,
+          libs=("numpy", OPENCV)),
+    Stage("fracture", _fracture, inputs=("matte", "camera", "windows", "material"),
+          fields=("style", "direction", "pieces", "seed"),
           settings=lambda s: {"pieces used": pieces_used(s.spec)}, version=4, libs=("numpy", "scipy")),
-    Stage("simulate", _simulate, inputs=("fracture", "holdout_depths"),
-          fields=("style", "direction", "material", "start", "duration", "fps", "seed"),
+    Stage("simulate", _simulate, inputs=("fracture", "holdout_depths", "material"),
+          fields=("style", "direction", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},
           version=11, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
-    Stage("particles", _particles, inputs=("simulate", "fracture"), fields=("seed", "preview"),
+    Stage("particles", _particles, inputs=("simulate", "fracture", "material"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=2,
           libs=("numpy", "numba", "opencolorio")),
     Stage("dust", _dust, inputs=("simulate", "fracture", "camera", "matte"),
@@ -235,7 +247,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting"), fields=("seed",), side="frame", version=8,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
-                                            "dust"),
+                                            "dust", "material"),
           fields=("size", "grain", "shake", "dust_color", "see_through", "fps", "preview", "passes", "name", "shutter",
                   "seed"),
           settings=lambda s: {"dust color used": list(s.spec.dust_color or DUST_SRGB),

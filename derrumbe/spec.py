@@ -25,7 +25,7 @@ from derrumbe.errors import DerrumbeError
 
 STYLES = ("implosion", "topple", "facade")
 DIRECTIONS = ("left", "right", "toward", "away")
-MATERIALS = ("concrete", "masonry", "glass")
+MATERIALS = ("auto", "concrete", "masonry", "glass")
 PREVIEW_WIDTH = 640
 DUST_SRGB = (196, 190, 178)     # concrete dust: light warm grey (its albedo, lit by the plate's light)
 WIND_DEFAULT = (1.0, 90.0)      # a light breeze to the right
@@ -71,7 +71,8 @@ class ShotSpec:
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
     start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
     height_m: float | None = _f(None, "building height, street to the top of the matte (estimated from the plate's rulers when absent)", "m", 2.0, 600.0)
-    material: str = _f("concrete", "material preset: density, bond strength, fragment sizes, face look", choices=MATERIALS)
+    material: str = _f("auto", "material preset: density, bond strength, fragment sizes, face look; auto: the one "
+                               "the facade suggests (--explain says which and why)", choices=MATERIALS)
     pieces: int = _f(6000, "number of fragments the building breaks into at the finest level (walls and "
                           "slabs; grit comes on top)", "", 200, 12000)
     focal_mm: float | None = _f(None, "35 mm-equivalent focal length of the plate's lens", "mm", 8.0, 400.0)

@@ -72,9 +72,9 @@ def test_explain_says_what_would_run_and_why(demo_files, tmp_path, capsys):
     assert "to render (changed: size 160 -> 128)" in said
     assert main(_args(demo_files, out, "--material", "masonry", "--explain")) == 0
     said = capsys.readouterr().out
-    assert "fracture: will run (changed: material concrete -> masonry)" in said
-    assert "simulate: will run (changed: material concrete -> masonry)" in said
-    assert "particles: will run (upstream changed: simulate, fracture (changed: material concrete -> masonry))" in said
+    assert "fracture: will run (upstream changed: material (changed: material auto -> masonry))" in said
+    assert "simulate: will run (upstream changed: fracture, material)" in said
+    assert "particles: will run (upstream changed: simulate, fracture, material)" in said
     # --explain ran nothing: the folder still holds the first render's frames.
     assert _stages(out)["frames"].endswith("rendered")
 
