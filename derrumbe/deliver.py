@@ -135,6 +135,7 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
             "ground_floor_m": round(place.ground_floor_m, 2), "scale": place.scale,
             "distance_m": round(place.depth_m, 2), "focal_mm": round(cam.focal_mm, 2),
             "horizon_y": round(cam.cy, 1), "floors": round(place.floors, 2), **look.light_info,
+            "material": s["material"].name,
         },
         "holdouts": {"auto": not sp.no_auto_holdouts, "objects": matte.objects.as_list(),
                      "moving_tracks": frames_info.get("moving_tracks", 0)},

@@ -104,6 +104,8 @@ def _say(scene: Scene, name: str) -> None:
         cam, place = scene["camera"]
         say(f"building height {place.height_source}; "
             f"{place.depth_m:.1f} m away; focal {cam.focal_mm:.0f} mm; horizon at row {cam.cy:.0f}")
+    elif name == "material" and scene.spec.material == "auto":
+        say(f"material: {scene['material'].name} (--material auto: what the facade suggests; --explain says why)")
     elif name == "holdout_depths":
         dropped = scene["holdout_depths"]
         if dropped:

@@ -75,6 +75,9 @@ def test_the_manifest_says_what_the_exrs_are_and_names_no_absolute_path(full_sho
         assert (out / m["spec"][k]).resolve() == (d / Path(m["spec"][k]).name).resolve()
     from derrumbe.spec import ShotSpec
     assert ShotSpec.load(out / "manifest.json").plate == str((d / "plate.png").resolve())
+    # The material the shot was built of, which `auto` leaves to the facade: the generated
+    # plate's grey render with 3 m storeys is concrete.
+    assert m["spec"]["material"] == "auto" and m["estimates"]["material"] == "concrete"
 
 
 def test_exr_beauty_is_the_plate_in_acescg_where_nothing_happens(full_shot, demo_files):
