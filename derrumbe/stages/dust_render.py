@@ -13,7 +13,7 @@ the plate's own walls):
   Kim et al. 2008): its octaves run from eight cells down to the pixel's footprint (mip
   level from the footprint, so nothing aliases), its strength follows the grid's own
   turbulence at the cutoff, it cuts a thinning cloud into cauliflower billows and pushes
-  its surface up and down into lumps;
+  the current's nose sideways into lobes near the ground;
 - sun: single scattering through the optical depth toward the sun (swept on the CPU, the
   cloud's shadow on itself) and a short shadow ray through the billows, Henyey-Greenstein
   phase; multiple scattering by Wrenninge's octaves (each octave: less energy, a fraction
@@ -157,6 +157,7 @@ layout(location = 2) out vec4 o_shade;
 layout(location = 3) out vec4 o_aux;
 
 const float AMB_OPEN = 0.6;
+const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
 
@@ -249,17 +250,14 @@ void march(vec2 px, vec2 tc, float jit) {
                 vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
                 float amp = clamp(0.5 + v.a / turb_ref, 0.5, 1.4);
                 float n = band(ca, cb, period, pxa * t, vec3(0.0));
-                // The cloud's surface pushed up and down by the same noise (a few cells):
-                // tops bulge into lumps instead of following the grid's smooth layers.
-                // (only where the cloud thins toward its surface: inside, a vertical push
-                // would draw the noise out into vertical streaks)
-                float surf = exp(-1.5 * s / thin);
-                // ...and the whole cloud, dense or thin, sideways by a coarser noise (lobes
-                // and clefts two billows across, as on the nose of a real gravity current):
-                // the front's line on the street is never the grid's straight, even front.
-                // (a smooth sideways shift draws no streaks, so it need not fade inside)
+                // The current's nose pushed sideways by a coarser noise (lobes and clefts two
+                // billows across): its foot on the street is never the grid's straight, even
+                // front. Only near the ground, where the nose is: higher up the grid's density
+                // is layered, and a domain warp of layers is marble (the white veins the
+                // reviews saw over img_270 and img_288 from 60 %, with a vertical push of the
+                // cloud's surface that drew them too).
                 float nl = band(ca, cb, 2.0 * period, pxa * t, vec3(0.37, 0.11, 0.73));
-                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) + vec3(0.0, warp * amp * n * surf, 0.0);
+                vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) * exp(-max(p.y, 0.0) / NOSE_M);
                 vec3 uw = (p - push - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
