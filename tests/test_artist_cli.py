@@ -267,6 +267,7 @@ def test_the_material_suggestion_on_the_shared_plates():
 def test_short_storeys_of_a_plain_facade_stay_concrete():
     """The storey cue alone: the generated plate's grey facade of 3 m storeys is concrete
     at its own storey height, masonry at 4 m."""
+    import numpy as np
     from derrumbe.demo import make_demo_plate
     from derrumbe.estimates import suggest_material
     p = make_demo_plate()
