@@ -280,6 +280,15 @@ def _render_cube(light, at, size):
         r.release()
 
 
+def _render_dropped(fr, plate, drop: float):
+    """The layers of a fracture's one piece, at rest where it stood, drawn `drop` metres lower."""
+    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+    try:
+        return r.render(_still_sim(fr.centroid[0] - [0, drop, 0]), 0.5, 0.0, 1)
+    finally:
+        r.release()
+
+
 def _grey_light():
     return Lighting(sun_vector(-30, 40), np.array([0.5, 0.48, 0.45]), np.array([0.5, 0.52, 0.56]),
                     np.array([0.4, 0.38, 0.35]))
@@ -321,11 +330,7 @@ def test_a_window_reveal_on_a_falling_block_is_lit_as_its_wall_not_drawn_black()
     kinds_of = lambda n: FRONT if n[2] > 0.5 else REVEAL if n[1] < -0.5 else BREAK
     fr = _one_box_fracture(lo, hi, kinds_of)
     drop = 2.0
-    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
-    try:
-        layers = r.render(_still_sim(fr.centroid[0] - [0, drop, 0]), 0.5, 0.0, 1)
-    finally:
-        r.release()
+    layers = _render_dropped(fr, plate, drop)
     col, a_ = layers.debris[..., :3].mean(-1), layers.debris[..., 3]
     x = int(CAM.cx)
     y_front = CAM.cy - CAM.f_px * (np.array([13.0, 12.0]) - drop - CAM.eye_m) / 30.0
@@ -387,11 +392,7 @@ def test_storeys_above_the_frame_repeat_the_facade_not_mirror_it():
     lo, hi = np.array([-1.5, 15.5, -30.3]), np.array([1.5, 18.5, -30.0])
     fr = _one_box_fracture(lo, hi, lambda n: FRONT if n[2] > 0.5 else BREAK)
     drop = 9.0
-    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
-    try:
-        layers = r.render(_still_sim(fr.centroid[0] - [0, drop, 0]), 0.5, 0.0, 1)
-    finally:
-        r.release()
+    layers = _render_dropped(fr, plate, drop)
     col, a_ = layers.debris[:, int(CAM.cx), :3], layers.debris[:, int(CAM.cx), 3]
     rows = np.nonzero(a_ > 0.99)[0][3:-3]
     assert len(rows) > 30
