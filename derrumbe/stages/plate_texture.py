@@ -170,8 +170,13 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     out = img.copy()
     out[r0:b] = wall[None, None, :] * (plaster * shade[:, None] * grime)[..., None]
     # Its foot is a cornice: a lit moulding over its own shadow on the facade below, so
-    # the band reads as architecture where it crosses the top storey's pattern.
-    out[max(r0, b - cop):b] *= 1.12
-    t = np.arange(max(0, min(len(out) - b, 4 * drip, -atlas.y0 - b)), dtype=np.float32)
-    out[b:b + len(t)] *= (1.0 - 0.5 * np.exp(-t / drip))[:, None, None]
+    # the band reads as architecture where it crosses the top storey's pattern. Where the
+    # band runs on below the parapet (no plain row near it), a second cornice marks the
+    # roof's slab and the rest is a frieze: one tall blank band read as a grey slab
+    # (img_181, img_190).
+    feet = [b] + ([lo] if b - lo > 4 * drip + 2 * cop else [])
+    for f in feet:
+        out[max(r0, f - cop):f] *= 1.12
+        t = np.arange(max(0, min(len(out) - f, 4 * drip, -atlas.y0 - f)), dtype=np.float32)
+        out[f:f + len(t)] *= (1.0 - 0.5 * np.exp(-t / drip))[:, None, None]
     return Atlas(out, atlas.x0, atlas.y0)
