@@ -493,6 +493,26 @@ def test_a_roof_the_plate_shows_is_left_as_the_photo_shows_it():
     assert np.allclose(out.image[40:], tex) and not np.allclose(out.image[28:40], atlas.image[28:40])
 
 
+def test_a_parapet_band_that_runs_on_gets_a_cornice_at_the_roofs_slab():
+    """A facade with no plain row near the parapet's foot (busy to the frame's top): the
+    band runs on to the frame, and a second cornice 0.9 m under the coping (a lit moulding,
+    then its shadow) splits it into a parapet and a frieze instead of one blank slab."""
+    from derrumbe.stages.plate_texture import Atlas, roof_parapet
+    rng = np.random.default_rng(5)
+    # 80 rows above the frame, busier the higher they are (the plainest is the last one),
+    # then the frame's 160.
+    spread = np.concatenate([np.linspace(0.3, 0.05, 80), np.full(160, 0.2)])[:, None, None]
+    img = (0.5 + spread * rng.uniform(-1, 1, (240, 120, 3))).astype(np.float32)
+    atlas = Atlas(img, 0, -80)
+    out = roof_parapet(atlas, -70.0, 20.0, 200, 0.9)
+    col = out.image[:, :, 0].mean(axis=1)
+    lo = 28                                                           # 0.9 m under the roof (row 10)
+    assert np.allclose(out.image[80:], img[80:])                      # the frame as it was
+    frieze = col[lo + 8:78].mean()
+    assert col[lo - 2:lo].mean() > 1.05 * frieze                     # the moulding, lit
+    assert col[lo + 1:lo + 3].mean() < 0.85 * frieze                 # its shadow on the frieze
+
+
 def test_a_building_cut_by_the_frames_top_gets_whole_hidden_storeys_and_a_parapet():
     from derrumbe.stages.camera import PARAPET_M, hidden_roof
     for visible, g, s in [(18.9, 4.0, 2.95), (8.0, 3.5, 3.0), (11.8, 4.2, 3.6), (30.0, 4.0, 3.2)]:
