@@ -51,6 +51,7 @@ uniform vec3 sun_dir, sun_col, amb_col, cam_pos;
 uniform float facade_z;
 
 vec4 nz(vec3 p) { return texture(noise, p) * 2.0 - 1.0; }
+float luma(vec3 c) { return dot(c, vec3(0.2126, 0.7152, 0.0722)); }   // Rec.709 weights: a brightness to compare, not a colourimetric Y
 float hash3(vec3 p) { p = fract(p * vec3(0.1031, 0.1030, 0.0973)); p += dot(p, p.yxz + 33.33);
                       return fract((p.x + p.y) * p.z); }
 // Box-filtered pulse train: the share of [x - w/2, x + w/2] inside pulses [k, k + duty].
@@ -272,9 +273,8 @@ void main() {
     // fresh material lit from above can (about 1.5x): the sky map cannot see a crack a few
     // centimetres wide, and lips lit as if open to the sky drew white lines along cracks.
     if (kind != FRONT && !seen) {
-        float cap = 1.5 * dot(facade_albedo * front_light, vec3(0.2126, 0.7152, 0.0722));
-        float lum = dot(col, vec3(0.2126, 0.7152, 0.0722));
-        col *= cap / max(cap, lum);
+        float cap = 1.5 * luma(facade_albedo * front_light);
+        col *= cap / max(cap, luma(col));
     }
     // Dust: what the collapse threw settles on everything that moved, more on what faces
     // up, and freshly broken faces carry their own powder from the start.

@@ -324,8 +324,13 @@ class DebrisRenderer:
         storey = self._storey_px(fr)
         if storey is None:
             return atlas
-        roof = float(self.cam.project(np.array([[0.0, fr.floor_y[-1], fr.facade_z]]))[0, 1])
-        return roof_parapet(atlas, roof, self.cam.f_px / -fr.facade_z, storey, PARAPET_M)
+        return roof_parapet(atlas, self._facade_row(fr, fr.floor_y[-1]), self.cam.f_px / -fr.facade_z, storey,
+                            PARAPET_M)
+
+    def _facade_row(self, fr: Fracture, y_m: float) -> float:
+        """The frame row of a height on the facade's plane (a level camera: the same row
+        all along it)."""
+        return float(self.cam.project(np.array([[0.0, y_m, fr.facade_z]]))[0, 1])
 
     def _ground_floor_row(self, fr: Fracture) -> int | None:
         """The frame row of the ground floor's ceiling on the facade (its shop fronts and
@@ -333,7 +338,7 @@ class DebrisRenderer:
         fy = np.asarray(fr.floor_y, float)
         if len(fy) < 2 or fr.facade_z >= 0:
             return None
-        return int(self.cam.project(np.array([[0.0, fy[1], fr.facade_z]]))[0, 1])
+        return int(self._facade_row(fr, fy[1]))
 
     def _storey_px(self, fr: Fracture) -> float | None:
         """An upper storey's height on screen at the facade: the period the facade repeats
