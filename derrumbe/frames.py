@@ -81,7 +81,8 @@ class FrameRenderer:
         if self.live:
             u8 = degrain(v.plate_u8, self.grain_model)
             self.still = (u8_to_linear(u8), u8)
-        self.thin = dust_thinning(sp.see_through, s.cache.dust_info(s.keys["dust"])) if sp.dust > 0 else 1.0
+        self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"])) if sp.dust > 0 \
+            else np.ones(1)
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects
@@ -108,13 +109,16 @@ class FrameRenderer:
         if sp.dust > 0:
             march = (out_w // DUST_MARCH_DIV[q], out_h // DUST_MARCH_DIV[q])
             back = backdrop_depth(v.ocam, march, v.bmatte, v.skyness, place.depth_m)
-            # Near the lens (fully within 10 % of the building's distance or 2 m, not past
-            # 45 % or 8 m) the first 0.5-1.5 of optical depth from it thins away: a haze
-            # around the camera does not veil the frame, a dense front there still reads.
+            # Near the lens (fully within a quarter of the building's distance or 3 m, not
+            # past 85 % or 10 m) the first 0.5-1.5 of optical depth from it thins away: a
+            # haze around the camera does not veil the frame, a dense front there still
+            # reads. Within 45 % of the distance, the cloud that had rolled over the camera
+            # showed its coarse cells, metres across, as streaks fanning over the frame
+            # (img_270 from 60 %); footage shows dust that close as a featureless haze.
             d = place.depth_m
             self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, dust_albedo(sp, light), back, march,
                                                  fps=sp.fps, backdrop_full=back_full,
-                                                 clear_m=(max(0.1 * d, 2.0), max(0.45 * d, 8.0)), clear_tau=CLEAR_TAU)
+                                                 clear_m=(max(0.25 * d, 3.0), max(0.85 * d, 10.0)), clear_tau=CLEAR_TAU)
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             self.sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
         # EXR: depth where no piece is (street, walls, sky) from the camera and the plate.
@@ -200,7 +204,8 @@ class FrameRenderer:
             if state is None:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
-            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, self.thin), layers, self.sun_share,
+            thin = float(self.thin[min(i, len(self.thin) - 1)])
+            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
             t2 = _clock()
             self.stage_t["dust_render"] += t2 - t1
@@ -274,25 +279,39 @@ def _clock() -> np.ndarray:
 
 
 def dust_thinning(see_through: float, dust_info: dict) -> float:
-    """The factor the cloud's extinction is scaled by at render so that no more than
-    `see_through` of optical depth stands between the lens and the building at the worst
-    moment of the shot (`lens_tau`, measured by the dust stage). Physically, a camera
+    """The factor the cloud's extinction is scaled by at render, at its smallest (the end
+    of the shot): see thinning_track."""
+    track = thinning_track(see_through, dust_info)
+    return float(track[-1]) if len(track) else 1.0
+
+
+def thinning_track(see_through: float, dust_info: dict) -> np.ndarray:
+    """Per frame, the factor the cloud's extinction is scaled by at render so that no more
+    than `see_through` of optical depth stands between the lens and the building
+    (`lens_tau_frames`, measured by the dust stage each frame). Physically, a camera
     10-20 m from a collapse is swallowed by a cloud of optical depth 10-20 within 2-3 s
-    (img_100, 17 m away: 20) and the rest of the shot is a grey card; a camera 40 m away sees 2-4.
-    Thinning evenly keeps the cloud's shape and motion, and it is lit as the full cloud is
-    (dust_frame); only its opacity and its shadow change. 0: the physical cloud."""
-    tau = float(dust_info.get("lens_tau", 0.0) or 0.0)
-    if see_through <= 0 or tau <= see_through:
-        return 1.0
-    return see_through / tau
+    (img_100, 17 m away: 20) and the rest of the shot is a grey card; a camera 40 m away
+    sees 2-4. The factor only ever falls (the running minimum): the first bursts at the
+    building, before the cloud reaches toward the lens, keep their physical density (one
+    factor for the whole shot, set by its worst moment, thinned them to a faint haze), and
+    a cloud that has been thinned never thickens again. Thinning keeps the cloud's shape
+    and motion; only its opacity and its shadow change. 0: the physical cloud."""
+    taus = np.asarray(dust_info.get("lens_tau_frames") or [dust_info.get("lens_tau", 0.0) or 0.0], float)
+    if see_through <= 0:
+        return np.ones(len(taus))
+    need = np.minimum(1.0, see_through / np.maximum(taus, 1e-9))
+    return np.minimum.accumulate(need)
 
 
 def describe_thinning(see_through: float, dust_info: dict) -> str | None:
     """One line for the log when the cloud is thinned."""
-    thin = dust_thinning(see_through, dust_info)
+    track = thinning_track(see_through, dust_info)
+    thin = float(track[-1])
     if thin >= 1.0:
         return None
-    return (f"dust: thinned to {thin:.2f} of its density so the building shows through it (optical depth "
+    first = int(np.argmax(track < 1.0))
+    return (f"dust: thinned from frame {first + 1} of {len(track)} down to {thin:.2f} of its density so the building "
+            f"shows through it (optical depth "
             f"{dust_info['lens_tau']:.1f} between the lens and the building at {dust_info.get('lens_tau_at_s', 0):.1f} s, "
             f"--see-through {see_through:g}; --see-through 0 renders the physical cloud)")
 

@@ -181,7 +181,7 @@ def _dust(s: Scene) -> dict:
             "grid_grew": dust.grows, "first_emission_s": round(dust.em.first_time(dust.dt), 3),
             "mass_kg": round(dust.mass_g() / 1000.0, 1),
             "settled_and_left_kg": [round(float(x) / 1000.0, 1) for x in dust.lost_g[:2]],
-            "lens_tau": round(float(lens.max()), 3), "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
+            "lens_tau": round(float(lens.max()), 3), "lens_tau_frames": [round(float(x), 3) for x in lens], "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
             **dust.extent()}
     s.cache.finish_dust(key, n, info)
     return info
@@ -237,7 +237,7 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=5, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=6, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
@@ -255,7 +255,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=18, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=19, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -542,7 +542,9 @@ def test_the_plates_surfaces_are_shaded_by_the_dust_alone_not_by_the_building_ag
     """The shadow the cloud casts on the street and the walls comes from the dust only:
     the photo already holds the building's own shadows (counting them again darkened a
     whole plate by 45 % the frame the dust appeared). Where no dust lies between a cell
-    and the sun or the sky, its surface shade is zero even inside the standing building."""
+    and the sun or the sky, its surface shade is nil even inside the standing building
+    (the render smooths the grid's filaments over about a cell, so the wisp's tail
+    reaches a little further: under 0.01, where the building would add metres of 4 /m)."""
     fr, _ = scene
     d, cell, (cx, cz) = _still_building_dust(scene)
     inside = cell([cx, 1.0, cz])
@@ -550,7 +552,7 @@ def test_the_plates_surfaces_are_shaded_by_the_dust_alone_not_by_the_building_ag
     d.q[0][cell([fr.box_lo[0] - 3.0, 0.5, fr.box_hi[2] + 3.0])] = 2.0
     f = dust_frame(d.snapshot(), LOW_SUN)
     assert f.tau_sky[inside] > 3.0                       # the dust's own light: under the building
-    assert f.shade is not None and f.shade[0][inside] == 0.0 and f.shade[1][inside] == 0.0
+    assert f.shade is not None and f.shade[0][inside] < 0.01 and f.shade[1][inside] < 0.01
 
 
 def test_dust_between_the_lens_and_the_building_is_measured_as_optical_depth():

@@ -97,3 +97,18 @@ def test_the_clouds_foot_on_the_street_is_ragged_not_a_straight_wall(shot):
         # perspective; a straight edge leaves no residual).
         resid = foot - np.polyval(np.polyfit(cols, foot, 1), cols)
         assert resid.std() > 3.0, (t, resid.std())
+
+
+def test_the_cloud_is_thinned_only_once_it_grows_past_the_see_through_and_never_thickens_again():
+    """--see-through 1.5: while the dust between the lens and the building is thinner than
+    1.5 (the first bursts at the building) it is rendered as simulated; from the frame it
+    passes 1.5 the cloud is scaled so that 1.5 is left, and a cloud once thinned stays so
+    when the physical one thins out (its density would otherwise pulse back up)."""
+    from derrumbe.frames import describe_thinning, dust_thinning, thinning_track
+    info = {"lens_tau": 6.0, "lens_tau_frames": [0.0, 0.5, 1.5, 3.0, 6.0, 2.0, 4.0], "lens_tau_at_s": 2.0}
+    assert np.allclose(thinning_track(1.5, info), [1, 1, 1, 0.5, 0.25, 0.25, 0.25])
+    assert dust_thinning(1.5, info) == 0.25
+    assert np.allclose(thinning_track(0.0, info), 1.0)             # 0: the physical cloud
+    assert "from frame 4 of 7 down to 0.25" in describe_thinning(1.5, info)
+    # A cache from before the per-frame record: the worst moment for the whole shot.
+    assert np.allclose(thinning_track(1.5, {"lens_tau": 6.0}), [0.25])

@@ -44,7 +44,8 @@ SETTLE_LOAD_MS = 0.8         # fall speed of that grit in air (Stokes-Oseen regi
 AIR_G_PER_M3 = 1200.0
 AIR_K = 293.0
 GROUND_DRAG = 0.02           # quadratic drag coefficient of the street on the lowest layer
-VORTICITY = 2.0              # confinement strength, 1/s
+VORTICITY = 1.0              # confinement strength, 1/s (at 2/s it wound the cloud into rings
+                             # and veins, marble rather than billows, over img_270 and img_288)
 RELAX_S = 20.0               # the air relaxes toward the breeze over this long (large-scale nudge only)
 # Entrainment the grid cannot resolve: the turbulent rim of a gravity current or a plume
 # mixes clear air in at ~0.1 of its speed (Ellison & Turner 1959; Turner 1986); here an
@@ -584,10 +585,16 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
                          z, t)
     full = state["sigma"].astype(np.float32)
     sigma = full * np.float32(thin)
-    # The cloud shades itself as the physical cloud does (a thinned cloud lit through its
-    # thinned density went flat and pale: dark bellies are what make a billow read), while
-    # its shadow on the street and the walls is the thinned cloud's.
-    s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-full / LIGHT_SIGMA_CAP))).astype(np.float32)
+    # The cloud shades itself through more than its thinned density (a thinned cloud lit
+    # through just that went flat and pale: dark bellies are what make a billow read) but
+    # not through all of the physical cloud's (lit so, a see-through veil kept the full
+    # cloud's deep shadows and read as dark streaks); its shadow on the street and the
+    # walls is the thinned cloud's. The light sees the grid without its finest structure:
+    # filaments a cell or two wide, which advection draws out of every swirl, are below
+    # what the grid resolves, and the shadows they cast down the sun's rays read as brush
+    # strokes and marble veins through the cloud (the render's noise shades that scale).
+    lit = gaussian_filter(full, FILAMENT_CELLS, mode="nearest") * np.float32(np.sqrt(thin))
+    s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-lit / LIGHT_SIGMA_CAP))).astype(np.float32)
     s_seen = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
     d = np.asarray(sun_dir, float)
     d = d / np.linalg.norm(d)
@@ -616,5 +623,6 @@ def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray,
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
+FILAMENT_CELLS = 1.2       # the grid's filaments, smoothed away for the light (Gaussian sigma, cells)
 ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
 SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)

@@ -377,12 +377,34 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
+// A march pixel's whole cloud along its ray: its front over its back.
+vec4 whole_at(ivec2 q) {
+    q = clamp(q, ivec2(0), textureSize(lo_front, 0) - 1);
+    vec4 f = texelFetch(lo_front, q, 0), b = texelFetch(lo_back, q, 0);
+    return f + (1.0 - f.a) * b;
+}
+
+// The whole cloud, interpolated between march pixels. Where no piece is at this output
+// pixel its dust is all in front; interpolating the split layers instead mixed a
+// neighbour's front (the dust before a piece) with the cloud without one, and the front
+// over the back came out thinner than either along every silhouette: a bright line of
+// plate round each piece in the dust (img_190, img_288).
+vec4 whole_lerp(vec2 tc) {
+    vec2 x = tc * vec2(textureSize(lo_front, 0)) - 0.5;
+    ivec2 i = ivec2(floor(x));
+    vec2 w = fract(x);
+    return mix(mix(whole_at(i), whole_at(i + ivec2(1, 0)), w.x),
+               mix(whole_at(i + ivec2(0, 1)), whole_at(i + ivec2(1, 1)), w.x), w.y);
+}
+
 void main() {
     vec2 fc = gl_FragCoord.xy * scale;                       // output pixel, GL origin bottom-left
     vec2 px = vec2(fc.x, H - fc.y);
     vec2 tc = gl_FragCoord.xy / vec2(textureSize(opaque, 0));
     if (mode == 0) { march(px, tc, 0.5 + 0.3 * (hash12(gl_FragCoord.xy) - 0.5)); return; }
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
+    float z_op = texture(opaque, tc).r;
+    if (!(z_op > 0.0 && z_op < texture(backdrop, tc).r) && b.a > 0.0) { f = whole_lerp(tc); b = vec4(0.0); }
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
     // Only where the march left dust (refine keeps anything thinner as it is): the
