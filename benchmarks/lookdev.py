@@ -123,7 +123,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
         row["dust_front_m"] = dust_front(out, m)
         from derrumbe.frames import dust_thinning
         row["lens_tau"] = m["dust"].get("lens_tau")
-        row["dust_thinned"] = round(dust_thinning(m["spec"]["see_through"], m["dust"]), 3)
+        row["dust_thinned"] = round(dust_thinning(m["spec"]["see_through"], m["dust"], m["spec"]["fps"]), 3)
     # The label's height over this matte's rows (its own span differs), and the errors.
     from benchmarks.scale_report import scale_report
     scale = scale_report(plate, box)

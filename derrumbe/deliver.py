@@ -143,7 +143,7 @@ def build_manifest(s: Scene, files: dict, frames_info: dict, usd_info, vdb_files
         "simulation": sim.info,
         "particles": {"count": grit.n},
         "debris_sizes": debris_sizes(sim, fr, grit),
-        "dust": {**s["dust"], "thinned_to": round(dust_thinning(sp.see_through, s["dust"]), 4)}
+        "dust": {**s["dust"], "thinned_to": round(dust_thinning(sp.see_through, s["dust"], sp.fps), 4)}
         if s["dust"].get("enabled") else s["dust"],
         "cache": {"keys": s.keys, "stages": {st: e for st, e in s.cache.events}},
         "render": {"motion_blur_samples_max": frames_info.get("samples_max", 1), "shutter_deg": sp.shutter,

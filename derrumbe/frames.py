@@ -32,6 +32,7 @@ from derrumbe.stages.plate import resize_linear
 
 TIMED = ("render", "dust_render", "comp", "write", "vectors")
 FACADE_TINT = 0.06                 # how far the dust takes the facade's colour (dust_albedo)
+RECOVER_PER_S = 2.0                # a thinned cloud's factor at most doubles a second (thinning_track)
 
 
 def shutter_seconds(shutter_deg: float, fps: float) -> float:
@@ -81,7 +82,7 @@ class FrameRenderer:
         if self.live:
             u8 = degrain(v.plate_u8, self.grain_model)
             self.still = (u8_to_linear(u8), u8)
-        self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"])) if sp.dust > 0 \
+        self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"]), sp.fps) if sp.dust > 0 \
             else np.ones(1)
         self.renderer = self.dust_r = None
         self.movers = None
@@ -278,40 +279,45 @@ def _clock() -> np.ndarray:
     return np.array([time.perf_counter(), time.process_time()])
 
 
-def dust_thinning(see_through: float, dust_info: dict) -> float:
-    """The factor the cloud's extinction is scaled by at render, at its smallest (the end
-    of the shot): see thinning_track."""
-    track = thinning_track(see_through, dust_info)
-    return float(track[-1]) if len(track) else 1.0
+def dust_thinning(see_through: float, dust_info: dict, fps: float = 24.0) -> float:
+    """The factor the cloud's extinction is scaled by at render, at its smallest: see
+    thinning_track."""
+    return float(thinning_track(see_through, dust_info, fps).min())
 
 
-def thinning_track(see_through: float, dust_info: dict) -> np.ndarray:
+def thinning_track(see_through: float, dust_info: dict, fps: float = 24.0) -> np.ndarray:
     """Per frame, the factor the cloud's extinction is scaled by at render so that no more
     than `see_through` of optical depth stands between the lens and the building
     (`lens_tau_frames`, measured by the dust stage each frame). Physically, a camera
-    10-20 m from a collapse is swallowed by a cloud of optical depth 10-20 within 2-3 s
-    (img_100, 17 m away: 20) and the rest of the shot is a grey card; a camera 40 m away
-    sees 2-4. The factor only ever falls (the running minimum): the first bursts at the
-    building, before the cloud reaches toward the lens, keep their physical density (one
-    factor for the whole shot, set by its worst moment, thinned them to a faint haze), and
-    a cloud that has been thinned never thickens again. Thinning keeps the cloud's shape
-    and motion; only its opacity and its shadow change. 0: the physical cloud."""
+    10-20 m from a collapse is swallowed by a cloud of optical depth 10-30 within 2-3 s
+    (img_270, 17 m away: 29) and the rest of the shot is a grey card; a camera 40 m away
+    sees 2-4. The first bursts at the building, before the cloud reaches toward the lens,
+    keep their physical density (one factor for the whole shot, set by its worst moment,
+    thinned them to a faint haze). Once the cloud has passed the lens (img_190: it rolls
+    over the camera at 2.3 s, then rises and drifts off) the factor recovers, at most
+    doubling a second (RECOVER_PER_S), never past what the see-through allows: a cloud
+    kept at its worst moment's thinning vanished from the rest of the shot, and one let
+    back at once would thicken in a frame. Thinning keeps the cloud's shape and motion;
+    only its opacity and its shadow change. 0: the physical cloud."""
     taus = np.asarray(dust_info.get("lens_tau_frames") or [dust_info.get("lens_tau", 0.0) or 0.0], float)
     if see_through <= 0:
         return np.ones(len(taus))
     need = np.minimum(1.0, see_through / np.maximum(taus, 1e-9))
-    return np.minimum.accumulate(need)
+    grow = RECOVER_PER_S ** (1.0 / max(fps, 1e-3))
+    track = need.copy()
+    for i in range(1, len(track)):
+        track[i] = min(need[i], track[i - 1] * grow)
+    return track
 
 
-def describe_thinning(see_through: float, dust_info: dict) -> str | None:
+def describe_thinning(see_through: float, dust_info: dict, fps: float = 24.0) -> str | None:
     """One line for the log when the cloud is thinned."""
-    track = thinning_track(see_through, dust_info)
-    thin = float(track[-1])
-    if thin >= 1.0:
+    track = thinning_track(see_through, dust_info, fps)
+    if track.min() >= 1.0:
         return None
-    first = int(np.argmax(track < 1.0))
-    return (f"dust: thinned from frame {first + 1} of {len(track)} down to {thin:.2f} of its density so the building "
-            f"shows through it (optical depth "
+    first, worst = int(np.argmax(track < 1.0)), int(np.argmin(track))
+    return (f"dust: thinned from frame {first + 1} of {len(track)}, to {track[worst]:.2f} of its density at frame "
+            f"{worst + 1} and {track[-1]:.2f} at the last, so the building shows through it (optical depth "
             f"{dust_info['lens_tau']:.1f} between the lens and the building at {dust_info.get('lens_tau_at_s', 0):.1f} s, "
             f"--see-through {see_through:g}; --see-through 0 renders the physical cloud)")
 

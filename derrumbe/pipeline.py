@@ -124,7 +124,7 @@ def frame_setup(scene: Scene, clock=None) -> None:
     with clock("cleanplate") if clock else nullcontext():
         graph.load(scene, ["view", "cleanplate", "lighting"], verify=False)
     scene.log(describe_light(scene["lighting"][1]))
-    thinned = describe_thinning(scene.spec.see_through, scene.cache.dust_info(scene.keys["dust"])) \
+    thinned = describe_thinning(scene.spec.see_through, scene.cache.dust_info(scene.keys["dust"]), scene.spec.fps) \
         if graph.dust_on(scene) else None
     if thinned:
         scene.log(thinned)

@@ -99,16 +99,24 @@ def test_the_clouds_foot_on_the_street_is_ragged_not_a_straight_wall(shot):
         assert resid.std() > 3.0, (t, resid.std())
 
 
-def test_the_cloud_is_thinned_only_once_it_grows_past_the_see_through_and_never_thickens_again():
+def test_the_cloud_is_thinned_only_once_it_grows_past_the_see_through_and_recovers_slowly():
     """--see-through 1.5: while the dust between the lens and the building is thinner than
     1.5 (the first bursts at the building) it is rendered as simulated; from the frame it
-    passes 1.5 the cloud is scaled so that 1.5 is left, and a cloud once thinned stays so
-    when the physical one thins out (its density would otherwise pulse back up)."""
+    passes 1.5 the cloud is scaled so that 1.5 is left. Once the cloud has passed the lens
+    the factor comes back, at most doubling a second (here 1 fps: x2 a frame), and never
+    past what 1.5 allows, so the cloud neither thickens in a frame nor stays thinned for
+    its worst moment to the end of the shot."""
     from derrumbe.frames import describe_thinning, dust_thinning, thinning_track
-    info = {"lens_tau": 6.0, "lens_tau_frames": [0.0, 0.5, 1.5, 3.0, 6.0, 2.0, 4.0], "lens_tau_at_s": 2.0}
-    assert np.allclose(thinning_track(1.5, info), [1, 1, 1, 0.5, 0.25, 0.25, 0.25])
-    assert dust_thinning(1.5, info) == 0.25
+    info = {"lens_tau": 12.0, "lens_tau_frames": [0.0, 0.5, 1.5, 3.0, 12.0, 2.0, 0.5, 0.1, 4.0],
+            "lens_tau_at_s": 4.0}
+    # needed: 1, 1, 1, 0.5, 0.125, 0.75, 1, 1, 0.375; after 0.125 it doubles a frame at most.
+    assert np.allclose(thinning_track(1.5, info, fps=1.0), [1, 1, 1, 0.5, 0.125, 0.25, 0.5, 1.0, 0.375])
+    assert dust_thinning(1.5, info, fps=1.0) == 0.125
     assert np.allclose(thinning_track(0.0, info), 1.0)             # 0: the physical cloud
-    assert "from frame 4 of 7 down to 0.25" in describe_thinning(1.5, info)
+    line = describe_thinning(1.5, info, fps=1.0)
+    assert "from frame 4 of 9, to 0.12 of its density at frame 5 and 0.38 at the last" in line, line
+    # At 24 fps the same recovery takes 24 frames a doubling.
+    slow = thinning_track(1.5, {"lens_tau_frames": [12.0, 0.0, 0.0]}, fps=24.0)
+    assert np.allclose(slow, [0.125, 0.125 * 2 ** (1 / 24), 0.125 * 2 ** (2 / 24)])
     # A cache from before the per-frame record: the worst moment for the whole shot.
     assert np.allclose(thinning_track(1.5, {"lens_tau": 6.0}), [0.25])
