@@ -169,6 +169,36 @@ def test_a_party_wall_shows_the_floors_of_the_building_that_stood_against_it():
         assert lum[r] > 0.8 * wall, (r, lum[r], wall)
 
 
+def test_a_party_wall_bares_the_rooms_finishes_and_brick_not_one_smooth_colour():
+    """img_190's bared party wall read as 'a smooth grey slab': where a building stood
+    against it, its rooms leave their own paint or wallpaper (tints that differ from room
+    to room, none far from the wall's brightness) and patches of darker, redder brick
+    where the plaster came away with the floors; above its roof, the plain outside wall."""
+    from derrumbe.colour import luminance, working_to_rec709
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 250.0, 250.0, 1.6)
+    lin = np.full((H, W, 3), 0.35, np.float32)               # a plain grey neighbour
+    building = np.zeros((H, W), np.float32)
+    building[40:290, 100:] = 1.0                               # 40: the roof the gone building had
+    lin[building > 0] = [0.2, 0.25, 0.2]
+    clean = make_cleanplate(lin, building, np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), cam,
+                            30.0, 1, storey_m=3.2, ground_floor_m=4.0)
+    wall = clean[60:240, 101:160]                              # the bared wall, below the gone roof
+    rgb = working_to_rec709(wall.reshape(-1, 3))
+    lum = luminance(wall).ravel()
+    ref = float(np.median(lum))
+    plaster = lum > 0.8 * ref
+    chroma = (rgb[plaster].max(-1) - rgb[plaster].min(-1)) / rgb[plaster].mean(-1)
+    assert np.percentile(chroma, 90) > 0.08                      # rooms' tints, not one grey
+    redness = rgb[:, 0] / np.maximum(rgb[:, 1], 1e-6)
+    brick = (lum < 0.75 * ref) & (redness > 1.2)
+    assert 0.03 < brick.mean() < 0.3, brick.mean()               # patches of brick, not a brick wall
+    assert 0.6 * 0.35 * 0.72 < ref < 1.4 * 0.35 * 0.72         # near the side face's brightness
+    above = working_to_rec709(clean[5:30, 101:103].reshape(-1, 3))
+    assert (above.max(-1) - above.min(-1)).max() / above.mean() < 0.08   # the outside wall: plain grey
+
+
 @pytest.mark.parametrize("overcast", [1.0, 0.0])
 def test_a_sky_made_for_a_plate_without_one_is_lit_like_a_sky(overcast):
     """With no sky in frame (img_100, img_181: the facade fills it), the revealed sky was a

@@ -420,7 +420,8 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
         # The wall's height (m) at each pixel of its columns, and how far back each lies.
         hgt = cam.eye_m + (cam.cy - np.arange(h, dtype=np.float64)[:, None]) * z[None, :] / cam.f_px
         gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
-        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng) * _weathering(h, len(xs), rng)
+        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng, np.median(plain.reshape(-1, 3), axis=0)) \
+            * _weathering(h, len(xs), rng)
         # A side face: out of the light that falls on the fronts, darker further back.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
         shade = 0.72 - 0.15 * back
@@ -433,24 +434,45 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
     return (col, alpha) if found else None
 
 
-def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng) -> np.ndarray:
+# Interior finishes a demolition bares on a party wall (sRGB): whitewash, pastel paints,
+# wallpaper; each room's own, at about the outside wall's brightness.
+ROOM_PAINTS = np.array([(226, 222, 210), (172, 192, 204), (178, 198, 168), (214, 174, 162), (208, 184, 132),
+                        (152, 162, 176), (204, 190, 164), (196, 160, 176)], np.float32)
+BRICK_SRGB = (128, 94, 80)      # old brick under plaster, dulled by mortar and dust
+BRICK_SHARE = 0.12       # of the bared wall whose plaster came away with the floors
+
+
+def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, wall: np.ndarray) -> np.ndarray:
     """What a demolished building leaves on the party wall it stood against: the pockets
-    of its floor slabs as dark lines at every floor, each room's old paint a slightly
-    different tint between them, the scars of its partitions; above its roof, the bare
-    wall. hgt: H x N metres above the street; back: N metres behind the facade. An
-    H x N x 3 multiplier."""
+    of its floor slabs as dark lines at every floor, each room's old paint or wallpaper
+    between them, the scars of its partitions, a sooty chimney flue, the brick bared where
+    the plaster came away; above its roof, the bare outside wall. hgt: H x N metres above
+    the street; back: N metres behind the facade; wall: the outside wall's linear colour.
+    An H x N x 3 multiplier of the outside wall's texture."""
     storey, ground = storeys
     floors = ground + storey * np.arange(0, 60)
     floors = floors[floors < min(gone_top, float(hgt.max()))]
     out = np.ones(hgt.shape + (3,), np.float32)
     under = hgt < gone_top
     level = np.searchsorted(floors, hgt)                  # 0: the ground floor's room
-    # Rooms 3-6 m deep, their own tint per storey and room.
+    # Rooms 3-6 m deep, their own finish per storey and room (a wall read as one tint
+    # was a smooth grey slab: img_190).
     edges = np.cumsum(rng.uniform(3.0, 6.0, 8))
     room = np.searchsorted(edges, back)[None, :]
     key = (level * 16 + room) % 256
-    tints = (rng.uniform(0.82, 1.12, (256, 1)) * rng.uniform(0.94, 1.06, (256, 3))).astype(np.float32)
+    paints = rec709_to_working((ROOM_PAINTS / 255.0) ** 2.2)
+    pick = paints[rng.integers(0, len(paints), 256)] * rng.uniform(0.75, 1.05, (256, 1))
+    wall = np.maximum(np.asarray(wall, np.float32), 1e-4)
+    tints = pick * (luminance(wall) / np.maximum(luminance(pick), 1e-4))[:, None] / wall
+    # Most of the way toward the outside wall's own colour: faded, and in the same light
+    # and dust (pure paint colours read as stripes of poster paint).
+    tints = (0.6 + 0.4 * tints).astype(np.float32)
     out = np.where(under[..., None], tints[key], out)
+    bared, brick = _bared_brick(hgt, back, under, rng, wall)
+    out = np.where(bared[..., None], brick, out)       # brick where the paint came away with the plaster
+    # A chimney flue: a sooty band 0.5 m wide up the whole wall, part-way back.
+    flue = np.abs(back - rng.uniform(0.3, 0.7) * float(back.max())) < 0.25
+    out = np.where((under & flue[None, :])[..., None], out * 0.78, out)
     # Partition scars: a darker line 0.15 m wide where a wall met it.
     d_edge = np.min(np.abs(back[:, None] - edges[None, :]), axis=1)
     out = np.where((under & (d_edge[None, :] < 0.075))[..., None], out * 0.9, out)
@@ -461,6 +483,41 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng) -
         lip = ((d >= 0.14) & (d < 0.24)).any(-1)
         out = np.where(pocket[..., None], out * 0.5, np.where(lip[..., None], out * 1.08, out))
     return out
+
+
+def _bared_brick(hgt: np.ndarray, back: np.ndarray, under: np.ndarray, rng, wall: np.ndarray) -> tuple:
+    """Patches (BRICK_SHARE of the bared wall, where the slabs and partitions tore the
+    plaster away) of brick, half as bright as the plaster (old brick is dark beside
+    render): its courses and mortar where a course spans at least three pixels (finer,
+    they alias into dots), each brick its own shade. The patches (H x N) and the brick as an
+    H x N x 3 multiplier of the outside wall's texture."""
+    h, n = hgt.shape
+    blob = cv2.GaussianBlur(rng.normal(0, 1, (h, n)).astype(np.float32), (0, 0), sigmaX=max(n / 12, 1.0),
+                            sigmaY=max(h / 14, 1.0))
+    blob /= max(float(blob.std()), 1e-6)
+    # Plaster breaks away along ragged edges, not round ones.
+    rag = cv2.GaussianBlur(rng.normal(0, 1, (h, n)).astype(np.float32), (0, 0), sigmaX=max(n / 60, 0.7),
+                           sigmaY=max(h / 70, 0.7))
+    blob = blob + 0.45 * rag / max(float(rag.std()), 1e-6)
+    thr = np.quantile(blob[under], 1 - BRICK_SHARE) if under.any() else np.inf
+    patch = under & (blob > thr)
+    course = np.floor(hgt / 0.075)
+    along = back[None, :] / 0.25 + 0.5 * (course % 2)
+    shade = 0.85 + 0.3 * _hash2(course, np.floor(along))
+    brick = rec709_to_working((np.array(BRICK_SRGB, np.float32) / 255.0) ** 2.2)
+    brick = brick * 0.5 * luminance(wall) / luminance(brick)
+    m = (brick / wall)[None, None, :] * shade[..., None]
+    px_m = np.abs(np.gradient(hgt, axis=0)).mean()
+    if 0.075 >= 3.0 * px_m:
+        mortar = ((hgt % 0.075) < 0.012) | (((along % 1.0) * 0.25) < 0.012)
+        m = np.where(mortar[..., None], 1.05, m)
+    return patch, m.astype(np.float32)
+
+
+def _hash2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A repeatable value in [0, 1) per integer pair (a brick's own shade)."""
+    v = np.sin(a * 12.9898 + b * 78.233) * 43758.5453
+    return (v - np.floor(v)).astype(np.float32)
 
 
 def _weathering(h: int, w: int, rng) -> np.ndarray:
