@@ -238,16 +238,17 @@ class RapierWorld:
             side, local = (pair.collider2, deep.local_p2)
         return np.array(self.w.colliders[side].position.transform_point(local).to_tuple())
 
-    def deepest_contact(self, key: int) -> float:
-        """The most negative contact distance of any of the body's hulls (0 if none)."""
-        worst = 0.0
+    def sunk_into(self, key: int, depth: float) -> set:
+        """Keys of the bodies (-1: the street) the body's hulls overlap by more than depth."""
+        out = set()
         np_ = self.w.narrow_phase
         for c in self.colliders[key]:
             for pair in np_.contact_pairs_with(c):
                 d = pair.find_deepest_contact()
-                if d is not None and d.dist < worst:
-                    worst = d.dist
-        return worst
+                if d is not None and d.dist < -depth:
+                    other = pair.collider2 if pair.collider1 == c else pair.collider1
+                    out.add(self._key_of_collider.get(other, -1))
+        return out
 
     def centre_of_mass(self, key: int) -> np.ndarray:
         return np.array(self.w.rigid_bodies[self.bodies[key]].center_of_mass.to_tuple())

@@ -29,7 +29,7 @@ from derrumbe.engines.rapier import DYNAMIC, FIXED, KINEMATIC
 from derrumbe.materials import Material
 from derrumbe.stages.fracture import Fracture
 from derrumbe.stages.simulate import G, Destruction
-from derrumbe.stages.structure import BACK, FACADE, SIDE
+from derrumbe.stages.structure import BACK, FACADE, SIDE, SLAB, SLAB_M
 
 COMPACTION = 0.25          # a crushed storey's rubble stands this share of its height
 BASE_RESIST = 0.3          # what is left of the blown base still holds this share of the block's weight
@@ -164,12 +164,18 @@ class Implosion(Plan):
             self._shed(sim, self.pile_model)
 
     def _shed(self, sim: Destruction, pile: float) -> None:
-        """The block's lowest storey reaches the rubble: it is crushed and shed."""
+        """The block's lowest storey reaches the rubble: it is crushed and shed. The top
+        storey goes without its ceiling: the roof stays on the block and comes down on
+        that storey's walls, crushing them too (shed all at once, they stood as columns
+        of wall pieces under the roof slab, which hung 4.7 m up to the end of a shot)."""
         fr = self.fr
-        last = self.low == len(fr.floor_y) - 2
+        top = len(fr.floor_y) - 2
         leaves = sim.bodies[self.key].leaves
-        mine = leaves[fr.storey[leaves] == self.low] if not last else leaves
-        h = fr.floor_y[self.low + 1] - fr.floor_y[self.low]
+        mine = leaves[fr.storey[leaves] == self.low] if self.low <= top else leaves
+        if self.low == top:
+            mine = mine[fr.element_kind[mine] != SLAB]
+        last = len(mine) == len(leaves)
+        h = fr.floor_y[min(self.low, top) + 1] - fr.floor_y[min(self.low, top)] if self.low <= top else SLAB_M
         m_block = sim.mass[leaves].sum()
         R, t = self._transform()
         centre = R @ np.array([self.pivot[0], fr.floor_y[self.low], self.pivot[2]]) + t
@@ -199,7 +205,7 @@ class Implosion(Plan):
                 sim.bodies[k].damage = 0.3
                 lin, ang = sim.world.velocity(k)
                 sim.world.set_velocity(k, lin, np.asarray(ang) + self.rng.normal(0, SHED_SPIN, 3))
-        self.info["storeys_crushed"] += 1
+        self.info["storeys_crushed"] += int(self.low <= top)
         if last:
             self.done = True
             self.key = None
