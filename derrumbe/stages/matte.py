@@ -106,6 +106,9 @@ def sky_likelihood(srgb: np.ndarray) -> np.ndarray:
     return np.maximum(sky, closed > 0).astype(np.float32)
 
 
+TOP_REACH = 0.25      # _up_to_frame_top: a matte starting this share of the box's height below the frame's top
+
+
 def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     h, w = srgb.shape[:2]
     x0, y0, x1, y1 = box_in_image(box, (w, h))
@@ -145,6 +148,8 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     base = _base_row(lab_img, m, by0, by1, seed)
     m = _down_to_base(m, base)
     m = _grow_roof(lab_img, m, sky, seed)
+    if by0 == 0:
+        m = _up_to_frame_top(m, (bx0, bx1), by1)
     sides = _side_walls(m, sky, base, (bx0, bx1))
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     m = (cv2.GaussianBlur(m, (0, 0), 0.7 / scale) > 0.5).astype(np.float32)
@@ -211,6 +216,25 @@ def _down_to_base(m: np.ndarray, base: int) -> np.ndarray:
     for x, t in zip(cols, top):
         if t < base and m[t:base, x].mean() >= 0.3:
             out[t:base, x] = 1
+    return out
+
+
+def _up_to_frame_top(m: np.ndarray, box_x: tuple[int, int], by1: int) -> np.ndarray:
+    """A box drawn up to the frame's top edge says the facade runs on out of frame: a
+    column whose matte starts just below the edge, between columns that reach it, is
+    building up to the edge too. GrabCut leaves out a top row of panes that reflect the
+    sky (img_263's curtain wall; the sky test takes them for sky), and they stayed in the
+    clean plate as a ghost of the facade to the end of the shot. A roof below the frame's
+    top has open sky above it all along, with no column reaching the edge on both sides."""
+    out = m.copy()
+    reach = int(TOP_REACH * by1)
+    at_top = np.nonzero(m[0, box_x[0]:box_x[1]])[0] + box_x[0]
+    if len(at_top) < 2:
+        return out
+    cols, top, _ = _extent(m)
+    for x, t in zip(cols, top):
+        if at_top[0] < x < at_top[-1] and 0 < t <= reach:
+            out[:t, x] = 1
     return out
 
 
