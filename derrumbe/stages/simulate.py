@@ -41,6 +41,8 @@ EVENT_GAP_S = 0.1          # at most one contact event a body in this long
 EVENT_DV = 1.5               # m/s: a contact that changes a body's speed less than this is not an event
 SLEEP_SPEED, SLEEP_SPIN, SLEEP_GAIN, SLEEP_S = 0.3, 1.0, 0.08, 0.25
 FREEZE_OVERLAP_M = 0.015
+LODGED_M = 0.02              # a body that moves less than this in LODGED_S is lodged where it is
+LODGED_S = 0.75
 LEVELS = ("block", "storey", "cluster", "piece", "fragment")
 MAX_RETRIES = 2
 # Damage a break leaves in the parts: the part that took the blow is cracked through,
@@ -62,6 +64,9 @@ BLOW_MARGIN_M = 2.0            # a contact point further than this beyond a body
 # contact with the street was reported 1168 m deep left at 77 m/s and ended 139 m up.
 KICK_MAX_MS = 12.0
 UP_SHARE, UP_KICK_MS = 0.35, 2.5
+# A spin is the solver's when its rim outruns twice that (a 14 m slab tumbling off the
+# pile turns at 4 rad/s: a 27 m/s rim; the artefacts spun 4 m slabs at 14 rad/s).
+SPIN_RIM = 1.25
 
 
 @dataclass
@@ -102,6 +107,8 @@ class Body:
     crushed: bool = False    # already broken by a crush front (it breaks once there)
     slow_speed: float = np.inf
     reach: float = 1.0       # m from its centre of mass to its farthest fragment's edge
+    anchor: np.ndarray = None    # where it was when it last moved more than LODGED_M, and when
+    anchor_t: float = 0.0
     # A kinematic body is driven by its plan and touches nothing, so it never enters the
     # engine (thousands of colliders the broad phase would otherwise track every step);
     # the plan sets its transform and velocity.
@@ -408,6 +415,7 @@ class Destruction:
         for j, key in enumerate(keys):
             self.R[key], self.t[key] = R[j], t[j]
             b = self.bodies[key]
+            self._unlodge(key, b, R[j] @ b.com + t[j])
             if not slow[j] or speed[j] > b.slow_speed + SLEEP_GAIN:
                 b.slow_since, b.slow_speed = np.inf, speed[j] if slow[j] else np.inf
                 if slow[j]:
@@ -420,18 +428,25 @@ class Destruction:
 
     def _settle(self, key: int, b: Body) -> None:
         """Freezes a body at rest. One still sunk into another is not at rest, only slow:
-        frozen now, it would stay sunk for the rest of the shot. If it stays stuck in a
-        frozen neighbour, the neighbour wakes so the solver can push the two apart (a
-        frozen piece cannot be pushed: a wall piece stayed wedged 2.4 cm into one)."""
-        stuck = self.world.sunk_into(key, FREEZE_OVERLAP_M)
-        if not stuck and self._lowest(key) > -FREEZE_OVERLAP_M:
+        frozen now, it would stay sunk for the rest of the shot."""
+        if not self.world.sunk_into(key, FREEZE_OVERLAP_M) and self._lowest(key) > -FREEZE_OVERLAP_M:
             self.world.set_mode(key, FIXED)
             b.mode = FIXED
             self.counts["frozen"] += 1
-        elif self.time - b.slow_since > 3 * SLEEP_S:
-            for other in stuck:
-                if other in self.bodies and self.bodies[other].mode == FIXED:
-                    self.wake(other)
+
+    def _unlodge(self, key: int, b: Body, com: np.ndarray) -> None:
+        """A body that stays where it is while still jittering (never slow long enough to
+        freeze) may be lodged in a frozen neighbour, which the solver cannot push: that
+        neighbour wakes so the two are pushed apart (a wall piece stayed 4 cm deep in one)."""
+        if b.anchor is None or np.linalg.norm(com - b.anchor) > LODGED_M:
+            b.anchor, b.anchor_t = com, self.time
+            return
+        if self.time - b.anchor_t < LODGED_S:
+            return
+        b.anchor_t = self.time
+        for other in self.world.sunk_into(key, FREEZE_OVERLAP_M):
+            if other in self.bodies and self.bodies[other].mode == FIXED:
+                self.wake(other)
 
     def _lowest(self, key: int) -> float:
         """Height of the body's lowest hull point. The engine's contact with the street can
