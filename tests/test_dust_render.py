@@ -127,29 +127,41 @@ def test_a_painted_buildings_dust_stays_the_colour_of_crushed_concrete():
     assert np.allclose(dust_albedo(user, light), colour.srgb_colour((90, 60, 40)))
 
 
+_SIZES = (640, 360, 160, 90)       # output, and the march at a quarter of it
+
+
+def _cloud_at(t: float):
+    fr, sim = _scene()
+    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
+                steps_per_second=24)
+    return dust_frame(d.advance_to(t), SUN)
+
+
+def _street_renderer(ctx):
+    """A renderer at _SIZES over a sky above row 150 and a street 40 m out below it."""
+    W, H, w, h = _SIZES
+    cam = CAM.scaled(W, H)
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    sky = np.zeros((H, W), np.float32)
+    sky[:150] = 1
+    building = np.zeros((H, W), np.float32)
+    return DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)), backdrop_depth(cam, (w, h), building,
+                        sky, 40.0), (w, h), backdrop_full=backdrop_depth(cam, (W, H), building, sky, 40.0))
+
+
 def test_the_detail_pass_on_dusty_tiles_alone_gives_the_full_frames_layers():
     """The full-size pass runs only on tiles near dust (and skips its taps where the march
     left none): front and back must be those of the pass over every tile, within what an
     8-bit frame can show, with a piece splitting the cloud into front and back."""
     import moderngl
-    fr, sim = _scene()
-    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
-                steps_per_second=24)
-    frame = dust_frame(d.advance_to(1.5), SUN)
-    W, H = 640, 360
-    cam = CAM.scaled(W, H)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
-    w, h = W // 4, H // 4
-    sky = np.zeros((H, W), np.float32)
-    sky[:150] = 1
-    building = np.zeros((H, W), np.float32)
+    frame = _cloud_at(1.5)
+    W, H, w, h = _SIZES
     full_op = np.zeros((H, W), np.float32)
     full_op[150:330, 200:440] = 35.0                     # a piece inside the cloud, nearer than its back
     lo_op = full_op[2::4, 2::4].copy()
     ctx = moderngl.create_standalone_context(backend="egl")
     try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)), backdrop_depth(cam, (w, h), building,
-                         sky, 40.0), (w, h), backdrop_full=backdrop_depth(cam, (W, H), building, sky, 40.0))
+        r = _street_renderer(ctx)
         used = []
         pick = r._dust_tiles
         r._dust_tiles = lambda a: used.append(pick(a)) or used[-1]
@@ -173,24 +185,14 @@ def test_no_bright_line_of_plate_round_a_piece_inside_the_cloud():
     interpolating the split layers between march pixels with and without the piece left
     it thinner than either, a bright line of plate round every piece in the dust."""
     import moderngl
-    fr, sim = _scene()
-    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
-                steps_per_second=24)
-    frame = dust_frame(d.advance_to(2.0), SUN)
-    W, H = 640, 360
-    cam = CAM.scaled(W, H)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
-    w, h = W // 4, H // 4
-    sky = np.zeros((H, W), np.float32)
-    sky[:150] = 1
-    building = np.zeros((H, W), np.float32)
+    frame = _cloud_at(2.0)
+    W, H, w, h = _SIZES
     full_op = np.zeros((H, W), np.float32)
     full_op[181:301, 201:439] = 38.0                     # off the march grid: silhouettes cut its pixels
     lo_op = cv2.resize(full_op, (w, h), interpolation=cv2.INTER_NEAREST)
     ctx = moderngl.create_standalone_context(backend="egl")
     try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)), backdrop_depth(cam, (w, h), building,
-                         sky, 40.0), (w, h), backdrop_full=backdrop_depth(cam, (W, H), building, sky, 40.0))
+        r = _street_renderer(ctx)
         split = r.render(frame, lo_op, full_op)
         clear = r.render(frame, np.zeros_like(lo_op), np.zeros_like(full_op))
         r.release()
