@@ -231,6 +231,7 @@ class Implosion(Plan):
         above = (pos - base) @ n + self.reach > 0.0
         hit = inside & above & (sim.body_of >= 0) & (sim.body_of != self.key) & np.isfinite(sim.released)
         v = -self.speed * n
+        before = np.isfinite(sim.hidden)
         for key in np.unique(sim.body_of[hit]):
             b = sim.bodies.get(key)
             if b is None:
@@ -244,6 +245,7 @@ class Implosion(Plan):
                 i = sim.bodies[k].leaves
                 if len(i) == 1 and hit[i[0]]:
                     sim.pulverise(k, v)
+        sim.wake_near(pos, np.nonzero(np.isfinite(sim.hidden) & ~before)[0])
 
 
 def _topple(fr: Fracture, direction: str, start: float, rng) -> Plan:

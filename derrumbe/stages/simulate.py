@@ -41,6 +41,7 @@ EVENT_GAP_S = 0.1          # at most one contact event a body in this long
 EVENT_DV = 1.5               # m/s: a contact that changes a body's speed less than this is not an event
 SLEEP_SPEED, SLEEP_SPIN, SLEEP_GAIN, SLEEP_S = 0.3, 1.0, 0.08, 0.25
 FREEZE_OVERLAP_M = 0.015
+WAKE_GAP_M = 0.05            # wake_near: bounding spheres this close may be resting on each other
 LODGED_M = 0.02              # a body that moves less than this in LODGED_S is lodged where it is
 LODGED_S = 0.75
 LEVELS = ("block", "storey", "cluster", "piece", "fragment")
@@ -297,6 +298,19 @@ class Destruction:
         self.counts["pulverised"] = self.counts.get("pulverised", 0) + len(b.leaves)
         for i in b.leaves:
             self.gone[i] = (R, t)
+
+    def wake_near(self, pos: np.ndarray, gone: np.ndarray) -> None:
+        """Frozen bodies that touched fragments now gone (pulverised) wake: they may have
+        rested on them. The engine keeps no contacts between two frozen bodies, so this
+        looks at the fragments' bounding spheres (pieces of a blown shop front, frozen on
+        the wall's foot, hung 3.6 m up once the block had ground that foot away)."""
+        frozen = [k for k, b in self.bodies.items() if b.mode == FIXED and b.role != "standing"]
+        if not len(gone) or not frozen:
+            return
+        idx = np.nonzero(np.isin(self.body_of, frozen))[0]
+        gap = np.linalg.norm(pos[idx, None] - pos[None, gone], axis=2) - self.extent[idx, None] - self.extent[None, gone]
+        for k in np.unique(self.body_of[idx[(gap < WAKE_GAP_M).any(axis=1)]]):
+            self.wake(int(k))
 
     def wake(self, key: int) -> None:
         """A frozen body moves again (something drives into it)."""
