@@ -137,23 +137,33 @@ vec3 concrete(vec3 p, float fine, vec4 a, vec4 c, out float rel, out vec3 g) {
     col = mix(col, col * vec3(0.72, 0.74, 0.78), 0.7 * stones);
     return mix(col, col * vec3(1.12, 1.06, 0.96), 0.5 * smoothstep(0.3, 0.7, -c.w) * fine);
 }
-// Brickwork cut through: courses of 65 mm bricks and 10 mm joints, stretchers along the
-// wall and headers across it, each brick its own colour; joints filtered to the pixel.
+// Brickwork broken through: courses of 65 mm bricks and 10 mm joints, stretchers along the
+// wall and headers across it, laid by hand (each course a little off the line), each brick
+// its own colour. A break runs through the joints and across the bricks: every brick shows
+// its own broken facet, proud or sunk, some are gone from their sockets, and the joints are
+// crumbled lime, set back in shadow. Drawn as a flat grid of pale joints, broken walls
+// read as cardboard printed with tiles (judged on every masonry plate).
 vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     vec2 la = (elem == E_SIDE || elem == E_CROSS) ? p.zx : p.xz;
     float cy = p.y / 0.075;
     float course = floor(cy);
-    float off = mod(course, 2.0) * 0.5;
+    float off = mod(course, 2.0) * 0.5 + 0.12 * (hash3(vec3(course, 7.1, float(elem))) - 0.5);
     float u = la.x / 0.26 + off, w = la.y / 0.13 + off;
     float m = 1.0 - (1.0 - pulses(cy, 0.13, px / 0.075)) * (1.0 - pulses(u, 0.04, px / 0.26))
                   * (1.0 - pulses(w, 0.08, px / 0.13));
-    float hb = hash3(vec3(floor(u), course, floor(w)));
+    vec3 cell = vec3(floor(u), course, floor(w));
+    float hb = hash3(cell);
     float vary = 1.0 - smoothstep(0.4, 1.2, px / 0.075);
     vec3 bc = brick * mix(1.0, 0.75 + 0.5 * hb, vary);
     bc = mix(bc, bc * vec3(0.6, 0.62, 0.66), step(0.88, hb) * vary);
-    rel = 0.6 * a.w - 0.8 * m;
-    g = a.xyz * 0.6;
-    return mix(bc * (1.0 + 0.12 * a.w), mortar * (1.0 + 0.1 * a.w), m);
+    vec3 facet = vec3(hash3(cell + 1.3), hash3(cell + 2.9), hash3(cell + 4.7)) - 0.5;
+    float gone = step(0.93, hash3(cell + 8.3)) * vary;          // a brick pulled out: its socket
+    float proud = (hash3(cell + 6.1) - 0.5) * vary;
+    rel = 0.6 * a.w - 1.1 * m + 0.6 * proud - 1.2 * gone;
+    g = a.xyz * 0.6 + 1.6 * facet * vary * (1.0 - m);
+    vec3 joint = mix(mortar, brick, 0.3) * 0.85;
+    vec3 col = mix(bc * (1.0 + 0.12 * a.w), joint * (1.0 + 0.1 * a.w), m);
+    return mix(col, mix(joint, bc, 0.5) * 0.55, gone);
 }
 vec3 perturb(vec3 n, vec3 g_rest, float k) {
     vec3 g = v_R * g_rest;
