@@ -65,9 +65,6 @@ BLOW_MARGIN_M = 2.0            # a contact point further than this beyond a body
 # contact with the street was reported 1168 m deep left at 77 m/s and ended 139 m up.
 KICK_MAX_MS = 12.0
 UP_SHARE, UP_KICK_MS = 0.35, 2.5
-# A spin is the solver's when its rim outruns twice that (a 14 m slab tumbling off the
-# pile turns at 4 rad/s: a 27 m/s rim; the artefacts spun 4 m slabs at 14 rad/s).
-SPIN_RIM = 1.25
 
 
 @dataclass
@@ -304,8 +301,10 @@ class Destruction:
         rested on them. The engine keeps no contacts between two frozen bodies, so this
         looks at the fragments' bounding spheres (pieces of a blown shop front, frozen on
         the wall's foot, hung 3.6 m up once the block had ground that foot away)."""
+        if not len(gone):
+            return
         frozen = [k for k, b in self.bodies.items() if b.mode == FIXED and b.role != "standing"]
-        if not len(gone) or not frozen:
+        if not frozen:
             return
         idx = np.nonzero(np.isin(self.body_of, frozen))[0]
         gap = np.linalg.norm(pos[idx, None] - pos[None, gone], axis=2) - self.extent[idx, None] - self.extent[None, gone]
@@ -386,6 +385,13 @@ class Destruction:
         reach = float(np.linalg.norm(cents - cents.mean(0), axis=1).max()) + BLOW_MARGIN_M
         return p if np.linalg.norm(np.asarray(p) - com) <= reach else com
 
+    def beyond(self, v: np.ndarray, w: np.ndarray, reach: np.ndarray) -> np.ndarray:
+        """Which of K bodies (velocities (K,3), spins (K,3), reaches (K,)) move faster
+        than a collapse can move them, all at once (the per-sample check over every moving
+        body); `plausible` brings one back within the same limits."""
+        return (v[:, 1] > self.v_up) | (np.linalg.norm(v, axis=1) > self.v_max) | \
+            (np.linalg.norm(w, axis=1) * reach > self.v_max)
+
     def plausible(self, key: int, v: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The body's motion brought back within what a collapse can give it: no faster
         than v_max, no faster upward than v_up, and no spin whose rim outruns v_max."""
@@ -417,9 +423,7 @@ class Destruction:
         if not keys:
             return
         R, t, v, w, ke, y = self.world.states(keys)
-        fast = (v[:, 1] > self.v_up) | (np.linalg.norm(v, axis=1) > self.v_max) | \
-            (np.linalg.norm(w, axis=1) * np.array([self.bodies[k].reach for k in keys]) > self.v_max)
-        for j in np.nonzero(fast)[0]:
+        for j in np.nonzero(self.beyond(v, w, np.array([self.bodies[k].reach for k in keys])))[0]:
             self.clamp(keys[j], v[j], w[j])
             v[j], w[j] = self.world.velocity(keys[j])
             ke[j] = self.world.kinetic_energy(keys[j])
