@@ -14,6 +14,7 @@ import pytest
 from derrumbe.stages.holdout_cues.cutout import trim_continuation
 from derrumbe.stages.holdout_cues.furniture import furniture
 from derrumbe.stages.holdout_cues.people import _hog_people
+from derrumbe.stages.holdout_cues.street import rise_and_fall
 from derrumbe.stages.holdout_cues.wires import wires
 from derrumbe.stages.holdouts import Holdout, HoldoutSet, assign_depths, find_holdouts
 from tests.facades import draw_facade
@@ -155,6 +156,27 @@ def test_a_cut_whose_top_differs_from_the_facade_above_is_kept():
     cut = np.zeros((100, 60), bool)
     cut[40:100, 15:45] = True
     assert (trim_continuation(lab, cut, 40) == cut).all()
+
+
+def test_a_cropped_cars_cut_loses_the_door_and_window_it_grew_into_over_its_bonnet():
+    h, w = 120, 200
+    cut = np.zeros((h, w), bool)
+    x = np.arange(w)
+    # A car cropped by the frame's bottom: a bonnet from x=20 rising over a windshield to
+    # a roof at the right; the frame cuts the roof.
+    outline = np.clip(80 - 0.45 * np.clip(x - 20, 0, None), 15, None).astype(int)
+    for c in range(20, w):
+        cut[outline[c]:, c] = True
+    car = cut.copy()
+    cut[20:85, 60:68] = True                  # a strip of door frame above the bonnet
+    cut[40:78, 28:52] = True                  # a shop window's poster above the bonnet
+    out = rise_and_fall(cut)
+    assert (out[car]).all()                   # the car whole
+    # Of the humps, nothing above the lowest point of the bonnet between them and the
+    # roof (the outline cannot know more of the bonnet than that).
+    assert not out[:65, 28:52].any() and not out[:58, 58:68].any()
+    # Outlines that already rise and fall once are kept whole.
+    assert (rise_and_fall(car) == car).all()
 
 
 # --- people: small passers-by, and their size at their ground contact --------------------------

@@ -73,6 +73,8 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
             g, rect = _widened(bgr, g, rect, core, 0.5 * ww, seed)
         g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
+        if at_bottom:
+            g = rise_and_fall(g)
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
             continue
         ys, xs = np.nonzero(g)
@@ -102,3 +104,26 @@ def _widened(bgr, g, rect, core, by: float, seed: int):
         return g, rect
     wide = (x0 - by if left else x0, y0, x1 + by if right else x1, y1)
     return grabcut(bgr, wide, core, None, seed), wide
+
+
+def rise_and_fall(mask: np.ndarray) -> np.ndarray:
+    """A cut of something the frame's bottom crops (a parked car's bonnet and roof, a
+    passer-by) kept under an outline that rises once and falls once. GrabCut grows such a
+    cut up into the facade behind where colours match (img_190: a car's cut took strips
+    of the door above its bonnet, which then stood in the rubble): those show as humps
+    with a dip between them and the object's own top. Of every outline that rises to one
+    peak and falls and lies under the cut's own, the one keeping most of it. (A hump
+    higher than all the object shows of itself stays: img_190's shop-window poster beside
+    a windshield the frame crops.)"""
+    h = mask.shape[0]
+    has = mask.any(axis=0)
+    height = np.where(has, h - np.argmax(mask, axis=0), 0)
+    best, keep = -1, height
+    for p in np.flatnonzero(has):
+        left = np.minimum.accumulate(height[p::-1])[::-1]
+        right = np.minimum.accumulate(height[p:])
+        env = np.concatenate([left[:-1], right])
+        if env.sum() > best:
+            best, keep = int(env.sum()), env
+    rows = np.arange(h)[:, None]
+    return mask & (rows >= h - keep[None, :])
