@@ -320,32 +320,58 @@ void march(vec2 px, vec2 tc, float jit) {
 }
 
 // Detail at the output size, on the cloud's visible front: the finer octaves of the
-// same advected noise, looked up where the march found the front, down to the pixel's
-// footprint. A dense cloud's edge is cut through them with a ramp of about a pixel (a
-// photographed cloud's edge), thin dust keeps its soft gradient; the lumps are lit on
-// the sun's side and shadowed on the other, so the cauliflower reads at every scale.
-// The finer octaves at the front point (noise n, its amplitude): the front and the back
-// layer share the point (aux), so they are looked up once for both.
+// same advected noise, down to the pixel's footprint. A dense cloud's edge is cut through
+// them with a ramp of about a pixel (a photographed cloud's edge), thin dust keeps its
+// soft gradient; the lumps are lit on the sun's side and shadowed on the other, so the
+// cauliflower reads at every scale.
+// The noise is not looked up through the front point itself: the front's depth jumps
+// from one layer of a wound-up cloud to the next, and noise sampled on that stepped sheet
+// drew the steps' contours as thin bands (the "oil on water" marble the reviews saw over
+// img_270 and img_288 from 60 %). Instead, on two fixed planes, the half-octaves of
+// depth either side of the front, the ray's point takes the advected coordinates there
+// (so the lumps move with the cloud across the screen), carried along their ray back
+// onto the plane; the two lookups are blended by the front's depth, so a jump in depth
+// only shifts the blend, and the lumps keep about their size in metres at the front.
+// Coordinates are only stored near dust: one far from its point is not a displacement
+// but a blank, and counts as none.
+float sheet_band(vec3 o, vec3 d, float z, float per, vec3 off) {
+    vec3 q = o + d * z;
+    vec3 uvw = clamp((q - origin) / extent, 0.0, 1.0);
+    vec3 da = texture(coordA, uvw).xyz - q, db = texture(coordB, uvw).xyz - q;
+    vec3 qa = q + da * (1.0 - smoothstep(4.0, 10.0, length(da)));
+    vec3 qb = q + db * (1.0 - smoothstep(4.0, 10.0, length(db)));
+    qa = o + (qa - o) * (z / max(o.z - qa.z, 0.3));
+    qb = o + (qb - o) * (z / max(o.z - qb.z, 0.3));
+    // The lookup's footprint is a pixel at the plane. (Not the screen derivative of the
+    // carried point: across a 2x2 quad whose pixels lie on different planes it is the
+    // planes' distance, and filtering the noise to its mean there drew the planes'
+    // boundaries as dotted lines.)
+    return band(qa, qb, per, z / intr.x, off);
+}
+
+float sheets(vec3 o, vec3 d, float zf, float per, vec3 off) {
+    float lz = 2.0 * log2(max(zf, 1.0));
+    float k = floor(lz), f = lz - k;
+    // Each plane its own draw of the noise, by its index (the plane a front point moves
+    // onto as it recedes shows the lumps it showed as the further of the two).
+    float n0 = sheet_band(o, d, exp2(0.5 * k), per, off + fract(vec3(0.31, 0.67, 0.13) * k));
+    float n1 = sheet_band(o, d, exp2(0.5 * (k + 1.0)), per, off + fract(vec3(0.31, 0.67, 0.13) * (k + 1.0)));
+    return ((1.0 - f) * n0 + f * n1) / sqrt((1.0 - f) * (1.0 - f) + f * f);
+}
+
+// The finer octaves at the front (noise n, its amplitude): the front and the back layer
+// share the point (aux), so they are looked up once for both.
 vec2 detail(vec4 aux, vec2 px) {
     vec3 d = ray_dir(px);
     vec3 o = vec3(0.0, eye, 0.0);
-    vec3 p = o + d * aux.x;
-    vec3 uvw = (p - origin) / extent;
-    vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
-    float turb = texture(vol, uvw).a;
+    float turb = texture(vol, (o + d * aux.x - origin) / extent).a;
     float amp = clamp(0.5 + turb / turb_ref, 0.5, 1.4);
-    // The lookup's footprint: a pixel's size at the front's depth, or how far the front
-    // point moves from one pixel to the next, whichever is larger. Where the front's depth
-    // changes fast across the screen (thin dust seen edge-on, one lump behind another) the
-    // point sweeps through many lumps a pixel: sampled finely there, the noise aliased
-    // into thin marbled contour lines; filtered to that footprint it fades to its mean.
-    float px_m = max(aux.x / intr.x, max(length(dFdx(p)), length(dFdy(p))));
     // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
     // street distances), the finer at 0.28 the amplitude of the coarser (about k^-3 in 3D
-    // once the footprint filter above has taken its share: photographed clouds' luminance
-    // falls as k^-2.6 to k^-3.9, tests/test_dust_render.py).
+    // once the footprint filter has taken its share: photographed clouds' luminance falls
+    // as k^-2.6 to k^-3.9, tests/test_dust_render.py).
     float p1 = period / 8.0, p2 = period / 64.0;
-    float n = 0.5 * band(ca, cb, p1, px_m, vec3(0.11, 0.53, 0.29)) + 0.14 * band(ca, cb, p2, px_m, vec3(0.71, 0.17, 0.43));
+    float n = 0.5 * sheets(o, d, aux.x, p1, vec3(0.11, 0.53, 0.29)) + 0.14 * sheets(o, d, aux.x, p2, vec3(0.71, 0.17, 0.43));
     return vec2(n, amp);
 }
 
