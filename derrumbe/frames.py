@@ -26,6 +26,7 @@ from derrumbe.stages.comp import composite, degrain, estimate_grain_model, regra
 from derrumbe.stages.dust import dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
+from derrumbe.stages.heap import Heap
 from derrumbe.stages.moving_holdouts import MovingHoldouts
 from derrumbe.stages.view import min_pool
 from derrumbe.stages.plate import resize_linear
@@ -103,7 +104,8 @@ class FrameRenderer:
         self.renderer = s.backends.render.debris(fr, v.ocam, self.plate_frame(0)[0], v.bmatte, light,
                                                  face_albedo(material),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
-                                                 masonry=material.name == "masonry", seed=sp.seed)
+                                                 masonry=material.name == "masonry", seed=sp.seed,
+                                                 heap=Heap(fr, sim))
         self.sun_share = 0.0
         back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m) \
             if sp.dust > 0 or sp.exr else None

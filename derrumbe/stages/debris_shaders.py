@@ -343,6 +343,74 @@ def variant(src: str, moving: bool, carve: bool, masonry: bool = False) -> str:
     return src.replace("#version 330\n", "#version 330\n" + defs, 1)
 
 
+# The heap (stages/heap.py): a height field over the street, drawn with what stands. Its
+# surface is rubble at the frame's scale: lumps of the building's material from a few
+# centimetres to half a metre, each its own shade, dark crevices between them, all
+# under the dust that settled; where it thins out it breaks into scattered lumps rather
+# than ending on a contour line.
+HEAP_VS = """
+#version 330
+uniform sampler2D heap;
+uniform sampler3D noise;
+uniform vec2 heap_lo;
+uniform float heap_cell;
+uniform mat4 viewproj;
+in vec2 in_ij;
+out vec3 v_world; out vec2 v_uv; out float v_h;
+void main() {
+    float h = texelFetch(heap, ivec2(in_ij), 0).r;
+    vec3 w = vec3(heap_lo.x + (in_ij.x + 0.5) * heap_cell, h, heap_lo.y + (in_ij.y + 0.5) * heap_cell);
+    // Its outline against the sky is lumpy too: big lumps stand proud of the slope.
+    w.y += 0.25 * (texture(noise, w * 0.9).a - 0.45) * smoothstep(0.05, 0.8, h);
+    v_world = w; v_h = h;
+    v_uv = (in_ij + 0.5) / vec2(textureSize(heap, 0));
+    gl_Position = viewproj * vec4(w, 1.0);
+}
+"""
+
+HEAP_FS = """
+#version 330
+uniform sampler2D heap;
+uniform float heap_cell, masonry;
+uniform vec3 face_albedo, brick, plaster, dust_col;
+in vec3 v_world; in vec2 v_uv; in float v_h;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+""" + _COMMON + """
+void main() {
+    vec3 p = v_world;
+    float px = max(length(fwidth(p)), 1e-4);
+    vec4 a = nz(p * 0.8), b = nz(p * 3.0);
+    float fine = 1.0 - smoothstep(0.02, 0.08, px);
+    vec4 c = fine > 0.0 ? nz(p * 11.0) : vec4(0.0);
+    if (v_h < 0.04 + 0.14 * (0.5 + 0.5 * b.w)) discard;
+    vec2 tx = 1.0 / vec2(textureSize(heap, 0));
+    float hx = texture(heap, v_uv + vec2(tx.x, 0.0)).r - texture(heap, v_uv - vec2(tx.x, 0.0)).r;
+    float hz = texture(heap, v_uv + vec2(0.0, tx.y)).r - texture(heap, v_uv - vec2(0.0, tx.y)).r;
+    vec3 n = normalize(vec3(-hx / (2.0 * heap_cell), 1.0, -hz / (2.0 * heap_cell)));
+    vec3 g = 0.5 * a.xyz + 0.9 * b.xyz + 0.8 * fine * c.xyz;
+    n = normalize(n - 0.8 * (g - n * dot(g, n)));
+    // Lumps about 15 cm across, their borders wandering.
+    vec3 cell = floor(p / 0.15 + 0.35 * b.xyz);
+    float hid = hash3(cell);
+    vec3 mat = masonry > 0.5 ? mix(brick, face_albedo, step(0.55, hid)) : face_albedo;
+    mat = mix(mat, plaster, step(0.9, hid));
+    mat *= 0.7 + 0.55 * hash3(cell + 3.1);
+    float rel = 0.5 * a.w + 0.35 * b.w + 0.15 * c.w;
+    float occ = mix(0.4, 1.0, smoothstep(-0.6, 0.5, rel));
+    // The dust that came down on it: more on what faces up.
+    mat = mix(mat, dust_col, 0.35 + 0.25 * max(n.y, 0.0));
+    float sv = sun_vis(shadow, p, n);
+    // The heap is the pile's top where it shows: the top-down map (pieces only) counts
+    // the pieces standing round it as a roof; the heap between them is a shallow hollow.
+    float av = max(sky_access(p, n), 0.7);
+    vec3 col = mat * light(n, sv, av * occ);
+    o_col = vec4(max(col, vec3(0.0)), 1.0);
+    o_aux = vec4(0.0, 1.0, -p.z, 1.0);
+}
+"""
+
+
 DEPTH_VS = """
 #version 330
 """ + _XF + """

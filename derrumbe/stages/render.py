@@ -217,7 +217,7 @@ def _set(prog, name: str, value) -> None:
 class DebrisRenderer:
     def __init__(self, fr: Fracture, cam: Camera, plate_lin: np.ndarray, matte: np.ndarray, light: Lighting,
                  face_albedo, rough: float, rest_pos: np.ndarray, rest_quat: np.ndarray,
-                 holdout: np.ndarray | None = None, masonry: bool = False, seed: int = 0):
+                 holdout: np.ndarray | None = None, masonry: bool = False, seed: int = 0, heap=None):
         try:
             import moderngl
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -242,6 +242,9 @@ class DebrisRenderer:
         self._textures(fr, plate_lin, matte, holdout)
         self._targets()
         self._programs(fr, cam, light, face_albedo, rough, masonry)
+        self.heap = heap
+        if heap is not None:
+            self._heap_setup(heap, masonry)
         # The building at rest, in the sun: the shadows the plate already has.
         self._upload(rest_pos, rest_quat, np.zeros(fr.n, bool), np.zeros(fr.n, bool), np.full(fr.n, -1.0))
         self._visible_triangles(rest_pos, rest_quat, np.ones(fr.n, bool))
@@ -413,7 +416,7 @@ class DebrisRenderer:
         vec = lambda v: tuple(map(float, v))
         wk = lambda c: vec(rec709_to_working(np.array(c)))
         # Texture units, fixed for the whole shot.
-        self.units = dict(plate=0, matte=1, shadow=2, xf=3, noise=4, top=5, shadow_rest=6)
+        self.units = dict(plate=0, matte=1, shadow=2, xf=3, noise=4, top=5, shadow_rest=6, heap=12)
         uniforms = dict(viewproj=self.viewproj.T.tobytes(), lightproj=self.lightproj.T.tobytes(),
                         topproj=self.topproj.T.tobytes(), sun_dir=vec(light.sun_dir), sun_col=vec(light.sun_col),
                         amb_col=vec(light.amb_col), cam_pos=(0.0, float(cam.eye_m), 0.0), facade_z=float(fr.facade_z),
@@ -425,6 +428,7 @@ class DebrisRenderer:
                         plate_lo=vec(self.plate_window[0]), plate_span=vec(self.plate_window[1]),
                         front_light=vec(np.maximum(light.amb_col * 0.6 + light.sun_col * max(light.sun_dir[2], 0.0), 1e-4)),
                         **self.units)
+        self.uniforms = uniforms
         for prog in self.progs:
             for name, value in uniforms.items():
                 _set(prog, name, value)
@@ -479,6 +483,7 @@ class DebrisRenderer:
         self._begin(self.still_fbo)
         self._bind()
         self._pieces(layer=0)
+        self._draw_heap(t)
         grit_live = particles is not None and particles.n and bool(particles.at(t)[1].any())
         box = self._motion_box(m.p0, m.p1, m.moving, particles if grit_live else None, ta, tb)
         samples = self._moving_layer(sim, t, shutter_s, m, box, particles if grit_live else None)
@@ -510,6 +515,38 @@ class DebrisRenderer:
         age = np.where(np.isfinite(sim.released), t - sim.released, -1.0)
         return SimpleNamespace(p0=p0, q0=q0, p1=p1, q1=q1, pc=pc, qc=qc, moved=moved, moving=moving, blur=blur,
                                samples=samples, age=age)
+
+    def _heap_setup(self, heap, masonry: bool) -> None:
+        """A grid of vertices over the heap's cells, two triangles a cell; the heights come
+        in a texture each frame."""
+        ctx = self.ctx
+        nz, nx = heap.shape
+        j, i = np.mgrid[0:nz, 0:nx]
+        self.heap_vbo = ctx.buffer(np.stack([i.ravel(), j.ravel()], 1).astype(np.float32).tobytes())
+        v = (j * nx + i)[:-1, :-1].ravel()
+        quads = np.stack([v, v + 1, v + nx, v + 1, v + nx + 1, v + nx], 1).astype(np.int32)
+        self.heap_ibo = ctx.buffer(quads.tobytes())
+        self.heap_tex = ctx.texture((nx, nz), 1, dtype="f4")
+        self.heap_tex.repeat_x = self.heap_tex.repeat_y = False
+        self.heap_prog = ctx.program(vertex_shader=S.HEAP_VS, fragment_shader=S.HEAP_FS)
+        self.heap_vao = ctx.vertex_array(self.heap_prog, [(self.heap_vbo, "2f", "in_ij")], index_buffer=self.heap_ibo,
+                                         index_element_size=4)
+        pr, u = self.heap_prog, self.units
+        for name, value in self.uniforms.items():
+            _set(pr, name, value)
+        for name, value in (("heap", self.units["heap"]), ("heap_lo", (float(heap.x0), float(heap.z0))),
+                            ("heap_cell", float(heap.cell)), ("masonry", 1.0 if masonry else 0.0)):
+            _set(pr, name, value)
+
+    def _draw_heap(self, t: float) -> None:
+        if self.heap is None:
+            return
+        h = self.heap.heights(t)
+        if not (h > 0.04).any():
+            return
+        self.heap_tex.write(np.ascontiguousarray(h).tobytes())
+        self.heap_tex.use(self.units["heap"])
+        self.heap_vao.render()
 
     def _moving_layer(self, sim, t, shutter_s, m, box, particles) -> int:
         """What moves, drawn at each sub-frame's time over the still layer's depth and

