@@ -83,9 +83,7 @@ def test_the_collapse_stays_visible_through_the_first_half_of_the_shot(shot):
     assert (mattes[4.0] > 0.9).mean() > (mattes[2.0] > 0.9).mean()
 
 
-@pytest.mark.parametrize("t", [2.5, 3.0, pytest.param(4.0, marks=pytest.mark.xfail(strict=True, reason=(
-    "since solver-flung slabs are slowed (872ee7a) the foot at 4 s lies 2.2 px from a straight line (3 needed): "
-    "its raggedness came from debris scattered by a 7 m slab spinning at 4 rad/s, not from the current's lobes")))])
+@pytest.mark.parametrize("t", [2.5, 3.0, 4.0])
 def test_the_clouds_foot_on_the_street_is_ragged_not_a_straight_wall(shot, t):
     """The lowest opaque row of each column, where the cloud meets the street in front of
     the building: a gravity current's nose is lobed and cleft, so its foot wanders over
