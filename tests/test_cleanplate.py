@@ -251,3 +251,26 @@ def test_a_sky_made_for_a_plate_without_one_is_lit_like_a_sky(overcast):
         assert hi_c[2] / hi_c[0] > lo_c[2] / lo_c[0]                  # bluer upward
     # not a flat card: a few percent of soft variation along each row
     assert 0.005 < float((lum / lum.mean(axis=1, keepdims=True)).std()) < 0.1
+
+
+def test_a_party_walls_texture_recedes_with_it():
+    """The neighbour's wall texture lies on the wall, not on the screen: a pattern of
+    courses 0.5 m apart, seen on a party wall running back from 10 m to 24 m from the
+    lens, repeats every f 0.5 / z pixels down each column (its period shrinks toward the
+    back as 1 / z), not every 0.5 m at the facade's scale all along (drawn so it read as
+    smeared and stretched, img_190)."""
+    from derrumbe.stages.cleanplate import _on_wall
+    f, depth, eye, cy = 500.0, 10.0, 1.6, 200.0
+    ppm = f / depth
+    rows = np.arange(int(40 * ppm))
+    courses = (0.5 + 0.3 * np.sin(2 * np.pi * rows / (0.5 * ppm)))[:, None, None] * np.ones((1, 80, 3))
+    z = np.linspace(depth, depth + 14.0, 300)
+    hgt = eye + (cy - np.arange(400, dtype=np.float64)[:, None]) * z[None, :] / f
+    tex = _on_wall(courses.astype(np.float32), hgt, z - depth, ppm, np.random.default_rng(0))
+    for j in (10, 290):
+        col = tex[:, j, 0] - tex[:, j, 0].mean()
+        spec = np.abs(np.fft.rfft(col * np.hanning(len(col))))
+        k = np.argmax(spec[2:]) + 2
+        period = len(col) / k
+        expected = f * 0.5 / z[j]
+        assert abs(period - expected) < 0.15 * expected, (j, period, expected)

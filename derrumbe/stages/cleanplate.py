@@ -416,12 +416,11 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
         top_m = cam.eye_m + (cam.cy - top_n) * depth / cam.f_px
         y_top = np.where(top_n <= 1, 0, cam.cy - cam.f_px * (top_m - cam.eye_m) / z).astype(int)
         y_bot = np.minimum(h, (cam.cy + cam.f_px * cam.eye_m / z).astype(int) + 1)
-        tex = _tile(plain, h, len(xs), rng)
         # The wall's height (m) at each pixel of its columns, and how far back each lies.
         hgt = cam.eye_m + (cam.cy - np.arange(h, dtype=np.float64)[:, None]) * z[None, :] / cam.f_px
         gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
-        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng, np.median(plain.reshape(-1, 3), axis=0)) \
-            * _weathering(h, len(xs), rng)
+        tex = _on_wall(plain, hgt, z - depth, cam.f_px / depth, rng)
+        tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng, np.median(plain.reshape(-1, 3), axis=0))
         # A side face: out of the light that falls on the fronts, darker further back.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
         shade = 0.72 - 0.15 * back
@@ -439,7 +438,8 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
 ROOM_PAINTS = np.array([(226, 222, 210), (172, 192, 204), (178, 198, 168), (214, 174, 162), (208, 184, 132),
                         (152, 162, 176), (204, 190, 164), (196, 160, 176)], np.float32)
 BRICK_SRGB = (128, 94, 80)      # old brick under plaster, dulled by mortar and dust
-BRICK_SHARE = 0.12       # of the bared wall whose plaster came away with the floors
+BRICK_SHARE = 0.07       # of the bared wall whose plaster came away with the floors (at 0.12
+                         # the patches read as red blotches smeared over it, img_190)
 
 
 def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, wall: np.ndarray) -> np.ndarray:
@@ -465,8 +465,9 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     wall = np.maximum(np.asarray(wall, np.float32), 1e-4)
     tints = pick * (luminance(wall) / np.maximum(luminance(pick), 1e-4))[:, None] / wall
     # Most of the way toward the outside wall's own colour: faded, and in the same light
-    # and dust (pure paint colours read as stripes of poster paint).
-    tints = (0.6 + 0.4 * tints).astype(np.float32)
+    # and dust (pure paint colours read as stripes of poster paint; at 40 % of them, as a
+    # pastel patchwork, img_190).
+    tints = (0.78 + 0.22 * tints).astype(np.float32)
     out = np.where(under[..., None], tints[key], out)
     bared, brick = _bared_brick(hgt, back, under, rng, wall)
     out = np.where(bared[..., None], brick, out)       # brick where the paint came away with the plaster
@@ -518,6 +519,23 @@ def _hash2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A repeatable value in [0, 1) per integer pair (a brick's own shade)."""
     v = np.sin(a * 12.9898 + b * 78.233) * 43758.5453
     return (v - np.floor(v)).astype(np.float32)
+
+
+def _on_wall(plain: np.ndarray, hgt: np.ndarray, back: np.ndarray, px_per_m: float, rng) -> np.ndarray:
+    """The neighbour's plain wall and its weathering, laid out in the wall's own metres
+    (at the facade's scale) and seen in perspective: its grain and streaks shrink toward
+    the back as the wall recedes. Tiled in screen space instead, the texture kept one
+    size from the street corner to the back of the plot and read as smeared and
+    stretched across a wall seen at a slant (img_190)."""
+    rows = int(np.ceil((float(hgt.max()) + 1.0) * px_per_m)) + 2
+    cols = int(np.ceil((float(back.max()) + 1.0) * px_per_m)) + 2
+    rows, cols = min(rows, 4096), min(cols, 4096)
+    flat = _tile(plain, rows, cols, rng) * _weathering(rows, cols, rng)
+    top = rows / px_per_m
+    map_x = np.broadcast_to(np.clip(back, 0, None)[None, :] * px_per_m, hgt.shape).astype(np.float32)
+    map_y = ((top - np.maximum(hgt, 0.0)) * px_per_m).astype(np.float32)
+    return cv2.remap(flat.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_REFLECT)
 
 
 def _weathering(h: int, w: int, rng) -> np.ndarray:
