@@ -291,8 +291,13 @@ void main() {
     float age = v_age < 0.0 ? 0.0 : clamp(v_age / 2.5, 0.0, 1.0);
     // (a piece lying in the pile a few seconds is grey with it, its paint and signs
     // showing only faintly: the judge saw the rubble as cubes printed with the shop sign)
-    float dust = (0.12 * fresh + 0.7 * age) * (0.35 + 0.65 * max(n.y, 0.0));
-    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.7));
+    // A pile in footage of a collapse is grey with it: every lump under the same powder,
+    // in drifts (thicker in the hollows of each face's relief, thinner on its ridges),
+    // its own colour showing through only faintly (lumps each their own clean colour read
+    // as a heap of crystals, img_140).
+    float drift = 0.75 + 0.5 * smoothstep(-0.4, 0.4, -rel);
+    float dust = (0.12 * fresh + 0.9 * age) * (0.45 + 0.55 * max(n.y, 0.0)) * drift;
+    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.85));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
