@@ -220,7 +220,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=3,
           libs=("numpy", OPENCV)),
     Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
-    Stage("windows", _windows, inputs=("matte",), store="none", libs=("numpy", OPENCV)),
+    Stage("windows", _windows, inputs=("matte",), store="none", version=2, libs=("numpy", OPENCV)),
     Stage("material", _material, inputs=("matte", "camera"), fields=("material",), store="none", version=1,
           libs=("numpy", OPENCV)),
     Stage("fracture", _fracture, inputs=("matte", "camera", "windows", "material"),

@@ -43,6 +43,56 @@ def test_windows_of_the_generated_plate_are_found():
     assert recall >= 0.8 and precision >= 0.7, (recall, precision)
 
 
+def _curtain_wall(tilt: float):
+    """A glass curtain wall drawn in pixels: 6 bays of 100 px by 4 rows of 110 px of panes
+    (each its own grey, some reflecting sky, some dark), 8 px dark mullions and transoms,
+    beside a warm stone pier 120 px wide; with tilt > 0 the camera looks up (verticals
+    converge on a vanishing point 3000 px above the bottom). Returns the image, the
+    building's matte and the true panes (upright boxes inside each cell)."""
+    rng = np.random.default_rng(1)
+    H, W = 480, 760
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:] = (196, 150, 130)                                       # the pier: warm granite
+    img += rng.integers(0, 18, (H, W, 1)).astype(np.uint8)
+    vx, vy = 460.0, -3000.0 if tilt else None
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    u = xx if vy is None else vx + (xx - vx) * (H - vy) / (yy - vy)   # column at the bottom row
+    x0, bay, rows = 140.0, 100.0, [20, 130, 240, 350, 460]
+    truth = []
+    glazing = (u >= x0) & (u < x0 + 6 * bay)
+    img[glazing] = (30, 32, 36)                                   # mullions and transoms: the frame
+    for r in range(4):
+        for q in range(6):
+            cell = (u >= x0 + q * bay + 4) & (u < x0 + (q + 1) * bay - 4) & (yy >= rows[r] + 4) & (yy < rows[r + 1] - 4)
+            tone = rng.choice([(150, 160, 175), (90, 96, 106), (200, 210, 225), (120, 128, 140)])
+            img[cell] = tone
+            ys, xs = np.nonzero(cell)
+            truth.append((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    return img, np.ones((H, W), np.float32), np.array(truth, float)
+
+
+@pytest.mark.parametrize("tilt", [0.0, 1.0])
+def test_a_glass_curtain_walls_panes_are_its_grid_cells(tilt):
+    """Nothing on a curtain wall stands out from 'the wall': its panes are the cells of
+    the dark mullion grid, found even where the camera looks up and the mullions lean;
+    the stone pier beside it is no pane."""
+    img, matte, truth = _curtain_wall(tilt)
+    found = detect_windows(img, matte)
+    recall = np.mean([max((_iou(t, f) for f in found), default=0.0) > 0.5 for t in truth])
+    assert recall >= 0.8, recall
+    assert (found[:, 0] >= 120).all()                            # nothing on the pier
+
+
+def test_a_painted_wall_with_window_frames_is_no_curtain_wall():
+    """The same grid of dark frames over one even, smooth, pale paint (img_190's green
+    render) is not glass: no curtain of panes is made of it."""
+    from derrumbe.stages.windows import curtain_panes
+    img, matte, _ = _curtain_wall(0.0)
+    frame = img[..., 0] < 40
+    img[~frame] = (170, 190, 180)
+    assert len(curtain_panes(img, matte > 0.5)) == 0
+
+
 def _planes(v, t):
     a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
     n = np.cross(b - a, c - a)

@@ -20,7 +20,7 @@ LEVELS = [
      "stages.matte", "stages.moving_holdouts",
      "stages.keystone", "stages.facade", "stages.scale", "stages.camera", "stages.material", "stages.view",
      "stages.cleanplate",
-     "stages.structure", "stages.windows", "stages.fracture", "stages.simulate", "stages.poses", "stages.particles",
+     "stages.structure", "stages.windows", "stages.fracture", "stages.simulate", "stages.poses", "stages.particles", "stages.heap",
      "stages.dust_sources", "stages.dust", "stages.vdb", "stages.lighting", "stages.debris_mesh",
      "stages.debris_shaders", "stages.plate_texture", "stages.render", "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs",
      "stages.movies", "stages.manifest", "stages.usd_export"],

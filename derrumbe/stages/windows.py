@@ -13,15 +13,20 @@ detector keeps blobs that are
   pipe), and
 - regular: sharing a row (top and bottom) or a column (left and right) with another.
 
-Returns boxes in plate pixels. Classical and cheap (tens of milliseconds); it misses
-windows that match the wall (a glass curtain wall is all window: the glass material
-covers it) and takes a shop sign in a row of windows for one when it is shaped like one.
+A glass curtain wall is all window and nothing stands out from "the wall": there the
+panes are the cells of the grid of dark mullions and transoms (`curtain_panes`) that
+hold smooth, cool glass.
+
+Returns boxes in plate pixels. Classical and cheap (tens of milliseconds); it takes a
+shop sign in a row of windows for one when it is shaped like one.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from derrumbe.stages.keystone import estimate_keystone
 
 
 WORK_PX = 900                 # detection runs on the building at about this size
@@ -40,6 +45,12 @@ def detect_windows(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
                     interpolation=cv2.INTER_NEAREST) > 0
     boxes, dist = _candidates(crop, mc)
     boxes = _grid(_regular(boxes), dist, mc)
+    if len(boxes) < 4:
+        k = estimate_keystone(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY), m)
+        vp = None if k.vp_row is None else ((k.vp_x - x0) * s, (k.vp_row - y0) * s)
+        curtain = curtain_panes(crop, mc, vp)
+        if len(curtain) > len(boxes):
+            boxes = curtain
     if not len(boxes):
         return np.zeros((0, 4))
     out = boxes / s + np.array([x0, y0, x0, y0])
@@ -161,6 +172,114 @@ def _grid(boxes: np.ndarray, dist: np.ndarray, inside: np.ndarray) -> np.ndarray
             if ring.any() and core.mean() > 1.25 * dist[B:D, A:C][ring].mean() + 2.0:
                 out.append((x0, y0, x1, y1))
     return np.array(out, float).reshape(-1, 4)
+
+
+MULLION_RUN = 0.4             # a mullion is darker than the glass either side over this share of its run
+MIN_LINES = (3, 2)            # vertical and horizontal lines a curtain wall shows at least
+MAX_SPACING_CV = 0.45         # their spacings vary at most this much (a module grid)
+PANE_SPREAD = 0.05            # the panes' brightness (0..1) varies at least this much between them
+
+
+def curtain_panes(rgb: np.ndarray, inside: np.ndarray, vp: tuple | None = None) -> np.ndarray:
+    """The panes of a glass curtain wall: the cells of its grid of dark mullions
+    (vertical, converging on the vanishing point `vp` (x, y) when the camera looks up)
+    and transoms (horizontal), each a thin dark line over much of its run, whose cell is
+    glass (smooth and cool, as the material suggestion reads it: a granite pier beside
+    the glazing is no pane). (K, 4) boxes in `rgb`'s pixels, each the upright box inside
+    its cell, inset by a mullion's half width."""
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    H, W = gray.shape
+    k = max(5, int(0.02 * max(H, W)) | 1)
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    # Each pixel's mullion coordinate: where the line through it and the vanishing point
+    # crosses the bottom row (a level camera: its own column).
+    u = xx if vp is None else vp[0] + (xx - vp[0]) * (H - vp[1]) / (yy - vp[1])
+    hat_v = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((1, k), np.uint8))
+    hat_h = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((k, 1), np.uint8))
+    img = cv2.GaussianBlur(rgb.astype(np.float32) / 255.0, (0, 0), 1.0)
+    lap = np.abs(cv2.Laplacian(img.mean(axis=2), cv2.CV_32F))
+    glass = (cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012) & (img[..., 2] >= img[..., 0] - 0.02) & inside
+    # A mullion holds glass on at least one side (the stripes of a granite pier do not).
+    xs = _beside_glass(_dark_lines(u, hat_v, inside, W), u, glass, inside, W)
+    ys = _dark_lines(yy, hat_h, inside, H)
+    if len(xs) < MIN_LINES[0] or len(ys) < MIN_LINES[1]:
+        return np.zeros((0, 4))
+    sp = np.diff(xs)
+    if sp.std() > MAX_SPACING_CV * sp.mean():
+        return np.zeros((0, 4))
+    # The frame's own edges bound the cells it cuts (a curtain wall taller than the shot)
+    # when they lie at least half a module beyond the last line.
+    my = np.median(np.diff(ys)) if len(ys) > 1 else H
+    rows = np.nonzero(inside.any(axis=1))[0]
+    ys = np.concatenate([[rows.min()] if ys[0] - rows.min() > 0.5 * my else [], ys,
+                         [rows.max() + 1] if rows.max() + 1 - ys[-1] > 0.5 * my else []])
+    def at(u0, y):                       # the column of mullion u0 at row y
+        return u0 if vp is None else vp[0] + (u0 - vp[0]) * (y - vp[1]) / (H - vp[1])
+    inset = max(1.0, 0.04 * float(np.median(sp)))
+    min_h = 0.4 * float(np.median(np.diff(ys)))
+    cells, ok, tone = [], [], []
+    for r, (y0, y1) in enumerate(zip(ys[:-1], ys[1:])):
+        for q, (u0, u1) in enumerate(zip(xs[:-1], xs[1:])):
+            a = max(at(u0, y0), at(u0, y1)) + inset
+            c = min(at(u1, y0), at(u1, y1)) - inset
+            b, d = y0 + inset, y1 - inset
+            ia, ib, ic, id_ = int(np.ceil(a)), int(np.ceil(b)), int(c), int(d)
+            if ic - ia < 4 or id_ - ib < max(4.0, min_h) or not inside[ib:id_, ia:ic].mean() > 0.95:
+                continue
+            cells.append((r, q, (a, b, c, d)))
+            ok.append(glass[ib:id_, ia:ic].mean() > 0.5)
+            tone.append(float(img[ib:id_, ia:ic].max(axis=2).mean()))
+    # Glass panes differ from one another (sky, rooms, blinds behind them); a grid of
+    # frames on one even paint does not (img_190's smooth pale green render).
+    if not cells or np.std(tone) < PANE_SPREAD:
+        return np.zeros((0, 4))
+    # A bay of the grid is glazed when most of its cells read as glass; then all of them
+    # are panes (a pane reflecting trees, or a lit room behind it, is not smooth and cool).
+    ok = np.array(ok)
+    bay = np.array([q for _, q, _ in cells])
+    glazed = {q for q in set(bay.tolist()) if ok[bay == q].mean() >= 0.5}
+    if not glazed or ok[np.isin(bay, list(glazed))].mean() < 0.5:
+        return np.zeros((0, 4))
+    return np.array([box for _, q, box in cells if q in glazed], float).reshape(-1, 4)
+
+
+def _beside_glass(lines: np.ndarray, coord: np.ndarray, glass: np.ndarray, inside: np.ndarray,
+                  size: int) -> np.ndarray:
+    """The lines with glass over half of a strip a fifteenth of the facade wide on one
+    side or the other."""
+    c = np.round(coord).astype(int)
+    ok = inside & (c >= 0) & (c < size)
+    run = np.bincount(c[ok], minlength=size).astype(np.float32)
+    hit = np.bincount(c[ok], weights=glass[ok].astype(np.float32), minlength=size)
+    g = max(3, size // 15)
+    keep = []
+    for x in lines.astype(int):
+        left = hit[max(0, x - g):max(0, x - 2)].sum() / max(run[max(0, x - g):max(0, x - 2)].sum(), 1.0)
+        right = hit[x + 3:x + g].sum() / max(run[x + 3:x + g].sum(), 1.0)
+        if max(left, right) > 0.5:
+            keep.append(x)
+    return np.array(keep, float)
+
+
+def _dark_lines(coord: np.ndarray, hat: np.ndarray, inside: np.ndarray, size: int) -> np.ndarray:
+    """Positions (in `coord`, binned by pixel) of thin dark lines: where the black top-hat
+    (how much darker a pixel is than the facade a module's fiftieth either side) is high
+    over at least MULLION_RUN of the line's run inside the building. Peaks of that share,
+    at least a twenty-fifth of the facade apart."""
+    dark = hat > max(8.0, 2.0 * float(np.median(hat[inside])))
+    c = np.round(coord).astype(int)
+    ok = inside & (c >= 0) & (c < size)
+    run = np.bincount(c[ok], minlength=size).astype(np.float32)
+    hit = np.bincount(c[ok], weights=dark[ok].astype(np.float32), minlength=size)
+    share = np.where(run > 0.3 * float(run.max()), hit / np.maximum(run, 1.0), 0.0)
+    peaks = [i for i in range(1, size - 1) if share[i] > MULLION_RUN and share[i] >= share[i - 1]
+             and share[i] >= share[i + 1]]
+    gap = max(2, size // 25)
+    out = []
+    for i in sorted(peaks, key=lambda i: -share[i]):
+        if all(abs(i - j) >= gap for j in out):
+            out.append(i)
+    return np.array(sorted(out), float)
 
 
 def to_facade(boxes_px: np.ndarray, cam, depth_m: float) -> np.ndarray:
