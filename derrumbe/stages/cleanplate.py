@@ -71,7 +71,11 @@ def _sky_layer(lin, inside, sky_px, cam: Camera, overcast: float, rng) -> np.nda
     ys, xs = np.nonzero(sky_px)
     vals = lin[ys, xs]
     model = _fit_surface(ys, xs, vals, (h, w))
-    model = _match_rows(lin, inside, sky_px, model)
+    # Matched to the open sky, not to the rim of sky around a roof or a wire (lighter in
+    # the photo's halo: the rows at a neighbour's roofline drew a light band across the
+    # revealed sky, img_270).
+    open_sky = cv2.erode(sky_px.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+    model = _match_rows(lin, inside, open_sky if open_sky.sum() > 0.5 * sky_px.sum() else sky_px, model)
     # The sky's own range: the fill is never brighter than the brightest sky pixel the
     # plate shows, nor darker than its darkest (wires and birds aside).
     model = np.clip(model, np.percentile(vals, 1, axis=0), vals.max(axis=0))
@@ -107,7 +111,12 @@ def _fit_surface(ys, xs, vals, shape) -> np.ndarray:
         keep = res < 3 * np.median(res) + 1e-6
     yy = np.clip(np.arange(h) / h, y.min(), y.max())[:, None] * np.ones((1, w))
     xx = np.ones((h, 1)) * np.clip(np.arange(w) / w, x.min(), x.max())[None, :]
-    return (basis(yy, xx) @ coef).astype(np.float32)
+    surf = (basis(yy, xx) @ coef).astype(np.float32)
+    # Held constant past the sky it saw, its gradient stops dead at the last row of sky:
+    # the eye reads that kink as a light band across the revealed sky (img_270). Eased
+    # over a tenth of the frame.
+    return cv2.GaussianBlur(surf, (0, 0), sigmaX=max(1.0, w / 10), sigmaY=max(1.0, h / 10),
+                            borderType=cv2.BORDER_REPLICATE)
 
 
 def _match_rows(lin, inside, sky_px, model, band=None):
@@ -139,13 +148,16 @@ def _match_rows(lin, inside, sky_px, model, band=None):
         return model
     # Rows are matched independently: spread and smooth the correction vertically
     # (normalised, so rows without sky beside them borrow from those with).
-    s = max(4.0, h / 60)
+    # Rows past the last one with sky beside them keep its correction and let it go over
+    # an eighth of the frame: faded over a few rows, it drew a light band across the
+    # revealed sky where the plate's sky ended behind a neighbour (img_270).
+    s = max(4.0, h / 8)
     num = cv2.GaussianBlur(corr * wgt, (1, 0), sigmaX=0.1, sigmaY=s)
     den = cv2.GaussianBlur(np.broadcast_to(wgt, (h, w, 1)).astype(np.float32)[..., 0], (1, 0), sigmaX=0.1,
                            sigmaY=s)[..., None]
     smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0)
     # Where a row has its own measurement it wins; far from any, the surface alone.
-    return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 4, 0, 1))).astype(np.float32)
+    return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 2, 0, 1))).astype(np.float32)
 
 
 def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float, rng) -> np.ndarray:
