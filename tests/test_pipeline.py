@@ -156,7 +156,7 @@ def test_passes_hold_the_dust_and_debris_layers_and_the_dust_matte(demo_files, t
     d, p = demo_files
     out = tmp_path / "o"
     args = ["shot", str(d / "plate.png"), "--box", ",".join(map(str, p.box)), "-o", str(out), "--passes",
-            "--size", "160", "--duration", "1.5", "--start", "0.3", "--fps", "8", "--pieces", "300", "-q"]
+            "--size", "160", "--duration", "2.0", "--start", "0.3", "--fps", "8", "--pieces", "300", "-q"]
     assert main(args) == 0
     import json
     m = json.loads((out / "manifest.json").read_text())
@@ -168,6 +168,7 @@ def test_passes_hold_the_dust_and_debris_layers_and_the_dust_matte(demo_files, t
     first = cv2.imread(str(out / "passes" / "shot_v001.dust_matte.1001.png"), cv2.IMREAD_UNCHANGED)
     assert dust.dtype == np.uint16 and dust.shape[2] == 4 and matte.dtype == np.uint16 and matte.ndim == 2
     assert np.array_equal(dust[..., 3], matte)            # the matte is the dust layer's alpha
-    # Dust at the end (1.2 s into the collapse: a fifth opaque or more somewhere, where a
-    # third of today's fines made it fully opaque), none before the collapse.
+    # Dust at the end (1.7 s into the collapse, the first storey crushed: a fifth opaque or
+    # more somewhere; the pieces' first hits on the street alone raise a tenth), none
+    # before the collapse.
     assert matte.max() > 0.2 * 65535 and first.max() == 0
