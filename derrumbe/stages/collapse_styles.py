@@ -35,14 +35,6 @@ COMPACTION = 0.25          # a crushed storey's rubble stands this share of its 
 BASE_RESIST = 0.3          # what is left of the blown base still holds this share of the block's weight
 JOLT = 0.12                # share of the block's speed lost when a storey's columns meet the pile
 BLOCK_DELAY_S = 0.12       # the block lets go this long after the base charges
-# What the charges powder: a few kg of explosive at each column or wall panel, each
-# pulverising the concrete it is packed in, about 0.1 % of the storey's mass, ground at
-# what crushing concrete takes (4 kJ/kg, dust_sources.CRUSH_J_PER_KG); their gas leaves
-# through the openings in about BLAST_S. (At 0.6 % the demo's ground floor vanished
-# behind an opaque bank two storeys high 0.3 s after the charges, before anything moved.)
-BLAST_POWDER = 0.001
-POWDER_J_PER_KG = 4000.0
-BLAST_S = 0.15
 TILT_MAX_RAD = np.radians(4.0)
 SHED_SPREAD = 0.12         # a shed storey's pieces scatter at this share of the block's speed (m/s per m/s)
 SHED_SPIN = 1.5            # rad/s of tumble each of them takes on its own
@@ -110,14 +102,6 @@ def _blast(fr: Fracture, leaves: np.ndarray, rng, strength: float, thrown=(FACAD
             for k in sim.split(key, None, 0.0, kick=kick, full=True):
                 sim.world.set_velocity(k, sim.world.velocity(k)[0], rng.normal(0, 1.2, 3))
                 sim.bodies[k].damage = 0.3
-        # The charges powder the concrete round them: their dust and gas burst out of the
-        # storey's openings before anything above has moved, as in every demolition's
-        # footage (and hide the torn line the base leaves under the falling block).
-        if len(alive):
-            powder = BLAST_POWDER * float(sim.mass[alive].sum())
-            h = float(fr.floor_y[int(fr.storey[alive].max()) + 1] - fr.floor_y[int(fr.storey[alive].min())])
-            sim.blast_event(fr.centroid[alive].mean(axis=0), (0.0, -h / BLAST_S, 0.0), powder * POWDER_J_PER_KG,
-                            powder, int(alive[0]))
     return act
 
 

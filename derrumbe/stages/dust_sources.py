@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from derrumbe.stages.camera import STOREY_M
-from derrumbe.stages.simulate import EV_BLAST, EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
+from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
 
 # How much fine dust an event makes, from the mass of concrete it breaks up:
 # - the mass an event crushes is the energy it dissipates over the specific energy crushing
@@ -59,14 +59,12 @@ LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fine
 # fronts blown into the street at the start raised 1.3 kg of fines and 7.6 kg of grit in
 # half a second, an opaque white bank in front of the demo's parked cars before anything
 # above had moved (judged "a blob pasted over the cars").
-GRIND = {EV_GROUND: 0.3, EV_CRUSH: 1.0, EV_BLAST: 1.0, EV_IMPACT: 0.05, EV_BREAK: 0.05}
+GRIND = {EV_GROUND: 0.3, EV_CRUSH: 1.0, EV_IMPACT: 0.05, EV_BREAK: 0.05}
 LOBES = 1.6                  # log-spread of how much dust and air leave at each stretch of the walls
 OPENING_M = 2.5              # ...which varies over about a window's spacing
 PILE_S = 0.6                 # a crushed storey's dust keeps welling out of the pile over this long
 PILE_SHARE = 0.5             # ...this share of it (the rest leaves while the storey closes)
 HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
-BLAST_GAS_M3_PER_KG = 0.1    # a charge's hot gas per kg of concrete it powders (~10 m^3 a kg of
-                             # explosive, which powders ~100 kg round it)
 
 
 @dataclass
@@ -155,12 +153,8 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
             pp[:, 1] = max(0.6 * r, 0.5 * cell_m)
             add(np.full(n, t), pp, np.full(n, r * 0.8), np.full(n, fine[k] / n), np.full(n, heat[k] / n), vel,
                 np.full(n, 0.7))
-        elif kind in (EV_CRUSH, EV_BLAST):
-            # (a charge's gas and powder leave through the storey's openings as a crushed
-            # storey's air does, in the time the blast takes)
-            air = (hi[0] - lo[0]) * (hi[2] - lo[2]) * STOREY_M if kind == EV_CRUSH \
-                else BLAST_GAS_M3_PER_KG * float(e["mass"][k])
-            _crush(add, t, p, v, energy[k], fine[k], heat[k], lo, hi, cell_m, step_dt, rng, air)
+        elif kind == EV_CRUSH:
+            _crush(add, t, p, v, energy[k], fine[k], heat[k], lo, hi, cell_m, step_dt, rng)
         else:
             # IMPACT / BREAK: dust shed where it happened, moving on with the pieces,
             # a crack's puff jetting a little out of the building.
@@ -178,9 +172,9 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
                      pull[order], flux[order])
 
 
-def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, volume):
-    """A crushed storey: its air (`volume`: storey height x footprint; a blast's gas) leaves
-    through the openings around the footprint at the crushing level while the storey closes, and its dust
+def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
+    """A crushed storey: its air (storey height x footprint) leaves through the openings
+    around the footprint at the crushing level while the storey closes, and its dust
     keeps pouring out of the pile for a while after.
 
     The air is what the storey loses, a volume source at the openings (the solver's
@@ -195,6 +189,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, volum
     the next second or so (PILE_S), as footage of collapses shows the cloud still
     welling up from the base after the building is down."""
     closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
+    volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * STOREY_M
     spacing = max(1.5 * cell_m, 2.0)
     ring = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
     radius = max(1.2 * cell_m, 1.5)

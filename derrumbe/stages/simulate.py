@@ -56,7 +56,7 @@ GLASS_SPIN = 5.0              # rad/s: shards tumble (each turn flashes the sun)
 
 EVENT_DTYPE = np.dtype([("t", "f8"), ("pos", "f4", 3), ("vel", "f4", 3), ("energy", "f4"),
                         ("mass", "f4"), ("kind", "i1"), ("piece", "i4")])
-EV_BREAK, EV_IMPACT, EV_GROUND, EV_CRUSH, EV_BLAST = 0, 1, 2, 3, 4
+EV_BREAK, EV_IMPACT, EV_GROUND, EV_CRUSH = 0, 1, 2, 3
 BLOW_MARGIN_M = 2.0            # a contact point further than this beyond a body's pieces is not on it
 # The fastest anything moves in a collapse: its fall from the roof plus the strongest
 # charge's kick (topple's 6 m/s and its scatter), and upward no more than a bounce or a
@@ -136,7 +136,6 @@ class Destruction:
         self.shattered = np.full(fr.n, np.inf)
         self.gone: dict[int, tuple] = {}        # pulverised fragments' last transform
         self.events: list = []
-        self.blasts: list = []
         self.fault = fault
         self.counts = dict(splits=0, spalls=0, frozen=0, crushes=0, clamped=0)
         v_fall = float(np.sqrt(2 * G * max(float(fr.floor_y[-1]), 1.0)))
@@ -332,14 +331,6 @@ class Destruction:
     def crush_event(self, pos, vel, energy: float, mass: float, piece: int) -> None:
         self.counts["crushes"] += 1
         self._event(EV_CRUSH, pos, vel, energy, mass, piece)
-
-    def blast_event(self, pos, vel, energy: float, mass: float, piece: int) -> None:
-        """A charge going off: what it powders (mass) and the energy that takes. Kept
-        apart from the other events while the simulation runs: their count seeds each
-        split's scatter, and the collapse is the same with or without its dust."""
-        self.counts["blasts"] = self.counts.get("blasts", 0) + 1
-        self.blasts.append((self.time, tuple(map(float, pos)), tuple(map(float, vel)), float(energy),
-                            float(mass), EV_BLAST, int(piece)))
 
     # ---- stepping ---------------------------------------------------------------------
     def step(self) -> None:
@@ -644,8 +635,7 @@ def _run(fr, mat, plan, duration, sample_hz, step_hz, progress, fault, attempt, 
             energy.append(sim.energy())
         if progress:
             progress(k + 1, n_samples)
-    recorded = sim.events + sim.blasts
-    events = np.array(recorded, EVENT_DTYPE) if recorded else np.zeros(0, EVENT_DTYPE)
+    events = np.array(sim.events, EVENT_DTYPE) if sim.events else np.zeros(0, EVENT_DTYPE)
     events = events[np.argsort(events["t"], kind="stable")]
     # What the camera shake feels: mechanical energy lost between samples (crushing,
     # impacts, friction; rotation counted), not the energy the charges put in.
@@ -706,4 +696,4 @@ def _quat_of(R: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["simulate", "SimResult", "Destruction", "EVENT_DTYPE", "EV_BREAK", "EV_IMPACT", "EV_GROUND",
-           "EV_CRUSH", "EV_BLAST", "quat_to_matrix", "G", "LEVELS", "KINEMATIC"]
+           "EV_CRUSH", "quat_to_matrix", "G", "LEVELS", "KINEMATIC"]
