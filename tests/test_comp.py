@@ -89,3 +89,25 @@ def test_the_cloud_darkens_what_it_covers_through_its_optical_depth():
     shaded = _comp(_flat_layers(), _dust(tau_far=5.0)).linear
     # The sun's share (0.6) is nearly gone under 5 optical depths; the sky's part stays.
     assert np.allclose(shaded / lit, 0.6 * np.exp(-5.0) + 0.4, atol=1e-4)
+
+
+def test_a_pieces_outline_ramps_over_a_pixel_not_a_staircase():
+    """A camera integrates each pixel over its footprint: a piece's edge on the plate is a
+    ramp about a pixel wide, not the staircase a one-sample render draws. Across the
+    outline the coverage takes in-between values all round it, the piece covers as much
+    as it did, and nothing more than two pixels from its outline changes."""
+    from derrumbe.stages.comp import antialiased
+    yy, xx = np.mgrid[0:120, 0:120].astype(np.float32)
+    r = np.hypot(yy - 60.2, xx - 59.7)
+    disc = (r < 40.3).astype(np.float32)
+    debris = np.stack([disc * 0.8, disc * 0.7, disc * 0.6, disc], -1)
+    out = antialiased(debris)
+    a = out[..., 3]
+    ramp = (a > 0.05) & (a < 0.95)
+    assert ramp.sum() > 0.8 * 2 * np.pi * 40.3                      # in-between all round the outline
+    assert abs(float(a.sum()) - float(disc.sum())) < 0.01 * disc.sum()
+    far = np.abs(r - 40.3) > 2.5
+    assert np.array_equal(out[far], debris[far])
+    # premultiplied: the colour stays the piece's where it is partly covered
+    part = ramp & (a > 0.2)
+    assert np.allclose(out[part, 0] / a[part], 0.8, atol=0.02)
