@@ -216,14 +216,16 @@ def antialiased(debris: np.ndarray) -> np.ndarray:
     """The debris layer (premultiplied RGBA) with its pieces' outlines filtered. The
     still layer is drawn one sample a pixel, so a piece's outline against the plate is a
     staircase ('jagged, stair-stepped edges' on the street's white blocks, the reviews
-    said); a camera integrates each pixel over its footprint. Across every outline (a
-    pixel either side of where the coverage changes) the layer is filtered with a
-    Gaussian of about a pixel's footprint; inside the pieces and off them it is as drawn."""
+    said); a camera integrates each pixel over its footprint. Along every outline (the
+    piece's own pixels next to where its coverage drops) the layer is filtered with a
+    Gaussian of about a pixel's footprint; deeper inside it is as drawn, and it never
+    spreads onto pixels no piece covers: those have no depth to be layered by against
+    the holdouts and the dust."""
     a = debris[..., 3]
     if not a.any():
         return debris
     k = np.ones((3, 3), np.uint8)
-    edge = (cv2.dilate(a, k) - cv2.erode(a, k)) > 0.25
+    edge = ((a - cv2.erode(a, k)) > 0.25) & (a > 0)
     if not edge.any():
         return debris
     soft = cv2.GaussianBlur(debris, (0, 0), SILHOUETTE_SIGMA_PX)
