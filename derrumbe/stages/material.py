@@ -26,6 +26,14 @@ WARM_MASONRY = 0.40
 MASONRY_STOREY_M = 3.6
 
 
+def glass_like(srgb: np.ndarray) -> np.ndarray:
+    """Pixels that look like glass in a facade: smooth (no brick, ornament or texture at
+    a few pixels) and cool-coloured (reflected sky, tinted panes). A bool mask."""
+    img = srgb.astype(np.float32) / 255.0
+    lap = np.abs(cv2.Laplacian(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.0), cv2.CV_32F))
+    return (cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012) & (img[..., 2] >= img[..., 0] - 0.02)
+
+
 def suggest_material(srgb: np.ndarray, building: np.ndarray, storey_m: float | None = None) -> tuple[str, str]:
     """The preset the facade looks like: sky reflected in large, smooth panes is glass;
     warm brick or render is masonry, as are storeys of MASONRY_STOREY_M or more (the
@@ -34,15 +42,11 @@ def suggest_material(srgb: np.ndarray, building: np.ndarray, storey_m: float | N
     inside = building > 0.5
     if inside.sum() < 400:
         return "concrete", "the building is too small in the frame to judge; concrete is the default"
-    img = srgb.astype(np.float32) / 255.0
-    val = img.max(axis=2)
-    lap = np.abs(cv2.Laplacian(cv2.GaussianBlur(img.mean(axis=2), (0, 0), 1.0), cv2.CV_32F))
-    smooth = cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012
-    bluish = img[..., 2] >= img[..., 0] - 0.02
+    val = srgb.astype(np.float32).max(axis=2) / 255.0
     # Glass: most of the facade smooth and cool-coloured (panes, not brick or ornament),
     # and those panes both bright (reflected sky) and dark (the rooms behind): a smooth,
     # pale painted wall is as smooth and cool but one even tone.
-    panes = smooth & bluish & inside
+    panes = glass_like(srgb) & inside
     share = float(panes[inside].mean())
     spread = float(val[panes].std()) if panes.sum() > 100 else 0.0
     hsv = cv2.cvtColor(srgb, cv2.COLOR_RGB2HSV)

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from derrumbe.stages.keystone import estimate_keystone
+from derrumbe.stages.material import glass_like
 
 
 WORK_PX = 900                 # detection runs on the building at about this size
@@ -184,7 +185,7 @@ def curtain_panes(rgb: np.ndarray, inside: np.ndarray, vp: tuple | None = None) 
     """The panes of a glass curtain wall: the cells of its grid of dark mullions
     (vertical, converging on the vanishing point `vp` (x, y) when the camera looks up)
     and transoms (horizontal), each a thin dark line over much of its run, whose cell is
-    glass (smooth and cool, as the material suggestion reads it: a granite pier beside
+    glass (smooth and cool, `material.glass_like`: a granite pier beside
     the glazing is no pane). (K, 4) boxes in `rgb`'s pixels, each the upright box inside
     its cell, inset by a mullion's half width."""
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
@@ -196,9 +197,8 @@ def curtain_panes(rgb: np.ndarray, inside: np.ndarray, vp: tuple | None = None) 
     u = xx if vp is None else vp[0] + (xx - vp[0]) * (H - vp[1]) / (yy - vp[1])
     hat_v = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((1, k), np.uint8))
     hat_h = cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, np.ones((k, 1), np.uint8))
-    img = cv2.GaussianBlur(rgb.astype(np.float32) / 255.0, (0, 0), 1.0)
-    lap = np.abs(cv2.Laplacian(img.mean(axis=2), cv2.CV_32F))
-    glass = (cv2.GaussianBlur(lap, (0, 0), 3.0) < 0.012) & (img[..., 2] >= img[..., 0] - 0.02) & inside
+    img = rgb.astype(np.float32) / 255.0
+    glass = glass_like(rgb) & inside
     # A mullion holds glass on at least one side (the stripes of a granite pier do not).
     xs = _beside_glass(_dark_lines(u, hat_v, inside, W), u, glass, inside, W)
     ys = _dark_lines(yy, hat_h, inside, H)
@@ -243,14 +243,20 @@ def curtain_panes(rgb: np.ndarray, inside: np.ndarray, vp: tuple | None = None) 
     return np.array([box for _, q, box in cells if q in glazed], float).reshape(-1, 4)
 
 
+def _along_lines(coord: np.ndarray, mask: np.ndarray, inside: np.ndarray, size: int) -> tuple:
+    """Per line (`coord` binned by pixel, 0..size): how many of the building's pixels lie
+    on it, and how many of those are in `mask`."""
+    c = np.round(coord).astype(int)
+    ok = inside & (c >= 0) & (c < size)
+    run = np.bincount(c[ok], minlength=size).astype(np.float32)
+    return run, np.bincount(c[ok], weights=mask[ok].astype(np.float32), minlength=size)
+
+
 def _beside_glass(lines: np.ndarray, coord: np.ndarray, glass: np.ndarray, inside: np.ndarray,
                   size: int) -> np.ndarray:
     """The lines with glass over half of a strip a fifteenth of the facade wide on one
     side or the other."""
-    c = np.round(coord).astype(int)
-    ok = inside & (c >= 0) & (c < size)
-    run = np.bincount(c[ok], minlength=size).astype(np.float32)
-    hit = np.bincount(c[ok], weights=glass[ok].astype(np.float32), minlength=size)
+    run, hit = _along_lines(coord, glass, inside, size)
     g = max(3, size // 15)
     keep = []
     for x in lines.astype(int):
@@ -267,10 +273,7 @@ def _dark_lines(coord: np.ndarray, hat: np.ndarray, inside: np.ndarray, size: in
     over at least MULLION_RUN of the line's run inside the building. Peaks of that share,
     at least a twenty-fifth of the facade apart."""
     dark = hat > max(8.0, 2.0 * float(np.median(hat[inside])))
-    c = np.round(coord).astype(int)
-    ok = inside & (c >= 0) & (c < size)
-    run = np.bincount(c[ok], minlength=size).astype(np.float32)
-    hit = np.bincount(c[ok], weights=dark[ok].astype(np.float32), minlength=size)
+    run, hit = _along_lines(coord, dark, inside, size)
     share = np.where(run > 0.3 * float(run.max()), hit / np.maximum(run, 1.0), 0.0)
     peaks = [i for i in range(1, size - 1) if share[i] > MULLION_RUN and share[i] >= share[i - 1]
              and share[i] >= share[i + 1]]
