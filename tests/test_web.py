@@ -150,8 +150,8 @@ def test_web_render_only_change_reuses_the_simulation(server):
 
 
 def test_web_cancel_a_running_job(server):
-    """Cancelled mid-render (frames being written under temporary names):
-    the render process is gone, the shot lock free, no temporary file left."""
+    """Cancelled mid-render (inside the frame loop): the render process is gone, the
+    shot lock free, no temporary file left."""
     from tests.test_web_faults import _alive, _lock_free, _temporaries
     c, root, plate, box, _ = server
     j = c.post("/api/jobs", json={"plate": plate["id"], "kind": "final", "box": box,
@@ -167,12 +167,14 @@ def test_web_cancel_a_running_job(server):
         assert jj["state"] in ("queued", "running") and time.time() - t0 < 180, jj
         time.sleep(0.1)
     render = int((shot / ".derrumbe" / "lock").read_text())
-    # The frames' files and records are written on the render's writer thread, each under a
-    # temporary name for a moment (the movie is encoded after the last frame): wait for one.
+    # The frames' files are written on the render's writer thread, each under a temporary
+    # name for well under a millisecond: try to cancel while one is open, but a poll cannot
+    # be sure to catch one (CI missed every one for 20 s). test_web_faults cancels a render
+    # that holds its temporary open (test_cancel_while_a_temporary_is_open_leaves_none).
     t1 = time.time()
-    while not _temporaries(shot) and time.time() - t1 < 20:
+    while not _temporaries(shot) and time.time() - t1 < 5:
         time.sleep(0.002)
-    assert _alive(render) and _temporaries(shot)          # mid-render: a file is being written
+    assert _alive(render)                                 # mid-render
     r = c.post(f"/api/jobs/{j['id']}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert not _alive(render)                             # the cancel returns once the render is gone

@@ -1,5 +1,5 @@
 """The job queue under faults, each injected with a job running: a cancel between claim and
-start, a graceful shutdown, a kill -9 of the server, an exception in the runner, a render
+start, a cancel mid-write, a graceful shutdown, a kill -9 of the server, an exception in the runner, a render
 that outlived an earlier server. Afterwards: no job lost or duplicated, no live render
 left over, the shot lock free, no temporary file in the shot folder.
 
@@ -108,6 +108,23 @@ def test_cancel_between_claim_and_start_starts_no_render(tmp_path, plate):
         assert not (shot.parent / "stub.pid").exists(), "a render started for a cancelled job"
         assert _state(c, jid) == "cancelled"
         assert _lock_free(shot) and _temporaries(shot) == []
+
+
+def test_cancel_while_a_temporary_is_open_leaves_none(tmp_path, plate):
+    """The stub holds its temporary movie open until released, so the cancel lands
+    mid-write every time (a real render's temporaries live too briefly to aim at)."""
+    data, box = plate
+    with _client(tmp_path, workers=1, render_command=_stub()) as c:
+        pid = c.post("/api/plates", content=data).json()["id"]
+        jid = _submit(c, pid, box, {"seed": 8})
+        shot = tmp_path / "plates" / pid / "shot"
+        render = int(_until(lambda: (shot.parent / "stub.pid").exists() and (shot.parent / "stub.pid").read_text(),
+                            what="the render holding the lock"))
+        assert _alive(render) and _temporaries(shot)
+        assert c.post(f"/api/jobs/{jid}/cancel").json()["state"] == "cancelled"
+        assert not _alive(render)                          # the cancel returns once the render is gone
+        assert _lock_free(shot) and _temporaries(shot) == []
+        assert not (shot / "shot.mp4").exists()            # nothing half-written that looks complete
 
 
 def test_graceful_shutdown_requeues_the_running_job_and_the_next_start_finishes_it(tmp_path, plate):
