@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from derrumbe.stages.heap import BULKING, REPOSE_DEG, Heap
+from derrumbe.stages.heap import BULKING, CHIP_MIN_H, D_FINES, REPOSE_DEG, Heap
 from tests.test_dust import _scene
 
 
@@ -56,3 +56,29 @@ def test_the_heap_lies_where_the_building_came_down(collapse):
     near = ((x[None, :] > fr.box_lo[0] - 3) & (x[None, :] < fr.box_hi[0] + 3)
             & (z[:, None] > fr.box_lo[2] - 3) & (z[:, None] < fr.box_hi[2] + 3))
     assert h[near].sum() > 0.8 * h.sum()
+
+
+def test_the_heaps_lumps_follow_its_size_law_and_lie_on_it(collapse):
+    """The scattered lumps continue the fragment-size law below the simulated pieces:
+    N(>r) ~ r^-D with the heap's D (fitted over their whole span, which runs from the
+    pixel-sized floor up to the smallest simulated fragment), and every one lies where
+    the heap ends up deep enough to hold it, surfacing before the end."""
+    fr, sim, heap = collapse
+    chips = heap.chips(0.03, seed=4)
+    assert chips.n > 1000
+    r = np.sort(chips.r)
+    assert r.min() >= 0.03 and r.max() <= heap.r_smallest + 1e-6
+    lo, hi = np.log(0.035), np.log(0.5 * heap.r_smallest)
+    keep = (np.log(r) > lo) & (np.log(r) < hi)
+    n_above = len(r) - np.searchsorted(r, r[keep], side="right")
+    ok = n_above > 20
+    slope = np.polyfit(np.log(r[keep][ok]), np.log(n_above[ok]), 1)[0]
+    assert abs(-slope - D_FINES) < 0.3, slope
+    final = heap.heights(float(sim.times[-1]))
+    i = ((chips.x - heap.x0) / heap.cell).astype(int)
+    k = ((chips.z - heap.z0) / heap.cell).astype(int)
+    assert (final[k, i] >= CHIP_MIN_H).all()
+    assert (chips.show_h <= final[k, i] + 1e-5).all()
+    # Deterministic for a seed, different for another.
+    assert np.array_equal(heap.chips(0.03, seed=4).x, chips.x)
+    assert not np.array_equal(heap.chips(0.03, seed=5).x, chips.x)

@@ -416,6 +416,65 @@ void main() {
 """
 
 
+# The heap's lumps (heap.Chips), instanced: an icosahedron per lump, its corners pushed in
+# and out and the whole flattened and turned by the lump's seed, standing on the heap's
+# height at its spot (with the heap's own lumpy offset) and half sunk in the fines. A lump
+# waits under the street (clipped) until the heap beneath it has built to its show_h.
+CHIP_VS = """
+#version 330
+uniform sampler2D heap;
+uniform sampler3D noise;
+uniform vec2 heap_lo;
+uniform float heap_cell;
+uniform mat4 viewproj;
+in vec3 in_pos; in vec4 in_chip; in float in_seed;
+out vec3 v_world; flat out float v_seed;
+float h1(float x) { return fract(sin(x * 12.9898 + 78.233) * 43758.5453); }
+void main() {
+    v_seed = in_seed;
+    vec2 uv = (in_chip.xy - heap_lo) / heap_cell / vec2(textureSize(heap, 0));
+    float h = textureLod(heap, uv, 0.0).r;
+    if (h < in_chip.w) { v_world = vec3(0.0); gl_Position = vec4(0.0, 0.0, 2.0, 1.0); return; }
+    vec3 base = vec3(in_chip.x, h, in_chip.y);
+    base.y += 0.25 * (texture(noise, base * 0.9).a - 0.45) * smoothstep(0.05, 0.8, h);
+    float s = in_seed;
+    float j = 0.55 + 0.45 * h1(s * 1.7 + float(gl_VertexID) * 3.1);
+    vec3 v = in_pos * j * vec3(1.0, 0.45 + 0.4 * h1(s + 0.3), 0.6 + 0.4 * h1(s + 0.7));
+    float a = 6.2832 * h1(s + 0.11), b = 0.7 * (h1(s + 0.5) - 0.5);
+    mat3 ry = mat3(cos(a), 0.0, -sin(a), 0.0, 1.0, 0.0, sin(a), 0.0, cos(a));
+    mat3 rx = mat3(1.0, 0.0, 0.0, 0.0, cos(b), sin(b), 0.0, -sin(b), cos(b));
+    vec3 w = base + ry * rx * v * in_chip.z;
+    w.y -= 0.35 * in_chip.z * h1(s + 0.9);
+    v_world = w;
+    gl_Position = viewproj * vec4(w, 1.0);
+}
+"""
+
+CHIP_FS = """
+#version 330
+uniform float masonry;
+uniform vec3 face_albedo, brick, plaster, dust_col;
+in vec3 v_world; flat in float v_seed;
+layout(location = 0) out vec4 o_col;
+layout(location = 1) out vec4 o_aux;
+""" + _COMMON + """
+void main() {
+    vec3 p = v_world;
+    // Faceted: each face of the broken lump takes the light on its own.
+    vec3 n = normalize(cross(dFdx(p), dFdy(p)));
+    if (dot(n, cam_pos - p) < 0.0) n = -n;
+    float k = hash3(vec3(v_seed, 1.7, 3.1)), k2 = hash3(vec3(v_seed, 5.3, 0.7));
+    vec3 mat = masonry > 0.5 ? (k < 0.45 ? brick : (k < 0.8 ? face_albedo : plaster))
+                             : (k < 0.85 ? face_albedo : plaster);
+    mat *= 0.6 + 0.6 * k2;
+    mat = mix(mat, dust_col, 0.25 + 0.35 * max(n.y, 0.0));
+    float sv = sun_vis(shadow, p, n);
+    float av = max(sky_access(p, n), 0.6);
+    o_col = vec4(max(mat * light(n, sv, av), vec3(0.0)), 1.0);
+    o_aux = vec4(0.0, 1.0, -p.z, 1.0);
+}
+"""
+
 DEPTH_VS = """
 #version 330
 """ + _XF + """

@@ -18,9 +18,16 @@ size law that goes on far below them; what lies below the smallest one is drawn 
 
 Heights are metres above the street on a grid fixed to the building (`Heap.x0`, `z0`,
 `cell`, rows along z from the back); `heights(t)` is the heap at time t.
+
+A height field alone is a smooth, shaded slope: at 100 % it read as brown paint between
+the blocks. `chips()` scatters the heap's own surface lumps as solids, from the size law's
+smallest visible size (about a pixel) up to the smallest simulated fragment, so the pile
+shows broken edges and silhouettes at every size the frame can resolve.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -38,6 +45,23 @@ SETTLE_S = 0.6          # a piece's fines join the heap over this long once it l
 STILL_MS = 0.8          # a piece slower than this (and for good) lies still
 MAX_CELLS = 320         # the grid's longer side
 MIN_CELL_M = 0.08
+CHIP_COVER = 0.5        # the share of the heap's top the scattered lumps cover, seen from above
+MAX_CHIPS = 12000       # a render cost cap: past it the cover thins, the sizes stay
+CHIP_MIN_H = 0.1        # lumps lie where the heap will be at least this deep (m)
+
+
+@dataclass
+class Chips:
+    """Lumps on the heap's surface: where (x, z, m), how big (r, m), and how deep the heap
+    under each must be before it shows (show_h, m): they surface as the heap builds."""
+    x: np.ndarray
+    z: np.ndarray
+    r: np.ndarray
+    show_h: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return len(self.r)
 
 
 class Heap:
@@ -50,6 +74,7 @@ class Heap:
         self.shape = (int(np.ceil((z1 - self.z0) / self.cell)), int(np.ceil((x1 - self.x0) / self.cell)))
         self.times, self.pos = sim.times, sim.pos
         r = np.cbrt(3 * np.maximum(fr.volume, 1e-9) / (4 * np.pi))
+        self.r_smallest = float(np.clip(np.percentile(r, 5), 0.05, 0.35))
         self.fines = float(np.clip((np.percentile(r, 5) / np.percentile(r, 99)) ** (3 - D_FINES), 0.05, 0.4))
         self.vol = fr.volume.astype(float)
         self.settled = _settle_times(sim)
@@ -89,6 +114,27 @@ class Heap:
     def volume(self, h: np.ndarray) -> float:
         return float(h.sum()) * self.cell ** 2
 
+    def chips(self, r_min: float, seed: int = 0) -> Chips:
+        """Lumps from r_min (about a pixel where the heap lies) to the smallest simulated
+        fragment, sized by the heap's own law N(>r) ~ r^-D_FINES, scattered over where the
+        heap ends up, as densely as its depth allows (thin margins get few)."""
+        rng = np.random.default_rng(seed + 7919)
+        r_max = max(self.r_smallest, 2.0 * r_min)
+        final = self.heights(float(self.times[-1]))
+        weight = np.clip((final - CHIP_MIN_H) / 0.3, 0.0, 1.0)
+        area = float(weight.sum()) * self.cell ** 2
+        r = _power_law(rng, r_min, r_max, D_FINES, 200_000)
+        n = int(min(MAX_CHIPS, CHIP_COVER * area / (np.pi * np.mean(r ** 2))))
+        if n == 0:
+            return Chips(*(np.zeros(0, np.float32) for _ in range(4)))
+        cells = rng.choice(weight.size, size=n, p=weight.ravel() / weight.sum())
+        k, i = np.unravel_index(cells, weight.shape)
+        x = self.x0 + (i + rng.random(n)) * self.cell
+        z = self.z0 + (k + rng.random(n)) * self.cell
+        # Each shows once the heap under it has built to a share of its final depth.
+        show = np.maximum(CHIP_MIN_H, final[k, i] * rng.uniform(0.15, 0.9, n))
+        return Chips(x.astype(np.float32), z.astype(np.float32), r[:n].astype(np.float32), show.astype(np.float32))
+
 
 def _settle_times(sim: SimResult) -> np.ndarray:
     """Each fragment's time of lying still for good: released, and slower than STILL_MS
@@ -103,6 +149,12 @@ def _settle_times(sim: SimResult) -> np.ndarray:
     t = np.maximum(t, released)
     # Nothing that was still moving at the last sample has settled.
     return np.where(moving[-1] | ~np.isfinite(released), np.inf, t)
+
+
+def _power_law(rng, a: float, b: float, d: float, n: int) -> np.ndarray:
+    """n sizes in [a, b] with N(>r) ~ r^-d (inverse transform of the truncated law)."""
+    u = rng.random(n)
+    return (a ** -d - u * (a ** -d - b ** -d)) ** (-1.0 / d)
 
 
 def _splat(grid: np.ndarray, x: np.ndarray, z: np.ndarray, v: np.ndarray) -> None:

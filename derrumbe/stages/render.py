@@ -46,6 +46,8 @@ SHADOW_RES = 1536
 TOP_RES = 256
 MIN_BLUR_PX = 0.75          # a piece that moves less over the shutter is drawn once, as if still
 NOISE_RES = 32
+CHIP_MIN_PX = 1.5           # the heap's smallest lumps: this many output pixels in radius ...
+CHIP_MIN_M = 0.02           # ... and no smaller than a piece of gravel
 # Colours of what the plate cannot tell (scene-linear Rec.709, converted at use).
 PLASTER = (0.58, 0.56, 0.52)
 BRICK = (0.25, 0.105, 0.065)
@@ -204,6 +206,17 @@ def _on_matte_edge(fr: Fracture, cam: Camera, matte: np.ndarray) -> np.ndarray:
     return out
 
 
+def _icosahedron() -> tuple[np.ndarray, np.ndarray]:
+    """Unit icosahedron: 12 corners (float32) and 20 faces (int32)."""
+    g = (1 + 5 ** 0.5) / 2
+    v = np.array([(-1, g, 0), (1, g, 0), (-1, -g, 0), (1, -g, 0), (0, -1, g), (0, 1, g), (0, -1, -g), (0, 1, -g),
+                  (g, 0, -1), (g, 0, 1), (-g, 0, -1), (-g, 0, 1)], np.float32)
+    f = np.array([(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11), (1, 5, 9), (5, 11, 4), (11, 10, 2),
+                  (10, 7, 6), (7, 1, 8), (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9), (4, 9, 5),
+                  (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)], np.int32)
+    return v / np.linalg.norm(v[0]), f
+
+
 def _set(prog, name: str, value) -> None:
     """Sets a uniform the compiler kept (a shader variant may optimise one away)."""
     if name not in prog:
@@ -242,9 +255,10 @@ class DebrisRenderer:
         self._textures(fr, plate_lin, matte, holdout)
         self._targets()
         self._programs(fr, cam, light, face_albedo, rough, masonry)
-        self.heap = heap
+        self.heap, self.chips_n = heap, 0
         if heap is not None:
             self._heap_setup(heap, masonry)
+            self._chips_setup(heap, masonry, seed)
         # The building at rest, in the sun: the shadows the plate already has.
         self._upload(rest_pos, rest_quat, np.zeros(fr.n, bool), np.zeros(fr.n, bool), np.full(fr.n, -1.0))
         self._visible_triangles(rest_pos, rest_quat, np.ones(fr.n, bool))
@@ -538,6 +552,27 @@ class DebrisRenderer:
                             ("heap_cell", float(heap.cell)), ("masonry", 1.0 if masonry else 0.0)):
             _set(pr, name, value)
 
+    def _chips_setup(self, heap, masonry: bool, seed: int) -> None:
+        """The heap's lumps down to about a pixel where the heap lies (heap.Chips)."""
+        depth = max(-(heap.z0 + 0.5 * heap.shape[0] * heap.cell), 1.0)
+        chips = heap.chips(max(CHIP_MIN_M, CHIP_MIN_PX * depth / self.cam.f_px), seed)
+        self.chips_n = chips.n
+        if not chips.n:
+            return
+        ctx = self.ctx
+        verts, faces = _icosahedron()
+        inst = np.stack([chips.x, chips.z, chips.r, chips.show_h, np.arange(chips.n) * 0.6180339 % 97.0], 1)
+        self.chip_prog = ctx.program(vertex_shader=S.CHIP_VS, fragment_shader=S.CHIP_FS)
+        self.chip_vao = ctx.vertex_array(
+            self.chip_prog, [(ctx.buffer(verts.tobytes()), "3f", "in_pos"),
+                             (ctx.buffer(inst.astype(np.float32).tobytes()), "4f 1f/i", "in_chip", "in_seed")],
+            index_buffer=ctx.buffer(faces.tobytes()), index_element_size=4)
+        for name, value in self.uniforms.items():
+            _set(self.chip_prog, name, value)
+        for name, value in (("heap", self.units["heap"]), ("heap_lo", (float(heap.x0), float(heap.z0))),
+                            ("heap_cell", float(heap.cell)), ("masonry", 1.0 if masonry else 0.0)):
+            _set(self.chip_prog, name, value)
+
     def _draw_heap(self, t: float) -> None:
         if self.heap is None:
             return
@@ -547,6 +582,8 @@ class DebrisRenderer:
         self.heap_tex.write(np.ascontiguousarray(h).tobytes())
         self.heap_tex.use(self.units["heap"])
         self.heap_vao.render()
+        if self.chips_n:
+            self.chip_vao.render(instances=self.chips_n)
 
     def _moving_layer(self, sim, t, shutter_s, m, box, particles) -> int:
         """What moves, drawn at each sub-frame's time over the still layer's depth and
