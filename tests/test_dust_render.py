@@ -260,3 +260,23 @@ def test_a_front_a_little_deeper_shows_the_same_lumps():
     assert all(f.std() > 0.003 for f in fine)                       # there is fine detail to compare
     corr = float(np.corrcoef(fine[0].ravel(), fine[1].ravel())[0, 1])
     assert corr > 0.6, corr
+
+
+def test_what_shows_over_the_roof_stands_behind_the_building_and_a_side_wall_at_the_street():
+    """The plate's opaque depth for the dust: a wall beside the building stands on the
+    street line (dust behind the facade plane hidden there), but what the plate shows over
+    the building's roofline is seen past the building, so the dust behind the facade shows
+    in front of it (taken as a wall at the street line, the demo's brick block behind the
+    roof cut the cloud along the roof's straight line)."""
+    from derrumbe.stages.dust_render import FAR
+    cam = CAM.scaled(640, 360)
+    sky = np.zeros((360, 640), np.float32)
+    sky[:40] = 1                                          # a strip of sky at the top
+    building = np.zeros((360, 640), np.float32)
+    building[150:300, 200:440] = 1                        # the building; a tall block behind it
+    d = backdrop_depth(cam, (640, 360), building, sky, 30.0)
+    horizon = int(cam.cy)
+    assert horizon > 100
+    assert np.all(d[60:140, 260:380] >= FAR * 0.99)       # over the roof, below the sky: far
+    assert np.allclose(d[60:140, 20:150], 30.0)           # beside it: a wall at the street line
+    assert np.all(d[5:30, :] >= FAR * 0.99)               # the sky

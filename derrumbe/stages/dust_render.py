@@ -101,8 +101,11 @@ def billow_noise(res: int = NOISE_RES, seed: int = 5) -> np.ndarray:
 
 def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.ndarray, facade_depth: float) -> np.ndarray:
     """Depth (along -z) where the plate itself is opaque, per pixel at `size`: the street
-    below the horizon, the sky far away, and walls beside the building at the street line
-    (so dust behind the neighbours' facades stays hidden)."""
+    below the horizon, the sky far away, walls beside the building at the street line
+    (so dust behind the neighbours' facades stays hidden), and what shows over the
+    building's roofline far away: it is seen past the building, so it stands behind it.
+    (Taken as a wall at the street line, the demo's tall brick block behind the roof hid
+    the dust behind the facade plane, and the cloud ended in the roof's straight line.)"""
     W, H = size
     sx, sy = cam.width / W, cam.height / H
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -116,7 +119,9 @@ def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.n
     k = np.ones((3, 3), np.uint8)
     b = cv2.dilate(b.astype(np.uint8), k) > 0
     s = cv2.dilate(s.astype(np.uint8), k) > 0
-    wall = np.where(~b & ~s, np.minimum(ground, facade_depth), ground)
+    top = np.where(b.any(axis=0), np.argmax(b, axis=0), 0)
+    beyond = ys < top[None, :]
+    wall = np.where(~b & ~s & ~beyond, np.minimum(ground, facade_depth), ground)
     return np.where(s & (dy >= 0), FAR, wall).astype(np.float32)
 
 
