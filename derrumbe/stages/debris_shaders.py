@@ -296,7 +296,11 @@ void main() {
     // its own colour showing through only faintly (lumps each their own clean colour read
     // as a heap of crystals, img_140).
     float drift = 0.75 + 0.5 * smoothstep(-0.4, 0.4, -rel);
-    float dust = (0.12 * fresh + 0.9 * age) * (0.45 + 0.55 * max(n.y, 0.0)) * drift;
+    // In patches half a metre across, thin on what does not face up: the powder evened
+    // every lump to one pale grey, and the pile read as foam blocks printed with faint
+    // brick (img_181); footage shows brick, plaster and paint through it.
+    float patchy = 0.45 + 0.75 * smoothstep(-0.35, 0.45, nz(v_rest * 1.9).w);
+    float dust = (0.12 * fresh + 0.75 * age) * (0.3 + 0.7 * max(n.y, 0.0)) * drift * patchy;
     col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.85));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
