@@ -14,7 +14,7 @@ import pytest
 from derrumbe.stages.holdout_cues.cutout import trim_continuation
 from derrumbe.stages.holdout_cues.furniture import furniture
 from derrumbe.stages.holdout_cues.people import _hog_people
-from derrumbe.stages.holdout_cues.street import rise_and_fall
+from derrumbe.stages.holdout_cues.street import no_square_humps, rise_and_fall
 from derrumbe.stages.holdout_cues.wires import wires
 from derrumbe.stages.holdouts import Holdout, HoldoutSet, assign_depths, find_holdouts
 from tests.facades import draw_facade
@@ -178,6 +178,26 @@ def test_a_cropped_cars_cut_loses_the_door_and_window_it_grew_into_over_its_bonn
     # Outlines that already rise and fall once are kept whole.
     assert (rise_and_fall(car) == car).all()
 
+
+
+def test_a_square_of_wall_standing_sheer_on_a_cars_outline_goes_and_its_slopes_stay():
+    """img_140: a white wall's square over a white car's bonnet, higher than the bonnet
+    either side and walled straight up and down, is not the car: it is cut down to the
+    line between the outline's levels either side. A windscreen's slope as high, rising
+    over many columns, stays, and so does the roof the frame crops."""
+    h, w = 120, 200
+    x = np.arange(w)
+    # Bonnet at row 80 from x=20 to 100, windscreen rising to the roof at row 30 by x=160.
+    outline = np.where(x < 100, 80, np.clip(80 - 0.8 * (x - 100), 30, None)).astype(int)
+    car = np.zeros((h, w), bool)
+    for c in range(20, w):
+        car[outline[c]:, c] = True
+    cut = car.copy()
+    cut[55:80, 50:70] = True                  # the square of wall over the bonnet
+    out = no_square_humps(cut)
+    assert not out[:78, 50:70].any()          # the square gone, down to the bonnet's line
+    assert out[car].mean() > 0.99             # the car kept: its bonnet, windscreen and roof
+    assert (no_square_humps(car) == car).all()
 
 # --- people: small passers-by, and their size at their ground contact --------------------------
 

@@ -74,7 +74,7 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
         if at_bottom:
-            g = rise_and_fall(g)
+            g = no_square_humps(rise_and_fall(g))
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
             continue
         ys, xs = np.nonzero(g)
@@ -113,8 +113,8 @@ def rise_and_fall(mask: np.ndarray) -> np.ndarray:
     of the door above its bonnet, which then stood in the rubble): those show as humps
     with a dip between them and the object's own top. Of every outline that rises to one
     peak and falls and lies under the cut's own, the one keeping most of it. (A hump
-    higher than all the object shows of itself stays: img_190's shop-window poster beside
-    a windshield the frame crops.)"""
+    higher than all the object shows of itself stays here: no_square_humps takes img_190's
+    shop-window poster beside a windshield the frame crops.)"""
     h = mask.shape[0]
     has = mask.any(axis=0)
     height = np.where(has, h - np.argmax(mask, axis=0), 0)
@@ -127,3 +127,40 @@ def rise_and_fall(mask: np.ndarray) -> np.ndarray:
             best, keep = int(env.sum()), env
     rows = np.arange(h)[:, None]
     return mask & (rows >= h - keep[None, :])
+
+
+STEP_SHARE = 0.12       # a step in the outline of at least this share of the cut's height ...
+STEP_PX = 3             # ... over at most this many columns is a wall, not a car's slope
+HUMP_SHARE = 0.35       # humps walled on both sides narrower than this share of the cut go
+
+
+def no_square_humps(mask: np.ndarray) -> np.ndarray:
+    """A cut of something the frame's bottom crops, without the humps that stand on its
+    outline with a sheer wall on each side: a car's outline slopes up its bonnet and
+    windscreen, and what rises straight up from it and drops straight back within a
+    third of its length is the facade behind it that GrabCut took for it (img_140: a
+    square of white wall over a white car's bonnet stood in the rubble; img_190: the shop
+    window's poster over a windscreen). Each such hump is cut down to the line between
+    the outline's levels either side of it."""
+    h = mask.shape[0]
+    has = mask.any(axis=0)
+    cols = np.flatnonzero(has)
+    if cols.size < 4 * STEP_PX:
+        return mask
+    height = np.where(has, h - np.argmax(mask, axis=0), 0).astype(np.float32)
+    thr = STEP_SHARE * float(height.max())
+    lo, hi = int(cols.min()), int(cols.max())
+    d = np.zeros_like(height)
+    d[lo:hi + 1 - STEP_PX] = height[lo + STEP_PX:hi + 1] - height[lo:hi + 1 - STEP_PX]
+    rises = [x for x in range(lo + 1, hi - STEP_PX) if d[x] >= thr and d[x - 1] < thr]
+    for i in rises:
+        falls = [x for x in range(i + 1, min(hi - STEP_PX, i + int(HUMP_SHARE * (hi - lo + 1))))
+                 if d[x] <= -thr]
+        if not falls:
+            continue
+        j = falls[-1] + STEP_PX                       # the outline's level after the drop
+        a, b = height[i], height[j]
+        line = a + (b - a) * (np.arange(i, j + 1) - i) / max(j - i, 1)
+        height[i:j + 1] = np.minimum(height[i:j + 1], line)
+    rows = np.arange(h)[:, None]
+    return mask & (rows >= h - height[None, :])
