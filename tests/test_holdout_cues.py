@@ -83,6 +83,27 @@ def test_a_bollard_in_front_of_a_repeating_ground_floor_is_found_and_the_door_is
     assert len(found) == 2
 
 
+def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still_is():
+    """img_140: the lit courtyard at the end of a gateway's dark passage, a bright patch on
+    the base line framed by darkness above and at both sides, stood in the rubble as
+    street furniture. It is behind the facade: not held out; a bollard is."""
+    d, img, masks = _street_plate([(12.0, 12.3, 0.9)])
+    gx0, gy0, gx1, gy1 = _box(d, 1.5 * 2.7 - 0.55, 0.0, 1.5 * 2.7 + 0.55, 2.3)
+    img[gy0:gy1, gx0:gx1] = (34, 30, 28)                     # the passage, in shade
+    lx0, ly0, lx1, ly1 = _box(d, 1.5 * 2.7 - 0.3, 0.0, 1.5 * 2.7 + 0.3, 0.75)
+    cx, q = (lx0 + lx1) / 2, (lx1 - lx0) / 4                 # daylight at its far end, seen in
+    light = np.array([[lx0, ly1], [lx1, ly1], [cx + q, ly0], [cx - q, ly0]], np.int32)  # perspective
+    cv2.fillPoly(img, [light], (236, 236, 230))
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(d.base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    gate = np.zeros(shape, bool)
+    gate[gy0:gy1, gx0:gx1] = True
+    assert all((f & gate).sum() < 0.1 * gate.sum() for f in full), [f.box for f in found]
+    assert max((_iou(masks[0], f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
+
 def test_a_plain_ground_floor_has_no_furniture():
     d, img, _ = _street_plate([])
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)

@@ -85,6 +85,8 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
         piece = cut(full_bgr, rect, [core], seed)
         if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0]):
             continue
+        if _seen_through_an_opening(full_bgr, piece):
+            continue
         found.append(Found(piece.x, piece.y, piece.mask, "furniture", 0.5))
     return found
 
@@ -98,3 +100,32 @@ def _thing_like(piece: Found, patch_area: float, base: float, h: int) -> bool:
         return False
     bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
     return piece.y + ys.max() + 1 >= base - max(2.0, 0.01 * h) and ys.size < 0.9 * bh * bw
+
+
+def _seen_through_an_opening(full_bgr: np.ndarray, piece: Found) -> bool:
+    """A bright patch framed by darkness above and at both sides is light seen through an
+    opening (the courtyard at the end of a gateway's dark passage, a lit room behind a
+    dark window), behind the facade, not a thing standing in front of it: that would show
+    the wall around it too (img_140: a gateway's lit end stood in the rubble). The frame
+    is a ring a sixth of the patch's width wide, its lower third left out (a thing's foot
+    stands on whatever is there), darker than half the patch and than 0.6 of the rows'
+    own median."""
+    ys, xs = np.nonzero(piece.mask)
+    bw, bh = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+    k = max(3, int(bw / 6))
+    y0, x0 = max(0, piece.y - k), max(0, piece.x - k)
+    y1 = min(full_bgr.shape[0], piece.y + piece.mask.shape[0] + k)
+    x1 = min(full_bgr.shape[1], piece.x + piece.mask.shape[1] + k)
+    lum = cv2.cvtColor(full_bgr[y0:y1], cv2.COLOR_BGR2GRAY).astype(np.float32)
+    mask = np.zeros(lum.shape, bool)
+    mask[piece.y - y0:piece.y - y0 + piece.mask.shape[0], piece.x:piece.x + piece.mask.shape[1]] = piece.mask
+    ring = cv2.dilate(mask.astype(np.uint8), np.ones((2 * k + 1, 2 * k + 1), np.uint8)) > 0
+    ring &= ~mask
+    ring[int(piece.y - y0 + ys.min() + 0.67 * bh):] = False
+    ring[:, :x0] = False
+    ring[:, x1:] = False
+    if ring.sum() < 10:
+        return False
+    inside, around = float(np.median(lum[mask])), float(np.median(lum[ring]))
+    rows = float(np.median(lum[piece.y - y0 + ys.min():piece.y - y0 + ys.max() + 1]))
+    return around < 0.5 * inside and around < 0.6 * rows
