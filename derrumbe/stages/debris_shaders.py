@@ -154,7 +154,11 @@ vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     vec3 cell = vec3(floor(u), course, floor(w));
     float hb = hash3(cell);
     float vary = 1.0 - smoothstep(0.4, 1.2, px / 0.075);
-    vec3 bc = brick * mix(1.0, 0.75 + 0.5 * hb, vary);
+    // Old brick under render, dulled by lime and the render's own dust, and tinted by it:
+    // at full chroma a green or yellow building's pile came down pink (img_181, img_270).
+    vec3 dull = mix(brick, vec3(luma(brick)), 0.45);
+    dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.3);
+    vec3 bc = dull * mix(1.0, 0.75 + 0.5 * hb, vary);
     bc = mix(bc, bc * vec3(0.6, 0.62, 0.66), step(0.88, hb) * vary);
     vec3 facet = vec3(hash3(cell + 1.3), hash3(cell + 2.9), hash3(cell + 4.7)) - 0.5;
     float gone = step(0.93, hash3(cell + 8.3)) * vary;          // a brick pulled out: its socket
@@ -299,8 +303,8 @@ void main() {
     // In patches half a metre across, thin on what does not face up: the powder evened
     // every lump to one pale grey, and the pile read as foam blocks printed with faint
     // brick (img_181); footage shows brick, plaster and paint through it.
-    float patchy = 0.45 + 0.75 * smoothstep(-0.35, 0.45, nz(v_rest * 1.9).w);
-    float dust = (0.12 * fresh + 0.75 * age) * (0.3 + 0.7 * max(n.y, 0.0)) * drift * patchy;
+    float patchy = 0.7 + 0.45 * smoothstep(-0.35, 0.45, nz(v_rest * 1.9).w);
+    float dust = (0.12 * fresh + 0.85 * age) * (0.4 + 0.6 * max(n.y, 0.0)) * drift * patchy;
     col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.85));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
