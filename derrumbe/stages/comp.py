@@ -54,6 +54,10 @@ class GrainModel:
     sigma: np.ndarray          # (3, 3): band x channel
     band_lum: np.ndarray       # (3,) display luminance each band's sigma belongs to
     size_px: float
+    # How alike the channels' noise is (0: independent, 1: grey noise). A phone's JPEG
+    # keeps little colour noise (chroma is smoothed and subsampled): drawn independently
+    # per channel, the grain put blue and orange speckle over revealed skies (img_100).
+    channel_corr: float = 0.0
 
     @classmethod
     def flat(cls, sigma, size_px: float = 0.0) -> "GrainModel":
@@ -62,7 +66,8 @@ class GrainModel:
 
     def as_dict(self) -> dict:
         return {"sigma_by_band": [[round(float(v), 4) for v in row] for row in self.sigma],
-                "band_luminance": [round(float(v), 3) for v in self.band_lum], "size_px": round(self.size_px, 3)}
+                "band_luminance": [round(float(v), 3) for v in self.band_lum], "size_px": round(self.size_px, 3),
+                "channel_correlation": round(self.channel_corr, 3)}
 
 
 def estimate_grain_model(srgb: np.ndarray) -> GrainModel:
@@ -91,7 +96,17 @@ def estimate_grain_model(srgb: np.ndarray) -> GrainModel:
         if sel.sum() > 2000:
             sigma[b] = spread(sel)
             centres[b] = float(np.median(lum[sel]))
-    return GrainModel(sigma.astype(np.float32), centres, size)
+    return GrainModel(sigma.astype(np.float32), centres, size, _channel_correlation(img, flat))
+
+
+def _channel_correlation(img: np.ndarray, flat: np.ndarray) -> float:
+    """The mean correlation between channels of the flat areas' high-pass residual."""
+    if flat.sum() < 2000:
+        return 0.0
+    r = (img - cv2.GaussianBlur(img, (0, 0), 1.5))[flat]
+    r = r - r.mean(axis=0)
+    c = np.corrcoef(r.T)
+    return float(np.clip(np.nan_to_num(c[np.triu_indices(3, 1)]).mean(), 0.0, 0.98))
 
 
 def _flat(img: np.ndarray) -> np.ndarray:
@@ -196,17 +211,20 @@ def _grain_bank(H: int, W: int, size_px: float) -> np.ndarray:
     picture; each frame of a shot takes one at a random offset, which is as random to
     the eye as fresh noise and a fraction of its cost."""
     rng = np.random.default_rng(12345)
-    bank = rng.standard_normal((4, H + GRAIN_PAD, W + GRAIN_PAD, 3), dtype=np.float32)
+    # Three channels' own noise and a fourth all three share (GrainModel.channel_corr).
+    bank = rng.standard_normal((4, H + GRAIN_PAD, W + GRAIN_PAD, 4), dtype=np.float32)
     if size_px > 0.05:
         bank = np.stack([cv2.GaussianBlur(b, (0, 0), size_px) for b in bank])
         bank /= bank.std()
     return bank
 
 
-def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6) -> np.ndarray:
+def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6, corr: float = 0.0) -> np.ndarray:
+    """Unit grain, (H, W, 3), each channel correlated `corr` with the others."""
     bank = _grain_bank(H, W, round(float(size_px), 2))
     k, dy, dx = rng.integers(0, len(bank)), rng.integers(0, GRAIN_PAD), rng.integers(0, GRAIN_PAD)
-    return bank[k, dy:dy + H, dx:dx + W]
+    b = bank[k, dy:dy + H, dx:dx + W]
+    return (np.sqrt(1.0 - corr) * b[..., :3] + np.sqrt(corr) * b[..., 3:]).astype(np.float32)
 
 
 SILHOUETTE_SIGMA_PX = 0.6      # a pixel's footprint: what the lens and the sensor do to an edge
@@ -297,7 +315,7 @@ def _encode(lin: np.ndarray, plate_u8: np.ndarray, touched: np.ndarray, soft: np
     plate's own 8-bit values where nothing touched it and no grain reaches."""
     H, W = touched.shape
     if grain > 0 and soft.max() > 1e-3:
-        n = grain_field(H, W, rng, model.size_px)
+        n = grain_field(H, W, rng, model.size_px, model.channel_corr)
         sigma = (model.sigma * grain).astype(np.float32)
     else:
         n, sigma = np.zeros((H, W, 3), np.float32), np.zeros((3, 3), np.float32)
