@@ -22,7 +22,8 @@ from derrumbe.scene import Scene
 from derrumbe.spec import DUST_SRGB, ShotSpec
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages import outputs
-from derrumbe.stages.comp import composite, degrain, estimate_grain_model, regrained, shake_track
+from derrumbe.stages.comp import (composite, degrain, estimate_grain_model, regrained, room_darkness, rooms_behind,
+                                  shake_track)
 from derrumbe.stages.dust import dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
@@ -83,6 +84,7 @@ class FrameRenderer:
         if self.live:
             u8 = degrain(v.plate_u8, self.grain_model)
             self.still = (u8_to_linear(u8), u8)
+        self.room = room_darkness(v.plate_out, v.bmatte)
         self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"]), sp.fps) if sp.dust > 0 \
             else np.ones(1)
         self.renderer = self.dust_r = None
@@ -214,7 +216,8 @@ class FrameRenderer:
             self.stage_t["dust_render"] += t2 - t1
             t1 = t2
         rng = np.random.default_rng([sp.seed, i])
-        res = composite(p_lin, p_u8, s["cleanplate"], v.bmatte, hold_i, layers, self.grain_model, sp.grain,
+        clean = rooms_behind(s["cleanplate"], v.bmatte, layers.static, layers.debris[..., 3], self.room)
+        res = composite(p_lin, p_u8, clean, v.bmatte, hold_i, layers, self.grain_model, sp.grain,
                         self.shake[i], rng, dl, hold_z, shot=v.plate_out if self.live else None)
         img, passes = res.frame, (res.debris, res.dust)
         t0 = _clock()

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from derrumbe.stages.comp import estimate_grain, shake_track
+from derrumbe.stages.comp import estimate_grain, room_darkness, rooms_behind, shake_track
 
 
 def test_grain_estimate_recovers_the_plates_noise():
@@ -114,3 +114,28 @@ def test_a_pieces_outline_ramps_over_a_pixel_not_a_staircase():
     # premultiplied: the colour stays the piece's where it is partly covered
     part = ramp & (a > 0.2)
     assert np.allclose(out[part, 0] / a[part], 0.8, atol=0.02)
+
+
+def test_a_hole_under_the_standing_storeys_opens_into_a_room_not_onto_the_sky():
+    """img_270 at 20 %: a ground-floor panel gone under storeys still standing showed the
+    clean plate's sky at street level. A hole under a good part of the building (standing
+    or falling) shows the photo's own room darkness (its windows' insides); under a lone
+    flying piece, or once the building over it has gone, the clean plate shows."""
+    H, W = 100, 60
+    matte = np.zeros((H, W), np.float32)
+    matte[20:, 10:50] = 1
+    plate = np.full((H, W, 3), 0.4, np.float32)
+    plate[40:60, 15:45] = (0.03, 0.025, 0.02)                # windows' dark insides (a fifth)
+    clean = np.full((H, W, 3), 0.8, np.float32)              # the sky the clean plate shows
+    static = np.zeros((H, W), np.float32)
+    static[20:70, 10:30] = 1                                 # storeys standing over the left half
+    debris_a = np.zeros((H, W), np.float32)
+    debris_a[30:33, 40:43] = 1                               # a lone piece flying on the right
+    room = room_darkness(plate, matte)
+    assert np.all(room < 0.1)
+    out = rooms_behind(clean, matte, static, debris_a, room)
+    assert np.allclose(out[80, 15], room)                    # the hole under the standing storeys
+    assert np.allclose(out[80, 45], clean[80, 45])           # under the lone piece: the sky
+    assert np.allclose(out[10, 15], clean[10, 15])           # above the building: the sky
+    gone = rooms_behind(clean, matte, np.zeros_like(static), np.zeros_like(debris_a), room)
+    assert np.array_equal(gone, clean)                       # nothing left: the clean plate

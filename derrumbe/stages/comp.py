@@ -250,6 +250,34 @@ def antialiased(debris: np.ndarray) -> np.ndarray:
     return np.where(edge[..., None], soft, debris).astype(np.float32)
 
 
+ROOM_UNDER = 0.12      # the share of a column's building that, standing or falling over a hole, makes it a room
+
+
+def room_darkness(plate_lin: np.ndarray, matte: np.ndarray) -> np.ndarray:
+    """The colour of a room seen from the street in this photo: the darkest tenth of the
+    building's own pixels (its windows' insides), per channel, linear."""
+    inside = matte > 0.5
+    px = plate_lin[inside] if inside.sum() > 100 else plate_lin.reshape(-1, 3)
+    return np.percentile(px, 10, axis=0).astype(np.float32)
+
+
+def rooms_behind(clean_lin: np.ndarray, matte: np.ndarray, static: np.ndarray, debris_alpha: np.ndarray,
+                 room: np.ndarray) -> np.ndarray:
+    """The clean plate, with the building's rooms where the building is still over it: in
+    each column, below a good part of the building (a standing storey or a falling block,
+    ROOM_UNDER of the column's height in the matte: not a lone flying piece) a hole opens
+    into the building, not onto the sky or the street behind it. (The clean plate is what
+    shows once everything has gone: at the first failure, sky showed through the ground
+    floor under the storeys still standing over it, img_270 at 20 %.)"""
+    inside = matte > 0.5
+    over = ((static > 0.5) | (debris_alpha > 0.5)) & inside
+    if not over.any():
+        return clean_lin
+    need = np.maximum(3.0, ROOM_UNDER * inside.sum(axis=0))
+    under = (np.cumsum(over, axis=0) >= need[None, :]) & inside
+    return np.where(under[..., None], room[None, None, :], clean_lin).astype(np.float32)
+
+
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: "GrainModel | np.ndarray", grain: float,
               shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
