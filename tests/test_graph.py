@@ -87,7 +87,7 @@ def test_every_key_comes_from_the_declaration():
                 "style": collapse, "material": collapse | {"material"}, "pieces": collapse,
                 "focal_mm": everything - {"matte", "windows"}, "seed": everything, "no_auto_holdouts": everything}
     values = {"grain": 0.5, "dust_color": [100, 100, 100], "shutter": 90.0, "size": "32", "wind": [5.0, 0.0],
-              "start": 1.5, "style": "topple", "material": "masonry", "pieces": 900, "focal_mm": 35.0, "seed": 2,
+              "start": 1.0, "style": "topple", "material": "masonry", "pieces": 900, "focal_mm": 35.0, "seed": 2,
               "no_auto_holdouts": True}
     for field, value in values.items():
         k = shot_keys(ShotSpec(**{**spec.__dict__, field: value}), digests, (64, 36))
