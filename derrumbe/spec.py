@@ -69,8 +69,7 @@ class ShotSpec:
     name: str = _f("shot", "shot name used for file names (letters, digits, _ . -)", max_len=MAX_NAME)
     style: str = _f("implosion", "collapse style", choices=STYLES)
     direction: str = _f("toward", "side a topple falls to", choices=DIRECTIONS)
-    start: float = _f(1.0, "time the collapse starts (a second of the standing building first: from 0.5 s, "
-                           "the fall was over by 40 % of a 6 s shot and its cloud filled the rest)", "s", 0.0, 600.0)
+    start: float = _f(0.5, "time the collapse starts", "s", 0.0, 600.0)
     height_m: float | None = _f(None, "building height, street to the top of the matte (estimated from the plate's rulers when absent)", "m", 2.0, 600.0)
     material: str = _f("auto", "material preset: density, bond strength, fragment sizes, face look; auto: the one "
                                "the facade suggests (--explain says which and why)", choices=MATERIALS)

@@ -73,7 +73,7 @@ def test_web_page_and_fields(server):
     for n in ("style", "direction", "start", "height_m", "pieces", "dust", "wind", "seed", "size", "fps", "duration"):
         assert n in names
     start = next(x for g in f["groups"].values() for x in g if x["name"] == "start")
-    assert start["unit"] == "s" and start["lo"] == 0.0 and start["default"] == 1.0
+    assert start["unit"] == "s" and start["lo"] == 0.0 and start["default"] == 0.5
 
 
 def test_web_upload_reads_the_header_and_stores_under_its_own_name(server):

@@ -191,7 +191,7 @@ function startFrame() {
   const fps = Number($("f_fps").value) || (state.plate && state.plate.fps) || 24;
   const m = /^\s*(\d+)\s*-/.exec($("f_frames").value);
   const first = m ? Number(m[1]) : 1001;
-  const t = Number($("f_start").value === "" ? $("f_start").placeholder : $("f_start").value);
+  const t = $("f_start").value === "" ? 0.5 : Number($("f_start").value);
   const hint = row.querySelector(".hint");
   if (hint && isFinite(t)) hint.textContent = `0–600 s · frame ${first + Math.round(t * fps)} at ${Math.round(fps * 100) / 100} fps`;
 }
