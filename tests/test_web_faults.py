@@ -110,16 +110,23 @@ def test_cancel_between_claim_and_start_starts_no_render(tmp_path, plate):
         assert _lock_free(shot) and _temporaries(shot) == []
 
 
+def _holding(c, root, plate, seed: int):
+    """A job submitted whose stub render holds the shot lock and a temporary movie open:
+    (job id, shot folder, the render's pid)."""
+    data, box = plate
+    pid = c.post("/api/plates", content=data).json()["id"]
+    jid = _submit(c, pid, box, {"seed": seed})
+    shot = root / "plates" / pid / "shot"
+    render = int(_until(lambda: (shot.parent / "stub.pid").exists() and (shot.parent / "stub.pid").read_text(),
+                        what="the render holding the lock"))
+    return jid, shot, render
+
+
 def test_cancel_while_a_temporary_is_open_leaves_none(tmp_path, plate):
     """The stub holds its temporary movie open until released, so the cancel lands
     mid-write every time (a real render's temporaries live too briefly to aim at)."""
-    data, box = plate
     with _client(tmp_path, workers=1, render_command=_stub()) as c:
-        pid = c.post("/api/plates", content=data).json()["id"]
-        jid = _submit(c, pid, box, {"seed": 8})
-        shot = tmp_path / "plates" / pid / "shot"
-        render = int(_until(lambda: (shot.parent / "stub.pid").exists() and (shot.parent / "stub.pid").read_text(),
-                            what="the render holding the lock"))
+        jid, shot, render = _holding(c, tmp_path, plate, seed=8)
         assert _alive(render) and _temporaries(shot)
         assert c.post(f"/api/jobs/{jid}/cancel").json()["state"] == "cancelled"
         assert not _alive(render)                          # the cancel returns once the render is gone
@@ -128,13 +135,8 @@ def test_cancel_while_a_temporary_is_open_leaves_none(tmp_path, plate):
 
 
 def test_graceful_shutdown_requeues_the_running_job_and_the_next_start_finishes_it(tmp_path, plate):
-    data, box = plate
     with _client(tmp_path, workers=1, render_command=_stub()) as c:
-        pid = c.post("/api/plates", content=data).json()["id"]
-        jid = _submit(c, pid, box, {"seed": 6})
-        shot = tmp_path / "plates" / pid / "shot"
-        render = int(_until(lambda: (shot.parent / "stub.pid").exists() and (shot.parent / "stub.pid").read_text(),
-                            what="the render holding the lock"))
+        jid, shot, render = _holding(c, tmp_path, plate, seed=6)
         assert _alive(render) and _temporaries(shot)          # it is mid-render, a temporary movie open
     # The server has shut down gracefully (the client's lifespan ended) with the job running.
     with _client(tmp_path, workers=0) as c:
