@@ -139,3 +139,17 @@ def test_a_hole_under_the_standing_storeys_opens_into_a_room_not_onto_the_sky():
     assert np.allclose(out[10, 15], clean[10, 15])           # above the building: the sky
     gone = rooms_behind(clean, matte, np.zeros_like(static), np.zeros_like(debris_a), room)
     assert np.array_equal(gone, clean)                       # nothing left: the clean plate
+
+
+def test_grey_grain_keeps_the_luminance_level_of_independent_grain():
+    """Correlated between channels (as the plates' JPEG noise is), the grain loses its
+    coloured speckle but not its luminance level: the reviewers saw the added grain at a
+    third more than before as "heavy, added on top"."""
+    from derrumbe.stages.comp import grain_field
+    w = np.array([0.2126, 0.7152, 0.0722])
+    lum = lambda n: float((n @ w).std())
+    a = grain_field(300, 400, np.random.default_rng(1), 0.8, 0.0)
+    b = grain_field(300, 400, np.random.default_rng(1), 0.8, 0.9)
+    assert abs(lum(b) / lum(a) - 1) < 0.03
+    chroma = lambda n: float((n[..., 0] - n[..., 2]).std())
+    assert chroma(b) < 0.5 * chroma(a)

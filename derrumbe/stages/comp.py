@@ -41,6 +41,7 @@ def estimate_grain(srgb: np.ndarray) -> np.ndarray:
     return np.clip(sigma, 0.002, 0.05).astype(np.float32)
 
 
+LUMA = np.array([0.2126, 0.7152, 0.0722])      # Rec.709 luminance weights
 BAND_EDGES = (0.3, 0.65)       # display luminance: shadows below, highlights above
 
 
@@ -224,7 +225,14 @@ def grain_field(H: int, W: int, rng: np.random.Generator, size_px: float = 0.6, 
     bank = _grain_bank(H, W, round(float(size_px), 2))
     k, dy, dx = rng.integers(0, len(bank)), rng.integers(0, GRAIN_PAD), rng.integers(0, GRAIN_PAD)
     b = bank[k, dy:dy + H, dx:dx + W]
-    return (np.sqrt(1.0 - corr) * b[..., :3] + np.sqrt(corr) * b[..., 3:]).astype(np.float32)
+    # At the same level per channel, grey grain is a third stronger in luminance than
+    # independent grain, and the per-channel levels already overstate the plates' own
+    # luminance noise (the demo: 1.8 against 1.0 on its plainest patches; the reviewers
+    # called the correlated grain "heavy, added on top"): kept at the luminance level of
+    # the independent draw, it loses only the coloured speckle.
+    w2 = float(np.sum(np.square(LUMA)))
+    keep = np.sqrt(w2 / (w2 + corr * (1.0 - w2)))
+    return (keep * (np.sqrt(1.0 - corr) * b[..., :3] + np.sqrt(corr) * b[..., 3:])).astype(np.float32)
 
 
 SILHOUETTE_SIGMA_PX = 0.6      # a pixel's footprint: what the lens and the sensor do to an edge
