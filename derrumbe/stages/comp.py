@@ -88,7 +88,7 @@ def estimate_grain_model(srgb: np.ndarray) -> GrainModel:
     resid = np.abs(img - cv2.GaussianBlur(img, (0, 0), 3.0))
     spread = lambda sel: np.clip(1.4826 * np.median(resid[sel], axis=0) / keep, 0.002, 0.08)
     whole = spread(flat) if flat.sum() > 2000 else estimate_grain(srgb)
-    lum = cv2.GaussianBlur(img @ np.array([0.2126, 0.7152, 0.0722], np.float32), (0, 0), 2.0)
+    lum = cv2.GaussianBlur(img @ LUMA.astype(np.float32), (0, 0), 2.0)
     bands = np.digitize(lum, BAND_EDGES)
     sigma = np.tile(whole, (3, 1))
     centres = np.array([0.15, 0.475, 0.8], np.float32)
