@@ -435,7 +435,8 @@ void main() {
     if (mode == 0) { march(px, tc, 0.5 + 0.3 * (hash12(gl_FragCoord.xy) - 0.5)); return; }
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
     float z_op = texture(opaque, tc).r;
-    if (!(z_op > 0.0 && z_op < texture(backdrop, tc).r) && b.a > 0.0) { f = whole_lerp(tc); b = vec4(0.0); }
+    bool whole = !(z_op > 0.0 && z_op < texture(backdrop, tc).r) && b.a > 0.0;
+    if (whole) { f = whole_lerp(tc); b = vec4(0.0); }
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
     // Only where the march left dust (refine keeps anything thinner as it is): the
@@ -448,10 +449,15 @@ void main() {
     vec2 nd = detail(aux, px);
     vec2 ts = 1.0 / vec2(textureSize(lo_front, 0));
     if (hf) {
-        float an = max(max(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
-                       max(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
-        float am = min(min(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a),
-                       min(texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a));
+        // Beside a piece, the neighbours' front is only the dust before that piece: read
+        // against it, the whole cloud here looked like a cloud's edge and was steepened
+        // to opaque, a dense rim round every piece in the dust (img_190 at 100 %). There
+        // the neighbours are read whole too.
+        vec4 n4 = whole ? vec4(whole_lerp(tc + vec2(ts.x, 0.0)).a, whole_lerp(tc - vec2(ts.x, 0.0)).a,
+                               whole_lerp(tc + vec2(0.0, ts.y)).a, whole_lerp(tc - vec2(0.0, ts.y)).a)
+                        : vec4(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a,
+                               texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a);
+        float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
         o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
     }
     if (hb) {
