@@ -129,3 +129,79 @@ def encode(lin, noise, soft, sigma, band_lum, plate_u8, touched, lut, to_display
             for c in range(3):
                 v = e[c] + noise[y, x, c] * _band_sigma(sigma, band_lum, lum, c) * s
                 out_u8[y, x, c] = np.uint8(min(max(np.floor(v * 255.0 + 0.5), 0.0), 255.0))
+
+
+# Edge anti-aliasing on the rendered pieces (Lottes' FXAA 3.11, "quality" variant, on the
+# CPU): thresholds on perceptual luma, as its reference.
+FXAA_EDGE_REL = 0.125       # local contrast below this share of the brightest neighbour: no edge
+FXAA_EDGE_MIN = 0.0312      # nor below this absolute contrast (dark noise)
+FXAA_SUBPIX = 0.75          # how much a one-pixel detail is blended toward its surround
+FXAA_SEARCH = 16            # pixels walked each way along an edge to find its ends
+
+
+@njit(inline="always", **_OPTS)
+def _edge_mid(luma, y, x, dy, dx, H, W):
+    """Luma halfway between (y, x) and its neighbour across the edge, clamped to the frame."""
+    y0, x0 = min(max(y, 0), H - 1), min(max(x, 0), W - 1)
+    y1, x1 = min(max(y + dy, 0), H - 1), min(max(x + dx, 0), W - 1)
+    return 0.5 * (luma[y0, x0] + luma[y1, x1])
+
+
+@njit(inline="always", **_OPTS)
+def _walk(luma, y, x, sy, sx, dy, dx, avg, gs, H, W):
+    """Steps along the edge (sy, sx) until the luma on its midline leaves the edge's
+    average by gs: the distance to that end and the luma found there."""
+    e = avg
+    for i in range(1, FXAA_SEARCH + 1):
+        e = _edge_mid(luma, y + sy * i, x + sx * i, dy, dx, H, W)
+        if abs(e - avg) >= gs:
+            return float(i), e
+    return float(FXAA_SEARCH), e
+
+
+@njit(parallel=True, **_OPTS)
+def fxaa(img, luma, mask, out):
+    """img H x W x C filtered into out where mask is set: each pixel on an edge is blended
+    with its neighbour across it by how far along the edge's stair-step it lies, so a
+    staircase one sample a pixel reads as the straight edge it samples; a lone bright
+    or dark pixel is blended toward its surround by FXAA_SUBPIX."""
+    H, W = luma.shape
+    C = img.shape[2]
+    for y_ in prange(H):
+        y = np.int64(y_)
+        for x in range(W):
+            for c in range(C):
+                out[y, x, c] = img[y, x, c]
+            if not mask[y, x] or y == 0 or x == 0 or y == H - 1 or x == W - 1:
+                continue
+            m, n, s, w, e = luma[y, x], luma[y - 1, x], luma[y + 1, x], luma[y, x - 1], luma[y, x + 1]
+            hi = max(max(max(m, n), max(s, w)), e)
+            rng = hi - min(min(min(m, n), min(s, w)), e)
+            if rng < max(FXAA_EDGE_MIN, hi * FXAA_EDGE_REL):
+                continue
+            nw, ne, sw, se = luma[y - 1, x - 1], luma[y - 1, x + 1], luma[y + 1, x - 1], luma[y + 1, x + 1]
+            eh = abs(nw + sw - 2 * w) + 2 * abs(n + s - 2 * m) + abs(ne + se - 2 * e)
+            ev = abs(nw + ne - 2 * n) + 2 * abs(w + e - 2 * m) + abs(sw + se - 2 * s)
+            horz = eh >= ev                 # the edge runs along x: step across it in y
+            l1, l2 = (n, s) if horz else (w, e)
+            g1, g2 = abs(l1 - m), abs(l2 - m)
+            step = -1 if g1 >= g2 else 1
+            other = l1 if g1 >= g2 else l2
+            avg = 0.5 * (m + other)
+            gs = 0.25 * max(g1, g2)
+            dy, dx = (step, 0) if horz else (0, step)
+            sy, sx = (0, 1) if horz else (1, 0)
+            dn, en = _walk(luma, y, x, -sy, -sx, dy, dx, avg, gs, H, W)
+            dp, ep = _walk(luma, y, x, sy, sx, dy, dx, avg, gs, H, W)
+            near_end = en if dn < dp else ep
+            # Only the end where the edge turns toward this pixel's side shifts it.
+            if (m - avg < 0) == (near_end - avg < 0):
+                off = 0.0
+            else:
+                off = 0.5 - min(dn, dp) / (dn + dp)
+            local = (2 * (n + s + w + e) + nw + ne + sw + se) / 12.0
+            a = min(abs(local - m) / rng, 1.0)
+            b = (-2 * a + 3) * a * a
+            off = max(off, b * b * FXAA_SUBPIX)
+            for c in range(C):
+                out[y, x, c] = img[y, x, c] * (1 - off) + img[y + dy, x + dx, c] * off
