@@ -23,7 +23,7 @@ from derrumbe.spec import DUST_SRGB, ShotSpec
 from derrumbe.stages import exr as exr_out
 from derrumbe.stages import outputs
 from derrumbe.stages.comp import (composite, degrain, estimate_grain_model, regrained, room_darkness, rooms_behind,
-                                  shake_track)
+                                  settled_dust, shake_track)
 from derrumbe.stages.dust import dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
@@ -85,6 +85,9 @@ class FrameRenderer:
             u8 = degrain(v.plate_u8, self.grain_model)
             self.still = (u8_to_linear(u8), u8)
         self.room = room_darkness(v.plate_out, v.bmatte)
+        info = s.cache.dust_info(s.keys["dust"]) if sp.dust > 0 else {}
+        self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
+                                    dust_albedo(sp, self.light), self.light)
         self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"]), sp.fps) if sp.dust > 0 \
             else np.ones(1)
         self.renderer = self.dust_r = None
@@ -218,7 +221,8 @@ class FrameRenderer:
         rng = np.random.default_rng([sp.seed, i])
         clean = rooms_behind(s["cleanplate"], v.bmatte, layers.static, layers.debris[..., 3], self.room)
         res = composite(p_lin, p_u8, clean, v.bmatte, hold_i, layers, self.grain_model, sp.grain,
-                        self.shake[i], rng, dl, hold_z, shot=v.plate_out if self.live else None)
+                        self.shake[i], rng, dl, hold_z, shot=v.plate_out if self.live else None,
+                        coat=self.settled.at(i))
         img, passes = res.frame, (res.debris, res.dust)
         t0 = _clock()
         self.stage_t["comp"] += t0 - t1

@@ -160,6 +160,7 @@ def _dust(s: Scene) -> dict:
     state a frame: it depends on the plate's geometry, never on the output size. The
     walls come from the plate at its own resolution for the same reason."""
     from derrumbe.stages.dust import DustSim, street_walls
+    from derrumbe.stages.holdouts import dust_points
     from derrumbe.stages.matte import sky_likelihood
     sp, q, key = s.spec, s.quality, s.keys["dust"]
     fr, sim, (cam, place), matte = s["fracture"], s["simulate"], s["camera"], s["matte"]
@@ -171,9 +172,16 @@ def _dust(s: Scene) -> dict:
                    walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
     n = s.n_frames
     lens = np.zeros(n)
+    # The dust each holdout standing in the street has stood in so far (extinction x time):
+    # what settles on it (frames.py coats it).
+    points = dust_points(matte.objects.objects, cam)
+    exposure = np.zeros((len(points), n))
+    seen = np.zeros(len(points))
     for i, t in enumerate(s.frame_times):
         s.cache.store_dust_frame(key, i, dust.advance_to(float(t)))
         lens[i] = dust.lens_depth()
+        seen += dust.extinction_at(np.array([p for _, p in points]).reshape(-1, 3)) / sp.fps
+        exposure[:, i] = seen
         s.progress.advance(i + 1, n)
     g = dust.grid
     info = {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
@@ -181,6 +189,7 @@ def _dust(s: Scene) -> dict:
             "grid_grew": dust.grows, "first_emission_s": round(dust.em.first_time(dust.dt), 3),
             "mass_kg": round(dust.mass_g() / 1000.0, 1),
             "settled_and_left_kg": [round(float(x) / 1000.0, 1) for x in dust.lost_g[:2]],
+            "holdout_exposure": {str(oid): [round(float(x), 4) for x in e] for (oid, _), e in zip(points, exposure)},
             "lens_tau": round(float(lens.max()), 3), "lens_tau_frames": [round(float(x), 3) for x in lens], "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
             **dust.extent()}
     s.cache.finish_dust(key, n, info)
@@ -189,7 +198,7 @@ def _dust(s: Scene) -> dict:
 
 def _view(s: Scene):
     from derrumbe.stages.view import output_view
-    return output_view(s.plate, s["matte"], s["camera"][0], s.out_size, s.spec.exr)
+    return output_view(s.plate, s["matte"], s["camera"][0], s.out_size)
 
 
 def _cleanplate(s: Scene):
@@ -237,7 +246,7 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=7, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=8, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
@@ -255,7 +264,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=29, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=30, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -188,3 +188,36 @@ def test_the_pieces_edges_come_out_as_a_supersampled_render_draws_them():
     flat = ~cv2.dilate(edge.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     assert np.array_equal(out[flat], hard[flat])
     assert touched[edge].mean() > 0.9                    # what changed is marked so it gets grain
+
+
+def test_a_car_standing_in_the_dust_turns_grey_with_it_and_one_outside_it_stays_as_shot():
+    """A white car that stood three seconds in a cloud of extinction 1/m is coated by
+    COAT_MAX (1 - e^-3): its pixels move that far from the plate's white toward the dust's
+    albedo lit as the street is (sky from above, sun from where it stands). A person the
+    cloud never reached stays the plate's own, bit for bit; nothing is coated before the
+    dust arrives."""
+    from derrumbe.colour import linear_to_u8
+    from derrumbe.stages.comp import COAT_MAX, composite, settled_dust
+    from derrumbe.stages.render import Lighting
+    H, W = 40, 60
+    plate = np.full((H, W, 3), 0.2, np.float32)
+    car, person = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
+    car[20:32, 5:30], person[10:35, 40:46] = 1, 1
+    plate[car > 0], plate[person > 0] = 0.8, 0.05
+    sun = np.array([0.0, 0.8, 0.6])
+    light = Lighting(sun, np.array([1.0, 1.0, 1.0]), np.array([0.3, 0.3, 0.3]), np.ones(3) * 0.5)
+    albedo = np.array([0.4, 0.36, 0.3])
+    coats = settled_dust([(1, "vehicle", car), (2, "person", person)], plate,
+                         {"1": [0.0, 1.0, 3.0], "2": [0.0, 0.0, 0.0]}, albedo, light)
+    assert coats.at(0) is None
+    hold = np.maximum(car, person)
+    res = composite(plate, linear_to_u8(plate), plate.copy(), np.zeros((H, W), np.float32), hold, _flat_layers(H, W),
+                    np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), coat=coats.at(2))
+    # Lit on a surface half turned up: the sky's 0.6 + 0.4 * 0.5, the sun's cosine 0.4 + 0.52.
+    lit = albedo * (0.3 * 0.8 + 1.0 * (0.8 * 0.5 + 0.6 * 0.87))
+    c = COAT_MAX * (1 - np.exp(-3.0))
+    inner = np.zeros((H, W), bool)
+    inner[23:29, 9:26] = True                              # away from its outline's blurred shading
+    assert np.allclose(res.linear[inner], (1 - c) * 0.8 + c * lit, atol=5e-3)     # (the shading blur: < 0.004)
+    assert np.array_equal(res.frame[person > 0], linear_to_u8(plate)[person > 0])
+    assert res.touched[car > 0].all()

@@ -574,3 +574,19 @@ def test_dust_between_the_lens_and_the_building_is_measured_as_optical_depth():
     expect = np.median([0.4 * 5.0 * np.sqrt(x * x + (y - 1.6) ** 2 + 400.0) / 20.0 for x in xs for y in ys])
     assert tau == pytest.approx(expect, rel=0.03)
     assert lens_optical_depth(np.zeros_like(sigma), grid, (0.0, 1.6, 0.0), lo, hi) == 0.0
+
+
+def test_what_stands_in_the_street_before_the_building_stands_in_the_cloud_what_is_far_does_not(scene):
+    """The dust a holdout stands in (extinction_at, what coats it in the comp): a car 3 m
+    in front of the facade is in the rolling cloud by 3 s, one 60 m down the street is not,
+    and before the first failure no point is."""
+    fr, sim = scene
+    d = _dust(fr, sim)
+    cx, front = 0.5 * (fr.box_lo[0] + fr.box_hi[0]), fr.box_hi[2]
+    pts = np.array([[cx, 0.7, front + 3.0], [cx + 60.0, 0.7, front + 3.0]])
+    d.advance_to(0.2)
+    assert not d.extinction_at(pts).any()
+    d.advance_to(3.0)
+    near, far = d.extinction_at(pts)
+    assert near > 0.05 and far == 0.0, (near, far)
+    assert d.extinction_at(np.zeros((0, 3))).shape == (0,)

@@ -274,6 +274,53 @@ def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.nd
     return out, touched | (out != lin).any(axis=2)
 
 
+COAT_EXPOSURE = 1.0    # dust stood in (extinction x time, s/m) that greys a surface by 1 - 1/e of COAT_MAX
+COAT_MAX = 0.8         # a coated car or coat still shows its own shading and some colour
+
+
+@dataclass
+class SettledDust:
+    """The dust that settles on the holdouts standing in the cloud: per object its matte
+    (output size), the colour it turns fully coated (the dust's albedo lit as the street
+    is, shaded as the object is in the plate) and how coated it is at each frame."""
+    parts: list            # (matte H x W, coated colour H x W x 3, coat per frame)
+
+    def at(self, i: int) -> tuple | None:
+        """(coat H x W, coated colour H x W x 3) at frame i, None where nothing is coated."""
+        live = [(a, tone, float(track[min(i, len(track) - 1)])) for a, tone, track in self.parts]
+        live = [(a, tone, c) for a, tone, c in live if c > 1e-3]
+        if not live:
+            return None
+        w = sum(a * c for a, _, c in live)
+        tone = sum(a[..., None] * c * t for a, t, c in live) / np.maximum(w, 1e-6)[..., None]
+        return np.clip(w, 0.0, COAT_MAX).astype(np.float32), tone.astype(np.float32)
+
+
+def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndarray, light) -> SettledDust:
+    """Footage of collapses shows the cars and people in the street grey with dust within
+    seconds; kept as the plate shows them, a white car stayed a clean white cut-out in the
+    cloud (img_140). Each holdout the dust reached (exposure: its dust stood in, per frame,
+    from the dust stage) is coated by 1 - exp(-exposure / COAT_EXPOSURE), up to COAT_MAX,
+    toward the dust's albedo lit by the sky and the sun on a surface half turned up (as the
+    debris is lit), keeping the plate's own shading of it (its wheels and the shadow under
+    it stay dark)."""
+    n = np.array([0.0, 0.5, 0.87])
+    irr = np.asarray(light.amb_col, float) * (0.6 + 0.4 * n[1]) + \
+        np.asarray(light.sun_col, float) * max(float(np.dot(n, light.sun_dir)), 0.0)
+    lum = plate_lin @ LUMA.astype(np.float32)
+    parts = []
+    for oid, _, a in objects:
+        track = np.asarray(exposure.get(str(oid), ()), float)
+        if not len(track) or track.max() <= 0 or a.max() <= 0:
+            continue
+        mean = float((lum * a).sum() / max(a.sum(), 1e-6))
+        shade = np.clip(cv2.GaussianBlur(lum, (0, 0), 1.5) / max(mean, 1e-4), 0.35, 1.5)
+        tone = (np.asarray(albedo, float) * irr)[None, None, :] * shade[..., None]
+        parts.append((a.astype(np.float32), tone.astype(np.float32),
+                      COAT_MAX * (1.0 - np.exp(-track / COAT_EXPOSURE))))
+    return SettledDust(parts)
+
+
 ROOM_UNDER = 0.12      # the share of a column's building that, standing or falling over a hole, makes it a room
 
 
@@ -305,7 +352,8 @@ def rooms_behind(clean_lin: np.ndarray, matte: np.ndarray, static: np.ndarray, d
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
               holdout: np.ndarray, layers: FrameLayers, grain_sigma: "GrainModel | np.ndarray", grain: float,
               shake_px: np.ndarray, rng: np.random.Generator, dust: DustLayers | None = None,
-              holdout_z: np.ndarray | None = None, shot: np.ndarray | None = None) -> CompResult:
+              holdout_z: np.ndarray | None = None, shot: np.ndarray | None = None,
+              coat: tuple | None = None) -> CompResult:
     """Front to back: the dust in front of the nearest opaque thing (a piece or a
     holdout), then the holdout where it is nearer than the debris, the debris, the
     holdout where a piece landed in front of it, then (where no standing part of the
@@ -317,8 +365,12 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     are nearer than everything. shot: a still as shot, when plate_lin is it degrained:
     every pixel, the holdouts' included, gets fresh grain, and the beauty (for the EXR)
     is the plate as shot wherever the effect did not touch it. The per-pixel maths is one
-    fused kernel (kernels/comp.py)."""
+    fused kernel (kernels/comp.py). coat: (share, colour) of the dust settled on the
+    holdouts (SettledDust.at), laid on their pixels of the plate."""
     H, W = matte.shape
+    if coat is not None:
+        share = coat[0][..., None]
+        plate_lin = plate_lin + (coat[1] - plate_lin) * share
     f32 = lambda a: np.ascontiguousarray(a, np.float32)
     out = np.empty((H, W, 3), np.float32)
     debris_pass = np.empty((H, W, 4), np.float32)
@@ -338,6 +390,8 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
              f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
              dust_pass, touched)
     out, touched = pieces_antialiased(out, layers.debris[..., 3], touched)
+    if coat is not None:
+        touched |= coat[0] > 1e-3
     model = grain_sigma if isinstance(grain_sigma, GrainModel) else GrainModel.flat(grain_sigma)
     effect = touched.copy()
     live = shot is not None and grain > 0

@@ -488,6 +488,19 @@ class DustSim:
         """The cloud's extinction per cell (1/m): fines and coarse load together."""
         return self.q[0] * np.float32(EXT_FINE_M2_PER_G) + self.q[1] * np.float32(EXT_LOAD_M2_PER_G)
 
+    def extinction_at(self, points: np.ndarray) -> np.ndarray:
+        """The extinction (1/m) in the cells holding the given world points; 0 outside the
+        grid (no cloud has reached there)."""
+        if not len(points):
+            return np.zeros(0)
+        d = self.extinction()
+        c = np.floor(self.grid.cells(np.asarray(points, float))).astype(int)      # (n, 3): x, y, z cells
+        nz, ny, nx = d.shape
+        ok = (c >= 0).all(axis=1) & (c[:, 0] < nx) & (c[:, 1] < ny) & (c[:, 2] < nz)
+        out = np.zeros(len(c))
+        out[ok] = d[c[ok, 2], c[ok, 1], c[ok, 0]]
+        return out
+
     def mass_g(self) -> float:
         return float(self.q[0].sum(dtype=np.float64)) * self.grid.h ** 3
 

@@ -275,6 +275,21 @@ def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
+def dust_points(objects, cam) -> list[tuple[int, np.ndarray]]:
+    """Where each holdout standing on the ground takes the dust that settles on it: its
+    silhouette's centre at its depth, halfway up it (at most a metre up: a car's body, a
+    person's chest), as (id, world point)."""
+    out = []
+    for o in objects:
+        if o.depth_m is None or o.kind not in OBSTACLE_KINDS:
+            continue
+        z = float(o.depth_m)
+        x0, y0, x1, _ = o.bbox
+        top = cam.eye_m - (y0 - cam.cy) * z / cam.f_px
+        out.append((int(o.id), np.array([(0.5 * (x0 + x1) - cam.cx) * z / cam.f_px, float(np.clip(0.5 * top, 0.3, 1.0)), -z])))
+    return out
+
+
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
     """Each holdout's depth from where it meets the ground; returns the automatic ones
     dropped because their contact is not in front of the building or because, at the

@@ -28,7 +28,7 @@ class View:
     still_objects: list
 
 
-def output_view(plate, matte, cam, out_size: tuple[int, int], exr: bool) -> View:
+def output_view(plate, matte, cam, out_size: tuple[int, int]) -> View:
     """The plate (a Plate), the building and holdout mattes and the camera at the output size."""
     out_w, out_h = out_size
     size = plate.size
@@ -40,8 +40,9 @@ def output_view(plate, matte, cam, out_size: tuple[int, int], exr: bool) -> View
     # One pixel of dilation: the building's anti-aliased edge goes with it.
     bmatte = cv2.dilate(bmatte.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
     hold_still, hold_z_still = _holdout_layers(matte.objects, (out_w, out_h))
+    # (each its own matte: the EXR writes them, and the comp coats each with its own dust)
     still_objects = [(o.id, o.kind, cv2.resize(o.full(size[::-1]), (out_w, out_h), interpolation=cv2.INTER_AREA))
-                     for o in matte.objects.objects] if exr else []
+                     for o in matte.objects.objects]
     return View(ocam, plate_out, plate_u8, bmatte, hold_still, hold_z_still, sky_likelihood(plate_u8), still_objects)
 
 
