@@ -662,12 +662,14 @@ def test_sun_flag_sets_both_angles_and_refuses_bad_input(demo_files, tmp_path, c
         assert err.count("\n") == 1 and "sun" in err
 
 
-def test_a_crack_shows_lit_fracture_faces_not_a_drawn_black_line():
+def test_a_crack_shows_lit_fracture_faces_not_a_drawn_black_line(monkeypatch):
     """A 12 m wall broken in two by a 20 cm crack, seen obliquely so one break face
     shows, in sky light only: at the crack's mouth the face sees the sky in front of the
     wall and shows lit material (at least a third of the wall's front), darkening with
     depth into the wall. It was a near-black line (a tenth of the front): the top-down
-    sky map sees the wall standing over the crack."""
+    sky map sees the wall standing over the crack. (The break faces drawn flat: the
+    shading of a face of known depth is measured, not the ragged surface.)"""
+    monkeypatch.setattr("derrumbe.stages.debris_mesh.ROUGH_M", 0.0)
     plate = np.full((CAM.height, CAM.width, 3), 0.4, np.float32)
     light = Lighting(sun_vector(0, 40), np.zeros(3), np.array([0.5, 0.52, 0.56]), np.array([0.4] * 3))
     kinds = lambda n: FRONT if n[2] > 0.5 else BREAK

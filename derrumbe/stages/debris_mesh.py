@@ -25,6 +25,17 @@ NAMES = ("in_pos", "in_nrm", "in_rest", "in_kind", "in_id", "in_edge", "in_elem"
 FAR_EDGE = 1e3                # the "distance" to an edge that is not one
 COPLANAR = 0.9995             # two triangles this parallel are one face of the hull
 
+# Broken faces are not the flat planes of the solver's convex hulls: every drawn point
+# is moved by one smooth field of rest position (the same for every fragment, so pieces
+# that still touch meet along the same ragged seam), faces cast flat (the wall's outside
+# and inside, slabs' tops, glass) only within their own plane, so a wall stays flat and
+# its photo unstretched while its broken outline and every break are ragged. Drawn as
+# the hulls, pieces read as Voronoi cells and clean blocks ("puzzle pieces", img_263).
+ROUGH_M = 0.15                # the field's amplitude (broken masonry and concrete: cm to dm)
+ROUGH_WAVE_M = 0.55           # its longest wavelength; a second octave at half, half as strong
+ROUGH_SPLITS = 3              # every triangle's edges cut in this many, the same everywhere
+ROUGH_FULL_M = 0.3            # a fragment smaller than this is moved in proportion (no folding)
+
 BAR_SPACING_M = 0.35          # slab reinforcement grid
 BAR_COVER_M = 0.035           # concrete cover over the bottom and top layers
 BAR_RADIUS_M = 0.007          # a 14 mm bar
@@ -32,10 +43,13 @@ BAR_OUT_M = (0.06, 0.5)       # how far a bar sticks out of a break
 BAR_CHANCE = 0.25             # share of bar ends at a break that pull out of the concrete
 
 
-def triangle_soup(fr: Fracture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def triangle_soup(fr: Fracture, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(V, FLOATS) float32 vertices, three a triangle, fragment by fragment; the fragment
-    of each triangle; the face kind of each triangle."""
-    chunks, frag, kinds = [], [], []
+    of each triangle; the face kind of each triangle; the hull triangle (index into the
+    fragments' triangles, in order) each was cut from."""
+    chunks, frag, kinds, parent = [], [], [], []
+    sub = _split_weights(ROUGH_SPLITS)                                # (s, 3 corners, 3 weights)
+    first = 0
     for i in range(fr.n):
         v, t, k = fr.verts[i].astype(np.float64), fr.tris[i], fr.kinds[i]
         a, b, c = v[t[:, 0]], v[t[:, 1]], v[t[:, 2]]
@@ -53,24 +67,105 @@ def triangle_soup(fr: Fracture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for j in range(3):
             edge[:, j, j] = h[:, j]
         edge = np.where(real[:, None, :], edge, FAR_EDGE)
-        el = fr.elements[fr.element[i]] if fr.elements else None
+        # Cut, then moved by the roughness field at rest (see ROUGH_M).
+        m, s = len(t), len(sub)
+        tri = np.einsum("scw,mwx->mscx", sub, tri).reshape(m * s, 3, 3)
+        edge = np.einsum("scw,mwe->msce", sub, edge).reshape(m * s, 3, 3)
         rest = tri + fr.centroid[i]
+        cast = k != BREAK
+        shift = _roughness(rest.reshape(-1, 3), seed) * min(1.0, float(np.ptp(v, axis=0).max()) / ROUGH_FULL_M)
+        shift = _in_cast_planes(shift, rest.reshape(-1, 3), nrm[cast], (nrm[cast] * a[cast]).sum(1) + nrm[cast] @ fr.centroid[i])
+        rest = rest + shift.reshape(rest.shape)
+        tri = rest - fr.centroid[i]
+        n_sub = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        n_sub /= np.maximum(np.linalg.norm(n_sub, axis=1), 1e-12)[:, None]
+        el = fr.elements[fr.element[i]] if fr.elements else None
         d_out, d_in = _wall_depth(rest, el)
-        m = len(t)
-        rows = np.empty((m, 3, FLOATS), np.float32)
+        rows = np.empty((m * s, 3, FLOATS), np.float32)
         rows[..., 0:3] = tri
-        rows[..., 3:6] = nrm[:, None, :]
+        rows[..., 3:6] = np.where(np.repeat(cast, s)[:, None], np.repeat(nrm, s, axis=0), n_sub)[:, None, :]
         rows[..., 6:9] = rest
-        rows[..., 9] = k[:, None]
+        rows[..., 9] = np.repeat(k, s)[:, None]
         rows[..., 10] = i
         rows[..., 11:14] = edge
         rows[..., 14] = fr.element_kind[i]
         rows[..., 15] = d_out
         rows[..., 16] = d_in
         chunks.append(rows.reshape(-1, FLOATS))
-        frag.append(np.full(m, i))
-        kinds.append(k)
-    return np.vstack(chunks), np.concatenate(frag), np.concatenate(kinds)
+        frag.append(np.full(m * s, i))
+        kinds.append(np.repeat(k, s))
+        parent.append(np.repeat(np.arange(first, first + m), s))
+        first += m
+    return np.vstack(chunks), np.concatenate(frag), np.concatenate(kinds), np.concatenate(parent)
+
+
+def _split_weights(n: int) -> np.ndarray:
+    """A triangle cut into n^2, as barycentric weights of each small one's corners: (n^2,
+    3, 3), wound as the triangle. An edge's points lie at i/n along it from either end, so
+    two triangles sharing an edge cut it at the same points."""
+    out = []
+    for i in range(n):
+        for j in range(n - i):
+            w = lambda p, q: (1.0 - (p + q) / n, p / n, q / n)
+            out.append((w(i, j), w(i + 1, j), w(i, j + 1)))
+            if i + j < n - 1:
+                out.append((w(i + 1, j), w(i + 1, j + 1), w(i, j + 1)))
+    return np.array(out)
+
+
+def _roughness(p: np.ndarray, seed: int) -> np.ndarray:
+    """(n, 3) displacement of rest points p (n, 3): two octaves of smooth value noise,
+    each component its own, about ROUGH_M at its largest."""
+    out = np.zeros_like(p)
+    for octave, (wave, amp) in enumerate(((ROUGH_WAVE_M, 1.0), (0.5 * ROUGH_WAVE_M, 0.5))):
+        for c in range(3):
+            out[:, c] += amp * _value_noise(p / wave, seed * 31 + octave * 3 + c)
+    return out * (ROUGH_M / 1.5)
+
+
+def _value_noise(p: np.ndarray, seed: int) -> np.ndarray:
+    """Smooth noise in [-1, 1] over 3D points (lattice values hashed from their cell,
+    blended with a quintic): the same point always gives the same value."""
+    base = np.floor(p)
+    f = p - base
+    f = f * f * f * (f * (f * 6 - 15) + 10)
+    b = base.astype(np.int64)
+    out = np.zeros(len(p))
+    for dx in (0, 1):
+        for dy in (0, 1):
+            for dz in (0, 1):
+                h = (b[:, 0] + dx) * 73856093 ^ (b[:, 1] + dy) * 19349663 ^ (b[:, 2] + dz) * 83492791 ^ seed * 2654435761
+                h = (h ^ (h >> 13)) * 1274126177
+                val = ((h ^ (h >> 16)) & 0xFFFF) / 32767.5 - 1.0
+                w = (f[:, 0] if dx else 1 - f[:, 0]) * (f[:, 1] if dy else 1 - f[:, 1]) * (f[:, 2] if dz else 1 - f[:, 2])
+                out += w * val
+    return out
+
+
+def _in_cast_planes(d: np.ndarray, p: np.ndarray, n: np.ndarray, off: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """The displacements d of points p with their part across every cast plane (n . x =
+    off) the point lies on taken out: a point of a flat face moves only within it, one on
+    the edge of two only along it."""
+    if not len(n):
+        return d
+    # Unique planes (a flat face is several triangles).
+    key = np.round(np.hstack([n, off[:, None]]), 5)
+    _, idx = np.unique(key, axis=0, return_index=True)
+    n, off = n[idx], off[idx]
+    on = np.abs(p @ n.T - off[None, :]) < eps                  # (points, planes)
+    cnt = on.sum(axis=1)
+    d = d.copy()
+    first = on.argmax(axis=1)
+    one = cnt == 1
+    d[one] -= (d[one] * n[first[one]]).sum(1, keepdims=True) * n[first[one]]
+    two = cnt == 2
+    if two.any():
+        last = on.shape[1] - 1 - on[:, ::-1].argmax(axis=1)
+        line = np.cross(n[first[two]], n[last[two]])
+        line /= np.maximum(np.linalg.norm(line, axis=1, keepdims=True), 1e-12)
+        d[two] = (d[two] * line).sum(1, keepdims=True) * line
+    d[cnt > 2] = 0.0                                           # a corner of three stays put
+    return d
 
 
 def _real_edges(t: np.ndarray, nrm: np.ndarray) -> np.ndarray:

@@ -267,12 +267,12 @@ class DebrisRenderer:
     # ---- setup ---------------------------------------------------------------------
     def _geometry(self, fr: Fracture, seed: int) -> None:
         ctx = self.ctx
-        data, self.tri_frag, _ = triangle_soup(fr)
+        data, self.tri_frag, _, parent = triangle_soup(fr, seed)
         self.vbo = ctx.buffer(data.tobytes())
         # Which fragment covers each face: the faces inside an intact body are not drawn
         # (see _visible_triangles). Panes' triangles go last: they are drawn blended.
         nb = fr.face_neighbour or [np.full(len(t), -1) for t in fr.tris]
-        self.tri_nb = np.concatenate(nb).astype(np.int64)
+        self.tri_nb = np.concatenate(nb).astype(np.int64)[parent]
         self.tri_glass = fr.element_kind[self.tri_frag] == GLASS
         self.tri_edge = self.on_edge[self.tri_frag]
         self.n_tri = len(self.tri_frag)
