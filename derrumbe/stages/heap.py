@@ -48,6 +48,9 @@ MIN_CELL_M = 0.08
 CHIP_COVER = 0.5        # the share of the heap's top the scattered lumps cover, seen from above
 MAX_CHIPS = 12000       # a render cost cap: past it the cover thins, the sizes stay
 CHIP_MIN_H = 0.1        # lumps lie where the heap will be at least this deep (m)
+LUMP_M = 1.2            # what lands comes down in clumps about this far apart, not as an even sheet:
+LUMP_SPREAD = 0.6       # their amounts vary by this log-standard deviation (an even deposit ran
+                        # along the facade's base as one straight ridge, img_100 at 20 %)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Heap:
         # Where each pulverised fragment was when it went.
         k = np.clip(np.searchsorted(sim.times, np.where(np.isfinite(hidden), hidden, 0.0)), 0, len(sim.times) - 1)
         self.gone_at = sim.pos[k, np.arange(fr.n)]
+        self.lumps = _clumps(self.shape, self.cell)
 
     def heights(self, t: float) -> np.ndarray:
         """The heap at time t: (nz, nx) metres, float32."""
@@ -95,6 +99,9 @@ class Heap:
         live = vol > 0
         if live.any():
             _splat(grid, (where[live, 0] - self.x0) / self.cell, (where[live, 2] - self.z0) / self.cell, vol[live])
+            total = grid.sum()
+            grid *= self.lumps
+            grid *= total / max(grid.sum(), 1e-12)
         return self._spread(grid).astype(np.float32)
 
     def _spread(self, grid: np.ndarray) -> np.ndarray:
@@ -134,6 +141,15 @@ class Heap:
         # Each shows once the heap under it has built to a share of its final depth.
         show = np.maximum(CHIP_MIN_H, final[k, i] * rng.uniform(0.15, 0.9, n))
         return Chips(x.astype(np.float32), z.astype(np.float32), r[:n].astype(np.float32), show.astype(np.float32))
+
+
+def _clumps(shape: tuple, cell: float) -> np.ndarray:
+    """A fixed field over the heap's grid, log-normal about 1, varying over LUMP_M: how
+    much more or less than its share lands at each spot."""
+    rng = np.random.default_rng(2417)
+    f = gaussian_filter(rng.normal(0.0, 1.0, shape), LUMP_M / cell / 2.0, mode="wrap")
+    f /= max(float(f.std()), 1e-9)
+    return np.exp(LUMP_SPREAD * f - 0.5 * LUMP_SPREAD ** 2)
 
 
 def _settle_times(sim: SimResult) -> np.ndarray:
