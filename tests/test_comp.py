@@ -192,17 +192,17 @@ def test_the_pieces_edges_come_out_as_a_supersampled_render_draws_them():
 
 def test_a_car_standing_in_the_dust_turns_grey_with_it_and_one_outside_it_stays_as_shot():
     """A white car that stood three seconds in a cloud of extinction 1/m is coated by
-    COAT_MAX (1 - e^-3): its pixels move that far from the plate's white toward the dust's
-    albedo lit as the street is (sky from above, sun from where it stands). A person the
-    cloud never reached stays the plate's own, bit for bit; nothing is coated before the
-    dust arrives."""
+    COAT_MAX (1 - e^-3) on its top third (its roof and glass) and half that on its sides:
+    its pixels move that far from the plate's white toward the dust's albedo lit as the
+    street is (sky from above, sun from where it stands). A person the cloud never reached
+    stays the plate's own, bit for bit; nothing is coated before the dust arrives."""
     from derrumbe.colour import linear_to_u8
-    from derrumbe.stages.comp import COAT_MAX, composite, settled_dust
+    from derrumbe.stages.comp import COAT_MAX, COAT_SIDES, composite, settled_dust
     from derrumbe.stages.render import Lighting
     H, W = 40, 60
     plate = np.full((H, W, 3), 0.2, np.float32)
     car, person = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
-    car[20:32, 5:30], person[10:35, 40:46] = 1, 1
+    car[12:36, 5:30], person[10:35, 40:46] = 1, 1
     plate[car > 0], plate[person > 0] = 0.8, 0.05
     sun = np.array([0.0, 0.8, 0.6])
     light = Lighting(sun, np.array([1.0, 1.0, 1.0]), np.array([0.3, 0.3, 0.3]), np.ones(3) * 0.5)
@@ -215,9 +215,11 @@ def test_a_car_standing_in_the_dust_turns_grey_with_it_and_one_outside_it_stays_
                     np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), coat=coats.at(2))
     # Lit on a surface half turned up: the sky's 0.6 + 0.4 * 0.5, the sun's cosine 0.4 + 0.52.
     lit = albedo * (0.3 * 0.8 + 1.0 * (0.8 * 0.5 + 0.6 * 0.87))
-    c = COAT_MAX * (1 - np.exp(-3.0))
-    inner = np.zeros((H, W), bool)
-    inner[23:29, 9:26] = True                              # away from its outline's blurred shading
-    assert np.allclose(res.linear[inner], (1 - c) * 0.8 + c * lit, atol=5e-3)     # (the shading blur: < 0.004)
+    c = COAT_MAX["vehicle"] * (1 - np.exp(-3.0))
+    roof, sides = np.zeros((H, W), bool), np.zeros((H, W), bool)
+    roof[16:20, 9:26], sides[25:32, 9:26] = True, True     # rows 12-19 its top third; away from its outline's blur
+    assert np.allclose(res.linear[roof], (1 - c) * 0.8 + c * lit, atol=5e-3)     # (the shading blur: < 0.004)
+    c = c * COAT_SIDES
+    assert np.allclose(res.linear[sides], (1 - c) * 0.8 + c * lit, atol=5e-3)
     assert np.array_equal(res.frame[person > 0], linear_to_u8(plate)[person > 0])
     assert res.touched[car > 0].all()

@@ -21,8 +21,10 @@ def drawn():
     return fr, data[:, 6:9].reshape(-1, 3, 3).astype(np.float64), frag, kinds, parent
 
 
-def _area(t):
-    return 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1).sum()
+def _area(t, n):
+    """Signed area along n: a triangle folded over counts against, so the sum is the area
+    the faces' outline encloses, whatever moved inside it."""
+    return 0.5 * (np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]) @ n).sum()
 
 
 def test_every_piece_is_drawn_closed(drawn):
@@ -50,4 +52,7 @@ def test_broken_faces_are_ragged_and_the_walls_face_stays_flat(drawn):
     assert np.percentile(off[brk].max(axis=1), 95) > 0.4 * ROUGH_M
     assert off[brk].max() < 1.5 * ROUGH_M
     assert off[front].max() < 1e-5
-    assert abs(_area(rest[front]) / _area(hull[np.isin(np.arange(len(hull)), parent[front])]) - 1) < 1e-3
+    z = np.array([0.0, 0.0, 1.0])
+    assert abs(_area(rest[front], z) / _area(hull[np.isin(np.arange(len(hull)), parent[front])], z) - 1) < 1e-4
+    flipped = np.cross(rest[front][:, 1] - rest[front][:, 0], rest[front][:, 2] - rest[front][:, 0]) @ z < 0
+    assert flipped.mean() < 0.01                          # the photo's face is not folded over

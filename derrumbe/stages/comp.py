@@ -258,14 +258,19 @@ def antialiased(debris: np.ndarray) -> np.ndarray:
     return np.where(edge[..., None], soft, debris).astype(np.float32)
 
 
-def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.ndarray) -> tuple:
+def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.ndarray,
+                       holdout: np.ndarray | None = None) -> tuple:
     """The beauty with the pieces' edges anti-aliased (kernels.comp.fxaa) on the pieces and
     a pixel round them. The debris is drawn one sample a pixel: every edge between two
     pieces, and between a piece and what is behind it, was a staircase ('field of
     identical, stair-stepped cubes', the reviews of img_140), where a lens and sensor
     integrate each pixel's footprint. Elsewhere (the plate, its holdouts, the dust alone)
-    the picture is left as it is."""
+    the picture is left as it is, and so are the holdouts' pixels: they are the plate's
+    own, already integrated by the lens, and a piece's colour blended into them would
+    show through what stands in front of it."""
     near = cv2.dilate((debris_alpha > 0.004).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.bool_)
+    if holdout is not None:
+        near &= holdout <= 0.01
     if not near.any():
         return lin, touched
     luma = np.sqrt(np.clip(lin @ LUMA.astype(np.float32), 0.0, None)).astype(np.float32)
@@ -275,7 +280,13 @@ def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.nd
 
 
 COAT_EXPOSURE = 1.0    # dust stood in (extinction x time, s/m) that greys a surface by 1 - 1/e of COAT_MAX
-COAT_MAX = 0.8         # a coated car or coat still shows its own shading and some colour
+# How far a thing is greyed at most: dust settles on what faces up, so a car's roof, bonnet
+# and glass (its top third) take the most and its sides half that, a person's head and
+# shoulders less, a pole's or a sign's vertical faces little (coated as a car, img_288's black
+# lamp post turned into a white ghost).
+COAT_MAX = {"vehicle": 0.75, "person": 0.4}
+COAT_OTHER = 0.2
+COAT_SIDES = 0.5       # a car's sides, below its top third, take this share of its top's
 
 
 @dataclass
@@ -293,31 +304,35 @@ class SettledDust:
             return None
         w = sum(a * c for a, _, c in live)
         tone = sum(a[..., None] * c * t for a, t, c in live) / np.maximum(w, 1e-6)[..., None]
-        return np.clip(w, 0.0, COAT_MAX).astype(np.float32), tone.astype(np.float32)
+        return np.clip(w, 0.0, 1.0).astype(np.float32), tone.astype(np.float32)
 
 
 def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndarray, light) -> SettledDust:
     """Footage of collapses shows the cars and people in the street grey with dust within
     seconds; kept as the plate shows them, a white car stayed a clean white cut-out in the
     cloud (img_140). Each holdout the dust reached (exposure: its dust stood in, per frame,
-    from the dust stage) is coated by 1 - exp(-exposure / COAT_EXPOSURE), up to COAT_MAX,
-    toward the dust's albedo lit by the sky and the sun on a surface half turned up (as the
-    debris is lit), keeping the plate's own shading of it (its wheels and the shadow under
-    it stay dark)."""
+    from the dust stage) is coated by 1 - exp(-exposure / COAT_EXPOSURE), up to its kind's
+    COAT_MAX (a car's sides COAT_SIDES of it), toward the dust's albedo lit by the sky and
+    the sun on a surface half turned up (as the debris is lit), keeping the plate's own
+    shading of it (its wheels and the shadow under it stay dark)."""
     n = np.array([0.0, 0.5, 0.87])
     irr = np.asarray(light.amb_col, float) * (0.6 + 0.4 * n[1]) + \
         np.asarray(light.sun_col, float) * max(float(np.dot(n, light.sun_dir)), 0.0)
     lum = plate_lin @ LUMA.astype(np.float32)
     parts = []
-    for oid, _, a in objects:
+    for oid, kind, a in objects:
         track = np.asarray(exposure.get(str(oid), ()), float)
         if not len(track) or track.max() <= 0 or a.max() <= 0:
             continue
         mean = float((lum * a).sum() / max(a.sum(), 1e-6))
         shade = np.clip(cv2.GaussianBlur(lum, (0, 0), 1.5) / max(mean, 1e-4), 0.35, 1.5)
         tone = (np.asarray(albedo, float) * irr)[None, None, :] * shade[..., None]
-        parts.append((a.astype(np.float32), tone.astype(np.float32),
-                      COAT_MAX * (1.0 - np.exp(-track / COAT_EXPOSURE))))
+        reach = a * COAT_MAX.get(kind, COAT_OTHER)
+        if kind == "vehicle":
+            rows = np.nonzero(a.max(axis=1) > 0.05)[0]
+            top = rows.min() + (rows.max() - rows.min()) / 3.0
+            reach = reach * np.where(np.arange(a.shape[0]) <= top, 1.0, COAT_SIDES)[:, None]
+        parts.append((reach.astype(np.float32), tone.astype(np.float32), 1.0 - np.exp(-track / COAT_EXPOSURE)))
     return SettledDust(parts)
 
 
@@ -389,7 +404,7 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
              antialiased(f32(layers.debris)),
              f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
              dust_pass, touched)
-    out, touched = pieces_antialiased(out, layers.debris[..., 3], touched)
+    out, touched = pieces_antialiased(out, layers.debris[..., 3], touched, holdout)
     if coat is not None:
         touched |= coat[0] > 1e-3
     model = grain_sigma if isinstance(grain_sigma, GrainModel) else GrainModel.flat(grain_sigma)

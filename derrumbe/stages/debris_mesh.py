@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from derrumbe.stages.fracture import BREAK, Fracture
-from derrumbe.stages.structure import SLAB
+from derrumbe.stages.structure import GLASS, SLAB
 
 FLOATS = 17                   # per vertex: pos 3, nrm 3, rest 3, kind, id, edge 3, elem, d_out, d_in
 LAYOUT = "3f 3f 3f 1f 1f 3f 1f 1f 1f"
@@ -31,10 +31,14 @@ COPLANAR = 0.9995             # two triangles this parallel are one face of the 
 # and inside, slabs' tops, glass) only within their own plane, so a wall stays flat and
 # its photo unstretched while its broken outline and every break are ragged. Drawn as
 # the hulls, pieces read as Voronoi cells and clean blocks ("puzzle pieces", img_263).
-ROUGH_M = 0.15                # the field's amplitude (broken masonry and concrete: cm to dm)
-ROUGH_WAVE_M = 0.55           # its longest wavelength; a second octave at half, half as strong
+ROUGH_M = 0.12                # the field's amplitude (broken masonry and concrete: cm to dm)
+ROUGH_WAVE_M = 0.3            # its longest wavelength, about the cut edges' length, so a break
+                              # zigzags (at 0.55 m it waved: slabs read as rubber, img_263);
+                              # a second octave at half, half as strong
 ROUGH_SPLITS = 3              # every triangle's edges cut in this many, the same everywhere
 ROUGH_FULL_M = 0.3            # a fragment smaller than this is moved in proportion (no folding)
+ROUGH_IN_PLANE = 0.4          # a point of a flat face moves this share within it: the outline of a
+                              # wall's face zigzags, its small cut triangles do not fold over
 
 BAR_SPACING_M = 0.35          # slab reinforcement grid
 BAR_COVER_M = 0.035           # concrete cover over the bottom and top layers
@@ -72,14 +76,24 @@ def triangle_soup(fr: Fracture, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
         tri = np.einsum("scw,mwx->mscx", sub, tri).reshape(m * s, 3, 3)
         edge = np.einsum("scw,mwe->msce", sub, edge).reshape(m * s, 3, 3)
         rest = tri + fr.centroid[i]
+        el = fr.elements[fr.element[i]] if fr.elements else None
         cast = k != BREAK
-        shift = _roughness(rest.reshape(-1, 3), seed) * min(1.0, float(np.ptp(v, axis=0).max()) / ROUGH_FULL_M)
-        shift = _in_cast_planes(shift, rest.reshape(-1, 3), nrm[cast], (nrm[cast] * a[cast]).sum(1) + nrm[cast] @ fr.centroid[i])
+        # (glass breaks along straight lines: its shards keep their hull's edges)
+        size = 0.0 if fr.element_kind[i] == GLASS else min(1.0, float(np.ptp(v, axis=0).max()) / ROUGH_FULL_M)
+        shift = _roughness(rest.reshape(-1, 3), seed) * size
+        # Flat as cast: the faces the photo or the rooms show, and the planes of the
+        # element's box (a wall's coping, its corners, its foot, its storey's lines; a
+        # roofline drawn ragged waved like cloth, img_270). The box's planes hold for
+        # every fragment of the element whether or not it has a face there, so two
+        # neighbours move a shared point alike.
+        pn, po = _box_planes(el)
+        pn = np.vstack([pn, nrm[cast]])
+        po = np.concatenate([po, (nrm[cast] * a[cast]).sum(1) + nrm[cast] @ fr.centroid[i]])
+        shift = _in_cast_planes(shift, rest.reshape(-1, 3), pn, po)
         rest = rest + shift.reshape(rest.shape)
         tri = rest - fr.centroid[i]
         n_sub = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         n_sub /= np.maximum(np.linalg.norm(n_sub, axis=1), 1e-12)[:, None]
-        el = fr.elements[fr.element[i]] if fr.elements else None
         d_out, d_in = _wall_depth(rest, el)
         rows = np.empty((m * s, 3, FLOATS), np.float32)
         rows[..., 0:3] = tri
@@ -97,6 +111,14 @@ def triangle_soup(fr: Fracture, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
         parent.append(np.repeat(np.arange(first, first + m), s))
         first += m
     return np.vstack(chunks), np.concatenate(frag), np.concatenate(kinds), np.concatenate(parent)
+
+
+def _box_planes(el) -> tuple[np.ndarray, np.ndarray]:
+    """The six planes of an element's box (normals, offsets); none without elements."""
+    if el is None:
+        return np.zeros((0, 3)), np.zeros(0)
+    n = np.vstack([np.eye(3), np.eye(3)])
+    return n, np.concatenate([np.asarray(el.lo, float), np.asarray(el.hi, float)])
 
 
 def _split_weights(n: int) -> np.ndarray:
@@ -165,6 +187,7 @@ def _in_cast_planes(d: np.ndarray, p: np.ndarray, n: np.ndarray, off: np.ndarray
         line /= np.maximum(np.linalg.norm(line, axis=1, keepdims=True), 1e-12)
         d[two] = (d[two] * line).sum(1, keepdims=True) * line
     d[cnt > 2] = 0.0                                           # a corner of three stays put
+    d[cnt > 0] *= ROUGH_IN_PLANE
     return d
 
 
