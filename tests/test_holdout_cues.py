@@ -281,3 +281,24 @@ def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measure
     assert s["worst_false_facade"] < 0.02, [(r["plate"], r["false_facade"]) for r in rows]
     assert s["found"] >= 12, [(r["plate"], r["missed"]) for r in rows]
     assert "white car" not in next(r["missed"] for r in rows if r["plate"] == "img_140.jpg")
+    # img_181's labels hold nothing in front of it: its door's lower panel was held out
+    # (0.75 % of the facade) and stood while the wall round it fell.
+    assert next(r["false_facade"] for r in rows if r["plate"] == "img_181.jpg") == 0.0
+
+
+def test_a_cut_running_along_its_boxs_top_goes_on_up_the_facade_a_bins_does_not():
+    """img_181: a street blob at a door's step grew up the door by GrabCut to the top of the
+    box it was given, and the door's lower half was held out: it stood while the wall round
+    it fell. A cut that runs along its box's top (within a hundredth of the frame) over half
+    its width goes on up the facade past it; a bin's ends within the height it was given."""
+    from derrumbe.stages.holdout_cues.street import _cut_by_its_limit
+    door = np.zeros((240, 400), bool)
+    door[88:150, 60:110] = True                       # its box's top at row 86: two rows of GrabCut's edge
+    door[150:158, 56:132] = True                      # the step and a drainpipe's foot
+    bin_ = np.zeros((240, 400), bool)
+    bin_[112:164, 258:287] = True
+    bin_[100:112, 266:279] = True                     # its rounded lid, under the box's top at row 86
+    assert _cut_by_its_limit(door, 86)
+    assert not _cut_by_its_limit(bin_, 86)
+    assert not _cut_by_its_limit(door, 80)            # a box with headroom over it: a thing in front
+

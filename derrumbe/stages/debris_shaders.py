@@ -304,8 +304,10 @@ void main() {
     // every lump to one pale grey, and the pile read as foam blocks printed with faint
     // brick (img_181); footage shows brick, plaster and paint through it.
     float patchy = 0.7 + 0.45 * smoothstep(-0.35, 0.45, nz(v_rest * 1.9).w);
-    float dust = (0.12 * fresh + 0.85 * age) * (0.4 + 0.6 * max(n.y, 0.0)) * drift * patchy;
-    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.85));
+    // (at up to 0.85 of the dust's colour every pile came out one grey whatever the building:
+    // img_100's yellow, img_181's green; footage shows the paint and brick through it)
+    float dust = (0.12 * fresh + 0.6 * age) * (0.4 + 0.6 * max(n.y, 0.0)) * drift * patchy;
+    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.6));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));

@@ -73,6 +73,8 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
             g, rect = _widened(bgr, g, rect, core, 0.5 * ww, seed)
         g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
+        if not at_bottom and _cut_by_its_limit(g, int(round(rect[1]))):
+            continue
         if at_bottom:
             g = no_square_humps(rise_and_fall(g))
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
@@ -89,6 +91,19 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         kind = "vehicle" if at_bottom and bw_ > 1.3 * bh_ and bw_ > 0.08 * w else "object"
         found.append((g, kind, float(min(1.0, score[blob].mean() / 5))))
     return found
+
+
+def _cut_by_its_limit(g: np.ndarray, top: int) -> bool:
+    """Whether a cut standing on the pavement runs along the top of its search box over
+    half its width or more: what it found goes on up the facade past the box (a door's
+    lower panel, img_181, kept standing while the wall round it fell), where a thing in
+    front of the facade (a bin, a bollard, a sign) ends within the height it was given."""
+    cols = np.flatnonzero(g.any(axis=0))
+    if not cols.size or top < 0 or top >= g.shape[0]:
+        return False
+    # (within a hundredth of the frame of it: GrabCut's edge settles a row or two inside)
+    k = max(2, int(0.01 * g.shape[0]))
+    return int(g[top:top + k + 1].sum(axis=1).max()) >= 0.5 * (cols.max() - cols.min() + 1)
 
 
 def _widened(bgr, g, rect, core, by: float, seed: int):
