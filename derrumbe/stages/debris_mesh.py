@@ -75,22 +75,12 @@ def triangle_soup(fr: Fracture, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
         m, s = len(t), len(sub)
         tri = np.einsum("scw,mwx->mscx", sub, tri).reshape(m * s, 3, 3)
         edge = np.einsum("scw,mwe->msce", sub, edge).reshape(m * s, 3, 3)
-        rest = tri + fr.centroid[i]
         el = fr.elements[fr.element[i]] if fr.elements else None
         cast = k != BREAK
         # (glass breaks along straight lines: its shards keep their hull's edges)
-        size = 0.0 if fr.element_kind[i] == GLASS else min(1.0, float(np.ptp(v, axis=0).max()) / ROUGH_FULL_M)
-        shift = _roughness(rest.reshape(-1, 3), seed) * size
-        # Flat as cast: the faces the photo or the rooms show, and the planes of the
-        # element's box (a wall's coping, its corners, its foot, its storey's lines; a
-        # roofline drawn ragged waved like cloth, img_270). The box's planes hold for
-        # every fragment of the element whether or not it has a face there, so two
-        # neighbours move a shared point alike.
-        pn, po = _box_planes(el)
-        pn = np.vstack([pn, nrm[cast]])
-        po = np.concatenate([po, (nrm[cast] * a[cast]).sum(1) + nrm[cast] @ fr.centroid[i]])
-        shift = _in_cast_planes(shift, rest.reshape(-1, 3), pn, po)
-        rest = rest + shift.reshape(rest.shape)
+        amount = 0.0 if fr.element_kind[i] == GLASS else min(1.0, float(np.ptp(v, axis=0).max()) / ROUGH_FULL_M)
+        rest = _ragged(tri + fr.centroid[i], amount, el, nrm[cast], (nrm[cast] * a[cast]).sum(1) + nrm[cast] @ fr.centroid[i],
+                       seed)
         tri = rest - fr.centroid[i]
         n_sub = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         n_sub /= np.maximum(np.linalg.norm(n_sub, axis=1), 1e-12)[:, None]
@@ -111,6 +101,19 @@ def triangle_soup(fr: Fracture, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
         parent.append(np.repeat(np.arange(first, first + m), s))
         first += m
     return np.vstack(chunks), np.concatenate(frag), np.concatenate(kinds), np.concatenate(parent)
+
+
+def _ragged(rest: np.ndarray, amount: float, el, cast_n: np.ndarray, cast_off: np.ndarray, seed: int) -> np.ndarray:
+    """Rest corners (m, 3, 3) moved by the roughness field (times amount), flat as cast
+    within the fragment's cast faces' planes (cast_n . x = cast_off) and its element's box
+    planes (a wall's coping, its corners, its foot, its storey's lines: a roofline drawn
+    ragged waved like cloth, img_270). The box's planes hold for every fragment of the
+    element whether or not it has a face there, so two neighbours move a shared point
+    alike."""
+    pts = rest.reshape(-1, 3)
+    bn, bo = _box_planes(el)
+    shift = _in_cast_planes(_roughness(pts, seed) * amount, pts, np.vstack([bn, cast_n]), np.concatenate([bo, cast_off]))
+    return rest + shift.reshape(rest.shape)
 
 
 def _box_planes(el) -> tuple[np.ndarray, np.ndarray]:
