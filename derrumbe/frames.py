@@ -88,8 +88,7 @@ class FrameRenderer:
         info = s.cache.dust_info(s.keys["dust"]) if sp.dust > 0 else {}
         self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
                                     dust_albedo(sp, self.light), self.light)
-        self.thin = thinning_track(sp.see_through, s.cache.dust_info(s.keys["dust"]), sp.fps) if sp.dust > 0 \
-            else np.ones(1)
+        self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects

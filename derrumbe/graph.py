@@ -173,7 +173,9 @@ def _dust(s: Scene) -> dict:
     n = s.n_frames
     lens = np.zeros(n)
     # The dust each holdout standing in the street has stood in so far (extinction x time):
-    # what settles on it (frames.py coats it).
+    # what settles on it (frames.py coats it). (Their depths are set by holdout_depths,
+    # asked for here: a cached simulation does not ask for it.)
+    s["holdout_depths"]
     points = dust_points(matte.objects.objects, cam)
     exposure = np.zeros((len(points), n))
     seen = np.zeros(len(points))
@@ -242,7 +244,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("particles", _particles, inputs=("simulate", "fracture", "material"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=2,
           libs=("numpy", "numba", "opencolorio")),
-    Stage("dust", _dust, inputs=("simulate", "fracture", "camera", "matte"),
+    Stage("dust", _dust, inputs=("simulate", "fracture", "camera", "matte", "holdout_depths"),
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},

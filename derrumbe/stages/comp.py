@@ -384,8 +384,7 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     holdouts (SettledDust.at), laid on their pixels of the plate."""
     H, W = matte.shape
     if coat is not None:
-        share = coat[0][..., None]
-        plate_lin = plate_lin + (coat[1] - plate_lin) * share
+        plate_lin = plate_lin + (coat[1] - plate_lin) * coat[0][..., None]
     f32 = lambda a: np.ascontiguousarray(a, np.float32)
     out = np.empty((H, W, 3), np.float32)
     debris_pass = np.empty((H, W, 4), np.float32)
