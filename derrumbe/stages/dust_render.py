@@ -461,11 +461,20 @@ void main() {
         o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
     }
     if (hb) {
-        float bn = max(max(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
-                       max(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
-        float bm = min(min(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a),
-                       min(texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a));
-        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, b.a) - min(bm, b.a));
+        vec4 n4 = vec4(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a,
+                       texture(lo_back, tc + vec2(0.0, ts.y)).a, texture(lo_back, tc - vec2(0.0, ts.y)).a);
+        // At a piece's outline a neighbour without the piece has no back layer (its cloud
+        // is all in front): read against it, the back looked like a cloud's edge and was
+        // steepened to opaque, a dense dashed line round every piece seen through its
+        // anti-aliased edge (img_190 at 100 %). There the neighbours are read whole.
+        float here = b.a;
+        if (min(min(n4.x, n4.y), min(n4.z, n4.w)) < 1e-3) {
+            n4 = vec4(whole_lerp(tc + vec2(ts.x, 0.0)).a, whole_lerp(tc - vec2(ts.x, 0.0)).a,
+                      whole_lerp(tc + vec2(0.0, ts.y)).a, whole_lerp(tc - vec2(0.0, ts.y)).a);
+            here = whole_lerp(tc).a;
+        }
+        float bn = max(max(n4.x, n4.y), max(n4.z, n4.w)), bm = min(min(n4.x, n4.y), min(n4.z, n4.w));
+        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, here) - min(bm, here));
     }
 }
 """
