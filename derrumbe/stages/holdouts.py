@@ -258,19 +258,13 @@ def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarra
     deep as its kind; one cut by the frame's edge runs on past it; never into the
     facade."""
     out = []
-    for o in objects:
-        if o.depth_m is None or o.kind not in OBSTACLE_KINDS:
-            continue
-        z = float(o.depth_m)
+    for o, z, left, right, top in _standing(objects, cam):
         deep = min(OBSTACLE_DEPTH_M.get(o.kind, OBSTACLE_OTHER_M), facade_m - 0.3 - z)
-        if deep <= 0.05:
+        if deep <= 0.05 or top <= 0.05:
             continue
-        x0, y0, x1, _ = o.bbox
-        left = (x0 - cam.cx) * z / cam.f_px - (CUT_ON_M if x0 <= 0 else 0.0)
-        right = (x1 - cam.cx) * z / cam.f_px + (CUT_ON_M if x1 >= cam.width else 0.0)
-        top = cam.eye_m - (y0 - cam.cy) * z / cam.f_px
-        if top <= 0.05:
-            continue
+        x0, _, x1, _ = o.bbox
+        left -= CUT_ON_M if x0 <= 0 else 0.0
+        right += CUT_ON_M if x1 >= cam.width else 0.0
         out.append((np.array([left, 0.0, -z - deep]), np.array([right, top, -z])))
     return out
 
@@ -279,15 +273,19 @@ def dust_points(objects, cam) -> list[tuple[int, np.ndarray]]:
     """Where each holdout standing on the ground takes the dust that settles on it: its
     silhouette's centre at its depth, halfway up it (at most a metre up: a car's body, a
     person's chest), as (id, world point)."""
-    out = []
+    return [(int(o.id), np.array([0.5 * (left + right), float(np.clip(0.5 * top, 0.3, 1.0)), -z]))
+            for o, z, left, right, top in _standing(objects, cam)]
+
+
+def _standing(objects, cam):
+    """The holdouts standing on the ground, with where their silhouette's box lies at
+    their depth: (object, depth m, left x m, right x m, top y m)."""
     for o in objects:
         if o.depth_m is None or o.kind not in OBSTACLE_KINDS:
             continue
         z = float(o.depth_m)
         x0, y0, x1, _ = o.bbox
-        top = cam.eye_m - (y0 - cam.cy) * z / cam.f_px
-        out.append((int(o.id), np.array([(0.5 * (x0 + x1) - cam.cx) * z / cam.f_px, float(np.clip(0.5 * top, 0.3, 1.0)), -z])))
-    return out
+        yield o, z, (x0 - cam.cx) * z / cam.f_px, (x1 - cam.cx) * z / cam.f_px, cam.eye_m - (y0 - cam.cy) * z / cam.f_px
 
 
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
