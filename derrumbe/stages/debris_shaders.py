@@ -156,8 +156,8 @@ vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     float vary = 1.0 - smoothstep(0.4, 1.2, px / 0.075);
     // Old brick under render, dulled by lime and the render's own dust, and tinted by it:
     // at full chroma a green or yellow building's pile came down pink (img_181, img_270).
-    vec3 dull = mix(brick, vec3(luma(brick)), 0.45);
-    dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.3);
+    vec3 dull = mix(brick, vec3(luma(brick)), 0.2);
+    dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.15);
     vec3 bc = dull * mix(1.0, 0.75 + 0.5 * hb, vary);
     bc = mix(bc, bc * vec3(0.6, 0.62, 0.66), step(0.88, hb) * vary);
     vec3 facet = vec3(hash3(cell + 1.3), hash3(cell + 2.9), hash3(cell + 4.7)) - 0.5;
@@ -306,8 +306,8 @@ void main() {
     float patchy = 0.7 + 0.45 * smoothstep(-0.35, 0.45, nz(v_rest * 1.9).w);
     // (at up to 0.85 of the dust's colour every pile came out one grey whatever the building:
     // img_100's yellow, img_181's green; footage shows the paint and brick through it)
-    float dust = (0.12 * fresh + 0.6 * age) * (0.4 + 0.6 * max(n.y, 0.0)) * drift * patchy;
-    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.6));
+    float dust = (0.12 * fresh + 0.45 * age) * (0.4 + 0.6 * max(n.y, 0.0)) * drift * patchy;
+    col = mix(col, dust_col * l_n, clamp(dust, 0.0, 0.4));
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
