@@ -16,6 +16,7 @@ from pathlib import Path
 
 from derrumbe import __version__
 from derrumbe.errors import DerrumbeError
+from derrumbe.materials import MATERIALS
 from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec, _coerce, cli_fields
 
 
@@ -97,7 +98,9 @@ DEFAULT_WORDS = {
     "holdout": "none: the automatic holdouts only", "plate_colorspace": "sRGB, or ACEScg for EXR",
     "height_m": "estimated", "focal_mm": "26 mm, a phone's main camera", "horizon_y": "estimated",
     "sun_azimuth": "estimated", "sun_elevation": "40 deg", "wind": ",".join(f"{v:g}" for v in WIND_DEFAULT),
-    "dust_color": ",".join(map(str, DUST_SRGB)) + " (concrete dust)", "fps": "a video plate's rate, else 24",
+    "dust_color": "the material's dust: " + ",".join(map(str, DUST_SRGB)) + " concrete, "
+                  + ",".join(map(str, MATERIALS["masonry"].dust_srgb)) + " old brickwork",
+    "fps": "a video plate's rate, else 24",
     "duration": "a moving plate's length, else 6", "size": "the plate's size",
     "frames": "from 1001, as long as --duration",
 }

@@ -87,7 +87,7 @@ class FrameRenderer:
         self.room = room_darkness(v.plate_out, v.bmatte)
         info = s.cache.dust_info(s.keys["dust"]) if sp.dust > 0 else {}
         self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
-                                    dust_albedo(sp, self.light), self.light)
+                                    dust_albedo(sp, self.light, s["material"]), self.light)
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.renderer = self.dust_r = None
         self.movers = None
@@ -109,7 +109,7 @@ class FrameRenderer:
                                                  face_albedo(material),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed,
-                                                 heap=Heap(fr, sim))
+                                                 heap=Heap(fr, sim), dust=dust_albedo(sp, light, material))
         self.sun_share = 0.0
         back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m) \
             if sp.dust > 0 or sp.exr else None
@@ -123,7 +123,7 @@ class FrameRenderer:
             # showed its coarse cells, metres across, as streaks fanning over the frame
             # (img_270 from 60 %); footage shows dust that close as a featureless haze.
             d = place.depth_m
-            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, dust_albedo(sp, light), back, march,
+            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, dust_albedo(sp, light, material), back, march,
                                                  fps=sp.fps, backdrop_full=back_full,
                                                  clear_m=(max(0.25 * d, 3.0), max(0.85 * d, 10.0)), clear_tau=CLEAR_TAU)
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
@@ -330,17 +330,18 @@ def describe_thinning(see_through: float, dust_info: dict, fps: float = 24.0) ->
             f"--see-through {see_through:g}; --see-through 0 renders the physical cloud)")
 
 
-def dust_albedo(spec: ShotSpec, light) -> np.ndarray:
-    """The dust's colour: the user's, or crushed concrete and mortar (the default grey-
-    beige) tinted FACADE_TINT of the way toward the facade's own colour as the plate
-    shows it under its light; the plate's sun and sky light it, so it carries the
+def dust_albedo(spec: ShotSpec, light, material=None) -> np.ndarray:
+    """The dust's colour: the user's, or the material's crushed walls and floors (concrete's
+    grey-beige, old brickwork's light tan; concrete's without a material) tinted
+    FACADE_TINT of the way toward the facade's own colour as the plate shows it under its
+    light; the plate's sun and sky light it, so it carries the
     plate's white balance. The tint is small: what is crushed is the bulk of the walls
     and floors, not their paint or glass (a third of the way made a green-painted
     building's dust yellow-green and a curtain wall's lavender, from the sky it
     reflects)."""
     if spec.dust_color:
         return colour.srgb_colour(spec.dust_color)
-    base = colour.srgb_colour(DUST_SRGB)
+    base = colour.srgb_colour(material.dust_srgb if material is not None else DUST_SRGB)
     fac = np.clip(np.asarray(light.facade_albedo, float), 1e-3, 1.0)
     tint = fac / max(float(fac.mean()), 1e-3) * float(base.mean())
     return ((1.0 - FACADE_TINT) * base + FACADE_TINT * tint).astype(np.float32)

@@ -32,7 +32,7 @@ from derrumbe import colour
 from derrumbe.cache import jsonable
 from derrumbe.materials import MATERIALS
 from derrumbe.scene import Scene
-from derrumbe.spec import DUST_SRGB, WIND_DEFAULT, ShotSpec
+from derrumbe.spec import WIND_DEFAULT, ShotSpec
 from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
 
 # Settings a preview trades for speed: (preview, final).
@@ -261,12 +261,12 @@ STAGES: tuple[Stage, ...] = (
                                             "dust", "material"),
           fields=("size", "grain", "shake", "dust_color", "see_through", "fps", "preview", "passes", "name", "shutter",
                   "seed"),
-          settings=lambda s: {"dust color used": list(s.spec.dust_color or DUST_SRGB),
+          settings=lambda s: {"dust color used": list(s.spec.dust_color) if s.spec.dust_color else "the material's",
                               "blur": [BLUR_SAMPLES[s.quality], BLUR_STEP_PX[s.quality]],
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=35, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=36, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -28,6 +28,7 @@ class Material:
     restitution: float
     face_albedo: tuple      # scene-linear Rec.709 RGB of fracture faces (converted to ACEScg at use)
     face_rough: float       # amplitude of the aggregate texture on fracture faces
+    dust_srgb: tuple = (196, 190, 178)   # its dust's albedo (sRGB): crushed concrete's light warm grey
 
 
 # Window glass, whatever the walls are made of: annealed float glass cracks at a blow
@@ -40,7 +41,11 @@ MATERIALS = {
                          (0.42, 0.40, 0.37), 0.25),
     # Old masonry walls are thick and weak in tension: they crumble into smaller lumps.
     "masonry": Material("masonry", 1800.0, 0.55, 0.40, (0.8, 2.2, 5.0, 10.0), 0.7, 0.75, 0.05,
-                        (0.40, 0.24, 0.17), 0.35),
+                        (0.40, 0.24, 0.17), 0.35,
+                        # Crushed old brickwork: the fines come mostly from the weak lime mortar
+                        # and plaster (near white), tinted by brick powder (a dull red): a
+                        # light tan, warmer than concrete's grey-beige.
+                        (206, 182, 160)),
     # A curtain wall: thin glass and mullions on a concrete frame; the glass goes first.
     "glass": Material("glass", 2450.0, 0.12, 0.25, (0.8, 1.5, 3.0, 6.0), 0.8, 0.4, 0.1,
                       (0.20, 0.27, 0.27), 0.10),

@@ -283,3 +283,25 @@ def test_what_shows_over_the_roof_stands_behind_the_building_and_a_side_wall_at_
     assert np.all(d[60:140, 260:380] >= FAR * 0.99)       # over the roof, below the sky: far
     assert np.allclose(d[60:140, 20:150], 30.0)           # beside it: a wall at the street line
     assert np.all(d[5:30, :] >= FAR * 0.99)               # the sky
+
+
+def test_old_brickworks_dust_is_a_warmer_tan_than_concretes_and_coats_the_rubble_in_its_hue():
+    """Crushed old brickwork (lime mortar and plaster, tinted by brick powder) makes a light
+    tan dust, redder than concrete's grey-beige; the powder on the debris takes the cloud's
+    hue at the coat's own, lower level."""
+    from derrumbe.frames import dust_albedo
+    from derrumbe.materials import MATERIALS
+    from derrumbe.spec import ShotSpec
+    from derrumbe.stages.render import DUST, _coat_colour
+    spec = ShotSpec(plate="p.png", box=(0, 0, 10, 10))
+    light = Lighting(SUN, np.ones(3), np.full(3, 0.3), np.full(3, 0.4))      # a grey facade: no tint
+    conc, brick = (colour.working_to_rec709(dust_albedo(spec, light, MATERIALS[m])) for m in ("concrete", "masonry"))
+    assert brick[0] > brick[1] > brick[2] and conc[0] > conc[2]
+    assert brick[0] / brick[2] > 1.25 * conc[0] / conc[2]          # warmer by a visible step
+    assert abs(colour.luminance(colour.rec709_to_working(brick)) /
+               colour.luminance(colour.rec709_to_working(conc)) - 1) < 0.1   # as light: powder, not brick
+    coat = _coat_colour(dust_albedo(spec, light, MATERIALS["masonry"]))
+    want = colour.luminance(colour.rec709_to_working(np.array(DUST)))
+    assert abs(colour.luminance(coat) - want) < 1e-6
+    rb = colour.working_to_rec709(coat)
+    assert np.isclose(rb[0] / rb[2], brick[0] / brick[2], rtol=1e-3)

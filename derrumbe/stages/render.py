@@ -52,7 +52,7 @@ CHIP_MIN_M = 0.02           # ... and no smaller than a piece of gravel
 PLASTER = (0.58, 0.56, 0.52)
 BRICK = (0.25, 0.105, 0.065)
 MORTAR = (0.42, 0.40, 0.36)
-DUST = (0.40, 0.38, 0.34)
+DUST = (0.40, 0.38, 0.34)   # the powder settled on what fell: its level (its hue is the cloud's)
 ROOF = (0.10, 0.10, 0.105)
 
 
@@ -227,10 +227,22 @@ def _set(prog, name: str, value) -> None:
         prog[name].value = value
 
 
+def _coat_colour(dust: np.ndarray | None) -> np.ndarray:
+    """The powder on the debris (working space): the cloud's own albedo (its hue, from the
+    material) at DUST's level: a thin coat over darker rubble, not the cloud's brightness."""
+    from derrumbe.colour import luminance, rec709_to_working
+    base = rec709_to_working(np.array(DUST, np.float64))
+    if dust is None:
+        return base
+    d = np.maximum(np.asarray(dust, np.float64), 1e-6)
+    return d * (float(luminance(base)) / float(luminance(d)))
+
+
 class DebrisRenderer:
     def __init__(self, fr: Fracture, cam: Camera, plate_lin: np.ndarray, matte: np.ndarray, light: Lighting,
                  face_albedo, rough: float, rest_pos: np.ndarray, rest_quat: np.ndarray,
-                 holdout: np.ndarray | None = None, masonry: bool = False, seed: int = 0, heap=None):
+                 holdout: np.ndarray | None = None, masonry: bool = False, seed: int = 0, heap=None,
+                 dust: np.ndarray | None = None):
         try:
             import moderngl
         except ImportError as e:  # pragma: no cover - a core dependency
@@ -254,6 +266,7 @@ class DebrisRenderer:
         self._geometry(fr, seed)
         self._textures(fr, plate_lin, matte, holdout)
         self._targets()
+        self.coat = _coat_colour(dust)
         self._programs(fr, cam, light, face_albedo, rough, masonry)
         self.heap, self.chips_n = heap, 0
         if heap is not None:
@@ -441,7 +454,7 @@ class DebrisRenderer:
                         amb_col=vec(light.amb_col), cam_pos=(0.0, float(cam.eye_m), 0.0), facade_z=float(fr.facade_z),
                         facade_albedo=vec(light.facade_albedo), face_albedo=vec(face_albedo),
                         sky_zen=vec(light.sky_zenith), sky_hor=vec(light.sky_horizon), ground_col=vec(light.ground_col),
-                        plaster=wk(PLASTER), brick=wk(BRICK), mortar=wk(MORTAR), dust_col=wk(DUST), roof_col=wk(ROOF),
+                        plaster=wk(PLASTER), brick=wk(BRICK), mortar=wk(MORTAR), dust_col=vec(self.coat), roof_col=wk(ROOF),
                         rough=float(np.clip(rough * 2.2, 0.2, 0.9)),
                         sun_strength=float(np.mean(light.sun_col)),
                         plate_lo=vec(self.plate_window[0]), plate_span=vec(self.plate_window[1]),
