@@ -209,7 +209,8 @@ def _cleanplate(s: Scene):
     # How overcast: the sun's share of the light (lighting.py: < 0.3 overcast, > 1 hard sun).
     overcast = float(np.clip((1.0 - info["sun_to_sky"]) / 0.7, 0.0, 1.0))
     return make_cleanplate(v.plate_out, v.bmatte, v.hold_still, v.skyness, v.ocam, v.ocam.f_px / place.depth_m,
-                           s.spec.seed, place.storey_m, place.ground_floor_m, overcast=overcast)
+                           s.spec.seed, place.storey_m, place.ground_floor_m, overcast=overcast,
+                           height_m=place.proxy_height_m, windows=s["windows"] * (s.out_size[0] / s.plate.size[0]))
 
 
 def _lighting(s: Scene):
@@ -255,7 +256,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           version=2,
           side="frame", libs=("numpy", "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting"), fields=("seed",), side="frame", version=19,
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=20,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust", "material"),

@@ -11,9 +11,10 @@ own pixels (nothing is mirrored: a mirrored wall shows its downpipes twice):
    colour, hazed toward the sky (aerial perspective);
 3. the ground behind the building (a courtyard, the street beyond), continued from the
    pavement in front of it, compressed in perspective toward the horizon;
-4. what stands behind the building and shows above its roof (a taller block further
-   back): continued down behind it by repeating its own lowest storey, darkening toward
-   the ground;
+4. what stands behind the building: a taller block further back that shows above its
+   roof, continued down behind it by quilting its own wall, darkening toward the ground;
+   or, where the building runs off the frame's top so nothing behind it shows, the
+   block's rear wing across the courtyard, about as tall as the front;
 5. a neighbour that touched the building shows its party wall, seen in perspective from
    its corner back to the depth of the plot, textured from the neighbour's own wall.
 """
@@ -30,6 +31,9 @@ from derrumbe.stages.camera import Camera
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
+CUT_TOP = 0.5           # the building runs off the frame's top over this share of its columns: its roof is unseen
+COURTYARD_GREY = 0.35  # how far a courtyard wall's render is greyed from the street front's colour
+COURTYARD_LIGHT = (0.6, 0.8)   # a courtyard wall's light against the street front's: walled in, it sees less sky
 STOREY_M = 3.2
 SKY_DUV = 0.015           # how far above the Planckian locus (toward green) a plate's sky may be (CIE 1960 uv)
 SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
@@ -37,12 +41,15 @@ SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not p
 
 def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
                     cam: Camera, metres_px: float, seed: int, storey_m: float = STOREY_M,
-                    ground_floor_m: float | None = None, overcast: float = 1.0) -> np.ndarray:
+                    ground_floor_m: float | None = None, overcast: float = 1.0,
+                    height_m: float | None = None, windows=None) -> np.ndarray:
     """The plate with the building replaced by what plausibly stands behind it.
     metres_px: pixels per metre at the building's facade; storey_m, ground_floor_m: the
     building's storeys, whose floors leave their marks on a neighbour's party wall;
     overcast: how overcast the plate's light is (0: a clear sky, 1: overcast), for a
-    plate that shows no sky."""
+    plate that shows no sky; height_m: the building's height, roof included, which its
+    rear wing across the courtyard shares (none drawn without it); windows: the facade's
+    window boxes (K x 4, frame pixels), whose glass the rear wing's windows show."""
     inside = building > 0.5
     if not inside.any():
         return lin.astype(np.float32).copy()
@@ -52,6 +59,9 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
     fill = _sky_layer(lin, inside, sky_px, cam, overcast, rng)
     for layer in (_distant_blocks(lin, inside, cam, depth, fill, rng),
                   _ground(lin, inside, holdout, cam),
+                  # (its own random stream: the layers after it come out as they did without it)
+                  _courtyard(lin, inside, cam, depth, height_m, storey_m, fill, np.random.default_rng((seed, 4)),
+                             _window_crops(lin, inside, holdout, windows)),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
                   _party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
                                (storey_m, ground_floor_m if ground_floor_m else storey_m))):
@@ -248,7 +258,8 @@ def _distant_blocks(lin, inside, cam: Camera, depth: float, sky: np.ndarray, rng
     return col, alpha
 
 
-def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: float, rng) -> None:
+def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: float, rng,
+          pitched: float = 0.6) -> None:
     """What stands on a distant block's top: a pitched roof or a flat one with chimney
     stacks, dark metal or slate in the haze (a row of facades cut off straight along
     their tops read as a flat card against the sky)."""
@@ -257,7 +268,7 @@ def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: fl
     if bw < 3 or top <= 1:
         return
     dark = np.full(3, rng.uniform(0.05, 0.12), np.float32)
-    if rng.random() < 0.6:
+    if rng.random() < pitched:
         # A hipped roof 2-4 m high, its slopes a fifth to a third of the block's width.
         rise = max(1.0, rng.uniform(2.0, 4.0) * px_per_m)
         u = (np.arange(bw) + 0.5) / bw
@@ -372,6 +383,136 @@ def _behind(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
     return col, cv2.GaussianBlur(alpha, (3, 1), 0)
 
 
+def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, storey_m: float, sky: np.ndarray,
+               rng, panes: list | None = None):
+    """The block's rear wing across the courtyard (BEHIND_GAP_M back), about as tall as
+    the front building, drawn only where the building runs off the frame's top: there the
+    photo cannot show what stands behind it, and a city block is built round its
+    courtyards (an empty sky over the pile read as a building standing alone in a field,
+    img_190). A courtyard wall is plain: the facade's own render, greyed half way, with
+    rows of plain windows a storey apart, in the courtyard's poorer light and darker toward
+    the ground, under a flat roof with chimney stacks. (The facade's own upper floors
+    shrunk to that distance read as a copy of the building, its signs included.)"""
+    h, w = inside.shape
+    cols = np.nonzero(inside.any(axis=0))[0]
+    tex = _facade_texture(lin, inside)
+    if height_m is None or tex is None or inside[0, cols].mean() < CUT_TOP:
+        return None
+    far = depth + BEHIND_GAP_M
+    rear_m = height_m * rng.uniform(0.85, 1.0)
+    top = int(round(cam.cy - cam.f_px * (rear_m - cam.eye_m) / far))
+    base = int(min(h, np.ceil(cam.cy + cam.f_px * cam.eye_m / far) + 1))
+    t0 = max(0, top)
+    if base - t0 < 4:
+        return None
+    # The facade's plain render (its large patches of weathering, no openings) at that distance.
+    s = depth / far
+    plain = _plain_wall(tex)
+    plain = cv2.resize(plain, (max(2, int(plain.shape[1] * s)), max(2, int(plain.shape[0] * s))),
+                       interpolation=cv2.INTER_AREA)
+    plain = _tile(plain, base - t0, w, rng) * _weathering(base - t0, w, rng)
+    plain = (1 - COURTYARD_GREY) * plain + COURTYARD_GREY * luminance(plain)[..., None]
+    wall = _plain_windows(plain, cam, far, t0, base, rear_m, storey_m, rng, panes)
+    ys = np.arange(t0, base)
+    shade = rng.uniform(*COURTYARD_LIGHT) * (1 - 0.35 * np.clip((ys - top) / max(1, base - top), 0, 1) ** 1.5)
+    col = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    col[t0:base] = wall * shade[:, None, None]
+    alpha[t0:base] = 1.0
+    _roof(col, alpha, top, 0, w, sky, 0.0, cam.f_px / far, rng, pitched=0.0)
+    return col, alpha
+
+
+WINDOW_M = (1.3, 2.1, 0.85)    # a plain window's width, height, and its sill over the floor
+BAY_M = (2.8, 3.6)             # the spacing of the windows along a wall
+
+
+def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, base: int, rear_m: float, storey_m: float,
+                   rng, panes: list | None = None) -> np.ndarray:
+    """Rows t0..base of a plain wall far metres away (plain: its render there, linear RGB):
+    a window a bay on every storey above the ground floor that fits under the roof, dark
+    panes (a few lit by curtains) in frames a little paler than the wall, over a sill, and
+    a cornice's shadow under the roof. Masks drawn at twice the size and reduced, so their
+    edges are anti-aliased. panes: the facade's own windows (linear crops): each opening
+    shows one of them instead, so the wall has photographed glass, frames and curtains."""
+    k = 2
+    h, w = plain.shape[:2]
+    ys = t0 + (np.arange(h * k) + 0.5) / k
+    xs = (np.arange(w * k) + 0.5) / k
+    up = cam.eye_m + (cam.cy - ys)[:, None] * far / cam.f_px            # metres above the courtyard
+    off = rng.uniform(0, 10)
+    along = ((xs - cam.cx) * far / cam.f_px)[None, :] + off
+    bay = rng.uniform(*BAY_M)
+    wx, wy, sill = WINDOW_M
+    bx, fy = np.floor(along / bay), np.floor(up / storey_m)
+    u, v = along - bx * bay - 0.5 * (bay - wx), up - fy * storey_m - sill
+    fits = (fy >= 1) & (fy * storey_m + sill + wy < rear_m - 0.6)      # the ground floor: doors, sheds; left plain
+    win = (u >= 0) & (u < wx) & (v >= 0) & (v < wy) & fits
+    frame = win & ((u < 0.07) | (u > wx - 0.07) | (v < 0.07) | (v > wy - 0.07) | (np.abs(u - 0.5 * wx) < 0.035))
+    ledge = (u >= -0.08) & (u < wx + 0.08) & (v >= -0.1) & (v < 0) & fits
+    cornice = (up > rear_m - 0.45) & (up < rear_m - 0.2)
+    pipe = np.abs(along - (np.floor(along / (3 * bay)) + 0.5) * 3 * bay) < 0.07     # a downpipe every third bay
+    lit = _hash2(bx, fy)
+    # Most panes dark (a room in shade), some catching the sky, a few curtained.
+    pane = np.where(lit > 0.88, 0.55, np.where(lit > 0.7, 0.35 + 0.5 * (v / wy), 0.12 + 0.12 * lit))
+    m = np.ones(up.shape, np.float32)
+    m = np.where(win, pane, m)
+    m = np.where(frame, 1.1, m)
+    m = np.where(ledge, 1.1, m)
+    m = np.where(cornice, 0.6, m)
+    m = np.where(pipe & ~cornice, 0.7, m)
+    m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    glassy = cv2.resize((win & ~frame).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+    # Panes take a little of the sky's blue; the rest is the wall's own colour, lit or shaded.
+    tint = 1 + glassy[..., None] * (np.array([0.85, 0.92, 1.0], np.float32) - 1)
+    out = (plain * m[..., None] * tint).astype(np.float32)
+    if panes:
+        slots = np.unique(np.stack([np.broadcast_to(bx, win.shape)[win], np.broadcast_to(fy, win.shape)[win]], 1), axis=0)
+        _paste_panes(out, panes, slots, cam, far, t0, off, bay, storey_m)
+    return out
+
+
+def _paste_panes(out: np.ndarray, panes: list, slots: np.ndarray, cam: Camera, far: float, t0: int, off: float,
+                 bay: float, storey_m: float) -> None:
+    """Each window slot (bay, storey) of a far wall gets one of the facade's own windows,
+    resized to the opening (which one: a hash of the slot, so it is fixed in time)."""
+    wx, wy, sill = WINDOW_M
+    k = cam.f_px / far
+    h, w = out.shape[:2]
+    for b, f in slots:
+        xa = cam.cx + (b * bay + 0.5 * (bay - wx) - off) * k
+        yb = cam.cy - (f * storey_m + sill - cam.eye_m) * k - t0
+        x0, x1, y0, y1 = int(round(xa)), int(round(xa + wx * k)), int(round(yb - wy * k)), int(round(yb))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        pane = panes[int(_hash2(np.float64(b), np.float64(f + 17)) * len(panes))]
+        img = cv2.resize(pane, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+        if cx1 > cx0 and cy1 > cy0:
+            out[cy0:cy1, cx0:cx1] = img[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+
+
+def _window_crops(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, windows) -> list:
+    """The facade's upper-floor windows (linear crops, at least 4 px each way), clear of
+    holdouts: what a courtyard wall's windows are drawn from. Only openings taller than
+    wide and darker than the wall round them: the detector also takes a sign's letters
+    for a row of windows, and they came out on the courtyard wall (img_181)."""
+    if windows is None or not len(windows):
+        return []
+    ys = np.nonzero(inside.any(axis=1))[0]
+    upper = ys.min() + 0.65 * (ys.max() - ys.min())
+    wall = float(np.median(luminance(lin[inside])))
+    crops = []
+    for x0, y0, x1, y1 in np.round(np.asarray(windows)).astype(int):
+        x0, y0 = max(x0, 0), max(y0, 0)
+        if x1 - x0 < 4 or y1 - y0 < 4 or y1 > upper or (holdout[y0:y1, x0:x1] > 0.3).any():
+            continue
+        crop = lin[y0:y1, x0:x1].astype(np.float32)
+        if (y1 - y0) >= 1.1 * (x1 - x0) and float(np.median(luminance(crop))) < wall:
+            crops.append(crop)
+    return crops
+
+
 def _quilt(ex: np.ndarray, ok: np.ndarray, canvas: np.ndarray, known: np.ndarray, block: int, rng):
     """Image quilting (Efros and Freeman 2001), simplified: the canvas's unknown part is
     covered with overlapping blocks taken from the exemplar (only where ok), each chosen
@@ -480,7 +621,8 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
 # wallpaper; each room's own, at about the outside wall's brightness.
 ROOM_PAINTS = np.array([(226, 222, 210), (172, 192, 204), (178, 198, 168), (214, 174, 162), (208, 184, 132),
                         (152, 162, 176), (204, 190, 164), (196, 160, 176)], np.float32)
-BRICK_SRGB = (128, 94, 80)      # old brick under plaster, dulled by mortar and dust
+BRICK_SRGB = (118, 100, 90)     # old brick under plaster, dulled by lime, soot and dust (at (128, 94, 80)
+                                # the bared patches read as orange paint splashed on a pale wall, img_190)
 BRICK_SHARE = 0.07       # of the bared wall whose plaster came away with the floors (at 0.12
                          # the patches read as red blotches smeared over it, img_190)
 
