@@ -256,7 +256,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           version=2,
           side="frame", libs=("numpy", "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=20,
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=21,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust", "material"),
@@ -267,7 +267,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=36, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=37, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

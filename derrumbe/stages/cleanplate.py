@@ -259,7 +259,7 @@ def _distant_blocks(lin, inside, cam: Camera, depth: float, sky: np.ndarray, rng
 
 
 def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: float, rng,
-          pitched: float = 0.6) -> None:
+          pitched: float = 0.6, dark: np.ndarray | None = None, stack: np.ndarray | None = None) -> None:
     """What stands on a distant block's top: a pitched roof or a flat one with chimney
     stacks, dark metal or slate in the haze (a row of facades cut off straight along
     their tops read as a flat card against the sky)."""
@@ -267,22 +267,26 @@ def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: fl
     bw = c1 - c0
     if bw < 3 or top <= 1:
         return
-    dark = np.full(3, rng.uniform(0.05, 0.12), np.float32)
+    dark = np.full(3, rng.uniform(0.05, 0.12), np.float32) if dark is None else dark
     if rng.random() < pitched:
         # A hipped roof 2-4 m high, its slopes a fifth to a third of the block's width.
         rise = max(1.0, rng.uniform(2.0, 4.0) * px_per_m)
         u = (np.arange(bw) + 0.5) / bw
         ridge = top - np.round(rise * np.clip((1 - np.abs(2 * u - 1)) / rng.uniform(0.4, 0.7), 0, 1)).astype(int)
     else:
-        # A flat roof with chimney stacks, each about a metre across and two high.
         ridge = np.full(bw, top)
-        for _ in range(int(rng.integers(1, 4))):
-            cx, cw = int(rng.integers(0, bw)), max(1, int(round(rng.uniform(0.6, 1.2) * px_per_m)))
-            ridge[cx:cx + cw] = top - max(1, int(round(rng.uniform(1.2, 2.5) * px_per_m)))
+    # Chimney stacks, rendered or brick (the wall's colour, darker), of their own sizes.
+    stacks = np.zeros(bw, bool)
+    for _ in range(int(rng.integers(0 if stack is not None else 1, 4))):
+        cx, cw = int(rng.integers(0, bw)), max(1, int(round(rng.uniform(0.5, 1.6) * px_per_m)))
+        tall = top - max(1, int(round(rng.uniform(1.0, 3.0) * px_per_m)))
+        ridge[cx:cx + cw] = np.minimum(ridge[cx:cx + cw], tall)
+        stacks[cx:cx + cw] = True
     for j, r in enumerate(ridge):
         r0, r1 = max(0, int(r)), min(h, top)
         if r1 > r0:
-            col[r0:r1, c0 + j] = dark * (1 - haze) + sky[r0:r1, c0 + j] * haze
+            c = stack if (stack is not None and stacks[j]) else dark
+            col[r0:r1, c0 + j] = c * (1 - haze) + sky[r0:r1, c0 + j] * haze
             alpha[r0:r1, c0 + j] = 1.0
 
 
@@ -385,51 +389,104 @@ def _behind(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
 
 def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, storey_m: float, sky: np.ndarray,
                rng, panes: list | None = None):
-    """The block's rear wing across the courtyard (BEHIND_GAP_M back), about as tall as
-    the front building, drawn only where the building runs off the frame's top: there the
-    photo cannot show what stands behind it, and a city block is built round its
-    courtyards (an empty sky over the pile read as a building standing alone in a field,
-    img_190). A courtyard wall is plain: the facade's own render, greyed half way, with
-    rows of plain windows a storey apart, in the courtyard's poorer light and darker toward
-    the ground, under a flat roof with chimney stacks. (The facade's own upper floors
-    shrunk to that distance read as a copy of the building, its signs included.)"""
+    """The buildings round the block's courtyards, drawn only where the building runs off
+    the frame's top: there the photo cannot show what stands behind it, and an old city
+    block is built round courtyards (an empty sky over the pile read as a building
+    standing alone in a field, img_190). A row of wings side by side, each its own depth
+    (12-35 m back), height (in whole storeys, about the front's), render colour (the
+    facade's and the plate's neighbours', greyed), light, windows or none (a blank
+    fire wall), roof (pitched metal or flat with stacks), hazed by its distance. (One wing
+    across the whole gap, the same in every shot, read as a placeholder box; the facade's
+    own upper floors shrunk read as a copy of the building, its signs included.)"""
     h, w = inside.shape
     cols = np.nonzero(inside.any(axis=0))[0]
     tex = _facade_texture(lin, inside)
     if height_m is None or tex is None or inside[0, cols].mean() < CUT_TOP:
         return None
-    far = depth + BEHIND_GAP_M
-    rear_m = height_m * rng.uniform(0.85, 1.0)
+    plain = _plain_wall(tex)
+    colours = _wall_colours(lin, inside, plain)
+    col = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    x = float(rng.uniform(-0.3, 0.0)) * w
+    while x < w:
+        far = depth + rng.uniform(*WING_GAP_M)
+        c0 = int(round(x))
+        x += rng.uniform(*WING_WIDTH_M) * cam.f_px / far
+        c1 = int(round(x))
+        if c1 <= max(c0, 0):
+            continue
+        _wing(col, alpha, lin.shape, max(c0, 0), min(c1, w), cam, far, depth / far, height_m, storey_m, plain,
+              colours[int(rng.integers(len(colours)))], sky, rng, panes)
+    return col, alpha
+
+
+WINDOW_M = (1.3, 2.1, 0.85)    # a plain window's width, height, and its sill over the floor (each wing's own, +-15 %)
+BAY_M = (2.8, 3.6)             # the spacing of the windows along a wall
+WING_GAP_M = (12.0, 35.0)      # how far behind the front each wing round the courtyards stands
+WING_WIDTH_M = (9.0, 24.0)     # its width
+WALL_SRGB = np.array([(208, 172, 118), (204, 156, 146), (184, 182, 174), (216, 202, 172), (168, 180, 156),
+                      (176, 184, 194), (150, 104, 86)], np.float32)     # old city renders: ochre, pink, grey,
+                                                                         # cream, green, blue, brick
+ROOF_LIN = np.array([(0.05, 0.05, 0.055), (0.10, 0.045, 0.03), (0.04, 0.07, 0.055), (0.09, 0.09, 0.09)], np.float32)
+
+
+def _wall_colours(lin, inside, plain) -> list:
+    """Colours a wing's render may take (linear, at the facade's brightness): the facade's
+    own, the plate's neighbours' walls (beside the building, above the street), and old
+    city render colours, all greyed COURTYARD_GREY of the way."""
+    ref = np.median(plain.reshape(-1, 3), axis=0)
+    lum = float(luminance(ref))
+    out = [ref]
+    rows = np.nonzero(inside.any(axis=1))[0]
+    band = lin[rows.min():rows.min() + max(1, int(0.6 * len(rows)))]
+    side = ~inside[rows.min():rows.min() + band.shape[0]]
+    for part in (band[:, :max(1, int(np.nonzero(inside.any(axis=0))[0].min()))],
+                 band[:, int(np.nonzero(inside.any(axis=0))[0].max()) + 1:]):
+        if part.shape[1] >= 8:
+            c = np.median(part.reshape(-1, 3), axis=0)
+            if 0.4 * lum < float(luminance(c)) < 2.0 * lum:
+                out.append(c)
+    del side
+    for c in rec709_to_working((WALL_SRGB / 255.0) ** 2.2):
+        out.append(c * lum / max(float(luminance(c)), 1e-6))
+    return [((1 - COURTYARD_GREY) * c + COURTYARD_GREY * luminance(c)).astype(np.float32) for c in out]
+
+
+def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float, height_m: float, storey_m: float,
+          plain: np.ndarray, colour: np.ndarray, sky: np.ndarray, rng, panes) -> None:
+    """One wing round a courtyard, far metres away, over columns c0..c1, into col and
+    alpha (the wings abut, so none hides another); s: the facade texture's scale there."""
+    h, w = shape[:2]
+    storeys = max(2, int(round(height_m / storey_m * rng.uniform(0.7, 1.15))))
+    rear_m = storeys * storey_m + rng.uniform(0.4, 1.2)
     top = int(round(cam.cy - cam.f_px * (rear_m - cam.eye_m) / far))
     base = int(min(h, np.ceil(cam.cy + cam.f_px * cam.eye_m / far) + 1))
     t0 = max(0, top)
     if base - t0 < 4:
-        return None
-    # The facade's plain render (its large patches of weathering, no openings) at that distance.
-    s = depth / far
-    plain = _plain_wall(tex)
-    plain = cv2.resize(plain, (max(2, int(plain.shape[1] * s)), max(2, int(plain.shape[0] * s))),
-                       interpolation=cv2.INTER_AREA)
-    plain = _tile(plain, base - t0, w, rng) * _weathering(base - t0, w, rng)
-    plain = (1 - COURTYARD_GREY) * plain + COURTYARD_GREY * luminance(plain)[..., None]
-    wall = _plain_windows(plain, cam, far, t0, base, rear_m, storey_m, rng, panes)
+        return
+    tex = cv2.resize(plain, (max(2, int(plain.shape[1] * s)), max(2, int(plain.shape[0] * s))),
+                     interpolation=cv2.INTER_AREA)
+    tex = _tile(tex, base - t0, c1 - c0, rng) * _weathering(base - t0, c1 - c0, rng)
+    tex = tex / max(float(luminance(np.median(tex.reshape(-1, 3), axis=0))), 1e-6) * colour
+    blank = rng.random() < 0.25                       # a fire wall: no windows
+    wall = tex if blank else _plain_windows(tex, cam, far, t0, c0, rear_m, storey_m, rng, panes)
     ys = np.arange(t0, base)
     shade = rng.uniform(*COURTYARD_LIGHT) * (1 - 0.35 * np.clip((ys - top) / max(1, base - top), 0, 1) ** 1.5)
-    col = np.zeros((h, w, 3), np.float32)
-    alpha = np.zeros((h, w), np.float32)
-    col[t0:base] = wall * shade[:, None, None]
-    alpha[t0:base] = 1.0
-    _roof(col, alpha, top, 0, w, sky, 0.0, cam.f_px / far, rng, pitched=0.0)
-    return col, alpha
+    haze = 1 - np.exp(-far / 400.0)
+    wall = wall * shade[:, None, None] * (1 - haze) + sky[t0:base, c0:c1] * haze
+    # A darker line where it meets the next wing: the corner's shadow.
+    wall[:, :1] *= 0.8
+    col[t0:base, c0:c1] = wall
+    alpha[t0:base, c0:c1] = 1.0
+    roof_col = ROOF_LIN[int(rng.integers(len(ROOF_LIN)))] * rng.uniform(0.8, 1.2)
+    _roof(col, alpha, top, c0, c1, sky, haze, cam.f_px / far, rng, pitched=0.5, dark=roof_col,
+          stack=colour * rng.uniform(0.6, 0.9))
 
 
-WINDOW_M = (1.3, 2.1, 0.85)    # a plain window's width, height, and its sill over the floor
-BAY_M = (2.8, 3.6)             # the spacing of the windows along a wall
-
-
-def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, base: int, rear_m: float, storey_m: float,
+def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int, rear_m: float, storey_m: float,
                    rng, panes: list | None = None) -> np.ndarray:
-    """Rows t0..base of a plain wall far metres away (plain: its render there, linear RGB):
+    """A plain wall far metres away, its top-left pixel at (t0, c0) (plain: its render there,
+    linear RGB):
     a window a bay on every storey above the ground floor that fits under the roof, dark
     panes (a few lit by curtains) in frames a little paler than the wall, over a sill, and
     a cornice's shadow under the roof. Masks drawn at twice the size and reduced, so their
@@ -438,12 +495,13 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, base: in
     k = 2
     h, w = plain.shape[:2]
     ys = t0 + (np.arange(h * k) + 0.5) / k
-    xs = (np.arange(w * k) + 0.5) / k
+    xs = c0 + (np.arange(w * k) + 0.5) / k
     up = cam.eye_m + (cam.cy - ys)[:, None] * far / cam.f_px            # metres above the courtyard
     off = rng.uniform(0, 10)
     along = ((xs - cam.cx) * far / cam.f_px)[None, :] + off
     bay = rng.uniform(*BAY_M)
-    wx, wy, sill = WINDOW_M
+    wx, wy, sill = (m * rng.uniform(0.85, 1.15) for m in WINDOW_M)
+    wx = min(wx, bay - 0.8)
     bx, fy = np.floor(along / bay), np.floor(up / storey_m)
     u, v = along - bx * bay - 0.5 * (bay - wx), up - fy * storey_m - sill
     fits = (fy >= 1) & (fy * storey_m + sill + wy < rear_m - 0.6)      # the ground floor: doors, sheds; left plain
@@ -468,19 +526,19 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, base: in
     out = (plain * m[..., None] * tint).astype(np.float32)
     if panes:
         slots = np.unique(np.stack([np.broadcast_to(bx, win.shape)[win], np.broadcast_to(fy, win.shape)[win]], 1), axis=0)
-        _paste_panes(out, panes, slots, cam, far, t0, off, bay, storey_m)
+        _paste_panes(out, panes, slots, cam, far, t0, c0, off, bay, storey_m, (wx, wy, sill))
     return out
 
 
-def _paste_panes(out: np.ndarray, panes: list, slots: np.ndarray, cam: Camera, far: float, t0: int, off: float,
-                 bay: float, storey_m: float) -> None:
+def _paste_panes(out: np.ndarray, panes: list, slots: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
+                 off: float, bay: float, storey_m: float, window: tuple) -> None:
     """Each window slot (bay, storey) of a far wall gets one of the facade's own windows,
     resized to the opening (which one: a hash of the slot, so it is fixed in time)."""
-    wx, wy, sill = WINDOW_M
+    wx, wy, sill = window
     k = cam.f_px / far
     h, w = out.shape[:2]
     for b, f in slots:
-        xa = cam.cx + (b * bay + 0.5 * (bay - wx) - off) * k
+        xa = cam.cx + (b * bay + 0.5 * (bay - wx) - off) * k - c0
         yb = cam.cy - (f * storey_m + sill - cam.eye_m) * k - t0
         x0, x1, y0, y1 = int(round(xa)), int(round(xa + wx * k)), int(round(yb - wy * k)), int(round(yb))
         if x1 - x0 < 2 or y1 - y0 < 2:
