@@ -688,3 +688,37 @@ def test_a_crack_shows_lit_fracture_faces_not_a_drawn_black_line(monkeypatch):
     # Nor a white one: a lip is fresh material exposed as the wall's face is, not a face
     # open to the whole sky (img_270's cracks shone white along every edge).
     assert mouth < 1.6 * front, (mouth, front)
+
+
+def test_a_brick_buildings_floor_breaks_as_timber_boards_joists_and_a_plaster_ceiling():
+    """Old masonry buildings have timber floors: a broken floor shows brown boards along its
+    top, joists on edge every 0.6 m with dark pugging between them, a white plaster
+    ceiling along its underside, and no reinforcing bars (drawn as concrete, they came
+    down as pale grey plates)."""
+    from derrumbe.colour import luminance
+    from derrumbe.stages.render import DebrisRenderer
+    lo, hi = np.array([-1.0, 2.0, -5.3]), np.array([1.0, 2.3, -5.0])
+    fr = _one_box_fracture(lo, hi, lambda n: BREAK)
+    fr.element_kind[:] = SLAB
+    fr.elements[0].kind, fr.elements[0].axis, fr.elements[0].outer = SLAB, 1, 0
+    light = Lighting(sun_vector(0, 20), np.array([0.6, 0.6, 0.6]), np.array([0.5, 0.5, 0.5]), np.array([0.4] * 3))
+    plate = np.full((CAM.height, CAM.width, 3), 0.3, np.float32)
+    r = DebrisRenderer(fr, CAM, plate, np.ones((CAM.height, CAM.width), np.float32), light, np.array((0.4, 0.24, 0.17)),
+                       0.25, fr.centroid[:1] + [0, -300, 0], np.tile([1.0, 0, 0, 0], (1, 1)), masonry=True)
+    try:
+        assert r.bars.n == 0
+        img = r.render(_still_sim(fr.centroid[0]), 0.5, 0.0, 1).debris[..., :3]
+    finally:
+        r.release()
+    k = CAM.f_px / 5.0                                          # pixels a metre on the face
+    row = lambda y: int(round(CAM.cy - (y - CAM.eye_m) * k))
+    col = lambda x: int(round(CAM.cx + x * k))
+    top, bottom = img[row(2.285), col(-0.8):col(0.8)], img[row(2.012), col(-0.8):col(0.8)]
+    mid = img[row(2.2):row(2.1), :]
+    joists = [col(x) for x in (-0.744, -0.144, 0.456)]        # 0.6 m apart, 7 cm thick
+    between = [col(x + 0.3) for x in (-0.744, -0.144, 0.456)]
+    pug = float(luminance(mid[:, between].reshape(-1, 3)).mean())
+    assert float(luminance(bottom).mean()) > 2.0 * pug                      # the plaster ceiling
+    assert float(luminance(mid[:, joists].reshape(-1, 3)).mean()) > 1.3 * pug   # joists against the pugging
+    wood = working_to_rec709(top.mean(0))
+    assert wood[0] > wood[1] > wood[2] and wood[0] > 1.5 * wood[2], wood     # brown boards

@@ -238,14 +238,15 @@ class Bars:
         return len(self.frag)
 
 
-def rebar(fr: Fracture, seed: int = 0) -> Bars:
+def rebar(fr: Fracture, seed: int = 0, timber_floors: bool = False) -> Bars:
     """Bars where a slab broke: the two layers of a slab's reinforcement mesh cross each
     slab fragment; where a bar leaves the fragment through a break (not through a cast
     face), it often pulls out of the neighbour's concrete and stands out, bent by the
-    blow. Only the parts outside the fragment are made: inside, the concrete hides them."""
+    blow. Only the parts outside the fragment are made: inside, the concrete hides them.
+    Old masonry buildings' floors are timber: no bars."""
     rng = np.random.default_rng([seed, 77])
     A, B, F = [], [], []
-    for i in np.nonzero(fr.element_kind == SLAB)[0]:
+    for i in np.nonzero(fr.element_kind == SLAB)[0] if not timber_floors else []:
         el = fr.elements[fr.element[i]]
         v = fr.verts[i].astype(np.float64) + fr.centroid[i]
         n, off = _planes(v, fr.tris[i])

@@ -169,6 +169,22 @@ vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     vec3 col = mix(bc * (1.0 + 0.12 * a.w), joint * (1.0 + 0.1 * a.w), m);
     return mix(col, mix(joint, bc, 0.5) * 0.55, gone);
 }
+// A timber floor broken through, as old masonry buildings have them: boards on top, joists
+// on edge every 0.6 m with clay-and-sand pugging between them, lath and plaster under
+// them. d: depth below the slab's top and above its underside (m). Drawn as concrete, the
+// floors of brick buildings came down as pale grey plates (img_190, img_100).
+vec3 timber(vec3 p, vec2 d, float px, vec4 a, out float rel, out vec3 g) {
+    vec3 wood = vec3(0.22, 0.13, 0.07) * (0.8 + 0.4 * hash3(vec3(floor(p.x / 0.15), floor(p.z / 2.0), 3.3)));
+    vec3 pug = vec3(0.08, 0.07, 0.06) * (1.0 + 0.25 * a.w);        // pugging, and the voids in it
+    float joist = pulses(p.x / 0.6 + 0.3, 0.12, px / 0.6);
+    float board = 1.0 - smoothstep(0.03 - 0.5 * px, 0.03 + 0.5 * px, d.x);
+    float ceil = 1.0 - smoothstep(0.025 - 0.5 * px, 0.025 + 0.5 * px, d.y);
+    vec3 col = mix(pug, wood, joist);
+    col = mix(mix(col, wood * 1.1, board), plaster, ceil);
+    rel = mix(-0.5 + 0.6 * a.w, 0.2 * a.w, max(max(joist, board), ceil));
+    g = a.xyz * mix(1.2, 0.4, max(joist, board));
+    return col;
+}
 vec3 perturb(vec3 n, vec3 g_rest, float k) {
     vec3 g = v_R * g_rest;
     return normalize(n - k * (g - n * dot(g, n)));
@@ -225,7 +241,7 @@ void main() {
     vec4 c4 = fine > 0.0 ? nz(v_rest * 4.0) : vec4(0.0);
     float rel; vec3 g;
 #ifdef MASONRY
-    vec3 mat = elem != E_SLAB ? bricks(v_rest, elem, px, a, rel, g) : concrete(v_rest, fine, a, c4, rel, g);
+    vec3 mat = elem != E_SLAB ? bricks(v_rest, elem, px, a, rel, g) : timber(v_rest, v_wall, px, a, rel, g);
 #else
     vec3 mat = concrete(v_rest, fine, a, c4, rel, g);
 #endif
@@ -240,9 +256,12 @@ void main() {
         base = mat; k_relief = rough; fresh = 1.0;
     } else if (kind == INSIDE) {
         // Plastered walls in their room's colour, floor finishes, white ceilings.
-        vec3 wall = plaster * (vec3(0.96, 0.93, 1.0) + 0.1 * vec3(room, 1.0 - room, 0.5));
+        vec3 wall = plaster * (vec3(1.0, 0.97, 0.92) + 0.08 * vec3(room, 0.5, 1.0 - room));   // warm whites and creams (a blue-heavy tint drew lilac cards)
         base = v_rnrm.y > 0.7 ? vec3(0.30, 0.22, 0.15) * (0.8 + 0.4 * room) : v_rnrm.y < -0.7 ? plaster * 1.08 : wall;
-        base *= 0.9 + 0.12 * a.w; k_relief = 0.2; rel = 0.3 * a.w;
+        // An old room's surfaces: grimy and stained in patches, the paint flaking (clean
+        // plaster drawn flat read as untextured lilac card once its piece fell, img_190).
+        float stain = smoothstep(0.05, 0.55, nz(v_rest * 0.9 + 7.0).w) + 0.5 * smoothstep(0.2, 0.6, c4.w);
+        base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * min(stain, 1.0)); k_relief = 0.35; rel = 0.3 * a.w;
     } else {
         // A weathered outer face: the wall's render, a roof's covering.
         base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);

@@ -263,7 +263,7 @@ class DebrisRenderer:
         self.rest_pos, self.rest_quat = rest_pos, rest_quat
         self._vec = None        # built on first use: only --exr needs it
         self.on_edge = _on_matte_edge(fr, cam, matte)
-        self._geometry(fr, seed)
+        self._geometry(fr, seed, masonry)
         self._textures(fr, plate_lin, matte, holdout)
         self._targets()
         self.coat = _coat_colour(dust)
@@ -278,7 +278,7 @@ class DebrisRenderer:
         self._depth_pass(self.shadow_rest_fbo, self.lightproj)
 
     # ---- setup ---------------------------------------------------------------------
-    def _geometry(self, fr: Fracture, seed: int) -> None:
+    def _geometry(self, fr: Fracture, seed: int, masonry: bool = False) -> None:
         ctx = self.ctx
         data, frag, _, parent = triangle_soup(fr, seed)
         self.vbo = ctx.buffer(data.tobytes())
@@ -298,7 +298,7 @@ class DebrisRenderer:
         self.n_idx = 0
         self.ranges = {}
         self.loose = np.ones(fr.n, bool)
-        self.bars = rebar(fr, seed)
+        self.bars = rebar(fr, seed, timber_floors=masonry)
         inst = np.hstack([self.bars.a, self.bars.b, self.bars.frag[:, None]]).astype(np.float32)
         self.bar_vbo = ctx.buffer(inst.tobytes() if self.bars.n else np.zeros(7, np.float32).tobytes())
         self.corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
