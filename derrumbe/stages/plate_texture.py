@@ -157,7 +157,9 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     w = img.shape[1]
     mottle = lambda sigma, amp: amp * cv2.GaussianBlur(rng.normal(0, 1, (n, w)).astype(np.float32), (0, 0), sigma) \
         * sigma ** 0.5
-    plaster = 1.0 + mottle(1.0, 0.03) + mottle(5.0, 0.03)
+    # About 3 % at three scales, as weathered render shows it (at a third of that the band
+    # read as a flat grey card where the texture had run out, img_190).
+    plaster = 1.0 + mottle(1.0, 0.08) + mottle(5.0, 0.12) + mottle(20.0, 0.2)
     cop, drip = max(1, int(round(COPING_M * px_per_m))), max(1, int(round(DRIP_M * px_per_m)))
     shade = np.ones(n, np.float32)
     shade[:cop] = 1.15
