@@ -92,6 +92,30 @@ def test_the_cloud_darkens_what_it_covers_through_its_optical_depth():
     assert np.allclose(shaded / lit, 0.6 * np.exp(-5.0) + 0.4, atol=1e-4)
 
 
+def test_a_holdout_under_the_cloud_is_in_its_shade_as_a_piece_beside_it_is():
+    """What stands in the street under the cloud is shaded by it as the debris at its depth
+    is (a car left as shot glowed white in the dust's shadow among darkened rubble): the
+    sun's share through the optical depth toward the sun, the sky's through the depth
+    overhead. Outside the cloud's shade it stays as shot."""
+    from derrumbe.colour import linear_to_u8
+    from derrumbe.stages.comp import composite
+    layers = _flat_layers()
+    H, W = layers.static.shape
+    layers.debris[:, :4, :3], layers.debris[:, :4, 3] = 0.3, 1.0       # a piece on the left half
+    dust = _dust()
+    dust.shade_near[..., 0], dust.shade_near[..., 1] = 3.0, 2.0        # toward the sun, overhead
+    dust.shade_near[:2] = 0.0                                          # the top rows out of its shade
+    plate = np.full((H, W, 3), 0.6, np.float32)
+    holdout = np.zeros((H, W), np.float32)
+    holdout[:, 4:] = 1.0                                               # a car on the right half
+    out = composite(plate, linear_to_u8(plate), plate.copy(), np.zeros((H, W), np.float32), holdout, layers,
+                    np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), dust).linear
+    k = 0.6 * np.exp(-3.0) + 0.4 * (0.3 + 0.7 * np.exp(-0.35 * 2.0))
+    assert np.allclose(out[2:, 4:], 0.6 * k, atol=1e-5)
+    assert np.allclose(out[4:, 0] / 0.3, out[4:, 5] / 0.6, atol=1e-5)        # as the piece is (off its anti-aliased edge)
+    assert np.allclose(out[:2, 4:], 0.6, atol=1e-6)
+
+
 def test_a_pieces_outline_ramps_over_a_pixel_not_a_staircase():
     """A camera integrates each pixel over its footprint: a piece's edge on the plate is a
     ramp about a pixel wide, not the staircase a one-sample render draws. Along the

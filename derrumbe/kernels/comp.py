@@ -77,9 +77,12 @@ def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, fro
                 base = (p + (clean[y, x, c] - p) * k) * gm * sh
                 deb = debris[y, x, c] * fn
                 if has_dust:
+                    # A holdout under the cloud is in its shade as the debris is (left as
+                    # shot, a white car glowed in the dust's shadow amid darkened rubble).
+                    hp = p * fn
                     behind = st * base + (1 - st) * (back[y, x, c] + (1 - ba) * base)
-                    behind = hb * p + (1 - hb) * behind
-                    v = front[y, x, c] + (1 - fa) * (hf * p + (1 - hf) * (deb + (1 - da) * behind))
+                    behind = hb * hp + (1 - hb) * behind
+                    v = front[y, x, c] + (1 - fa) * (hf * hp + (1 - hf) * (deb + (1 - da) * behind))
                     dust_pass[y, x, c] = front[y, x, c] + seen_back * back[y, x, c]
                 else:
                     v = hf * p + (1 - hf) * (deb + (1 - da) * (hb * p + (1 - hb) * base))
