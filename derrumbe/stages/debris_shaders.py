@@ -158,16 +158,24 @@ vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     // at full chroma a green or yellow building's pile came down pink (img_181, img_270).
     vec3 dull = mix(brick, vec3(luma(brick)), 0.2);
     dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.15);
-    vec3 bc = dull * mix(1.0, 0.75 + 0.5 * hb, vary);
-    bc = mix(bc, bc * vec3(0.6, 0.62, 0.66), step(0.88, hb) * vary);
+    vec3 bc = dull * mix(1.0, 0.68 + 0.64 * hb, vary);
+    bc = mix(bc, bc * vec3(0.58, 0.55, 0.6), step(0.86, hb) * vary);     // over-fired, dark bricks
     vec3 facet = vec3(hash3(cell + 1.3), hash3(cell + 2.9), hash3(cell + 4.7)) - 0.5;
     float gone = step(0.93, hash3(cell + 8.3)) * vary;          // a brick pulled out: its socket
     float proud = (hash3(cell + 6.1) - 0.5) * vary;
     rel = 0.6 * a.w - 1.1 * m + 0.6 * proud - 1.2 * gone;
     g = a.xyz * 0.6 + 1.6 * facet * vary * (1.0 - m);
-    vec3 joint = mix(mortar, brick, 0.3) * 0.85;
+    // Joints crumbled back into shadow, not a grid of pale lines (a broken wall drawn with
+    // crisp light joints read as brick wallpaper printed on the lumps, img_190 at 100 %).
+    vec3 joint = mix(mortar, brick, 0.45) * 0.7;
     vec3 col = mix(bc * (1.0 + 0.12 * a.w), joint * (1.0 + 0.1 * a.w), m);
-    return mix(col, mix(joint, bc, 0.5) * 0.55, gone);
+    col = mix(col, mix(joint, bc, 0.5) * 0.55, gone);
+    // Mortar and plaster still stuck over the broken bricks in patches: the coursing shows
+    // only between them.
+    float smear = smoothstep(0.1, 0.5, nz(p * 1.1 + 3.1).w + 0.2 * a.w);
+    rel = mix(rel, 0.3 * a.w - 0.2, smear);
+    g = mix(g, a.xyz * 0.8, smear);
+    return mix(col, mortar * (0.8 + 0.25 * a.w), 0.55 * smear);
 }
 // A timber floor broken through, as old masonry buildings have them: boards on top, joists
 // on edge every 0.6 m with clay-and-sand pugging between them, lath and plaster under
@@ -260,8 +268,8 @@ void main() {
         base = v_rnrm.y > 0.7 ? vec3(0.30, 0.22, 0.15) * (0.8 + 0.4 * room) : v_rnrm.y < -0.7 ? plaster * 1.08 : wall;
         // An old room's surfaces: grimy and stained in patches, the paint flaking (clean
         // plaster drawn flat read as untextured lilac card once its piece fell, img_190).
-        float stain = smoothstep(0.05, 0.55, nz(v_rest * 0.9 + 7.0).w) + 0.5 * smoothstep(0.2, 0.6, c4.w);
-        base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * min(stain, 1.0)); k_relief = 0.35; rel = 0.3 * a.w;
+        float stain = smoothstep(0.05, 0.55, nz(v_rest * 0.9 + 7.0).w);
+        base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * stain); k_relief = 0.35; rel = 0.3 * a.w;
     } else {
         // A weathered outer face: the wall's render, a roof's covering.
         base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);
@@ -330,7 +338,9 @@ void main() {
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
-    float speck = smoothstep(0.25, 0.6, c4.w) - 0.6 * smoothstep(0.25, 0.6, -c4.w);
+    // (on the aggregate's 25 cm noise the specks read as terrazzo blotches on every lump)
+    float grit = strewn > 0.0 ? nz(v_rest * 11.0).w : 0.0;
+    float speck = smoothstep(0.25, 0.6, grit) - 0.6 * smoothstep(0.25, 0.6, -grit);
     col *= 1.0 - 0.35 * strewn * speck;
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
