@@ -709,8 +709,8 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     tints = pick * (luminance(wall) / np.maximum(luminance(pick), 1e-4))[:, None] / wall
     # Most of the way toward the outside wall's own colour: faded, and in the same light
     # and dust (pure paint colours read as stripes of poster paint; at 40 % of them, as a
-    # pastel patchwork, img_190).
-    tints = (0.78 + 0.22 * tints).astype(np.float32)
+    # pastel patchwork; at 22 %, not at all once the frame is 640 px wide, img_190).
+    tints = (0.65 + 0.35 * tints).astype(np.float32)
     out = np.where(under[..., None], tints[key], out)
     bared, brick = _bared_brick(hgt, back, under, rng, wall)
     out = np.where(bared[..., None], brick, out)       # brick where the paint came away with the plaster
@@ -720,12 +720,16 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     # Partition scars: a darker line 0.15 m wide where a wall met it.
     d_edge = np.min(np.abs(back[:, None] - edges[None, :]), axis=1)
     out = np.where((under & (d_edge[None, :] < 0.075))[..., None], out * 0.9, out)
-    # Floor pockets: a dark band where the slab was torn out, a paler lip over it.
+    # Floor pockets: a dark band where the slab was torn out, a paler lip over it, and the
+    # joists' sockets in a row along it, 0.6 m apart (the mark every demolished floor
+    # leaves; a thin line alone did not show at 640 px).
     if len(floors):
         d = hgt[..., None] - floors[None, None, :]
         pocket = (np.abs(d) < 0.14).any(-1)
         lip = ((d >= 0.14) & (d < 0.24)).any(-1)
+        socket = ((d >= -0.14) & (d < 0.16)).any(-1) & ((back[None, :] % 0.6) < 0.2)
         out = np.where(pocket[..., None], out * 0.5, np.where(lip[..., None], out * 1.08, out))
+        out = np.where((under & socket)[..., None], out * 0.55, out)
     return out
 
 
