@@ -89,11 +89,12 @@ class Found:
         return self.x, self.y, self.x + self.mask.shape[1], self.y + self.mask.shape[0]
 
 
-def cut(full_bgr: np.ndarray, rect, cores, seed: int, prob_bg=None) -> Found | None:
+def cut(full_bgr: np.ndarray, rect, cores, seed: int, prob_bg=None, sure_bg=None) -> Found | None:
     """GrabCut of one object in its own crop of the plate (at full size, or shrunk to
     CUT_PX pixels): `rect` (x0, y0, x1, y1) is probably the object, a margin of a quarter of
-    it around is certain background, `cores` (rectangles) are certainly the object. The
-    part connected to the cores, holes filled."""
+    it around is certain background, `cores` (rectangles) are certainly the object, and so
+    is `sure_bg` (a frame-sized mask), where given, certainly not. The part connected to
+    the cores, holes filled."""
     H, W = full_bgr.shape[:2]
     x0, y0, x1, y1 = rect
     mx, my = max(4.0, (x1 - x0) / 4), max(4.0, (y1 - y0) / 4)
@@ -115,6 +116,9 @@ def cut(full_bgr: np.ndarray, rect, cores, seed: int, prob_bg=None) -> Found | N
     if prob_bg is not None:
         pb = cv2.resize(prob_bg[cy0:cy1, cx0:cx1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
         gc[(gc == cv2.GC_PR_FGD) & pb] = cv2.GC_PR_BGD
+    if sure_bg is not None:
+        sb = cv2.resize(sure_bg[cy0:cy1, cx0:cx1].astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        gc[sb] = cv2.GC_BGD
     seeds = np.zeros((h, w), bool)
     for core in cores:
         a, b, c, d = px(core)

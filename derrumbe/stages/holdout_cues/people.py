@@ -90,11 +90,45 @@ def people(full_bgr: np.ndarray, base: float, seed: int) -> list[Found]:
         # The centre line from the head to the feet is the figure for sure (the legs too,
         # which GrabCut alone loses against a dark shop front).
         core = (x0 + 0.42 * bw, y0 + 0.08 * bh, x1 - 0.42 * bw, y1 - 0.04 * bh)
-        piece = cut(full_bgr, (x0 - 0.05 * bw, y0, x1 + 0.05 * bw, min(H, y1 + 0.02 * bh)), [core], seed)
+        piece = cut(full_bgr, (x0 - 0.05 * bw, y0, x1 + 0.05 * bw, min(H, y1 + 0.02 * bh)), [core], seed,
+                    sure_bg=_lit_behind(full_bgr, (x0, y0, x1, y1)))
         if piece is not None and _figure_like(piece.mask, bh * bw, strict=not net):
             conf = float(score if net else min(1.0, 0.5 + score / 4))
             found.append(Found(piece.x, piece.y, piece.mask, "person", conf))
     return found
+
+
+LIT_OVER = 1.6         # a lit window behind a figure: this much brighter than the figure's centre line ...
+LIT_WARM = 1.25        # ... and warm (R over B): shop and room light, not a pale coat or the sky
+HEAD_HALF = 0.09       # the head's half-width, in the figure's heights: never taken for a window
+
+
+def _lit_behind(full_bgr: np.ndarray, box) -> np.ndarray:
+    """What is certainly not the figure: lit window pixels (bright against the figure's
+    centre line, and warm) beside its head and over its shoulders, in the top 60 % of its box. A
+    shop window behind a passer-by is one bright region GrabCut gives the figure, and it
+    glowed in the rubble once the shop had gone (the demo plate's bakery)."""
+    H, W = full_bgr.shape[:2]
+    x0, y0, x1, y1 = [int(round(v)) for v in box]
+    bh = y1 - y0
+    out = np.zeros((H, W), bool)
+    r0, r1 = max(0, y0 - bh // 4), max(0, min(H, y0 + int(0.6 * bh)))
+    c0, c1 = max(0, x0 - bh // 4), min(W, x1 + bh // 4)
+    if r1 <= r0 or c1 <= c0:
+        return out
+    # The figure's own brightness: its centre line's (the box's median is the window's
+    # where the window fills the box behind it).
+    core = full_bgr[max(0, y0):min(H, y1), max(0, int(x0 + 0.42 * (x1 - x0))):min(W, int(x1 - 0.42 * (x1 - x0)) + 1)]
+    if core.size == 0:
+        return out
+    ref = float(np.median(core.astype(np.float32).mean(axis=2)))
+    sub = full_bgr[r0:r1, c0:c1].astype(np.float32)
+    lum = sub.mean(axis=2)
+    lit = (lum > LIT_OVER * max(ref, 8.0)) & (sub[..., 2] > LIT_WARM * np.maximum(sub[..., 0], 1.0))
+    cols = np.arange(c0, c1)
+    lit &= (np.abs(cols - 0.5 * (x0 + x1)) > HEAD_HALF * bh)[None, :]
+    out[r0:r1, c0:c1] = lit
+    return out
 
 
 def _figure_like(m: np.ndarray, box_area: float, strict: bool = True) -> bool:
