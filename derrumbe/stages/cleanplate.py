@@ -509,7 +509,19 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
     frame = win & ((u < 0.07) | (u > wx - 0.07) | (v < 0.07) | (v > wy - 0.07) | (np.abs(u - 0.5 * wx) < 0.035))
     ledge = (u >= -0.08) & (u < wx + 0.08) & (v >= -0.1) & (v < 0) & fits
     cornice = (up > rear_m - 0.45) & (up < rear_m - 0.2)
+    corona = (up >= rear_m - 0.2) & (up < rear_m)                        # the cornice's lit top
     pipe = np.abs(along - (np.floor(along / (3 * bay)) + 0.5) * 3 * bay) < 0.07     # a downpipe every third bay
+    # Architecture a plain wall still has (drawn flat, the wings read as CG boxes with
+    # window decals): a string course at every floor, lit on top over its own shadow;
+    # a lighter surround round each window with the lintel's shadow across the pane's top;
+    # rain-dirt streaking down from each sill; a sooty plinth.
+    fl = up - fy * storey_m
+    course = (fy >= 1) & (fl < 0.22)
+    course_shadow = (fy >= 1) & (fl >= 0.22) & (fl < 0.3)
+    surround = (u >= -0.12) & (u < wx + 0.12) & (v >= -0.1) & (v < wy + 0.14) & fits & ~win
+    lintel = win & (v > wy - 0.25)
+    streak = (u >= 0.1) & (u < wx - 0.1) & (v < -0.1) & (v > -1.6) & fits
+    plinth = up < 0.9
     lit = _hash2(bx, fy)
     # Most panes dark (a room in shade), some catching the sky, a few curtained.
     pane = np.where(lit > 0.88, 0.55, np.where(lit > 0.7, 0.35 + 0.5 * (v / wy), 0.12 + 0.12 * lit))
@@ -517,8 +529,13 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
     m = np.where(win, pane, m)
     m = np.where(frame, 1.1, m)
     m = np.where(ledge, 1.1, m)
-    m = np.where(cornice, 0.6, m)
-    m = np.where(pipe & ~cornice, 0.7, m)
+    m = np.where(surround, 1.06, m)
+    m = np.where(streak, 1.0 - 0.12 * np.exp(-(-v - 0.1) / 0.6), m)
+    m = np.where(course, 1.07, np.where(course_shadow, 0.78, m))
+    m = np.where(lintel, m * 0.7, m)
+    m = np.where(plinth, m * 0.75, m)
+    m = np.where(cornice, 0.55, np.where(corona, 1.15, m))
+    m = np.where(pipe & ~cornice & ~corona, 0.7, m)
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
     glassy = cv2.resize((win & ~frame).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
     # Panes take a little of the sky's blue; the rest is the wall's own colour, lit or shaded.
