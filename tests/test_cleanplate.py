@@ -300,7 +300,7 @@ def test_a_building_cut_by_the_frames_top_reveals_the_blocks_round_its_courtyard
     near, far = depth + WING_GAP_M[0], depth + WING_GAP_M[1]
     tallest = round(height / storey * 1.15) * storey + 1.2
     lowest = round(height / storey * 0.7) * storey + 0.4
-    changed = np.abs(wing - open_sky).max(axis=2) > 1e-4
+    changed = np.abs(wing - open_sky).max(axis=2) > 1e-6              # (the sky is bit-identical where untouched)
     cols = slice(150, 250)                                      # between the party walls, which stand in front
     # A roof rises at most 4 m and a stack 3 m over its wall: the sky is untouched above that.
     assert not changed[:int(row(tallest + 4.0, near)), cols].any()
