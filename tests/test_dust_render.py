@@ -305,3 +305,40 @@ def test_old_brickworks_dust_is_a_warmer_tan_than_concretes_and_coats_the_rubble
     assert abs(colour.luminance(coat) - want) < 1e-6
     rb = colour.working_to_rec709(coat)
     assert np.isclose(rb[0] / rb[2], brick[0] / brick[2], rtol=1e-3)
+
+
+def test_a_cloud_thinned_for_the_see_through_opens_into_billows_not_a_uniform_veil():
+    """--see-through thins the cloud round a camera inside it (img_100's to a twentieth). Thinned
+    by scaling alone, it was a uniform veil that only lowered the frame's contrast (the
+    review: "a uniform haze ... instead of volumes that catch the light"); a thinned cloud
+    is cut into billows by its own (thinned) density, so where the full cloud is solid,
+    the thinned one has clear gaps between lumps: its tenth percentile of alpha is under a
+    quarter of its mean and its spread (std / mean) over 0.6."""
+    import moderngl
+    fr, sim = _scene()
+    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
+                steps_per_second=24)
+    state = d.advance_to(3.0)
+    cam = CAM.scaled(640, 360)
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    W, H = 640 // 3, 360 // 3
+    sky = np.zeros((360, 640), np.float32)
+    sky[:150] = 1
+    building = np.zeros((360, 640), np.float32)
+    alpha = {}
+    for thin in (1.0, 0.05):
+        ctx = moderngl.create_standalone_context(backend="egl")
+        try:
+            r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
+                             backdrop_depth(cam, (W, H), building, sky, 40.0), (W, H),
+                             backdrop_full=backdrop_depth(cam, (640, 360), building, sky, 40.0))
+            alpha[thin] = r.render(dust_frame(state, SUN, thin), np.zeros((H, W), np.float32),
+                                   np.zeros((360, 640), np.float32)).front[..., 3].copy()
+            r.release()
+        finally:
+            ctx.release()
+    dense = alpha[1.0] > 0.9
+    assert dense.sum() > 5000
+    a = alpha[0.05][dense]
+    assert np.percentile(a, 10) < 0.25 * a.mean(), (np.percentile(a, 10), a.mean())
+    assert a.std() / a.mean() > 0.6, a.std() / a.mean()

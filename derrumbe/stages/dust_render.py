@@ -178,9 +178,12 @@ float band(vec3 ca, vec3 cb, float per, float px_m, vec3 off) {
 
 // A cloud cut into billows by the noise n (about unit spread): a solid cloud keeps nearly
 // all of it, a thin one only the tops of the noise, with a rim a fraction of a billow
-// wide; what is kept is denser, so the mean optical depth stays about the grid's.
+// wide; what is kept is denser, so the mean optical depth stays about the grid's. A cloud
+// thinned for the see-through is judged half way (in log) toward its thinned density, so
+// it opens into lumps with gaps between them (judged by its full density it stayed solid,
+// a uniform veil over the frame, img_100 and img_288 from 60 %).
 float billow(float s, float n, float amp) {
-    float c = 1.0 - exp(-1.5 * s / thin);      // how solid the cloud is, by its own density
+    float c = 1.0 - exp(-1.5 * s / sqrt(thin));      // how solid the cloud is
     float thr = mix(1.1, -1.8, c);
     float m = smoothstep(thr - 0.2, thr + 0.2, n * amp);
     return s * mix(1.0, m * (1.0 + 0.25 * n) / max(mix(0.25, 1.0, c), 0.25), 0.85);
