@@ -11,10 +11,10 @@ own pixels (nothing is mirrored: a mirrored wall shows its downpipes twice):
    colour, hazed toward the sky (aerial perspective);
 3. the ground behind the building (a courtyard, the street beyond), continued from the
    pavement in front of it, compressed in perspective toward the horizon;
-4. what stands behind the building: a taller block further back that shows above its
-   roof, continued down behind it by quilting its own wall, darkening toward the ground;
-   or, where the building runs off the frame's top so nothing behind it shows, the
-   block's rear wing across the courtyard, about as tall as the front;
+4. what stands behind the building: where it runs off the frame's top (nothing behind it
+   shows), the wings round the block's courtyards, each its own depth, height, colour,
+   windows and roof; a taller block further back that shows above its roof, continued
+   down behind it by quilting its own wall, darkening toward the ground;
 5. a neighbour that touched the building shows its party wall, seen in perspective from
    its corner back to the depth of the plot, textured from the neighbour's own wall.
 """
@@ -438,15 +438,13 @@ def _wall_colours(lin, inside, plain) -> list:
     lum = float(luminance(ref))
     out = [ref]
     rows = np.nonzero(inside.any(axis=1))[0]
+    cols = np.nonzero(inside.any(axis=0))[0]
     band = lin[rows.min():rows.min() + max(1, int(0.6 * len(rows)))]
-    side = ~inside[rows.min():rows.min() + band.shape[0]]
-    for part in (band[:, :max(1, int(np.nonzero(inside.any(axis=0))[0].min()))],
-                 band[:, int(np.nonzero(inside.any(axis=0))[0].max()) + 1:]):
+    for part in (band[:, :max(1, int(cols.min()))], band[:, int(cols.max()) + 1:]):
         if part.shape[1] >= 8:
             c = np.median(part.reshape(-1, 3), axis=0)
-            if 0.4 * lum < float(luminance(c)) < 2.0 * lum:
+            if 0.4 * lum < float(luminance(c)) < 2.0 * lum:       # a wall, not the sky or a shadow
                 out.append(c)
-    del side
     for c in rec709_to_working((WALL_SRGB / 255.0) ** 2.2):
         out.append(c * lum / max(float(luminance(c)), 1e-6))
     return [((1 - COURTYARD_GREY) * c + COURTYARD_GREY * luminance(c)).astype(np.float32) for c in out]
@@ -511,17 +509,7 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
     cornice = (up > rear_m - 0.45) & (up < rear_m - 0.2)
     corona = (up >= rear_m - 0.2) & (up < rear_m)                        # the cornice's lit top
     pipe = np.abs(along - (np.floor(along / (3 * bay)) + 0.5) * 3 * bay) < 0.07     # a downpipe every third bay
-    # Architecture a plain wall still has (drawn flat, the wings read as CG boxes with
-    # window decals): a string course at every floor, lit on top over its own shadow;
-    # a lighter surround round each window with the lintel's shadow across the pane's top;
-    # rain-dirt streaking down from each sill; a sooty plinth.
-    fl = up - fy * storey_m
-    course = (fy >= 1) & (fl < 0.22)
-    course_shadow = (fy >= 1) & (fl >= 0.22) & (fl < 0.3)
-    surround = (u >= -0.12) & (u < wx + 0.12) & (v >= -0.1) & (v < wy + 0.14) & fits & ~win
-    lintel = win & (v > wy - 0.25)
-    streak = (u >= 0.1) & (u < wx - 0.1) & (v < -0.1) & (v > -1.6) & fits
-    plinth = up < 0.9
+
     lit = _hash2(bx, fy)
     # Most panes dark (a room in shade), some catching the sky, a few curtained.
     pane = np.where(lit > 0.88, 0.55, np.where(lit > 0.7, 0.35 + 0.5 * (v / wy), 0.12 + 0.12 * lit))
@@ -529,11 +517,7 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
     m = np.where(win, pane, m)
     m = np.where(frame, 1.1, m)
     m = np.where(ledge, 1.1, m)
-    m = np.where(surround, 1.06, m)
-    m = np.where(streak, 1.0 - 0.12 * np.exp(-(-v - 0.1) / 0.6), m)
-    m = np.where(course, 1.07, np.where(course_shadow, 0.78, m))
-    m = np.where(lintel, m * 0.7, m)
-    m = np.where(plinth, m * 0.75, m)
+    m = _mouldings(m, up, u, v, fy, win, fits, storey_m, (wx, wy))
     m = np.where(cornice, 0.55, np.where(corona, 1.15, m))
     m = np.where(pipe & ~cornice & ~corona, 0.7, m)
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
@@ -545,6 +529,23 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
         slots = np.unique(np.stack([np.broadcast_to(bx, win.shape)[win], np.broadcast_to(fy, win.shape)[win]], 1), axis=0)
         _paste_panes(out, panes, slots, cam, far, t0, c0, off, bay, storey_m, (wx, wy, sill))
     return out
+
+
+def _mouldings(m, up, u, v, fy, win, fits, storey_m: float, window: tuple) -> np.ndarray:
+    """The architecture a plain wall still has, as a multiplier over m (drawn flat, the
+    wings read as CG boxes with window decals): a string course at every floor, lit on top
+    over its own shadow; a lighter surround round each window with the lintel's shadow
+    across the pane's top; rain-dirt streaking down from each sill; a sooty plinth. up: m
+    above the courtyard; u, v: m across and up from each window's corner; fy: the storey."""
+    wx, wy = window
+    fl = up - fy * storey_m
+    surround = (u >= -0.12) & (u < wx + 0.12) & (v >= -0.1) & (v < wy + 0.14) & fits & ~win
+    streak = (u >= 0.1) & (u < wx - 0.1) & (v < -0.1) & (v > -1.6) & fits
+    m = np.where(surround, 1.06, m)
+    m = np.where(streak, 1.0 - 0.12 * np.exp(-(-v - 0.1) / 0.6), m)
+    m = np.where((fy >= 1) & (fl < 0.22), 1.07, np.where((fy >= 1) & (fl >= 0.22) & (fl < 0.3), 0.78, m))
+    m = np.where(win & (v > wy - 0.25), m * 0.7, m)
+    return np.where(up < 0.9, m * 0.75, m)
 
 
 def _paste_panes(out: np.ndarray, panes: list, slots: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
