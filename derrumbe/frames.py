@@ -123,9 +123,10 @@ class FrameRenderer:
             # showed its coarse cells, metres across, as streaks fanning over the frame
             # (img_270 from 60 %); footage shows dust that close as a featureless haze.
             d = place.depth_m
-            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, dust_albedo(sp, light, material), back, march,
-                                                 fps=sp.fps, backdrop_full=back_full,
-                                                 clear_m=(max(0.25 * d, 3.0), max(0.85 * d, 10.0)), clear_tau=CLEAR_TAU)
+            albedo = dust_albedo(sp, light, material)
+            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, albedo, back, march, fps=sp.fps,
+                                                 backdrop_full=back_full, clear_tau=CLEAR_TAU,
+                                                 clear_m=(max(0.25 * d, 3.0), max(0.85 * d, 10.0)))
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             self.sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
         # EXR: depth where no piece is (street, walls, sky) from the camera and the plate.
@@ -334,11 +335,10 @@ def dust_albedo(spec: ShotSpec, light, material=None) -> np.ndarray:
     """The dust's colour: the user's, or the material's crushed walls and floors (concrete's
     grey-beige, old brickwork's light tan; concrete's without a material) tinted
     FACADE_TINT of the way toward the facade's own colour as the plate shows it under its
-    light; the plate's sun and sky light it, so it carries the
-    plate's white balance. The tint is small: what is crushed is the bulk of the walls
-    and floors, not their paint or glass (a third of the way made a green-painted
-    building's dust yellow-green and a curtain wall's lavender, from the sky it
-    reflects)."""
+    light; the plate's sun and sky light it, so it carries the plate's white balance. The
+    tint is small: what is crushed is the bulk of the walls and floors, not their paint or
+    glass (a third of the way made a green-painted building's dust yellow-green and a
+    curtain wall's lavender, from the sky it reflects)."""
     if spec.dust_color:
         return colour.srgb_colour(spec.dust_color)
     base = colour.srgb_colour(material.dust_srgb if material is not None else DUST_SRGB)

@@ -112,7 +112,7 @@ def test_a_holdout_under_the_cloud_is_in_its_shade_as_a_piece_beside_it_is():
                     np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), dust).linear
     k = 0.6 * np.exp(-3.0) + 0.4 * (0.3 + 0.7 * np.exp(-0.35 * 2.0))
     assert np.allclose(out[2:, 4:], 0.6 * k, atol=1e-5)
-    assert np.allclose(out[4:, 0] / 0.3, out[4:, 5] / 0.6, atol=1e-5)        # as the piece is (off its anti-aliased edge)
+    assert np.allclose(out[4:, 0] / 0.3, out[4:, 5] / 0.6, atol=1e-5)        # as the piece is (off its AA'd edge)
     assert np.allclose(out[:2, 4:], 0.6, atol=1e-6)
 
 

@@ -526,7 +526,8 @@ def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int,
     tint = 1 + glassy[..., None] * (np.array([0.85, 0.92, 1.0], np.float32) - 1)
     out = (plain * m[..., None] * tint).astype(np.float32)
     if panes:
-        slots = np.unique(np.stack([np.broadcast_to(bx, win.shape)[win], np.broadcast_to(fy, win.shape)[win]], 1), axis=0)
+        bays, floors = np.broadcast_to(bx, win.shape)[win], np.broadcast_to(fy, win.shape)[win]
+        slots = np.unique(np.stack([bays, floors], 1), axis=0)
         _paste_panes(out, panes, slots, cam, far, t0, c0, off, bay, storey_m, (wx, wy, sill))
     return out
 
