@@ -18,20 +18,30 @@ from tests.test_dust import CAM, _scene
 SUN = np.array([0.45, 0.64, 0.62]) / np.linalg.norm([0.45, 0.64, 0.62])
 
 
+def _cloud_at_3s() -> dict:
+    """The test collapse's stored dust state 3 s in."""
+    fr, sim = _scene()
+    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
+                steps_per_second=24)
+    return d.advance_to(3.0)
+
+
+def _light_and_backdrop():
+    """A low warm sun, a blue sky's ambient, and a backdrop of sky over the top 150 of 360 rows."""
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    sky = np.zeros((360, 640), np.float32)
+    sky[:150] = 1
+    return light, sky, np.zeros((360, 640), np.float32)
+
+
 @pytest.fixture(scope="module")
 def cloud():
     """The test collapse's cloud 3 s in, rendered at 1280x720 over a flat grey backdrop."""
     import moderngl
-    fr, sim = _scene()
-    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
-                steps_per_second=24)
-    frame = dust_frame(d.advance_to(3.0), SUN)
+    frame = dust_frame(_cloud_at_3s(), SUN)
     cam = CAM.scaled(1280, 720)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    light, sky, building = _light_and_backdrop()
     W, H = 1280 // 3, 720 // 3
-    sky = np.zeros((360, 640), np.float32)
-    sky[:150] = 1
-    building = np.zeros((360, 640), np.float32)
     ctx = moderngl.create_standalone_context(backend="egl")
     try:
         r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)), backdrop_depth(cam, (W, H), building,
@@ -315,16 +325,10 @@ def test_a_cloud_thinned_for_the_see_through_opens_into_billows_not_a_uniform_ve
     the thinned one has clear gaps between lumps: its tenth percentile of alpha is under a
     quarter of its mean and its spread (std / mean) over 0.6."""
     import moderngl
-    fr, sim = _scene()
-    d = DustSim(fr, sim, CAM, amount=1.0, wind_speed=1.0, wind_heading_deg=90.0, seed=1, target_cells=60_000,
-                steps_per_second=24)
-    state = d.advance_to(3.0)
+    state = _cloud_at_3s()
     cam = CAM.scaled(640, 360)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    light, sky, building = _light_and_backdrop()
     W, H = 640 // 3, 360 // 3
-    sky = np.zeros((360, 640), np.float32)
-    sky[:150] = 1
-    building = np.zeros((360, 640), np.float32)
     alpha = {}
     for thin in (1.0, 0.05):
         ctx = moderngl.create_standalone_context(backend="egl")
