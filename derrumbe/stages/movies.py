@@ -82,6 +82,8 @@ class MovieWriter:
         cc.color_range = 1          # video (limited) range, what players assume
         self.pix_fmt = c["pix_fmt"]
         self._av = av
+        from av.video.reformatter import Interpolation
+        self._exact = Interpolation.BILINEAR | Interpolation.BITEXACT
         self.frame_no = first
 
     def add(self, rgb_u8: np.ndarray, frame: int | None = None) -> None:
@@ -90,7 +92,10 @@ class MovieWriter:
         if self.burn_in is not None:
             rgb_u8 = self.burn_in.draw(rgb_u8, frame)
         vf = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb_u8), format="rgb24")
-        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=BT709)
+        # One thread and bit-exact: swscale's slice threads (PyAV's default) made the same
+        # PNGs encode to different bytes now and then (a cluster's movie against the local
+        # runner's, frames identical; tests/test_cluster.py).
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=BT709, threads=1, interpolation=self._exact)
         vf.colorspace, vf.color_range = BT709, 1
         for pkt in self.stream.encode(vf):
             self.container.mux(pkt)
