@@ -86,8 +86,9 @@ class FrameRenderer:
             self.still = (u8_to_linear(u8), u8)
         self.room = room_darkness(v.plate_out, v.bmatte)
         info = s.cache.dust_info(s.keys["dust"]) if sp.dust > 0 else {}
+        self.dust_colour = dust_albedo(sp, self.light, s["material"])     # the cloud's, and the powder's hue
         self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
-                                    dust_albedo(sp, self.light, s["material"]), self.light)
+                                    self.dust_colour, self.light)
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.renderer = self.dust_r = None
         self.movers = None
@@ -109,7 +110,7 @@ class FrameRenderer:
                                                  face_albedo(material),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed,
-                                                 heap=Heap(fr, sim), dust=dust_albedo(sp, light, material))
+                                                 heap=Heap(fr, sim), dust=self.dust_colour)
         self.sun_share = 0.0
         back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m) \
             if sp.dust > 0 or sp.exr else None
@@ -123,9 +124,8 @@ class FrameRenderer:
             # showed its coarse cells, metres across, as streaks fanning over the frame
             # (img_270 from 60 %); footage shows dust that close as a featureless haze.
             d = place.depth_m
-            albedo = dust_albedo(sp, light, material)
-            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, albedo, back, march, fps=sp.fps,
-                                                 backdrop_full=back_full, clear_tau=CLEAR_TAU,
+            self.dust_r = s.backends.render.dust(self.renderer, v.ocam, light, self.dust_colour, back, march,
+                                                 fps=sp.fps, backdrop_full=back_full, clear_tau=CLEAR_TAU,
                                                  clear_m=(max(0.25 * d, 3.0), max(0.85 * d, 10.0)))
             sun_irr = float(np.mean(light.sun_col) * max(light.sun_dir[1], 0.05))
             self.sun_share = sun_irr / (sun_irr + float(np.mean(light.amb_col)))
