@@ -44,6 +44,12 @@ FREEZE_OVERLAP_M = 0.015
 WAKE_GAP_M = 0.05            # wake_near: bounding spheres this close may be resting on each other
 LODGED_M = 0.02              # a body that moves less than this in LODGED_S is lodged where it is
 LODGED_S = 0.75
+# Broken masonry and concrete do not roll: a lump tumbling edge over edge loses most of its
+# spin at every face it lands on (a cube keeps a quarter of it), and what lands on the
+# street grinds and skids to a stop. The solver's convex hulls roll on like wheels (one
+# ran 10 m along the street at 5 m/s, past the lens of img_190), so a body on the street
+# is slowed as by a tumbling friction of this many g.
+TUMBLE_DECEL_G = 0.5
 LEVELS = ("block", "storey", "cluster", "piece", "fragment")
 MAX_RETRIES = 2
 # Damage a break leaves in the parts: the part that took the blow is cracked through,
@@ -428,6 +434,7 @@ class Destruction:
             v[j], w[j] = self.world.velocity(keys[j])
             ke[j] = self.world.kinetic_energy(keys[j])
         self.mechanical += float((ke + G * np.array([self.bodies[k].mass for k in keys]) * y).sum())
+        self._tumble(keys, v, w, y, dt_sample)
         speed = np.linalg.norm(v, axis=1)
         slow = (speed < SLEEP_SPEED) & (np.linalg.norm(w, axis=1) < SLEEP_SPIN)
         for j, key in enumerate(keys):
@@ -443,6 +450,22 @@ class Destruction:
                 b.slow_since, b.slow_speed = self.time, speed[j]
             if self.time - b.slow_since > SLEEP_S:
                 self._settle(key, b)
+
+    def _tumble(self, keys: list, v: np.ndarray, w: np.ndarray, y: np.ndarray, dt: float) -> None:
+        """Slows the bodies rolling on the street (their centre of mass within their reach
+        of it, spinning at least half as fast as they go) by TUMBLE_DECEL_G over the
+        sample's dt: along the street, and their spin in proportion. Updates v and w in
+        place."""
+        reach = np.array([self.bodies[k].reach for k in keys])
+        along = np.hypot(v[:, 0], v[:, 2])
+        # Only what rolls: a lump that slides is already held by the street's friction.
+        rolling = np.linalg.norm(w, axis=1) * reach > 0.5 * along
+        on = (y < reach) & (along > 1e-3) & (reach < 1.5) & rolling
+        for j in np.nonzero(on)[0]:
+            keep = max(0.0, along[j] - TUMBLE_DECEL_G * G * dt) / along[j]
+            v[j, [0, 2]] *= keep
+            w[j] *= keep
+            self.world.set_velocity(keys[j], v[j], w[j])
 
     def _settle(self, key: int, b: Body) -> None:
         """Freezes a body at rest. One still sunk into another is not at rest, only slow:
