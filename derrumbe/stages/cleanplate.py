@@ -276,18 +276,69 @@ def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: fl
     else:
         ridge = np.full(bw, top)
     # Chimney stacks, rendered or brick (the wall's colour, darker), of their own sizes.
-    stacks = np.zeros(bw, bool)
-    for _ in range(int(rng.integers(0 if stack is not None else 1, 4))):
+    roof = ridge.copy()                 # the roof's own line: a stack stands up from it
+    stacks = np.zeros(bw, int)
+    for k in range(int(rng.integers(0 if stack is not None else 1, 4))):
         cx, cw = int(rng.integers(0, bw)), max(1, int(round(rng.uniform(0.5, 1.6) * px_per_m)))
         tall = top - max(1, int(round(rng.uniform(1.0, 3.0) * px_per_m)))
         ridge[cx:cx + cw] = np.minimum(ridge[cx:cx + cw], tall)
-        stacks[cx:cx + cw] = True
-    for j, r in enumerate(ridge):
-        r0, r1 = max(0, int(r)), min(h, top)
-        if r1 > r0:
-            c = stack if (stack is not None and stacks[j]) else dark
-            col[r0:r1, c0 + j] = c * (1 - haze) + sky[r0:r1, c0 + j] * haze
-            alpha[r0:r1, c0 + j] = 1.0
+        stacks[cx:cx + cw] = k + 1
+    # The roof's texture draws from its own generator, fixed by where it stands: the
+    # layout of the wings (the shared rng) stays what it was.
+    local = np.random.default_rng([abs(int(top)), int(c0), int(c1)])
+    shades = np.concatenate([[1.0], local.uniform(0.75, 1.0, 3)])
+    r0 = int(max(0, ridge.min()))
+    if r0 >= min(h, top):
+        return
+    rows = np.arange(r0, min(h, top))[:, None]
+    cols = np.arange(bw)[None, :]
+    on = rows >= ridge[None, :]
+    in_stack = (stacks[None, :] > 0) & (rows < roof[None, :])
+    tone = _roof_tone(rows, cols, ridge, roof, top, np.where(in_stack, stacks[None, :], 0), px_per_m, local)
+    stack_col = stack if stack is not None else dark
+    c = np.where(in_stack[..., None], stack_col[None, None, :], dark[None, None, :]) * tone[..., None]
+    c = c * shades.astype(np.float32)[np.where(in_stack, stacks[None, :], 0)][..., None]
+    region = col[r0:min(h, top), c0:c1]
+    region[on] = (c * (1 - haze) + sky[r0:min(h, top), c0:c1] * haze)[on]
+    alpha[r0:min(h, top), c0:c1][on] = 1.0
+
+
+SEAM_M = 0.6            # a sheet-metal roof's standing seams are this far apart
+
+
+def _roof_tone(rows, cols, ridge, roof, top: int, stacks, px_per_m: float, rng) -> np.ndarray:
+    """A roof's light as a multiplier over its colour (drawn flat, the wings' roofs read as
+    grey cut-outs): sheets between standing seams a little lighter or darker each, rust
+    and patina mottling, the slope lighter toward the ridge (it sees more of the sky),
+    the ridge's lit line, and the gutter's dark line along the eave; a chimney stack lit
+    on one side and in shade on the other, under a darker cap. ridge: the silhouette's
+    top row per column (stacks included), roof: the roof's own; stacks: (rows, cols), the
+    stack a pixel belongs to (0: none)."""
+    bw = cols.shape[1]
+    seam_px = max(SEAM_M * px_per_m, 1.5)
+    sheet = np.floor(cols / seam_px)
+    m = 1.0 + 0.16 * (_hash2(sheet, sheet * 0 + 3.0) - 0.5)
+    m = m * np.where((cols % seam_px) < 0.6, 1.3, 1.0)
+    mottle = cv2.GaussianBlur(rng.normal(0, 1, (rows.shape[0], bw)).astype(np.float32), (0, 0),
+                              max(1.0, 1.5 * px_per_m))
+    m = m * (1.0 + 0.2 * mottle / max(float(mottle.std()), 1e-6))
+    span = np.maximum(top - roof[None, :], 1)
+    m = m * (1.3 - 0.5 * np.clip((rows - roof[None, :]) / span, 0, 1))
+    m = np.where(np.abs(rows - roof[None, :]) < 1, m * 1.35, m)
+    gutter = max(1.0, 0.25 * px_per_m)
+    m = np.where(top - rows <= gutter, m * 0.5, m)
+    # Stacks: lit left half, shaded right half, a dark cap 0.25 m deep.
+    st = stacks > 0
+    if st.any():
+        col_stack = stacks.max(axis=0)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], col_stack, [0]])))
+        left = np.zeros(bw, bool)
+        for a, b in zip(edges[::2], edges[1::2]):
+            left[a:a + max(1, (b - a) // 2)] = True
+        side = np.where(left, 1.1, 0.72)[None, :]
+        cap = (rows - ridge[None, :]) < max(1.0, 0.25 * px_per_m)
+        m = np.where(st, side * np.where(cap, 0.6, 1.0) * (1.0 + 0.05 * mottle), m)
+    return np.clip(m, 0.3, 1.8).astype(np.float32)
 
 
 def _tile(src: np.ndarray, h: int, w: int, rng) -> np.ndarray:
