@@ -478,16 +478,19 @@ WING_WIDTH_M = (9.0, 24.0)     # its width
 WALL_SRGB = np.array([(208, 172, 118), (204, 156, 146), (184, 182, 174), (216, 202, 172), (168, 180, 156),
                       (176, 184, 194), (150, 104, 86)], np.float32)     # old city renders: ochre, pink, grey,
                                                                          # cream, green, blue, brick
+OWN_HUE = 0.03                 # a colour whose chromaticity (r, g, b over their sum) is this close is the facade's
 ROOF_LIN = np.array([(0.05, 0.05, 0.055), (0.10, 0.045, 0.03), (0.04, 0.07, 0.055), (0.09, 0.09, 0.09)], np.float32)
 
 
 def _wall_colours(lin, inside, plain) -> list:
-    """Colours a wing's render may take (linear, at the facade's brightness): the facade's
-    own, the plate's neighbours' walls (beside the building, above the street), and old
-    city render colours, all greyed COURTYARD_GREY of the way."""
+    """Colours a wing's render may take (linear, at the facade's brightness): the plate's
+    neighbours' walls (beside the building, above the street) and old city render
+    colours, all greyed COURTYARD_GREY of the way; none the facade's own hue (a wing in
+    it merged with the falling front wall, which read as see-through, img_181 at 40 %,
+    and as a copy of the building, img_270)."""
     ref = np.median(plain.reshape(-1, 3), axis=0)
     lum = float(luminance(ref))
-    out = [ref]
+    out = []
     rows = np.nonzero(inside.any(axis=1))[0]
     cols = np.nonzero(inside.any(axis=0))[0]
     band = lin[rows.min():rows.min() + max(1, int(0.6 * len(rows)))]
@@ -498,6 +501,8 @@ def _wall_colours(lin, inside, plain) -> list:
                 out.append(c)
     for c in rec709_to_working((WALL_SRGB / 255.0) ** 2.2):
         out.append(c * lum / max(float(luminance(c)), 1e-6))
+    hue = lambda c: np.asarray(c, float) / max(float(np.sum(c)), 1e-6)
+    out = [c for c in out if np.abs(hue(c) - hue(ref)).max() > OWN_HUE]
     return [((1 - COURTYARD_GREY) * c + COURTYARD_GREY * luminance(c)).astype(np.float32) for c in out]
 
 
