@@ -50,6 +50,7 @@ LODGED_S = 0.75
 # ran 10 m along the street at 5 m/s, past the lens of img_190), so a body on the street
 # is slowed as by a tumbling friction of this many g.
 TUMBLE_DECEL_G = 0.5
+TUMBLE_REACH_M = 1.5         # lumps only: a slab or a block of wall bigger than this slides, it does not roll
 LEVELS = ("block", "storey", "cluster", "piece", "fragment")
 MAX_RETRIES = 2
 # Damage a break leaves in the parts: the part that took the blow is cracked through,
@@ -460,7 +461,7 @@ class Destruction:
         along = np.hypot(v[:, 0], v[:, 2])
         # Only what rolls: a lump that slides is already held by the street's friction.
         rolling = np.linalg.norm(w, axis=1) * reach > 0.5 * along
-        on = (y < reach) & (along > 1e-3) & (reach < 1.5) & rolling
+        on = (y < reach) & (along > 1e-3) & (reach < TUMBLE_REACH_M) & rolling
         for j in np.nonzero(on)[0]:
             keep = max(0.0, along[j] - TUMBLE_DECEL_G * G * dt) / along[j]
             v[j, [0, 2]] *= keep
