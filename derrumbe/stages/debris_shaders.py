@@ -354,6 +354,29 @@ void main() {
 # Panes that have moved: glass, blended over what is behind (premultiplied), reflecting
 # the plate's sky and street by Fresnel's law and flashing the sun.
 GLASS_FS = _PIECE_HEAD + """
+// A pane that has left its frame is breaking up: annealed window glass breaks into
+// shards a hand across (SHARD_M), which fall out of what holds them over the first
+// second, and the cracks between those still held catch the light. A whole translucent
+// pane flying read as a ghost of the piece beside it (img_190 at 60 %) and a falling
+// slab as see-through (img_263, img_181 at 40 %).
+const float SHARD_M = 0.14, CRACK_M = 0.006;    // a crack's band of crushed glass
+float shards(out float gone) {
+    vec2 q = v_rest.xy / SHARD_M + vec2(0.37 * v_rest.z, 0.0);
+    vec2 c = floor(q), f = fract(q);
+    float d1 = 8.0, d2 = 8.0; vec2 best = c;
+    for (int j = -1; j <= 1; j++) for (int i = -1; i <= 1; i++) {
+        vec2 o = vec2(float(i), float(j));
+        vec2 r = o + vec2(hash3(vec3(c + o, 1.7)), hash3(vec3(c + o, 5.3))) - f;
+        float d = dot(r, r);
+        if (d < d1) { d2 = d1; d1 = d; best = c + o; } else if (d < d2) { d2 = d; }
+    }
+    float held = v_age < 0.0 ? 1.0 : clamp(1.0 - v_age / 1.0, 0.15, 1.0);
+    gone = hash3(vec3(best, 9.1)) > held ? 1.0 : 0.0;
+    // On a crack: its band, spread over the pixel where the pixel is wider than it (a far
+    // pane does not turn into a white sheet of cracks).
+    float w = max(fwidth(q.x) + fwidth(q.y), 1e-4), band = CRACK_M / SHARD_M;
+    return (1.0 - smoothstep(0.0, max(w, band), sqrt(d2) - sqrt(d1))) * min(1.0, band / w);
+}
 void main() {
     if (carved()) discard;
     float depth = -v_world.z;
@@ -368,12 +391,19 @@ void main() {
         o_col = vec4(c, 1.0) * v_fade; o_aux = vec4(0.0, 1.0, depth, 1.0) * v_fade;
         return;
     }
+    float gone;
+    float crack = shards(gone);
+    if (gone > 0.5) discard;
     float ci = clamp(-dot(v, n), 0.0, 1.0);
     float F = 0.04 + 0.96 * pow(1.0 - ci, 5.0);
     vec3 env = r.y > 0.0 ? mix(sky_hor, sky_zen, sqrt(r.y)) : mix(sky_hor * 0.5, ground_col, min(1.0, 3.0 * sqrt(-r.y)));
     float glint = pow(max(dot(r, sun_dir), 0.0), 600.0) * 80.0 * sv;
     float al = F + (1.0 - F) * 0.12;
-    o_col = vec4(F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col, al) * v_fade;
+    vec3 c = F * (env + sun_col * glint) + (1.0 - F) * 0.12 * vec3(0.03, 0.05, 0.045) * amb_col;
+    // A crack is crushed glass: it scatters what lights it, white and nearly opaque.
+    c = mix(c, 0.8 * light(n, sv, 1.0) * vec3(0.85, 0.9, 0.88), crack);
+    al = mix(al, 0.85, crack);
+    o_col = vec4(c, al) * v_fade;
     o_aux = vec4(0.0, al, depth * al, al) * v_fade;
 }
 """
