@@ -423,3 +423,19 @@ def test_a_fast_piece_in_a_preview_smears_without_a_ghost_copy_of_its_edge():
         n = n + 1 if partial[k] and abs(row[k] - row[k - 1]) < 0.03 else 0
         runs.append(n)
     assert max(runs) < travel_px / 3, max(runs)
+
+
+def test_a_slow_piece_at_the_lens_is_cut_too_never_a_see_through_ghost():
+    """A cube coming at the lens at 8 m/s with no sideways sweep (a slab tipping toward the
+    camera, img_190 at 60 %): it was dissolved over three frames, a see-through ghost
+    beside the pieces that stayed. At every frame it is drawn whole or not at all, and
+    gone before it fills the frame."""
+    fr, sim = _cube_scene()
+    sim.pos[:] = np.array([0.0, 1.6, -8.0]) + np.array([0.0, 0.0, 8.0]) * (sim.times - 0.5)[:, None, None]
+    r = _renderer(fr, sim)
+    try:
+        shown = np.array([r.shown(sim, t)[0] for t in np.arange(0.5, 0.99, 1 / 24)])
+    finally:
+        r.release()
+    assert shown[0] == 1.0 and shown[-1] == 0.0
+    assert set(np.unique(shown)) <= {0.0, 1.0}, shown
