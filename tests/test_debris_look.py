@@ -727,15 +727,10 @@ def test_a_brick_buildings_floor_breaks_as_timber_boards_joists_and_a_plaster_ce
 def _pane_scene(depth: float):
     """One pane of window glass, 1.2 x 1.6 m and 6 mm thick, depth m in front of a
     320x180 camera, facing it, falling slowly: a shard since t = 0.2 s."""
-    from derrumbe.stages.fracture import GLASS_FACE, BREAK, Fracture
     from derrumbe.stages.simulate import SimResult
+    from tests.boxes import box_mesh
     hx, hy, hz = 0.6, 0.8, 0.003
-    v = np.array([[x, y, z] for x in (-hx, hx) for y in (-hy, hy) for z in (-hz, hz)], np.float32)
-    faces = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
-    tris = np.array([t for a, b, c, d in faces for t in ((a, b, c), (a, c, d))], np.int32)
-    for i, (a, b, c) in enumerate(tris):
-        if np.dot(np.cross(v[b] - v[a], v[c] - v[a]), v[a] + v[b] + v[c]) < 0:
-            tris[i] = (a, c, b)
+    v, tris = box_mesh(hx, hy, hz)
     n = np.cross(v[tris[:, 1]] - v[tris[:, 0]], v[tris[:, 2]] - v[tris[:, 0]])
     kinds = np.where(np.abs(n[:, 2]) > 0.9 * np.linalg.norm(n, axis=1), GLASS_FACE, BREAK).astype(np.int32)
     centre = np.array([[0.0, 1.6, -depth]])
