@@ -293,11 +293,11 @@ def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: fl
     rows = np.arange(r0, min(h, top))[:, None]
     cols = np.arange(bw)[None, :]
     on = rows >= ridge[None, :]
-    in_stack = (stacks[None, :] > 0) & (rows < roof[None, :])
-    tone = _roof_tone(rows, cols, ridge, roof, top, np.where(in_stack, stacks[None, :], 0), px_per_m, local)
+    which = np.where(rows < roof[None, :], stacks[None, :], 0)     # the stack a pixel shows (0: roof)
+    tone = _roof_tone(rows, cols, ridge, roof, top, which, px_per_m, local)
     stack_col = stack if stack is not None else dark
-    c = np.where(in_stack[..., None], stack_col[None, None, :], dark[None, None, :]) * tone[..., None]
-    c = c * shades.astype(np.float32)[np.where(in_stack, stacks[None, :], 0)][..., None]
+    c = np.where((which > 0)[..., None], stack_col[None, None, :], dark[None, None, :]) * tone[..., None]
+    c = c * shades.astype(np.float32)[which][..., None]
     region = col[r0:min(h, top), c0:c1]
     region[on] = (c * (1 - haze) + sky[r0:min(h, top), c0:c1] * haze)[on]
     alpha[r0:min(h, top), c0:c1][on] = 1.0
@@ -317,7 +317,7 @@ def _roof_tone(rows, cols, ridge, roof, top: int, stacks, px_per_m: float, rng) 
     bw = cols.shape[1]
     seam_px = max(SEAM_M * px_per_m, 1.5)
     sheet = np.floor(cols / seam_px)
-    m = 1.0 + 0.16 * (_hash2(sheet, sheet * 0 + 3.0) - 0.5)
+    m = 1.0 + 0.16 * (_hash2(sheet, np.full_like(sheet, 3.0)) - 0.5)
     m = m * np.where((cols % seam_px) < 0.6, 1.3, 1.0)
     mottle = cv2.GaussianBlur(rng.normal(0, 1, (rows.shape[0], bw)).astype(np.float32), (0, 0),
                               max(1.0, 1.5 * px_per_m))
