@@ -316,3 +316,28 @@ def test_a_building_cut_by_the_frames_top_reveals_the_blocks_round_its_courtyard
     roofed[:40] = 0.0                                           # the roof shows: nothing is made up behind it
     assert np.array_equal(make_cleanplate(lin, roofed, zero, zero, cam, 10.0, 1, height_m=height, **kw),
                           make_cleanplate(lin, roofed, zero, zero, cam, 10.0, 1, **kw))
+
+
+def test_a_rooftop_mast_is_not_grown_into_a_building_behind():
+    """Above the roof, a block further back continues down behind it, but a mast with its
+    dish and the haze round it (2 m wide at 35 m) is no building: below the roof line its
+    columns show what they show without it. A block 10 m wide is still grown down."""
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 200.0, 150.0, 1.6)
+    lin = np.full((H, W, 3), (0.55, 0.6, 0.7), np.float32)    # sky
+    sky = np.ones((H, W), np.float32)
+    building = np.zeros((H, W), np.float32)
+    building[80:260, 40:360] = 1.0
+    lin[80:260, 40:360] = 0.25
+    sky[80:] = 0.0
+    zero = np.zeros((H, W), np.float32)
+    bare = make_cleanplate(lin, building, zero, sky, cam, 15.0, 1)
+    lin[60:80, 150:167] = (0.15, 0.12, 0.1)                     # the mast: 17 px, 2 m at 20 m + 15 m
+    lin[45:80, 250:336] = (0.3, 0.2, 0.15)                       # a brick block behind: 86 px, 10 m
+    sky[45:80, 250:336] = sky[60:80, 150:167] = 0.0
+    clean = make_cleanplate(lin, building, zero, sky, cam, 15.0, 1)
+    below = slice(84, 145)                                       # under the roof line, above the horizon
+    assert np.abs(clean[below, 150:167] - bare[below, 150:167]).max() < 0.02
+    brick = clean[84:120, 255:290]      # red, shaded toward the ground (a party wall stands in front further right)
+    assert (brick[..., 0] > 1.5 * brick[..., 2]).mean() > 0.95

@@ -31,6 +31,7 @@ from derrumbe.stages.camera import Camera
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
+BEHIND_MIN_M = 4.0      # narrower than this above the roof, it is a chimney, a mast or a dish, not a building
 CUT_TOP = 0.5           # the building runs off the frame's top over this share of its columns: its roof is unseen
 COURTYARD_GREY = 0.35  # how far a courtyard wall's render is greyed from the street front's colour
 COURTYARD_LIGHT = (0.6, 0.8)   # a courtyard wall's light against the street front's: walled in, it sees less sky
@@ -400,11 +401,13 @@ def _behind(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
     for i, (x, t) in enumerate(zip(cols, top)):
         above = solid[:t, x][::-1]
         run[i] = len(above) if above.all() else int(np.argmin(above))
-    wide = max(9, int(0.03 * w)) | 1
+    # A building behind is metres wide: a rooftop dish's mast and the haze round it,
+    # 20 px at the demo's preview, was grown down to the street as a column of dishes.
+    far = depth + BEHIND_GAP_M
+    wide = max(9, int(0.03 * w), int(BEHIND_MIN_M * cam.f_px / far)) | 1
     stands = cv2.morphologyEx((run >= need).astype(np.uint8)[None], cv2.MORPH_OPEN, np.ones((1, wide), np.uint8))[0] > 0
     if not stands.any():
         return None
-    far = depth + BEHIND_GAP_M
     base = int(min(h, np.ceil(cam.cy + cam.f_px * cam.eye_m / far) + 1))
     margin = max(2, int(0.01 * h))          # the roof's edge stays out of the exemplar
     block = int(np.clip(0.05 * h, 12, 48))
