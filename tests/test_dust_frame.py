@@ -120,3 +120,41 @@ def test_the_cloud_is_thinned_only_once_it_grows_past_the_see_through_and_recove
     assert np.allclose(slow, [0.125, 0.125 * 2 ** (1 / 24), 0.125 * 2 ** (2 / 24)])
     # A cache from before the per-frame record: the worst moment for the whole shot.
     assert np.allclose(thinning_track(1.5, {"lens_tau": 6.0}), [0.25])
+
+
+def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_or_the_cloud_behind():
+    """The see-through is there so the camera sees the collapse: the dust between the lens
+    and a 20 m building whose back wall is 30 m away is thinned to the factor, so a ray
+    from the lens to its facade keeps that share of its optical depth; thinned evenly, the
+    plume above the roof and the cloud over the courtyards behind it faded to a haze as
+    well, and the made-up courtyards read through it. Dust over 1.4 times the roof's
+    height, or 8 m behind the back wall, keeps the factor's square root; no cell is thinned
+    more than the factor, and nothing is thickened past the simulated cloud."""
+    from derrumbe.stages.dust import Sightline
+    h, (nz, ny, nx) = 0.5, (120, 80, 40)
+    origin = np.array([-10.0, 0.0, -60.0])
+    ones = np.ones((nz, ny, nx), np.float16)
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
+    state = dict(t=np.array([3.0]), w=np.array([1.0, 0.0]), origin=origin, h=np.array([h]),
+                 shape=np.array([nz, ny, nx]), sigma=2.0 * ones, coords=np.concatenate([centres, centres]).astype(np.float16),
+                 vel=np.zeros((3, nz, ny, nx), np.float16), turb=ones, heat=0 * ones, solid=0 * ones)
+    thin = 0.04
+    f = dust_frame(state, SUN, thin, Sightline(roof_m=20.0, back_m=30.0))
+    # Along the ray from the lens (0, 1.6, 0) to the facade's middle (0, 10, -15).
+    s = np.linspace(0.0, 1.0, 400)
+    pts = np.stack([0 * s, 1.6 + 8.4 * s, -15.0 * s], -1)
+    idx = np.floor((pts - origin) / h).astype(int)
+    ok = (idx >= 0).all(1) & (idx < [nx, ny, nz]).all(1)
+    seen = f.sigma[idx[ok, 2], idx[ok, 1], idx[ok, 0]]
+    assert np.allclose(seen, 2.0 * thin, rtol=0.01), (seen.min(), seen.max())
+    z = origin[2] + (np.arange(nz) + 0.5) * h
+    y = origin[1] + (np.arange(ny) + 0.5) * h
+    above = f.sigma[(z > -25) & (z < -5)][:, y > 28.0]
+    behind = f.sigma[z < -38.0][:, y < 18.0]
+    for part in (above, behind):
+        assert np.allclose(part, 2.0 * np.sqrt(thin), rtol=0.01), (part.min(), part.max())
+    assert f.sigma.min() >= 2.0 * thin * 0.99 and f.sigma.max() <= 2.0 * 1.001
+    # 1: nothing thinned anywhere; no sightline: the factor everywhere (the test's own cloud).
+    assert np.allclose(dust_frame(state, SUN, 1.0, Sightline(20.0, 30.0)).sigma, 2.0)
+    assert np.allclose(dust_frame(state, SUN, thin).sigma, 2.0 * thin, rtol=0.01)

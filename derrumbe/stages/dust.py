@@ -588,9 +588,37 @@ def grid_turbulence(cvel: np.ndarray, h: float) -> np.ndarray:
     return np.sqrt(energy).astype(np.float32)
 
 
-def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame:
+@dataclass
+class Sightline:
+    """The air between the lens and the building: what the see-through thins. A camera in
+    the street looks at the building below its roof and in front of its back wall; dust
+    above the roof or behind the plot hides only the sky and the courtyards."""
+    roof_m: float         # the building's height
+    back_m: float         # its back wall's distance from the lens
+
+
+def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
+    """Per cell, 1 where its dust stands between the lens and the building, 0 where it
+    hides only what is above or behind it; eased over SIGHT_EASE of the roof's height and
+    SIGHT_BACK_M behind the back wall, so no edge of the thinning shows in the cloud."""
+    c = grid.centres()
+    y, dist = c[..., 1], -c[..., 2]
+    below = 1.0 - _smooth(sight.roof_m, sight.roof_m * (1.0 + SIGHT_EASE), y)
+    before = 1.0 - _smooth(sight.back_m, sight.back_m + SIGHT_BACK_M, dist)
+    return (below * before).astype(np.float32)
+
+
+def _smooth(a: float, b: float, x: np.ndarray) -> np.ndarray:
+    t = np.clip((x - a) / max(b - a, 1e-6), 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sightline | None = None) -> DustFrame:
     """A stored dust state, lit: optical depths toward the sun and the sky; its extinction
-    scaled by `thin` (the shot's see-through, dust_thinning).
+    scaled by `thin` (the shot's see-through, dust_thinning) between the lens and the
+    building (sight), and only by thin ** OUTSIDE_THIN above and behind it: thinned
+    evenly, the plume over the roof and the cloud over the courtyards, which hide nothing
+    of the collapse, faded to a haze through which the made-up courtyards read as CG.
 
     The grid cannot resolve the few-centimetre lit skin of a dense cloud: a cell-centred
     optical depth would put every visible surface in shadow. Light is attenuated through
@@ -604,7 +632,11 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
         return DustFrame(grid, z, z, z, np.zeros((2, 3) + shape, np.float32), w, np.zeros((3,) + shape, np.float32),
                          z, t)
     full = state["sigma"].astype(np.float32)
-    sigma = full * np.float32(thin)
+    thin_cells = np.float32(thin)
+    if sight is not None and thin < 1.0:
+        inside = sight_share(grid, sight)
+        thin_cells = np.power(np.float32(thin), OUTSIDE_THIN + (1.0 - OUTSIDE_THIN) * inside).astype(np.float32)
+    sigma = full * thin_cells
     # The cloud shades itself through more than its thinned density (a thinned cloud lit
     # through just that went flat and pale: dark bellies are what make a billow read) but
     # not through all of the physical cloud's (lit so, a see-through veil kept the full
@@ -613,7 +645,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0) -> DustFrame
     # filaments a cell or two wide, which advection draws out of every swirl, are below
     # what the grid resolves, and the shadows they cast down the sun's rays read as brush
     # strokes and marble veins through the cloud (the render's noise shades that scale).
-    lit = gaussian_filter(full, FILAMENT_CELLS, mode="nearest") * np.float32(np.sqrt(thin))
+    lit = gaussian_filter(full, FILAMENT_CELLS, mode="nearest") * np.sqrt(thin_cells)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-lit / LIGHT_SIGMA_CAP))).astype(np.float32)
     s_seen = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
     d = np.asarray(sun_dir, float)
@@ -643,6 +675,9 @@ def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray,
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
+OUTSIDE_THIN = 0.5         # dust above or behind the building is thinned to thin ** this (0.03 -> 0.17)
+SIGHT_EASE = 0.4           # ...from the roof's height to this much above it
+SIGHT_BACK_M = 8.0         # ...and from the back wall to this far behind it
 FILAMENT_CELLS = 1.2       # the grid's filaments, smoothed away for the light (Gaussian sigma, cells)
 ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
 SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)
