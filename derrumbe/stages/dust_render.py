@@ -162,6 +162,8 @@ layout(location = 2) out vec4 o_shade;
 layout(location = 3) out vec4 o_aux;
 
 const float AMB_OPEN = 0.6;
+const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
+                                 // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
@@ -295,7 +297,15 @@ void march(vec2 px, vec2 tc, float jit) {
                 // so it gets AMB_OPEN of what a face turned up to the sky gets (amb_col is
                 // that), as a facing wall does in lighting.py: dust lit as if every grain
                 // faced the whole sky read half again brighter than the plate's walls.
-                vec3 L = albedo * (Ls + AMB_OPEN * amb_col * (0.3 * exp(-0.03 * v.b) + 0.7 * exp(-0.5 * v.b - tau_loc)));
+                // The sky reaches a point through the cloud above it (v.b) or, on the
+                // face toward the lens, through the dust between it and that face; a
+                // lump's own shadow (tau_loc, one tap toward the sun's side) takes a
+                // quarter of it at most, the sky lighting it from the whole dome. Lit only
+                // from above and through each lump's shadow, a dense face under an overcast
+                // sky got 0.24 of a wall's light, the near-black of smoke (the demo's plume).
+                float b = min(v.b, SIDE_SKY * -log(max(T, 1e-4)));
+                float sky_in = 0.3 * exp(-0.03 * b) + 0.7 * exp(-0.5 * b) * (0.75 + 0.25 * exp(-tau_loc));
+                vec3 L = albedo * (Ls + AMB_OPEN * amb_col * sky_in);
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
