@@ -254,7 +254,7 @@ STAGES: tuple[Stage, ...] = (
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
-          version=2,
+          version=3,
           side="frame", libs=("numpy", "opencolorio")),
     Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=26,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),

@@ -231,6 +231,21 @@ def test_cube_shadow_goes_where_the_plates_sun_sends_it(azimuth):
     assert angle(sun_vector(azimuth, 40.0)) < 35       # and that is near where the plate's sun did
 
 
+def test_a_pale_cornice_inside_the_building_is_not_read_as_an_overcast_sky():
+    """A facade to the frame's top in a hard sun, its top band a pale grey stone the sky
+    test takes for sky (img_140's cornice): read as sky, a grey one, it made the sunlit
+    street overcast (flat dust, a grey sky over the pile). Nothing inside the building's
+    matte is sky: the light is read from the wall's sun and shade, a hard sun."""
+    lin, building, _ = _sunlit_plate(-30.0, 40.0)
+    lin[:90] = [0.55, 0.55, 0.56]                                # pale grey stone, up to the frame's top
+    building[:90] = 1.0
+    sky = np.zeros_like(building)
+    sky[:90] = 1.0                                               # what the sky test says of it
+    windows = detect_windows(np.clip(lin ** (1 / 2.2) * 255, 0, 255).astype(np.uint8), building)
+    _, info = estimate_lighting(lin, building, sky, None, None, windows)
+    assert info["light"] == "hard sun", info["sun_to_sky"]
+
+
 # CIE 1931 xy of the Planckian locus (Wyszecki & Stiles, table 1(3.11)): 4000-20000 K.
 PLANCK_XY = np.array([[0.3805, 0.3768], [0.3451, 0.3516], [0.3221, 0.3318], [0.3064, 0.3166],
                       [0.2807, 0.2883], [0.2565, 0.2577]])

@@ -69,6 +69,9 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
                       windows: np.ndarray | None = None) -> tuple[Lighting, dict]:
     """`lin`: the plate in linear ACEScg; `windows`: window boxes in its pixels."""
     inside = building > 0.5
+    # Nothing inside the building's matte is sky: img_140's pale top cornice, taken for a
+    # grey sky, made its sunlit street overcast.
+    skyness = np.where(inside, 0.0, skyness)
     lum = lin.mean(axis=2)
     zenith, horizon = _sky(lin, skyness, lum)
     ground = _ground(lin, inside)
