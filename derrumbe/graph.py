@@ -210,7 +210,15 @@ def _cleanplate(s: Scene):
     overcast = float(np.clip((1.0 - info["sun_to_sky"]) / 0.7, 0.0, 1.0))
     return make_cleanplate(v.plate_out, v.bmatte, v.hold_still, v.skyness, v.ocam, v.ocam.f_px / place.depth_m,
                            s.spec.seed, place.storey_m, place.ground_floor_m, overcast=overcast,
-                           height_m=place.proxy_height_m, windows=s["windows"] * (s.out_size[0] / s.plate.size[0]))
+                           height_m=place.proxy_height_m, windows=s["windows"] * (s.out_size[0] / s.plate.size[0]),
+                           keystone=_keystone(place, s.out_size[0] / s.plate.size[0]))
+
+
+def _keystone(place, scale: float) -> tuple[float, float] | None:
+    """(the verticals' vanishing row, the base row) at the output size, for a camera the
+    scale estimate found tilted; None for a level one."""
+    vp = place.scale.get("vanishing_row") if place.scale else None
+    return None if vp is None else (float(vp) * scale, float(place.base_row) * scale)
 
 
 def _lighting(s: Scene):
@@ -256,7 +264,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
           version=3,
           side="frame", libs=("numpy", "opencolorio")),
-    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=26,
+    Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=27,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),
     Stage("frames", lambda s: None, inputs=("view", "cleanplate", "lighting", "simulate", "fracture", "particles",
                                             "dust", "material"),

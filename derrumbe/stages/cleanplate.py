@@ -43,14 +43,17 @@ SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not p
 def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, skyness: np.ndarray,
                     cam: Camera, metres_px: float, seed: int, storey_m: float = STOREY_M,
                     ground_floor_m: float | None = None, overcast: float = 1.0,
-                    height_m: float | None = None, windows=None) -> np.ndarray:
+                    height_m: float | None = None, windows=None,
+                    keystone: tuple[float, float] | None = None) -> np.ndarray:
     """The plate with the building replaced by what plausibly stands behind it.
     metres_px: pixels per metre at the building's facade; storey_m, ground_floor_m: the
     building's storeys, whose floors leave their marks on a neighbour's party wall;
     overcast: how overcast the plate's light is (0: a clear sky, 1: overcast), for a
     plate that shows no sky; height_m: the building's height, roof included, which its
     rear wing across the courtyard shares (none drawn without it); windows: the facade's
-    window boxes (K x 4, frame pixels), whose glass the rear wing's windows show."""
+    window boxes (K x 4, frame pixels), whose glass the rear wing's windows show;
+    keystone: (the verticals' vanishing row, the building's base row) in frame pixels for
+    a camera tilted up: what is made up here leans as the plate's verticals do."""
     inside = building > 0.5
     if not inside.any():
         return lin.astype(np.float32).copy()
@@ -58,19 +61,39 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
     sky_px = (skyness > 0.5) & ~inside & (holdout < 0.5)
     depth = cam.f_px / max(metres_px, 1e-6)
     fill = _sky_layer(lin, inside, sky_px, cam, overcast, rng)
-    for layer in (_distant_blocks(lin, inside, cam, depth, fill, rng),
+    lean = (lambda layer: _lean(layer, cam.cx, *keystone)) if keystone else (lambda layer: layer)
+    for layer in (lean(_distant_blocks(lin, inside, cam, depth, fill, rng)),
                   _ground(lin, inside, holdout, cam),
                   # (its own random stream: the layers after it come out as they did without it)
-                  _courtyard(lin, inside, cam, depth, height_m, storey_m, fill, np.random.default_rng((seed, 4)),
-                             _window_crops(lin, inside, holdout, windows)),
+                  lean(_courtyard(lin, inside, cam, depth, height_m, storey_m, fill, np.random.default_rng((seed, 4)),
+                                  _window_crops(lin, inside, holdout, windows))),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
-                  _party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
-                               (storey_m, ground_floor_m if ground_floor_m else storey_m))):
+                  lean(_party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
+                                    (storey_m, ground_floor_m if ground_floor_m else storey_m)))):
         if layer is not None:
             col, a = layer
             fill = fill * (1 - a[..., None]) + col * a[..., None]
     m = building[..., None]
     return (lin * (1 - m) + fill * m).astype(np.float32)
+
+
+def _lean(layer, cx: float, vp_row: float, base_row: float):
+    """A layer drawn for a level camera, its verticals leaned to meet where the plate's do
+    (a camera tilted up: img_270's courtyard wings stood straight under its converging
+    facades). Each row is scaled about the principal point's column by how far it lies
+    from the vanishing row against the base row's distance, so the base row is kept and
+    a vertical edge runs toward (cx, vp_row); a pure tilt puts the vanishing point there.
+    What would come from outside the frame is left empty."""
+    if layer is None:
+        return None
+    col, alpha = layer
+    h, w = alpha.shape
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    k = (base_row - vp_row) / np.maximum(rows - vp_row, 1e-3)
+    map_x = (cx + (np.arange(w, dtype=np.float32)[None, :] - cx) * k).astype(np.float32)
+    map_y = np.broadcast_to(rows, (h, w)).astype(np.float32)
+    warp = lambda im: cv2.remap(im, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warp(col), warp(alpha)
 
 
 # ---- 1. sky ----------------------------------------------------------------------------
