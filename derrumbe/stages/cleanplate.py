@@ -89,7 +89,10 @@ def _lean(layer, cx: float, vp_row: float, base_row: float):
     col, alpha = layer
     h, w = alpha.shape
     rows = np.arange(h, dtype=np.float32)[:, None]
-    k = (base_row - vp_row) / np.maximum(rows - vp_row, 1e-3)
+    # (a camera tilted down puts the point below the frame: both distances negative; the
+    # keystone estimate refuses one near the frame, so none is near zero)
+    d = rows - vp_row
+    k = np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
     map_x = (cx + (np.arange(w, dtype=np.float32)[None, :] - cx) * k).astype(np.float32)
     map_y = np.broadcast_to(rows, (h, w)).astype(np.float32)
     warp = lambda im: cv2.remap(im, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
