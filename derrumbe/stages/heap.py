@@ -13,7 +13,8 @@ size law that goes on far below them; what lies below the smallest one is drawn 
   bulked, where it was, as the grit it became rains down;
 - the material runs out from where it landed until its slopes are no steeper than loose
   rubble stands (REPOSE_DEG), so the heap is one mound round the pieces, thickest where
-  most came down. (Most of a crushed building's volume is here: the simulation turns
+  most came down; while a stretch of the ground storey's front wall stands, only what
+  rises over it runs out onto the pavement, the rest is held inside. (Most of a crushed building's volume is here: the simulation turns
   the storeys the falling block crushes into dust and grit, 70 % of img_270's.)
 
 Heights are metres above the street on a grid fixed to the building (`Heap.x0`, `z0`,
@@ -34,6 +35,7 @@ from scipy.ndimage import gaussian_filter
 
 from derrumbe.stages.fracture import Fracture
 from derrumbe.stages.simulate import SimResult
+from derrumbe.stages.structure import FACADE
 
 BULKING = 1.5           # loose rubble fills ~1.5 times the volume of the wall it came from
 D_FINES = 2.3           # the size law's exponent below the simulated fragments (brittle
@@ -48,6 +50,8 @@ MIN_CELL_M = 0.08
 CHIP_COVER = 0.5        # the share of the heap's top the scattered lumps cover, seen from above
 MAX_CHIPS = 12000       # a render cost cap: past it the cover thins, the sizes stay
 CHIP_MIN_H = 0.1        # lumps lie where the heap will be at least this deep (m)
+WALL_MOVED_M = 0.3      # a ground-storey wall piece moved less than this still stands
+WALL_EASE_M = 0.3       # the heap meets a standing wall's foot over this
 LUMP_M = 1.2            # what lands comes down in clumps about this far apart, not as an even sheet:
 LUMP_SPREAD = 0.6       # their amounts vary by this log-standard deviation (an even deposit ran
                         # along the facade's base as one straight ridge, img_100 at 20 %)
@@ -87,6 +91,14 @@ class Heap:
         k = np.clip(np.searchsorted(sim.times, np.where(np.isfinite(hidden), hidden, 0.0)), 0, len(sim.times) - 1)
         self.gone_at = sim.pos[k, np.arange(fr.n)]
         self.lumps = _clumps(self.shape, self.cell)
+        # The ground storey's front wall: where a stretch of it stands, the heap inside
+        # runs out onto the pavement only over its top.
+        wall = np.flatnonzero((fr.element_kind == FACADE) & (fr.storey == 0))
+        self.wall = wall
+        self.wall_x = np.array([[fr.centroid[i, 0] + float(fr.verts[i][:, 0].min()),
+                                 fr.centroid[i, 0] + float(fr.verts[i][:, 0].max())] for i in wall]).reshape(-1, 2)
+        self.wall_top = np.array([fr.centroid[i, 1] + float(fr.verts[i][:, 1].max()) for i in wall])
+        self.front_z = float(fr.facade_z)
 
     def heights(self, t: float) -> np.ndarray:
         """The heap at time t: (nz, nx) metres, float32."""
@@ -102,7 +114,44 @@ class Heap:
             total = grid.sum()
             grid *= self.lumps
             grid *= total / max(grid.sum(), 1e-12)
-        return self._spread(grid).astype(np.float32)
+        h = self._spread(grid)
+        return self._held_back(h, self._open_front(h, k)).astype(np.float32)
+
+    def _held_back(self, h: np.ndarray, open_: np.ndarray) -> np.ndarray:
+        """The heap with what a standing wall holds back kept inside it: each column's
+        share that may not run out in front is added to its part behind the facade, in
+        the same shape (nothing is lost)."""
+        out = h * open_
+        rows = self.z0 + (np.arange(self.shape[0]) + 0.5) * self.cell
+        inside = rows <= self.front_z
+        held = (h - out).sum(axis=0)
+        have = out[inside].sum(axis=0)
+        out[inside] *= 1.0 + np.where(have > 1e-9, held / np.maximum(have, 1e-9), 0.0)[None, :]
+        return out
+
+    def _open_front(self, h: np.ndarray, k: int) -> np.ndarray:
+        """(nz, nx) the share of the heap that may lie at each cell: in front of the
+        facade, where its ground storey's wall still stands (a piece of it within
+        WALL_MOVED_M of where it stood) to a height W over a heap of height h behind it,
+        only what rises over it, 1 - W / h, runs out (the storeys crushed inside spilled a
+        mound onto the pavement in front of shop windows still standing, img_140 at 20 %);
+        1 everywhere else."""
+        nz, nx = self.shape
+        cols = self.x0 + (np.arange(nx) + 0.5) * self.cell
+        top = np.zeros(nx)
+        if len(self.wall):
+            moved = np.linalg.norm(self.pos[k, self.wall] - self.pos[0, self.wall], axis=1)
+            up = (moved < WALL_MOVED_M) & (self.hidden[self.wall] > self.times[k])
+            for (lo, hi), y in zip(self.wall_x[up], self.wall_top[up]):
+                span = (cols >= lo) & (cols <= hi)
+                top[span] = np.maximum(top[span], y)
+        rows = self.z0 + (np.arange(nz) + 0.5) * self.cell
+        behind = (rows > self.front_z - 1.0) & (rows <= self.front_z)
+        inside = h[behind].max(axis=0) if behind.any() else np.zeros(nx)
+        share = np.clip(1.0 - top / np.maximum(inside, 1e-6), 0.0, 1.0)
+        share = gaussian_filter(share, WALL_EASE_M / self.cell, mode="nearest")
+        front = np.clip((rows - self.front_z) / WALL_EASE_M, 0.0, 1.0)[:, None]
+        return 1.0 - front * (1.0 - share[None, :])
 
     def _spread(self, grid: np.ndarray) -> np.ndarray:
         """The deposits run out to the angle of repose: spread by SPREAD_M, then widened
