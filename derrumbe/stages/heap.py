@@ -14,8 +14,9 @@ size law that goes on far below them; what lies below the smallest one is drawn 
 - the material runs out from where it landed until its slopes are no steeper than loose
   rubble stands (REPOSE_DEG), so the heap is one mound round the pieces, thickest where
   most came down; while a stretch of the ground storey's front wall stands, only what
-  rises over it runs out onto the pavement, the rest is held inside. (Most of a crushed building's volume is here: the simulation turns
-  the storeys the falling block crushes into dust and grit, 70 % of img_270's.)
+  rises over it runs out onto the pavement, the rest is held inside. (Most of a crushed
+  building's volume is here: the simulation turns the storeys the falling block crushes
+  into dust and grit, 70 % of img_270's.)
 
 Heights are metres above the street on a grid fixed to the building (`Heap.x0`, `z0`,
 `cell`, rows along z from the back); `heights(t)` is the heap at time t.
@@ -117,11 +118,11 @@ class Heap:
         h = self._spread(grid)
         return self._held_back(h, self._open_front(h, k)).astype(np.float32)
 
-    def _held_back(self, h: np.ndarray, open_: np.ndarray) -> np.ndarray:
+    def _held_back(self, h: np.ndarray, share: np.ndarray) -> np.ndarray:
         """The heap with what a standing wall holds back kept inside it: each column's
         share that may not run out in front is added to its part behind the facade, in
         the same shape (nothing is lost)."""
-        out = h * open_
+        out = h * share
         rows = self.z0 + (np.arange(self.shape[0]) + 0.5) * self.cell
         inside = rows <= self.front_z
         held = (h - out).sum(axis=0)
