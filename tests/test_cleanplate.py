@@ -284,14 +284,8 @@ def test_a_building_cut_by_the_frames_top_reveals_the_blocks_round_its_courtyard
     differ along the gap); their windows are dark openings; above them the sky stays. A
     building whose roof shows in frame reveals only what the photo shows behind it."""
     from derrumbe.colour import luminance
-    from derrumbe.stages.camera import Camera
     from derrumbe.stages.cleanplate import WING_GAP_M
-    H, W = 300, 400
-    cam = Camera(W, H, 300.0, 200.0, 150.0, 1.6)
-    lin = np.full((H, W, 3), 0.3, np.float32)
-    building = np.zeros((H, W), np.float32)
-    building[0:260, 60:340] = 1.0
-    zero = np.zeros((H, W), np.float32)
+    cam, lin, building, zero = _cut_by_the_top(60, 340)
     depth, height, storey = 30.0, 10.0, 3.2                     # 10 px a metre at 300 px focal length
     kw = dict(storey_m=storey, ground_floor_m=storey)
     wing = make_cleanplate(lin, building, zero, zero, cam, 10.0, 1, height_m=height, **kw)
@@ -350,13 +344,8 @@ def test_the_made_up_walls_lean_as_the_plates_verticals_do_for_a_camera_tilted_u
     side edge, straight up in the level drawing, runs toward (cx, the vanishing row): its
     line, found at two rows, meets that row within 4 % of the frame's width of cx."""
     from derrumbe.colour import luminance
-    from derrumbe.stages.camera import Camera
-    H, W = 300, 400
-    cam = Camera(W, H, 300.0, 200.0, 150.0, 1.6)
-    lin = np.full((H, W, 3), 0.3, np.float32)
-    building = np.zeros((H, W), np.float32)
-    building[0:260, 20:380] = 1.0
-    zero = np.zeros((H, W), np.float32)
+    cam, lin, building, zero = _cut_by_the_top(20, 380)
+    W = cam.width
     kw = dict(storey_m=3.2, ground_floor_m=3.2, height_m=20.0)
     level = make_cleanplate(lin, building, zero, zero, cam, 10.0, 1, **kw)
     vp, base = -400.0, 260.0
@@ -376,3 +365,15 @@ def test_the_made_up_walls_lean_as_the_plates_verticals_do_for_a_camera_tilted_u
     x_vp = found[0] + (found[1] - found[0]) * (vp - ya) / (yb - ya)
     assert abs(x_vp - 200) < 0.04 * W, (found, x_vp)
     assert found[0] != found[1]
+
+
+def _cut_by_the_top(x0: int, x1: int):
+    """A 400x300 frame, 300 px focal length, horizon mid-frame, eye 1.6 m: a grey building
+    over columns x0..x1 from the frame's top down to row 260 (its roof unseen). The
+    camera, the plate, the building's matte and an empty matte."""
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 200.0, 150.0, 1.6)
+    building = np.zeros((H, W), np.float32)
+    building[0:260, x0:x1] = 1.0
+    return cam, np.full((H, W, 3), 0.3, np.float32), building, np.zeros((H, W), np.float32)
