@@ -377,3 +377,27 @@ def _cut_by_the_top(x0: int, x1: int):
     building = np.zeros((H, W), np.float32)
     building[0:260, x0:x1] = 1.0
     return cam, np.full((H, W, 3), 0.3, np.float32), building, np.zeros((H, W), np.float32)
+
+
+def test_no_wide_blank_wall_stands_behind_the_pile():
+    """A wing with no windows (a fire wall) may show only a narrow stretch of itself: a
+    wide blank wall behind the pile read as an untextured CG plane (img_288's salmon wall,
+    img_270's bare slab). Over ten seeds, no run of the wings' wall without a window is
+    wider than 8 m plus a bay at the nearest a wing stands."""
+    from derrumbe.colour import luminance
+    from derrumbe.stages.cleanplate import BAY_M, WING_GAP_M
+    cam, lin, building, zero = _cut_by_the_top(60, 340)
+    depth = 30.0
+    near = depth + WING_GAP_M[0]
+    widest = (8.0 + BAY_M[1]) * cam.f_px / near
+    rows = slice(int(cam.cy - cam.f_px * (10.0 * 0.7 - cam.eye_m) / near), int(cam.cy))   # below the lowest roof
+    for seed in range(1, 11):
+        wing = make_cleanplate(lin, building, zero, zero, cam, 10.0, seed, storey_m=3.2, ground_floor_m=3.2,
+                               height_m=10.0)
+        lum = luminance(wing[rows, 110:290])                    # between the party walls
+        glazed = (lum < 0.5 * np.median(lum)).any(axis=0)
+        run = longest = 0
+        for g in glazed:
+            run = 0 if g else run + 1
+            longest = max(longest, run)
+        assert longest < widest, (seed, longest, widest)

@@ -504,6 +504,7 @@ WINDOW_M = (1.3, 2.1, 0.85)    # a plain window's width, height, and its sill ov
 BAY_M = (2.8, 3.6)             # the spacing of the windows along a wall
 WING_GAP_M = (12.0, 35.0)      # how far behind the front each wing round the courtyards stands
 WING_WIDTH_M = (9.0, 24.0)     # its width
+FIREWALL_MAX_M = 8.0           # a wing with no windows shows at most this much of itself
 WALL_SRGB = np.array([(208, 172, 118), (204, 156, 146), (184, 182, 174), (216, 202, 172), (168, 180, 156),
                       (176, 184, 194), (150, 104, 86)], np.float32)     # old city renders: ochre, pink, grey,
                                                                          # cream, green, blue, brick
@@ -551,7 +552,9 @@ def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float
                      interpolation=cv2.INTER_AREA)
     tex = _tile(tex, base - t0, c1 - c0, rng) * _weathering(base - t0, c1 - c0, rng)
     tex = tex / max(float(luminance(np.median(tex.reshape(-1, 3), axis=0))), 1e-6) * colour
-    blank = rng.random() < 0.25                       # a fire wall: no windows
+    # A fire wall (no windows) only where little of it shows: a wide blank wall behind the
+    # pile read as an untextured CG plane (img_288's salmon wall, img_270's bare slab).
+    blank = rng.random() < 0.25 and (c1 - c0) * far / cam.f_px < FIREWALL_MAX_M
     wall = tex if blank else _plain_windows(tex, cam, far, t0, c0, rear_m, storey_m, rng, panes)
     ys = np.arange(t0, base)
     shade = rng.uniform(*COURTYARD_LIGHT) * (1 - 0.35 * np.clip((ys - top) / max(1, base - top), 0, 1) ** 1.5)
