@@ -384,6 +384,45 @@ def test_plate_texture_only_on_faces_the_photo_saw():
     assert layers.static.sum() == 0
 
 
+def _near_front(plate: np.ndarray) -> np.ndarray:
+    """The luminance of a facade piece's front face, 0.8 x 0.6 m, 30 m away at rest, brought
+    to 3 m before the lens facing it (the photo magnified ten times; a tenth of the frame,
+    under the lens guard's limit), over its middle."""
+    lo, hi = np.array([-0.4, 3.0, -30.3]), np.array([0.4, 3.6, -30.0])
+    fr = _one_box_fracture(lo, hi, lambda n: FRONT if n[2] > 0.5 else BREAK)
+    at = np.array([0.0, CAM.eye_m, -3.0 - 0.15])
+    r = _renderer(fr, _grey_light(), plate, fr.centroid[0])
+    try:
+        layers = r.render(_still_sim(at), 0.5, 0.0, 1)
+    finally:
+        r.release()
+    col = layers.debris[..., :3]
+    half = 0.2 * CAM.f_px / 3.0                          # 0.2 m on the face, in pixels
+    rows = slice(int(CAM.cy - half), int(CAM.cy + half))
+    cols = slice(int(CAM.cx - half), int(CAM.cx + half))
+    assert (layers.debris[rows, cols, 3] > 0.99).all()
+    return col[rows, cols] @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+def test_a_piece_near_the_lens_shows_the_photo_smoothly_with_the_surfaces_own_grain():
+    """A piece that comes near the lens shows a few of the photo's pixels over many of the
+    frame's. Drawn bilinear, each photo pixel was a tile with creases along its centres
+    (img_190's near pieces read as "pixelated blocks"), and a flat stretch of photo a
+    smooth plastic card. Ten times magnified: a checkerboard of single photo pixels keeps
+    under a fifth of its spread (a cubic B-spline keeps about a ninth at the pixels' centres,
+    bilinear all of it: 0.32 of the spread over its ramps); a flat grey
+    photo shows the render's own grain, a fine spread (luminance less its 4 px blur) of at
+    least 2 % of its level."""
+    import cv2
+    checker = np.indices((CAM.height, CAM.width)).sum(0) % 2
+    plate = np.repeat((0.2 + 0.3 * checker)[..., None], 3, axis=2).astype(np.float32)
+    lum = _near_front(plate)
+    assert lum.std() < 0.2 * 0.15, lum.std()                 # 0.15: the checker's own spread
+    flat = _near_front(np.full((CAM.height, CAM.width, 3), 0.35, np.float32))
+    fine = flat - cv2.GaussianBlur(flat, (0, 0), 4.0)
+    assert fine.std() > 0.02 * flat.mean(), (fine.std(), flat.mean())
+
+
 def test_a_window_reveal_on_a_falling_block_is_lit_as_its_wall_not_drawn_black():
     """A window's head seen from below on a block that has dropped but not turned: the
     reveal is part of the photo (the camera saw it), so it carries the plate lit as the

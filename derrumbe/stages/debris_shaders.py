@@ -197,9 +197,25 @@ vec3 perturb(vec3 n, vec3 g_rest, float k) {
     vec3 g = v_R * g_rest;
     return normalize(n - k * (g - n * dot(g, n)));
 }
+// The plate magnified past its own pixels (a piece come near the lens shows a few of the
+// photo's pixels over many of the frame's): a B-spline through them, not bilinear facets
+// (img_190's near pieces read as "pixelated blocks"), in four bilinear taps.
+vec3 plate_smooth(vec2 uv) {
+    vec2 ts = vec2(textureSize(plate, 0));
+    vec2 st = uv * ts - 0.5, i = floor(st), f = st - i;
+    vec2 w0 = (1.0 - f) * (1.0 - f) * (1.0 - f) / 6.0, w3 = f * f * f / 6.0;
+    vec2 w1 = (3.0 * f * f * f - 6.0 * f * f + 4.0) / 6.0, w2 = 1.0 - w0 - w1 - w3;
+    vec2 g0 = w0 + w1, g1 = w2 + w3;
+    vec2 p0 = (i - 0.5 + w1 / g0) / ts, p1 = (i + 1.5 + w3 / g1) / ts;
+    return g0.y * (g0.x * texture(plate, p0).rgb + g1.x * texture(plate, vec2(p1.x, p0.y)).rgb)
+         + g1.y * (g0.x * texture(plate, vec2(p0.x, p1.y)).rgb + g1.x * texture(plate, p1).rgb);
+}
 void main() {
     // Per-pixel footprint, taken before any branch (derivatives need all four pixels).
     float px = max(length(fwidth(v_rest)), 1e-4);
+    vec4 pc0 = viewproj * vec4(v_rest, 1.0);
+    vec2 texels = fwidth((pc0.xy / pc0.w * 0.5 + 0.5) / plate_span) * vec2(textureSize(plate, 0));
+    float magnified = clamp(1.0 - 1.5 * max(texels.x, texels.y), 0.0, 1.0);   // 0: a photo pixel a frame pixel or less
     if (carved()) discard;
     detail = 1.0 - smoothstep(6.0, 14.0, v_blur);
     float depth = -v_world.z;
@@ -282,6 +298,12 @@ void main() {
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
     vec3 l_np = light(np, sv, av * occ), l_n = light(n_lit, sv, av);
     vec3 photo = texture(plate, puv).rgb;
+    if (magnified > 0.0) {
+        // ...and the surface's own grain where the photo has none to give: the render's
+        // pores and specks at a few centimetres, as close to the lens the eye expects them.
+        vec3 near = plate_smooth(puv) * (1.0 + magnified * (0.12 * c4.w + 0.08 * nz(v_rest * 13.0).w));
+        photo = mix(photo, near, min(1.0, 4.0 * magnified));
+    }
     vec3 col = base * l_np;
     if (kind == FRONT || kind == GLASSF || kind == REVEAL) {
         // The photo's own surface (a pane still in its frame and the reveals around it
