@@ -406,9 +406,8 @@ def _near_front(plate: np.ndarray) -> np.ndarray:
 
 def test_a_piece_near_the_lens_shows_the_photo_smoothly_with_the_surfaces_own_grain():
     """A piece that comes near the lens shows a few of the photo's pixels over many of the
-    frame's. Drawn bilinear, each photo pixel was a tile with creases along its centres
-    (img_190's near pieces read as "pixelated blocks"), and a flat stretch of photo a
-    smooth plastic card. Ten times magnified: a checkerboard of single photo pixels keeps
+    frame's. Drawn bilinear, each photo pixel was a tile with creases along its centres,
+    and a flat stretch of photo a smooth plastic card. Ten times magnified: a checkerboard of single photo pixels keeps
     under a fifth of its spread (a cubic B-spline keeps about a ninth at the pixels' centres,
     bilinear all of it: 0.32 of the spread over its ramps); a flat grey
     photo shows the render's own grain, a fine spread (luminance less its 4 px blur) of at

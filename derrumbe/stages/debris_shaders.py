@@ -199,7 +199,7 @@ vec3 perturb(vec3 n, vec3 g_rest, float k) {
 }
 // The plate magnified past its own pixels (a piece come near the lens shows a few of the
 // photo's pixels over many of the frame's): a B-spline through them, not bilinear facets
-// (img_190's near pieces read as "pixelated blocks"), in four bilinear taps.
+// (each photo pixel a creased tile), in four bilinear taps.
 vec3 plate_smooth(vec2 uv) {
     vec2 ts = vec2(textureSize(plate, 0));
     vec2 st = uv * ts - 0.5, i = floor(st), f = st - i;
