@@ -213,8 +213,10 @@ vec3 plate_smooth(vec2 uv) {
 void main() {
     // Per-pixel footprint, taken before any branch (derivatives need all four pixels).
     float px = max(length(fwidth(v_rest)), 1e-4);
-    vec4 pc0 = viewproj * vec4(v_rest, 1.0);
-    vec2 texels = fwidth((pc0.xy / pc0.w * 0.5 + 0.5) / plate_span) * vec2(textureSize(plate, 0));
+    vec4 pc = viewproj * vec4(v_rest, 1.0);
+    vec2 ruv = pc.xy / pc.w * 0.5 + 0.5;
+    vec2 puv = (ruv - plate_lo) / plate_span;           // the plate, continued past the frame
+    vec2 texels = fwidth(puv) * vec2(textureSize(plate, 0));
     float magnified = clamp(1.0 - 1.5 * max(texels.x, texels.y), 0.0, 1.0);   // 0: a photo pixel a frame pixel or less
     if (carved()) discard;
     detail = 1.0 - smoothstep(6.0, 14.0, v_blur);
@@ -224,9 +226,6 @@ void main() {
     vec3 n = normalize(v_nrm);
     // Seen through a carve: the solid's inside stands for its missing cut face.
     if (!gl_FrontFacing) { n = -n; kind = BREAK; }
-    vec4 pc = viewproj * vec4(v_rest, 1.0);
-    vec2 ruv = pc.xy / pc.w * 0.5 + 0.5;
-    vec2 puv = (ruv - plate_lo) / plate_span;           // the plate, continued past the frame
     // A window's reveals and its pane in the frame are part of the photo's surface: they
     // are relit as the wall's front turns, not by their own normals (a head seen from
     // below, relit as a face turned to the ground, drew black lines along the tops of
@@ -298,7 +297,8 @@ void main() {
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
     vec3 l_np = light(np, sv, av * occ), l_n = light(n_lit, sv, av);
     vec3 photo = texture(plate, puv).rgb;
-    if (magnified > 0.0) {
+    // (only where the photo shows: a face the camera saw, or a crack's mouth)
+    if (magnified > 0.0 && (kind == FRONT || kind == GLASSF || kind == REVEAL || mouth > 0.0)) {
         // ...and the surface's own grain where the photo has none to give: the render's
         // pores and specks at a few centimetres, as close to the lens the eye expects them.
         vec3 near = plate_smooth(puv) * (1.0 + magnified * (0.12 * c4.w + 0.08 * nz(v_rest * 13.0).w));
