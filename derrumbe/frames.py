@@ -24,7 +24,7 @@ from derrumbe.stages import exr as exr_out
 from derrumbe.stages import outputs
 from derrumbe.stages.comp import (composite, degrain, estimate_grain_model, regrained, room_darkness, rooms_behind,
                                   settled_dust, shake_track)
-from derrumbe.stages.dust import Sightline, dust_frame
+from derrumbe.stages.dust import Sightline, collapse_tops, dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
 from derrumbe.stages.heap import Heap
@@ -90,7 +90,8 @@ class FrameRenderer:
         self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
                                     self.dust_colour, self.light)
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
-        self.sight = Sightline(s["camera"][1].proxy_height_m, float(-fr.centroid[:, 2].min()))
+        self.tops = collapse_tops(sim, fr, s.frame_times, s["camera"][1].proxy_height_m)
+        self.back_m = float(-fr.centroid[:, 2].min())
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects
@@ -214,7 +215,7 @@ class FrameRenderer:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
             thin = float(self.thin[min(i, len(self.thin) - 1)])
-            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, self.sight), layers, self.sun_share,
+            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, Sightline(float(self.tops[i]), self.back_m)), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
             t2 = _clock()
             self.stage_t["dust_render"] += t2 - t1

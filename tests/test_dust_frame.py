@@ -128,7 +128,7 @@ def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_o
     from the lens to its facade keeps that share of its optical depth; thinned evenly, the
     plume above the roof and the cloud over the courtyards behind it faded to a haze as
     well, and the made-up courtyards read through it. Dust over 1.4 times the roof's
-    height, or 8 m behind the back wall, keeps the factor's square root; no cell is thinned
+    height, or 8 m behind the back wall, keeps the factor's fourth root; no cell is thinned
     more than the factor, and nothing is thickened past the simulated cloud."""
     from derrumbe.stages.dust import Sightline
     h, (nz, ny, nx) = 0.5, (120, 80, 40)
@@ -153,8 +153,45 @@ def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_o
     above = f.sigma[(z > -25) & (z < -5)][:, y > 28.0]
     behind = f.sigma[z < -38.0][:, y < 18.0]
     for part in (above, behind):
-        assert np.allclose(part, 2.0 * np.sqrt(thin), rtol=0.01), (part.min(), part.max())
+        assert np.allclose(part, 2.0 * thin ** 0.25, rtol=0.01), (part.min(), part.max())
     assert f.sigma.min() >= 2.0 * thin * 0.99 and f.sigma.max() <= 2.0 * 1.001
     # 1: nothing thinned anywhere; no sightline: the factor everywhere (the test's own cloud).
     assert np.allclose(dust_frame(state, SUN, 1.0, Sightline(20.0, 30.0)).sigma, 2.0)
     assert np.allclose(dust_frame(state, SUN, thin).sigma, 2.0 * thin, rtol=0.01)
+
+
+def test_once_the_building_is_down_the_sightline_stops_at_its_pile():
+    """The see-through keeps the collapse in sight: what still stands or falls. Once the
+    building is down that is the pile, and the dust higher up (thinned as if the building
+    still stood behind it, footage keeps it standing where the building stood for seconds)
+    hides only the courtyards behind. The building's reach at a time is the top of what
+    stands, or of what has moved below the top 5 % of its mass: a light piece thrown high,
+    or one gone to dust, does not hold the sightline up."""
+    from types import SimpleNamespace
+
+    from derrumbe.stages.dust import Grid, Sightline, collapse_tops, sight_share
+    from derrumbe.stages.simulate import SimResult
+    times = np.array([0.0, 1.0, 2.0, 3.0])
+    n = 14
+    y = np.zeros((4, n))
+    y[:, :4] = 1.5                                   # a ground storey's wall that stands: top 3 m
+    y[:, 4:12] = np.array([10.0, 6.0, 2.0, 2.0])[:, None]   # the block above falls and lands: top 11.5, 7.5, 3.5
+    y[:, 12] = [10.0, 7.0, 15.0, 15.5]               # a 5 kg shard thrown high
+    y[:, 13] = [10.0, 9.0, 18.0, 18.0]               # a fragment pulverised at 1.5 s
+    pos = np.zeros((4, n, 3))
+    pos[..., 1] = y
+    released = np.r_[np.full(4, np.inf), np.full(10, 0.5)]
+    mass = np.r_[np.full(12, 1000.0), 5.0, 1000.0]
+    hidden = np.r_[np.full(13, np.inf), 1.5]
+    sim = SimResult(times, pos, np.zeros((4, n, 4)), np.zeros(4), released, mass, {}, hidden=hidden)
+    fr = SimpleNamespace(extent=np.full(n, 1.5))
+    tops = collapse_tops(sim, fr, times, roof_m=20.0)
+    assert np.allclose(tops, [11.5, 10.5, 3.5, 3.5]), tops       # at 1 s the doomed fragment still falls
+    assert np.allclose(collapse_tops(sim, fr, times, roof_m=10.0)[:2], [10.0, 10.0])
+    # Over a 3.5 m pile the dust is eased back to the plume's thinning over 4 m, not 1.4 m.
+    grid = Grid(np.array([-1.0, 0.0, -11.0]), 0.5, (4, 40, 4))
+    share = sight_share(grid, Sightline(roof_m=3.5, back_m=30.0))[0, :, 0]
+    yc = (np.arange(40) + 0.5) * 0.5
+    assert np.all(share[yc < 3.5] == 1.0) and np.all(share[yc > 7.5] == 0.0)
+    middle = share[(yc > 4.5) & (yc < 6.5)]
+    assert np.all((middle > 0.05) & (middle < 0.95)), middle

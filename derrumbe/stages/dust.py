@@ -593,8 +593,32 @@ class Sightline:
     """The air between the lens and the building: what the see-through thins. A camera in
     the street looks at the building below its roof and in front of its back wall; dust
     above the roof or behind the plot hides only the sky and the courtyards."""
-    roof_m: float         # the building's height
+    roof_m: float         # the building's height: what of it still stands or falls (collapse_tops)
     back_m: float         # its back wall's distance from the lens
+
+
+def collapse_tops(sim: SimResult, fr: Fracture, times: np.ndarray, roof_m: float) -> np.ndarray:
+    """Per time, how high the building still reaches: the top of what stands, or of the
+    highest TOP_SHARE of what has moved (by mass: a few pieces thrown high are not the
+    building), never above roof_m. Once the building is down this is its pile's top, and
+    the dust over the pile (what the see-through thinned as if the building still stood
+    behind it) hides only the made-up courtyards behind: footage shows the cloud standing
+    where the building stood for many seconds after it is down."""
+    k = np.clip(np.searchsorted(sim.times, np.asarray(times, float)), 0, len(sim.times) - 1)
+    ext = fr.extent
+    out = np.empty(len(k))
+    for j, (kk, t) in enumerate(zip(k, times)):
+        top = sim.pos[kk, :, 1] + ext
+        shown = sim.visible(float(t))
+        still = shown & ~(sim.released <= t)
+        moved = shown & ~still
+        h = float(top[still].max()) if still.any() else 0.0
+        if moved.any():
+            order = np.argsort(top[moved])
+            share = np.cumsum(sim.mass[moved][order]) / max(float(sim.mass[moved].sum()), 1e-9)
+            h = max(h, float(top[moved][order][np.searchsorted(share, TOP_SHARE)]) if share[-1] > 0 else 0.0)
+        out[j] = min(h, roof_m)
+    return out
 
 
 def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
@@ -603,7 +627,8 @@ def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
     SIGHT_BACK_M behind the back wall, so no edge of the thinning shows in the cloud."""
     c = grid.centres()
     y, dist = c[..., 1], -c[..., 2]
-    below = 1.0 - _smooth(sight.roof_m, sight.roof_m * (1.0 + SIGHT_EASE), y)
+    ease = max(SIGHT_EASE * sight.roof_m, SIGHT_EASE_MIN_M)
+    below = 1.0 - _smooth(sight.roof_m, sight.roof_m + ease, y)
     before = 1.0 - _smooth(sight.back_m, sight.back_m + SIGHT_BACK_M, dist)
     return (below * before).astype(np.float32)
 
@@ -675,8 +700,13 @@ def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray,
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
-OUTSIDE_THIN = 0.5         # dust above or behind the building is thinned to thin ** this (0.03 -> 0.17)
+OUTSIDE_THIN = 0.25        # dust above or behind the building is thinned to thin ** this (0.03 -> 0.42;
+                           # at 0.5, 0.17, the cloud over img_270's and img_190's piles was a haze
+                           # through which their made-up courtyards read in full)
 SIGHT_EASE = 0.4           # ...from the roof's height to this much above it
+SIGHT_EASE_MIN_M = 4.0     # ...and never over less than this: over a 4 m pile, an ease of 1.6 m
+                           # drew the change of density as a level line across the cloud
+TOP_SHARE = 0.95           # collapse_tops: the share of the moved mass below the building's top
 SIGHT_BACK_M = 8.0         # ...and from the back wall to this far behind it
 FILAMENT_CELLS = 1.2       # the grid's filaments, smoothed away for the light (Gaussian sigma, cells)
 ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
