@@ -833,3 +833,39 @@ def test_a_pane_out_of_its_frame_breaks_into_shards_not_a_ghost_sheet():
         assert (a < 0.02).mean() > 0.1, depth          # shards gone from their places
         assert held.std() > 0.03, depth                # cracks and clear glass, not one film
         assert held.mean() < 0.5, depth
+
+
+def test_a_falling_slabs_underside_is_lit_by_the_sunlit_street_below_it():
+    """A slab in the air over a sunlit street: what faces down receives the street's own
+    light, about the street's albedo times what lights the slab's top (the street is a
+    near-Lambertian floor filling the lower hemisphere). With a street of albedo 0.15 the
+    underside is seen at about 1/6 of the top (1/8 to 1/3 allowed: the material's relief
+    and the dust on what faces up); lit by the sky alone it was 1/17, and, under the sky
+    test's "covered", a black slab falling before the lens (img_190 at 60 %)."""
+    sun_dir = sun_vector(0.0, 60.0)
+    sun, amb = np.array([0.85, 0.86, 0.9]), np.array([0.22, 0.23, 0.27])
+    street = 0.15 * (amb + sun * sun_dir[1])               # the street as the plate shows it
+    light = Lighting(sun_dir, sun, amb, np.array([0.4, 0.38, 0.35]), ground_col=street)
+    size = np.array([3.0, 0.3, 3.0])
+
+    def face(centre, rows):
+        fr = _one_box_fracture(centre - size / 2, centre + size / 2, lambda n: BREAK)
+        r = _renderer(fr, light, np.full((CAM.height, CAM.width, 3), 0.3, np.float32), centre - [0, 500.0, 0])
+        try:
+            layers = r.render(_still_sim(centre), 0.5, 0.0, 1)
+        finally:
+            r.release()
+        lum = layers.debris[..., :3].mean(-1)
+        half = int(CAM.f_px * 1.0 / -centre[2])
+        patch = lum[rows[0]:rows[1], int(CAM.cx) - half:int(CAM.cx) + half]
+        assert (layers.debris[rows[0]:rows[1], int(CAM.cx) - half:int(CAM.cx) + half, 3] > 0.99).all()
+        return float(patch.mean())
+
+    def row(y, z):
+        return CAM.cy - CAM.f_px * (y - CAM.eye_m) / z
+
+    high, low = np.array([0.0, 4.0, -8.0]), np.array([0.0, 0.15, -8.0])
+    # The underside of the one seen from below, the top of the one seen from above.
+    under = face(high, (int(row(3.85, 6.5)) + 3, int(row(3.85, 9.5)) - 3))
+    top = face(low, (int(row(0.3, 9.5)) + 3, int(row(0.3, 6.5)) - 3))
+    assert 1 / 8 < under / top < 1 / 3, (under, top, under / top)

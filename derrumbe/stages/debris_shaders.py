@@ -47,7 +47,7 @@ uniform sampler3D noise;       // tiling smooth noise: rgb its gradient, a its v
 uniform sampler2D top;         // top-down: r moved occupancy near the ground, g highest surface (m)
 uniform sampler2DShadow shadow, shadow_rest;
 uniform mat4 lightproj, topproj;
-uniform vec3 sun_dir, sun_col, amb_col, cam_pos;
+uniform vec3 sun_dir, sun_col, amb_col, ground_col, cam_pos;
 uniform float facade_z;
 
 vec4 nz(vec3 p) { return texture(noise, p) * 2.0 - 1.0; }
@@ -84,9 +84,16 @@ float sky_access(vec3 w, vec3 n) {
     if (d > 0.5) return mix(1.0, room * exp(-0.05 * min(above, 8.0)), covered);   // in the building
     return mix(1.0, pile, covered) * (1.0 - 0.55 * crevice);                        // out on the pile
 }
-vec3 light(vec3 n, float sv, float av) {
-    return amb_col * (0.6 + 0.4 * n.y) * av + sun_col * max(dot(n, sun_dir), 0.0) * sv;
+// The sky's ambient (a wall sees 0.6 of it, a face turned down a fifth) through av, the
+// sun through sv, and the street's own light on what faces down through gv: a face turned
+// to the street receives about its radiance as the plate shows it (its albedo times its
+// light). Without it a falling slab's underside in a sunny plate was lit 1:17 against its
+// top, and under the sky test's "covered" a tenth of that: a black slab falling (img_190
+// at 60 %); with the street's light it is about 1:5, as sunlit undersides are.
+vec3 light(vec3 n, float sv, float av, float gv) {
+    return amb_col * (0.6 + 0.4 * n.y) * av + ground_col * max(-n.y, 0.0) * gv + sun_col * max(dot(n, sun_dir), 0.0) * sv;
 }
+vec3 light(vec3 n, float sv, float av) { return light(n, sv, av, av); }
 """
 
 _PIECE_HEAD = """
@@ -95,7 +102,7 @@ uniform sampler2D plate;       // the facade's texture: the plate, filled out pa
 uniform vec2 plate_lo, plate_span;  // where the frame lies in it (plate_texture.Atlas)
 uniform sampler2D matte;
 uniform mat4 viewproj;
-uniform vec3 face_albedo, facade_albedo, plaster, brick, mortar, dust_col, roof_col, sky_zen, sky_hor, ground_col;
+uniform vec3 face_albedo, facade_albedo, plaster, brick, mortar, dust_col, roof_col, sky_zen, sky_hor;
 uniform float rough, sun_strength;
 uniform vec3 front_light;      // what lit the facade in the plate (a front face at rest, in the open)
 in vec3 v_rest; in vec3 v_nrm; in vec3 v_world; in vec3 v_edge; in vec2 v_wall;
@@ -295,7 +302,9 @@ void main() {
     base *= (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id)));
     vec3 np = perturb(n_lit, g, k_relief);
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
-    vec3 l_np = light(np, sv, av * occ), l_n = light(n_lit, sv, av);
+    // What has moved sees the street under it (a ceiling still in its room sees the room's floor).
+    float gv = v_moved > 0.5 ? 1.0 : av;
+    vec3 l_np = light(np, sv, av * occ, gv * occ), l_n = light(n_lit, sv, av, gv);
     vec3 photo = texture(plate, puv).rgb;
     // (only where the photo shows: a face the camera saw, or a crack's mouth)
     if (magnified > 0.0 && (kind == FRONT || kind == GLASSF || kind == REVEAL || mouth > 0.0)) {

@@ -463,7 +463,7 @@ class DebrisRenderer:
             for name, value in uniforms.items():
                 _set(prog, name, value)
         for prog in (self.bprog, self.grit_prog):
-            for name in ("sun_dir", "sun_col", "amb_col"):
+            for name in ("sun_dir", "sun_col", "amb_col", "ground_col"):
                 _set(prog, name, uniforms[name])
         b = self.bprog
         _set(b, "xf", self.units["xf"])
