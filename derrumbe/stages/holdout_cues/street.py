@@ -70,7 +70,13 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
             # cut runs into a side of its box, the body goes on past it and is looked for
             # half a blob further (img_140's white car was found as its wheel arch alone;
             # its left half fell with the building).
-            g, rect = _widened(bgr, g, rect, core, 0.5 * ww, seed)
+            # (again while it does: img_140's car runs on off the frame's left edge, and a
+            # single step left its door and windows to fall with the building)
+            for _ in range(WIDEN_STEPS):
+                g, wider = _widened(bgr, g, rect, core, 0.5 * ww, seed)
+                if wider == rect:
+                    break
+                rect = wider
         g = trim_continuation(lab, g, int(round(rect[1])))
         g = fill_holes(largest(g, core))
         if not at_bottom and _cut_by_its_limit(g, int(round(rect[1]))):
@@ -144,6 +150,7 @@ def rise_and_fall(mask: np.ndarray) -> np.ndarray:
     return mask & (rows >= h - keep[None, :])
 
 
+WIDEN_STEPS = 3         # how many times a cut reaching a side of its box is redone wider
 STEP_SHARE = 0.12       # a step in the outline of at least this share of the cut's height ...
 STEP_PX = 3             # ... over at most this many columns is a wall, not a car's slope
 HUMP_SHARE = 0.35       # humps walled on both sides narrower than this share of the cut go
