@@ -17,8 +17,8 @@ the plate's own walls):
 - sun: single scattering through the optical depth toward the sun (swept on the CPU, the
   cloud's shadow on itself) and a short shadow ray through the billows, Henyey-Greenstein
   phase; multiple scattering by Wrenninge's octaves (each octave: less energy, a fraction
-  of the optical depth, a weaker phase), so dense dust is bright on its lit side, dark
-  underneath and glows at thin sunlit edges;
+  of the optical depth, a weaker phase) and, inside dense dust, the sunlight it diffuses,
+  so dense dust is bright on its lit side, dark underneath and glows at thin sunlit edges;
 - sky: the plate's ambient, dimmed by the dust above the point;
 - colour: the dust's albedo (the building's material and facade, see pipeline).
 
@@ -162,6 +162,13 @@ layout(location = 2) out vec4 o_shade;
 layout(location = 3) out vec4 o_aux;
 
 const float AMB_OPEN = 0.6;
+// The sunlight a dense cloud diffuses (see march): at 1.3 a dense face with the sun behind
+// the camera comes out 0.7-0.8 of a wall of the dust's colour in the same light, as the
+// sky-lit face does (tests/test_dust_render.py); without it, 0.21, and sunny plates' dust
+// read as brown smoke. It sinks in as the last octave does (exp(-0.16 tau)): the grid puts
+// a dense face's first cells a few optical depths into the sun's shadow.
+const float MS_SUN = 1.3;
+const float MS_LEN = 2.0;        // m: how much dust round a point makes it diffuse light
 const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
@@ -289,7 +296,13 @@ void march(vec2 px, vec2 tc, float jit) {
             se *= keep;
             if (se > 1e-6) {
                 float tau = v.g + tau_loc;
-                vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau));
+                // Past the octaves, the sunlight a dense cloud diffuses: inside dust thick
+                // around a point (MS_LEN of its density saturating) the light has been
+                // scattered many times and comes from all sides, sinking in as diffusion
+                // does; a thin wisp has none of it.
+                float thick = 1.0 - exp(-s * MS_LEN);
+                vec3 Ls = sun_col * (ph0 * exp(-tau) + 0.35 * ph1 * exp(-0.4 * tau) + 0.12 * ph2 * exp(-0.16 * tau)
+                                     + MS_SUN * thick * exp(-0.16 * tau));
                 // The sky's light: what reaches the point straight (dimmed by the dust and the
                 // building above) plus what the surrounding cloud scatters in, less under a
                 // thick layer or a roof (a floor under a building is near dark). A grain of
