@@ -4,10 +4,20 @@ The encode is its own stage, after every frame is on disk: frames may come from 
 processes or machines (a Dask cluster, a farm's chunks), and the movie is made from the
 PNGs they left, so it is the same whoever rendered them. Written under a temporary name
 and renamed when complete.
+
+The encode runs in a fresh Python process. libx264 in PyAV's build gave different bytes
+for the same YUV input now and then (about 2 in 100 encodes inside a process that had
+done other work, 0 in 44 in fresh processes; measured 2026-12-01): the output depends on
+the process's heap, and a Dask worker's heap after rendering is never the same twice
+(tests/test_cluster.py's cluster movie against the local runner's, every frame equal).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -101,10 +111,15 @@ class MovieWriter:
             self.container.mux(pkt)
 
     def close(self) -> None:
+        self.finish()
+        publish(self.tmp, self.path)
+
+    def finish(self) -> Path:
+        """Flushes and closes the movie, left under its temporary name (returned)."""
         for pkt in self.stream.encode():
             self.container.mux(pkt)
         self.container.close()
-        publish(self.tmp, self.path)
+        return self.tmp
 
     def abort(self) -> None:
         try:
@@ -115,7 +130,31 @@ class MovieWriter:
 
 def encode_movies(out: Path, stem: str, frames: list[Path], fps, size: tuple[int, int], kinds=("h264",),
                   burn_in: BurnIn | None = None, progress=None, first: int = FIRST_FRAME) -> list[Path]:
-    """Every movie of kinds from the frame PNGs (numbered from first), in order; returns their paths."""
+    """Every movie of kinds from the frame PNGs (numbered from first), in order, encoded in
+    a fresh process (see the module's note); returns their paths."""
+    job = dict(out=str(out), stem=stem, frames=[str(p) for p in frames], fps=str(Fraction(fps).limit_denominator(1001000)),
+               size=list(size), kinds=list(kinds), first=first,
+               burn_in=None if burn_in is None else [burn_in.shot, burn_in.version, burn_in.fps, burn_in.first])
+    r = subprocess.run([sys.executable, "-m", "derrumbe.stages.movies"], input=json.dumps(job), capture_output=True,
+                       text=True)
+    if r.returncode:
+        lines = r.stderr.strip().splitlines() or ["(no message)"]
+        if r.returncode == 2:
+            raise DerrumbeError(lines[-1].removeprefix("derrumbe: error: "))
+        raise RuntimeError(f"the movie encoder's process failed (exit {r.returncode}): " + "\n".join(lines[-15:]))
+    made = []
+    for tmp, path in json.loads(r.stdout):
+        publish(tmp, Path(path))
+        made.append(Path(path))
+    if progress is not None:
+        progress(len(frames), len(frames))
+    return made
+
+
+def _encode_here(out: Path, stem: str, frames: list[Path], fps, size: tuple[int, int], kinds=("h264",),
+                 burn_in: BurnIn | None = None, first: int = FIRST_FRAME) -> list[tuple[Path, Path]]:
+    """The movies, finished under temporary names: [(temporary, final path)] (the caller
+    publishes them)."""
     writers = [MovieWriter(movie_path(out, stem, k), fps, size, k, burn_in, first) for k in kinds]
     try:
         for i, p in enumerate(frames):
@@ -125,12 +164,29 @@ def encode_movies(out: Path, stem: str, frames: list[Path], fps, size: tuple[int
             rgb = np.ascontiguousarray(img[..., ::-1])
             for w in writers:
                 w.add(rgb, first + i)
-            if progress is not None:
-                progress(i + 1, len(frames))
-        for w in writers:
-            w.close()
+        return [(w.finish(), w.path) for w in writers]
     except BaseException:
         for w in writers:
             w.abort()
         raise
-    return [w.path for w in writers]
+
+
+def _main() -> int:
+    """The encoder's process: the job as JSON on stdin, the movies' paths as JSON on stdout."""
+    job = json.loads(sys.stdin.read())
+    burn = None if job["burn_in"] is None else BurnIn(job["burn_in"][0], job["burn_in"][1], tuple(job["size"]),
+                                                      job["burn_in"][2], job["burn_in"][3])
+    fps = Fraction(job["fps"])
+    try:
+        made = _encode_here(Path(job["out"]), job["stem"], [Path(p) for p in job["frames"]],
+                            fps.numerator if fps.denominator == 1 else fps, tuple(job["size"]), tuple(job["kinds"]),
+                            burn, job["first"])
+    except DerrumbeError as e:
+        print(f"derrumbe: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps([[str(t), str(p)] for t, p in made]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
