@@ -215,7 +215,8 @@ class FrameRenderer:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
             thin = float(self.thin[min(i, len(self.thin) - 1)])
-            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, Sightline(float(self.tops[i]), self.back_m)), layers, self.sun_share,
+            sight = Sightline(float(self.tops[i]), self.back_m)
+            dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, sight), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
             t2 = _clock()
             self.stage_t["dust_render"] += t2 - t1

@@ -613,10 +613,11 @@ def collapse_tops(sim: SimResult, fr: Fracture, times: np.ndarray, roof_m: float
         still = shown & ~(sim.released <= t)
         moved = shown & ~still
         h = float(top[still].max()) if still.any() else 0.0
-        if moved.any():
+        if moved.any() and sim.mass[moved].sum() > 0:
             order = np.argsort(top[moved])
-            share = np.cumsum(sim.mass[moved][order]) / max(float(sim.mass[moved].sum()), 1e-9)
-            h = max(h, float(top[moved][order][np.searchsorted(share, TOP_SHARE)]) if share[-1] > 0 else 0.0)
+            share = np.cumsum(sim.mass[moved][order]) / float(sim.mass[moved].sum())
+            k_top = min(int(np.searchsorted(share, TOP_SHARE)), len(share) - 1)
+            h = max(h, float(top[moved][order][k_top]))
         out[j] = min(h, roof_m)
     return out
 

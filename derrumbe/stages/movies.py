@@ -15,6 +15,7 @@ the process's heap, and a Dask worker's heap after rendering is never the same t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -135,8 +136,11 @@ def encode_movies(out: Path, stem: str, frames: list[Path], fps, size: tuple[int
     job = dict(out=str(out), stem=stem, frames=[str(p) for p in frames], fps=str(Fraction(fps).limit_denominator(1001000)),
                size=list(size), kinds=list(kinds), first=first,
                burn_in=None if burn_in is None else [burn_in.shot, burn_in.version, burn_in.fps, burn_in.first])
+    # (this copy of derrumbe first on the path, installed or not, wherever the caller runs)
+    here = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
     r = subprocess.run([sys.executable, "-m", "derrumbe.stages.movies"], input=json.dumps(job), capture_output=True,
-                       text=True)
+                       text=True, env=env)
     if r.returncode:
         lines = r.stderr.strip().splitlines() or ["(no message)"]
         if r.returncode == 2:
