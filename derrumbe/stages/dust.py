@@ -701,9 +701,9 @@ def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray,
 
 
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
-OUTSIDE_THIN = 0.25        # dust above or behind the building is thinned to thin ** this (0.03 -> 0.42;
-                           # at 0.5, 0.17, the cloud over img_270's and img_190's piles was a haze
-                           # through which their made-up courtyards read in full)
+OUTSIDE_THIN = 0.5         # dust above or behind the building is thinned to thin ** this (0.03 -> 0.17;
+                           # at 0.25, 0.42, the cloud over the demo's pile stood far denser than its
+                           # foot, thinned to the factor, and a review read it as a flat grey veil)
 SIGHT_EASE = 0.4           # ...from the roof's height to this much above it
 SIGHT_EASE_MIN_M = 4.0     # ...and never over less than this: over a 4 m pile, an ease of 1.6 m
                            # drew the change of density as a level line across the cloud
