@@ -92,6 +92,8 @@ class FrameRenderer:
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.tops = collapse_tops(sim, fr, s.frame_times, s["camera"][1].proxy_height_m)
         self.back_m = float(-fr.centroid[:, 2].min())
+        self.front_m = float(-fr.facade_z)
+        self.building_m = float(s["camera"][1].proxy_height_m)
         self.renderer = self.dust_r = None
         self.movers = None
         self.tracked = 0                # the next frame the moving-holdout tracker expects
@@ -215,7 +217,7 @@ class FrameRenderer:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
             thin = float(self.thin[min(i, len(self.thin) - 1)])
-            sight = Sightline(float(self.tops[i]), self.back_m)
+            sight = Sightline(float(self.tops[i]), self.back_m, self.front_m, self.building_m)
             dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, sight), layers, self.sun_share,
                              sp.shutter / 360.0, hold_z)
             t2 = _clock()
