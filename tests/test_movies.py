@@ -50,3 +50,33 @@ def test_the_movies_come_back_whole_and_the_same_from_two_encodes(tmp_path):
     import av
     with av.open(str(tmp_path / "out0" / "shot_v001.mp4")) as c:
         assert sum(1 for _ in c.decode(video=0)) == 4
+
+
+def test_a_failure_after_one_movie_finished_comes_up_as_itself_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """The second movie fails as it finishes, after the first has been closed: dropping the
+    first (whose container, closed already, refuses a second close) must not raise over
+    the real error, and neither temporary file is left."""
+    from derrumbe.stages import movies
+    frames = _frames(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    real_finish = movies.MovieWriter.finish
+    calls = []
+
+    class Closed:
+        def close(self):
+            raise ValueError("I/O operation on a closed container")
+
+    def finish(self):
+        calls.append(self.path.name)
+        if len(calls) == 2:
+            raise OSError("disk full (injected)")
+        tmp = real_finish(self)
+        self.container = Closed()
+        return tmp
+
+    monkeypatch.setattr(movies.MovieWriter, "finish", finish)
+    with pytest.raises(OSError, match="disk full"):
+        movies._encode_here(out, "shot_v001", frames, 24, (160, 90), ("h264", "prores"))
+    assert len(calls) == 2
+    assert list(out.iterdir()) == []

@@ -123,8 +123,13 @@ class MovieWriter:
         return self.tmp
 
     def abort(self) -> None:
+        """Drops the movie. It runs while another error is on its way up: a container that
+        cannot close (finished already, or broken by that error) must not replace it, and
+        the temporary file goes either way."""
         try:
             self.container.close()
+        except Exception:
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
 
