@@ -502,13 +502,15 @@ void main() {
     mat = mix(mat, plaster, step(0.9, hid));
     mat *= 0.7 + 0.55 * hash3(cell + 3.1);
     float rel = 0.5 * a.w + 0.35 * b.w + 0.15 * c.w;
-    float occ = mix(0.4, 1.0, smoothstep(-0.6, 0.5, rel));
-    // The dust that came down on it: more on what faces up.
-    mat = mix(mat, dust_col, 0.35 + 0.25 * max(n.y, 0.0));
+    float occ = mix(0.3, 1.0, smoothstep(-0.6, 0.5, rel));
+    // The dust that came down on it: more on what faces up, at most as much as on the
+    // pieces (at up to 0.6 of the dust's colour the heap read as snow on the demo's
+    // street and as grey gravel under img_100's cream walls).
+    mat = mix(mat, dust_col, 0.2 + 0.2 * max(n.y, 0.0));
     float sv = sun_vis(shadow, p, n);
     // The heap is the pile's top where it shows: the top-down map (pieces only) counts
     // the pieces standing round it as a roof; the heap between them is a shallow hollow.
-    float av = max(sky_access(p, n), 0.7);
+    float av = max(sky_access(p, n), 0.55);
     vec3 col = mat * light(n, sv, av * occ);
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, -p.z, 1.0);
