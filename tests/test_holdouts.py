@@ -337,3 +337,38 @@ def test_the_page_can_show_the_automatic_holdouts_before_a_render(demo_files, tm
         assert bad.status_code == 400 and "box" in bad.json()["detail"]
         outside = c.post(f"/api/plates/{plate['id']}/holdouts", json={"box": [400, 300, 500, 400]})
         assert outside.status_code == 400 and "outside" in outside.json()["detail"]
+
+
+def test_a_holdouts_edge_shows_its_own_colour_over_new_dust_not_the_old_background():
+    """A white car photographed against a dark shopfront: its matte's soft edge, and a
+    pixel of shopfront its matte took in, hold the dark background. Once dust stands
+    behind the car, that edge showed as a dark ragged outline (img_140 at 60 %): it now
+    takes the car's own colour. Where nothing changed behind the car, its edge is the
+    plate's to the bit."""
+    from derrumbe.colour import linear_to_u8
+    from derrumbe.stages.comp import composite
+    from derrumbe.stages.dust_render import DustLayers
+    H, W = 40, 60
+    yy, xx = np.mgrid[:H, :W]
+    d = np.hypot(yy - 20, xx - 30)
+    car = np.clip(12.5 - d, 0.0, 1.0).astype(np.float32)       # a soft-edged disc, radius 12
+    hold = np.clip(13.5 - d, 0.0, 1.0).astype(np.float32)      # its matte: a pixel too wide
+    plate = (0.02 + 0.78 * car[..., None] * np.ones(3)).astype(np.float32)   # white car, dark shopfront
+    layers = _layers(H, W, debris_z=0.0, debris_a=0.0)
+    layers.depth_n[:] = 0
+    col = np.array([0.6, 0.55, 0.5], np.float32)
+    z4 = np.zeros((H, W, 4), np.float32)
+    back = np.concatenate([np.broadcast_to(col, (H, W, 3)), np.ones((H, W, 1), np.float32)], -1)
+    shade = np.zeros((H, W, 2), np.float32)
+
+    def comp(dust):
+        return composite(plate, linear_to_u8(plate), plate, np.ones((H, W), np.float32), hold, layers,
+                         np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), dust,
+                         np.full((H, W), 5.0, np.float32)).linear
+    out = comp(DustLayers(z4, back.copy(), shade, shade, 0.6))
+    ring = (hold > 0.01) & (hold < 1.0) | ((d > 10.5) & (d < 13.5))
+    lum = out[..., 1]
+    # Between the car (0.8) and the dust (0.55): nothing darker than the dust, anywhere on the edge.
+    assert lum[ring].min() >= 0.55 - 0.02, lum[ring].min()
+    # Without the dust, the edge is the plate's exactly.
+    assert np.array_equal(comp(None), plate)

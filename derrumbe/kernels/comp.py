@@ -13,6 +13,7 @@ from numba import njit, prange
 _OPTS = dict(cache=True, nogil=True)
 
 _LUT_N = 4096
+FRINGE_DIFF = 0.05          # linear: a background changed this much behind a holdout's edge shows its own colour
 # sRGB encoding tabulated on sqrt(linear), where it is smooth; interpolated it is within
 # 1e-5 of the exact curve everywhere.
 _x = (np.arange(_LUT_N + 1, dtype=np.float64) / _LUT_N) ** 2
@@ -37,15 +38,18 @@ def _shadow(ts, tk, sun_share):
 
 
 @njit(parallel=True, **_OPTS)
-def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, front, back, near, far, sun_share,
-           has_dust, out, debris_pass, dust_pass, touched):
+def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, hold_col, front, back, near, far,
+           sun_share, has_dust, out, debris_pass, dust_pass, touched):
     """Clean plate + debris + dust + holdouts in depth order; writes the linear beauty,
     the two passes as seen, and whether each pixel differs from the plate.
 
     Per pixel the holdout (the plate's own foreground, at hold_z) goes in front of the
     debris where it is nearer than the nearest piece (deb_z, 0 where none), else behind
     it; the dust was split by the renderer at the nearer of the two, so its front part
-    covers the holdout and its back part is hidden by it."""
+    covers the holdout and its back part is hidden by it. hold_col: the holdout's own
+    colour at its edge (the plate's there carries the old background); it takes over as
+    far as what now lies behind the holdout differs from the plate (_fringe), so an edge
+    over an unchanged background stays the plate's."""
     H, W = matte.shape
     for y_ in prange(H):
         y = np.int64(y_)
@@ -76,16 +80,19 @@ def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, fro
                 p = plate[y, x, c]
                 base = (p + (clean[y, x, c] - p) * k) * gm * sh
                 deb = debris[y, x, c] * fn
+                hc = hold_col[y, x, c]
                 if has_dust:
                     # A holdout under the cloud is in its shade as the debris is (left as
                     # shot, a white car glowed in the dust's shadow amid darkened rubble).
-                    hp = p * fn
                     behind = st * base + (1 - st) * (back[y, x, c] + (1 - ba) * base)
-                    behind = hb * hp + (1 - hb) * behind
-                    v = front[y, x, c] + (1 - fa) * (hf * hp + (1 - hf) * (deb + (1 - da) * behind))
+                    behind = hb * _fringe(p, hc, behind) * fn + (1 - hb) * behind
+                    xf = deb + (1 - da) * behind
+                    v = front[y, x, c] + (1 - fa) * (hf * _fringe(p, hc, xf) * fn + (1 - hf) * xf)
                     dust_pass[y, x, c] = front[y, x, c] + seen_back * back[y, x, c]
                 else:
-                    v = hf * p + (1 - hf) * (deb + (1 - da) * (hb * p + (1 - hb) * base))
+                    behind = hb * _fringe(p, hc, base) + (1 - hb) * base
+                    xf = deb + (1 - da) * behind
+                    v = hf * _fringe(p, hc, xf) + (1 - hf) * xf
                     dust_pass[y, x, c] = 0.0
                 debris_pass[y, x, c] = deb * (1 - fa) * (1 - hf)
                 out[y, x, c] = v
@@ -93,6 +100,14 @@ def layers(plate, clean, matte, static, ground, debris, deb_z, hold, hold_z, fro
             debris_pass[y, x, 3] = da * (1 - fa) * (1 - hf)
             dust_pass[y, x, 3] = (fa + seen_back * ba) if has_dust else 0.0
             touched[y, x] = diff > 1e-6
+
+
+@njit(inline="always", **_OPTS)
+def _fringe(p, hc, under):
+    """A holdout's colour over what now lies under it: the plate's, moving to its own
+    edge colour hc as far as that differs from the plate by FRINGE_DIFF or more."""
+    w = min(abs(under - p) / FRINGE_DIFF, 1.0)
+    return p + (hc - p) * w
 
 
 @njit(inline="always", **_OPTS)

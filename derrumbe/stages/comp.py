@@ -346,6 +346,8 @@ def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndar
     return out
 
 
+EDGE_PX = 2             # holdout_colour: a holdout's edge band, pixels in from its matte's solid part ...
+EDGE_BLUR_PX = 2.0      # ... coloured from its inside within about this (a Gaussian's sigma)
 ROOM_UNDER = 0.12      # the share of a column's building that, standing or falling over a hole, makes it a room
 
 
@@ -372,6 +374,25 @@ def rooms_behind(clean_lin: np.ndarray, matte: np.ndarray, static: np.ndarray, d
     need = np.maximum(3.0, ROOM_UNDER * inside.sum(axis=0))
     under = (np.cumsum(over, axis=0) >= need[None, :]) & inside
     return np.where(under[..., None], room[None, None, :], clean_lin).astype(np.float32)
+
+
+def holdout_colour(plate_lin: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """The holdouts' own colour at their edges: the plate's there is part background
+    (a soft edge, or a matte a pixel or two wider than the object), and once dust or
+    debris replaces that background the old one showed as a dark ragged outline round
+    img_140's white car. Edge pixels take the colour of the holdout's inside within a few
+    pixels (a normalised blur of its solid core); elsewhere, the plate's."""
+    plate = np.ascontiguousarray(plate_lin, np.float32)
+    edge = (holdout > 0.01) & (holdout < 1.0)
+    solid = holdout >= 0.98
+    core = cv2.erode(solid.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=EDGE_PX).astype(np.float32)
+    edge |= solid & (core < 0.5)
+    if not edge.any() or not core.any():
+        return plate
+    w = cv2.GaussianBlur(core, (0, 0), EDGE_BLUR_PX)
+    inner = cv2.GaussianBlur(plate * core[..., None], (0, 0), EDGE_BLUR_PX) / np.maximum(w, 1e-6)[..., None]
+    use = edge & (w > 0.02)
+    return np.where(use[..., None], inner, plate).astype(np.float32)
 
 
 def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray, matte: np.ndarray,
@@ -411,8 +432,8 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
     hz = np.zeros((H, W), np.float32) if holdout_z is None else f32(holdout_z)
     K.layers(f32(plate_lin), f32(clean_lin), f32(matte), f32(layers.static), f32(layers.ground),
              antialiased(f32(layers.debris)),
-             f32(layers.depth()), f32(holdout), hz, front, back, near, far, share, dust is not None, out, debris_pass,
-             dust_pass, touched)
+             f32(layers.depth()), f32(holdout), hz, holdout_colour(plate_lin, holdout), front, back, near, far, share,
+             dust is not None, out, debris_pass, dust_pass, touched)
     out, touched = pieces_antialiased(out, layers.debris[..., 3], touched, holdout)
     if coat is not None:
         touched |= coat[0] > 1e-3
