@@ -121,15 +121,20 @@ def test_a_piece_landing_in_front_of_a_lamp_post_covers_it_and_one_behind_does_n
     assert behind.debris[..., 3].max() == 0 and in_front.debris[..., 3].min() == pytest.approx(1.0)
 
 
-def test_dust_in_front_of_a_car_swallows_it_and_dust_behind_it_is_hidden():
-    from derrumbe.stages.dust_render import DustLayers
-    H = W = 4
+def _dust_scene(H, W):
+    """No debris, and a dense dust layer of one colour: (layers, colour, empty, solid, shade)."""
     no_debris = _layers(H, W, debris_z=0.0, debris_a=0.0)
     no_debris.depth_n[:] = 0
     col = np.array([0.6, 0.55, 0.5], np.float32)
     z4 = np.zeros((H, W, 4), np.float32)
     solid = np.concatenate([np.broadcast_to(col, (H, W, 3)), np.ones((H, W, 1), np.float32)], -1)
-    shade = np.zeros((H, W, 2), np.float32)
+    return no_debris, col, z4, solid, np.zeros((H, W, 2), np.float32)
+
+
+def test_dust_in_front_of_a_car_swallows_it_and_dust_behind_it_is_hidden():
+    from derrumbe.stages.dust_render import DustLayers
+    H = W = 4
+    no_debris, col, z4, solid, shade = _dust_scene(H, W)
     front = _comp(no_debris, 15.0, DustLayers(solid.copy(), z4, shade, shade, 0.6))
     back = _comp(no_debris, 15.0, DustLayers(z4, solid.copy(), shade, shade, 0.6))
     assert np.allclose(front.linear, col, atol=1e-5)          # the front reached the car: it is gone
@@ -354,12 +359,7 @@ def test_a_holdouts_edge_shows_its_own_colour_over_new_dust_not_the_old_backgrou
     car = np.clip(12.5 - d, 0.0, 1.0).astype(np.float32)       # a soft-edged disc, radius 12
     hold = np.clip(13.5 - d, 0.0, 1.0).astype(np.float32)      # its matte: a pixel too wide
     plate = (0.02 + 0.78 * car[..., None] * np.ones(3)).astype(np.float32)   # white car, dark shopfront
-    layers = _layers(H, W, debris_z=0.0, debris_a=0.0)
-    layers.depth_n[:] = 0
-    col = np.array([0.6, 0.55, 0.5], np.float32)
-    z4 = np.zeros((H, W, 4), np.float32)
-    back = np.concatenate([np.broadcast_to(col, (H, W, 3)), np.ones((H, W, 1), np.float32)], -1)
-    shade = np.zeros((H, W, 2), np.float32)
+    layers, col, z4, back, shade = _dust_scene(H, W)
 
     def comp(dust):
         return composite(plate, linear_to_u8(plate), plate, np.ones((H, W), np.float32), hold, layers,
