@@ -80,8 +80,9 @@ def unmodelled_share(fr: Fracture) -> float:
     mostly air). Bulked, a whole building comes down as about DEBRIS_SHARE of its envelope
     in loose debris; the proxy's own solid (14-24 % of the envelope on the shared plates)
     bulked falls short of that by this share (0 for one already as solid), and each
-    fragment brings it to the heap where it lands. Without it img_100's five storeys
-    came down as a heap 2.6 m high (judged "far too small")."""
+    fragment brings it to the heap where it lands. Without it img_100's 14 m building
+    (with the storeys above the frame) came down as a heap 2.6 m high, judged "far too
+    small for five storeys"."""
     solid = float(np.sum(fr.volume))
     envelope = float(np.prod(np.asarray(fr.box_hi, float) - np.asarray(fr.box_lo, float)))
     if solid <= 0 or envelope <= 0:
