@@ -145,7 +145,6 @@ uniform sampler2D lo_front;   // the march's results (detail pass only)
 uniform sampler2D lo_back;
 uniform sampler2D lo_shade;
 uniform sampler2D lo_aux;
-uniform sampler2D opaque_lo;  // the march's own opaque depth (detail pass only)
 uniform int mode;             // 0: the march; 1: detail at the output size
 uniform vec3 origin, extent;  // grid corner and size (m)
 uniform vec4 intr;            // f, f, cx, cy of the output camera
@@ -162,7 +161,6 @@ layout(location = 1) out vec4 o_back;
 layout(location = 2) out vec4 o_shade;
 layout(location = 3) out vec4 o_aux;
 
-const float SPLIT_SLACK_M = 0.5; // an output pixel's opaque depth this much past its march pixels' split: read whole
 const float AMB_OPEN = 0.6;
 // The sunlight a dense cloud diffuses (see march): at 1.3 a dense face with the sun behind
 // the camera comes out 0.7-0.8 of a wall of the dust's colour in the same light, as the
@@ -463,21 +461,7 @@ void main() {
     if (mode == 0) { march(px, tc, 0.5 + 0.3 * (hash12(gl_FragCoord.xy) - 0.5)); return; }
     vec4 f = texture(lo_front, tc), b = texture(lo_back, tc), aux = texture(lo_aux, tc);
     float z_op = texture(opaque, tc).r;
-    // The march split its pixels' clouds at the nearest thing in each (a holdout's edge
-    // takes a whole march pixel): an output pixel beside the holdout that sees something
-    // further off kept only the dust before the holdout, and the dust between the two
-    // was lost, a dark stair-stepped gap round img_140's car and img_190's in the dust.
-    // There the cloud is read whole too (what lies behind the farther thing then hazes it
-    // a little, over a pixel or two).
-    vec2 xl = tc * vec2(textureSize(opaque_lo, 0)) - 0.5;
-    ivec2 il = ivec2(floor(xl)), nl = textureSize(opaque_lo, 0) - 1;
-    float z_lo = 1e30;
-    for (int k = 0; k < 4; k++) {
-        float z = texelFetch(opaque_lo, clamp(il + ivec2(k & 1, k >> 1), ivec2(0), nl), 0).r;
-        if (z > 0.0) z_lo = min(z_lo, z);
-    }
-    bool past = z_op > z_lo + SPLIT_SLACK_M;
-    bool whole = (!(z_op > 0.0 && z_op < texture(backdrop, tc).r) || past) && b.a > 0.0;
+    bool whole = !(z_op > 0.0 && z_op < texture(backdrop, tc).r) && b.a > 0.0;
     if (whole) { f = whole_lerp(tc); b = vec4(0.0); }
     o_shade = texture(lo_shade, tc);
     o_aux = aux;
@@ -577,7 +561,7 @@ class DustRenderer:
         p = self.prog
         for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("velo", 3), ("occ", 4), ("noise", 5),
                            ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_shade", 10),
-                           ("lo_aux", 11), ("shade", 12), ("opaque_lo", 13)):
+                           ("lo_aux", 11), ("shade", 12)):
             if name in p:
                 p[name].value = unit
         p["intr"].value = (cam.f_px, cam.f_px, cam.cx, cam.cy)
@@ -665,7 +649,6 @@ class DustRenderer:
             return self._layers(lo)
         for k, tex in enumerate(self.targets["lo"]["outs"]):
             tex.use(8 + k)
-        self.targets["lo"]["opaque"].use(13)
         if opaque_full is None:
             opaque_full = cv2.resize(opaque_depth, self.out_size, interpolation=cv2.INTER_NEAREST)
         lo = [np.frombuffer(t.read(), np.float32).reshape(self.size[1], self.size[0], 4)[::-1]
