@@ -346,7 +346,7 @@ def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndar
     return out
 
 
-EDGE_PX = 2             # holdout_colour: a holdout's edge band, pixels in from its matte's solid part ...
+EDGE_PX = 2             # holdout_colour: the core its soft edge takes its colour from, pixels in from its solid part ...
 EDGE_BLUR_PX = 2.0      # ... coloured from its inside within about this (a Gaussian's sigma)
 ROOM_UNDER = 0.12      # the share of a column's building that, standing or falling over a hole, makes it a room
 
@@ -377,16 +377,16 @@ def rooms_behind(clean_lin: np.ndarray, matte: np.ndarray, static: np.ndarray, d
 
 
 def holdout_colour(plate_lin: np.ndarray, holdout: np.ndarray) -> np.ndarray:
-    """The holdouts' own colour at their edges: the plate's there is part background
-    (a soft edge, or a matte a pixel or two wider than the object), and once dust or
-    debris replaces that background the old one showed as a dark ragged outline round
-    img_140's white car. Edge pixels take the colour of the holdout's inside within a few
-    pixels (a normalised blur of its solid core); elsewhere, the plate's."""
+    """The holdouts' own colour at their soft edges: the plate's there is part background,
+    and once dust or debris replaces that background the old one showed as a dark outline
+    round img_140's white car. Soft edge pixels take the colour of the holdout's inside
+    within a few pixels (a normalised blur of its solid core, EDGE_PX in from its edge);
+    elsewhere, the plate's. A holdout's solid pixels stay the plate's own, to the bit (a
+    matte given with --holdout is the user's word for what is in front)."""
     plate = np.ascontiguousarray(plate_lin, np.float32)
-    edge = (holdout > 0.01) & (holdout < 1.0)
+    edge = (holdout > 0.01) & (holdout < 0.98)
     solid = holdout >= 0.98
     core = cv2.erode(solid.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=EDGE_PX).astype(np.float32)
-    edge |= solid & (core < 0.5)
     if not edge.any() or not core.any():
         return plate
     w = cv2.GaussianBlur(core, (0, 0), EDGE_BLUR_PX)
