@@ -27,6 +27,7 @@ from scipy.ndimage import median_filter
 
 from derrumbe.colour import luminance, rec709_to_working, toward_daylight, working_to_rec709
 from derrumbe.stages.camera import Camera
+from derrumbe.stages.photo_wall import Cells, facade_cells, photo_wall
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
@@ -61,12 +62,14 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
     sky_px = (skyness > 0.5) & ~inside & (holdout < 0.5)
     depth = cam.f_px / max(metres_px, 1e-6)
     fill = _sky_layer(lin, inside, sky_px, cam, overcast, rng)
+    cells = facade_cells(lin, building, holdout, storey_m * metres_px,
+                         (ground_floor_m or storey_m) * metres_px, keystone, cam.cx)
     lean = (lambda layer: _lean(layer, cam.cx, *keystone)) if keystone else (lambda layer: layer)
     for layer in (lean(_distant_blocks(lin, inside, cam, depth, fill, rng)),
                   _ground(lin, inside, holdout, cam),
                   # (its own random stream: the layers after it come out as they did without it)
                   lean(_courtyard(lin, inside, cam, depth, height_m, storey_m, fill, np.random.default_rng((seed, 4)),
-                                  _window_crops(lin, inside, holdout, windows))),
+                                  _window_crops(lin, inside, holdout, windows), cells)),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
                   lean(_party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
                                     (storey_m, ground_floor_m if ground_floor_m else storey_m)))):
@@ -296,8 +299,9 @@ def _roof(col, alpha, top: int, c0: int, c1: int, sky, haze: float, px_per_m: fl
         return
     dark = np.full(3, rng.uniform(0.05, 0.12), np.float32) if dark is None else dark
     if rng.random() < pitched:
-        # A hipped roof 2-4 m high, its slopes a fifth to a third of the block's width.
-        rise = max(1.0, rng.uniform(2.0, 4.0) * px_per_m)
+        # A hipped roof 1.2-2.5 m high (old city roofs are low: at 2-4 m the wings wore
+        # pyramids, a toy town, img_270), its slopes a fifth to a third of the block's width.
+        rise = max(1.0, rng.uniform(1.2, 2.5) * px_per_m)
         u = (np.arange(bw) + 0.5) / bw
         ridge = top - np.round(rise * np.clip((1 - np.abs(2 * u - 1)) / rng.uniform(0.4, 0.7), 0, 1)).astype(int)
     else:
@@ -468,7 +472,7 @@ def _behind(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng):
 
 
 def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, storey_m: float, sky: np.ndarray,
-               rng, panes: list | None = None):
+               rng, panes: list | None = None, cells: Cells | None = None):
     """The buildings round the block's courtyards, drawn only where the building runs off
     the frame's top: there the photo cannot show what stands behind it, and an old city
     block is built round courtyards (an empty sky over the pile read as a building
@@ -496,7 +500,7 @@ def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, s
         if c1 <= max(c0, 0):
             continue
         _wing(col, alpha, lin.shape, max(c0, 0), min(c1, w), cam, far, depth / far, height_m, storey_m, plain,
-              colours[int(rng.integers(len(colours)))], sky, rng, panes)
+              colours[int(rng.integers(len(colours)))], sky, rng, panes, cells)
     return col, alpha
 
 
@@ -537,7 +541,7 @@ def _wall_colours(lin, inside, plain) -> list:
 
 
 def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float, height_m: float, storey_m: float,
-          plain: np.ndarray, colour: np.ndarray, sky: np.ndarray, rng, panes) -> None:
+          plain: np.ndarray, colour: np.ndarray, sky: np.ndarray, rng, panes, cells: Cells | None = None) -> None:
     """One wing round a courtyard, far metres away, over columns c0..c1, into col and
     alpha (the wings abut, so none hides another); s: the facade texture's scale there."""
     h, w = shape[:2]
@@ -555,7 +559,12 @@ def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float
     # A fire wall (no windows) only where little of it shows: a wide blank wall behind the
     # pile read as an untextured CG plane (img_288's salmon wall, img_270's bare slab).
     blank = rng.random() < 0.25 and (c1 - c0) * far / cam.f_px < FIREWALL_MAX_M
-    wall = tex if blank else _plain_windows(tex, cam, far, t0, c0, rear_m, storey_m, rng, panes)
+    if blank:
+        wall = tex
+    elif cells is not None:
+        wall = _photo_storeys(cells, cam, far, s, t0, base, c0, c1, rear_m, colour)
+    else:
+        wall = _plain_windows(tex, cam, far, t0, c0, rear_m, storey_m, rng, panes)
     ys = np.arange(t0, base)
     shade = rng.uniform(*COURTYARD_LIGHT) * (1 - 0.35 * np.clip((ys - top) / max(1, base - top), 0, 1) ** 1.5)
     haze = 1 - np.exp(-far / 400.0)
@@ -567,6 +576,19 @@ def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float
     roof_col = ROOF_LIN[int(rng.integers(len(ROOF_LIN)))] * rng.uniform(0.8, 1.2)
     _roof(col, alpha, top, c0, c1, sky, haze, cam.f_px / far, rng, pitched=0.5, dark=roof_col,
           stack=colour * rng.uniform(0.6, 0.9))
+
+
+def _photo_storeys(cells: Cells, cam: Camera, far: float, s: float, t0: int, base: int, c0: int, c1: int,
+                   rear_m: float, colour: np.ndarray) -> np.ndarray:
+    """A wing's wall far metres away dealt from the facade's own storey x bay cells (see
+    photo_wall; s: the facade's scale there), under a cornice's shadow and lit top. Its
+    own generator, fixed by where it stands, deals them."""
+    up = cam.eye_m + (cam.cy - (np.arange(t0, base) + 0.5)) * far / cam.f_px
+    along = (np.arange(c0, c1) + 0.5 - cam.cx) * far / cam.f_px
+    seed = [abs(int(t0)), int(c0), int(c1), int(far * 10)]
+    wall = photo_wall(cells, up, along + 7.0, cam.f_px / (far * s), s, colour, seed)
+    m = np.where((up > rear_m - 0.45) & (up < rear_m - 0.2), 0.55, np.where(up >= rear_m - 0.2, 1.15, 1.0))
+    return (wall * m[:, None, None].astype(np.float32)).astype(np.float32)
 
 
 def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int, rear_m: float, storey_m: float,

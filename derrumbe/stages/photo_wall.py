@@ -1,0 +1,155 @@
+"""A wall behind the building made of the plate's own facade, whole storeys and bays of it.
+
+What the collapse reveals behind a street building (the wings round its courtyards) is
+not in the photo. Drawn as a plain render with windows drawn or pasted in, every review
+read those walls as CG boxes with window decals, and asked for photographic material in
+the plate's perspective, resolution, grain and light. The one photographed wall at hand
+is the building's own upper floors: stood upright, cut to whole storeys and bays (the
+periods at which its openings repeat), it continues itself by translation, so a wing of
+any size is that facade carried on from an offset of its own, shrunk to the wing's
+distance and recoloured to its render. A block's courtyard wings share their street
+front's window rhythm and period, so they read as its neighbours; the ground floor (shop
+fronts, signs) is left out, and a facade with no openings (a plain wall, a curtain of
+glass) gives none: the clean plate draws its walls instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from derrumbe.colour import luminance
+from derrumbe.stages.plate_texture import facade_texture
+
+MIN_CELLS = 1            # fewer whole cells than this: too little facade to continue
+GROUND_MARGIN = 0.15     # storeys over the ground floor also left out: a shop sign's top stands there
+TIE = 0.05               # lags whose difference is this close to the least are as good (period)
+OPENINGS = (0.02, 0.6)   # the share of a facade's tile darker than its wall: windows, not a plain wall
+MIN_STOREY = 0.6         # less of a storey than this over the ground floor: too little facade
+WALLNESS = 0.35          # a pixel this far from the wall's brightness (share) takes none of the new colour
+EDGE_KEEP = 0.06         # the facade's outer columns left out (share of its width): corners, drainpipes
+
+
+@dataclass
+class Cells:
+    """The facade's upper floors, upright, cut to whole storeys and bays (plate pixels at
+    the facade, linear RGB): a tile that continues itself by translation, storey_px x
+    bay_px a cell; ref: the wall's median colour, to recolour it from."""
+    tile: np.ndarray          # (ny * storey_px, nx * bay_px, 3)
+    storey_px: int
+    bay_px: int
+    ref: np.ndarray           # (3,)
+
+
+def upright(img: np.ndarray, cx: float, vp_row: float, base_row: float) -> np.ndarray:
+    """The inverse of cleanplate._lean: a leaning plate's verticals stood upright (each row
+    scaled about cx so its verticals no longer run toward (cx, vp_row))."""
+    h, w = img.shape[:2]
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    d = rows - vp_row
+    k = np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
+    map_x = (cx + (np.arange(w, dtype=np.float32)[None, :] - cx) / k).astype(np.float32)
+    map_y = np.broadcast_to(rows, (h, w)).astype(np.float32)
+    return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def facade_cells(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, storey_px: float,
+                 ground_px: float, keystone: tuple[float, float] | None, cx: float) -> Cells | None:
+    """The building's upper floors as a tile of whole storeys and bays (None where too
+    little of them shows). storey_px: a storey's height at the facade (the scale
+    estimate's); ground_px: the ground floor's, left out with GROUND_MARGIN of a storey
+    over it (the shop fronts' signs stand there)."""
+    if keystone is not None:
+        lin, inside, holdout = (upright(a.astype(np.float32), cx, *keystone) for a in (lin, inside, holdout))
+    m = inside > 0.5
+    ys = np.nonzero(m.any(axis=1))[0]
+    if not len(ys) or storey_px < 8:
+        return None
+    tex = facade_texture(lin, m.astype(np.float32), holdout)
+    held = np.nonzero(m[ys.min():ys.max() + 1].mean(axis=0) > 0.6)[0]
+    if len(held) < 8:
+        return None
+    keep = int(EDGE_KEEP * len(held))
+    x0, x1 = int(held.min()) + keep, int(held.max()) + 1 - keep
+    y0, y1 = int(ys.min()), int(ys.max() + 1 - ground_px - GROUND_MARGIN * storey_px)
+    if y1 - y0 < MIN_STOREY * storey_px or x1 - x0 < storey_px:
+        return None
+    up = tex[y0:y1, x0:x1]
+    if y1 - y0 < storey_px:
+        up = _whole_storey(up, int(round(storey_px)))
+    # The periods of the openings (what is much darker than the wall), not of the
+    # wall's own finish: img_270's ceramic tiles repeat every 0.4 m, and a bay of 0.4 m
+    # dealt a wall of slivers.
+    lum = luminance(up)
+    lum = cv2.GaussianBlur((lum < 0.6 * np.median(lum)).astype(np.float32), (0, 0), max(1.0, 0.03 * storey_px))
+    sp = period(lum, 0.85 * storey_px, 1.15 * storey_px) if len(up) >= 1.7 * storey_px \
+        else min(len(up), int(round(storey_px)))
+    bp = period(lum.T, 0.4 * storey_px, 1.4 * storey_px)
+    if sp < 6 or bp < 6:
+        return None
+    ny, nx = len(up) // sp, (x1 - x0) // bp
+    if ny * nx < MIN_CELLS:
+        return None
+    # From the top down: the rows left over at the bottom are the ones nearest the shop
+    # fronts (a sign's top over the ground floor came out on every wing, img_270).
+    tile = up[:ny * sp, :nx * bp]
+    ref = np.median(up.reshape(-1, 3), axis=0).astype(np.float32)
+    lum = luminance(tile)
+    if not OPENINGS[0] < float((lum < 0.6 * np.median(lum)).mean()) < OPENINGS[1]:
+        return None             # a plain wall (no windows to show) or no wall at all (a curtain of glass)
+    return Cells(np.ascontiguousarray(tile, np.float32), int(sp), int(bp), ref)
+
+
+def period(a: np.ndarray, lo: float, hi: float) -> int:
+    """The lag (rows of a) at which the whole of a best repeats itself, among lo..hi: of
+    the dips of its mean difference, the smallest within TIE of the deepest, so twice the
+    period never wins over it. (The clean plate's edge-band match compares a few rows at the edge; over a
+    plain band between window rows any lag matched there.)"""
+    n = len(a)
+    lags = np.arange(int(max(2, np.floor(lo))), int(min(np.ceil(hi), 0.8 * n)) + 1)
+    if not len(lags):
+        return int(max(2, min(n, round(lo))))
+    err = np.array([np.mean(np.abs(a[k:] - a[:-k])) for k in lags])
+    # Only a dip counts: at the range's low end any image differs least from itself
+    # shifted a little, and the least difference there is no period.
+    dip = np.r_[False, (err[1:-1] <= err[:-2]) & (err[1:-1] <= err[2:]), False]
+    if not dip.any():
+        return int(lags[int(np.argmin(err))])
+    best = err[dip].min()
+    return int(lags[np.nonzero(dip & (err <= best * (1 + TIE) + 1e-9))[0][0]])
+
+
+def _whole_storey(band: np.ndarray, storey_px: int) -> np.ndarray:
+    """Less than a storey of facade shows over the ground floor (the frame cuts the
+    building): the band made a storey tall by plain wall under it, each column the
+    band's own median (its pier or the wall under its window), so it repeats at the
+    storey's period, not the band's."""
+    plain = np.median(band, axis=0, keepdims=True)
+    return np.concatenate([band, np.repeat(plain, storey_px - len(band), axis=0)]).astype(np.float32)
+
+
+def photo_wall(cells: Cells, up: np.ndarray, along: np.ndarray, px_per_m: float, scale: float,
+               colour: np.ndarray, seed: int) -> np.ndarray:
+    """A wall whose rows stand up (m above the courtyard) and whose columns lie along (m
+    along the wall), continued from the facade's tile (px_per_m: the facade's pixels a
+    metre) from an offset of whole storeys and bays of its own (seed), shrunk by scale
+    (the wall's distance against the facade's) first, so it is filtered, not aliased.
+    Recoloured from the facade's render to `colour` where a pixel is wall; glass, frames
+    and shadows keep their own."""
+    th, tw = cells.tile.shape[:2]
+    sh, sw = max(2, int(round(th * scale))), max(2, int(round(tw * scale)))
+    small = cv2.resize(cells.tile, (sw, sh), interpolation=cv2.INTER_AREA)
+    ky, kx = px_per_m * sh / th, px_per_m * sw / tw          # the shrunk tile's pixels a metre
+    rng = np.random.default_rng(seed)
+    oy = int(rng.integers(0, max(1, th // cells.storey_px))) * cells.storey_px * sh / th
+    ox = int(rng.integers(0, max(1, tw // cells.bay_px))) * cells.bay_px * sw / tw
+    rows = np.floor(np.mod(np.asarray(up) * ky + oy, sh)).astype(np.int64)
+    cols = np.floor(np.mod(np.asarray(along) * kx + ox, sw)).astype(np.int64)
+    out = small[(sh - 1) - np.clip(rows, 0, sh - 1)][:, np.clip(cols, 0, sw - 1)]
+    lum = luminance(out)
+    ref_l = max(float(luminance(cells.ref[None, None])[0, 0]), 1e-6)
+    wall = np.clip(1 - np.abs(lum / ref_l - 1) / WALLNESS, 0, 1)[..., None]
+    gain = np.asarray(colour, np.float32) / np.maximum(cells.ref, 1e-6)
+    return (out * (1 + wall * (gain - 1))).astype(np.float32)
