@@ -28,13 +28,17 @@ def _facade(h=250, w=300, storey=40, bay=30, ground=60):
 
 
 def test_the_cells_are_the_facades_storeys_and_bays_without_its_shop_front():
+    """A storey (40 px) and a bay (30 px) a cell, read from the openings; neither the shop
+    sign over the ground floor nor a sign across one bay of an upper floor is kept."""
     lin, inside, zero = _facade()
+    lin[80:95, 90:120] = (0.1, 0.2, 0.8)                     # an upper floor's sign over one bay
     c = facade_cells(lin, inside, zero, storey_px=42.0, ground_px=55.0, keystone=None, cx=150.0)
     assert c is not None
     assert c.storey_px == 40 and c.bay_px == 30, (c.storey_px, c.bay_px)
     assert c.tile.shape[0] % 40 == 0 and c.tile.shape[1] % 30 == 0
     red = c.tile[..., 0] - c.tile[..., 1]
     assert red.max() < 0.3, "the shop sign came into the tile"
+    assert c.tile[..., 2].max() < 0.5, "the upper floor's sign came into the tile"
     glass = np.all(np.abs(c.tile - GLASS) < 0.01, axis=-1).mean()
     assert abs(glass - 14 * 20 / (30 * 40)) < 0.03, glass
     assert np.allclose(c.ref, WALL, atol=0.01)

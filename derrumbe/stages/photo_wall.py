@@ -25,6 +25,7 @@ from derrumbe.stages.plate_texture import facade_texture
 
 MIN_CELLS = 1            # fewer whole cells than this: too little facade to continue
 GROUND_MARGIN = 0.15     # storeys over the ground floor also left out: a shop sign's top stands there
+ODD = 1.5                # a cell this many times its storey's median difference from the rest is odd
 TIE = 0.05               # lags whose difference is this close to the least are as good (period)
 OPENINGS = (0.02, 0.6)   # the share of a facade's tile darker than its wall: windows, not a plain wall
 MIN_STOREY = 0.6         # less of a storey than this over the ground floor: too little facade
@@ -94,7 +95,7 @@ def facade_cells(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, store
         return None
     # From the top down: the rows left over at the bottom are the ones nearest the shop
     # fronts (a sign's top over the ground floor came out on every wing, img_270).
-    tile = up[:ny * sp, :nx * bp]
+    tile = _typical(up[:ny * sp, :nx * bp], ny, nx)
     ref = np.median(up.reshape(-1, 3), axis=0).astype(np.float32)
     lum = luminance(tile)
     if not OPENINGS[0] < float((lum < 0.6 * np.median(lum)).mean()) < OPENINGS[1]:
@@ -119,6 +120,25 @@ def period(a: np.ndarray, lo: float, hi: float) -> int:
         return int(lags[int(np.argmin(err))])
     best = err[dip].min()
     return int(lags[np.nonzero(dip & (err <= best * (1 + TIE) + 1e-9))[0][0]])
+
+
+def _typical(tile: np.ndarray, ny: int, nx: int) -> np.ndarray:
+    """The tile with its odd cells (a sign across some bays, a one-off balcony, a
+    drainpipe's bracket) replaced by their storey's most typical cell: each cell against
+    the median of its storey's cells, odd past ODD times that storey's median difference.
+    A sign on an upper floor (img_100's KARCHER over its second floor) was carried onto
+    every wing. Fewer than three bays cannot tell the odd one out."""
+    if nx < 3:
+        return tile
+    sp, bp = tile.shape[0] // ny, tile.shape[1] // nx
+    out = tile.copy()
+    for j in range(ny):
+        cells = np.stack([tile[j * sp:(j + 1) * sp, i * bp:(i + 1) * bp] for i in range(nx)])
+        dev = np.abs(cells - np.median(cells, axis=0)).mean(axis=(1, 2, 3))
+        typical = cells[int(np.argmin(dev))]
+        for i in np.nonzero(dev > ODD * np.median(dev) + 1e-6)[0]:
+            out[j * sp:(j + 1) * sp, i * bp:(i + 1) * bp] = typical
+    return out
 
 
 def _whole_storey(band: np.ndarray, storey_px: int) -> np.ndarray:
