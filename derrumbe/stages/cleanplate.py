@@ -588,7 +588,10 @@ def _photo_storeys(cells: Cells, cam: Camera, far: float, s: float, t0: int, bas
     seed = [abs(int(t0)), int(c0), int(c1), int(far * 10)]
     wall = photo_wall(cells, up, along + 7.0, cam.f_px / (far * s), s, colour, seed)
     m = np.where((up > rear_m - 0.45) & (up < rear_m - 0.2), 0.55, np.where(up >= rear_m - 0.2, 1.15, 1.0))
-    return (wall * m[:, None, None].astype(np.float32)).astype(np.float32)
+    # Its own weathering over the tile's: a wing many tiles wide showed the same stains
+    # at every repeat.
+    weather = _weathering(base - t0, c1 - c0, np.random.default_rng(seed + [5]))
+    return (wall * m[:, None, None].astype(np.float32) * weather).astype(np.float32)
 
 
 def _plain_windows(plain: np.ndarray, cam: Camera, far: float, t0: int, c0: int, rear_m: float, storey_m: float,
