@@ -25,6 +25,8 @@ from derrumbe.stages.plate_texture import facade_texture
 
 MIN_CELLS = 1            # fewer whole cells than this: too little facade to continue
 GROUND_MARGIN = 0.15     # storeys over the ground floor also left out: a shop sign's top stands there
+PIER = 0.3               # a wing's piers are up to this share of a bay wider than the facade's
+STOREY_PAD = 0.12        # ... and its storeys up to this share taller
 ODD = 1.5                # a cell this many times its storey's median difference from the rest is odd
 TIE = 0.05               # lags whose difference is this close to the least are as good (period)
 OPENINGS = (0.02, 0.6)   # the share of a facade's tile darker than its wall: windows, not a plain wall
@@ -150,6 +152,33 @@ def _whole_storey(band: np.ndarray, storey_px: int) -> np.ndarray:
     return np.concatenate([band, np.repeat(plain, storey_px - len(band), axis=0)]).astype(np.float32)
 
 
+def _varied(cells: Cells, rng) -> Cells:
+    """The tile as another building of the block would have it: mirrored or not, its
+    piers wider and its storeys taller by wall of its own (each bay's and each storey's
+    plainest column and row repeated, up to PIER and STOREY_PAD of them). Every wing
+    continued the one tile as it is, and a review read them as copies of the facade."""
+    t, sp, bp = cells.tile, cells.storey_px, cells.bay_px
+    if rng.random() < 0.5:
+        t = t[:, ::-1]
+    ny, nx = t.shape[0] // sp, t.shape[1] // bp
+    kx, ky = int(round(rng.uniform(0, PIER) * bp)), int(round(rng.uniform(0, STOREY_PAD) * sp))
+    dark = luminance(t) < 0.6 * float(np.median(luminance(t)))
+    if kx:
+        parts = []
+        for i in range(nx):
+            c = i * bp + int(np.argmin(dark[:, i * bp:(i + 1) * bp].mean(axis=0)))
+            parts += [t[:, i * bp:c], np.repeat(t[:, c:c + 1], kx, axis=1), t[:, c:(i + 1) * bp]]
+        t, dark, bp = np.concatenate(parts, axis=1), None, bp + kx
+    if ky:
+        dark = luminance(t) < 0.6 * float(np.median(luminance(t)))
+        parts = []
+        for j in range(ny):
+            r = j * sp + int(np.argmin(dark[j * sp:(j + 1) * sp].mean(axis=1)))
+            parts += [t[j * sp:r], np.repeat(t[r:r + 1], ky, axis=0), t[r:(j + 1) * sp]]
+        t, sp = np.concatenate(parts, axis=0), sp + ky
+    return Cells(np.ascontiguousarray(t, np.float32), sp, bp, cells.ref)
+
+
 def photo_wall(cells: Cells, up: np.ndarray, along: np.ndarray, px_per_m: float, scale: float,
                colour: np.ndarray, seed: int) -> np.ndarray:
     """A wall whose rows stand up (m above the courtyard) and whose columns lie along (m
@@ -158,11 +187,12 @@ def photo_wall(cells: Cells, up: np.ndarray, along: np.ndarray, px_per_m: float,
     (the wall's distance against the facade's) first, so it is filtered, not aliased.
     Recoloured from the facade's render to `colour` where a pixel is wall; glass, frames
     and shadows keep their own."""
+    rng = np.random.default_rng(seed)
+    cells = _varied(cells, rng)
     th, tw = cells.tile.shape[:2]
     sh, sw = max(2, int(round(th * scale))), max(2, int(round(tw * scale)))
     small = cv2.resize(cells.tile, (sw, sh), interpolation=cv2.INTER_AREA)
     ky, kx = px_per_m * sh / th, px_per_m * sw / tw          # the shrunk tile's pixels a metre
-    rng = np.random.default_rng(seed)
     oy = int(rng.integers(0, max(1, th // cells.storey_px))) * cells.storey_px * sh / th
     ox = int(rng.integers(0, max(1, tw // cells.bay_px))) * cells.bay_px * sw / tw
     rows = np.floor(np.mod(np.asarray(up) * ky + oy, sh)).astype(np.int64)
