@@ -36,7 +36,8 @@ from derrumbe.spec import WIND_DEFAULT, ShotSpec
 from derrumbe.stages.holdouts import VERSION as HOLDOUTS_VERSION
 
 # Settings a preview trades for speed: (preview, final).
-PREVIEW_MAX_PIECES = 1500    # a preview trades fracture detail for speed (same hierarchy, coarser leaves)
+PREVIEW_MAX_PIECES = 2500    # a preview trades fracture detail for speed (same hierarchy, coarser leaves);
+                             # at 1500 its rubble was car-sized boulders (D 0.8-1.3 on four plates)
 DUST_CELLS = (60_000, 300_000)          # cells of the most the dust grid may grow to
 DUST_STEPS_PER_FRAME = (1, 1)
 PARTICLES = (1500, 4000)                # grit and small chunks
@@ -275,7 +276,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=68, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=71, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

