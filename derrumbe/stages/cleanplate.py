@@ -793,7 +793,7 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
         # The wall's height (m) at each pixel of its columns, and how far back each lies.
         hgt = cam.eye_m + (cam.cy - np.arange(h, dtype=np.float64)[:, None]) * z[None, :] / cam.f_px
         gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
-        tex = _on_wall(plain, hgt, z - depth, cam.f_px / depth, rng)
+        tex = _on_wall(plain, hgt, z - depth, cam.f_px / depth, rng, _wall_grain(patch))
         tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng, np.median(plain.reshape(-1, 3), axis=0))
         # A side face: out of the light that falls on the fronts, darker further back.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
@@ -900,21 +900,47 @@ def _hash2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (v - np.floor(v)).astype(np.float32)
 
 
-def _on_wall(plain: np.ndarray, hgt: np.ndarray, back: np.ndarray, px_per_m: float, rng) -> np.ndarray:
+def _on_wall(plain: np.ndarray, hgt: np.ndarray, back: np.ndarray, px_per_m: float, rng,
+             grain: np.ndarray | None = None) -> np.ndarray:
     """The neighbour's plain wall and its weathering, laid out in the wall's own metres
     (at the facade's scale) and seen in perspective: its grain and streaks shrink toward
     the back as the wall recedes. Tiled in screen space instead, the texture kept one
     size from the street corner to the back of the plot and read as smeared and
-    stretched across a wall seen at a slant (img_190)."""
+    stretched across a wall seen at a slant (img_190). The strip it comes from repeats
+    seamlessly (mirrored: it holds no feature to double, only its light and dark patches;
+    repeated as it is, each repeat's edge drew a vertical band, judges 20 and 21), with
+    the photo's own grain (grain: the strip's fine detail over its plain patches) on it."""
     rows = int(np.ceil((float(hgt.max()) + 1.0) * px_per_m)) + 2
     cols = int(np.ceil((float(back.max()) + 1.0) * px_per_m)) + 2
     rows, cols = min(rows, 4096), min(cols, 4096)
-    flat = _tile(plain, rows, cols, rng) * _weathering(rows, cols, rng)
+    flat = _tile(_seamless(plain), rows, cols, rng) * _weathering(rows, cols, rng)
+    if grain is not None:
+        # (its own generator: the draws after it, the rooms and the brick, stay as they were)
+        flat = flat * _tile(_seamless(grain), rows, cols, np.random.default_rng([rows, cols]))[..., None]
     top = rows / px_per_m
     map_x = np.broadcast_to(np.clip(back, 0, None)[None, :] * px_per_m, hgt.shape).astype(np.float32)
     map_y = ((top - np.maximum(hgt, 0.0)) * px_per_m).astype(np.float32)
     return cv2.remap(flat.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_REFLECT)
+
+
+def _seamless(a: np.ndarray) -> np.ndarray:
+    """a and its mirror images side by side and one over the other: a tile whose
+    repeats meet without a seam."""
+    a = np.concatenate([a, a[:, ::-1]], axis=1)
+    return np.ascontiguousarray(np.concatenate([a, a[::-1]], axis=0))
+
+
+def _wall_grain(patch: np.ndarray) -> np.ndarray:
+    """The photo's own fine detail over a strip's plain wall (its brightness against
+    its own blur, a few pixels wide), neutral over its openings, signs and ornament
+    (anything far from the wall's brightness): the grain a bare wall drawn from the
+    strip's blurred colour lacked (the demo's party wall read as a grey CG plane)."""
+    lum = luminance(patch).astype(np.float32)
+    ref = max(float(np.median(lum)), 1e-6)
+    hp = lum / np.maximum(cv2.GaussianBlur(lum, (0, 0), 3.0), 1e-6)
+    plain = np.abs(lum / ref - 1) < 0.2
+    return np.where(plain, np.clip(hp, 0.8, 1.2), 1.0).astype(np.float32)
 
 
 def _weathering(h: int, w: int, rng) -> np.ndarray:
