@@ -108,8 +108,8 @@ def facade_cells(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, store
 def period(a: np.ndarray, lo: float, hi: float) -> int:
     """The lag (rows of a) at which the whole of a best repeats itself, among lo..hi: of
     the dips of its mean difference, the smallest within TIE of the deepest, so twice the
-    period never wins over it. (The clean plate's edge-band match compares a few rows at the edge; over a
-    plain band between window rows any lag matched there.)"""
+    period never wins over it. (plate_texture's edge-band match compares a few rows at
+    the edge; over a plain band between window rows any lag matched there.)"""
     n = len(a)
     lags = np.arange(int(max(2, np.floor(lo))), int(min(np.ceil(hi), 0.8 * n)) + 1)
     if not len(lags):
@@ -168,7 +168,7 @@ def _varied(cells: Cells, rng) -> Cells:
         for i in range(nx):
             c = i * bp + int(np.argmin(dark[:, i * bp:(i + 1) * bp].mean(axis=0)))
             parts += [t[:, i * bp:c], np.repeat(t[:, c:c + 1], kx, axis=1), t[:, c:(i + 1) * bp]]
-        t, dark, bp = np.concatenate(parts, axis=1), None, bp + kx
+        t, bp = np.concatenate(parts, axis=1), bp + kx
     if ky:
         dark = luminance(t) < 0.6 * float(np.median(luminance(t)))
         parts = []
@@ -180,13 +180,13 @@ def _varied(cells: Cells, rng) -> Cells:
 
 
 def photo_wall(cells: Cells, up: np.ndarray, along: np.ndarray, px_per_m: float, scale: float,
-               colour: np.ndarray, seed: int) -> np.ndarray:
+               colour: np.ndarray, seed) -> np.ndarray:
     """A wall whose rows stand up (m above the courtyard) and whose columns lie along (m
     along the wall), continued from the facade's tile (px_per_m: the facade's pixels a
     metre) from an offset of whole storeys and bays of its own (seed), shrunk by scale
     (the wall's distance against the facade's) first, so it is filtered, not aliased.
     Recoloured from the facade's render to `colour` where a pixel is wall; glass, frames
-    and shadows keep their own."""
+    and shadows keep their own. seed: the wall's own (anything numpy's generators take)."""
     rng = np.random.default_rng(seed)
     cells = _varied(cells, rng)
     th, tw = cells.tile.shape[:2]
