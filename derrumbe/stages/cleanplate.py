@@ -1,7 +1,8 @@
 """Clean-plate stage: what stands behind the building once it is gone.
 
 Built in layers, back to front, all in scene-linear light, every one from the plate's
-own pixels (nothing is mirrored: a mirrored wall shows its downpipes twice):
+own pixels (nothing is mirrored about a seam in the plate: a wall mirrored beside its
+own image shows its downpipes twice):
 1. sky: a smooth surface fitted to the plate's sky (robust to wires), bent row by row to
    the sky beside the gap so it meets it without a seam, never brighter than the
    brightest sky pixel the plate shows; with no sky in frame, one made from the plate's
@@ -12,8 +13,9 @@ own pixels (nothing is mirrored: a mirrored wall shows its downpipes twice):
 3. the ground behind the building (a courtyard, the street beyond), continued from the
    pavement in front of it, compressed in perspective toward the horizon;
 4. what stands behind the building: where it runs off the frame's top (nothing behind it
-   shows), the wings round the block's courtyards, each its own depth, height, colour,
-   windows and roof; a taller block further back that shows above its roof, continued
+   shows), the wings round the block's courtyards, each its own depth, height, colour
+   and roof, their walls the facade's own photographed upper floors continued
+   (photo_wall.py); a taller block further back that shows above its roof, continued
    down behind it by quilting its own wall, darkening toward the ground;
 5. a neighbour that touched the building shows its party wall, seen in perspective from
    its corner back to the depth of the plot, textured from the neighbour's own wall.
