@@ -401,3 +401,21 @@ def test_no_wide_blank_wall_stands_behind_the_pile():
             run = 0 if g else run + 1
             longest = max(longest, run)
         assert longest < widest, (seed, longest, widest)
+
+
+def test_a_party_walls_strip_repeats_without_a_seam():
+    """The strip a party wall is drawn from is tiled across the wall: repeated as it is,
+    its two edges met at every repeat and drew a vertical band (judges 20 and 21). Laid
+    out on a wall many strips long, no step between neighbouring columns is larger than
+    the strip's own largest step from one column to the next."""
+    from derrumbe.stages.cleanplate import _on_wall
+    rng = np.random.default_rng(2)
+    strip = np.repeat(np.linspace(0.2, 0.6, 40, dtype=np.float32)[None, :, None], 30, axis=0)
+    strip = np.repeat(strip, 3, axis=2)                       # dark at one edge, light at the other
+    px_per_m = 10.0
+    back = np.arange(300, dtype=np.float64) / px_per_m        # 30 m of wall, 0.1 m a column
+    hgt = np.repeat((np.arange(40, dtype=np.float64)[::-1] / px_per_m)[:, None], 300, axis=1)
+    wall = _on_wall(strip, hgt, back, px_per_m, rng)
+    own = float(np.abs(np.diff(strip[0, :, 0])).max())
+    steps = np.abs(np.diff(wall[..., 0].mean(axis=0)))
+    assert steps.max() < 3 * own + 0.02, (steps.max(), own)
