@@ -29,7 +29,7 @@ from scipy.ndimage import median_filter
 
 from derrumbe.colour import luminance, rec709_to_working, toward_daylight, working_to_rec709
 from derrumbe.stages.camera import Camera
-from derrumbe.stages.photo_wall import Cells, facade_cells, photo_wall
+from derrumbe.stages.photo_wall import Cells, facade_cells, lean_scale, photo_wall
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
@@ -94,10 +94,7 @@ def _lean(layer, cx: float, vp_row: float, base_row: float):
     col, alpha = layer
     h, w = alpha.shape
     rows = np.arange(h, dtype=np.float32)[:, None]
-    # (a camera tilted down puts the point below the frame: both distances negative; the
-    # keystone estimate refuses one near the frame, so none is near zero)
-    d = rows - vp_row
-    k = np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
+    k = lean_scale(h, vp_row, base_row)
     map_x = (cx + (np.arange(w, dtype=np.float32)[None, :] - cx) * k).astype(np.float32)
     map_y = np.broadcast_to(rows, (h, w)).astype(np.float32)
     warp = lambda im: cv2.remap(im, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

@@ -46,13 +46,22 @@ class Cells:
     ref: np.ndarray           # (3,)
 
 
+def lean_scale(h: int, vp_row: float, base_row: float) -> np.ndarray:
+    """Per row (h x 1), how much wider the leaning plate shows a level drawing's row about
+    the principal point's column: its distance from the verticals' vanishing row against
+    the base row's, so the base row keeps its scale. (A camera tilted down puts the point
+    below the frame: both distances negative; the keystone estimate refuses one near the
+    frame, so none is near zero.)"""
+    d = np.arange(h, dtype=np.float32)[:, None] - vp_row
+    return np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
+
+
 def upright(img: np.ndarray, cx: float, vp_row: float, base_row: float) -> np.ndarray:
     """The inverse of cleanplate._lean: a leaning plate's verticals stood upright (each row
     scaled about cx so its verticals no longer run toward (cx, vp_row))."""
     h, w = img.shape[:2]
     rows = np.arange(h, dtype=np.float32)[:, None]
-    d = rows - vp_row
-    k = np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
+    k = lean_scale(h, vp_row, base_row)
     map_x = (cx + (np.arange(w, dtype=np.float32)[None, :] - cx) / k).astype(np.float32)
     map_y = np.broadcast_to(rows, (h, w)).astype(np.float32)
     return cv2.remap(img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
