@@ -180,6 +180,9 @@ class DustFrame:
     # The see-through's thinning already applied to sigma (the billows are cut by the
     # cloud's own density, sigma / thin).
     thin: float = 1.0
+    # (2, 3) how far each coordinate set's rest position had drifted at its last reset (m):
+    # where no coordinates are stored, a point is its own rest point less this.
+    drift: np.ndarray | None = None
 
 
 class DustSim:
@@ -209,6 +212,8 @@ class DustSim:
         self.lost_g = np.zeros(FIELDS)          # what left through the open sides and settled
         self.emitted_g = np.zeros(FIELDS)
         self.grows = 0
+        self.drift = np.zeros(3)                # how far the cloud has carried its air, on the whole (m)
+        self.rest_drift = np.zeros((2, 3))      # ...at each coordinate set's last reset
         self._allocate(self.domain.grid(self.domain.start_lo, self.domain.start_hi))
 
     # ---- the grid and its growth -----------------------------------------------------
@@ -420,12 +425,27 @@ class DustSim:
 
     def _regenerate(self):
         """Each detail-coordinate set is reset to the rest position when its blend weight
-        is zero, so the noise it carries never stretches for long."""
+        is zero, so the noise it carries never stretches for long. The rest position
+        itself moves with the cloud as a whole (its dust-weighted mean velocity, summed
+        over the shot): reset to the cells' own centres, the noise snapped back every
+        REGEN_S and never travelled more than a metre, so the billows stood still on the
+        screen while the cloud rolled on (the reviews' "near-still frame" from 60 %). One
+        drift for the whole cloud, not the local flow's: summed where the cells are, the
+        shear over the street stretched the noise into wood-grain bands within seconds."""
+        if self.steps_run:
+            load = self.q[0]
+            total = float(load.sum(dtype=np.float64))
+            if total > 0:
+                K.cell_velocity(self.u, self.v, self.w, self.cvel)
+                mean = np.tensordot(self.cvel, load, axes=([1, 2, 3], [0, 1, 2])) / total
+                self.drift = self.drift + self.dt * mean.astype(np.float64)
         for s in range(2):
             age_prev = (self.t - self.dt + s * REGEN_S / 2) % REGEN_S
             age = (self.t + s * REGEN_S / 2) % REGEN_S
             if age < age_prev:
-                self.c[3 * s: 3 * s + 3] = np.moveaxis(self.centres, -1, 0)
+                self.rest_drift[s] = self.drift
+                rest = np.moveaxis(self.centres, -1, 0) - self.drift.astype(np.float32)[:, None, None, None]
+                self.c[3 * s: 3 * s + 3] = rest
 
     def coord_weights(self) -> tuple:
         w = []
@@ -446,7 +466,7 @@ class DustSim:
     def snapshot(self) -> dict:
         g = self.grid
         head = dict(t=np.array([self.t]), w=np.array(self.coord_weights()), origin=g.origin.astype(np.float64),
-                    h=np.array([g.h]), shape=np.array(g.shape, np.int64))
+                    h=np.array([g.h]), shape=np.array(g.shape, np.int64), drift=self.rest_drift.copy())
         sigma = self.extinction()
         if not (sigma > 1e-6).any():
             return dict(empty=np.ones(1, np.uint8), **head)
@@ -711,7 +731,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
     tau_sun, tau_sky = _depths(s_light, d, grid.h)
     coords = state["coords"].astype(np.float32).reshape((2, 3) + shape)
     return DustFrame(grid, sigma, tau_sun, tau_sky, coords, w, state["vel"].astype(np.float32),
-                     state["turb"].astype(np.float32), t, shade, float(thin))
+                     state["turb"].astype(np.float32), t, shade, float(thin), state.get("drift"))
 
 
 def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:

@@ -135,6 +135,7 @@ _FS = """
 uniform sampler3D vol;        // r: extinction 1/m, g: optical depth to the sun, b: to the sky, a: turbulence m/s
 uniform sampler3D coordA;     // advected detail coordinates (m)
 uniform sampler3D coordB;
+uniform vec3 driftA, driftB;  // each set's drift at its last reset (m): a point's rest point is p - drift
 uniform sampler3D velo;       // air velocity m/s
 uniform sampler3D occ;        // coarse max extinction, for skipping empty space
 uniform sampler3D shade;      // optical depth to the sun and the sky through the dust alone (surfaces' shadow)
@@ -363,14 +364,18 @@ void march(vec2 px, vec2 tc, float jit) {
 // (so the lumps move with the cloud across the screen), carried along their ray back
 // onto the plane; the two lookups are blended by the front's depth, so a jump in depth
 // only shifts the blend, and the lumps keep about their size in metres at the front.
-// Coordinates are only stored near dust: one far from its point is not a displacement
-// but a blank, and counts as none.
+// Coordinates are only stored near dust (the rest are blanks). They carry the flow's
+// drift as a whole (dust.py, _regenerate), so a stored one may lie metres from its point.
 float sheet_band(vec3 o, vec3 d, float z, float per, vec3 off) {
     vec3 q = o + d * z;
     vec3 uvw = clamp((q - origin) / extent, 0.0, 1.0);
-    vec3 da = texture(coordA, uvw).xyz - q, db = texture(coordB, uvw).xyz - q;
-    vec3 qa = q + da * (1.0 - smoothstep(4.0, 10.0, length(da)));
-    vec3 qb = q + db * (1.0 - smoothstep(4.0, 10.0, length(db)));
+    // Where the grid holds dust at q, all eight cells of the lookup are stored (each
+    // within a cell of dust); elsewhere they may be blanks, and q takes its rest point
+    // (the same noise the stored ones started from, so a front that moves onto a plane
+    // without dust, as beside a piece, keeps its lumps).
+    bool stored = texture(vol, uvw).r > 1e-6;
+    vec3 qa = stored ? texture(coordA, uvw).xyz : q - driftA;
+    vec3 qb = stored ? texture(coordB, uvw).xyz : q - driftB;
     qa = o + (qa - o) * (z / max(o.z - qa.z, 0.3));
     qb = o + (qb - o) * (z / max(o.z - qb.z, 0.3));
     // The lookup's footprint is a pixel at the plane. (Not the screen derivative of the
@@ -398,11 +403,12 @@ vec2 detail(vec4 aux, vec2 px) {
     float turb = texture(vol, (o + d * aux.x - origin) / extent).a;
     float amp = clamp(0.5 + turb / turb_ref, 0.5, 1.4);
     // Two finer tiles: lumps of 2 cells down to 1/4, and 1/4 down to 1/32 (the pixel, at
-    // street distances), the finer at 0.28 the amplitude of the coarser (about k^-3 in 3D
+    // street distances), the finer at 0.36 the amplitude of the coarser (about k^-3 in 3D
     // once the footprint filter has taken its share: photographed clouds' luminance falls
-    // as k^-2.6 to k^-3.9, tests/test_dust_render.py).
+    // as k^-2.6 to k^-3.9, tests/test_dust_render.py; at 0.28 the thinned cloud's shaded
+    // lumps, once the noise moved with the cloud, measured -3.92 to -3.94).
     float p1 = period / 8.0, p2 = period / 64.0;
-    float n = 0.5 * sheets(o, d, aux.x, p1, vec3(0.11, 0.53, 0.29)) + 0.14 * sheets(o, d, aux.x, p2, vec3(0.71, 0.17, 0.43));
+    float n = 0.5 * sheets(o, d, aux.x, p1, vec3(0.11, 0.53, 0.29)) + 0.18 * sheets(o, d, aux.x, p2, vec3(0.71, 0.17, 0.43));
     return vec2(n, amp);
 }
 
@@ -639,6 +645,8 @@ class DustRenderer:
         p["period"].value = float(NOISE_TILE_CELLS * g.h)
         p["sigma_min"].value = float(0.02 / (g.h * self.occ_cells))
         wa, wb = f.coord_w
+        drift = np.zeros((2, 3)) if f.drift is None else np.asarray(f.drift, float)
+        p["driftA"].value, p["driftB"].value = tuple(map(float, drift[0])), tuple(map(float, drift[1]))
         p["wA"].value, p["wB"].value = float(wa), float(wb)
         p["wnorm"].value = float(max(np.sqrt(wa * wa + wb * wb), 1e-3))
         for unit, tex in enumerate((self.vol, self.cA, self.cB, self.velo, self.occ, self.noise)):
