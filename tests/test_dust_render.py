@@ -325,7 +325,9 @@ def test_a_cloud_thinned_for_the_see_through_opens_into_billows_not_a_uniform_ve
     review: "a uniform haze ... instead of volumes that catch the light"); a thinned cloud
     is cut into billows by its own (thinned) density, so where the full cloud is solid,
     the thinned one has clear gaps between lumps: its tenth percentile of alpha is under a
-    quarter of its mean and its spread (std / mean) over 0.6."""
+    quarter of its mean and its spread (std / mean) over 0.9. (Judged half way toward its
+    thinned density, the cut only rippled the veil: spread 0.70, a quarter of it under
+    0.13 of opacity; the review still called img_181 "a flat beige veil".)"""
     import moderngl
     state = _cloud_at_3s()
     cam = CAM.scaled(640, 360)
@@ -347,7 +349,7 @@ def test_a_cloud_thinned_for_the_see_through_opens_into_billows_not_a_uniform_ve
     assert dense.sum() > 5000
     a = alpha[0.05][dense]
     assert np.percentile(a, 10) < 0.25 * a.mean(), (np.percentile(a, 10), a.mean())
-    assert a.std() / a.mean() > 0.6, a.std() / a.mean()
+    assert a.std() / a.mean() > 0.9, a.std() / a.mean()
 
 
 def _dense_face_over_wall(light, albedo, wall_light) -> float:

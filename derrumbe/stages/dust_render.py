@@ -189,11 +189,15 @@ float band(vec3 ca, vec3 cb, float per, float px_m, vec3 off) {
 // A cloud cut into billows by the noise n (about unit spread): a solid cloud keeps nearly
 // all of it, a thin one only the tops of the noise, with a rim a fraction of a billow
 // wide; what is kept is denser, so the mean optical depth stays about the grid's. A cloud
-// thinned for the see-through is judged half way (in log) toward its thinned density, so
-// it opens into lumps with gaps between them (judged by its full density it stayed solid,
-// a uniform veil over the frame, img_100 and img_288 from 60 %).
+// thinned for the see-through is judged thinner still (its thinned density times
+// thin^0.25), so it opens into lumps with clear gaps between them, and more of the
+// building shows through, in patches (the test cloud thinned to 0.05: mean opacity 0.32
+// before, 0.14). Judged by its full density it
+// stayed solid, a uniform veil over the frame (img_100 and img_288 from 60 %); judged half
+// way (in log) toward its thinned density, the veil only rippled (img_181 from 40 %, the
+// reviews' "flat beige veil").
 float billow(float s, float n, float amp) {
-    float c = 1.0 - exp(-1.5 * s / sqrt(thin));      // how solid the cloud is
+    float c = 1.0 - exp(-1.5 * s * pow(thin, 0.25));      // how solid the cloud is
     float thr = mix(1.1, -1.8, c);
     float m = smoothstep(thr - 0.2, thr + 0.2, n * amp);
     return s * mix(1.0, m * (1.0 + 0.25 * n) / max(mix(0.25, 1.0, c), 0.25), 0.85);
@@ -434,8 +438,11 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // the next: photographs of dust clouds show 1.3-2x between them at this scale)
     // Only a dense front is a surface with crowns and crevices: through thin dust the eye
     // sees a depth-average, and noise shaded on the front point's curved sheet there
-    // reads as marbled bands.
-    float solid = smoothstep(0.1, 1.2, aux.w);
+    // reads as marbled bands. A cloud thinned for the see-through is the physical cloud
+    // made faint: its lumps are judged half way (in log) toward their full density, as
+    // the light judges them (dust_frame). Judged by their faint density they went
+    // unshaded, flat fog (img_181 from 60 %).
+    float solid = smoothstep(0.1, 1.2, aux.w / sqrt(thin));
     float lit = clamp(1.0 + amp * 0.22 * n * solid, 0.55, 1.45);
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
