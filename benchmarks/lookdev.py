@@ -107,6 +107,26 @@ def dust_front(out: Path, m: dict, times=(2.0, 4.0, 6.0)) -> dict:
     return out_
 
 
+def late_motion(out: Path, m: dict, at=(0.7, 0.8, 0.9), gap_s: float = 0.25) -> dict:
+    """How much the picture still changes late in the shot: the mean 8-bit difference
+    between frames gap_s apart, at each share of the shot, the grain blurred out (a
+    Gaussian of 2 px). 'still' is the same between the first two such frames, before
+    anything moves: the grain's floor. A cloud that has stopped on the screen reads near
+    it (the reviews' "near-still frame" after 60 %)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+    frames = m["frames"]
+    gap = max(1, int(round(gap_s * m["fps"])))
+
+    def diff(i):
+        a, b = (cv2.GaussianBlur(np.asarray(Image.open(out / frames[k]).convert("RGB"), np.float32), (0, 0), 2.0)
+                for k in (i, i + gap))
+        return round(float(np.abs(a - b).mean()), 2)
+    n = len(frames)
+    return dict(still=diff(0), late=[diff(min(n - 1 - gap, int(f * (n - 1)))) for f in at])
+
+
 def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels: dict) -> dict:
     est = m["estimates"]
     lab = labels.get(plate.name, {})
@@ -124,6 +144,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
         from derrumbe.frames import dust_thinning
         row["lens_tau"] = m["dust"].get("lens_tau")
         row["dust_thinned"] = round(dust_thinning(m["spec"]["see_through"], m["dust"], m["spec"]["fps"]), 3)
+    row["late_motion"] = late_motion(out, m)
     # The label's height over this matte's rows (its own span differs), and the errors.
     from benchmarks.scale_report import scale_report
     scale = scale_report(plate, box)
@@ -139,7 +160,7 @@ def measure(name: str, plate: Path, box, out: Path, m: dict, wall: float, labels
 
 def table(rows: list[dict]) -> str:
     head = ("| plate | storeys (label) | height m (label) | roof/free fall (over its drop) | fragments | bodies peak/end | D (decades) "
-            "| dust front 2/4/6 s (m) | lens tau (thinned) | holdouts recall | wall s |")
+            "| dust front 2/4/6 s (m) | lens tau (thinned) | motion 70/80/90 % (still) | holdouts recall | wall s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         front = r.get("dust_front_m") or {}
@@ -151,6 +172,8 @@ def table(rows: list[dict]) -> str:
             f"{r['debris_D']} ({r['debris_decades']}) | "
             + " / ".join(str(front.get(k, '-')) for k in ("2s", "4s", "6s")) + " | "
             f"{r.get('lens_tau', '-')} ({r.get('dust_thinned', '-')}) | "
+            + (" / ".join(map(str, r["late_motion"]["late"])) + f" ({r['late_motion']['still']})" if r.get("late_motion") else "-")
+            + " | "
             f"{h.get('found', '-')}/{h.get('labelled', '-')} | {r['wall_s']} |")
     return "\n".join(lines)
 
