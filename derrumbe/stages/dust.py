@@ -177,8 +177,8 @@ class DustFrame:
     # the cloud's shadow on the plate's surfaces is made of (the building's own shadows are
     # in the photo already). None: the same as tau_sun and tau_sky.
     shade: np.ndarray | None = None
-    # The see-through's thinning already applied to sigma (the billows are cut by the
-    # cloud's own density, sigma / thin).
+    # The see-through's thinning already applied to sigma (the render cuts the thinned
+    # cloud into lumps and shades them by it: dust_render's billow and refine).
     thin: float = 1.0
     # (2, 3) how far each coordinate set's rest position had drifted at its last reset (m):
     # where no coordinates are stored, a point is its own rest point less this.

@@ -192,10 +192,9 @@ float band(vec3 ca, vec3 cb, float per, float px_m, vec3 off) {
 // thinned for the see-through is judged thinner still (its thinned density times
 // thin^0.25), so it opens into lumps with clear gaps between them, and more of the
 // building shows through, in patches (the test cloud thinned to 0.05: mean opacity 0.32
-// before, 0.14). Judged by its full density it
-// stayed solid, a uniform veil over the frame (img_100 and img_288 from 60 %); judged half
-// way (in log) toward its thinned density, the veil only rippled (img_181 from 40 %, the
-// reviews' "flat beige veil").
+// before, 0.14). Judged by its full density it stayed solid, a uniform veil over the
+// frame (img_100 and img_288 from 60 %); judged half way (in log) toward its thinned
+// density, the veil only rippled (img_181 from 40 %, the reviews' "flat beige veil").
 float billow(float s, float n, float amp) {
     float c = 1.0 - exp(-1.5 * s * pow(thin, 0.25));      // how solid the cloud is
     float thr = mix(1.1, -1.8, c);
