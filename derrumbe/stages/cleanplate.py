@@ -29,7 +29,8 @@ from scipy.ndimage import median_filter
 
 from derrumbe.colour import luminance, rec709_to_working, toward_daylight, working_to_rec709
 from derrumbe.stages.camera import Camera
-from derrumbe.stages.photo_wall import Cells, facade_cells, lean_scale, photo_wall
+from derrumbe.stages.keystone import lean_scale
+from derrumbe.stages.photo_wall import Cells, facade_cells, photo_wall
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy

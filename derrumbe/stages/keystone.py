@@ -96,6 +96,16 @@ def _angle_errors(vp: np.ndarray, p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, 0.0, 1.0)))
 
 
+def lean_scale(h: int, vp_row: float, base_row: float) -> np.ndarray:
+    """Per row (h x 1), how much wider the leaning plate shows a level drawing's row about
+    the principal point's column: its distance from the verticals' vanishing row against
+    the base row's, so the base row keeps its scale. (A camera tilted down puts the point
+    below the frame: both distances negative; the keystone estimate refuses one near the
+    frame, so none is near zero.)"""
+    d = np.arange(h, dtype=np.float32)[:, None] - vp_row
+    return np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
+
+
 def estimate_keystone(gray: np.ndarray, matte: np.ndarray, segments: np.ndarray | None = None) -> Keystone:
     """The vertical vanishing point from the facade's near-vertical segments: RANSAC on
     pairs, then a least-squares fit of the inliers (weighted by length). `segments`: the

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from derrumbe.colour import luminance
+from derrumbe.stages.keystone import lean_scale
 from derrumbe.stages.plate_texture import facade_texture
 
 MIN_CELLS = 1            # fewer whole cells than this: too little facade to continue
@@ -44,16 +45,6 @@ class Cells:
     storey_px: int
     bay_px: int
     ref: np.ndarray           # (3,)
-
-
-def lean_scale(h: int, vp_row: float, base_row: float) -> np.ndarray:
-    """Per row (h x 1), how much wider the leaning plate shows a level drawing's row about
-    the principal point's column: its distance from the verticals' vanishing row against
-    the base row's, so the base row keeps its scale. (A camera tilted down puts the point
-    below the frame: both distances negative; the keystone estimate refuses one near the
-    frame, so none is near zero.)"""
-    d = np.arange(h, dtype=np.float32)[:, None] - vp_row
-    return np.clip((base_row - vp_row) / np.where(np.abs(d) < 1.0, np.copysign(1.0, d), d), 0.2, 5.0)
 
 
 def upright(img: np.ndarray, cx: float, vp_row: float, base_row: float) -> np.ndarray:
