@@ -86,9 +86,9 @@ class ShotSpec:
     dust_color: list[int] | None = _f(None, "dust colour as sRGB R,G,B, 0-255 each", "sRGB",
                                       items=((0, 255, ""),) * 3)
     see_through: float = _f(0.8, "the most dust, as optical depth, left between the lens and the building: once "
-                                 "the cloud grows thicker than that it is thinned evenly, so a camera close to the "
-                                 "collapse still sees it (0.8: nearly half the building shows through; 1.5: a fifth; "
-                                 "3: 5 %; "
+                                 "the cloud grows thicker than that it is thinned, and gathered into clumps round "
+                                 "clear windows, so a camera close to the collapse still sees it (0.8: nearly half the "
+                                 "building shows through; 1.5: a fifth; 3: 5 %; "
                                  "0 = the physical cloud, however thick)", "", 0.0, 100.0)
     shake: float = _f(1.0, "camera shake on big impacts (0 = none)", "", 0.0, 10.0)
     grain: float = _f(1.0, "film grain relative to the plate's own (0 = none)", "", 0.0, 10.0)

@@ -136,7 +136,7 @@ uniform sampler3D vol;        // r: extinction 1/m, g: optical depth to the sun,
 uniform sampler3D coordA;     // advected detail coordinates (m)
 uniform sampler3D coordB;
 uniform vec3 driftA, driftB;  // each set's drift at its last reset (m): a point's rest point is p - drift
-uniform sampler3D velo;       // air velocity m/s
+uniform sampler3D velo;       // xyz: air velocity m/s; w: how far the thinned dust is gathered into clumps (windows)
 uniform sampler3D occ;        // coarse max extinction, for skipping empty space
 uniform sampler3D shade;      // optical depth to the sun and the sky through the dust alone (surfaces' shadow)
 uniform sampler3D noise;      // multi-octave billow noise, mipmapped
@@ -202,6 +202,30 @@ float billow(float s, float n, float amp) {
     return s * mix(1.0, m * (1.0 + 0.25 * n) / max(mix(0.25, 1.0, c), 0.25), 0.85);
 }
 
+// A thinned cloud gathered into clumps with clear windows between them (1 in a clump, 0
+// in a window, WIN_COVER of the sightlines in clumps). The windows run along the lens's
+// rays: the noise is looked up at the advected rest point's direction from the lens (four
+// lumps a WIN_RAD-radian tile) and barely at its depth (log depth, WIN_LOGZ tiles an
+// e-fold), so one window opens through the whole depth of the cloud. Thinned evenly, a
+// cloud of optical depth 10-30 between the lens and the building became a flat beige
+// veil over the whole frame that lifted the plate's blacks (the reviews, every plate from
+// 40 %); footage of a collapse seen through its dust shows the building through gaps
+// between dense billows.
+const float WIN_RAD = 1.1;
+const float WIN_LOGZ = 0.03;
+const float WIN_COVER = 0.4;
+const vec2 WIN_NEAR = vec2(3.0, 7.0);    // m from the lens: no windows nearer, all from the second
+float win_at(vec3 c) {
+    vec3 r = c - vec3(0.0, eye, 0.0);
+    float z = max(-r.z, 1.0);
+    vec3 q = vec3(r.x / z / WIN_RAD, r.y / z / WIN_RAD, log(z) * WIN_LOGZ);
+    return textureLod(noise, q + vec3(0.43, 0.19, 0.61), 2.5).r;
+}
+float windows(vec3 ca, vec3 cb) {
+    float n = (wA * win_at(ca) + wB * win_at(cb)) / max(wA + wB, 1e-3);
+    return smoothstep(1.0 - WIN_COVER - 0.15, 1.0 - WIN_COVER + 0.15, n);
+}
+
 float hg(float mu, float g) {
     return (1.0 - g * g) / pow(1.0 + g * g - 2.0 * g * mu, 1.5);
 }
@@ -262,6 +286,7 @@ void march(vec2 px, vec2 tc, float jit) {
         if (s > 1e-6) {
             float se = s;
             float tau_loc = 0.0;
+            float gather = 1.0;
             if (use_detail) {
                 // Billows a few cells across, continuing the grid's own structure: they
                 // cut a thin cloud into lumps and modulate a dense one, more strongly
@@ -283,12 +308,23 @@ void march(vec2 px, vec2 tc, float jit) {
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
+                // (not within WIN_NEAR of the lens: the dust there fills rays that climb over
+                // the building into the sky, and cut into windows it tore into dripping
+                // patches there, img_270 at 100 %)
+                float wk = texture(velo, uvw).w * smoothstep(WIN_NEAR.x, WIN_NEAR.y, t);
+                gather = wk > 0.01 ? mix(1.0, windows(ca, cb) / WIN_COVER, wk) : 1.0;
+                se *= gather;
                 if (se > 0.03) {
+                    // A thinned lump shades itself through more than its thinned density
+                    // (thin^-0.25 of it): through just that, its crown and belly were one
+                    // flat beige; through its square root, as the grid's light is, the
+                    // lumps went sooty, near-black columns (img_100 from 75 %).
                     float dd = 0.1 * period;
                     vec3 q = p + ldir * dd;
                     float s2 = texture(vol, (q - origin) / extent).r;
                     s2 = sigma_cap * (1.0 - exp(-s2 / sigma_cap));
-                    tau_loc = 4.0 * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd;
+                    tau_loc = 4.0 * gather * billow(s2, band(ca + ldir * dd, cb + ldir * dd, period, 2.0 * pxa * t, vec3(0.0)), amp) * dd
+                              / pow(thin, 0.25);
                 }
             }
             // Near the lens, the first stretch of optical depth from it fades out: thin
@@ -326,7 +362,7 @@ void march(vec2 px, vec2 tc, float jit) {
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
-                if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se; vw += wgt * texture(velo, uvw).xyz; }
+                if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se / gather; vw += wgt * texture(velo, uvw).xyz; }
                 else { zwb += wgt; zsb += wgt * t; }
                 T *= 1.0 - a;
             }
@@ -423,7 +459,15 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
     // (low extinction, nothing opaque near) keeps its soft gradient.
     float dense = max(smoothstep(0.02, 0.3, aux.w), smoothstep(0.3, 0.85, a_near)) * dense_gain;
-    float a = clamp(c.a, 1e-4, 1.0 - 1e-4);
+    // The edge is steepened up to the opacity of a see-through cloud beside it (top), not
+    // to opaque: a clump of a thinned cloud is itself see-through, and steepened to opaque
+    // its edge stood out as a ring denser than the clump inside it. Next to a cloud
+    // nearly opaque at the march's size the edge goes to opaque, as a dense cloud's does,
+    // and an unthinned cloud's edges are steepened to opaque (capped at the march's
+    // neighbours, a dense cloud's outermost pixels, between a neighbour of 0.5 and the
+    // sky, kept a 4 px ramp).
+    float top = mix(1.0, mix(clamp(max(a_near, c.a), 1e-3, 1.0), 1.0, smoothstep(0.75, 0.95, a_near)), 1.0 - thin);
+    float a = clamp(c.a / top, 1e-4, 1.0 - 1e-4);
     float lg = log(a / (1.0 - a));
     // Only across an edge (the coarse opacity changing over a march pixel or two, a_span)
     // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
@@ -432,7 +476,7 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // The noise cuts an edge into lumps; across a see-through stretch it only ripples it
     // (at full strength there it drew oil-on-water squiggles through thin dust over a sky).
     float cut = mix(0.35, 1.0, smoothstep(0.15, 0.5, a_span));
-    float a2 = 1.0 / (1.0 + exp(-(g * lg + amp * dense * cut * 2.2 * n)));
+    float a2 = top / (1.0 + exp(-(g * lg + amp * dense * cut * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
     // (each lump's crown sees more of the sky and the sun than the crevice between it and
@@ -667,7 +711,7 @@ class DustRenderer:
             t.filter = (filt, filt)
             t.repeat_x = t.repeat_y = t.repeat_z = False
             return t
-        self.vol, self.cA, self.cB, self.velo = tex3(4), tex3(3), tex3(3), tex3(3)
+        self.vol, self.cA, self.cB, self.velo = tex3(4), tex3(3), tex3(3), tex3(4)
         self.occ_cells = 4
         self.occ_shape = tuple(int(np.ceil(s / self.occ_cells)) for s in shape)
         self.occ = tex3(1, self.occ_shape[::-1], mgl.NEAREST)
@@ -684,7 +728,9 @@ class DustRenderer:
         self.vol.write(np.ascontiguousarray(vol, np.float32).tobytes())
         self.cA.write(np.ascontiguousarray(np.moveaxis(f.coords[0], 0, -1), np.float32).tobytes())
         self.cB.write(np.ascontiguousarray(np.moveaxis(f.coords[1], 0, -1), np.float32).tobytes())
-        self.velo.write(np.ascontiguousarray(np.moveaxis(f.vel, 0, -1), np.float32).tobytes())
+        gather = np.zeros_like(f.sigma) if f.gather is None else f.gather
+        self.velo.write(np.ascontiguousarray(np.moveaxis(np.concatenate([f.vel, gather[None]]), 0, -1),
+                                             np.float32).tobytes())
         self.occ.write(self._occupancy(f.sigma).tobytes())
         shade = np.stack([f.tau_sun, f.tau_sky]) if f.shade is None else f.shade
         self.shade.write(np.ascontiguousarray(np.moveaxis(shade, 0, -1), np.float32).tobytes())
