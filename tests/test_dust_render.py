@@ -482,6 +482,12 @@ def test_only_the_dense_dust_in_the_sightline_is_gathered_not_the_plume_over_the
     assert f.gather[y < 1.5].max() == 0.0                       # the current on the street
     assert f.gather[y > 6.0 + 0.4 * 6.0 + 4.0].max() == 0.0      # past the roof and its ease
     assert not dust_frame(state, SUN, 1.0, sight).gather.any()
+    # Once the building is down (its pile 4 m, the building 8 m), the cloud over the pile
+    # where it stood is gathered too (left whole it was the veil over the upper half of
+    # every frame), the plume above it not.
+    down = dust_frame(state, SUN, 0.04, Sightline(roof_m=4.0, back_m=34.0, building_m=8.0)).gather
+    assert np.median(down[(y > 8.5) & (y < 9.5) & (f.sigma > 0)]) > 0.3
+    assert down[y > 8.0 + 4.0].max() == 0.0
 
 
 def test_a_column_of_dust_risen_from_the_street_keeps_round_fine_lumps_not_vertical_streaks():

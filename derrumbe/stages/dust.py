@@ -705,9 +705,13 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
                          z, t)
     full = state["sigma"].astype(np.float32)
     thin_cells = np.float32(thin)
-    inside = np.float32(1.0)
+    inside = stood = np.float32(1.0)
     if sight is not None and thin < 1.0:
         inside = sight_share(grid, sight)
+        # Where the building stood (under its height before it fell): the cloud over its
+        # pile stands there for the rest of the shot and is gathered too.
+        stood = inside if sight.building_m is None else np.maximum(
+            inside, sight_share(grid, Sightline(max(sight.building_m, sight.roof_m), sight.back_m)))
         thin_cells = np.power(np.float32(thin), OUTSIDE_THIN + (1.0 - OUTSIDE_THIN) * inside).astype(np.float32)
     sigma = full * thin_cells
     # The cloud shades itself through more than its thinned density (a thinned cloud lit
@@ -736,21 +740,23 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
     coords = state["coords"].astype(np.float32).reshape((2, 3) + shape)
     return DustFrame(grid, sigma, tau_sun, tau_sky, coords, w, state["vel"].astype(np.float32),
                      state["turb"].astype(np.float32), t, shade, float(thin), state.get("drift"),
-                     _gather(full, thin, inside, grid.centres()[..., 1]))
+                     _gather(full, thin_cells, stood, grid.centres()[..., 1]))
 
 
-def _gather(full: np.ndarray, thin: float, inside, y: np.ndarray) -> np.ndarray:
+def _gather(full: np.ndarray, thin_cells, region, y: np.ndarray) -> np.ndarray:
     """How far the render gathers each cell's thinned dust into clumps round windows
-    (dust_render's windows): by how much the sightline was thinned, only in it (inside,
-    sight_share), only where the physical cloud is dense (GATHER_SIGMA) and not in the
-    current on the street (under GATHER_GROUND_M, y: the cells' heights). The plume over
-    the roofs, gathered too, broke into flat confetti and torn, dripping patches over the
-    sky (img_270 from 75 %); it stays the haze it is. The current rolling over the rubble
-    hides little of the building, and gathered it left the demo's pile crisp and dust-free,
-    "pasted on"."""
+    (dust_render's windows): by how much the cell was thinned, only in the sightline and
+    over the pile where the building stood (region), only where the physical cloud is
+    dense (GATHER_SIGMA) and not in the current on the street (under GATHER_GROUND_M, y:
+    the cells' heights). The plume over the roofs, gathered too, broke into flat confetti
+    and torn, dripping patches over the sky (img_270 from 75 %); it stays the haze it is.
+    The cloud over the pile, left whole, was the veil over the upper half of every frame
+    once the building was down (img_288 from 60 %: its darkest 1 % at 89-96 of 255
+    against the plate's 14). The current rolling over the rubble hides little of the
+    building, and gathered it left the demo's pile crisp and dust-free, "pasted on"."""
     dense = _smooth(GATHER_SIGMA[0], GATHER_SIGMA[1], gaussian_filter(full, 1.0, mode="nearest"))
     above = _smooth(GATHER_GROUND_M[0], GATHER_GROUND_M[1], y)
-    return ((1.0 - np.float32(min(max(thin, 0.0), 1.0))) * dense * inside * above).astype(np.float32)
+    return ((1.0 - np.clip(thin_cells, 0.0, 1.0)) * dense * region * above).astype(np.float32)
 
 
 def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
