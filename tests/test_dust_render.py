@@ -226,13 +226,10 @@ def test_no_line_of_plate_or_rim_of_dust_round_a_piece_inside_the_cloud():
     assert (np.abs(gap) > 0.2).mean() < 0.003, (np.abs(gap) > 0.2).sum()
 
 
-def _slab(face_z: float) -> dict:
-    """A dense slab of dust 20 m wide and 12 m tall, its flat face toward the lens at
-    depth face_z (m), the detail coordinates at rest: the dust state of one frame."""
-    h, (nz, ny, nx) = 0.25, (48, 48, 80)
-    origin = np.array([-10.0, 0.0, -42.0])
-    z = origin[2] + (np.arange(nz) + 0.5) * h
-    sigma = np.where(z <= -face_z, 3.0, 0.0)[:, None, None] * np.ones((1, ny, nx))
+def _dust_state(sigma: np.ndarray, origin: np.ndarray, h: float) -> dict:
+    """The dust state of one frame holding the extinction grid `sigma` (nz, ny, nx) with
+    its corner at origin and cells h m a side, the detail coordinates at rest."""
+    nz, ny, nx = sigma.shape
     k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
     centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
     zero = np.zeros((nz, ny, nx), np.float16)
@@ -241,6 +238,15 @@ def _slab(face_z: float) -> dict:
                 coords=np.concatenate([centres, centres]).astype(np.float16),
                 vel=np.zeros((3, nz, ny, nx), np.float16), turb=np.ones((nz, ny, nx), np.float16),
                 heat=zero, solid=zero)
+
+
+def _slab(face_z: float) -> dict:
+    """A dense slab of dust 20 m wide and 12 m tall, its flat face toward the lens at
+    depth face_z (m)."""
+    h, (nz, ny, nx) = 0.25, (48, 48, 80)
+    origin = np.array([-10.0, 0.0, -42.0])
+    z = origin[2] + (np.arange(nz) + 0.5) * h
+    return _dust_state(np.where(z <= -face_z, 3.0, 0.0)[:, None, None] * np.ones((1, ny, nx)), origin, h)
 
 
 def test_a_front_a_little_deeper_shows_the_same_lumps():
@@ -414,19 +420,12 @@ def test_a_dense_clouds_sunlit_face_is_lit_like_a_wall_of_its_colour_not_smoke(a
 
 def _deep_slab(near_m: float, far_m: float, sigma: float) -> dict:
     """Dust of even extinction `sigma` (1/m) filling the street from near_m to far_m in
-    front of the lens, 30 m wide and 15 m tall, the detail coordinates at rest."""
+    front of the lens, 30 m wide and 15 m tall."""
     h, (nz, ny, nx) = 0.5, (48, 30, 60)
     origin = np.array([-15.0, 0.0, -(far_m + 1.0)])
     z = -(origin[2] + (np.arange(nz) + 0.5) * h)
-    sig = np.where((z >= near_m) & (z <= far_m), sigma, 0.0)[:, None, None] * np.ones((1, ny, nx))
-    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
-    zero = np.zeros((nz, ny, nx), np.float16)
-    return dict(t=np.array([2.0]), w=np.array([1.0, 0.0]), origin=origin, h=np.array([h]),
-                shape=np.array([nz, ny, nx]), sigma=sig.astype(np.float16),
-                coords=np.concatenate([centres, centres]).astype(np.float16),
-                vel=np.zeros((3, nz, ny, nx), np.float16), turb=np.ones((nz, ny, nx), np.float16),
-                heat=zero, solid=zero)
+    return _dust_state(np.where((z >= near_m) & (z <= far_m), sigma, 0.0)[:, None, None] * np.ones((1, ny, nx)),
+                       origin, h)
 
 
 def test_a_thinned_cloud_round_the_lens_gathers_into_clumps_with_windows_through_it():
