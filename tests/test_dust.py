@@ -483,8 +483,13 @@ def test_the_noise_rest_point_drifts_with_the_cloud_as_a_breeze_carries_it(scene
     still, breezy = _dust(fr, sim), _dust(fr, sim, wind=3.0, heading=90.0)      # blowing to the right
     s_still, s_breezy = still.advance_to(3.0), breezy.advance_to(3.0)
     lived = 3.0 - breezy.em.first_time(breezy.dt)
+    # The bulk of the cloud: out since a tenth of its dust was (a blown base lets its
+    # first dust go slowly, a trickle a second before the rest).
+    t = breezy.em.step * breezy.dt
+    out = np.cumsum(breezy.em.fine_g[t <= 3.0])
+    bulk = 3.0 - t[t <= 3.0][np.searchsorted(out, 0.1 * out[-1])]
     carried = breezy.drift[0] - still.drift[0]
-    assert 0.33 * 3.0 * lived < carried < 1.0 * 3.0 * lived, (carried, lived)
+    assert 0.33 * 3.0 * bulk < carried < 1.0 * 3.0 * lived, (carried, bulk, lived)
     assert abs(breezy.drift[2] - still.drift[2]) < 0.2 * carried            # across the street, not along it
     assert np.allclose(s_breezy["drift"], breezy.rest_drift)
     assert 0.0 < s_breezy["drift"][:, 0].min() and s_breezy["drift"][:, 0].max() <= breezy.drift[0] + 1e-9
@@ -544,6 +549,46 @@ def test_a_crushed_storey_moves_only_its_own_air_and_the_push_is_spent_a_few_met
         d.advance_to(t)
         sp, out = speeds()
         assert sp[out > 6].max() < 1.0, (t, sp[out > 6].max())
+
+
+def test_a_blown_base_lets_its_air_and_dust_go_as_it_closes_under_a_block_falling_from_rest():
+    """The base closing under a block that starts from rest closes as the square of time
+    (constant acceleration): a quarter of the way through its closing time only 1/16 of
+    its air has left, and the last quarter pushes out 7/16. A storey crushed under a
+    block already at speed closes evenly. The air is the volume closed (footprint x the
+    base's height less its rubble's), blown out level through the walls as jets (speed
+    x the walls' area), over the base's whole height, from just above the street to
+    just under the block, and the dust leaves with it."""
+    from derrumbe.stages.collapse_styles import COMPACTION
+    from derrumbe.stages.dust_sources import PILE_SHARE, event_emissions
+    from derrumbe.stages.simulate import EV_CRUSH, EV_SINK
+    lo, hi = np.array([-6.0, 0.0, -12.0]), np.array([6.0, 12.0, 0.0])
+    height, closing, dt = 4.0, 1.0, 1 / 96
+    closed = (1.0 - COMPACTION) * height
+    ev = np.zeros(1, EVENT_DTYPE)
+    ev[0] = (0.5, (0.0, 0.5 * height, -6.0), (0.0, -closed / closing, 0.0), 2e6, 2e5, EV_SINK, 0)
+    em = event_emissions(ev, (lo, hi), dt, 0.5, 1.0, 1, 400)
+    t = em.step * dt
+    spacing = 2.0                                                  # the ring's, at this cell size
+    blown = np.linalg.norm(em.vel, axis=1) * em.pull.astype(bool) * spacing * height * dt
+    air = lambda a, b: blown[(t >= 0.5 + a - 1e-9) & (t < 0.5 + b - 1e-9)].sum()
+    assert blown.sum() == pytest.approx(12.0 * 12.0 * closed, rel=0.05)
+    assert air(0.0, 0.25) / blown.sum() == pytest.approx(1 / 16, abs=0.02)
+    assert air(0.75, 1.0) / blown.sum() == pytest.approx(7 / 16, abs=0.02)
+    assert air(1.0, 9.0) == 0.0                                    # closed: no more air
+    blowing = blown > 0
+    out = em.vel[blowing]
+    assert np.abs(out[:, 1]).max() == 0.0                          # level, out of the walls
+    assert em.pos[blowing, 1].min() >= 0.1 * height - 1e-6 and em.pos[blowing, 1].max() <= 0.9 * height + 1e-6
+    assert em.pos[blowing, 1].max() - em.pos[blowing, 1].min() > 0.6 * height
+    dust = lambda a, b: em.fine_g[(t >= 0.5 + a - 1e-9) & (t < 0.5 + b - 1e-9)].sum()
+    assert dust(0.0, 0.25) / dust(0.0, 1.0) == pytest.approx(1 / 16, abs=0.02)
+    assert dust(0.0, 1.0) / em.fine_g.sum() == pytest.approx(1.0 - PILE_SHARE, rel=1e-6)
+    ev["kind"], ev["vel"] = EV_CRUSH, (0.0, -6.0, 0.0)       # under a moving block: 0.55 s, evenly
+    em = event_emissions(ev, (lo, hi), dt, 0.5, 1.0, 1, 400)
+    t = em.step * dt
+    first = em.flux[(t >= 0.5 - 1e-9) & (t < 0.5 + 0.55 / 4 - 1e-9)].sum()
+    assert first / em.flux.sum() == pytest.approx(1 / 4, abs=0.03)
 
 
 LOW_SUN = np.array([0.4, 0.6, 0.7]) / np.linalg.norm([0.4, 0.6, 0.7])

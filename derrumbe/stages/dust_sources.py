@@ -11,7 +11,10 @@ first event. What each kind of event does to the air:
 - BREAK: a connection failing puffs a little dust out of the crack;
 - CRUSH: a storey crushed by the block above squeezes the storey's air out through its
   openings, around the whole footprint at the crushing level, in the time the storey takes
-  to close: this jet, heavy with dust, is what starts the gravity current along the street.
+  to close: this jet, heavy with dust, is what starts the gravity current along the street;
+- SINK: the blown base, closing under the block from the moment it lets go: the same, over
+  the base's whole height, at the pace of a block coming down from rest (the air and dust
+  leave as the storey closes, slowly at first).
 
 Emissions are binned per solver step (a CRUSH is spread over its closing time).
 """
@@ -23,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from derrumbe.stages.camera import STOREY_M
-from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT
+from derrumbe.stages.collapse_styles import COMPACTION
+from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_IMPACT, EV_SINK
 
 # How much fine dust an event makes, from the mass of concrete it breaks up:
 # - the mass an event crushes is the energy it dissipates over the specific energy crushing
@@ -59,11 +63,12 @@ LOAD_PER_FINE = 6.0          # coarse airborne grit (50-300 um) per gram of fine
 # fronts blown into the street at the start raised 1.3 kg of fines and 7.6 kg of grit in
 # half a second, an opaque white bank in front of the demo's parked cars before anything
 # above had moved (judged "a blob pasted over the cars").
-GRIND = {EV_GROUND: 0.3, EV_CRUSH: 1.0, EV_IMPACT: 0.05, EV_BREAK: 0.05}
+GRIND = {EV_GROUND: 0.3, EV_CRUSH: 1.0, EV_SINK: 1.0, EV_IMPACT: 0.05, EV_BREAK: 0.05}
 LOBES = 1.6                  # log-spread of how much dust and air leave at each stretch of the walls
 OPENING_M = 2.5              # ...which varies over about a window's spacing
 PILE_S = 0.6                 # a crushed storey's dust keeps welling out of the pile over this long
 PILE_SHARE = 0.5             # ...this share of it (the rest leaves while the storey closes)
+JET_PULL = 0.7               # how firmly a blown base's air is turned out level through its openings
 HEAT_K_M3_PER_J = 2.5e-4     # the lift of the collapse's warm, turbulent air (K m^3 per J)
 
 
@@ -153,8 +158,8 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
             pp[:, 1] = max(0.6 * r, 0.5 * cell_m)
             add(np.full(n, t), pp, np.full(n, r * 0.8), np.full(n, fine[k] / n), np.full(n, heat[k] / n), vel,
                 np.full(n, 0.7))
-        elif kind == EV_CRUSH:
-            _crush(add, t, p, v, energy[k], fine[k], heat[k], lo, hi, cell_m, step_dt, rng)
+        elif kind in (EV_CRUSH, EV_SINK):
+            _crush(add, t, p, v, energy[k], fine[k], heat[k], lo, hi, cell_m, step_dt, rng, kind == EV_SINK)
         else:
             # IMPACT / BREAK: dust shed where it happened, moving on with the pieces,
             # a crack's puff jetting a little out of the building.
@@ -172,7 +177,7 @@ def event_emissions(events: np.ndarray, footprint: tuple, step_dt: float, cell_m
                      pull[order], flux[order])
 
 
-def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
+def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, sink=False):
     """A crushed storey: its air (storey height x footprint) leaves through the openings
     around the footprint at the crushing level while the storey closes, and its dust
     keeps pouring out of the pile for a while after.
@@ -188,10 +193,17 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
     leaves while the storey closes: the rest is shaken out of the settling pile over
     the next second or so (PILE_S), as footage of collapses shows the cloud still
     welling up from the base after the building is down."""
-    closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
-    volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * STOREY_M
+    if sink:
+        # The base's whole height (the event is at its middle) closes to its rubble.
+        height = 2.0 * float(p[1])
+        closed = (1.0 - COMPACTION) * height
+        closing = float(np.clip(closed / max(abs(float(v[1])), 0.1), 0.08, 2.0))
+    else:
+        closed = STOREY_M
+        closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
+    volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * closed
     spacing = max(1.5 * cell_m, 2.0)
-    ring = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
+    ring, normal = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
     radius = max(1.2 * cell_m, 1.5)
     y = float(np.clip(p[1], 0.5 * STOREY_M, None))
     w = np.exp(LOBES * _smooth_ring(rng.normal(0, 1, len(ring)), OPENING_M / spacing))
@@ -199,31 +211,51 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng):
     still = np.zeros((len(ring), 3))
     n_close = max(1, int(round(closing / step_dt)))
     n_all = n_close + int(round(3.0 * PILE_S / step_dt))
-    # The dust's release over time: PILE_SHARE spread evenly over the closing, the rest
-    # decaying over PILE_S after it.
+    # The dust's release over time: PILE_SHARE over the closing, at the pace the storey
+    # closes (evenly under a block already moving; as the square of time under one
+    # coming down from rest), the rest decaying over PILE_S after it. The air leaves at
+    # the same pace.
+    edges = np.arange(n_close + 1) / n_close
+    pace = np.diff(edges ** 2) if sink else np.diff(edges)
     share = np.zeros(n_all)
-    share[:n_close] = (1.0 - PILE_SHARE) / n_close
+    share[:n_close] = (1.0 - PILE_SHARE) * pace
     tail = np.exp(-np.arange(n_all - n_close) * step_dt / PILE_S)
     share[n_close:] = PILE_SHARE * tail / max(tail.sum(), 1e-9)
     for s in range(n_all):
         ts = t + s * step_dt
         pp = ring.copy()
-        pp[:, 1] = y + rng.uniform(-0.4, 0.4, len(ring)) * STOREY_M if s < n_close else \
-            rng.uniform(0.3, 1.0, len(ring)) * STOREY_M
-        flux = volume * w / n_close if s < n_close else np.zeros(len(ring))
+        if s >= n_close:
+            pp[:, 1] = rng.uniform(0.3, 1.0, len(ring)) * STOREY_M
+        elif sink:
+            pp[:, 1] = rng.uniform(0.1, 0.9, len(ring)) * height
+        else:
+            pp[:, 1] = y + rng.uniform(-0.4, 0.4, len(ring)) * STOREY_M
+        flux = volume * w * pace[s] if s < n_close else np.zeros(len(ring))
+        vel, pull = still, np.zeros(len(ring))
+        if sink and s < n_close:
+            # Out through the ground storey's doors and windows, level with the street,
+            # as jets: its air's volume over the openings' area (the base's height along
+            # the walls) at each stretch of wall. As a volume source outside the walls it
+            # went up as much as out, and the base's dust rose off the street as a cloud
+            # hanging a storey up (img_100 at 15 %).
+            speed = np.minimum(flux / step_dt / (spacing * height), 12.0)
+            vel, pull, flux = normal * speed[:, None], np.full(len(ring), JET_PULL), np.zeros(len(ring))
         add(np.full(len(ring), ts), pp, np.full(len(ring), radius), fine * w * share[s], heat * w * share[s],
-            still, np.zeros(len(ring)), flux)
+            vel, pull, flux)
 
 
-def _footprint_ring(lo, hi, offset, spacing) -> np.ndarray:
-    """Points around the building's footprint, just outside its walls."""
+def _footprint_ring(lo, hi, offset, spacing) -> tuple[np.ndarray, np.ndarray]:
+    """Points around the building's footprint, just outside its walls, and the walls'
+    outward normals there."""
     x0, x1, z0, z1 = lo[0] - offset, hi[0] + offset, lo[2] - offset, hi[2] + offset
-    pts = []
-    for a, b in (((x0, z0), (x1, z0)), ((x1, z0), (x1, z1)), ((x1, z1), (x0, z1)), ((x0, z1), (x0, z0))):
+    pts, normals = [], []
+    for a, b, out in (((x0, z0), (x1, z0), (0, 0, -1)), ((x1, z0), (x1, z1), (1, 0, 0)),
+                      ((x1, z1), (x0, z1), (0, 0, 1)), ((x0, z1), (x0, z0), (-1, 0, 0))):
         n = max(2, int(np.hypot(b[0] - a[0], b[1] - a[1]) / spacing))
         s = (np.arange(n) + 0.5) / n
         pts.append(np.stack([a[0] + (b[0] - a[0]) * s, np.zeros(n), a[1] + (b[1] - a[1]) * s], 1))
-    return np.vstack(pts)
+        normals.append(np.tile(np.array(out, float), (n, 1)))
+    return np.vstack(pts), np.vstack(normals)
 
 
 def _smooth_ring(x: np.ndarray, width: float) -> np.ndarray:

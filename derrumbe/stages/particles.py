@@ -23,7 +23,7 @@ import numpy as np
 
 from derrumbe.kernels.ballistics import fly
 from derrumbe.stages.fracture import Fracture
-from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, G, SimResult
+from derrumbe.stages.simulate import EV_BREAK, EV_CRUSH, EV_GROUND, EV_SINK, G, SimResult
 
 GRIT_DENSITY = 2000.0       # kg/m^3
 AIR_DENSITY = 1.2
@@ -127,7 +127,7 @@ def emit_particles(sim: SimResult, fr: Fracture, face_albedo, count: int, seed: 
     start = e["pos"].astype(np.float64) + d * src_r[:, None] * rng.uniform(0.2, 0.7, (count, 1))
     start[:, 1] = np.maximum(start[:, 1], radius)
     base_v = e["vel"].astype(np.float64)
-    ground = (kind == EV_GROUND) | (kind == EV_CRUSH)
+    ground = (kind == EV_GROUND) | (kind == EV_CRUSH) | (kind == EV_SINK)
     # Speed of the spray: a share of the energy per unit mass the event released.
     spec = np.sqrt(2 * e["energy"] / np.maximum(e["mass"], 1.0))
     speed = np.clip(0.6 * spec, 1.0, 14.0) * rng.lognormal(0.0, 0.45, count)

@@ -64,6 +64,7 @@ GLASS_SPIN = 5.0              # rad/s: shards tumble (each turn flashes the sun)
 EVENT_DTYPE = np.dtype([("t", "f8"), ("pos", "f4", 3), ("vel", "f4", 3), ("energy", "f4"),
                         ("mass", "f4"), ("kind", "i1"), ("piece", "i4")])
 EV_BREAK, EV_IMPACT, EV_GROUND, EV_CRUSH = 0, 1, 2, 3
+EV_SINK = 4         # a blown base closing under the block as it comes down from rest
 BLOW_MARGIN_M = 2.0            # a contact point further than this beyond a body's pieces is not on it
 # The fastest anything moves in a collapse: its fall from the roof plus the strongest
 # charge's kick (topple's 6 m/s and its scatter), and upward no more than a bounce or a
@@ -143,6 +144,7 @@ class Destruction:
         self.shattered = np.full(fr.n, np.inf)
         self.gone: dict[int, tuple] = {}        # pulverised fragments' last transform
         self.events: list = []
+        self.sinks = 0
         self.fault = fault
         self.counts = dict(splits=0, spalls=0, frozen=0, crushes=0, clamped=0)
         v_fall = float(np.sqrt(2 * G * max(float(fr.floor_y[-1]), 1.0)))
@@ -276,7 +278,9 @@ class Destruction:
     def _crack(self, parts, cents, n_groups, hit_rest, parent_level, child_level):
         """Groups the children into a few connected chunks: Voronoi regions of seeds
         scattered from the point hit (or the middle), so cracks run from the blow."""
-        rng = np.random.default_rng(len(self.events) * 7919 + len(parts))
+        # Seeded by the blows so far: a sink is no blow (recording one must not change
+        # how the walls crack).
+        rng = np.random.default_rng((len(self.events) - self.sinks) * 7919 + len(parts))
         centre = hit_rest if hit_rest is not None else cents.mean(0)
         span = np.ptp(cents, axis=0).max() + 1e-6
         seeds = centre + rng.normal(0, 0.5 * span, (n_groups, 3))
@@ -335,9 +339,10 @@ class Destruction:
         self.events.append((self.time, tuple(map(float, pos)), tuple(map(float, vel)), float(energy),
                             float(mass), kind, int(piece)))
 
-    def crush_event(self, pos, vel, energy: float, mass: float, piece: int) -> None:
+    def crush_event(self, pos, vel, energy: float, mass: float, piece: int, kind: int = EV_CRUSH) -> None:
         self.counts["crushes"] += 1
-        self._event(EV_CRUSH, pos, vel, energy, mass, piece)
+        self.sinks += kind == EV_SINK
+        self._event(kind, pos, vel, energy, mass, piece)
 
     # ---- stepping ---------------------------------------------------------------------
     def step(self) -> None:
@@ -720,4 +725,4 @@ def _quat_of(R: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["simulate", "SimResult", "Destruction", "EVENT_DTYPE", "EV_BREAK", "EV_IMPACT", "EV_GROUND",
-           "EV_CRUSH", "quat_to_matrix", "G", "LEVELS", "KINEMATIC"]
+           "EV_CRUSH", "EV_SINK", "quat_to_matrix", "G", "LEVELS", "KINEMATIC"]
