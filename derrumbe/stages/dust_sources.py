@@ -193,14 +193,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, sink=
     leaves while the storey closes: the rest is shaken out of the settling pile over
     the next second or so (PILE_S), as footage of collapses shows the cloud still
     welling up from the base after the building is down."""
-    if sink:
-        # The base's whole height (the event is at its middle) closes to its rubble.
-        height = 2.0 * float(p[1])
-        closed = (1.0 - COMPACTION) * height
-        closing = float(np.clip(closed / max(abs(float(v[1])), 0.1), 0.08, 2.0))
-    else:
-        closed = STOREY_M
-        closing = float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))     # s
+    height, closed, closing = _closing(p, v, sink)
     volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * closed
     spacing = max(1.5 * cell_m, 2.0)
     ring, normal = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
@@ -242,6 +235,16 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, sink=
             vel, pull, flux = normal * speed[:, None], np.full(len(ring), JET_PULL), np.zeros(len(ring))
         add(np.full(len(ring), ts), pp, np.full(len(ring), radius), fine * w * share[s], heat * w * share[s],
             vel, pull, flux)
+
+
+def _closing(p, v, sink: bool) -> tuple[float, float, float]:
+    """The storey's height and how much of it closes (m), and in how long (s). A sink's
+    event is at the middle of the base's whole height, which closes to its rubble."""
+    if sink:
+        height = 2.0 * float(p[1])
+        closed = (1.0 - COMPACTION) * height
+        return height, closed, float(np.clip(closed / max(abs(float(v[1])), 0.1), 0.08, 2.0))
+    return STOREY_M, STOREY_M, float(np.clip(STOREY_M / max(abs(float(v[1])), 1.0), 0.08, 1.0))
 
 
 def _footprint_ring(lo, hi, offset, spacing) -> tuple[np.ndarray, np.ndarray]:
