@@ -258,7 +258,7 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=13, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=14, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),

@@ -557,10 +557,10 @@ def test_a_blown_base_lets_its_air_and_dust_go_as_it_closes_under_a_block_fallin
     its air has left, and the last quarter pushes out 7/16. A storey crushed under a
     block already at speed closes evenly. The air is the volume closed (footprint x the
     base's height less its rubble's), blown out level through the walls as jets (speed
-    x the walls' area), over the base's whole height, from just above the street to
-    just under the block, and the dust leaves with it."""
+    x the openings' area in the walls), from just above the street to just under the
+    block's descending underside, and the dust leaves with it."""
     from derrumbe.stages.collapse_styles import COMPACTION
-    from derrumbe.stages.dust_sources import PILE_SHARE, event_emissions
+    from derrumbe.stages.dust_sources import OPEN_SHARE, PILE_SHARE, event_emissions
     from derrumbe.stages.simulate import EV_CRUSH, EV_SINK
     lo, hi = np.array([-6.0, 0.0, -12.0]), np.array([6.0, 12.0, 0.0])
     height, closing, dt = 4.0, 1.0, 1 / 96
@@ -569,18 +569,26 @@ def test_a_blown_base_lets_its_air_and_dust_go_as_it_closes_under_a_block_fallin
     ev[0] = (0.5, (0.0, 0.5 * height, -6.0), (0.0, -closed / closing, 0.0), 2e6, 2e5, EV_SINK, 0)
     em = event_emissions(ev, (lo, hi), dt, 0.5, 1.0, 1, 400)
     t = em.step * dt
-    spacing = 2.0                                                  # the ring's, at this cell size
-    blown = np.linalg.norm(em.vel, axis=1) * em.pull.astype(bool) * spacing * height * dt
-    air = lambda a, b: blown[(t >= 0.5 + a - 1e-9) & (t < 0.5 + b - 1e-9)].sum()
+    openings = OPEN_SHARE * 4 * 12.0 * height                      # the doors and windows in the walls
+    jet = em.pull > 0
+    speed = np.linalg.norm(em.vel, axis=1)
+    steps = np.unique(em.step[jet])
+    for k in steps:                                                # one pressure, one speed
+        assert np.ptp(speed[jet & (em.step == k)]) < 1e-9
+    blown = np.array([speed[jet & (em.step == k)][0] * openings * dt for k in steps])
+    ts = steps * dt
+    air = lambda a, b: blown[(ts >= 0.5 + a - 1e-9) & (ts < 0.5 + b - 1e-9)].sum()
     assert blown.sum() == pytest.approx(12.0 * 12.0 * closed, rel=0.05)
     assert air(0.0, 0.25) / blown.sum() == pytest.approx(1 / 16, abs=0.02)
     assert air(0.75, 1.0) / blown.sum() == pytest.approx(7 / 16, abs=0.02)
     assert air(1.0, 9.0) == 0.0                                    # closed: no more air
-    blowing = blown > 0
-    out = em.vel[blowing]
-    assert np.abs(out[:, 1]).max() == 0.0                          # level, out of the walls
-    assert em.pos[blowing, 1].min() >= 0.1 * height - 1e-6 and em.pos[blowing, 1].max() <= 0.9 * height + 1e-6
-    assert em.pos[blowing, 1].max() - em.pos[blowing, 1].min() > 0.6 * height
+    assert np.abs(em.vel[jet, 1]).max() == 0.0                     # level, out of the walls
+    # Under the block's underside, which has come down closed x (elapsed / closing)^2.
+    gap = height - closed * ((t[jet] - 0.5) / closing) ** 2
+    y = em.pos[jet, 1]
+    assert (y >= 0.1 * gap - 1e-6).all() and (y <= 0.9 * gap + 1e-6).all()
+    first = t[jet] < 0.5 + 0.25 * closing
+    assert y[first].max() - y[first].min() > 0.6 * height
     dust = lambda a, b: em.fine_g[(t >= 0.5 + a - 1e-9) & (t < 0.5 + b - 1e-9)].sum()
     assert dust(0.0, 0.25) / dust(0.0, 1.0) == pytest.approx(1 / 16, abs=0.02)
     assert dust(0.0, 1.0) / em.fine_g.sum() == pytest.approx(1.0 - PILE_SHARE, rel=1e-6)
