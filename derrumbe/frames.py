@@ -87,7 +87,7 @@ class FrameRenderer:
         self.room = room_darkness(v.plate_out, v.bmatte)
         info = s.cache.dust_info(s.keys["dust"]) if sp.dust > 0 else {}
         self.dust_colour = dust_albedo(sp, self.light, s["material"])     # the cloud's, and the powder's hue
-        self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_exposure", {}),
+        self.settled = settled_dust(v.still_objects, v.plate_out, info.get("holdout_deposit", {}),
                                     self.dust_colour, self.light)
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.tops = collapse_tops(sim, fr, s.frame_times, s["camera"][1].proxy_height_m)

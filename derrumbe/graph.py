@@ -173,8 +173,8 @@ def _dust(s: Scene) -> dict:
                    walls=lambda g: street_walls(g, fr, cam, bm_plate, sky_plate, place.depth_m))
     n = s.n_frames
     lens = np.zeros(n)
-    # The dust each holdout standing in the street has stood in so far (extinction x time):
-    # what settles on it (frames.py coats it). (Their depths are set by holdout_depths,
+    # The dust settled so far on what faces up on each holdout standing in the street (the
+    # integral of its cover rate; frames.py coats it). (Their depths are set by holdout_depths,
     # asked for here: a cached simulation does not ask for it.)
     s["holdout_depths"]
     points = dust_points(matte.objects.objects, cam)
@@ -183,7 +183,7 @@ def _dust(s: Scene) -> dict:
     for i, t in enumerate(s.frame_times):
         s.cache.store_dust_frame(key, i, dust.advance_to(float(t)))
         lens[i] = dust.lens_depth()
-        seen += dust.extinction_at(np.array([p for _, p in points]).reshape(-1, 3)) / sp.fps
+        seen += dust.cover_rate_at(np.array([p for _, p in points]).reshape(-1, 3)) / sp.fps
         exposure[:, i] = seen
         s.progress.advance(i + 1, n)
     g = dust.grid
@@ -192,7 +192,7 @@ def _dust(s: Scene) -> dict:
             "grid_grew": dust.grows, "first_emission_s": round(dust.em.first_time(dust.dt), 3),
             "mass_kg": round(dust.mass_g() / 1000.0, 1),
             "settled_and_left_kg": [round(float(x) / 1000.0, 1) for x in dust.lost_g[:2]],
-            "holdout_exposure": {str(oid): [round(float(x), 4) for x in e] for (oid, _), e in zip(points, exposure)},
+            "holdout_deposit": {str(oid): [round(float(x), 5) for x in e] for (oid, _), e in zip(points, exposure)},
             "lens_tau": round(float(lens.max()), 3), "lens_tau_frames": [round(float(x), 3) for x in lens], "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
             **dust.extent()}
     s.cache.finish_dust(key, n, info)
@@ -258,7 +258,7 @@ STAGES: tuple[Stage, ...] = (
           fields=("dust", "seed", "fps", "duration"),
           settings=lambda s: {"wind": list(s.spec.wind or WIND_DEFAULT), "cells": DUST_CELLS[s.quality],
                               "steps": DUST_STEPS_PER_FRAME[s.quality]},
-          version=14, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
+          version=15, libs=("numpy", "numba", "scipy", OPENCV), store="stream", progress_total=lambda s: s.n_frames),
     Stage("view", _view, inputs=("matte", "camera", "holdout_depths"), fields=("size", "preview"), store="none",
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
@@ -276,7 +276,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=78, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=79, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -214,36 +214,43 @@ def test_the_pieces_edges_come_out_as_a_supersampled_render_draws_them():
     assert touched[edge].mean() > 0.9                    # what changed is marked so it gets grain
 
 
-def test_a_car_standing_in_the_dust_turns_grey_with_it_and_one_outside_it_stays_as_shot():
-    """A white car that stood three seconds in a cloud of extinction 1/m is coated by
-    COAT_MAX (1 - e^-3) on its top third (its roof and glass) and half that on its sides:
-    its pixels move that far from the plate's white toward the dust's albedo lit as the
-    street is (sky from above, sun from where it stands). A person the cloud never reached
-    stays the plate's own, bit for bit; nothing is coated before the dust arrives."""
+def test_dust_settled_on_a_car_greys_its_roof_and_a_persons_shoulders_not_their_sides():
+    """A white car whose roof three seconds of settling covered by 1 - e^-3 is coated by
+    COAT_MAX of that on its top third (its roof and glass) and COAT_SIDES of it on its
+    sides: its pixels move that far from the plate's white toward the dust's albedo lit
+    as the street is (sky from above, sun from where it stands). A dark-clad person with
+    the same deposit greys on the head and shoulders (the figure's top 15 %) and keeps
+    its clothes' dark below. A person the cloud never reached stays the plate's own, bit
+    for bit; nothing is coated before the dust arrives."""
     from derrumbe.colour import linear_to_u8
     from derrumbe.stages.comp import COAT_MAX, COAT_SIDES, composite, settled_dust
     from derrumbe.stages.render import Lighting
-    H, W = 40, 60
+    H, W = 40, 70
     plate = np.full((H, W, 3), 0.2, np.float32)
-    car, person = np.zeros((H, W), np.float32), np.zeros((H, W), np.float32)
-    car[12:36, 5:30], person[10:35, 40:46] = 1, 1
-    plate[car > 0], plate[person > 0] = 0.8, 0.05
+    car, person, away = (np.zeros((H, W), np.float32) for _ in range(3))
+    car[12:36, 5:30], person[5:35, 38:52], away[10:35, 60:66] = 1, 1, 1
+    plate[car > 0], plate[away > 0] = 0.8, 0.05
+    plate[:, 34:56] = 0.02          # the person before a wall as dark: the plate's shading of it is flat
     sun = np.array([0.0, 0.8, 0.6])
     light = Lighting(sun, np.array([1.0, 1.0, 1.0]), np.array([0.3, 0.3, 0.3]), np.ones(3) * 0.5)
     albedo = np.array([0.4, 0.36, 0.3])
-    coats = settled_dust([(1, "vehicle", car), (2, "person", person)], plate,
-                         {"1": [0.0, 1.0, 3.0], "2": [0.0, 0.0, 0.0]}, albedo, light)
+    coats = settled_dust([(1, "vehicle", car), (2, "person", person), (3, "person", away)], plate,
+                         {"1": [0.0, 1.0, 3.0], "2": [0.0, 1.0, 3.0], "3": [0.0, 0.0, 0.0]}, albedo, light)
     assert coats.at(0) is None
-    hold = np.maximum(car, person)
+    hold = np.maximum(np.maximum(car, person), away)
     res = composite(plate, linear_to_u8(plate), plate.copy(), np.zeros((H, W), np.float32), hold, _flat_layers(H, W),
                     np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0), coat=coats.at(2))
     # Lit on a surface half turned up: the sky's 0.6 + 0.4 * 0.5, the sun's cosine 0.4 + 0.52.
     lit = albedo * (0.3 * 0.8 + 1.0 * (0.8 * 0.5 + 0.6 * 0.87))
-    c = COAT_MAX["vehicle"] * (1 - np.exp(-3.0))
+    c = COAT_MAX * (1 - np.exp(-3.0))
     roof, sides = np.zeros((H, W), bool), np.zeros((H, W), bool)
     roof[16:20, 9:26], sides[25:32, 9:26] = True, True     # rows 12-19 its top third; away from its outline's blur
     assert np.allclose(res.linear[roof], (1 - c) * 0.8 + c * lit, atol=5e-3)     # (the shading blur: < 0.004)
-    c = c * COAT_SIDES
-    assert np.allclose(res.linear[sides], (1 - c) * 0.8 + c * lit, atol=5e-3)
-    assert np.array_equal(res.frame[person > 0], linear_to_u8(plate)[person > 0])
+    assert np.allclose(res.linear[sides], (1 - c * COAT_SIDES) * 0.8 + c * COAT_SIDES * lit, atol=5e-3)
+    # The person's rows 5-9 are its top 15 %: its shoulders take the full coat, its legs a fifth of it.
+    head, legs = res.linear[6:9, 43:47], res.linear[25:32, 43:47]
+    assert np.allclose(head, (1 - c) * 0.02 + c * lit, atol=5e-3)
+    assert np.allclose(legs, (1 - c * COAT_SIDES) * 0.02 + c * COAT_SIDES * lit, atol=5e-3)
+    assert legs.mean() < head.mean() / 3
+    assert np.array_equal(res.frame[away > 0], linear_to_u8(plate)[away > 0])
     assert res.touched[car > 0].all()

@@ -665,8 +665,33 @@ def test_dust_between_the_lens_and_the_building_is_measured_as_optical_depth():
     assert lens_optical_depth(np.zeros_like(sigma), grid, (0.0, 1.6, 0.0), lo, hi) == 0.0
 
 
+def test_dust_settles_on_a_roof_at_stokes_speed_and_three_seconds_of_fines_cover_about_one_percent(scene):
+    """What coats a holdout is what settles on it (cover_rate_at): each field's mass flux
+    (concentration x fall speed) times the area its grains hide per gram (their extinction
+    per gram over Q = 2). The fines' fall speed is Stokes' law for 10 um grains of
+    2.5 g/cm^3 in air: rho g d^2 / (18 mu) = 7.6 mm/s. So three seconds in fines of
+    extinction 1/m cover 1 - exp(-3 x 0.0076 / 2) = 1.1 % of a roof (the pedestrians in
+    collapse footage come out of the cloud dark, grey only after minutes); the grit, at
+    0.8 m/s, covers a hundred times faster per unit of extinction."""
+    from derrumbe.stages.dust import EXT_FINE_M2_PER_G, EXT_LOAD_M2_PER_G
+    fr, sim = scene
+    d = _dust(fr, sim)
+    d.advance_to(0.1)
+    stokes = 2500.0 * 9.81 * (10e-6) ** 2 / (18 * 1.81e-5)
+    cx, front = 0.5 * (fr.box_lo[0] + fr.box_hi[0]), fr.box_hi[2]
+    pt = np.array([[cx, 0.7, front + 3.0]])
+    d.q[0][:], d.q[1][:] = 1.0 / EXT_FINE_M2_PER_G, 0.0          # fines of extinction 1/m
+    fine = d.cover_rate_at(pt)[0]
+    assert fine == pytest.approx(stokes / 2, rel=0.02)
+    assert 0.009 < 1 - np.exp(-3 * fine) < 0.013
+    d.q[0][:], d.q[1][:] = 0.0, 1.0 / EXT_LOAD_M2_PER_G          # grit of extinction 1/m
+    assert d.cover_rate_at(pt)[0] == pytest.approx(0.8 / 2, rel=0.02)
+    assert d.cover_rate_at(pt + [0.0, 0.0, 1e4])[0] == 0.0        # outside the grid: no cloud
+    assert d.cover_rate_at(np.zeros((0, 3))).shape == (0,)
+
+
 def test_what_stands_in_the_street_before_the_building_stands_in_the_cloud_what_is_far_does_not(scene):
-    """The dust a holdout stands in (extinction_at, what coats it in the comp): a car 3 m
+    """The dust a holdout stands in (extinction_at): a car 3 m
     in front of the facade is in the rolling cloud by 3 s, one 60 m down the street is not,
     and before the first failure no point is."""
     fr, sim = scene

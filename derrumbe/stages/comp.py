@@ -279,14 +279,15 @@ def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.nd
     return out, touched | (out != lin).any(axis=2)
 
 
-COAT_EXPOSURE = 1.0    # dust stood in (extinction x time, s/m) that greys a surface by 1 - 1/e of COAT_MAX
-# How far a thing is greyed at most: dust settles on what faces up, so a car's roof, bonnet
-# and glass (its top third) take the most and its sides half that, a person's head and
-# shoulders less, a pole's or a sign's vertical faces little (coated as a car, img_288's black
-# lamp post turned into a white ghost).
-COAT_MAX = {"vehicle": 0.75, "person": 0.4}
-COAT_OTHER = 0.2
-COAT_SIDES = 0.5       # a car's sides, below its top third, take this share of its top's
+# Dust settles on what faces up: a car's roof, bonnet and glass (its top third), a person's
+# head and shoulders (the top TOP_SHARE of the figure). A face under settled dust takes its
+# colour up to COAT_MAX (the grains leave some of what they lie on seen). Vertical faces
+# (clothes, doors, a pole) keep only the little that sticks of what is thrown at them:
+# COAT_SIDES of it. (Coated as a whole, a black lamp post turned into a white ghost on
+# img_288, and the demo's dark-clad pedestrians into pale figures.)
+COAT_MAX = 0.75
+TOP_SHARE = {"vehicle": 1 / 3, "person": 0.15}
+COAT_SIDES = 0.2
 
 
 @dataclass
@@ -313,16 +314,23 @@ class SettledDust:
         return np.clip(w, 0.0, 1.0), (acc / np.maximum(w, 1e-6)[..., None]).astype(np.float32)
 
 
-def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndarray, light) -> SettledDust:
-    """Footage of collapses shows the cars and people in the street grey with dust within
-    seconds; kept as the plate shows them, a white car stayed a clean white cut-out in the
-    cloud (img_140). Each holdout the dust reached (exposure: its dust stood in, per frame,
-    from the dust stage) is coated by 1 - exp(-exposure / COAT_EXPOSURE), up to its kind's
-    COAT_MAX (a car's sides COAT_SIDES of it), toward the dust's albedo lit by the sky and
-    the sun on a surface half turned up (as the debris is lit), keeping the plate's own
-    shading of it (its wheels and the shadow under it stay dark)."""
+def settled_dust(objects, plate_lin: np.ndarray, deposit: dict, albedo: np.ndarray, light) -> SettledDust:
+    """The dust that settles out of the cloud onto the cars and people in the street. Each
+    holdout the dust reached (deposit: per frame, the integral of the cover rate where it
+    stands, from the dust stage, DustSim.cover_rate_at) is coated by 1 - exp(-deposit), up
+    to COAT_MAX on what faces up (its vertical faces COAT_SIDES of it), toward the dust's
+    albedo lit by the sky and the sun on a surface half turned up (as the debris is lit),
+    keeping the plate's own shading of it (its wheels and the shadow under it stay dark).
+
+    The fines settle slowly: three seconds in fines of extinction 1/m cover 1 % of a
+    roof; the coarse grit near the source falls a hundred times faster. Counted as the
+    extinction a thing stood in (12 times the settling on the demo's street) and laid over
+    whole figures, the coat turned the demo's dark-clad pedestrians into pale ghosts: their
+    median lifted 7 to 14 times with hardly any dust in front of them (reviews 25-28).
+    What hides the things in a collapse's cloud is the cloud in front of them (the dust
+    render), not a coat."""
     out = SettledDust(plate_lin.shape[:2], [])
-    reached = [(oid, kind, a, np.asarray(exposure.get(str(oid), ()), float)) for oid, kind, a in objects]
+    reached = [(oid, kind, a, np.asarray(deposit.get(str(oid), ()), float)) for oid, kind, a in objects]
     reached = [r for r in reached if len(r[3]) and r[3].max() > 0 and r[2].max() > 0]
     if not reached:
         return out
@@ -337,12 +345,12 @@ def settled_dust(objects, plate_lin: np.ndarray, exposure: dict, albedo: np.ndar
         mean = float((lum * a).sum() / max(a.sum(), 1e-6))
         shade = np.clip(soft[box] / max(mean, 1e-4), 0.35, 1.5)
         tone = (np.asarray(albedo, float) * irr)[None, None, :] * shade[..., None]
-        reach = a[box] * COAT_MAX.get(kind, COAT_OTHER)
-        if kind == "vehicle":
-            body = np.nonzero(a.max(axis=1) > 0.05)[0]
-            top = body.min() + (body.max() - body.min()) / 3.0
-            reach = reach * np.where(np.arange(box[0].start, box[0].stop) <= top, 1.0, COAT_SIDES)[:, None]
-        out.parts.append((box, reach.astype(np.float32), tone.astype(np.float32), 1.0 - np.exp(-track / COAT_EXPOSURE)))
+        body = np.nonzero(a.max(axis=1) > 0.05)[0]
+        top = body.min() + (body.max() - body.min()) * TOP_SHARE.get(kind, 0.0)
+        facing = np.where(np.arange(box[0].start, box[0].stop) <= top, 1.0, COAT_SIDES) if kind in TOP_SHARE else \
+            np.full(box[0].stop - box[0].start, COAT_SIDES)
+        reach = a[box] * COAT_MAX * facing[:, None]
+        out.parts.append((box, reach.astype(np.float32), tone.astype(np.float32), 1.0 - np.exp(-track)))
     return out
 
 

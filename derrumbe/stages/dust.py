@@ -41,6 +41,8 @@ from derrumbe.stages.simulate import G, SimResult
 EXT_FINE_M2_PER_G = 0.1      # ~10 um mineral dust: 3 / (2 * 2.5e6 g/m^3 * 5e-6 m) * 0.33 (shape, size spread)
 EXT_LOAD_M2_PER_G = 0.006    # ~250 um grit
 SETTLE_LOAD_MS = 0.8         # fall speed of that grit in air (Stokes-Oseen regime)
+SETTLE_FINE_MS = 0.0076      # the fines' (Stokes: 2.5 g/cm^3 x g x (10 um)^2 / (18 x 1.8e-5 Pa s));
+                             # carried, not settled, by the grid: only what coats the holdouts uses it
 AIR_G_PER_M3 = 1200.0
 AIR_K = 293.0
 GROUND_DRAG = 0.02           # quadratic drag coefficient of the street on the lowest layer
@@ -521,14 +523,26 @@ class DustSim:
     def extinction_at(self, points: np.ndarray) -> np.ndarray:
         """The extinction (1/m) in the cells holding the given world points; 0 outside the
         grid (no cloud has reached there)."""
+        return self._at(self.extinction(), points)
+
+    def cover_rate_at(self, points: np.ndarray) -> np.ndarray:
+        """How fast the dust settling out of the cells holding the given world points covers
+        a surface facing up (1/s): each field's mass flux c x v_s onto it, times the area
+        its grains hide per gram, which is its extinction per gram over the extinction
+        efficiency (Q ~ 2 for grains much larger than the light's wavelength). So
+        d(cover)/dt = sum of sigma x v_s / 2 over the fields; 0 outside the grid."""
+        rate = (self.q[0] * np.float32(EXT_FINE_M2_PER_G * SETTLE_FINE_MS) +
+                self.q[1] * np.float32(EXT_LOAD_M2_PER_G * SETTLE_LOAD_MS)) * np.float32(0.5)
+        return self._at(rate, points)
+
+    def _at(self, field: np.ndarray, points: np.ndarray) -> np.ndarray:
         if not len(points):
             return np.zeros(0)
-        d = self.extinction()
         c = np.floor(self.grid.cells(np.asarray(points, float))).astype(int)      # (n, 3): x, y, z cells
-        nz, ny, nx = d.shape
+        nz, ny, nx = field.shape
         ok = (c >= 0).all(axis=1) & (c[:, 0] < nx) & (c[:, 1] < ny) & (c[:, 2] < nz)
         out = np.zeros(len(c))
-        out[ok] = d[c[ok, 2], c[ok, 1], c[ok, 0]]
+        out[ok] = field[c[ok, 2], c[ok, 1], c[ok, 0]]
         return out
 
     def mass_g(self) -> float:
