@@ -211,6 +211,7 @@ float billow(float s, float n, float amp) {
 // veil over the whole frame that lifted the plate's blacks (the reviews, every plate from
 // 40 %); footage of a collapse seen through its dust shows the building through gaps
 // between dense billows.
+const float FINE_CUT = 0.6;          // the finer tile's share of the march's billow cut
 const float WIN_RAD = 1.1;
 const float WIN_LOGZ = 0.03;
 const float WIN_COVER = 0.4;
@@ -296,6 +297,13 @@ void march(vec2 px, vec2 tc, float jit) {
                 vec3 ca = texture(coordA, uvw).xyz, cb = texture(coordB, uvw).xyz;
                 float amp = clamp(0.5 + v.a / turb_ref, 0.5, 1.4);
                 float n = band(ca, cb, period, pxa * t, vec3(0.0));
+                // The cut also through the tile a quarter the size (lumps of 2 m to 0.25 m):
+                // cut by the coarse tile alone, whose 8 m lumps carry most of its spread, a
+                // dense patch was one smooth cotton-wool lump, and a step in the grid's
+                // density between two columns a straight vertical edge (img_100 at 20-30 %).
+                // A cloud thinned for the see-through keeps the coarse clumps its windows need.
+                float fc = FINE_CUT * thin;
+                n = (n + fc * band(ca, cb, 0.25 * period, pxa * t, vec3(0.53, 0.29, 0.07))) / sqrt(1.0 + fc * fc);
                 // The current's nose pushed sideways by a coarser noise (lobes and clefts two
                 // billows across): its foot on the street is never the grid's straight, even
                 // front. Only near the ground, where the nose is: higher up the grid's density
