@@ -178,13 +178,13 @@ def _dust(s: Scene) -> dict:
     # asked for here: a cached simulation does not ask for it.)
     s["holdout_depths"]
     points = dust_points(matte.objects.objects, cam)
-    exposure = np.zeros((len(points), n))
-    seen = np.zeros(len(points))
+    deposit = np.zeros((len(points), n))
+    settled = np.zeros(len(points))
     for i, t in enumerate(s.frame_times):
         s.cache.store_dust_frame(key, i, dust.advance_to(float(t)))
         lens[i] = dust.lens_depth()
-        seen += dust.cover_rate_at(np.array([p for _, p in points]).reshape(-1, 3)) / sp.fps
-        exposure[:, i] = seen
+        settled += dust.cover_rate_at(np.array([p for _, p in points]).reshape(-1, 3)) / sp.fps
+        deposit[:, i] = settled
         s.progress.advance(i + 1, n)
     g = dust.grid
     info = {"enabled": True, "grid": list(g.shape[::-1]), "cell_m": round(g.h, 3),
@@ -192,7 +192,7 @@ def _dust(s: Scene) -> dict:
             "grid_grew": dust.grows, "first_emission_s": round(dust.em.first_time(dust.dt), 3),
             "mass_kg": round(dust.mass_g() / 1000.0, 1),
             "settled_and_left_kg": [round(float(x) / 1000.0, 1) for x in dust.lost_g[:2]],
-            "holdout_deposit": {str(oid): [round(float(x), 5) for x in e] for (oid, _), e in zip(points, exposure)},
+            "holdout_deposit": {str(oid): [round(float(x), 5) for x in e] for (oid, _), e in zip(points, deposit)},
             "lens_tau": round(float(lens.max()), 3), "lens_tau_frames": [round(float(x), 3) for x in lens], "lens_tau_at_s": round(float(s.frame_times[int(lens.argmax())]), 3),
             **dust.extent()}
     s.cache.finish_dust(key, n, info)
