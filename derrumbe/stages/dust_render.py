@@ -211,8 +211,6 @@ float billow(float s, float n, float amp) {
 // veil over the whole frame that lifted the plate's blacks (the reviews, every plate from
 // 40 %); footage of a collapse seen through its dust shows the building through gaps
 // between dense billows.
-const float NOSE_THIN = 0.15;      // the density at the street, of the grid's there ...
-const float NOSE_LIFT_M = 0.8;    // ... back to all of it this high (m)
 const float FINE_CUT = 0.6;          // the finer tile's share of the march's billow cut
 const float WIN_RAD = 1.1;
 const float WIN_LOGZ = 0.03;
@@ -317,15 +315,7 @@ void march(vec2 px, vec2 tc, float jit) {
                 vec3 uw = (p - push - origin) / extent;
                 float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
-                // The current's nose is raised off the street (Simpson 1972: by about an
-                // eighth of its head's height over a no-slip ground), and its lowest stretch
-                // is cut into lumps and clefts: the cloud's foot is an uneven underside with the
-                // street seen beneath it, not the straight line along which the ground plane
-                // cuts a grid dense to its lowest cell (the reviews' "dust ending on a
-                // ruler-straight line at the kerb", img_100 from 20 %). Thinned so
-                // everywhere near the street, not at the nose alone: behind its front the
-                // lens sees the street under the cloud nowhere, so only the front shows it.
-                se = billow(sw * mix(NOSE_THIN, 1.0, smoothstep(0.0, NOSE_LIFT_M, p.y)), n, amp);
+                se = billow(sw, n, amp);
                 // (not within WIN_NEAR of the lens: the dust there fills rays that climb over
                 // the building into the sky, and cut into windows it tore into dripping
                 // patches there, img_270 at 100 %)
