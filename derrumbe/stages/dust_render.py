@@ -144,7 +144,7 @@ uniform sampler2D opaque;     // depth of the nearest piece (0: none), at this p
 uniform sampler2D backdrop;   // depth where the plate is opaque, at this pass's size
 uniform sampler2D lo_front;   // the march's results (detail pass only)
 uniform sampler2D lo_back;
-uniform sampler2D lo_shade;
+uniform sampler2D lo_stop;    // per march pixel: the depth its ray stopped at, and the plate's (detail pass only)
 uniform sampler2D lo_aux;
 uniform int mode;             // 0: the march; 1: detail at the output size
 uniform vec3 origin, extent;  // grid corner and size (m)
@@ -535,6 +535,52 @@ void bspline(vec2 f, out vec2 w0, out vec2 w1, out vec2 w2, out vec2 w3) {
     w3 = f3 / 6.0;
 }
 
+// The depth a march pixel's ray stopped at: its nearest opaque thing, else the plate's.
+float lo_depth(ivec2 q) {
+    return texelFetch(lo_stop, q, 0).r;
+}
+
+// The march's front and back at an output pixel where a piece or a holdout stands at
+// depth z, from the march pixels whose ray stopped at about that depth. A march pixel
+// stops at the nearest thing touching it, so along a car's roof it stopped at the car;
+// read plainly, the debris just above the roof took the dust in front of the car (next to
+// none, that close to the lens) and its dark underside showed as a jagged black line of
+// march-sized steps along the car's outline (img_140, img_190 at 60-100 %). The four
+// bilinear neighbours are weighted by how near each one's stop is to z; where none is
+// near, the nearest in depth is taken, with its dust behind counted in front in the
+// share of the way from its stop to the backdrop that z lies. Returns whether the plain
+// bilinear read was right (all four stopped near z).
+bool split_at(vec2 tc, float z, out vec4 f, out vec4 b) {
+    vec2 x = tc * vec2(textureSize(lo_front, 0)) - 0.5;
+    ivec2 top = textureSize(lo_front, 0) - 1, i = ivec2(floor(x));
+    ivec2 q0 = clamp(i, ivec2(0), top), q1 = clamp(i + 1, ivec2(0), top);
+    ivec2 q[4] = ivec2[4](q0, ivec2(q1.x, q0.y), ivec2(q0.x, q1.y), q1);
+    vec2 w = fract(x);
+    vec4 bw = vec4((1.0 - w.x) * (1.0 - w.y), w.x * (1.0 - w.y), (1.0 - w.x) * w.y, w.x * w.y);
+    vec4 dz = (vec4(lo_depth(q[0]), lo_depth(q[1]), lo_depth(q[2]), lo_depth(q[3])) - z) / max(0.05 * z, 0.3);
+    vec4 s = exp(-dz * dz);
+    if (min(min(s.x, s.y), min(s.z, s.w)) > 0.6) {
+        f = texture(lo_front, tc); b = texture(lo_back, tc);
+        return true;
+    }
+    vec4 wq = bw * s;
+    float ws = wq.x + wq.y + wq.z + wq.w;
+    if (ws > 0.05) {
+        f = vec4(0.0); b = vec4(0.0);
+        for (int k = 0; k < 4; k++) { f += wq[k] * texelFetch(lo_front, q[k], 0); b += wq[k] * texelFetch(lo_back, q[k], 0); }
+        f /= ws; b /= ws;
+        return false;
+    }
+    int kn = 0;
+    for (int k = 1; k < 4; k++) if (s[k] > s[kn]) kn = k;
+    f = texelFetch(lo_front, q[kn], 0); b = texelFetch(lo_back, q[kn], 0);
+    float zq = lo_depth(q[kn]), zb = texelFetch(lo_stop, q[kn], 0).g;
+    float share = zb > zq ? clamp((z - zq) / (zb - zq), 0.0, 1.0) : 0.0;
+    f += (1.0 - f.a) * share * b;
+    b *= 1.0 - share;
+    return false;
+}
+
 // The march's front where no piece splits it, smoothed across march pixels by a cubic
 // B-spline (four bilinear taps). Steepened into the cloud's edge, the bilinear ramp drew
 // the march's grid: a staircase of 3-4 px blocks along the cloud's edge against the sky,
@@ -595,7 +641,8 @@ void main() {
     bool whole = !piece && (b.a > 0.0 || split_near(tc));
     if (whole) { f = whole_smooth(tc); b = vec4(0.0); }
     else if (!piece) f = front_smooth(tc);
-    o_shade = texture(lo_shade, tc);
+    bool plain = true;
+    if (piece) plain = split_at(tc, z_op, f, b);
     o_aux = aux;
     // Only where the march left dust (refine keeps anything thinner as it is): the
     // neighbour taps and the noise are most of this pass's cost, and most pixels have no
@@ -613,6 +660,7 @@ void main() {
         // the neighbours are read whole too.
         vec4 n4 = whole ? vec4(whole_lerp(tc + vec2(ts.x, 0.0)).a, whole_lerp(tc - vec2(ts.x, 0.0)).a,
                                whole_lerp(tc + vec2(0.0, ts.y)).a, whole_lerp(tc - vec2(0.0, ts.y)).a)
+                        : !plain ? vec4(f.a)
                         : vec4(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a,
                                texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a);
         float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
@@ -683,6 +731,9 @@ class DustRenderer:
         self.noise.repeat_x = self.noise.repeat_y = self.noise.repeat_z = True
         self.targets = {}
         self._target("lo", march_size, backdrop)
+        self.backdrop_lo = np.asarray(backdrop, np.float32)
+        self.lo_stop = ctx.texture(tuple(march_size), 2, dtype="f4")
+        self.lo_stop.filter = (moderngl.NEAREST, moderngl.NEAREST)
         if self.two_pass:
             full = backdrop_full if backdrop_full is not None else cv2.resize(
                 backdrop, self.out_size, interpolation=cv2.INTER_NEAREST)
@@ -692,7 +743,7 @@ class DustRenderer:
             self._target("full", self.out_size, full, n_out=2, dtype="f2")
         p = self.prog
         for name, unit in (("vol", 0), ("coordA", 1), ("coordB", 2), ("velo", 3), ("occ", 4), ("noise", 5),
-                           ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_shade", 10),
+                           ("opaque", 6), ("backdrop", 7), ("lo_front", 8), ("lo_back", 9), ("lo_stop", 10),
                            ("lo_aux", 11), ("shade", 12)):
             if name in p:
                 p[name].value = unit
@@ -785,6 +836,12 @@ class DustRenderer:
             return self._layers(lo)
         for k, tex in enumerate(self.targets["lo"]["outs"]):
             tex.use(8 + k)
+        # (the detail pass has no use for the march's shading, upsampled on the CPU: its
+        # unit carries where each march pixel's ray stopped instead; a sampler more cost
+        # llvmpipe 3 s of compiling a shot)
+        stop = np.where(opaque_depth > 0, opaque_depth, self.backdrop_lo)
+        self.lo_stop.write(np.ascontiguousarray(np.stack([stop, self.backdrop_lo], -1)[::-1], np.float32).tobytes())
+        self.lo_stop.use(10)
         if opaque_full is None:
             opaque_full = cv2.resize(opaque_depth, self.out_size, interpolation=cv2.INTER_NEAREST)
         lo = [np.frombuffer(t.read(), np.float32).reshape(self.size[1], self.size[0], 4)[::-1]
@@ -901,7 +958,7 @@ class DustRenderer:
         if self.tiles_vbo is not None:
             self.tiles_vao.release()
             self.tiles_vbo.release()
-        for t in self.textures3d + [self.noise]:
+        for t in self.textures3d + [self.noise, self.lo_stop]:
             t.release()
         for tg in self.targets.values():
             for t in tg["outs"] + [tg["opaque"], tg["backdrop"]]:
