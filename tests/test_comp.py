@@ -216,12 +216,13 @@ def test_the_pieces_edges_come_out_as_a_supersampled_render_draws_them():
 
 def test_dust_settled_on_a_car_greys_its_roof_and_a_persons_shoulders_not_their_sides():
     """A white car whose roof three seconds of settling covered by 1 - e^-3 is coated by
-    COAT_MAX of that on its top third (its roof and glass) and COAT_SIDES of it on its
-    sides: its pixels move that far from the plate's white toward the dust's albedo lit
-    as the street is (sky from above, sun from where it stands). A dark-clad person with
-    the same deposit greys on the head and shoulders (the figure's top 15 %) and keeps
-    its clothes' dark below. A person the cloud never reached stays the plate's own, bit
-    for bit; nothing is coated before the dust arrives."""
+    COAT_MAX of that on its roof (the band under its outline's top) and COAT_SIDES of it
+    on its sides: its pixels move that far from the plate's white toward the dust's albedo
+    lit as the street is (sky from above, sun from where it stands). Between them the coat
+    fades row by row, with no step a line would show. A dark-clad person with the same
+    deposit greys on the head and shoulders and keeps its clothes' dark below; a car whose
+    bonnet lies lower than its roof is coated on its bonnet too. A person the cloud never
+    reached stays the plate's own, bit for bit; nothing is coated before the dust arrives."""
     from derrumbe.colour import linear_to_u8
     from derrumbe.stages.comp import COAT_MAX, COAT_SIDES, composite, settled_dust
     from derrumbe.stages.render import Lighting
@@ -229,6 +230,7 @@ def test_dust_settled_on_a_car_greys_its_roof_and_a_persons_shoulders_not_their_
     plate = np.full((H, W, 3), 0.2, np.float32)
     car, person, away = (np.zeros((H, W), np.float32) for _ in range(3))
     car[12:36, 5:30], person[5:35, 38:52], away[10:35, 60:66] = 1, 1, 1
+    car[12:20, 22:30] = 0                # its bonnet, 8 rows under the roof
     plate[car > 0], plate[away > 0] = 0.8, 0.05
     plate[:, 34:56] = 0.02          # the person before a wall as dark: the plate's shading of it is flat
     sun = np.array([0.0, 0.8, 0.6])
@@ -243,12 +245,19 @@ def test_dust_settled_on_a_car_greys_its_roof_and_a_persons_shoulders_not_their_
     # Lit on a surface half turned up: the sky's 0.6 + 0.4 * 0.5, the sun's cosine 0.4 + 0.52.
     lit = albedo * (0.3 * 0.8 + 1.0 * (0.8 * 0.5 + 0.6 * 0.87))
     c = COAT_MAX * (1 - np.exp(-3.0))
-    roof, sides = np.zeros((H, W), bool), np.zeros((H, W), bool)
-    roof[16:20, 9:26], sides[25:32, 9:26] = True, True     # rows 12-19 its top third; away from its outline's blur
-    assert np.allclose(res.linear[roof], (1 - c) * 0.8 + c * lit, atol=5e-3)     # (the shading blur: < 0.004)
-    assert np.allclose(res.linear[sides], (1 - c * COAT_SIDES) * 0.8 + c * COAT_SIDES * lit, atol=5e-3)
-    # The person's rows 5-9 are its top 15 %: its shoulders take the full coat, its legs a fifth of it.
-    head, legs = res.linear[6:9, 43:47], res.linear[25:32, 43:47]
+    coated = lambda k: (1 - c * k) * 0.8 + c * k * lit
+    roof, bonnet, sides = np.zeros((H, W), bool), np.zeros((H, W), bool), np.zeros((H, W), bool)
+    roof[16:17, 9:19], bonnet[24:25, 24:27], sides[29:32, 9:19] = True, True, True   # 4 rows under each top
+    assert np.allclose(res.linear[roof], coated(1.0), atol=5e-3)     # (the shading blur: < 0.004)
+    assert np.allclose(res.linear[bonnet], coated(1.0), atol=5e-3)
+    assert np.allclose(res.linear[sides], coated(COAT_SIDES), atol=5e-3)
+    # Down the roof's column the coat falls from the roof's to the sides' with no step
+    # over a quarter of it (a band of rows coated fully and the rest a fifth stepped 0.8).
+    share = (0.8 - res.linear[16:30, 12, 1]) / (0.8 - coated(1.0)[1])
+    assert share[0] > 0.98 and share[-1] < COAT_SIDES + 0.02
+    assert np.all(np.diff(share) <= 1e-3) and -np.diff(share).max() < 0.25 * (1 - COAT_SIDES), np.diff(share)
+    # The person's head and shoulders take the full coat, its legs a fifth of it.
+    head, legs = res.linear[6:8, 43:47], res.linear[25:32, 43:47]
     assert np.allclose(head, (1 - c) * 0.02 + c * lit, atol=5e-3)
     assert np.allclose(legs, (1 - c * COAT_SIDES) * 0.02 + c * COAT_SIDES * lit, atol=5e-3)
     assert legs.mean() < head.mean() / 3

@@ -279,14 +279,18 @@ def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.nd
     return out, touched | (out != lin).any(axis=2)
 
 
-# Dust settles on what faces up: a car's roof, bonnet and glass (its top third), a person's
-# head and shoulders (the top TOP_SHARE of the figure). A face under settled dust takes its
-# colour up to COAT_MAX (the grains leave some of what they lie on seen). Vertical faces
-# (clothes, doors, a pole) keep only the little that sticks of what is thrown at them:
-# COAT_SIDES of it. (Coated as a whole, a black lamp post turned into a white ghost on
-# img_288, and the demo's dark-clad pedestrians into pale figures.)
+# Dust settles on what faces up: a car's roof and bonnet, a person's head and shoulders,
+# seen as a band under the outline's top in each column. A face under settled dust takes
+# its colour up to COAT_MAX (the grains leave some of what they lie on seen). Vertical
+# faces (clothes, doors, a pole) keep only the little that sticks of what is thrown at
+# them: COAT_SIDES of it. (Coated as a whole, a black lamp post turned into a white ghost
+# on img_288, and the demo's dark-clad pedestrians into pale figures.) FACING_BAND: down
+# from a column's top, the share of the object's height fully coated, and where the
+# coat has faded to its sides'. (Coated on the figure's top rows instead, a car's
+# windscreen showed a ruler-straight line across it, img_190 at 60 %, and its bonnet
+# stayed clean.)
 COAT_MAX = 0.75
-TOP_SHARE = {"vehicle": 1 / 3, "person": 0.15}
+FACING_BAND = {"vehicle": (0.2, 0.45), "person": (0.1, 0.25)}
 COAT_SIDES = 0.2
 
 
@@ -345,13 +349,28 @@ def settled_dust(objects, plate_lin: np.ndarray, deposit: dict, albedo: np.ndarr
         mean = float((lum * a).sum() / max(a.sum(), 1e-6))
         shade = np.clip(soft[box] / max(mean, 1e-4), 0.35, 1.5)
         tone = (np.asarray(albedo, float) * irr)[None, None, :] * shade[..., None]
-        body = np.nonzero(a.max(axis=1) > 0.05)[0]
-        top = body.min() + (body.max() - body.min()) * TOP_SHARE.get(kind, 0.0)
-        facing = np.where(np.arange(box[0].start, box[0].stop) <= top, 1.0, COAT_SIDES) if kind in TOP_SHARE else \
-            np.full(box[0].stop - box[0].start, COAT_SIDES)
-        reach = a[box] * COAT_MAX * facing[:, None]
+        reach = a[box] * COAT_MAX * facing_up(a[box], kind)
         out.parts.append((box, reach.astype(np.float32), tone.astype(np.float32), 1.0 - np.exp(-track)))
     return out
+
+
+def facing_up(a: np.ndarray, kind: str) -> np.ndarray:
+    """How much of the coat each pixel of an object's matte (its box) takes: fully in the
+    band under the outline's top in each column (FACING_BAND), fading smoothly to
+    COAT_SIDES below it; COAT_SIDES all over for what has no top facing up (a pole, a sign)."""
+    if kind not in FACING_BAND:
+        return np.full(a.shape, COAT_SIDES, np.float32)
+    solid = a > 0.5
+    body = np.nonzero(solid.any(axis=1))[0]
+    if body.size == 0:
+        return np.full(a.shape, COAT_SIDES, np.float32)
+    height = float(body.max() - body.min() + 1)
+    top = np.where(solid.any(axis=0), solid.argmax(axis=0), a.shape[0]).astype(np.float32)
+    d = np.arange(a.shape[0], dtype=np.float32)[:, None] - top[None, :]
+    full, gone = FACING_BAND[kind]
+    t = np.clip((d / height - full) / (gone - full), 0.0, 1.0)
+    fade = 1.0 - t * t * (3.0 - 2.0 * t)
+    return (COAT_SIDES + (1.0 - COAT_SIDES) * fade).astype(np.float32)
 
 
 EDGE_PX = 2             # holdout_colour: the core its soft edge takes its colour from, pixels in from its solid part ...
