@@ -17,7 +17,8 @@ import numpy as np
 from derrumbe import colour
 from derrumbe.colour import linear_to_u8, u8_to_linear
 from derrumbe.errors import DerrumbeError
-from derrumbe.graph import BLUR_SAMPLES, BLUR_STEP_PX, CLEAR_TAU, DUST_MARCH_DIV, face_albedo, frame_key
+from derrumbe.graph import (BLUR_SAMPLES, BLUR_STEP_PX, CLEAR_TAU, DUST_MARCH_DIV, face_albedo, frame_key,
+                            standing_obstacles)
 from derrumbe.scene import Scene
 from derrumbe.spec import DUST_SRGB, ShotSpec
 from derrumbe.stages import exr as exr_out
@@ -114,7 +115,7 @@ class FrameRenderer:
                                                  face_albedo(material),
                                                  material.face_rough, sim.pos[0], sim.quat[0], holdout=v.hold_still,
                                                  masonry=material.name == "masonry", seed=sp.seed,
-                                                 heap=Heap(fr, sim), dust=self.dust_colour)
+                                                 heap=Heap(fr, sim, standing_obstacles(s)), dust=self.dust_colour)
         self.sun_share = 0.0
         back_full = backdrop_depth(v.ocam, (out_w, out_h), v.bmatte, v.skyness, place.depth_m) \
             if sp.dust > 0 or sp.exr else None

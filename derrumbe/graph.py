@@ -138,13 +138,19 @@ def sample_hz(spec: ShotSpec) -> int:
     return spec.fps * 2
 
 
-def _simulate(s: Scene):
+def standing_obstacles(s: Scene) -> list:
+    """The boxes of what stands in front (holdouts.obstacles): the debris hits them and
+    the heap does not run past them."""
     from derrumbe.stages.holdouts import obstacles
-    sp = s.spec
     cam, place = s["camera"]
+    return obstacles(s["matte"].objects.objects, cam, place.depth_m)
+
+
+def _simulate(s: Scene):
+    sp = s.spec
     return s.backends.sim.simulate(s["fracture"], s["material"], sp.style, sp.direction, sp.start,
                                    sp.duration, sample_hz(sp), sp.seed, progress=s.progress.advance,
-                                   obstacles=obstacles(s["matte"].objects.objects, cam, place.depth_m))
+                                   obstacles=standing_obstacles(s))
 
 
 def face_albedo(material) -> np.ndarray:
@@ -276,7 +282,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=82, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=83, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

@@ -55,6 +55,7 @@ MAX_CHIPS = 12000       # a render cost cap: past it the cover thins, the sizes 
 CHIP_MIN_H = 0.1        # lumps lie where the heap will be at least this deep (m)
 WALL_MOVED_M = 0.3      # a ground-storey wall piece moved less than this still stands
 WALL_EASE_M = 0.3       # the heap meets a standing wall's foot over this
+VEHICLE_MIN_H, VEHICLE_MIN_W = 1.0, 2.5   # an obstacle this tall and wide stops the rubble running past it
 LUMP_M = 1.2            # what lands comes down in clumps about this far apart, not as an even sheet:
 LUMP_SPREAD = 0.6       # their amounts vary by this log-standard deviation (an even deposit ran
                         # along the facade's base as one straight ridge, img_100 at 20 %)
@@ -91,7 +92,9 @@ def unmodelled_share(fr: Fracture) -> float:
 
 
 class Heap:
-    def __init__(self, fr: Fracture, sim: SimResult):
+    def __init__(self, fr: Fracture, sim: SimResult, obstacles=()):
+        """obstacles: (lo, hi) boxes of what stands in front (holdouts.obstacles): the
+        heap does not run under or past a car toward the lens."""
         lo, hi = np.asarray(fr.box_lo, float), np.asarray(fr.box_hi, float)
         reach = max(0.6 * float(hi[1]), 3.0)          # where the debris can run out to
         self.x0, x1 = lo[0] - reach, hi[0] + reach
@@ -119,6 +122,7 @@ class Heap:
                                  fr.centroid[i, 0] + float(fr.verts[i][:, 0].max())] for i in wall]).reshape(-1, 2)
         self.wall_top = np.array([fr.centroid[i, 1] + float(fr.verts[i][:, 1].max()) for i in wall])
         self.front_z = float(fr.facade_z)
+        self.past, self.open = self._obstacle_masks(obstacles)
 
     def heights(self, t: float) -> np.ndarray:
         """The heap at time t: (nz, nx) metres, float32."""
@@ -135,8 +139,41 @@ class Heap:
             total = grid.sum()
             grid *= self.lumps
             grid *= total / max(grid.sum(), 1e-12)
-        h = self._spread(grid)
+        h = self._around(grid)
         return self._held_back(h, self._open_front(h, k)).astype(np.float32)
+
+    def _obstacle_masks(self, obstacles) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(past, open): past (bool) the cells from a car's far face toward the lens across
+        its width; open (0-1) where the heap may run out to, eased over WALL_EASE_M. A
+        parked car stops the rubble running out from the building: spread under it and
+        past it, the heap lay 3 m from the lens over the lower half of img_190's car, a
+        flat brown band across it. Round a person or a post the rubble flows on, and
+        covers their feet where it reaches them."""
+        if not len(obstacles):
+            return None, None
+        nz, nx = self.shape
+        cols = self.x0 + (np.arange(nx) + 0.5) * self.cell
+        rows = self.z0 + (np.arange(nz) + 0.5) * self.cell
+        past = np.zeros(self.shape, bool)
+        for lo, hi in obstacles:
+            if hi[1] - lo[1] >= VEHICLE_MIN_H and hi[0] - lo[0] >= VEHICLE_MIN_W:
+                past |= (rows >= lo[2])[:, None] & ((cols >= lo[0]) & (cols <= hi[0]))[None, :]
+        if not past.any():
+            return None, None
+        open_ = 1.0 - np.clip(gaussian_filter(past.astype(float), WALL_EASE_M / self.cell, mode="nearest"), 0, 1)
+        return past, open_
+
+    def _around(self, grid: np.ndarray) -> np.ndarray:
+        """The deposits run out (_spread) only where nothing standing stops them; what
+        landed past a car (thrown over it) lies where it landed. What would have run
+        under or past the car stays on the building's side of it (nothing is lost)."""
+        if self.past is None:
+            return self._spread(grid)
+        landed = np.where(self.past, grid, 0.0)
+        free = self._spread(grid - landed)
+        kept = free * self.open
+        kept *= free.sum() / max(kept.sum(), 1e-12)
+        return kept + self._spread(landed) if landed.any() else kept
 
     def _held_back(self, h: np.ndarray, share: np.ndarray) -> np.ndarray:
         """The heap with what a standing wall holds back kept inside it: each column's
