@@ -294,6 +294,33 @@ def test_a_piece_just_above_a_near_car_gets_the_dust_in_front_of_the_piece_not_o
     assert abs(fa.mean() / fb.mean() - 1) < 0.15, fa.mean() / fb.mean()
 
 
+def test_the_noise_is_carried_along_by_the_flow_but_not_drawn_out_by_its_shear():
+    """The detail coordinates are advected with the air between renewals. Carried along
+    by a uniform flow they keep its motion exactly (the lumps move with the cloud); drawn
+    out by a shear (a current along the street faster near the ground: 3 m/s per metre of
+    height over its 0.4 s life) the noise they carry is stretched along the flow, and
+    thin dust integrated down the rays showed its lumps as a sunburst of radial streaks
+    over img_190's sky. The shear left in them is at most STRETCH_MAX per metre."""
+    from derrumbe.stages.dust_render import STRETCH_MAX, unstretched
+    nz, ny, nx, h = 12, 10, 14, 0.5
+    origin = np.array([-3.0, 0.0, -40.0])
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    centres = np.stack([i, j, k]).astype(np.float32) * h + (origin + 0.5 * h)[:, None, None, None].astype(np.float32)
+    drift = np.array([[0.4, 0.0, 1.0], [0.1, 0.0, 0.3]])
+    rest = np.stack([centres - drift[s][:, None, None, None].astype(np.float32) for s in range(2)])
+    carried = rest - np.array([0.2, 0.1, 0.9], np.float32)[None, :, None, None, None]
+    assert np.allclose(unstretched(carried, origin, h, drift), carried, atol=1e-5)
+    y = centres[1]
+    sheared = rest.copy()
+    sheared[:, 2] -= (3.0 * 0.4) * y                      # z displacement growing with height
+    out = unstretched(sheared, origin, h, drift)
+    for s in range(2):
+        dz = out[s, 2] - rest[s, 2]
+        shear = np.gradient(dz, h, axis=1)[:, 1:-1]       # d(dz)/dy away from the grid's faces
+        assert np.abs(shear).max() <= STRETCH_MAX * 1.01, np.abs(shear).max()
+        assert np.abs(np.gradient(sheared[s, 2] - rest[s, 2], h, axis=1)).max() > 4 * STRETCH_MAX
+
+
 def _dust_state(sigma: np.ndarray, origin: np.ndarray, h: float) -> dict:
     """The dust state of one frame holding the extinction grid `sigma` (nz, ny, nx) with
     its corner at origin and cells h m a side, the detail coordinates at rest."""
