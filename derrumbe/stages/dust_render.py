@@ -254,6 +254,25 @@ float windows(vec3 ca, vec3 cb) {
     return smoothstep(1.0 - WIN_COVER - 0.15, 1.0 - WIN_COVER + 0.15, n);
 }
 
+// The thin dust the current's gust carries ahead of its dense head, low over the street:
+// the head's density looked up SKIRT_M back along the air's motion (four steps), a share
+// SKIRT_K of it, fading SKIRT_H up. The grid's head is dense down to the street, and seen
+// across the street its foot was a ruler-straight line on the kerb (img_100 at 20-40 %,
+// the reviews since the start): photographs show it ragged, thinning onto the road.
+const float SKIRT_M = 3.0;
+const float SKIRT_K = 0.3;
+const float SKIRT_H = 0.6;
+float skirt(vec3 p, vec3 uvw) {
+    if (p.y > 4.0 * SKIRT_H) return 0.0;
+    vec2 vh = texture(velo, uvw).xz;
+    float sp = length(vh);
+    if (sp < 0.3) return 0.0;
+    vec3 back = vec3(vh.x, 0.0, vh.y) / sp * (0.25 * SKIRT_M);
+    float acc = 0.0;
+    for (int k = 1; k <= 4; k++) acc += texture(vol, (p - back * float(k) - origin) / extent).r;
+    return SKIRT_K * 0.25 * acc * exp(-max(p.y, 0.0) / SKIRT_H);
+}
+
 float hg(float mu, float g) {
     return (1.0 - g * g) / pow(1.0 + g * g - 2.0 * g * mu, 1.5);
 }
@@ -308,6 +327,10 @@ void march(vec2 px, vec2 tc, float jit) {
             continue;
         }
         vec4 v = texture(vol, uvw);
+        // (not before a piece or a holdout: the skirt is the foot's over the street; run on
+        // before a parked car, it greyed its wheels before the cloud reached it, img_140)
+        float sk = use_detail && !has_op ? skirt(p, uvw) : 0.0;
+        v.r = max(v.r, sk);
         float s = sigma_cap > 1e6 ? v.r : sigma_cap * (1.0 - exp(-v.r / sigma_cap));
         float seg = min((s < 0.03 ? 2.0 : 1.0) * dt, tb - t);
         if (has_op && !snap && t + seg > z_op) seg = max(z_op - t, 1e-4);
@@ -340,7 +363,7 @@ void march(vec2 px, vec2 tc, float jit) {
                 float nl = band(ca, cb, 2.0 * period, pxa * t, vec3(0.37, 0.11, 0.73));
                 vec3 push = vec3(0.5 * nl, 0.0, nl) * (1.5 * warp) * exp(-max(p.y, 0.0) / NOSE_M);
                 vec3 uw = (p - push - origin) / extent;
-                float sw = uw.y > 1.0 ? 0.0 : texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r;
+                float sw = uw.y > 1.0 ? 0.0 : max(texture(vol, vec3(uw.x, max(uw.y, 0.0), uw.z)).r, sk);
                 sw = sigma_cap * (1.0 - exp(-sw / sigma_cap));
                 se = billow(sw, n, amp);
                 // (not within WIN_NEAR of the lens: the dust there fills rays that climb over
@@ -494,7 +517,7 @@ vec2 detail(vec4 aux, vec2 px) {
     return vec2(n, amp);
 }
 
-vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_span) {
+vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_span, float foot) {
     float n = nd.x, amp = nd.y;
     // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
     // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
@@ -513,7 +536,10 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // Only across an edge (the coarse opacity changing over a march pixel or two, a_span)
     // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
     // the march found, so thin dust reads as thin instead of being pushed to opaque.
-    float g = 1.0 + edge_gain * dense * smoothstep(0.15, 0.5, a_span);
+    // Not at the cloud's foot on the street (foot: 1): there the current's head churns
+    // over the ground and thins onto the road ahead of it (the skirt), and cut sharp its
+    // foot was a ruler-straight line with a dark rim along the kerb (img_100 at 30 %).
+    float g = 1.0 + edge_gain * dense * smoothstep(0.15, 0.5, a_span) * (1.0 - foot);
     // The noise cuts an edge into lumps; across a see-through stretch it only ripples it
     // (at full strength there it drew oil-on-water squiggles through thin dust over a sky).
     float cut = mix(0.35, 1.0, smoothstep(0.15, 0.5, a_span));
@@ -531,6 +557,17 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     float solid = smoothstep(0.1, 1.2, aux.w / sqrt(thin));
     float lit = clamp(1.0 + amp * 0.22 * n * solid, 0.55, 1.45);
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
+}
+
+// How much this pixel's edge is the cloud's foot on the street: its ray ends on the
+// ground plane (the backdrop there is the street's depth) and the cloud is denser a
+// march pixel above than below (n4: right, left, above, below).
+float foot_at(vec2 px, vec4 n4) {
+    if (px.y <= intr.w + 1.0) return 0.0;
+    float ground = intr.y * eye / (px.y - intr.w);
+    float zb = texture(backdrop, gl_FragCoord.xy / vec2(textureSize(backdrop, 0))).r;
+    float on_street = 1.0 - smoothstep(0.03, 0.08, abs(zb - ground) / ground);
+    return on_street * smoothstep(0.05, 0.3, n4.z - n4.w);
 }
 
 // A march pixel's whole cloud along its ray: its front over its back.
@@ -691,7 +728,7 @@ void main() {
                         : vec4(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a,
                                texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a);
         float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
-        o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a));
+        o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a), piece ? 0.0 : foot_at(px, n4));
     }
     if (hb) {
         vec4 n4 = vec4(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a,
@@ -707,7 +744,7 @@ void main() {
             here = whole_lerp(tc).a;
         }
         float bn = max(max(n4.x, n4.y), max(n4.z, n4.w)), bm = min(min(n4.x, n4.y), min(n4.z, n4.w));
-        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, here) - min(bm, here));
+        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, here) - min(bm, here), 0.0);
     }
 }
 """
