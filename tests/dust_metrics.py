@@ -7,36 +7,43 @@ import numpy as np
 from scipy import ndimage
 
 
-def edge_ramps(alpha: np.ndarray, dense: float = 0.9, clear: float = 0.1, max_px: int = 12,
+def edge_ramps(alpha: np.ndarray, dense: float = 0.9, beside: float = 0.5, max_px: int = 12,
                where: np.ndarray | None = None) -> np.ndarray:
     """10-90 % ramp widths (px) across the cloud's dense edges: from each pixel on the rim of
-    the dense region (alpha > dense) that has clear air (alpha < clear) within max_px, the
-    alpha profile is read along the alpha gradient outward, and the distance from the
-    last sample above 0.9 to the first below 0.1 is measured (linearly interpolated).
-    where: the pixels to measure at (e.g. the cloud against the sky, as photographs of
-    clouds are measured; not where the street in front cuts it off)."""
+    the dense region (alpha > dense), the alpha profile is read along the alpha gradient
+    outward; what lies beside the edge is the profile's median from 2/3 of max_px out to
+    max_px (clear air, or a thinner haze round the cloud), and where that is under
+    `beside` (an edge, not a dip between lumps), the distance from the last sample above
+    90 % of the step from it to the cloud to the first below 10 % is measured (linearly
+    interpolated). Measured down to clear air alone, an edge whose haze was cut away
+    beside it (a dark outline round the cloud) read as sharper than one that meets its
+    haze. where: the pixels to measure at (e.g. the cloud against the sky, as photographs
+    of clouds are measured; not where the street in front cuts it off)."""
     a = alpha.astype(np.float64)
     s = ndimage.gaussian_filter(a, 1.0)
     gy, gx = np.gradient(s)
     dense_m = a > dense
     rim = dense_m & ~ndimage.binary_erosion(dense_m)
-    near_clear = ndimage.binary_dilation(a < clear, iterations=max_px // 2)
-    ys, xs = np.nonzero(rim & near_clear & (True if where is None else where))
+    ys, xs = np.nonzero(rim & (True if where is None else where))
     out = []
     H, W = a.shape
-    steps = np.arange(-3.0, max_px, 0.25)
+    steps = np.arange(-3.0, max_px + 0.25, 0.25)
+    far = steps >= 2.0 * max_px / 3.0
     for y, x in zip(ys, xs):
         g = np.hypot(gx[y, x], gy[y, x])
         if g < 1e-4:
             continue
         dx, dy = -gx[y, x] / g, -gy[y, x] / g            # downhill: out of the cloud
         px, py = x + dx * steps, y + dy * steps
-        ok = (px >= 0) & (px <= W - 1) & (py >= 0) & (py <= H - 1)
-        if not ok.all():
+        if px.min() < 0 or px.max() > W - 1 or py.min() < 0 or py.max() > H - 1:
             continue
         prof = ndimage.map_coordinates(a, [py, px], order=1)
-        hi = np.nonzero(prof > 0.9)[0]
-        lo = np.nonzero(prof < 0.1)[0]
+        level = float(np.median(prof[far]))
+        if level >= beside:
+            continue
+        top = max(float(prof[0]), dense)
+        hi = np.nonzero(prof > level + 0.9 * (top - level))[0]
+        lo = np.nonzero(prof < level + 0.1 * (top - level))[0]
         if not len(hi) or not len(lo):
             continue
         i_lo = lo[0]

@@ -199,6 +199,7 @@ const float MS_SUN = 1.3;
 const float MS_LEN = 2.0;        // m: how much dust round a point makes it diffuse light
 const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
+const float HAZE_PX = 3.0;       // march pixels: how far beside a cloud's edge its haze is judged (see haze_floor)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
 float hash12(vec2 p) { vec3 p3 = fract(vec3(p.xyx) * 0.1031); p3 += dot(p3, p3.yzx + 33.33); return fract((p3.x + p3.y) * p3.z); }
@@ -517,7 +518,7 @@ vec2 detail(vec4 aux, vec2 px) {
     return vec2(n, amp);
 }
 
-vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_span, float foot) {
+vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_span, float foot, float floor_a) {
     float n = nd.x, amp = nd.y;
     // How dense the cloud is here: next to opaque dust (a_near: the most opaque coarse
     // pixel around) an edge is a dense cloud's and is cut sharp; thin dust on its own
@@ -531,7 +532,11 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // neighbours, a dense cloud's outermost pixels, between a neighbour of 0.5 and the
     // sky, kept a 4 px ramp).
     float top = mix(1.0, mix(clamp(max(a_near, c.a), 1e-3, 1.0), 1.0, smoothstep(0.75, 0.95, a_near)), 1.0 - thin);
-    float a = clamp(c.a / top, 1e-4, 1.0 - 1e-4);
+    // ... and down to the haze beside it (floor), not to clear: steepened to clear, a
+    // cloud's edge against a haze over the facade had a band of bare plate round it, a
+    // dark outline (img_270 at 20 %).
+    float lo = min(floor_a * smoothstep(0.15, 0.5, a_span), 0.95 * top);
+    float a = clamp((c.a - lo) / (top - lo), 1e-4, 1.0 - 1e-4);
     float lg = log(a / (1.0 - a));
     // Only across an edge (the coarse opacity changing over a march pixel or two, a_span)
     // is the ramp steepened: inside a cloud of even, middling opacity the alpha stays what
@@ -543,7 +548,7 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     // The noise cuts an edge into lumps; across a see-through stretch it only ripples it
     // (at full strength there it drew oil-on-water squiggles through thin dust over a sky).
     float cut = mix(0.35, 1.0, smoothstep(0.15, 0.5, a_span));
-    float a2 = top / (1.0 + exp(-(g * lg + amp * dense * cut * 2.2 * n)));
+    float a2 = lo + (top - lo) / (1.0 + exp(-(g * lg + amp * dense * cut * 2.2 * n)));
     a2 = mix(c.a, a2, min(1.0, dense * 1.5 + 0.3));
     // Crevices between the small lumps darker, their crowns brighter.
     // (each lump's crown sees more of the sky and the sun than the crevice between it and
@@ -588,6 +593,26 @@ vec4 whole_lerp(vec2 tc) {
     vec2 w = fract(x);
     return mix(mix(whole_at(i), whole_at(i + ivec2(1, 0)), w.x),
                mix(whole_at(i + ivec2(0, 1)), whole_at(i + ivec2(1, 1)), w.x), w.y);
+}
+
+// The march's opacity d away along the axes (+x, -x, +y, -y): the whole cloud there, or
+// its front alone.
+vec4 alpha4(vec2 tc, vec2 d, bool whole) {
+    return whole ? vec4(whole_lerp(tc + vec2(d.x, 0.0)).a, whole_lerp(tc - vec2(d.x, 0.0)).a,
+                        whole_lerp(tc + vec2(0.0, d.y)).a, whole_lerp(tc - vec2(0.0, d.y)).a)
+                 : vec4(texture(lo_front, tc + vec2(d.x, 0.0)).a, texture(lo_front, tc - vec2(d.x, 0.0)).a,
+                        texture(lo_front, tc + vec2(0.0, d.y)).a, texture(lo_front, tc - vec2(0.0, d.y)).a);
+}
+
+// The haze beside a cloud's edge, which the edge's steepening must keep: the least
+// opaque of the march pixels HAZE_PX away, where that is about what the nearest ones
+// (am: their least) hold, a plateau of thinner dust. Where it is much clearer further
+// out, the nearest ones are the edge's own blurred ramp, which is cut (floor 0): a dense
+// cloud against the sky keeps its sharp edge.
+float haze_floor(vec2 tc, vec2 ts, bool whole, float am) {
+    vec4 f4 = alpha4(tc, HAZE_PX * ts, whole);
+    float far = min(min(f4.x, f4.y), min(f4.z, f4.w));
+    return min(am, far) * smoothstep(0.5, 0.85, far / max(am, 1e-3));
 }
 
 // Cubic B-spline weights of the four texels around a point a fraction f past the second.
@@ -722,13 +747,10 @@ void main() {
         // against it, the whole cloud here looked like a cloud's edge and was steepened
         // to opaque, a dense rim round every piece in the dust (img_190 at 100 %). There
         // the neighbours are read whole too.
-        vec4 n4 = whole ? vec4(whole_lerp(tc + vec2(ts.x, 0.0)).a, whole_lerp(tc - vec2(ts.x, 0.0)).a,
-                               whole_lerp(tc + vec2(0.0, ts.y)).a, whole_lerp(tc - vec2(0.0, ts.y)).a)
-                        : !plain ? vec4(f.a)
-                        : vec4(texture(lo_front, tc + vec2(ts.x, 0.0)).a, texture(lo_front, tc - vec2(ts.x, 0.0)).a,
-                               texture(lo_front, tc + vec2(0.0, ts.y)).a, texture(lo_front, tc - vec2(0.0, ts.y)).a);
+        vec4 n4 = whole || plain ? alpha4(tc, ts, whole) : vec4(f.a);
         float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
-        o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a), piece ? 0.0 : foot_at(px, n4));
+        o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a), piece ? 0.0 : foot_at(px, n4),
+                         whole || plain ? haze_floor(tc, ts, whole, min(am, f.a)) : 0.0);
     }
     if (hb) {
         vec4 n4 = vec4(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a,
@@ -744,7 +766,7 @@ void main() {
             here = whole_lerp(tc).a;
         }
         float bn = max(max(n4.x, n4.y), max(n4.z, n4.w)), bm = min(min(n4.x, n4.y), min(n4.z, n4.w));
-        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, here) - min(bm, here), 0.0);
+        o_back = refine(b, aux, nd, 0.7, b.a, max(bn, here) - min(bm, here), 0.0, 0.0);
     }
 }
 """
