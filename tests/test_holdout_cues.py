@@ -83,6 +83,35 @@ def test_a_bollard_in_front_of_a_repeating_ground_floor_is_found_and_the_door_is
     assert len(found) == 2
 
 
+def test_a_tall_board_out_on_the_pavement_is_cut_whole_not_only_its_foot():
+    """The row test looks for furniture in a band a fifth of the frame over the base line,
+    and the cut reaches a quarter of the patch over it: a board taller than that, out on
+    the pavement, was held out only up to there and the rest of it was erased with the
+    facade (img_100's SALE board). A cut that still fills its rectangle's top is cut
+    again reaching higher; a board out on the pavement may be a plain rectangle (a door
+    in the wall may not, and is not found: the test above)."""
+    d, img, _ = _street_plate([])
+    x0, y0, x1, y1 = _box(d, 10.0, 0.4, 11.0, 4.6)
+    y0, y1 = y0 + 30, y1 + 30                                 # out on the pavement, nearer the lens
+    img[y0:y1, x0:x1] = (40, 70, 160)                          # a blue panel with a white poster on it
+    img[y0 + 10:y0 + 40, x0 + 5:x1 - 5] = (235, 235, 228)
+    legs = np.zeros(img.shape[:2], bool)
+    for lx in (x0 + 3, x1 - 6):
+        legs[y1:y1 + 13, lx:lx + 3] = True
+    img[legs] = (50, 50, 54)
+    board = np.zeros(img.shape[:2], bool)
+    board[y0:y1, x0:x1] = True
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(d.base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    best = max(full, key=lambda f: (f & board).sum())
+    rows = board.any(axis=1)
+    assert (best & board).any(axis=1)[rows].mean() > 0.97, [f.box for f in found]
+    assert _iou(board, best & ~legs) >= 0.7, (_iou(board, best & ~legs), [f.box for f in found])
+
+
 def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still_is():
     """img_140: the lit courtyard at the end of a gateway's dark passage, a bright patch on
     the base line framed by darkness above and at both sides, stood in the rubble as

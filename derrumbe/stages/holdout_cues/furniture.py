@@ -27,6 +27,8 @@ BAND_DOWN = 0.1         # the pavement in front searched below the base line, sh
 ROW_WINDOW = 0.12       # the row median's window, share of the width (about a bay: a thing is narrower)
 ANOMALY = 2.0           # deviation from the row median, in robust spreads, that marks a thing
 MAX_WIDTH = 0.12        # wider things are cars or awnings (the vehicle and street cues)
+REACH_TOP = 0.12        # a cut whose full width starts this share of its rectangle under its top reaches the top
+RISE_MAX = 0.3          # a thing out on the pavement rises at most this share of the frame above the base line
 
 
 def row_anomaly(lab: np.ndarray, window: int) -> np.ndarray:
@@ -83,7 +85,12 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
         rect = ((x - 0.15 * ww) * s, (y - 0.25 * hh) * s, (x + 1.15 * ww) * s, foot * s)
         core = ((x + 0.35 * ww) * s, (y + 0.3 * hh) * s, (x + 0.65 * ww) * s, (y + 0.8 * hh) * s)
         piece = cut(full_bgr, rect, [core], seed)
-        if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0]):
+        # Out on the pavement, its foot clearly below the base line, and whole in the frame
+        # (a strip the frame's side cuts is as likely a piece of what stands behind).
+        out_front = y + hh > base + 0.03 * h and x > 1 and x + ww < w - 1
+        if piece is not None and out_front:
+            piece = _grown_up(full_bgr, piece, rect, (base - RISE_MAX * h) * s, seed)
+        if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0], out_front):
             continue
         if _seen_through_an_opening(full_bgr, piece):
             continue
@@ -91,15 +98,45 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
     return found
 
 
-def _thing_like(piece: Found, patch_area: float, base: float, h: int) -> bool:
+def _thing_like(piece: Found, patch_area: float, base: float, h: int, out_front: bool = False) -> bool:
     """The cut keeps the patch (GrabCut did not lose it to the facade), stays on the
     ground, and is not a rectangle filling its box (a door, a plinth's panel, a shop window:
-    street furniture is rounded, tapered or open: a bollard's cap, a bin, a table's legs)."""
+    street furniture is rounded, tapered or open: a bollard's cap, a bin, a table's legs),
+    unless it stands out on the pavement (out_front): a door or a shop window stands in
+    the wall, and a board out on the pavement is a rectangle (img_100's SALE board)."""
     ys, xs = np.nonzero(piece.mask)
     if ys.size < 0.4 * patch_area:
         return False
     bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-    return piece.y + ys.max() + 1 >= base - max(2.0, 0.01 * h) and ys.size < 0.9 * bh * bw
+    return piece.y + ys.max() + 1 >= base - max(2.0, 0.01 * h) and (out_front or ys.size < 0.9 * bh * bw)
+
+
+def _grown_up(full_bgr: np.ndarray, piece: Found, rect, top_min: float, seed: int) -> Found:
+    """A thing out on the pavement whose cut fills the top row of its rectangle runs on
+    above it: the row test found only its lower part, where it stood out from what is
+    behind it (img_100's SALE board, red like the awning behind its top, was cut to its
+    foot). Cut again in a rectangle reaching up as far again (no higher than top_min, the
+    tallest a thing on the pavement stands), seeded with the part already found, while
+    the cut still fills the rectangle's top; kept only where it grew."""
+    x0, y0, x1, y1 = rect
+    for _ in range(4):
+        ys, xs = np.nonzero(piece.mask)
+        widths = piece.mask.sum(axis=1)
+        full = np.nonzero(widths >= 0.5 * np.median(widths[widths > 0]))[0]
+        # (GrabCut tapers a cut thing's top over the few rows under the rectangle's edge)
+        if y0 <= top_min or piece.y + full[0] > y0 + REACH_TOP * (y1 - y0):
+            return piece
+        core = (piece.x + np.percentile(xs, 30), piece.y + np.percentile(ys, 30),
+                piece.x + np.percentile(xs, 70), piece.y + np.percentile(ys, 80))
+        # Half as far again each time (a full step up took the awning over a board's top
+        # with it), and a quarter wider each side: the row test missed its sides as well.
+        y0 = max(top_min, y0 - 0.5 * (y1 - y0))
+        w = x1 - x0
+        grown = cut(full_bgr, (x0 - 0.25 * w, y0, x1 + 0.25 * w, y1), [core], seed)
+        if grown is None or grown.mask.sum() <= piece.mask.sum():
+            return piece
+        piece = grown
+    return piece
 
 
 def _seen_through_an_opening(full_bgr: np.ndarray, piece: Found) -> bool:
