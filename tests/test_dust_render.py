@@ -326,19 +326,19 @@ def test_the_noise_is_carried_along_by_the_flow_but_not_drawn_out_by_its_shear()
     height over its 0.4 s life) the noise they carry is stretched along the flow, and
     thin dust integrated down the rays showed its lumps as a sunburst of radial streaks
     over img_190's sky. The shear left in them is at most STRETCH_MAX per metre."""
+    from derrumbe.stages.dust import Grid
     from derrumbe.stages.dust_render import STRETCH_MAX, unstretched
     nz, ny, nx, h = 12, 10, 14, 0.5
-    origin = np.array([-3.0, 0.0, -40.0])
-    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    centres = np.stack([i, j, k]).astype(np.float32) * h + (origin + 0.5 * h)[:, None, None, None].astype(np.float32)
+    grid = Grid(np.array([-3.0, 0.0, -40.0]), h, (nz, ny, nx))
+    centres = np.moveaxis(grid.centres(), -1, 0).astype(np.float32)
     drift = np.array([[0.4, 0.0, 1.0], [0.1, 0.0, 0.3]])
     rest = np.stack([centres - drift[s][:, None, None, None].astype(np.float32) for s in range(2)])
     carried = rest - np.array([0.2, 0.1, 0.9], np.float32)[None, :, None, None, None]
-    assert np.allclose(unstretched(carried, origin, h, drift), carried, atol=1e-5)
+    assert np.allclose(unstretched(carried, grid, drift), carried, atol=1e-5)
     y = centres[1]
     sheared = rest.copy()
     sheared[:, 2] -= (3.0 * 0.4) * y                      # z displacement growing with height
-    out = unstretched(sheared, origin, h, drift)
+    out = unstretched(sheared, grid, drift)
     for s in range(2):
         dz = out[s, 2] - rest[s, 2]
         shear = np.gradient(dz, h, axis=1)[:, 1:-1]       # d(dz)/dy away from the grid's faces

@@ -41,7 +41,7 @@ from numba import njit, prange
 from scipy.ndimage import maximum_filter
 
 from derrumbe.stages.camera import Camera
-from derrumbe.stages.dust import DustFrame
+from derrumbe.stages.dust import DustFrame, Grid
 
 NOISE_RES = 128
 WORLEY_SMOOTH = 6.0          # 1/cell: the lumps' crevices are rounded over about a sixth of a lump
@@ -104,7 +104,7 @@ def billow_noise(res: int = NOISE_RES, seed: int = 5) -> np.ndarray:
 STRETCH_MAX = 0.1
 
 
-def unstretched(coords: np.ndarray, origin, h: float, drift) -> np.ndarray:
+def unstretched(coords: np.ndarray, grid: Grid, drift) -> np.ndarray:
     """The detail coordinates (2, 3, nz, ny, nx) with, cell by cell, their displacement
     from their rest position scaled down where its gradient is steeper than STRETCH_MAX.
     In the 0.4 s a set lives, the sheared current stretched the noise it carries half as
@@ -112,9 +112,7 @@ def unstretched(coords: np.ndarray, origin, h: float, drift) -> np.ndarray:
     the flow toward the lens, and thin dust integrated down the rays over the sky showed
     them as a sunburst of radial streaks. Where the flow only carries the lumps along,
     they move as it does."""
-    nz, ny, nx = coords.shape[2:]
-    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    centres = np.stack([i, j, k]).astype(np.float32) * h + (np.asarray(origin, np.float32) + 0.5 * h)[:, None, None, None]
+    centres, h = np.moveaxis(grid.centres(), -1, 0).astype(np.float32), grid.h
     drift = np.zeros((2, 3)) if drift is None else np.asarray(drift, float)
     out = np.empty(coords.shape, np.float32)
     for s in range(2):
@@ -893,7 +891,7 @@ class DustRenderer:
         self._grid_textures(tuple(g.shape))
         vol = np.stack([f.sigma, f.tau_sun, f.tau_sky, f.turb], -1)
         self.vol.write(np.ascontiguousarray(vol, np.float32).tobytes())
-        coords = unstretched(f.coords, g.origin, g.h, f.drift)
+        coords = unstretched(f.coords, g, f.drift)
         self.cA.write(np.ascontiguousarray(np.moveaxis(coords[0], 0, -1), np.float32).tobytes())
         self.cB.write(np.ascontiguousarray(np.moveaxis(coords[1], 0, -1), np.float32).tobytes())
         gather = np.zeros_like(f.sigma) if f.gather is None else f.gather
