@@ -115,9 +115,9 @@ def _grown_up(full_bgr: np.ndarray, piece: Found, rect, top_min: float, seed: in
     """A thing out on the pavement whose cut fills the top row of its rectangle runs on
     above it: the row test found only its lower part, where it stood out from what is
     behind it (img_100's SALE board, red like the awning behind its top, was cut to its
-    foot). Cut again in a rectangle reaching up as far again (no higher than top_min, the
-    tallest a thing on the pavement stands), seeded with the part already found, while
-    the cut still fills the rectangle's top; kept only where it grew."""
+    foot). Cut again in a rectangle reaching half as high again (no higher than top_min,
+    the tallest a thing on the pavement stands), seeded with the part already found,
+    while the cut still fills the rectangle's top; kept only where it grew."""
     x0, y0, x1, y1 = rect
     for _ in range(4):
         ys, xs = np.nonzero(piece.mask)
