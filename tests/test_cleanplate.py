@@ -51,13 +51,37 @@ def _clean(srgb, building):
 # Hand-checked: plates that show no sky at all, where the sky test finds only reflections.
 NO_SKY = {"img_263.jpg": "the frame's top is the curtain wall; the sky-like pixels beside it are reflections in "
                          "the neighbour's glass"}
-SKY_XFAIL = {"street.jpg": "one row by the roof ridge is 3.1 % darker in green than the sky beside it",
-             "img_270.jpg": "the top rows of revealed sky are up to 30 % brighter than the sky beside them"}
+SKY_XFAIL = {"street.jpg": "the revealed sky runs about 10 % brighter than the sky left of it: the sky fitted over "
+                           "the whole frame is brighter toward its middle, and only one side shows sky",
+             "img_270.jpg": "a wire running along two rows darkens the sky beside them by 8 %, which the fill "
+                            "rightly leaves out; the first rows' vignetting and the lit rim at the sky's "
+                            "lower tip are 4-7 % off"}
 SKY_CASES = [pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason=SKY_XFAIL[c[0]])) if c[0] in SKY_XFAIL
              else c for c in CASES if c[1].exists()]
 MATTE_CASES = [pytest.param(*c, marks=pytest.mark.xfail(strict=True, reason="the granite plinth below the box "
                                                         "looks like the street: the matte stops 70 px short"))
                if c[0] == "img_263.jpg" else c for c in CASES if c[1].exists()]
+
+
+def _revealed_sky_rows(inside, sky, clean):
+    """Where the clean plate shows sky (pixels the sky detector finds sky-like in it), and
+    the rows where it does beside the plate's own sky (within 8 % of the width of the
+    building's edge): (row, the plate's sky pixels beside it)."""
+    W = inside.shape[1]
+    clean_u8 = np.clip(np.rint(255 * np.clip(clean, 0, 1) ** (1 / 2.2)), 0, 255).astype(np.uint8)
+    shown = (sky_likelihood(clean_u8) > 0.5) & inside
+    plate_sky = sky & ~inside
+    band = int(0.08 * W)
+    rows = []
+    for y in np.nonzero(shown.any(axis=1))[0]:
+        xs = np.nonzero(inside[y])[0]
+        beside = np.zeros(W, bool)
+        beside[max(0, xs.min() - band):xs.min()] = True
+        beside[xs.max() + 1:xs.max() + 1 + band] = True
+        ref = plate_sky[y] & beside
+        if ref.sum() >= 10 and shown[y].sum() >= 10:
+            rows.append((y, ref))
+    return shown, rows
 
 
 @pytest.mark.parametrize("name,path,box", SKY_CASES, ids=lambda v: str(v)[:12])
@@ -80,25 +104,31 @@ def test_revealed_sky_continues_the_plates_sky(name, path, box):
         pytest.skip(f"{name}: what touches the top is too dim to be sky (a facade strip, reflections in glass)")
     brightest = lin[plate_sky].max(axis=0)
     assert np.all(clean[inside] <= brightest + 1e-6), "a revealed pixel brighter than the plate's sky"
-    # Where the clean plate shows sky: pixels the sky detector finds sky-like in it.
-    clean_u8 = np.clip(np.rint(255 * np.clip(clean, 0, 1) ** (1 / 2.2)), 0, 255).astype(np.uint8)
-    shown = (sky_likelihood(clean_u8) > 0.5) & inside
-    band = int(0.08 * W)
-    checked = 0
-    for y in np.nonzero(shown.any(axis=1))[0]:
-        xs = np.nonzero(inside[y])[0]
-        beside = np.zeros(W, bool)
-        beside[max(0, xs.min() - band):xs.min()] = True
-        beside[xs.max() + 1:xs.max() + 1 + band] = True
-        ref = plate_sky[y] & beside
-        if ref.sum() < 10 or shown[y].sum() < 10:
-            continue
+    shown, rows = _revealed_sky_rows(inside, sky, clean)
+    for y, ref in rows:
         a, b = clean[y][shown[y]].mean(axis=0), lin[y][ref].mean(axis=0)
         assert np.all(np.abs(a - b) <= 0.03 * b), (name, y, a, b)
-        checked += 1
-    assert checked >= 5, f"{name}: only {checked} rows of revealed sky beside plate sky"
+    assert len(rows) >= 5, f"{name}: only {len(rows)} rows of revealed sky beside plate sky"
     # No flat white: the revealed region is never a blown-out plane.
     assert (clean[inside].min(axis=1) > 0.95).mean() < 0.01
+
+
+@pytest.mark.parametrize("name,path,box", [c for c in CASES if c[1].exists()], ids=lambda v: str(v)[:12])
+def test_revealed_sky_carries_no_line_across_it(name, path, box):
+    """Down the revealed sky, no row differs from the one above it by more than 3 levels
+    (8-bit sRGB, the row's mean): a plate's sky changes by a fraction of a level a row.
+    Rows matched one by one to the plate's sky beside the gap carried each wire crossing
+    it right across the sky as a straight line: 46 levels on the demo street, 12 on
+    img_270 (judge 31's 'straight wires')."""
+    srgb, building = _load(path, box)
+    lin, inside, sky, clean = _clean(srgb, building)
+    shown, rows = _revealed_sky_rows(inside, sky, clean)
+    ys = np.array([y for y, _ in rows])
+    if len(ys) < 5:
+        pytest.skip(f"{name}: no revealed sky beside the plate's")
+    level = np.array([255 * np.clip(clean[y][shown[y]].mean(axis=0), 0, 1) ** (1 / 2.2) for y in ys])
+    steps = np.abs(np.diff(level, axis=0)).max(axis=1)[np.diff(ys) == 1]
+    assert steps.max() <= 3.0, (name, ys[1:][np.diff(ys) == 1][int(np.argmax(steps))], steps.max())
 
 
 @pytest.mark.parametrize("name,path,box", MATTE_CASES, ids=lambda v: str(v)[:12])

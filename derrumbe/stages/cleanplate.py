@@ -41,6 +41,9 @@ COURTYARD_GREY = 0.35  # how far a courtyard wall's render is greyed from the st
 COURTYARD_LIGHT = (0.6, 0.8)   # a courtyard wall's light against the street front's: walled in, it sees less sky
 STOREY_M = 3.2
 SKY_DUV = 0.015           # how far above the Planckian locus (toward green) a plate's sky may be (CIE 1960 uv)
+SKY_SPAN = 0.5           # sky seen over less of the width than this: its fit is held level across it
+SKY_BAND = 0.08          # the plate's sky beside the gap the fill is matched to (share of the width)
+HALO_PX = 1 / 160        # ... leaving out this share of the width next to the building: its halo
 SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
 
 
@@ -142,7 +145,13 @@ def _fit_surface(ys, xs, vals, shape) -> np.ndarray:
     sel = np.random.default_rng(0).permutation(len(ys))[:20000]
     y, x, v = ys[sel] / h, xs[sel] / w, vals[sel]
 
+    # A strip of sky at one side cannot tell how the sky changes across the frame: its
+    # slope, carried across the gap, brightened img_270's revealed sky by 5-8 %.
+    across = (x.max() - x.min()) >= SKY_SPAN
+
     def basis(yy, xx):
+        if not across:
+            return np.stack([np.ones_like(yy), yy, yy * yy], -1)
         return np.stack([np.ones_like(yy), xx, yy, xx * xx, xx * yy, yy * yy], -1)
     keep = np.ones(len(y), bool)
     for _ in range(2):
@@ -159,45 +168,69 @@ def _fit_surface(ys, xs, vals, shape) -> np.ndarray:
                             borderType=cv2.BORDER_REPLICATE)
 
 
-def _match_rows(lin, inside, sky_px, model, band=None):
-    """The surface bent, row by row, to the real sky left and right of the gap (median of
-    the residual on each side, linear across), so the fill meets the plate's sky without
-    a seam; rows with no sky beside it take their neighbours' correction."""
+def _match_rows(lin, inside, sky_px, model):
+    """The surface bent, row by row, to the real sky left and right of the gap (its
+    residual on each side, linear across), so the fill meets the plate's sky without a
+    seam. The sky beside the gap is read clear of the roof's halo (the rim next to a roof
+    is lighter: matched to it, img_270's revealed sky came out 5-8 % too bright) and over a
+    band wide enough that a wire crossing it is outvoted; each side's readings are then
+    taken as a running median down the rows (one row's reading pulled by a wire crossing
+    the band drew that wire as a straight line right across the revealed sky, img_270's
+    'straight wires'). Rows with no sky beside the gap keep the nearest reading, let go
+    over an eighth of the frame (dropped at once, or faded over a few rows, it drew a step
+    or a light band across the sky where the plate's sky ended behind a neighbour, img_270)."""
     h, w = inside.shape
-    band = band or max(8, w // 40)
+    band, skip = max(8, int(SKY_BAND * w)), max(2, int(round(HALO_PX * w)))
     resid = lin - model
-    corr = np.zeros((h, w, 3), np.float32)
-    wgt = np.zeros((h, 1, 1), np.float32)
-    cols = np.arange(w, dtype=np.float32)
-    for y in np.nonzero(inside.any(axis=1))[0]:
+    rows = np.nonzero(inside.any(axis=1))[0]
+    sides = np.full((2, h, 3), np.nan, np.float32)
+    ends = np.zeros((h, 2), np.float32)
+    for y in rows:
         xs = np.nonzero(inside[y])[0]
-        l0, r0 = int(xs.min()), int(xs.max())
-        sides = []
-        for a, b in ((max(0, l0 - band), l0), (r0 + 1, min(w, r0 + 1 + band))):
+        ends[y] = xs.min(), xs.max()
+        for i, (a, b) in enumerate(((max(0, xs.min() - skip - band), max(0, xs.min() - skip)),
+                                    (min(w, xs.max() + 1 + skip), min(w, xs.max() + 1 + skip + band)))):
             sel = sky_px[y, a:b]
-            sides.append(np.median(resid[y, a:b][sel], axis=0) if sel.sum() > 3 else None)
-        lv, rv = sides
-        if lv is None and rv is None:
-            continue
-        lv = rv if lv is None else lv
-        rv = lv if rv is None else rv
-        t = np.clip((cols - l0) / max(1, r0 - l0), 0, 1)[:, None]
-        corr[y] = lv * (1 - t) + rv * t
-        wgt[y] = 1
-    if not wgt.any():
+            if sel.sum() > max(3, 0.25 * (b - a)):
+                sides[i, y] = np.median(resid[y, a:b][sel], axis=0)
+    if np.isnan(sides).all():
         return model
-    # Rows are matched independently: spread and smooth the correction vertically
-    # (normalised, so rows without sky beside them borrow from those with).
-    # Rows past the last one with sky beside them keep its correction and let it go over
-    # an eighth of the frame: faded over a few rows, it drew a light band across the
-    # revealed sky where the plate's sky ended behind a neighbour (img_270).
-    s = max(4.0, h / 8)
-    num = cv2.GaussianBlur(corr * wgt, (1, 0), sigmaX=0.1, sigmaY=s)
-    den = cv2.GaussianBlur(np.broadcast_to(wgt, (h, w, 1)).astype(np.float32)[..., 0], (1, 0), sigmaX=0.1,
-                           sigmaY=s)[..., None]
-    smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0)
-    # Where a row has its own measurement it wins; far from any, the surface alone.
-    return (model + np.where(wgt > 0, corr, smooth * np.clip(den * 2, 0, 1))).astype(np.float32)
+    k = max(2, h // 150)
+    sides = np.stack([_running_median(s, k) for s in sides])
+    # One side missing: the other's reading across the whole row.
+    sides = np.where(np.isnan(sides), sides[::-1], sides)
+    lv, rv, fade = _held_and_let_go(sides[0], sides[1], rows, max(4.0, h / 8))
+    t = np.clip((np.arange(w, dtype=np.float32)[None, :] - ends[:, :1]) / np.maximum(1, ends[:, 1:] - ends[:, :1]), 0, 1)
+    corr = lv[:, None, :] * (1 - t[..., None]) + rv[:, None, :] * t[..., None]
+    return (model + corr * fade[:, None, None]).astype(np.float32)
+
+
+def _running_median(vals: np.ndarray, k: int) -> np.ndarray:
+    """Each measured row (not NaN) the median of the measured rows within k of it."""
+    out = vals.copy()
+    have = np.nonzero(~np.isnan(vals[:, 0]))[0]
+    for y in have:
+        near = have[np.abs(have - y) <= k]
+        out[y] = np.median(vals[near], axis=0)
+    return out
+
+
+def _held_and_let_go(lv: np.ndarray, rv: np.ndarray, rows: np.ndarray, reach: float) -> tuple:
+    """Rows without a reading take the nearest row's that has one, weighted down to
+    nothing over reach rows (smoothstep), then the whole lightly blurred down the rows so
+    no reading meets its neighbour in a step. Returns both sides and the weight."""
+    h = len(lv)
+    have = ~np.isnan(lv[:, 0])
+    idx = np.nonzero(have)[0]
+    near = idx[np.clip(np.searchsorted(idx, np.arange(h)), 0, len(idx) - 1)]
+    prev = idx[np.clip(np.searchsorted(idx, np.arange(h)) - 1, 0, len(idx) - 1)]
+    near = np.where(np.abs(prev - np.arange(h)) < np.abs(near - np.arange(h)), prev, near)
+    d = np.abs(near - np.arange(h)) / reach
+    fade = np.where(have, 1.0, 1 - np.clip(d, 0, 1) ** 2 * (3 - 2 * np.clip(d, 0, 1))).astype(np.float32)
+    sigma = max(1.0, reach / 40)
+    blur = lambda a: cv2.GaussianBlur(a[near].reshape(h, 1, 3), (1, 0), sigmaX=0.1, sigmaY=sigma,
+                                      borderType=cv2.BORDER_REPLICATE)[:, 0]
+    return blur(lv), blur(rv), fade
 
 
 def _synth_sky(lin: np.ndarray, inside: np.ndarray, cam: Camera, overcast: float, rng) -> np.ndarray:
