@@ -540,6 +540,55 @@ def test_the_shop_front_is_not_repeated_above_the_roofline():
     assert np.allclose(atlas.image[160:], tex)                    # the frame itself as it was
 
 
+def _storeys_with_own_windows(period: int, rows: int, rng, start: int = 0) -> np.ndarray:
+    """A render wall (0.5, a little noise) with a row of windows on every storey (rows
+    20..44 of each, glass 0.05-0.2 and each pane its own reflection), a lit sill under
+    each: no two windows alike, as on a real facade. The first row is the storey's
+    row `start`."""
+    tex = 0.5 + 0.02 * rng.normal(0, 1, (rows, 120, 3)).astype(np.float32)
+    for y0 in range(-start, rows, period):
+        for x0 in (20, 70):
+            a, b = min(rows, max(0, y0 + 20)), min(rows, max(0, y0 + 45))
+            tex[a:b, x0:x0 + 30] = rng.uniform(0.05, 0.2, (max(0, b - a), 30, 3))
+            tex[max(0, y0 + 45):max(0, y0 + 48), x0 - 3:x0 + 33] = 0.7
+    return tex
+
+
+def test_the_storey_above_the_frame_keeps_its_windows_whole():
+    """A camera tilted up sees the top storeys shorter than the ruler's storey (img_270:
+    57 px at the frame's top against 82 px read lower down), and a frame showing a storey
+    and a bit (img_288) holds no second storey to check the period against. Either way
+    what is continued above the frame is whole storeys: every window row above the frame
+    is as tall as the frame's own, with its sill, never a strip of window tops between
+    two storeys nor a window cut off above its sill."""
+    from derrumbe.stages.plate_texture import continue_past_frame
+    rng = np.random.default_rng(5)
+    # Storeys of 58 px where the rulers read 82.
+    tex = _storeys_with_own_windows(58, 240, rng, start=30)
+    atlas = continue_past_frame(tex, (0, -174), (120, 240), storey_px=82.0)
+    _assert_whole_windows(atlas.image[:174 + 10], 25)
+    # One storey and a bit over a shop front, a storey of 60 px read right by the rulers.
+    tex = np.concatenate([_storeys_with_own_windows(60, 70, rng, start=10),
+                          np.tile(np.array([0.8, 0.1, 0.1], np.float32), (60, 120, 1))])
+    atlas = continue_past_frame(tex, (0, -120), (120, 130), storey_px=60.0, upper_rows=70)
+    _assert_whole_windows(atlas.image[:120 + 10], 25)
+
+
+def _assert_whole_windows(img: np.ndarray, col: int) -> None:
+    """Down one bay's column: every run of glass (below 0.25) is 25 rows (a whole
+    window) and each has its lit sill (0.7) right under it; the first may be cut by the
+    atlas's top."""
+    glass = img[:, col].max(axis=1) < 0.25
+    edges = np.flatnonzero(np.diff(glass.astype(int)))
+    starts, ends = edges[glass[edges + 1]] + 1, edges[~glass[edges + 1]] + 1
+    if glass[0]:
+        ends = ends[1:]
+    starts = starts[:len(ends)]
+    assert len(starts) >= 2, (starts, ends)
+    assert np.all(np.abs((ends - starts) - 25) <= 1), ends - starts
+    assert np.all(np.abs(img[ends + 1, col] - 0.7).max(axis=1) < 0.05), img[ends + 1, col]
+
+
 def _window_facade(period=60, rows=240, width=120):
     """A render wall (0.5) with dark windows (0.05) rows 20..44 of each 60-row storey and
     columns 20..50 and 70..100 of each bay."""
