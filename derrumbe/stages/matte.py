@@ -163,6 +163,40 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     return m
 
 
+SIGN_SAT = (0.45, 0.25)   # a sign's panel: at least this saturated and this bright (HSV)
+SIGN_MAX = (0.02, 0.25)   # ... at most this share of the frame's area, and of its height or width
+SIGN_OUT = 0.08           # ... reaching at most this share of the width past the box's side
+
+
+def signs_across_the_edge(srgb: np.ndarray, m: np.ndarray, box_x: tuple[int, int]) -> np.ndarray:
+    """A sign hanging off the building across the box's side (a shop's panel on its
+    bracket at the corner): the whole of its panel, to go with the building. Cut at the
+    box's edge, a sliver of it stayed hanging in the air beside the neighbour once the
+    building fell (img_190's AVTO sign, judge 31). A panel is a saturated, compact patch
+    (at least SIGN_SAT), small (SIGN_MAX), mostly over the matte and reaching only a
+    little past the box (SIGN_OUT)."""
+    h, w = m.shape
+    hsv = cv2.cvtColor(srgb, cv2.COLOR_RGB2HSV)
+    sat = ((hsv[..., 1] > SIGN_SAT[0] * 255) & (hsv[..., 2] > SIGN_SAT[1] * 255)).astype(np.uint8)
+    # A panel's coloured rim, band and lettering as one patch (its white face is not saturated).
+    k = max(3, int(0.015 * w)) | 1
+    sat = cv2.morphologyEx(sat, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(sat, connectivity=8)
+    out = np.zeros((h, w), np.float32)
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        crosses = [e for e in box_x if 0 < e < w and x < e <= x + bw - 1]
+        if not crosses or area > SIGN_MAX[0] * h * w or bh > SIGN_MAX[1] * h or bw > SIGN_MAX[1] * w:
+            continue
+        comp = labels[y:y + bh, x:x + bw] == i
+        on = (m[y:y + bh, x:x + bw] > 0.5) & comp
+        out_px = (crosses[0] - x) if crosses[0] == box_x[0] else (x + bw - crosses[0])
+        if area < 0.3 * bw * bh or on.sum() < 0.3 * area or out_px > SIGN_OUT * w:
+            continue
+        out[y:y + bh, x:x + bw] = 1.0
+    return out
+
+
 def _centres(pix: np.ndarray, k: int, seed: int) -> np.ndarray:
     """k colour clusters (Lab) of a sample: a small model of a region's palette."""
     pix = np.ascontiguousarray(pix[np.random.default_rng(seed).permutation(len(pix))[:4000]], np.float32)
@@ -373,6 +407,11 @@ def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.nd
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
     if judge is not None and found.objects:
         judge(found, building)
+    if mask is None:
+        # After the holdouts: a sign's panel sticking out past the silhouette's side is
+        # no top of the building, and read as one it made a cable running along the
+        # facade below it an overhead wire, left hanging in the air (img_190).
+        building = np.maximum(building, signs_across_the_edge(srgb, building, box_in_image(box, (w, h))[::2]))
     auto_px = int((found.matte() > 0.5).sum())
     if holdout is not None:
         add_user_holdouts(found, holdout)
