@@ -4,6 +4,7 @@ rough box, its facade down to the street) and nothing of the sky."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -48,6 +49,13 @@ def _clean(srgb, building):
     return lin, bm > 0.5, sky > 0.5, clean
 
 
+@functools.lru_cache(maxsize=None)
+def _cleaned(path, box):
+    """The plate and its clean plate, made once for the tests that measure its sky."""
+    srgb, building = _load(path, box)
+    return (srgb,) + _clean(srgb, building)
+
+
 # Hand-checked: plates that show no sky at all, where the sky test finds only reflections.
 NO_SKY = {"img_263.jpg": "the frame's top is the curtain wall; the sky-like pixels beside it are reflections in "
                          "the neighbour's glass"}
@@ -90,8 +98,7 @@ def test_revealed_sky_continues_the_plates_sky(name, path, box):
     of its edge) and the clean plate shows sky where the building was, the revealed sky's
     mean linear RGB is within 3 % of the plate's sky beside it; no revealed pixel is
     brighter than the plate's brightest sky pixel; no flat white."""
-    srgb, building = _load(path, box)
-    lin, inside, sky, clean = _clean(srgb, building)
+    srgb, lin, inside, sky, clean = _cleaned(path, tuple(box))
     H, W = inside.shape
     k = W / srgb.shape[1]
     x0, y0, x1, y1 = (int(round(v * k)) for v in box)
@@ -120,8 +127,7 @@ def test_revealed_sky_carries_no_line_across_it(name, path, box):
     Rows matched one by one to the plate's sky beside the gap carried each wire crossing
     it right across the sky as a straight line: 46 levels on the demo street, 12 on
     img_270 (judge 31's 'straight wires')."""
-    srgb, building = _load(path, box)
-    lin, inside, sky, clean = _clean(srgb, building)
+    srgb, lin, inside, sky, clean = _cleaned(path, tuple(box))
     shown, rows = _revealed_sky_rows(inside, sky, clean)
     ys = np.array([y for y, _ in rows])
     if len(ys) < 5:
