@@ -33,8 +33,9 @@ preview: setup
 
 # The refine tests run a tiny random video model on the CPU, the web tests a server and a
 # headless Chromium, the cluster tests a Dask LocalCluster: the gen, web and farm extras come too.
+# The slowest tests are listed at the end: CI's 15 minutes are spent there.
 test: setup gen web test-deps
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=15 tests
 
 serve: web
 	$(BIN)/derrumbe serve
