@@ -174,6 +174,28 @@ def test_matte_runs_from_the_roof_to_the_street(name, path, box):
         assert np.percentile(tops, 25) < lab["top_row"] + 30, (np.percentile(tops, 25), lab["top_row"])
 
 
+def test_a_wire_crossing_the_sky_beside_the_gap_is_not_drawn_across_it():
+    """A sky brightening down the frame, the gap on its right, and a dark wire (one pixel,
+    shallow) crossing the sky beside the gap, taken for sky as the detector takes wires:
+    the sky filled into the gap follows the plate's sky within 1 % in every row, the
+    wire's rows included, with no step from one row to the next larger than the sky's
+    own (matched row by row to the pixels beside the gap, the wire's row was drawn right
+    across the sky as a dark line)."""
+    from derrumbe.stages.cleanplate import _match_rows
+    h, w = 120, 240
+    sky = np.linspace(0.45, 0.75, h, dtype=np.float32)[:, None, None] * np.array([0.9, 1.0, 1.1], np.float32)
+    lin = np.broadcast_to(sky, (h, w, 3)).copy()
+    xs = np.arange(0, 100)
+    lin[(40 + xs * 0.08).astype(int), xs] = 0.1                   # the wire, falling 8 px over 100
+    inside = np.zeros((h, w), bool)
+    inside[:, 100:] = True
+    sky_px = ~inside
+    model = np.broadcast_to(sky * 1.05, (h, w, 3)).astype(np.float32)    # the fitted surface: 5 % too bright
+    fill = _match_rows(lin, inside, sky_px, model)[:, 100:].mean(axis=1)
+    assert np.abs(fill / sky[:, 0] - 1).max() < 0.01
+    assert np.abs(np.diff(fill, axis=0)).max() <= np.abs(np.diff(sky[:, 0], axis=0)).max() + 1e-4
+
+
 def test_the_sky_between_overhead_wires_is_sky():
     """On the demo photo, wires cut the sky into strips; every strip is sky (the sky was
     once only the strip above the first wire)."""

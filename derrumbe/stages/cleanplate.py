@@ -44,6 +44,7 @@ SKY_DUV = 0.015           # how far above the Planckian locus (toward green) a p
 SKY_SPAN = 0.5           # sky seen over less of the width than this: its fit is held level across it
 SKY_BAND = 0.08          # the plate's sky beside the gap the fill is matched to (share of the width)
 HALO_PX = 1 / 160        # ... leaving out this share of the width next to the building: its halo
+WIRE_DARK = 0.9          # ... and its pixels darker than this share of its bright ones: wires
 SYNTH_SKY_MAX = 0.7      # linear: sRGB 218, a bright overcast sky that is not paper white
 
 
@@ -192,7 +193,10 @@ def _match_rows(lin, inside, sky_px, model):
                                     (min(w, xs.max() + 1 + skip), min(w, xs.max() + 1 + skip + band)))):
             sel = sky_px[y, a:b]
             if sel.sum() > max(3, 0.25 * (b - a)):
-                sides[i, y] = np.median(resid[y, a:b][sel], axis=0)
+                # Wires are sky to the detector but darker than it: left out.
+                lum = luminance(lin[y, a:b][sel])
+                clear = lum >= WIRE_DARK * np.percentile(lum, 90)
+                sides[i, y] = np.median(resid[y, a:b][sel][clear], axis=0)
     if np.isnan(sides).all():
         return model
     k = max(2, h // 150)
