@@ -330,6 +330,25 @@ def test_a_sky_made_for_a_plate_without_one_is_lit_like_a_sky(overcast):
     assert 0.005 < float((lum / lum.mean(axis=1, keepdims=True)).std()) < 0.1
 
 
+def test_a_sky_the_plate_does_not_show_is_never_made_deep_blue():
+    """A plate without sky whose facade's contrast reads as hard sun (overcast 0) still
+    gets a hazy sky: blue over red at most 1.5 in Rec.709 (a clear sky's model gives 2.2;
+    reviewers read it as another day on overcast img_100 and img_288), and still a
+    daylight sky, bluer than it is red."""
+    from derrumbe.colour import working_to_rec709
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 200.0, 280.0, 1.6)
+    rng = np.random.default_rng(3)
+    lin = (0.12 * (1 + 0.1 * rng.normal(size=(H, W, 1)))).repeat(3, 2).astype(np.float32)
+    building = np.zeros((H, W), np.float32)
+    building[:270] = 1.0
+    clean = make_cleanplate(lin, building, np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), cam,
+                            30.0, 1, overcast=0.0)
+    rgb = working_to_rec709(clean[:200, 120:280].reshape(-1, 3)).mean(0)
+    assert 1.15 < rgb[2] / rgb[0] <= 1.5, rgb
+
+
 def test_a_party_walls_texture_recedes_with_it():
     """The neighbour's wall texture lies on the wall, not on the screen: a pattern of
     courses 0.5 m apart, seen on a party wall running back from 10 m to 24 m from the
