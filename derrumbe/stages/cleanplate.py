@@ -208,7 +208,7 @@ def _match_rows(lin, inside, sky_px, model):
     sides = np.stack([_running_median(s, k) for s in sides])
     # One side missing: the other's reading across the whole row.
     sides = np.where(np.isnan(sides), sides[::-1], sides)
-    lv, rv, fade = _held_and_let_go(sides[0], sides[1], rows, max(4.0, h / 8))
+    lv, rv, fade = _held_and_let_go(sides[0], sides[1], max(4.0, h / 8))
     t = np.clip((np.arange(w, dtype=np.float32)[None, :] - ends[:, :1]) / np.maximum(1, ends[:, 1:] - ends[:, :1]), 0, 1)
     corr = lv[:, None, :] * (1 - t[..., None]) + rv[:, None, :] * t[..., None]
     return (model + corr * fade[:, None, None]).astype(np.float32)
@@ -224,7 +224,7 @@ def _running_median(vals: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _held_and_let_go(lv: np.ndarray, rv: np.ndarray, rows: np.ndarray, reach: float) -> tuple:
+def _held_and_let_go(lv: np.ndarray, rv: np.ndarray, reach: float) -> tuple:
     """Rows without a reading take the nearest row's that has one, weighted down to
     nothing over reach rows (smoothstep), then the whole lightly blurred down the rows so
     no reading meets its neighbour in a step. Returns both sides and the weight."""
