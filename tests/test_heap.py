@@ -179,3 +179,22 @@ def test_the_heap_does_not_run_under_or_past_a_parked_car_and_keeps_its_volume(c
     assert abs(parked.volume(b) - free.volume(a)) < 0.01 * free.volume(a)
     by_post = (x[None, :] > 2.6) & (x[None, :] < 3.7) & (z[:, None] > post[0][2] - 0.5)
     assert np.allclose(b[by_post], a[by_post] * b.sum() / a.sum(), rtol=0.05, atol=0.01)
+
+
+def test_rubble_that_comes_down_on_a_car_is_not_a_heap_on_the_street_under_it(collapse):
+    """A car cut by the frame's bottom runs on toward the lens (holdouts.obstacles): the
+    street under it, from its far face to the lens across its width, is out of the
+    rubble's reach. What landed there came down on the car, and a heap drawn there
+    stood over its wheels (img_140 at 60-100 %). It goes with what the car stopped:
+    the heap's volume is unchanged."""
+    fr, sim, free = collapse
+    car = (np.array([-3.0, 0.0, fr.facade_z + 2.0]), np.array([1.5, 1.5, fr.facade_z + 12.0]))
+    parked = Heap(fr, sim, [car])
+    t = float(sim.times[-1])
+    a, b = free.heights(t), parked.heights(t)
+    x = free.x0 + (np.arange(a.shape[1]) + 0.5) * free.cell
+    z = free.z0 + (np.arange(a.shape[0]) + 0.5) * free.cell
+    under = (z[:, None] >= car[0][2] + 0.6) & (x[None, :] > car[0][0] + 0.6) & (x[None, :] < car[1][0] - 0.6)
+    assert a[under].mean() > 0.1
+    assert b[under].max() < 0.05 and b[under].mean() < 0.02 * a[under].mean(), (b[under].max(), b[under].mean())
+    assert abs(parked.volume(b) - free.volume(a)) < 0.01 * free.volume(a)

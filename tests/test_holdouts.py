@@ -372,3 +372,21 @@ def test_a_holdouts_edge_shows_its_own_colour_over_new_dust_not_the_old_backgrou
     assert np.array_equal(out[hold >= 1.0], plate[hold >= 1.0])
     # Without the dust, the edge is the plate's exactly.
     assert np.array_equal(comp(None), plate)
+
+
+def test_a_car_cut_by_the_frames_bottom_stands_in_the_rubbles_way_up_to_the_lens():
+    """What stands in front is a box the debris hits. A car whose wheels are in frame is
+    its silhouette's box at its contact's depth: its top edge projects onto the
+    silhouette's top row. One cut by the frame's bottom (its depth is the bottom row's
+    ground) runs on toward the lens, never into it: rubble thrown over it landed between
+    it and the lens, over its wheels (img_140, img_190)."""
+    cam = Camera(1280, 720, 1000.0, 640.0, 300.0, 1.6)
+    alpha = np.ones((100, 300), np.float32)
+    seen = Holdout(1, "vehicle", (400, 520, 700, 620), 620.0, 100.0, 1.0, alpha, depth_m=5.0)
+    cut = Holdout(2, "vehicle", (800, 620, 1100, 720), None, 100.0, 1.0, alpha, depth_m=3.2)
+    (lo_s, hi_s), (lo_c, hi_c) = holdouts.obstacles([seen, cut], cam, 12.0)
+    top_row = cam.cy - (hi_s[1] - cam.eye_m) * cam.f_px / -hi_s[2]
+    assert top_row == pytest.approx(520, abs=0.5)
+    assert hi_s[2] == pytest.approx(-5.0) and lo_s[2] < -5.0
+    assert hi_c[2] == pytest.approx(-holdouts.LENS_CLEAR_M)        # 3.2 m less CUT_ON_M, past the lens
+    assert lo_c[2] < -3.2

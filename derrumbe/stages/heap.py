@@ -143,8 +143,9 @@ class Heap:
         return self._held_back(h, self._open_front(h, k)).astype(np.float32)
 
     def _obstacle_masks(self, obstacles) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """(past, open): past (bool) the cells from a car's far face toward the lens across
-        its width; open (0-1) where the heap may run out to, eased over WALL_EASE_M. A
+        """(past, open): past (bool) the cells from a car's near face toward the lens
+        across its width, where what was thrown over it lies where it landed; open (0-1)
+        where the heap may run out to (not from its far face on), eased over WALL_EASE_M. A
         parked car stops the rubble running out from the building: spread under it and
         past it, the heap lay 3 m from the lens over the lower half of img_190's car, a
         flat brown band across it. Round a person or a post the rubble flows on, and
@@ -155,13 +156,18 @@ class Heap:
         cols = self.x0 + (np.arange(nx) + 0.5) * self.cell
         rows = self.z0 + (np.arange(nz) + 0.5) * self.cell
         past = np.zeros(self.shape, bool)
+        on_car = np.zeros(self.shape, bool)
         for lo, hi in obstacles:
             if hi[1] - lo[1] >= VEHICLE_MIN_H and hi[0] - lo[0] >= VEHICLE_MIN_W:
-                past |= (rows >= lo[2])[:, None] & ((cols >= lo[0]) & (cols <= hi[0]))[None, :]
+                across = ((cols >= lo[0]) & (cols <= hi[0]))[None, :]
+                past |= (rows >= lo[2])[:, None] & across
+                on_car |= ((rows >= lo[2]) & (rows <= hi[2]))[:, None] & across
         if not past.any():
             return None, None
         open_ = 1.0 - np.clip(gaussian_filter(past.astype(float), WALL_EASE_M / self.cell, mode="nearest"), 0, 1)
-        return past, open_
+        # What came down on the car is on its roof and bonnet, not on the street under it:
+        # the heap cannot lie there, and it goes with what the car stopped.
+        return past & ~on_car, open_
 
     def _around(self, grid: np.ndarray) -> np.ndarray:
         """The deposits run out (_spread) only where nothing standing stops them; what

@@ -247,7 +247,8 @@ def drop_too_tall(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
 OBSTACLE_DEPTH_M = {"vehicle": 1.8, "person": 0.45}
 OBSTACLE_OTHER_M = 0.3
 OBSTACLE_KINDS = ("vehicle", "person", "user", "object", "pole", "furniture")
-CUT_ON_M = 3.0            # an object cut by the frame's side runs on this far past it
+CUT_ON_M = 3.0            # an object cut by the frame's side or bottom runs on this far past it
+LENS_CLEAR_M = 0.5        # ...but never into the lens
 
 
 def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -255,17 +256,20 @@ def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarra
     holdouts that stand on the ground in front of the building, for the simulation:
     debris hits a parked car instead of passing through it to land between it and the
     lens. Each is its silhouette's box at its depth, as tall as its top row there, as
-    deep as its kind; one cut by the frame's edge runs on past it; never into the
-    facade."""
+    deep as its kind; one cut by the frame's side runs on past it, one cut by its bottom
+    runs on toward the lens (its depth is the bottom row's ground: the car's bonnet is
+    nearer, and rubble thrown over it landed between it and the lens, over its wheels,
+    img_140 and img_190); never into the facade."""
     out = []
     for o, z, left, right, top in _standing(objects, cam):
         deep = min(OBSTACLE_DEPTH_M.get(o.kind, OBSTACLE_OTHER_M), facade_m - 0.3 - z)
         if deep <= 0.05 or top <= 0.05:
             continue
-        x0, _, x1, _ = o.bbox
+        x0, _, x1, y1 = o.bbox
         left -= CUT_ON_M if x0 <= 0 else 0.0
         right += CUT_ON_M if x1 >= cam.width else 0.0
-        out.append((np.array([left, 0.0, -z - deep]), np.array([right, top, -z])))
+        near = max(LENS_CLEAR_M, z - CUT_ON_M) if y1 >= cam.height else z
+        out.append((np.array([left, 0.0, -z - deep]), np.array([right, top, -near])))
     return out
 
 
