@@ -390,3 +390,27 @@ def test_a_car_cut_by_the_frames_bottom_stands_in_the_rubbles_way_up_to_the_lens
     assert hi_s[2] == pytest.approx(-5.0) and lo_s[2] < -5.0
     assert hi_c[2] == pytest.approx(-holdouts.LENS_CLEAR_M)        # 3.2 m less CUT_ON_M, past the lens
     assert lo_c[2] < -3.2
+
+
+def test_a_thin_veil_leaves_a_holdout_readable_and_a_dense_front_still_swallows_it():
+    """A still plate's people and cars cannot move: under the even veil a cloud spreads
+    over the street (half opaque) they read as see-through cut-outs standing in it, the
+    reviews' first complaint ten times over. Over a holdout the dust in front covers it
+    as its opacity cubed (comp.VEIL_POWER): an eighth under a half-opaque veil, while a
+    dense front (0.97) still swallows it (over 0.9). Beside it the cloud is as it was."""
+    from derrumbe.colour import linear_to_u8
+    from derrumbe.stages.comp import composite
+    from derrumbe.stages.dust_render import DustLayers
+    H, W = 4, 8
+    no_debris, col, z4, _, shade = _dust_scene(H, W)
+    plate = np.full((H, W, 3), 0.3, np.float32)
+    hold = np.zeros((H, W), np.float32)
+    hold[:, :4] = 1.0                                            # a car on the left half
+    for a, most, least in ((0.5, 0.13, 0.12), (0.97, 1.0, 0.9)):
+        front = np.concatenate([np.broadcast_to(col * a, (H, W, 3)), np.full((H, W, 1), a, np.float32)], -1)
+        out = composite(plate, linear_to_u8(plate), plate, np.ones((H, W), np.float32), hold, no_debris,
+                        np.zeros(3, np.float32), 0.0, np.zeros(2), np.random.default_rng(0),
+                        DustLayers(front.astype(np.float32), z4, shade, shade, 0.6), np.full((H, W), 6.0, np.float32))
+        cover = (out.linear[..., 0] - 0.3) / (col[0] - 0.3)     # how much of the dust's colour each pixel took
+        assert least <= cover[:, :4].min() and cover[:, :4].max() <= most, (a, cover[0])
+        assert np.allclose(cover[:, 4:], a, atol=1e-4)                # beside it, the cloud as it is

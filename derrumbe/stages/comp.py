@@ -373,6 +373,25 @@ def facing_up(a: np.ndarray, kind: str) -> np.ndarray:
     return (COAT_SIDES + (1.0 - COAT_SIDES) * fade).astype(np.float32)
 
 
+# The dust in front of what stands before the building: its opacity over a holdout is
+# raised to this power, so a thin veil (0.5) covers it an eighth and a dense front (0.97)
+# still swallows it (0.91). A still plate's people and cars cannot move; under the even
+# veil a cloud spreads over the street they read as see-through cut-outs standing in it
+# (ten strict reviews in a row: the demo's pedestrians, img_190's and img_140's cars), while
+# the cloud around them keeps its physical density.
+VEIL_POWER = 3.0
+
+
+def veiled_front(front: np.ndarray, holdout: np.ndarray) -> np.ndarray:
+    """The dust in front (premultiplied RGBA) with its opacity over the holdouts raised to
+    VEIL_POWER, blended by the holdout's own matte (its soft edge moves smoothly to the
+    cloud's own opacity beside it)."""
+    a = front[..., 3]
+    thin = np.where(a > 1e-6, np.power(np.clip(a, 0.0, 1.0), VEIL_POWER - 1.0), 1.0)
+    keep = (1.0 - holdout * (1.0 - thin)).astype(np.float32)
+    return np.ascontiguousarray(front * keep[..., None])
+
+
 EDGE_PX = 2             # holdout_colour: the core its soft edge takes its colour from, pixels in from its solid part ...
 EDGE_BLUR_PX = 2.0      # ... coloured from its inside within about this (a Gaussian's sigma)
 ROOM_UNDER = 0.12      # the share of a column's building that, standing or falling over a hole, makes it a room
@@ -454,7 +473,8 @@ def composite(plate_lin: np.ndarray, plate_u8: np.ndarray, clean_lin: np.ndarray
         near = far = z2
         share = 0.0
     else:
-        front, back, near, far = f32(dust.front), f32(dust.back), f32(dust.shade_near), f32(dust.shade_far)
+        front, back, near, far = veiled_front(f32(dust.front), f32(holdout)), f32(dust.back), \
+            f32(dust.shade_near), f32(dust.shade_far)
         share = float(dust.sun_share)
     hz = np.zeros((H, W), np.float32) if holdout_z is None else f32(holdout_z)
     K.layers(f32(plate_lin), f32(clean_lin), f32(matte), f32(layers.static), f32(layers.ground),
