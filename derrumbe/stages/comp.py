@@ -386,6 +386,8 @@ def veiled_front(front: np.ndarray, holdout: np.ndarray) -> np.ndarray:
     """The dust in front (premultiplied RGBA) with its opacity over the holdouts raised to
     VEIL_POWER, blended by the holdout's own matte (its soft edge moves smoothly to the
     cloud's own opacity beside it)."""
+    if not holdout.any():
+        return front
     a = front[..., 3]
     thin = np.where(a > 1e-6, np.power(np.clip(a, 0.0, 1.0), VEIL_POWER - 1.0), 1.0)
     keep = (1.0 - holdout * (1.0 - thin)).astype(np.float32)

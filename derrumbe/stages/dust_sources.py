@@ -291,8 +291,7 @@ def _openings(normal: np.ndarray, lobes: np.ndarray, shares: dict, lo, hi) -> np
     wall but never between walls (left to chance, the back got more than the street front
     on some seeds). The camera looks down -z: the street front faces +z."""
     wall = np.where(normal[:, 2] > 0.5, 0, np.where(normal[:, 2] < -0.5, 1, 2 + (normal[:, 0] > 0)))
-    across, deep = float(hi[0] - lo[0]), float(hi[2] - lo[2])
-    open_m = np.array([shares["front"] * across, shares["back"] * across, shares["side"] * deep, shares["side"] * deep])
+    open_m = _walls_open_m(lo, hi, shares)
     w = np.zeros(len(normal))
     for k in range(4):
         on = wall == k
@@ -301,11 +300,16 @@ def _openings(normal: np.ndarray, lobes: np.ndarray, shares: dict, lo, hi) -> np
     return w / w.sum()
 
 
-def open_length(lo, hi, shares: dict) -> float:
-    """The walls' open length (m) all round the footprint: each wall's length times its
-    open share."""
+def _walls_open_m(lo, hi, shares: dict) -> np.ndarray:
+    """Each wall's open length (m): its length times its open share (front, back, the
+    two sides)."""
     across, deep = float(hi[0] - lo[0]), float(hi[2] - lo[2])
-    return across * (shares["front"] + shares["back"]) + 2.0 * deep * shares["side"]
+    return np.array([shares["front"] * across, shares["back"] * across, shares["side"] * deep, shares["side"] * deep])
+
+
+def open_length(lo, hi, shares: dict) -> float:
+    """The walls' open length (m) all round the footprint."""
+    return float(_walls_open_m(lo, hi, shares).sum())
 
 
 def _smooth_ring(x: np.ndarray, width: float) -> np.ndarray:
