@@ -515,3 +515,25 @@ def test_a_party_walls_strip_repeats_without_a_seam():
     own = float(np.abs(np.diff(strip[0, :, 0])).max())
     steps = np.abs(np.diff(wall[..., 0].mean(axis=0)))
     assert steps.max() < 3 * own + 0.02, (steps.max(), own)
+
+
+def test_the_wings_round_a_courtyard_stand_at_one_depth_not_a_castles_skyline(monkeypatch):
+    """The wings of one row stand round one courtyard: within 2 x WING_JITTER_M (6 m) of
+    one another's depth and inside WING_GAP_M, on every seed. Drawn each at its own depth
+    from 12 to 35 m back, a near, narrow wing projected up to three times the height of a
+    far one and stood as a tower over them (img_270 from 40 %)."""
+    import derrumbe.stages.cleanplate as cp
+    cam, lin, building, zero = _cut_by_the_top(60, 340)
+    depth = 30.0
+    seen = []
+    real = cp._wing
+    monkeypatch.setattr(cp, "_wing", lambda col, alpha, shape, c0, c1, cam, far, *a, **k:
+                        (seen.append(far), real(col, alpha, shape, c0, c1, cam, far, *a, **k)))
+    spreads = []
+    for seed in range(1, 11):
+        seen.clear()
+        cp.make_cleanplate(lin, building, zero, zero, cam, 10.0, seed, storey_m=3.2, ground_floor_m=3.2, height_m=10.0)
+        assert len(seen) >= 2, seed
+        assert min(seen) >= depth + cp.WING_GAP_M[0] - 1e-6 and max(seen) <= depth + cp.WING_GAP_M[1] + 1e-6
+        spreads.append(max(seen) - min(seen))
+    assert max(spreads) <= 2 * cp.WING_JITTER_M + 1e-6, spreads

@@ -518,9 +518,10 @@ def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, s
     """The buildings round the block's courtyards, drawn only where the building runs off
     the frame's top: there the photo cannot show what stands behind it, and an old city
     block is built round courtyards (an empty sky over the pile read as a building
-    standing alone in a field, img_190). A row of wings side by side, each its own depth
-    (12-35 m back), height (in whole storeys, about the front's), render colour (the
-    facade's and the plate's neighbours', greyed), light, windows or none (a blank
+    standing alone in a field, img_190). A row of wings side by side round one courtyard
+    depth (12-35 m back, each wing within WING_JITTER_M of it), each its own height (in
+    whole storeys, about the front's), render colour (the facade's and the plate's
+    neighbours', greyed), light, windows or none (a blank
     fire wall), roof (pitched metal or flat with stacks), hazed by its distance. (One wing
     across the whole gap, the same in every shot, read as a placeholder box; the facade's
     own upper floors shrunk read as a copy of the building, its signs included.)"""
@@ -534,8 +535,13 @@ def _courtyard(lin, inside, cam: Camera, depth: float, height_m: float | None, s
     col = np.zeros((h, w, 3), np.float32)
     alpha = np.zeros((h, w), np.float32)
     x = float(rng.uniform(-0.3, 0.0)) * w
+    # One courtyard depth for the row, each wing near it: wings drawn anywhere from 12 to
+    # 35 m back projected up to three times apart in height, and a near, narrow one stood
+    # as a tower over the far ones, a castle's skyline behind the pile (img_270 from 40 %).
+    yard = depth + rng.uniform(*WING_GAP_M)
     while x < w:
-        far = depth + rng.uniform(*WING_GAP_M)
+        far = float(np.clip(yard + rng.uniform(-WING_JITTER_M, WING_JITTER_M), depth + WING_GAP_M[0],
+                            depth + WING_GAP_M[1]))
         c0 = int(round(x))
         x += rng.uniform(*WING_WIDTH_M) * cam.f_px / far
         c1 = int(round(x))
@@ -550,6 +556,7 @@ WINDOW_M = (1.3, 2.1, 0.85)    # a plain window's width, height, and its sill ov
 BAY_M = (2.8, 3.6)             # the spacing of the windows along a wall
 WING_GAP_M = (12.0, 35.0)      # how far behind the front each wing round the courtyards stands
 WING_WIDTH_M = (9.0, 24.0)     # its width
+WING_JITTER_M = 3.0            # how far each wing stands from the row's courtyard depth, either way
 FIREWALL_MAX_M = 8.0           # a wing with no windows shows at most this much of itself
 WALL_SRGB = np.array([(208, 172, 118), (204, 156, 146), (184, 182, 174), (216, 202, 172), (168, 180, 156),
                       (176, 184, 194), (150, 104, 86)], np.float32)     # old city renders: ochre, pink, grey,
