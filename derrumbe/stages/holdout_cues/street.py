@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.ndimage import gaussian_filter1d
 
 from derrumbe.stages.holdout_cues.cutout import fill_holes, grabcut, largest, trim_continuation
 
@@ -82,7 +83,7 @@ def street_objects(bgr: np.ndarray, lab: np.ndarray, base: float, seed: int) -> 
         if not at_bottom and _cut_by_its_limit(g, int(round(rect[1]))):
             continue
         if at_bottom:
-            g = no_square_humps(rise_and_fall(g))
+            g = smooth_outline(no_square_humps(rise_and_fall(g)))
         if g.sum() < 0.75 * core.sum() or g.sum() > 0.3 * h * w:
             continue
         ys, xs = np.nonzero(g)
@@ -186,3 +187,28 @@ def no_square_humps(mask: np.ndarray) -> np.ndarray:
         height[i:j + 1] = np.minimum(height[i:j + 1], line)
     rows = np.arange(h)[:, None]
     return mask & (rows >= h - height[None, :])
+
+
+OUTLINE_SMOOTH = 0.05   # a cropped car's outline is smooth over this share of its length (Gaussian sigma)
+
+
+def smooth_outline(mask: np.ndarray) -> np.ndarray:
+    """A cut of something the frame's bottom crops, under its outline smoothed along the
+    columns: a car's bonnet and windscreen slope, but its grey bonnet against a grey
+    pavement gives GrabCut no edge, and the cut snaps to the facade's horizontal lines
+    instead (img_190: a shelf along the kerb, 46 px high in 5 columns, then one along a
+    sill). The comp lays the dust over a holdout thinner than beside it, so each such step
+    drew a stair in the cloud over the car."""
+    h = mask.shape[0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    if cols.size < 8:
+        return mask
+    lo, hi = int(cols.min()), int(cols.max())
+    height = (h - np.argmax(mask[:, lo:hi + 1], axis=0)).astype(np.float32)
+    height[~mask[:, lo:hi + 1].any(axis=0)] = 0.0
+    # (its ends as they are: a car's bumper stands near vertical, and eased to the
+    # frame's bottom, img_140's car lost its rear)
+    smooth = gaussian_filter1d(height, OUTLINE_SMOOTH * (hi - lo + 1), mode="nearest")
+    out = np.zeros_like(mask)
+    out[:, lo:hi + 1] = np.arange(h)[:, None] >= h - smooth[None, :]
+    return out
