@@ -684,3 +684,44 @@ def test_a_dense_clouds_edge_against_a_haze_keeps_the_haze_beside_it():
     beside = np.median(a[rows, edge + 3:edge + 15].min(axis=1))
     far = np.median(a[rows, edge + 80:edge + 92].min(axis=1))
     assert beside > 0.4 * far, (beside, far)
+
+
+def _floating_slab(face_z: float) -> dict:
+    """A dense slab of dust 20 m wide from 4 to 10 m up, its flat face toward the lens at
+    depth face_z (m): a cloud with a crown above it and a belly under it."""
+    h, (nz, ny, nx) = 0.25, (48, 56, 80)
+    origin = np.array([-10.0, 0.0, -42.0])
+    z = origin[2] + (np.arange(nz) + 0.5) * h
+    y = (np.arange(ny) + 0.5) * h
+    inside = (z <= -face_z)[:, None, None] & ((y > 4.0) & (y < 10.0))[None, :, None]
+    return _dust_state(np.where(inside, 3.0, 0.0) * np.ones((1, 1, nx)), origin, h)
+
+
+def test_a_clouds_crown_is_lit_brighter_than_its_belly():
+    """A lump of dense dust under an overcast sky is lit on its crown, which sees the whole
+    sky, and dark on its belly, which sees the street: photographs show the tops of a
+    collapse's billows light and their undersides shaded. A dense slab floating 4-10 m up,
+    30 m away: the band just inside its top edge is at least 1.8 times as bright as the
+    band just inside its bottom edge (1.4 when each lump's edge was lit like its face)."""
+    import moderngl
+    cam = CAM.scaled(1280, 720)
+    amb = np.array([0.55, 0.6, 0.68]) * 1.2
+    light = Lighting(SUN, np.array([1.0, 0.95, 0.9]) * 0.02, amb, np.ones(3) * 0.5)
+    W, H = 1280 // 3, 720 // 3
+    far = np.full((720, 1280), 1e4, np.float32)
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        r = DustRenderer(ctx, cam, light, colour.srgb_colour((196, 190, 178)),
+                         cv2.resize(far, (W, H), interpolation=cv2.INTER_NEAREST), (W, H), backdrop_full=far)
+        out = r.render(dust_frame(_floating_slab(30.0), SUN), np.zeros((H, W), np.float32),
+                       np.zeros((720, 1280), np.float32))
+        r.release()
+    finally:
+        ctx.release()
+    top, bottom = (int(cam.cy - cam.f_px * (y - cam.eye_m) / 30.0) for y in (10.0, 4.0))
+    u0, u1 = (int(cam.cx + cam.f_px * x / 30.0) for x in (-6.0, 6.0))
+    a = out.front[..., 3]
+    lum = colour.luminance(out.front[..., :3] / np.maximum(a, 1e-4)[..., None])
+    band = lambda r0, r1: float(np.median(lum[r0:r1, u0:u1][a[r0:r1, u0:u1] > 0.9]))
+    crown, belly = band(top + 4, top + 16), band(bottom - 16, bottom - 4)
+    assert crown > 1.8 * belly, (crown, belly)
