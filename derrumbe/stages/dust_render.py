@@ -197,8 +197,8 @@ const float MS_SUN = 1.3;
 const float MS_LEN = 2.0;        // m: how much dust round a point makes it diffuse light
 const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
-const float LOBE_PX = 5.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
-const float LOBE_SHADE = 0.5;    // a crown's light over a flat face's (1 + this), a belly's (1 - this)
+const float LOBE_PX = 14.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
+const float LOBE_SHADE = 0.8;    // a crown's light over a flat face's (1 + this), a belly's (1 - this)
 const float HAZE_PX = 3.0;       // march pixels: how far beside a cloud's edge its haze is judged (see haze_floor)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
@@ -564,15 +564,18 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
-// How much this pixel's edge is the cloud's foot on the street: its ray ends on the
-// ground plane (the backdrop there is the street's depth) and the cloud is denser a
-// march pixel above than below (n4: right, left, above, below).
-float foot_at(vec2 px, vec4 n4) {
+// Whether this pixel's ray ends on the ground plane (the backdrop there is the street's depth).
+float on_street(vec2 px) {
     if (px.y <= intr.w + 1.0) return 0.0;
     float ground = intr.y * eye / (px.y - intr.w);
     float zb = texture(backdrop, gl_FragCoord.xy / vec2(textureSize(backdrop, 0))).r;
-    float on_street = 1.0 - smoothstep(0.03, 0.08, abs(zb - ground) / ground);
-    return on_street * smoothstep(0.05, 0.3, n4.z - n4.w);
+    return 1.0 - smoothstep(0.03, 0.08, abs(zb - ground) / ground);
+}
+
+// How much this pixel's edge is the cloud's foot on the street: its ray ends there and
+// the cloud is denser a march pixel above than below (n4: right, left, above, below).
+float foot_at(vec2 px, vec4 n4) {
+    return on_street(px) * smoothstep(0.05, 0.3, n4.z - n4.w);
 }
 
 // A march pixel's whole cloud along its ray: its front over its back.
@@ -610,13 +613,18 @@ vec4 alpha4(vec2 tc, vec2 d, bool whole) {
 // way, fading in as the edge sharpens. The march lights the cloud through the grid's
 // optical depths, metres across, and the full-size pass cuts its edges into lumps a few
 // pixels across: those lumps came out one flat beige, cut-outs laid over the wall (the
-// reviews' "jigsaw" edges, img_270 at 20 %; a blind A/B over five plates at 20-60 %: 11
-// of 12 frames to the lit lumps).
-float lobe_light(vec2 tc, vec2 ts, bool whole) {
+// reviews' "jigsaw" edges, img_270 at 20 %). Blind A/Bs over five plates at 20-60 %:
+// lit at 0.5 over 5 march pixels against unlit 11 of 12 frames, at 0.65 over 9 against
+// that 11 of 12, at 0.8 over 14 against that 8 to 3.
+float lobe_light(vec2 tc, vec2 ts, bool whole, vec2 px) {
     vec4 n4 = alpha4(tc, LOBE_PX * ts, whole);
     vec2 g = vec2(n4.y - n4.x, n4.w - n4.z);        // toward the clearer side: the edge's outward normal
     float len = length(g);
-    return 1.0 + LOBE_SHADE * (g.y / max(len, 1e-3)) * smoothstep(0.05, 0.5, len);
+    float up = g.y / max(len, 1e-3);
+    // (no belly where the cloud ends on the street: that is the current's foot over the
+    // road, and darkened it stood as a hard dark band along the ground, demo and img_100)
+    if (up < 0.0) up *= 1.0 - on_street(px);
+    return 1.0 + LOBE_SHADE * up * smoothstep(0.05, 0.5, len);
 }
 
 // The haze beside a cloud's edge, which the edge's steepening must keep: the least
@@ -766,7 +774,7 @@ void main() {
         float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
         o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a), piece ? 0.0 : foot_at(px, n4),
                          whole || plain ? haze_floor(tc, ts, whole, min(am, f.a)) : 0.0);
-        o_front.rgb *= lobe_light(tc, ts, whole || plain);
+        o_front.rgb *= lobe_light(tc, ts, whole || plain, px);
     }
     if (hb) {
         vec4 n4 = vec4(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a,
