@@ -197,8 +197,8 @@ const float MS_SUN = 1.3;
 const float MS_LEN = 2.0;        // m: how much dust round a point makes it diffuse light
 const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
-const float LOBE_PX = 14.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
-const float LOBE_SHADE = 0.8;    // a crown's light over a flat face's (1 + this), a belly's (1 - this)
+const float LOBE_PX = 9.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
+const float LOBE_SHADE = 0.65;    // a crown's light over a flat face's (1 + this), a belly's (1 - this)
 const float HAZE_PX = 3.0;       // march pixels: how far beside a cloud's edge its haze is judged (see haze_floor)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
@@ -615,7 +615,8 @@ vec4 alpha4(vec2 tc, vec2 d, bool whole) {
 // pixels across: those lumps came out one flat beige, cut-outs laid over the wall (the
 // reviews' "jigsaw" edges, img_270 at 20 %). Blind A/Bs over five plates at 20-60 %:
 // lit at 0.5 over 5 march pixels against unlit 11 of 12 frames, at 0.65 over 9 against
-// that 11 of 12, at 0.8 over 14 against that 8 to 3.
+// that 11 of 12. At 0.8 over 14 (8 to 3 over 0.65) the dense cloud's luminance spectrum
+// fell as k^-4.07, steeper than photographed clouds' (tests/test_dust_render.py).
 float lobe_light(vec2 tc, vec2 ts, bool whole, vec2 px) {
     vec4 n4 = alpha4(tc, LOBE_PX * ts, whole);
     vec2 g = vec2(n4.y - n4.x, n4.w - n4.z);        // toward the clearer side: the edge's outward normal
