@@ -617,8 +617,10 @@ vec4 alpha4(vec2 tc, vec2 d, bool whole) {
 // lit at 0.5 over 5 march pixels against unlit 11 of 12 frames, at 0.65 over 9 against
 // that 11 of 12. At 0.8 over 14 (8 to 3 over 0.65) the dense cloud's luminance spectrum
 // fell as k^-4.07, steeper than photographed clouds' (tests/test_dust_render.py).
-float lobe_light(vec2 tc, vec2 ts, bool whole, vec2 px) {
-    vec4 n4 = alpha4(tc, LOBE_PX * ts, whole);
+float lobe_light(vec2 tc, vec2 ts, vec2 px) {
+    // (the whole cloud's shape, not the front's: a piece splitting it is no edge of a lump,
+    // and read from the front the pieces in the dust got blocky light outlines, img_288)
+    vec4 n4 = alpha4(tc, LOBE_PX * ts, true);
     vec2 g = vec2(n4.y - n4.x, n4.w - n4.z);        // toward the clearer side: the edge's outward normal
     float len = length(g);
     float up = g.y / max(len, 1e-3);
@@ -775,7 +777,7 @@ void main() {
         float an = max(max(n4.x, n4.y), max(n4.z, n4.w)), am = min(min(n4.x, n4.y), min(n4.z, n4.w));
         o_front = refine(f, aux, nd, 1.0, max(an, f.a), max(an, f.a) - min(am, f.a), piece ? 0.0 : foot_at(px, n4),
                          whole || plain ? haze_floor(tc, ts, whole, min(am, f.a)) : 0.0);
-        o_front.rgb *= lobe_light(tc, ts, whole || plain, px);
+        o_front.rgb *= lobe_light(tc, ts, px);
     }
     if (hb) {
         vec4 n4 = vec4(texture(lo_back, tc + vec2(ts.x, 0.0)).a, texture(lo_back, tc - vec2(ts.x, 0.0)).a,
