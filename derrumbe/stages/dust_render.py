@@ -198,7 +198,7 @@ const float MS_LEN = 2.0;        // m: how much dust round a point makes it diff
 const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in as exp(-0.37 tau): diffusion in dust of
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
 const float LOBE_PX = 9.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
-const float LOBE_SHADE = 0.65;    // a crown's light over a flat face's (1 + this), a belly's (1 - this)
+const float LOBE_SHADE = 0.65;   // a crown's light over a flat face's (1 + this), a belly's (1 - this)
 const float HAZE_PX = 3.0;       // march pixels: how far beside a cloud's edge its haze is judged (see haze_floor)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
 
