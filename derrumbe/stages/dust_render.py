@@ -564,13 +564,15 @@ vec4 refine(vec4 c, vec4 aux, vec2 nd, float dense_gain, float a_near, float a_s
     return vec4(c.rgb / max(c.a, 1e-4) * a2 * lit, a2);
 }
 
-// Whether this pixel's ray ends on the ground plane (the backdrop there is the street's depth).
-float on_street(vec2 px) {
+// Whether the ray of the output pixel px (its backdrop looked up at tc) ends on the
+// ground plane (the backdrop there is the street's depth).
+float on_street_at(vec2 px, vec2 tc) {
     if (px.y <= intr.w + 1.0) return 0.0;
     float ground = intr.y * eye / (px.y - intr.w);
-    float zb = texture(backdrop, gl_FragCoord.xy / vec2(textureSize(backdrop, 0))).r;
+    float zb = texture(backdrop, tc).r;
     return 1.0 - smoothstep(0.03, 0.08, abs(zb - ground) / ground);
 }
+float on_street(vec2 px) { return on_street_at(px, gl_FragCoord.xy / vec2(textureSize(backdrop, 0))); }
 
 // How much this pixel's edge is the cloud's foot on the street: its ray ends there and
 // the cloud is denser a march pixel above than below (n4: right, left, above, below).
@@ -625,8 +627,16 @@ float lobe_light(vec2 tc, vec2 ts, vec2 px) {
     float len = length(g);
     float up = g.y / max(len, 1e-3);
     // (no belly where the cloud ends on the street: that is the current's foot over the
-    // road, and darkened it stood as a hard dark band along the ground, demo and img_100)
-    if (up < 0.0) up *= 1.0 - on_street(px);
+    // road, and darkened it stood as a hard dark band along the ground, demo and img_100;
+    // nor where the ray LOBE_PX below ends there while this one reaches the building: the
+    // cloud is thinner below only because those rays stop short of it, at the street, and
+    // that ledge along the building's base line drew the same band there, ending in the
+    // base line's straight edge across the demo's parked cars at 20 %)
+    if (up < 0.0) {
+        float dy = LOBE_PX * ts.y;
+        float st = on_street_at(px + vec2(0.0, dy * float(textureSize(backdrop, 0).y)), tc - vec2(0.0, dy));
+        up *= 1.0 - max(on_street(px), st);
+    }
     return 1.0 + LOBE_SHADE * up * smoothstep(0.05, 0.5, len);
 }
 
