@@ -294,8 +294,8 @@ def pieces_antialiased(lin: np.ndarray, debris_alpha: np.ndarray, touched: np.nd
 COAT_MAX = 0.45
 FACING_BAND = {"vehicle": (0.2, 0.45), "person": (0.1, 0.25)}
 COAT_SIDES = 0.2
-COAT_SHADE_BLUR = 0.15
-COAT_SHADE = (0.5, 1.2)
+COAT_SHADE_BLUR = 0.15    # the coat follows the plate's shading of an object blurred over this share of its height ...
+COAT_SHADE = (0.5, 1.2)   # ... and kept within these times its mean (see _coat_shade)
 
 
 @dataclass
