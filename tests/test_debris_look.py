@@ -918,3 +918,54 @@ def test_a_falling_slabs_underside_is_lit_by_the_sunlit_street_below_it():
     under = face(high, (int(row(3.85, 6.5)) + 3, int(row(3.85, 9.5)) - 3))
     top = face(low, (int(row(0.3, 9.5)) + 3, int(row(0.3, 6.5)) - 3))
     assert 1 / 8 < under / top < 1 / 3, (under, top, under / top)
+
+
+class _SlopedHeap:
+    """A pile's front slope facing the lens: 6 m wide, from 0.2 m high 2 m away to 4.4 m
+    high 8 m away (35 degrees)."""
+    def __init__(self):
+        self.x0, self.z0, self.cell = -3.0, -8.0, 0.1
+        self.shape = (60, 60)
+
+    def heights(self, t):
+        z = self.z0 + (np.arange(self.shape[0]) + 0.5) * self.cell
+        return np.repeat((0.2 + 0.7 * (-2.0 - z))[:, None], self.shape[1], 1).astype(np.float32)
+
+    def chips(self, r_min, seed=0):
+        from derrumbe.stages.heap import Chips
+        return Chips(*(np.zeros(0),) * 4)
+
+
+def test_the_heaps_lumps_are_not_drawn_as_a_grid_of_squares():
+    """The heap's surface is broken brick, plaster and render in lumps about 15 cm across
+    whose borders wander. Cut by level and upright planes with little warp, the slope of
+    img_140's brick pile facing the lens showed its pale plaster lumps as white squares
+    (judge 36: "a texture fault"). On a pile's front slope seen from the street, the pale
+    lumps are ragged: the median of their areas over their convex hulls' is under 0.92
+    (0.97 for the squares)."""
+    import cv2
+    from derrumbe.colour import luminance
+    from derrumbe.stages.render import DebrisRenderer
+    cam = Camera(640, 360, 460.0, 320.0, 180.0, 1.6)
+    fr = _one_box_fracture(np.array([-0.1, 0.0, 50.0]), np.array([0.1, 0.2, 50.2]), lambda n: BREAK)   # behind the lens
+    light = Lighting(sun_vector(30, 50), np.array([0.7, 0.7, 0.7]), np.array([0.35, 0.37, 0.42]), np.array([0.6, 0.55, 0.45]))
+    plate = np.full((360, 640, 3), 0.3, np.float32)
+    r = DebrisRenderer(fr, cam, plate, np.ones((360, 640), np.float32), light, np.array((0.4, 0.24, 0.17)), 0.25,
+                       fr.centroid[:1], np.tile([1.0, 0, 0, 0], (1, 1)), masonry=True, heap=_SlopedHeap())
+    try:
+        img = r.render(_still_sim(fr.centroid[0]), 0.5, 0.0, 1).debris[70:330, 120:520, :3]
+    finally:
+        r.release()
+    lum = luminance(img)
+    assert lum.min() > 0.0                                        # all heap
+    sat = (img.max(-1) - img.min(-1)) / np.maximum(img.max(-1), 1e-6)
+    pale = ((sat < 0.15) & (lum > np.percentile(lum, 60))).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(pale, connectivity=8)
+    solidity = []
+    for i in range(1, n):
+        if stats[i, cv2.CC_STAT_AREA] >= 20:
+            outline = max(cv2.findContours((lab == i).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)[0],
+                          key=cv2.contourArea)
+            solidity.append(stats[i, cv2.CC_STAT_AREA] / max(cv2.contourArea(cv2.convexHull(outline)), 1.0))
+    assert len(solidity) > 30
+    assert np.median(solidity) < 0.92, np.median(solidity)

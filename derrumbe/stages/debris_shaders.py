@@ -497,8 +497,10 @@ void main() {
     vec3 n = normalize(vec3(-hx / (2.0 * heap_cell), 1.0, -hz / (2.0 * heap_cell)));
     vec3 g = 0.5 * a.xyz + 0.9 * b.xyz + 0.8 * fine * c.xyz;
     n = normalize(n - 0.8 * (g - n * dot(g, n)));
-    // Lumps about 15 cm across, their borders wandering.
-    vec3 cell = floor(p / 0.15 + 0.35 * b.xyz);
+    // Lumps about 15 cm across, their borders wandering: warped by the noise over a few
+    // lumps (0.35 of one, as before, cut the slope facing the lens by level and upright
+    // planes, and its pale plaster lumps stood as white squares on img_140's pile).
+    vec3 cell = floor(p / 0.15 + 1.2 * b.xyz + 1.5 * a.xyz);
     float hid = hash3(cell);
     vec3 mat = masonry > 0.5 ? mix(brick, face_albedo, step(0.55, hid)) : face_albedo;
     mat = mix(mat, plaster, step(0.9, hid));
