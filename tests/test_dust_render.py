@@ -478,12 +478,13 @@ def test_a_cloud_thinned_for_the_see_through_opens_into_billows_not_a_uniform_ve
     assert a.std() / a.mean() > 0.9, a.std() / a.mean()
 
 
-def _render_over_nothing(state: dict, light, albedo):
-    """A dust state rendered at 1280x720 (march at a third) with nothing behind it for 10 km."""
+def _render_over_nothing(state: dict, light, albedo, far: np.ndarray | None = None):
+    """A dust state rendered at 1280x720 (march at a third) with nothing behind it for 10 km,
+    or against `far`, the plate's opaque depth per output pixel."""
     import moderngl
     cam = CAM.scaled(1280, 720)
     W, H = 1280 // 3, 720 // 3
-    far = np.full((720, 1280), 1e4, np.float32)
+    far = np.full((720, 1280), 1e4, np.float32) if far is None else far
     ctx = moderngl.create_standalone_context(backend="egl")
     try:
         r = DustRenderer(ctx, cam, light, albedo, cv2.resize(far, (W, H), interpolation=cv2.INTER_NEAREST), (W, H),
@@ -728,26 +729,15 @@ def test_the_cloud_along_a_buildings_foot_is_no_darker_than_above_it():
     ending in the line's straight edge (across the demo's parked cars at 20 %). Dense dust
     0-6 m up, 34-42 m away, against a wall 40 m away, under an overcast sky: the band just
     above the wall's base is at least 0.8 of the brightness of the same face higher up."""
-    import moderngl
     amb = np.array([0.55, 0.6, 0.68]) * 1.2
     light = Lighting(SUN, np.array([1.0, 0.95, 0.9]) * 0.02, amb, np.ones(3) * 0.5)
-    h, (nz, ny, nx) = 0.25, (32, 32, 80)
-    origin = np.array([-10.0, 0.0, -42.0])
-    state = _dust_state(np.full((nz, ny, nx), 3.0), origin, h)
+    state = _dust_state(np.full((32, 32, 80), 3.0), np.array([-10.0, 0.0, -42.0]), 0.25)
     cam = CAM.scaled(1280, 720)
-    W, H = 1280 // 3, 720 // 3
     rows = np.arange(720, dtype=np.float32)[:, None]
     base = cam.cy + cam.f_px * cam.eye_m / 40.0
     street = cam.f_px * cam.eye_m / np.maximum(rows - cam.cy, 1e-3)
     back = np.broadcast_to(np.where(rows < base, 40.0, street), (720, 1280)).astype(np.float32)
-    ctx = moderngl.create_standalone_context(backend="egl")
-    try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((196, 190, 178)),
-                         cv2.resize(back, (W, H), interpolation=cv2.INTER_NEAREST), (W, H), backdrop_full=back)
-        out = r.render(dust_frame(state, light.sun_dir), np.zeros((H, W), np.float32), np.zeros((720, 1280), np.float32))
-        r.release()
-    finally:
-        ctx.release()
+    cam, out = _render_over_nothing(state, light, colour.srgb_colour((196, 190, 178)), back)
     u0, u1 = (int(cam.cx + cam.f_px * x / 40.0) for x in (-5.0, 5.0))
     a = out.front[..., 3]
     lum = colour.luminance(out.front[..., :3] / np.maximum(a, 1e-4)[..., None])
