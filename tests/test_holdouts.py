@@ -414,3 +414,30 @@ def test_a_thin_veil_leaves_a_holdout_readable_and_a_dense_front_still_swallows_
         cover = (out.linear[..., 0] - 0.3) / (col[0] - 0.3)     # how much of the dust's colour each pixel took
         assert least <= cover[:, :4].min() and cover[:, :4].max() <= most, (a, cover[0])
         assert np.allclose(cover[:, 4:], a, atol=1e-4)                # beside it, the cloud as it is
+
+
+def test_a_lamp_posts_matte_does_not_take_in_the_dark_canopy_it_passes():
+    """A dark lamp post (a 16 px shaft on a 36 px foot) passes, just above its foot, a
+    dark canopy that touches it (20 rows, 50 px out to its left) on an orange wall. Its
+    matte follows the shaft and the foot and stays within 1.3 times the shaft's width at
+    the canopy: traced up from its foot's edges, it took the canopy in (62 px where the
+    shaft is 20, img_288), and the old wall hung round the post in a box once the
+    building fell."""
+    from derrumbe.stages.holdout_cues.poles import poles
+    h, w = 300, 640
+    bgr = np.zeros((h, w, 3), np.uint8)
+    bgr[:] = (90, 140, 210)                                      # an orange render wall (BGR)
+    bgr[260:, :] = (150, 150, 150)                               # the street below its base line
+    post = (50, 48, 46)
+    bgr[:, 300:316] = post                                       # the shaft, frame top to bottom
+    bgr[230:, 290:326] = post                                    # its foot
+    bgr[205:225, 250:300] = (52, 50, 47)                         # the canopy, touching the shaft
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    found = poles(bgr, gray, 260.0, 0)
+    assert len(found) >= 1
+    m = np.any([f[0] for f in found], axis=0)
+    at = lambda rows: m[rows].sum(axis=1)
+    assert np.all(at(slice(20, 190)) >= 14) and np.all(at(slice(20, 190)) <= 20)     # the shaft
+    assert at(slice(205, 225)).max() <= 1.3 * 16 + 1                                 # not the canopy
+    assert not m[205:225, 250:290].any()
+    assert at(slice(240, 300)).min() >= 32                                           # its foot, whole

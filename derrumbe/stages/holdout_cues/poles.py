@@ -6,6 +6,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+WIDTH_ROWS = 5        # a pole's width: the median of its last this many rows of it
+WIDEN = 1.6           # a row wider than this times that width is something touching it
+BULGE = 1.3           # a traced row wider than this times the rows around it: something it touches
+
 
 def poles(bgr: np.ndarray, gray: np.ndarray, base: float, seed: int) -> list[tuple[np.ndarray, str, float]]:
     """Poles and posts: two long near-vertical edges a narrow band apart that run down
@@ -83,7 +87,11 @@ def _trace_pole(bgr: np.ndarray, colour: np.ndarray, y_seed: int, xl: int, xr: i
     down: in each row, the run of pixels of the pole's colour that continues the run below
     (or above), as wide as the pole has been so far (a canopy or a sign touching it is not
     the pole), across short gaps where it passes in front of something of its own colour.
-    A pole leans and tapers; a GrabCut of its box leaks into what it touches."""
+    A pole leans and tapers; a GrabCut of its box leaks into what it touches. Its width
+    is the median of its last few rows', its line moves only with rows of that width: a
+    trace begun at a lamp post's broad foot kept the foot's width up the shaft, took in
+    the dark canopy the post passes and followed it off the post (img_288: 62 px where the
+    shaft is 20, and the old wall hung round the post in a box once the building fell)."""
     h, w = bgr.shape[:2]
     img = bgr.astype(np.float32)
     near = np.linalg.norm(img - colour, axis=2) < 40
@@ -91,24 +99,48 @@ def _trace_pole(bgr: np.ndarray, colour: np.ndarray, y_seed: int, xl: int, xr: i
     width = float(max(2, xr - xl))
     rows = 0
     for step in (-1, 1):
-        c, wd, gap = (xl + xr) / 2.0, width, 0
+        c, widths, gap = (xl + xr) / 2.0, [width], 0
         y = y_seed if step < 0 else y_seed + 1
         while 0 <= y < h and gap <= 0.08 * h:
+            wd = float(np.median(widths[-WIDTH_ROWS:]))
             a, b = int(max(0, c - wd - 3)), int(min(w, c + wd + 4))
             run = _run_at(near[y, a:b], c - a)
             if run is not None and run[1] - run[0] >= max(2, 0.4 * wd):
                 r0, r1 = run[0] + a, run[1] + a
-                if r1 - r0 > 1.6 * wd:          # something touching it: keep the pole's width
-                    cc = (r0 + r1) / 2.0 if abs((r0 + r1) / 2.0 - c) < 0.5 * wd else c
-                    r0, r1 = cc - 0.6 * wd, cc + 0.6 * wd
+                if r1 - r0 > WIDEN * wd:          # something touching it: the pole as it was
+                    r0, r1 = c - 0.5 * wd, c + 0.5 * wd
+                else:
+                    c = 0.7 * c + 0.3 * (r0 + r1) / 2.0
+                    widths.append(r1 - r0)
                 mask[y, int(max(0, r0)):int(np.ceil(r1))] = True
-                c = 0.7 * c + 0.3 * (r0 + r1) / 2.0
-                wd = 0.9 * wd + 0.1 * (r1 - r0)
                 gap, rows = 0, rows + 1
             else:
                 gap += 1
             y += step
     if rows < 0.25 * h:
         return None
+    mask = _no_bulges(mask, max(5, int(0.08 * h)))
     # Short gaps bridged: the pole is one piece.
     return cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((int(0.08 * h) | 1, 1), np.uint8)) > 0
+
+
+def _no_bulges(mask: np.ndarray, k: int) -> np.ndarray:
+    """Rows of a traced pole wider than BULGE times the rows around them (the median
+    over k rows up and down) cut to that width about the pole's line. Near its foot the
+    trace's own width is still the foot's, and a dark canopy touching the post there fits
+    in it (img_288); a pole's taper and its foot change over many rows, a bulge of fewer
+    than k rows is something it touches."""
+    ys = np.nonzero(mask.any(axis=1))[0]
+    if len(ys) < 3:
+        return mask
+    x0 = np.array([np.argmax(mask[y]) for y in ys], float)
+    x1 = np.array([mask.shape[1] - np.argmax(mask[y, ::-1]) for y in ys], float)
+    win = lambda v: np.lib.stride_tricks.sliding_window_view(np.pad(v, k, mode="edge"), 2 * k + 1)
+    width = np.median(win(x1 - x0), axis=1)
+    centre = np.median(win((x0 + x1) / 2.0), axis=1)
+    out = mask.copy()
+    for y, a, b, wd, c in zip(ys, x0, x1, width, centre):
+        if b - a > BULGE * wd:
+            out[y, :int(max(0, np.floor(c - 0.5 * BULGE * wd)))] = False
+            out[y, int(np.ceil(c + 0.5 * BULGE * wd)):] = False
+    return out
