@@ -133,6 +133,11 @@ def _indices(a: int, b: int, n: int, period_first, period_last) -> np.ndarray:
 
 COPING_M = 0.12          # the stone or metal cap along a parapet's top
 DRIP_M = 0.08            # the shadow line under the coping's overhang
+CORNICE_M = 0.8          # the crown cornice under the coping: its corona, dentils and soffit
+DENTIL_M = 0.16          # a dentil's width (and the gap between two)
+SOFFIT_SHADE = 0.5       # the cornice's underside, lit by the street's bounce only
+EAVE_SHADOW_M = 0.3      # how far the cornice's overhang shades the frieze below it
+WALL_SPAN_M = 0.6        # the band's wall colour varies along the front over this, no finer
 SNAP_STOREYS = 0.35      # the parapet's foot looks this far (in storeys) below it for a plain row
 
 
@@ -140,61 +145,104 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     """The parapet of a roof the frame never saw (roof_row: the proxy's top on the facade,
     a plate row above the frame). The continued texture would run its window rows right
     up to the roof and stop in a ruler line through them; a real roofline ends in plain
-    wall under a coping. The parapet is the facade's own wall colour (its plainest pixels
-    in the storey below), with a plaster's mottling, from the roof down to the first
-    plain row at least a parapet below it (so the top storey's windows stay whole), then
-    a lighter coping, the shadow under its drip and the rain streaks below it. Rows of
-    the plate tiled upward drew stripes (img_190's window heads)."""
+    wall under a crown cornice. The band runs from the roof down to the first plain row at
+    least a parapet below it (so the top storey's windows stay whole): a lighter coping,
+    the cornice's corona, dentils and shaded soffit, the shadow its overhang casts, then
+    the facade's own wall, column by column, with a plaster's mottling. Rows of the plate
+    tiled upward drew stripes (img_190's window heads); one flat wall colour across the
+    whole width, under a thin coping line, read as a grey concrete beam once it fell
+    (img_190, img_100 at 40 %)."""
     img = atlas.image
     parapet_px = parapet_m * px_per_m
     r0 = int(round(roof_row)) - atlas.y0
     if roof_row >= 0 or r0 < 0 or parapet_px < 2 or len(img) - r0 < parapet_px + 4:
         return atlas
     lum = np.log(np.maximum(img.mean(axis=2), 0.0) + 1e-3)
-    score = np.convolve(np.abs(np.diff(lum, axis=1)).mean(axis=1), np.ones(3) / 3, mode="same")
-    lo = min(r0 + int(np.ceil(parapet_px - 1e-6)), -atlas.y0)
-    # The first plain row within a third of a storey (ties abound on a plain wall: the
-    # last of them was a storey down; a facade with few plain rows got a storey-high blank
-    # attic, img_190). Never into the frame: what the camera saw stays as it saw it.
-    hi = min(len(img) - 2, lo + int(np.ceil(max(SNAP_STOREYS * storey_px, 2.0))), -atlas.y0)
-    win = score[lo:hi + 1]
-    b = lo + int(np.argmax(win <= win.min() + 0.2 * (np.median(win) - win.min()) + 1e-6)) if hi > lo else lo
-    n = b - r0
-    # The wall's colour: its plain pixels over the storey below, the bright side of them
-    # (the shade under cornices and sills is plain too).
+    # At least the coping and the cornice: a crown cut above its soffit is a plain band.
+    lo, b = _parapet_foot(lum, r0, max(parapet_px, (COPING_M + CORNICE_M) * px_per_m), storey_px, -atlas.y0)
+    n, w = b - r0, img.shape[1]
     rows = slice(lo, min(len(img), lo + int(np.ceil(max(storey_px, 4.0)))))
-    gy, gx = np.gradient(lum[rows])
-    grad = np.hypot(gx, gy)
-    plain = grad <= np.percentile(grad, 30)
-    cand, l_c = img[rows][plain], lum[rows][plain]
-    lit = (l_c >= np.percentile(l_c, 40)) & (l_c <= np.percentile(l_c, 90))
-    wall = np.median(cand[lit] if lit.any() else cand, axis=0)
+    wall = _wall_columns(img[rows], lum[rows], WALL_SPAN_M * px_per_m)
     rng = np.random.default_rng(7)
-    w = img.shape[1]
     mottle = lambda sigma, amp: amp * cv2.GaussianBlur(rng.normal(0, 1, (n, w)).astype(np.float32), (0, 0), sigma) \
         * sigma ** 0.5
     # About 3 % at three scales, as weathered render shows it (at a third of that the band
     # read as a flat grey card where the texture had run out, img_190).
     plaster = 1.0 + mottle(1.0, 0.08) + mottle(5.0, 0.12) + mottle(20.0, 0.2)
-    cop, drip = max(1, int(round(COPING_M * px_per_m))), max(1, int(round(DRIP_M * px_per_m)))
-    shade = np.ones(n, np.float32)
-    shade[:cop] = 1.15
-    t = np.arange(n - cop, dtype=np.float32)
-    shade[cop:] = 1.0 - 0.45 * np.exp(-t / drip)
     # Rain off the coping streaks the parapet's face: faint, column by column.
     streak = cv2.GaussianBlur(rng.normal(0, 1, (1, w)).astype(np.float32), (0, 0), 1.5)[0]
     fade = np.exp(-np.arange(n, dtype=np.float32) / max(n / 2.0, 1.0))
     grime = 1.0 - 0.08 * np.clip(streak, 0, None)[None, :] * fade[:, None]
     out = img.copy()
-    out[r0:b] = wall[None, None, :] * (plaster * shade[:, None] * grime)[..., None]
-    # Its foot is a cornice: a lit moulding over its own shadow on the facade below, so
-    # the band reads as architecture where it crosses the top storey's pattern. Where the
-    # band runs on below the parapet (no plain row near it), a second cornice marks the
-    # roof's slab and the rest is a frieze: one tall blank band read as a grey slab
-    # (img_181, img_190).
-    feet = [b] + ([lo] if b - lo > 4 * drip + 2 * cop else [])
+    out[r0:b] = wall[None] * (plaster * _crown_shade(n, w, px_per_m) * grime)[..., None]
+    # Its foot is a moulding: lit, over its own shadow on the facade below, so the band
+    # reads as architecture where it crosses the top storey's pattern. Where the band runs
+    # on below the crown (no plain row near it), a second one marks the roof's slab and
+    # the rest is a frieze: one tall blank band read as a grey slab (img_181, img_190).
+    cop, drip = max(1, int(round(COPING_M * px_per_m))), max(1, int(round(DRIP_M * px_per_m)))
+    slab = max(lo, r0 + int(round((COPING_M + CORNICE_M + 2 * EAVE_SHADOW_M) * px_per_m)))
+    feet = [b] + ([slab] if b - slab > 4 * drip + 2 * cop else [])
     for f in feet:
         out[max(r0, f - cop):f] *= 1.12
         t = np.arange(max(0, min(len(out) - f, 4 * drip, -atlas.y0 - f)), dtype=np.float32)
         out[f:f + len(t)] *= (1.0 - 0.5 * np.exp(-t / drip))[:, None, None]
     return Atlas(out, atlas.x0, atlas.y0)
+
+
+def _parapet_foot(lum: np.ndarray, r0: int, parapet_px: float, storey_px: float, frame_top: int) -> tuple[int, int]:
+    """(a parapet below the roof's row r0, the first plain row at or under it within a
+    third of a storey). Ties abound on a plain wall: the last of them was a storey down; a
+    facade with few plain rows got a storey-high blank attic (img_190). Never into the
+    frame (frame_top): what the camera saw stays as it saw it."""
+    score = np.convolve(np.abs(np.diff(lum, axis=1)).mean(axis=1), np.ones(3) / 3, mode="same")
+    lo = min(r0 + int(np.ceil(parapet_px - 1e-6)), frame_top)
+    hi = min(len(lum) - 2, lo + int(np.ceil(max(SNAP_STOREYS * storey_px, 2.0))), frame_top)
+    win = score[lo:hi + 1]
+    b = lo + int(np.argmax(win <= win.min() + 0.2 * (np.median(win) - win.min()) + 1e-6)) if hi > lo else lo
+    return lo, b
+
+
+def _wall_columns(img: np.ndarray, lum: np.ndarray, span_px: float) -> np.ndarray:
+    """The wall's colour in each column (w x C) over a storey of the facade: its plain
+    pixels, the middle of them (the shade under cornices and sills is plain too, and so
+    are the pale window surrounds), so the light across the front and a change of paint
+    run on up into the band. A column with too few of them (all glass) takes the
+    facade's."""
+    gy, gx = np.gradient(lum)
+    grad = np.hypot(gx, gy)
+    plain = grad <= np.percentile(grad, 30)
+    lit = plain & (lum >= np.percentile(lum[plain], 25)) & (lum <= np.percentile(lum[plain], 75))
+    pick = lit if lit.any() else plain
+    whole = np.median(img[pick], axis=0)
+    cols = np.tile(whole, (img.shape[1], 1)).astype(np.float32)
+    counts = pick.sum(axis=0)
+    for x in np.nonzero(counts >= 3)[0]:
+        cols[x] = np.median(img[pick[:, x], x], axis=0)
+    # Smoothed over span_px: the light across the front and a change of paint carry on
+    # up, a window's pale surround does not (it drew a pale stripe over every window).
+    k = np.clip(counts / 8.0, 0.0, 1.0)[:, None]
+    cols = k * cols + (1 - k) * whole
+    return cv2.GaussianBlur(cols[None], (0, 0), max(span_px, 1.0))[0]
+
+
+def _crown_shade(n: int, w: int, px_per_m: float) -> np.ndarray:
+    """Light on the crown's rows, top down (n x w): a lit coping, the cornice's corona, a
+    row of dentils over their own shadow, the soffit in shade, then the shadow its
+    overhang casts on the wall below. A cornice is what a street facade ends in; a thin
+    coping line over plain wall read as a beam."""
+    m = lambda metres: int(round(metres * px_per_m))
+    y = np.arange(n, dtype=np.float32)[:, None] / px_per_m
+    shade = np.ones((n, w), np.float32)
+    cop, corona = COPING_M, COPING_M + 0.55 * CORNICE_M
+    dent, soffit = corona + 0.25 * CORNICE_M, COPING_M + CORNICE_M
+    x = np.arange(w, dtype=np.float32)[None, :] / px_per_m
+    teeth = np.mod(x, 2 * DENTIL_M) < DENTIL_M
+    shade = np.where(y < cop, 1.15, shade)
+    shade = np.where((y >= corona) & (y < dent), np.where(teeth, 0.92, 0.6), shade)
+    shade = np.where((y >= dent) & (y < soffit), SOFFIT_SHADE, shade)
+    below = np.clip(y - soffit, 0.0, None)
+    shade = np.where(y >= soffit, 1.0 - 0.4 * np.exp(-below / (EAVE_SHADOW_M / 2)), shade)
+    # Too small on screen to carry teeth: one shaded band under the corona.
+    if m(DENTIL_M) < 2:
+        shade = np.where((y >= corona) & (y < soffit), 0.7, shade)
+    return cv2.GaussianBlur(shade, (0, 0), 0.6)
