@@ -269,7 +269,7 @@ STAGES: tuple[Stage, ...] = (
           settings=lambda s: {"output size": list(s.out_size)},
           side="frame", libs=("numpy", OPENCV, "opencolorio")),
     Stage("lighting", _lighting, inputs=("view", "windows"), fields=("sun_azimuth", "sun_elevation"), store="none",
-          version=3,
+          version=4,
           side="frame", libs=("numpy", "opencolorio")),
     Stage("cleanplate", _cleanplate, inputs=("view", "camera", "lighting", "windows"), fields=("seed",), side="frame", version=39,
           libs=("numpy", "scipy", OPENCV, "opencolorio")),

@@ -246,6 +246,36 @@ def test_a_pale_cornice_inside_the_building_is_not_read_as_an_overcast_sky():
     assert info["light"] == "hard sun", info["sun_to_sky"]
 
 
+def test_white_trim_on_a_grimy_wall_under_an_overcast_sky_is_not_a_hard_sun():
+    """An overcast facade (no sky in the frame) whose wall is ochre render with white
+    window surrounds and pilasters and dark grime, all lit alike: its brightest tenth is
+    6 times its darkest, as a sunlit wall's is, but the dark part is no bluer than the
+    bright (shade lit by the sky alone is bluer: 1.16 on the sunny plate). It is read as
+    soft light at most (sun at most half the sky): img_100's trim read as a hard sun 4
+    times the sky, and its dust glowed brighter than anything in the plate. The sunny
+    plate, with the same spread, is still a hard sun."""
+    lin, building, _ = _sunlit_plate(-30.0, 40.0)
+    H, W = building.shape
+    ochre = np.array([0.42, 0.33, 0.22])
+    lin[90:300, 40:600] = ochre                                      # flat light: no shadows
+    for x0 in range(70, 580, 70):
+        lin[100:270, x0 - 8:x0 + 42] = ochre * 2.0                   # white surrounds
+        lin[105:265, x0:x0 + 34] = [0.05, 0.06, 0.08]                # the glass
+    lin[280:300, 40:600] = ochre * np.array([0.30, 0.29, 0.27])      # grime along the foot
+    lin[90:100, 40:600] = ochre * np.array([0.30, 0.29, 0.27])       # and under the eaves
+    lin[:90] = lin[90:180]                                           # facade to the frame's top
+    building[:90] = 1.0
+    windows = detect_windows(np.clip(lin ** (1 / 2.2) * 255, 0, 255).astype(np.uint8), building)
+    _, info = estimate_lighting(lin, building, np.zeros_like(building), None, None, windows)
+    assert info["lit_over_shade"] > 4.0                              # the spread a sun would give
+    assert info["shade_blue"] < 1.02
+    assert info["sun_to_sky"] <= 0.5 and info["light"] != "hard sun", info
+    lin, building, sky = _sunlit_plate(-30.0, 40.0)
+    windows = detect_windows(np.clip(lin ** (1 / 2.2) * 255, 0, 255).astype(np.uint8), building)
+    _, info = estimate_lighting(lin, building, sky, None, None, windows)
+    assert info["light"] == "hard sun" and info["shade_blue"] > 1.1, info
+
+
 # CIE 1931 xy of the Planckian locus (Wyszecki & Stiles, table 1(3.11)): 4000-20000 K.
 PLANCK_XY = np.array([[0.3805, 0.3768], [0.3451, 0.3516], [0.3221, 0.3318], [0.3064, 0.3166],
                       [0.2807, 0.2883], [0.2565, 0.2577]])

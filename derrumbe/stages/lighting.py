@@ -41,6 +41,15 @@ MAX_SUN_TO_SKY = 6.0
 # DAYLIGHT_DUV of the Planckian locus. Without them a yellow facade under a hidden sky
 # made a green sun and green dust, and a warm one yellow dust.
 SUN_CCT_K = (4000.0, 7000.0)
+# Shade lit by the sky alone is bluer than sunlit wall: (blue / red) in the wall's darkest
+# tenth over its brightest is 1.15-1.5 under a sun 4 times the sky. Where it is below
+# SHADE_BLUE[0], the spread between them is paint, trim and grime, not sun and shade, and
+# the sun is held to SOFT_SUN of the sky at most (full at SHADE_BLUE[1]). White window
+# surrounds on a grimy wall read 6.6 lit over shade on img_100 under an overcast sky (no
+# cast shadow anywhere), a hard sun 4 times the sky: its dust glowed cream brighter than
+# anything in the plate, and debris in the cloud's shadow went to a flat grey card.
+SHADE_BLUE = (1.02, 1.15)
+SOFT_SUN = 0.5
 SKY_CCT_K = (6500.0, 20000.0)
 DAYLIGHT_DUV = 0.004
 
@@ -83,6 +92,9 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
         # A grey or white sky is an overcast one, whatever the wall's contrast says
         # (street photos are tone-mapped; the wall's darkest tenth is often grime).
         q *= 0.1 + 0.9 * clarity
+    blue = _shade_blue(lit, shade)
+    q = min(q, SOFT_SUN + (MAX_SUN_TO_SKY - SOFT_SUN) * float(np.clip(
+        (blue - SHADE_BLUE[0]) / (SHADE_BLUE[1] - SHADE_BLUE[0]), 0.0, 1.0)))
     az_src = "given"
     if azimuth is None:
         azimuth, az_src = _azimuth(lum, inside, windows)
@@ -112,7 +124,7 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
                 sun_rgb=[round(float(c), 3) for c in working_to_rec709(sun_rgb)],
                 sky_rgb=[round(float(c), 3) for c in working_to_rec709(amb * 0.6)],
                 sun_cct_k=round(sun_cct), sky_cct_k=round(sky_cct),
-                lit_over_shade=round(float(ratio), 2))
+                lit_over_shade=round(float(ratio), 2), shade_blue=round(blue, 3))
     return light, info
 
 
@@ -182,6 +194,13 @@ def _light_ratio(lin, lum, wall) -> tuple[float, np.ndarray, np.ndarray]:
     lit = lin[wall & (sm >= hi)].mean(axis=0)
     shade = lin[wall & (sm <= lo)].mean(axis=0)
     return float(hi / max(lo, 1e-5)), lit, shade
+
+
+def _shade_blue(lit: np.ndarray, shade: np.ndarray) -> float:
+    """How much bluer (blue over red) the wall's shade is than its lit part: 1 where the
+    two differ in brightness only."""
+    br = lambda c: float(c[2]) / max(float(c[0]), 1e-5)
+    return br(shade) / max(br(lit), 1e-5)
 
 
 def _azimuth(lum, inside, windows) -> tuple[float, str]:
