@@ -130,7 +130,8 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
 
 def describe(info: dict) -> str:
     """One line for the log."""
-    return (f"light: {info['light']} (sun/sky {info['sun_to_sky']:.2f}, lit/shade {info['lit_over_shade']:.2f}); "
+    return (f"light: {info['light']} (sun/sky {info['sun_to_sky']:.2f}, lit/shade {info['lit_over_shade']:.2f}, "
+            f"shade bluer by {info.get('shade_blue', 1.0):.2f}); "
             f"sun azimuth {info['sun_azimuth_deg']:.0f} deg ({info['sun_azimuth_from']}), elevation "
             f"{info['sun_elevation_deg']:.0f} deg ({info['sun_elevation_from']}); sun colour "
             f"{tuple(info['sun_rgb'])} ({info['sun_cct_k']} K), sky ambient {tuple(info['sky_rgb'])} "
