@@ -41,6 +41,8 @@ MAX_SUN_TO_SKY = 6.0
 # DAYLIGHT_DUV of the Planckian locus. Without them a yellow facade under a hidden sky
 # made a green sun and green dust, and a warm one yellow dust.
 SUN_CCT_K = (4000.0, 7000.0)
+SKY_CCT_K = (6500.0, 20000.0)
+DAYLIGHT_DUV = 0.004
 # Shade lit by the sky alone is bluer than sunlit wall: (blue / red) in the wall's darkest
 # tenth over its brightest is 1.15-1.5 under a sun 4 times the sky. Where it is below
 # SHADE_BLUE[0], the spread between them is paint, trim and grime, not sun and shade, and
@@ -50,8 +52,6 @@ SUN_CCT_K = (4000.0, 7000.0)
 # anything in the plate, and debris in the cloud's shadow went to a flat grey card.
 SHADE_BLUE = (1.02, 1.15)
 SOFT_SUN = 0.5
-SKY_CCT_K = (6500.0, 20000.0)
-DAYLIGHT_DUV = 0.004
 
 
 @dataclass
@@ -131,7 +131,7 @@ def estimate_lighting(lin: np.ndarray, building: np.ndarray, skyness: np.ndarray
 def describe(info: dict) -> str:
     """One line for the log."""
     return (f"light: {info['light']} (sun/sky {info['sun_to_sky']:.2f}, lit/shade {info['lit_over_shade']:.2f}, "
-            f"shade bluer by {info.get('shade_blue', 1.0):.2f}); "
+            f"shade's blue/red over the lit wall's {info.get('shade_blue', 1.0):.2f}); "
             f"sun azimuth {info['sun_azimuth_deg']:.0f} deg ({info['sun_azimuth_from']}), elevation "
             f"{info['sun_elevation_deg']:.0f} deg ({info['sun_elevation_from']}); sun colour "
             f"{tuple(info['sun_rgb'])} ({info['sun_cct_k']} K), sky ambient {tuple(info['sky_rgb'])} "
