@@ -133,8 +133,8 @@ def _no_bulges(mask: np.ndarray, k: int) -> np.ndarray:
     ys = np.nonzero(mask.any(axis=1))[0]
     if len(ys) < 3:
         return mask
-    x0 = np.array([np.argmax(mask[y]) for y in ys], float)
-    x1 = np.array([mask.shape[1] - np.argmax(mask[y, ::-1]) for y in ys], float)
+    x0 = mask[ys].argmax(axis=1).astype(float)
+    x1 = mask.shape[1] - mask[ys, ::-1].argmax(axis=1).astype(float)
     win = lambda v: np.lib.stride_tricks.sliding_window_view(np.pad(v, k, mode="edge"), 2 * k + 1)
     width = np.median(win(x1 - x0), axis=1)
     centre = np.median(win((x0 + x1) / 2.0), axis=1)
