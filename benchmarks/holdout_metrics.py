@@ -34,7 +34,7 @@ SEED = 1                   # the spec's default seed: the matte the pipeline wou
 sys.path.insert(0, str(ROOT))
 from derrumbe.stages.camera import place_building  # noqa: E402
 from derrumbe.stages.holdouts import assign_depths, find_holdouts  # noqa: E402
-from derrumbe.stages.matte import refine_box  # noqa: E402
+from derrumbe.stages.matte import refine_box, stop_at_the_foot  # noqa: E402
 
 
 def plates() -> list[tuple[Path, list[int], Path]]:
@@ -74,7 +74,8 @@ def plate_metrics(plate: Path, box, label_file: Path, seed: int = SEED) -> dict:
     hs = find_holdouts(srgb, building, seed)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     # As the pipeline does: what does not stand in front of the building by its ground
-    # contact is dropped once the camera is known.
+    # contact is dropped once the camera is known, from the facade's foot.
+    building = stop_at_the_foot(srgb, building)
     cam, place = place_building(srgb, building, None, None, None)
     assign_depths(hs, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
     dets = [o.full((h, w)) > 0.5 for o in hs.objects]

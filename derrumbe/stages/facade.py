@@ -32,6 +32,9 @@ MIN_BAYS = 2.8           # a row of windows shows its rhythm in three of them, n
 PHASE_BINS = 32
 MIN_ROW_CONTRAST = 1.5   # OpenCV 8-bit L (0-255): rows that vary less than this along the facade are plain wall
 MIN_BELOW = 0.05         # the facade must go on this far below the matte (of its height) to count
+FOOT_SEARCH = (0.08, 0.05)   # facade_foot: verticals' lower ends this far above and below the matte's bottom
+FOOT_MIN_LEN = 0.15          # ...of at least this share of its height (at 0.12 a leg's 69 px, ending
+                             # above the feet, counted on the demo)
 
 
 @dataclass
@@ -343,6 +346,38 @@ def street_row(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | No
     off = np.nonzero(like < 0.5)[0]
     stop = int(off[0]) if len(off) else len(like)
     return float(bot + stop) if stop > MIN_BELOW * tall else float(bot)
+
+
+def facade_foot(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> float:
+    """The row the facade stands on when a box ran past it onto the pavement: the lowest
+    end of its long verticals (door jambs, pilasters, shop fronts' frames, pipes: over
+    FOOT_MIN_LEN of the matte's height, longer than a passer-by's legs) within FOOT_SEARCH
+    of the matte's bottom, when none reaches that bottom; the matte's bottom otherwise,
+    and where fewer than two such verticals, a twentieth of the width apart, end there. The
+    demo's box ends at the kerb, 20 px under its shop fronts: its pavement was taken for
+    ground floor, the facade stood 4 m nearer than it is, and the people and cars on the
+    pavement, by their contacts on that line, 2 m in front of it, inside the cloud and
+    behind the debris thrown out of the wall."""
+    m = building > 0.5
+    ys = np.nonzero(m.any(axis=1))[0]
+    if not len(ys):
+        return float(m.shape[0])
+    top, bot = int(ys.min()), int(ys.max()) + 1
+    tall = bot - top
+    held = np.nonzero(m[top:bot].mean(axis=0) > 0.3)[0]
+    if tall < 40 or len(held) < 8:
+        return float(bot)
+    x0, x1 = int(held.min()), int(held.max()) + 1
+    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
+    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
+    if len(seg) < 2:
+        return float(bot)
+    ln = _chain(seg, gap=0.02 * tall, dx=max(3.0, 0.006 * srgb.shape[1]))
+    ln = ln[(ln[:, 0] >= x0) & (ln[:, 0] < x1) & (ln[:, 2] - ln[:, 1] > FOOT_MIN_LEN * tall)
+            & (ln[:, 2] > bot - FOOT_SEARCH[0] * tall) & (ln[:, 2] < bot + FOOT_SEARCH[1] * tall)]
+    if len(ln) < 2 or np.ptp(ln[:, 0]) < 0.05 * (x1 - x0):
+        return float(bot)
+    return float(min(bot, np.ceil(ln[:, 2].max())))
 
 
 def _verticals_reach(seg: np.ndarray, bot: float, x0: int, x1: int, gap: float) -> float:
