@@ -32,9 +32,9 @@ IOU = 0.5
 SEED = 1                   # the spec's default seed: the matte the pipeline would use
 
 sys.path.insert(0, str(ROOT))
-from derrumbe.stages.camera import place_building  # noqa: E402
+from derrumbe.stages.camera import place_building, stop_at_the_foot  # noqa: E402
 from derrumbe.stages.holdouts import assign_depths, find_holdouts  # noqa: E402
-from derrumbe.stages.matte import refine_box, stop_at_the_foot  # noqa: E402
+from derrumbe.stages.matte import refine_box  # noqa: E402
 
 
 def plates() -> list[tuple[Path, list[int], Path]]:

@@ -79,11 +79,11 @@ def _field(spec: ShotSpec, name: str):
 
 # ---- the stages' adapters: arguments from the scene, bodies in derrumbe/stages/ -----------
 def _matte(s: Scene):
-    from derrumbe.stages.camera import too_tall_by_the_facade
+    from derrumbe.stages.camera import stop_at_the_foot, too_tall_by_the_facade
     from derrumbe.stages.matte import compute_matte
     mask, holdout = s.masks
     return compute_matte(s.plate.srgb, s.spec.box, mask, holdout, s.spec.seed,
-                         auto_holdouts=not s.spec.no_auto_holdouts, judge=too_tall_by_the_facade(s.plate.srgb))
+                         auto_holdouts=not s.spec.no_auto_holdouts, judge=too_tall_by_the_facade(s.plate.srgb), foot=stop_at_the_foot)
 
 
 def _camera(s: Scene):

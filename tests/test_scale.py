@@ -13,9 +13,9 @@ import pytest
 
 from derrumbe.demo import make_demo_plate
 from derrumbe.stages import facade as fa
-from derrumbe.stages.camera import place_building, standing_objects, too_tall_by_the_facade
+from derrumbe.stages.camera import place_building, standing_objects, stop_at_the_foot, too_tall_by_the_facade
 from derrumbe.stages.keystone import Keystone, estimate_keystone
-from derrumbe.stages.matte import compute_matte, stop_at_the_foot
+from derrumbe.stages.matte import compute_matte
 from derrumbe.stages.holdouts import Holdout, HoldoutSet
 from derrumbe.stages.scale import Cue, Standing, combine, estimate_scale
 from tests.conftest import SHARED_PLATES
@@ -52,7 +52,7 @@ def plate_estimate():
         if name not in done:
             path, box = boxes[name]
             srgb = cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1].copy()
-            matte = compute_matte(srgb, box, None, None, 0, judge=too_tall_by_the_facade(srgb))
+            matte = compute_matte(srgb, box, None, None, 0, judge=too_tall_by_the_facade(srgb), foot=stop_at_the_foot)
             est = estimate_scale(srgb, matte.building, people=standing_objects(matte.objects))
             done[name] = (est, matte.building)
         return done[name]

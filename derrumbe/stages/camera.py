@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
+from derrumbe.stages.facade import facade_foot, find_doors
 from derrumbe.stages.holdouts import TALLEST_M, drop_too_tall
+from derrumbe.stages.keystone import vertical_segments
 from derrumbe.stages.scale import Scale, Standing, estimate_scale
 
 STOREY_M = 3.2
@@ -107,6 +110,35 @@ def too_tall_by_the_facade(srgb: np.ndarray):
         cam, place = place_building(srgb, building, None, None, None)
         return drop_too_tall(hs, cam.f_px, cam.cy, cam.eye_m, place.depth_m)
     return judge
+
+
+FOOT_TOL = 0.01      # the matte stops at the facade's foot when it lies this share of the frame above its bottom
+
+
+def stop_at_the_foot(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
+    """For the matte stage (compute_matte's `foot`: the facade's analysis is this stage's,
+    so it is handed in). The matte ends at the facade's foot (facade.facade_foot) where a box ran past it
+    onto the pavement by over FOOT_TOL of the frame: the pavement is no ground floor. (The
+    holdouts are looked for before, along the box's bottom as drawn: the street cues'
+    bands start there, and the demo's pavement taken into the street's rows joined its
+    white van and the car at the frame's foot into one blob.)"""
+    rows = np.nonzero((building > 0.5).any(axis=1))[0]
+    if not rows.size:
+        return building
+    segments = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY))
+    bottom, tol = rows.max() + 1, max(3.0, FOOT_TOL * building.shape[0])
+    foot = facade_foot(srgb, building, segments)
+    if foot >= bottom - tol:
+        return building
+    # Only where a door stands there: the verticals of a glazed front end at its sill, and
+    # img_263's, over a stone plinth its box stops short of, would have cut off its sill.
+    doors = find_doors(srgb, building, float(bottom), segments)
+    if not any(abs(d.bottom - foot) <= tol for d in doors):
+        return building
+    out = building.copy()
+    out[int(foot):] = 0.0
+    return out
+
 
 
 def hidden_roof(visible_m: float, ground_floor_m: float, storey_m: float) -> float:

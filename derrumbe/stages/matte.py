@@ -16,8 +16,6 @@ from scipy.ndimage import median_filter
 
 from derrumbe.errors import DerrumbeError
 from derrumbe.spec import BOX_CLAMP_PX
-from derrumbe.stages.facade import facade_foot, find_doors
-from derrumbe.stages.keystone import vertical_segments
 from derrumbe.stages.holdouts import HoldoutSet, add_user_holdouts, find_holdouts, in_front
 
 WORK_PX = 480  # GrabCut's cost grows with pixels; the silhouette is refined at this size
@@ -109,7 +107,6 @@ def sky_likelihood(srgb: np.ndarray) -> np.ndarray:
 
 
 TOP_REACH = 0.25      # _up_to_frame_top: a matte starting this share of the box's height below the frame's top
-FOOT_TOL = 0.01      # the matte stops at the facade's foot when it lies this share of the frame above its bottom
 
 
 def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
@@ -164,30 +161,6 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     if m.sum() < 64:
         raise DerrumbeError("could not find a building inside the box; draw the box tighter or give --mask")
     return m
-
-
-def stop_at_the_foot(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
-    """The matte ends at the facade's foot (facade.facade_foot) where a box ran past it
-    onto the pavement by over FOOT_TOL of the frame: the pavement is no ground floor. (The
-    holdouts are looked for before, along the box's bottom as drawn: the street cues'
-    bands start there, and the demo's pavement taken into the street's rows joined its
-    white van and the car at the frame's foot into one blob.)"""
-    rows = np.nonzero((building > 0.5).any(axis=1))[0]
-    if not rows.size:
-        return building
-    segments = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY))
-    bottom, tol = rows.max() + 1, max(3.0, FOOT_TOL * building.shape[0])
-    foot = facade_foot(srgb, building, segments)
-    if foot >= bottom - tol:
-        return building
-    # Only where a door stands there: the verticals of a glazed front end at its sill, and
-    # img_263's, over a stone plinth its box stops short of, would have cut off its sill.
-    doors = find_doors(srgb, building, float(bottom), segments)
-    if not any(abs(d.bottom - foot) <= tol for d in doors):
-        return building
-    out = building.copy()
-    out[int(foot):] = 0.0
-    return out
 
 
 SIGN_SAT = (0.45, 0.25)   # a sign's panel: at least this saturated and this bright (HSV)
@@ -419,7 +392,7 @@ def _fill_holes(m: np.ndarray) -> np.ndarray:
 
 
 def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.ndarray | None,
-                  seed: int, auto_holdouts: bool = True, judge=None) -> Matte:
+                  seed: int, auto_holdouts: bool = True, judge=None, foot=None) -> Matte:
     """The building's silhouette, and what stays in front of it: the automatic holdouts
     (holdouts.py) plus the user's mask, each connected part of which is one more object.
 
@@ -428,12 +401,14 @@ def compute_matte(srgb: np.ndarray, box, mask: np.ndarray | None, holdout: np.nd
     drops fragments where the matte is 0) and they stay the plate's own pixels, layered by
     depth against the debris and the dust. `judge(holdouts, building)` may first drop
     detections that cannot be what they were taken for (camera.too_tall_by_the_facade: the
-    scale is a later stage's, so it is handed in)."""
+    scale is a later stage's, so it is handed in); `foot(srgb, building)` may stop a
+    matte that a box ran past the facade's foot (camera.stop_at_the_foot), after the
+    holdouts are found along the box as drawn."""
     h, w = srgb.shape[:2]
     building = (mask > 0.5).astype(np.float32) if mask is not None else refine_box(srgb, box, seed)
     found = find_holdouts(srgb, building, seed) if auto_holdouts else HoldoutSet([], (h, w))
-    if mask is None:
-        building = stop_at_the_foot(srgb, building)
+    if mask is None and foot is not None:
+        building = foot(srgb, building)
     if judge is not None and found.objects:
         judge(found, building)
     if mask is None:

@@ -723,9 +723,9 @@ def _estimates(pdir: Path, size, box, mask, given: dict, seed: int, auto: bool) 
     if (srgb.shape[1], srgb.shape[0]) != tuple(size):
         srgb = cv2.resize(srgb, tuple(size), interpolation=cv2.INTER_AREA)
     srgb = np.ascontiguousarray(srgb)
-    from derrumbe.stages.camera import too_tall_by_the_facade
+    from derrumbe.stages.camera import stop_at_the_foot, too_tall_by_the_facade
     m = compute_matte(srgb, box, None if mask is None else (mask > 127).astype(np.float32), None, seed,
-                      auto_holdouts=auto, judge=too_tall_by_the_facade(srgb))
+                      auto_holdouts=auto, judge=too_tall_by_the_facade(srgb), foot=stop_at_the_foot)
     est = estimates.estimate(srgb, colour.u8_to_linear(srgb), m, ShotSpec(plate="-", box=box, seed=seed, **given))
 
     def png(a):
