@@ -249,7 +249,10 @@ def test_the_cloud_rolls_outward_past_the_building_and_the_grid_grows_with_it(sc
     """The visible cloud (extinction 0.05/m or more) reaches well past the walls along
     the street: 1.4 widths from the centre by 3.9 s. (1.5 widths with the fines measured
     at 1 g/m^3 and three times as much of them; with 1 % of the crushed mass as fines it
-    reaches 17.4 m from a 12 m wide building: a lighter current runs slower, u ~ sqrt(g'h).)"""
+    reaches 17.4 m from a 12 m wide building: a lighter current runs slower, u ~ sqrt(g'h).)
+    It never draws back; it may hold for a cell's width (2.5 m) while the current slows: since
+    0b5eee5 keeps the crushed walls on the pile, fewer of them strike the street out front,
+    and the front stands at 18.6 m from 3.0 s to 3.9 s while the cloud grows upward."""
     fr, sim = scene
     d = _dust(fr, sim)
     fronts, masses, sizes = [], [], []
@@ -260,7 +263,7 @@ def test_the_cloud_rolls_outward_past_the_building_and_the_grid_grows_with_it(sc
         sizes.append(np.prod(d.grid.shape))
     width = fr.box_hi[0] - fr.box_lo[0]
     assert fronts[0] > 0
-    assert all(b > a for a, b in zip(fronts, fronts[1:])), fronts
+    assert all(b >= a for a, b in zip(fronts, fronts[1:])) and fronts[-1] > fronts[1] > fronts[0], fronts
     assert fronts[-1] > 1.4 * width
     # The grid started around the building and grew where the cloud went; never past
     # the domain, and the cloud never sits against a side it could still grow through.
