@@ -117,11 +117,11 @@ FOOT_TOL = 0.01      # the matte stops at the facade's foot when it lies this sh
 
 def stop_at_the_foot(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
     """For the matte stage (compute_matte's `foot`: the facade's analysis is this stage's,
-    so it is handed in). The matte ends at the facade's foot (facade.facade_foot) where a box ran past it
-    onto the pavement by over FOOT_TOL of the frame: the pavement is no ground floor. (The
-    holdouts are looked for before, along the box's bottom as drawn: the street cues'
-    bands start there, and the demo's pavement taken into the street's rows joined its
-    white van and the car at the frame's foot into one blob.)"""
+    so it is handed in). The matte ends at the facade's foot (facade.facade_foot) where a
+    box ran past it onto the pavement by over FOOT_TOL of the frame: the pavement is no
+    ground floor. (The holdouts are looked for before, along the box's bottom as drawn:
+    the street cues' bands start there, and the demo's pavement taken into the street's
+    rows joined its white van and the car at the frame's foot into one blob.)"""
     rows = np.nonzero((building > 0.5).any(axis=1))[0]
     if not rows.size:
         return building
@@ -138,7 +138,6 @@ def stop_at_the_foot(srgb: np.ndarray, building: np.ndarray) -> np.ndarray:
     out = building.copy()
     out[int(foot):] = 0.0
     return out
-
 
 
 def hidden_roof(visible_m: float, ground_floor_m: float, storey_m: float) -> float:
