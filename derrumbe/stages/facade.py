@@ -307,6 +307,13 @@ def storey_periods(view: FacadeView, rows: WindowRows | None) -> list[Period]:
 
 # ---------------------------------------------------------------- the street
 
+def _long_verticals(srgb: np.ndarray, segments: np.ndarray | None, tall: float) -> np.ndarray:
+    """The plate's vertical segments (given, or found) longer than a 25th of a facade
+    `tall` pixels high: jambs, pilasters, pipes, not the texture's short strokes."""
+    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
+    return seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
+
+
 def street_row(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | None = None) -> float:
     """The row where the building meets the street: the matte's bottom, or further down
     where the facade visibly goes on below it (a box that stopped above the pavement).
@@ -324,8 +331,7 @@ def street_row(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | No
     if len(held) < 8:
         return float(bot)
     x0, x1 = int(held.min()), int(held.max()) + 1
-    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
-    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
+    seg = _long_verticals(srgb, segments, tall)
     reach = _verticals_reach(seg, bot, x0, x1, gap=max(3.0, 0.02 * tall))
     if reach < bot + MIN_BELOW * tall:
         return float(bot)
@@ -368,8 +374,7 @@ def facade_foot(srgb: np.ndarray, building: np.ndarray, segments: np.ndarray | N
     if tall < 40 or len(held) < 8:
         return float(bot)
     x0, x1 = int(held.min()), int(held.max()) + 1
-    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
-    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
+    seg = _long_verticals(srgb, segments, tall)
     if len(seg) < 2:
         return float(bot)
     ln = _chain(seg, gap=0.02 * tall, dx=max(3.0, 0.006 * srgb.shape[1]))
@@ -463,8 +468,7 @@ def find_doors(srgb: np.ndarray, building: np.ndarray, street: float,
     if tall < 40 or len(held) < 8:
         return []
     x0, x1 = held.min(), held.max() + 1
-    seg = vertical_segments(cv2.cvtColor(srgb, cv2.COLOR_RGB2GRAY)) if segments is None else segments
-    seg = seg[np.hypot(seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]) > max(12.0, tall / 25.0)]
+    seg = _long_verticals(srgb, segments, tall)
     if not len(seg):
         return []
     ln = _chain(seg, gap=0.02 * tall, dx=max(3.0, 0.006 * srgb.shape[1]))
