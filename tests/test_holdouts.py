@@ -392,6 +392,24 @@ def test_a_car_cut_by_the_frames_bottom_stands_in_the_rubbles_way_up_to_the_lens
     assert lo_c[2] < -3.2
 
 
+def test_a_lamp_post_is_an_obstacle_as_wide_as_its_trunk_not_its_arms():
+    """A lamp post's matte holds its arm and lantern at the top and a sign on it half
+    way down. As wide as its box (1.4 m at img_288's post) it held a column of rubble
+    7 m tall standing against it; the debris meets the trunk only (20 px here, at 10 m
+    and f 1000 px: 0.2 m), and, cut by the frame's bottom, it stays a post instead of
+    running on toward the lens as a wall."""
+    cam = Camera(1280, 720, 1000.0, 640.0, 300.0, 1.6)
+    alpha = np.zeros((720, 120), np.float32)
+    alpha[:, 50:70] = 1.0                      # the trunk, to the frame's bottom
+    alpha[40:60, 0:120] = 1.0                  # the arm
+    alpha[300:420, 20:110] = 1.0               # a sign on it
+    post = Holdout(1, "pole", (600, 0, 720, 720), None, 720.0, 1.0, alpha, depth_m=10.0)
+    (lo, hi), = holdouts.obstacles([post], cam, 14.0)
+    assert hi[0] - lo[0] == pytest.approx(21 * 10.0 / 1000.0, abs=0.02)
+    assert 0.5 * (lo[0] + hi[0]) == pytest.approx((660.5 - cam.cx) * 10.0 / 1000.0, abs=0.02)
+    assert hi[2] == pytest.approx(-10.0) and lo[2] == pytest.approx(-10.0 - holdouts.OBSTACLE_OTHER_M)
+
+
 def test_a_thin_veil_leaves_a_holdout_readable_and_a_dense_front_still_swallows_it():
     """A still plate's people and cars cannot move: under the even veil a cloud spreads
     over the street (half opaque) they read as see-through cut-outs standing in it, the

@@ -249,6 +249,7 @@ OBSTACLE_OTHER_M = 0.3
 OBSTACLE_KINDS = ("vehicle", "person", "user", "object", "pole", "furniture")
 CUT_ON_M = 3.0            # an object cut by the frame's side or bottom runs on this far past it
 LENS_CLEAR_M = 0.5        # ...but never into the lens
+TRUNK_SHARE = 0.2         # a pole's trunk: the width this share of its matte's rows are narrower than
 
 
 def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -268,7 +269,9 @@ def obstacles(objects, cam, facade_m: float) -> list[tuple[np.ndarray, np.ndarra
         x0, _, x1, y1 = o.bbox
         left -= CUT_ON_M if x0 <= 0 else 0.0
         right += CUT_ON_M if x1 >= cam.width else 0.0
-        near = max(LENS_CLEAR_M, z - CUT_ON_M) if y1 >= cam.height else z
+        # (a post cut by the frame's bottom is still a post: run on toward the lens, a
+        # lamp post was a wall down the pavement)
+        near = max(LENS_CLEAR_M, z - CUT_ON_M) if y1 >= cam.height and o.kind != "pole" else z
         out.append((np.array([left, 0.0, -z - deep]), np.array([right, top, -near])))
     return out
 
@@ -289,7 +292,25 @@ def _standing(objects, cam):
             continue
         z = float(o.depth_m)
         x0, y0, x1, _ = o.bbox
+        if o.kind == "pole":
+            x0, x1 = _trunk(o)
         yield o, z, (x0 - cam.cx) * z / cam.f_px, (x1 - cam.cx) * z / cam.f_px, cam.eye_m - (y0 - cam.cy) * z / cam.f_px
+
+
+def _trunk(o: Holdout) -> tuple[float, float]:
+    """A pole's trunk, in plate columns: its matte's narrowest rows (TRUNK_SHARE of them
+    are narrower), centred where most of its rows are. Its box holds the lamp's arms, the
+    signs on it and what its cut took with it; as wide as that, the obstacle held a
+    column of rubble 7 m tall standing against a lamp post (img_288)."""
+    a = o.alpha > 0.5
+    n = a.sum(axis=1)
+    rows = np.nonzero(n)[0]
+    if rows.size == 0:
+        return float(o.bbox[0]), float(o.bbox[2])
+    cols = np.arange(a.shape[1], dtype=np.float32)
+    mid = float(np.median((a[rows] * cols).sum(axis=1) / n[rows]))
+    half = 0.5 * max(float(np.percentile(n[rows], 100 * TRUNK_SHARE)), 1.0)
+    return o.bbox[0] + mid - half, o.bbox[0] + mid + half + 1.0
 
 
 def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m: float) -> list[Holdout]:
