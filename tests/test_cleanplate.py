@@ -293,6 +293,29 @@ def test_a_party_wall_bares_the_rooms_finishes_and_brick_not_one_smooth_colour()
     assert (above.max(-1) - above.min(-1)).max() / above.mean() < 0.08   # the outside wall: plain grey
 
 
+def test_bared_brick_lies_along_the_floors_in_the_walls_own_metres():
+    """The plaster comes away in sheets along the floors, where the slabs and joists were
+    torn out; drawn in screen pixels, a party wall seen at a slant (80 px across for 14 m)
+    got brown streaks 7 px wide and 60 tall down it, the reviews' "camouflage" wall
+    (img_190). The patches are laid out on the wall: the same wall drawn 60 and 300 px
+    across bares the same brick, and most of it within 0.6 m of a floor line."""
+    from derrumbe.stages.cleanplate import _bared_brick
+    floors = 4.0 + 3.2 * np.arange(5)
+    wall = np.array([0.3, 0.28, 0.25], np.float32)
+    masks = []
+    for n in (60, 300):
+        hgt = np.repeat(np.linspace(20.0, 0.0, 400)[:, None], n, axis=1)
+        back = np.linspace(0.0, 14.0, n)
+        patch, brick = _bared_brick(hgt, back, np.ones(hgt.shape, bool), np.random.default_rng(3), wall, floors)
+        assert 0.05 < patch.mean() < 0.09
+        masks.append(patch)
+        near = np.min(np.abs(hgt[..., None] - floors[None, None, :]), axis=-1) < 0.6
+        assert patch[near].mean() > 2.5 * patch[~near].mean()
+    narrow, wide = masks
+    same = wide[:, ::5][:, :60]
+    assert (narrow & same).sum() / (narrow | same).sum() > 0.6
+
+
 @pytest.mark.parametrize("overcast", [1.0, 0.0])
 def test_a_sky_made_for_a_plate_without_one_is_lit_like_a_sky(overcast):
     """With no sky in frame (img_100, img_181: the facade fills it), the revealed sky was a

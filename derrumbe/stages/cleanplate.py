@@ -866,6 +866,9 @@ BRICK_SRGB = (118, 100, 90)     # old brick under plaster, dulled by lime, soot 
                                 # the bared patches read as orange paint splashed on a pale wall, img_190)
 BRICK_SHARE = 0.07       # of the bared wall whose plaster came away with the floors (at 0.12
                          # the patches read as red blotches smeared over it, img_190)
+PLASTER_SHEET_M = 0.9     # the plaster comes away in sheets about this wide (the patches' scale, m)
+FLOOR_TEAR = 1.2          # how much likelier (in the field's spreads) it came away along a floor's line
+SHEET_CELL_M = 0.1        # the patches' field is drawn at this resolution on the wall
 
 
 def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, wall: np.ndarray) -> np.ndarray:
@@ -895,7 +898,7 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     # pastel patchwork; at 22 %, not at all once the frame is 640 px wide, img_190).
     tints = (0.65 + 0.35 * tints).astype(np.float32)
     out = np.where(under[..., None], tints[key], out)
-    bared, brick = _bared_brick(hgt, back, under, rng, wall)
+    bared, brick = _bared_brick(hgt, back, under, rng, wall, floors)
     out = np.where(bared[..., None], brick, out)       # brick where the paint came away with the plaster
     # A chimney flue: a sooty band 0.5 m wide up the whole wall, part-way back.
     flue = np.abs(back - rng.uniform(0.3, 0.7) * float(back.max())) < 0.25
@@ -916,20 +919,31 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     return out
 
 
-def _bared_brick(hgt: np.ndarray, back: np.ndarray, under: np.ndarray, rng, wall: np.ndarray) -> tuple:
-    """Patches (BRICK_SHARE of the bared wall, where the slabs and partitions tore the
-    plaster away) of brick, half as bright as the plaster (old brick is dark beside
-    render): its courses and mortar where a course spans at least three pixels (finer,
-    they alias into dots), each brick its own shade. The patches (H x N) and the brick as an
+def _bared_brick(hgt: np.ndarray, back: np.ndarray, under: np.ndarray, rng, wall: np.ndarray,
+                 floors: np.ndarray) -> tuple:
+    """Patches (BRICK_SHARE of the bared wall) of brick, half as bright as the plaster
+    (old brick is dark beside render): its courses and mortar where a course spans at
+    least three pixels (finer, they alias into dots), each brick its own shade. The
+    plaster came away in sheets PLASTER_SHEET_M across, most along the floors, where the
+    slabs and joists were torn out of the wall; the patches are laid out in the wall's
+    own metres and seen in perspective. Drawn in screen pixels, a narrow wall seen at a
+    slant (80 px at 640) got patches 7 px wide and 60 tall: brown streaks down it, the
+    reviews' "camouflage" party wall (img_190). The patches (H x N) and the brick as an
     H x N x 3 multiplier of the outside wall's texture."""
-    h, n = hgt.shape
-    blob = cv2.GaussianBlur(rng.normal(0, 1, (h, n)).astype(np.float32), (0, 0), sigmaX=max(n / 12, 1.0),
-                            sigmaY=max(h / 14, 1.0))
-    blob /= max(float(blob.std()), 1e-6)
+    gh = int(float(max(hgt.max(), 1.0)) / SHEET_CELL_M) + 3
+    gw = int(float(max(back.max(), 1.0)) / SHEET_CELL_M) + 3
+
+    def field(size_m):
+        f = cv2.GaussianBlur(rng.normal(0, 1, (gh, gw)).astype(np.float32), (0, 0), size_m / SHEET_CELL_M)
+        return f / max(float(f.std()), 1e-6)
     # Plaster breaks away along ragged edges, not round ones.
-    rag = cv2.GaussianBlur(rng.normal(0, 1, (h, n)).astype(np.float32), (0, 0), sigmaX=max(n / 60, 0.7),
-                           sigmaY=max(h / 70, 0.7))
-    blob = blob + 0.45 * rag / max(float(rag.std()), 1e-6)
+    sheet = field(PLASTER_SHEET_M) + 0.45 * field(0.15)
+    gy = np.clip(hgt / SHEET_CELL_M, 0, gh - 1).astype(np.float32)
+    gx = np.broadcast_to(np.clip(back / SHEET_CELL_M, 0, gw - 1)[None, :], hgt.shape).astype(np.float32)
+    blob = cv2.remap(sheet, gx, gy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    if len(floors):
+        d = np.min(np.abs(hgt[..., None] - np.asarray(floors)[None, None, :]), axis=-1)
+        blob = blob + FLOOR_TEAR * np.exp(-(d / 0.6) ** 2)
     thr = np.quantile(blob[under], 1 - BRICK_SHARE) if under.any() else np.inf
     patch = under & (blob > thr)
     course = np.floor(hgt / 0.075)
