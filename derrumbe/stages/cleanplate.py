@@ -33,6 +33,9 @@ from derrumbe.stages.keystone import lean_scale
 from derrumbe.stages.photo_wall import Cells, facade_cells, photo_wall
 
 PLOT_DEPTH_M = 14.0     # a city plot's depth: how far a party wall runs back
+STREAK_M = (0.08, 1.2, 3.0)  # a rain streak's width and length down a bare wall, and the runs they come in (m, the
+                             # fields' spreads)
+SIDE_LIGHT = (0.72, 0.95)  # a side wall's light against a front's, under a clear sky (out of its sun) and an overcast one
 NEIGHBOUR_MIN_PX = 30    # a neighbour strip narrower than this (frame pixels) is too little of its wall to copy
 BEHIND_GAP_M = 15.0     # a building behind stands across a courtyard this deep
 BEHIND_MIN_M = 4.0      # narrower than this above the roof, it is a chimney, a mast or a dish, not a building
@@ -80,7 +83,7 @@ def make_cleanplate(lin: np.ndarray, building: np.ndarray, holdout: np.ndarray, 
                                   _window_crops(lin, inside, holdout, windows), cells)),
                   _behind(lin, inside, sky_px, holdout, cam, depth, rng),
                   lean(_party_walls(lin, inside, sky_px, holdout, cam, depth, rng,
-                                    (storey_m, ground_floor_m if ground_floor_m else storey_m)))):
+                                    (storey_m, ground_floor_m if ground_floor_m else storey_m), overcast))):
         if layer is not None:
             col, a = layer
             fill = fill * (1 - a[..., None]) + col * a[..., None]
@@ -799,11 +802,13 @@ def _quilt(ex: np.ndarray, ok: np.ndarray, canvas: np.ndarray, known: np.ndarray
 
 # ---- 5. party walls --------------------------------------------------------------------
 
-def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, storeys=(STOREY_M, STOREY_M)):
+def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, storeys=(STOREY_M, STOREY_M),
+                 overcast: float = 0.0):
     """A neighbour that stood against the building shows its side wall once the building
     is gone: a blank wall from the neighbour's corner back to the plot's depth, seen in
     perspective (only from the side the camera is on), textured with the neighbour's own
-    wall (its plain stretches, without windows) and in the shade of a side face."""
+    wall (its plain stretches, without windows), lit as a side face is under the plate's
+    sky (overcast: 0 clear, 1 overcast)."""
     h, w = inside.shape
     rows = np.nonzero(inside.any(axis=1))[0]
     r0, r1 = int(rows.min()), int(rows.max()) + 1
@@ -846,9 +851,12 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
         gone_top = np.inf if r0 <= 1 else cam.eye_m + (cam.cy - r0) * depth / cam.f_px
         tex = _on_wall(plain, hgt, z - depth, cam.f_px / depth, rng, _wall_grain(patch))
         tex = tex * _imprint(hgt, z - depth, gone_top, storeys, rng, np.median(plain.reshape(-1, 3), axis=0))
-        # A side face: out of the light that falls on the fronts, darker further back.
+        # A side face: out of the sun that falls on the fronts; under an overcast sky a
+        # wall gets the same light whichever way it faces (at 0.72 of the fronts, img_100's
+        # party wall under a grey sky was a dark slab over a third of the frame). Darker
+        # further back, where the walls round the gap hide more of the sky.
         back = np.clip((z - depth) / PLOT_DEPTH_M, 0, 1)
-        shade = 0.72 - 0.15 * back
+        shade = SIDE_LIGHT[0] + (SIDE_LIGHT[1] - SIDE_LIGHT[0]) * float(np.clip(overcast, 0, 1)) - 0.15 * back
         for j, x in enumerate(xs):
             a, b = max(0, y_top[j]), y_bot[j]
             if b > a:
@@ -978,7 +986,7 @@ def _on_wall(plain: np.ndarray, hgt: np.ndarray, back: np.ndarray, px_per_m: flo
     rows = int(np.ceil((float(hgt.max()) + 1.0) * px_per_m)) + 2
     cols = int(np.ceil((float(back.max()) + 1.0) * px_per_m)) + 2
     rows, cols = min(rows, 4096), min(cols, 4096)
-    flat = _tile(_seamless(plain), rows, cols, rng) * _weathering(rows, cols, rng)
+    flat = _tile(_seamless(plain), rows, cols, rng) * _weathering(rows, cols, rng, px_per_m)
     if grain is not None:
         # (its own generator: the draws after it, the rooms and the brick, stay as they were)
         flat = flat * _tile(_seamless(grain), rows, cols, np.random.default_rng([rows, cols]))[..., None]
@@ -1008,15 +1016,25 @@ def _wall_grain(patch: np.ndarray) -> np.ndarray:
     return np.where(plain, np.clip(hp, 0.8, 1.2), 1.0).astype(np.float32)
 
 
-def _weathering(h: int, w: int, rng) -> np.ndarray:
+def _weathering(h: int, w: int, rng, px_per_m: float | None = None) -> np.ndarray:
     """A bare wall's weathering as a multiplier: rain streaks running down it (patches
     stretched tall), blotches of damp and repair, and the render's own grain; a party
-    wall drawn as one smooth colour read as an untextured CG plane (img_190)."""
+    wall drawn as one smooth colour read as an untextured CG plane (img_190). Laid out in
+    the wall's metres (px_per_m), the streaks are a rain-washed wall's: a hand wide and a
+    few metres long, in runs where the water came down, not an even field of them over
+    the whole wall (that, 0.35 m wide over img_100's 22 m party wall, read as the planks
+    of a wooden fence)."""
     def field(sy, sx):
         f = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigmaX=max(sx, 0.5), sigmaY=max(sy, 0.5))
         return f / max(float(f.std()), 1e-6)
-    streaks = field(h / 6, max(w / 40, 1.0))
-    blotch = field(h / 20, w / 20)
+    if px_per_m is None:
+        streaks = field(h / 6, max(w / 40, 1.0))
+        blotch = field(h / 20, w / 20)
+    else:
+        streaks = field(STREAK_M[1] * px_per_m, STREAK_M[0] * px_per_m)
+        runs = np.clip(field(STREAK_M[2] * px_per_m, STREAK_M[2] * px_per_m), 0.0, None)
+        streaks = 0.5 * streaks * runs        # (a run's streaks at most about as strong as the even field's)
+        blotch = field(1.2 * px_per_m, 1.2 * px_per_m)
     grain = rng.normal(0, 1, (h, w)).astype(np.float32)
     m = 1 + 0.07 * streaks + 0.05 * blotch + 0.025 * grain
     return np.clip(m, 0.75, 1.25)[..., None].astype(np.float32)
