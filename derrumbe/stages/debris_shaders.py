@@ -371,10 +371,17 @@ void main() {
     // Grit strewn over whatever faces up once it has fallen: specks of rubble and their
     // shadows, at a few centimetres (faded where a pixel covers more than that).
     float strewn = (v_age > 0.3 ? 1.0 : 0.0) * smoothstep(0.3, 0.8, n.y) * (1.0 - smoothstep(0.02, 0.06, px));
-    // (on the aggregate's 25 cm noise the specks read as terrazzo blotches on every lump)
-    float grit = strewn > 0.0 ? nz(v_rest * 11.0).w : 0.0;
-    float speck = smoothstep(0.25, 0.6, grit) - 0.6 * smoothstep(0.25, 0.6, -grit);
-    col *= 1.0 - 0.35 * strewn * speck;
+    // (on the aggregate's 25 cm noise the specks read as terrazzo blotches on every lump;
+    // from one octave of the noise alone they were dots of one size at one spacing, a
+    // slab lying near the lens read as perforated pegboard, img_263 at 60-100 %: two
+    // octaves, turned against each other, strewn in drifts half a metre across)
+    float grit = 0.0, heap = 0.0;
+    if (strewn > 0.0) {
+        grit = 0.65 * nz(v_rest * 11.0).w + 0.5 * nz(v_rest.zxy * 26.0 + vec3(0.31, 0.17, 0.73)).w;
+        heap = smoothstep(-0.3, 0.5, nz(v_rest.yzx * 1.7 + vec3(0.5, 0.2, 0.9)).w);
+    }
+    float speck = smoothstep(0.3, 0.7, grit) - 0.6 * smoothstep(0.3, 0.7, -grit);
+    col *= 1.0 - 0.35 * strewn * speck * heap;
     o_col = vec4(max(col, vec3(0.0)), 1.0);
     o_aux = vec4(0.0, 1.0, depth, 1.0);
 #ifdef MOVING
