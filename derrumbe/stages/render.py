@@ -151,7 +151,7 @@ def crevices_darkened(layers: FrameLayers, cam: Camera) -> None:
     raw, ob = np.zeros(z.shape, np.float32), np.zeros(z.shape, np.float32)
     obscurance(z, float(cam.f_px), float(cam.cx), float(cam.cy), AO_RADIUS_M, AO_BIAS, spiral(AO_SAMPLES),
                2.0, 0.08 * float(cam.width), raw)
-    smoothed(raw, z, max(2, int(round(2 * cam.width / 640))), 0.03, ob)
+    smoothed(raw, z, max(2, int(round(cam.width / 640))), 0.03, ob)
     vis = np.clip(1.0 - AO_STRENGTH * ob, AO_FLOOR, 1.0)
     keep = 1.0 - (1.0 - vis) * (1.0 - np.clip(layers.static, 0.0, 1.0))
     layers.debris[..., :3] *= keep[..., None]
