@@ -162,6 +162,25 @@ def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_o
     assert np.allclose(dust_frame(state, SUN, thin).sigma, 2.0 * thin, rtol=0.01)
 
 
+def test_a_plume_thinned_out_of_the_sightline_is_lit_as_thin_as_it_is_seen():
+    """Out of the sightline (above the roof, behind the plot) the plume is thinned only so
+    it does not hide the sky; shaded through more than it is seen, its faint puffs came
+    out dark grey-brown smudges in the sky. In the sightline the light still sees the
+    square root of the factor (a thinned billow keeps its dark belly). Measured as the
+    optical depth toward the zenith through 20 m of the same cloud."""
+    from derrumbe.stages.dust import light_density
+    full = np.full((8, 80, 8), 2.0, np.float32)        # z, y, x: a column 40 m tall in 0.5 m cells
+    thin = 0.04
+    for inside, want in ((0.0, thin ** 0.75), (1.0, thin ** 0.5)):
+        cells = np.float32(thin ** (0.75 + 0.25 * inside))
+        lit = light_density(full, cells, np.float32(inside))
+        tau_up = float(lit[4, 40:, 4].sum() * 0.5)
+        assert tau_up == pytest.approx(2.0 * want * 20.0, rel=0.02)
+    seen = 2.0 * thin ** 0.75 * 20.0
+    assert light_density(full, np.float32(thin ** 0.75), np.float32(0.0))[4, 40:, 4].sum() * 0.5 == \
+        pytest.approx(seen, rel=0.02)      # out of the sightline: exactly what is seen
+
+
 def test_once_the_building_is_down_the_sightline_stops_at_its_pile():
     """The see-through keeps the collapse in sight: what still stands or falls. Once the
     building is down that is the pile, and the dust higher up (thinned as if the building

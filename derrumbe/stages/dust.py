@@ -728,15 +728,7 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
             inside, sight_share(grid, Sightline(max(sight.building_m, sight.roof_m), sight.back_m)))
         thin_cells = np.power(np.float32(thin), OUTSIDE_THIN + (1.0 - OUTSIDE_THIN) * inside).astype(np.float32)
     sigma = full * thin_cells
-    # The cloud shades itself through more than its thinned density (a thinned cloud lit
-    # through just that went flat and pale: dark bellies are what make a billow read) but
-    # not through all of the physical cloud's (lit so, a see-through veil kept the full
-    # cloud's deep shadows and read as dark streaks); its shadow on the street and the
-    # walls is the thinned cloud's. The light sees the grid without its finest structure:
-    # filaments a cell or two wide, which advection draws out of every swirl, are below
-    # what the grid resolves, and the shadows they cast down the sun's rays read as brush
-    # strokes and marble veins through the cloud (the render's noise shades that scale).
-    lit = gaussian_filter(full, FILAMENT_CELLS, mode="nearest") * np.sqrt(thin_cells)
+    lit = light_density(full, thin_cells, inside)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-lit / LIGHT_SIGMA_CAP))).astype(np.float32)
     s_seen = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-sigma / LIGHT_SIGMA_CAP))).astype(np.float32)
     d = np.asarray(sun_dir, float)
@@ -755,6 +747,24 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
     return DustFrame(grid, sigma, tau_sun, tau_sky, coords, w, state["vel"].astype(np.float32),
                      state["turb"].astype(np.float32), t, shade, float(thin), state.get("drift"),
                      _gather(full, thin_cells, stood, grid.centres()[..., 1]))
+
+
+def light_density(full: np.ndarray, thin_cells, inside) -> np.ndarray:
+    """The extinction the light sees. In the sightline the cloud shades itself through
+    more than its thinned density (a thinned cloud lit through just that went flat and
+    pale: dark bellies are what make a billow read) but not through all of the physical
+    cloud's (lit so, a see-through veil kept the full cloud's deep shadows and read as
+    dark streaks): its square root (LIGHT_THIN). Out of it, above the roof and behind the
+    plot, the plume is thinned only so it does not hide the sky, and it is lit as thin as
+    it is seen: shaded through the sightline's square root, the faint puffs in the sky
+    came out dark grey-brown, smoke or smudges (img_100, img_288 at 80 %; blind A/B 5 to 0).
+    The cloud's shadow on the street and the walls is the thinned cloud's. The light sees
+    the grid without its finest structure: filaments a cell or two wide, which advection
+    draws out of every swirl, are below what the grid resolves, and the shadows they cast
+    down the sun's rays read as brush strokes and marble veins through the cloud (the
+    render's noise shades that scale)."""
+    k = LIGHT_THIN[0] + (LIGHT_THIN[1] - LIGHT_THIN[0]) * (1.0 - np.asarray(inside, np.float32))
+    return gaussian_filter(full, FILAMENT_CELLS, mode="nearest") * np.power(thin_cells, k)
 
 
 def _gather(full: np.ndarray, thin_cells, region, y: np.ndarray) -> np.ndarray:
@@ -785,6 +795,7 @@ def _depths(s_light: np.ndarray, sun: np.ndarray, h: float) -> tuple[np.ndarray,
 LIGHT_SIGMA_CAP = 1.5      # 1/m, see dust_frame
 GATHER_SIGMA = (0.1, 0.6)  # 1/m: physical extinction from which a thinned cloud is gathered into clumps (eased)
 GATHER_GROUND_M = (1.5, 4.0)   # m: the current on the street is not gathered under the first, fully from the second
+LIGHT_THIN = (0.5, 1.0)    # the light sees the cloud thinned by thin_cells ** these, in the sightline and out of it (dust_frame)
 OUTSIDE_THIN = 0.75        # dust above or behind the building is thinned to thin ** this (0.03 -> 0.07;
                            # at 0.25, 0.42, the cloud over the demo's pile stood far denser than its
                            # foot, thinned to the factor, and a review read it as a flat grey veil; at
