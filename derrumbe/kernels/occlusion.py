@@ -31,6 +31,21 @@ def _point(z, x, y, f, cx, cy):
     return (x + 0.5 - cx) * z / f, -(y + 0.5 - cy) * z / f, -z
 
 
+@njit(inline="always", **_OPTS)
+def _tangent(z, zp, px, py, pz, xa, ya, xb, yb, f, cx, cy):
+    """The step along the surface from the point (px, py, pz) at depth zp to its
+    neighbour after it (xb, yb) or from the one before it (xa, ya), whichever's depth
+    steps less: (found, dx, dy, dz)."""
+    za, zb = z[ya, xa], z[yb, xb]
+    if zb > 0.0 and (za <= 0.0 or abs(zb - zp) < abs(za - zp)):
+        qx, qy, qz = _point(zb, xb, yb, f, cx, cy)
+        return True, qx - px, qy - py, qz - pz
+    if za > 0.0:
+        qx, qy, qz = _point(za, xa, ya, f, cx, cy)
+        return True, px - qx, py - qy, pz - qz
+    return False, 0.0, 0.0, 0.0
+
+
 @njit(parallel=True, **_OPTS)
 def obscurance(z, f, cx, cy, radius_m, bias, offsets, min_px, max_px, out):
     """out[y, x]: how obscured each pixel's surface is (0: open to the whole sky; about
@@ -47,26 +62,9 @@ def obscurance(z, f, cx, cy, radius_m, bias, offsets, min_px, max_px, out):
             px, py, pz = _point(zp, x, y, f, cx, cy)
             # Tangents toward the neighbour whose depth steps least (an outline's other
             # side is another surface).
-            xa, xb = max(x - 1, 0), min(x + 1, W - 1)
-            za, zb = z[y, xa], z[y, xb]
-            if zb > 0.0 and (za <= 0.0 or abs(zb - zp) < abs(za - zp)):
-                qx, qy, qz = _point(zb, xb, y, f, cx, cy)
-                tx, ty, tz = qx - px, qy - py, qz - pz
-            elif za > 0.0:
-                qx, qy, qz = _point(za, xa, y, f, cx, cy)
-                tx, ty, tz = px - qx, py - qy, pz - qz
-            else:
-                out[y, x] = 0.0
-                continue
-            ya, yb = max(y - 1, 0), min(y + 1, H - 1)
-            za, zb = z[ya, x], z[yb, x]
-            if zb > 0.0 and (za <= 0.0 or abs(zb - zp) < abs(za - zp)):
-                qx, qy, qz = _point(zb, x, yb, f, cx, cy)
-                sx, sy, sz = qx - px, qy - py, qz - pz
-            elif za > 0.0:
-                qx, qy, qz = _point(za, x, ya, f, cx, cy)
-                sx, sy, sz = px - qx, py - qy, pz - qz
-            else:
+            ok, tx, ty, tz = _tangent(z, zp, px, py, pz, max(x - 1, 0), y, min(x + 1, W - 1), y, f, cx, cy)
+            ok2, sx, sy, sz = _tangent(z, zp, px, py, pz, x, max(y - 1, 0), x, min(y + 1, H - 1), f, cx, cy)
+            if not (ok and ok2):
                 out[y, x] = 0.0
                 continue
             nx, ny, nz = ty * sz - tz * sy, tz * sx - tx * sz, tx * sy - ty * sx
