@@ -671,6 +671,31 @@ def test_a_roof_above_the_frame_ends_in_a_crown_cornice_not_through_a_row_of_win
     assert teeth.std() > 0.1 * face
 
 
+def test_a_modern_front_ends_in_a_plain_parapet_without_dentils():
+    """A curtain wall or a concrete frame has no classical cornice: its crown is the wall
+    under a lighter metal coping and the coping's drip shadow, and no row of it repeats
+    along the front (a cornice's dentils on img_263's brick-and-glass office fell as rows
+    of square teeth)."""
+    from derrumbe.stages.plate_texture import continue_past_frame, roof_parapet
+    period, px_per_m = 60, 20.0
+    atlas = continue_past_frame(_window_facade(period), (0, -180), (120, 240), storey_px=period)
+    glass = atlas.image[:, 25, 0] < 0.2
+    first = (np.nonzero(glass[1:] & ~glass[:-1])[0] + 1)[0]
+    r0 = first + 5
+    out = roof_parapet(atlas, atlas.y0 + r0, px_per_m, period, 0.9, cornice=False)
+    img = out.image[:, :, 0]
+    changed = np.nonzero(np.abs(out.image - atlas.image).max(axis=(1, 2)) > 1e-6)[0]
+    assert changed.min() == r0 and img[r0:changed.max()].min() > 0.15     # no window in it
+    row = lambda m: r0 + int(round(m * px_per_m))
+    wall = img[row(0.45):row(0.8)].mean()
+    assert abs(wall - 0.5) < 0.05                                  # the facade's own wall colour
+    assert img[r0:r0 + 2].mean() > 1.08 * wall                      # the coping, lit
+    assert img[row(0.13):row(0.18)].mean() < 0.85 * wall            # its drip shadow
+    for m in (0.3, 0.5, 0.65, 0.8):                                 # no teeth in any row
+        line = img[row(m)]
+        assert line.std() < 0.05 * wall, m                           # (the cornice's dentil row: over 0.1)
+
+
 def test_a_roof_the_plate_shows_is_left_as_the_photo_shows_it():
     from derrumbe.stages.plate_texture import continue_past_frame, roof_parapet
     tex = _window_facade()

@@ -141,7 +141,8 @@ WALL_SPAN_M = 0.6        # the band's wall colour varies along the front over th
 SNAP_STOREYS = 0.35      # the parapet's foot looks this far (in storeys) below it for a plain row
 
 
-def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: float, parapet_m: float) -> Atlas:
+def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: float, parapet_m: float,
+                 cornice: bool = True) -> Atlas:
     """The parapet of a roof the frame never saw (roof_row: the proxy's top on the facade,
     a plate row above the frame). The continued texture would run its window rows right
     up to the roof and stop in a ruler line through them; a real roofline ends in plain
@@ -151,7 +152,9 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     the facade's own wall, column by column, with a plaster's mottling. Rows of the plate
     tiled upward drew stripes (img_190's window heads); one flat wall colour across the
     whole width, under a thin coping line, read as a grey concrete beam once it fell
-    (img_190, img_100 at 40 %)."""
+    (img_190, img_100 at 40 %). A modern front (`cornice` False: a curtain wall, a
+    concrete frame) ends in a plain parapet under its metal coping: a classical cornice's
+    dentils on one fell as rows of square teeth (img_263)."""
     img = atlas.image
     parapet_px = parapet_m * px_per_m
     r0 = int(round(roof_row)) - atlas.y0
@@ -159,7 +162,8 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
         return atlas
     lum = np.log(np.maximum(img.mean(axis=2), 0.0) + 1e-3)
     # At least the coping and the cornice: a crown cut above its soffit is a plain band.
-    lo, b = _parapet_foot(lum, r0, max(parapet_px, (COPING_M + CORNICE_M) * px_per_m), storey_px, -atlas.y0)
+    crown_m = COPING_M + (CORNICE_M if cornice else 0.0)
+    lo, b = _parapet_foot(lum, r0, max(parapet_px, crown_m * px_per_m), storey_px, -atlas.y0)
     n, w = b - r0, img.shape[1]
     rows = slice(lo, min(len(img), lo + int(np.ceil(max(storey_px, 4.0)))))
     wall = _wall_columns(img[rows], lum[rows], WALL_SPAN_M * px_per_m)
@@ -174,13 +178,14 @@ def roof_parapet(atlas: Atlas, roof_row: float, px_per_m: float, storey_px: floa
     fade = np.exp(-np.arange(n, dtype=np.float32) / max(n / 2.0, 1.0))
     grime = 1.0 - 0.08 * np.clip(streak, 0, None)[None, :] * fade[:, None]
     out = img.copy()
-    out[r0:b] = wall[None] * (plaster * _crown_shade(n, w, px_per_m) * grime)[..., None]
+    shade = _crown_shade(n, w, px_per_m) if cornice else _coping_shade(n, w, px_per_m)
+    out[r0:b] = wall[None] * (plaster * shade * grime)[..., None]
     # Its foot is a moulding: lit, over its own shadow on the facade below, so the band
     # reads as architecture where it crosses the top storey's pattern. Where the band runs
     # on below the crown (no plain row near it), a second one marks the roof's slab and
     # the rest is a frieze: one tall blank band read as a grey slab (img_181, img_190).
     cop, drip = max(1, int(round(COPING_M * px_per_m))), max(1, int(round(DRIP_M * px_per_m)))
-    slab = max(lo, r0 + int(round((COPING_M + CORNICE_M + 2 * EAVE_SHADOW_M) * px_per_m)))
+    slab = max(lo, r0 + int(round((crown_m + 2 * EAVE_SHADOW_M) * px_per_m)))
     feet = [b] + ([slab] if b - slab > 4 * drip + 2 * cop else [])
     for f in feet:
         out[max(r0, f - cop):f] *= 1.12
@@ -223,6 +228,15 @@ def _wall_columns(img: np.ndarray, lum: np.ndarray, span_px: float) -> np.ndarra
     k = np.clip(counts / 8.0, 0.0, 1.0)[:, None]
     cols = k * cols + (1 - k) * whole
     return cv2.GaussianBlur(cols[None], (0, 0), max(span_px, 1.0))[0]
+
+
+def _coping_shade(n: int, w: int, px_per_m: float) -> np.ndarray:
+    """Light on a plain parapet's rows, top down (n x w): the coping's lit cap and its
+    overhang's drip shadow on the wall under it."""
+    y = np.arange(n, dtype=np.float32)[:, None] / px_per_m
+    under = np.clip(y - COPING_M, 0.0, None)
+    shade = np.where(y < COPING_M, 1.15, 1.0 - 0.35 * np.exp(-under / DRIP_M))
+    return cv2.GaussianBlur(np.broadcast_to(shade, (n, w)).astype(np.float32), (0, 0), 0.6)
 
 
 def _crown_shade(n: int, w: int, px_per_m: float) -> np.ndarray:

@@ -293,7 +293,7 @@ class DebrisRenderer:
         self._vec = None        # built on first use: only --exr needs it
         self.on_edge = _on_matte_edge(fr, cam, matte)
         self._geometry(fr, seed, masonry)
-        self._textures(fr, plate_lin, matte, holdout)
+        self._textures(fr, plate_lin, matte, holdout, masonry)
         self._targets()
         self.coat = _coat_colour(dust)
         self._programs(fr, cam, light, face_albedo, rough, masonry)
@@ -332,7 +332,7 @@ class DebrisRenderer:
         self.bar_vbo = ctx.buffer(inst.tobytes() if self.bars.n else np.zeros(7, np.float32).tobytes())
         self.corners = ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
 
-    def _textures(self, fr, plate_lin, matte, holdout) -> None:
+    def _textures(self, fr, plate_lin, matte, holdout, masonry: bool) -> None:
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
         self.xf = ctx.texture((fr.n, 5), 4, dtype="f4")
@@ -341,7 +341,7 @@ class DebrisRenderer:
         self.xf_next.filter = (mgl.NEAREST, mgl.NEAREST)
         atlas = continue_past_frame(facade_texture(plate_lin, matte, holdout), *self._front_bounds(fr),
                                     storey_px=self._storey_px(fr), upper_rows=self._ground_floor_row(fr))
-        atlas = self._roofline(atlas, fr)
+        atlas = self._roofline(atlas, fr, masonry)
         self.plate_window = atlas.uv_window(W, H)
         tex = atlas.image
         rgba = np.concatenate([tex, np.ones_like(tex[..., :1])], -1)[::-1]
@@ -383,13 +383,14 @@ class DebrisRenderer:
         uv = self.cam.project(np.concatenate(pts))
         return uv.min(axis=0) - 2, uv.max(axis=0) + 2
 
-    def _roofline(self, atlas, fr: Fracture):
-        """A parapet where the proxy's roof lies above the frame (the plate never showed it)."""
+    def _roofline(self, atlas, fr: Fracture, masonry: bool):
+        """A parapet where the proxy's roof lies above the frame (the plate never showed it):
+        a masonry front's under a crown cornice, a curtain wall's or a concrete frame's plain."""
         storey = self._storey_px(fr)
         if storey is None:
             return atlas
         return roof_parapet(atlas, self._facade_row(fr, fr.floor_y[-1]), self.cam.f_px / -fr.facade_z, storey,
-                            PARAPET_M)
+                            PARAPET_M, cornice=masonry)
 
     def _facade_row(self, fr: Fracture, y_m: float) -> float:
         """The frame row of a height on the facade's plane (a level camera: the same row
