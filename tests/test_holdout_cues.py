@@ -112,6 +112,33 @@ def test_a_tall_board_out_on_the_pavement_is_cut_whole_not_only_its_foot():
     assert _iou(board, best & ~legs) >= 0.7, (_iou(board, best & ~legs), [f.box for f in found])
 
 
+def test_a_framed_board_is_held_out_to_its_frame_not_only_its_poster():
+    """A board out on the pavement whose frame is the colour of the wall behind it: the
+    row test and GrabCut keep only its bright poster, and the frame went with the facade
+    (img_100's SALE board, half see-through, then under the rubble). Its frame's sides
+    are long verticals just outside the poster, one running on down to the pavement: the
+    cut is completed to the rectangle between them."""
+    d, img, _ = _street_plate([])
+    x0, y0, x1, y1 = _box(d, 10.0, 0.4, 11.2, 3.6)
+    y0, y1 = y0 + 40, y1 + 40                                 # out on the pavement, nearer the lens
+    wall = np.median(img[y0 - 60:y0 - 20, x0:x1].reshape(-1, 3), axis=0)
+    img[y0:y1, x0:x1] = wall                                   # the frame: the wall's own colour...
+    img[y0:y1, [x0, x1 - 1]] = (60, 60, 64)                    # ...its sides dark lines
+    img[y0 + 8:y1 - 6, x0 + 8:x1 - 8] = (200, 40, 30)          # a red poster in it
+    img[y1:y1 + 12, (x0 + x1) // 2 - 2:(x0 + x1) // 2 + 2] = (50, 50, 54)   # its post
+    board = np.zeros(img.shape[:2], bool)
+    board[y0:y1, x0:x1] = True
+    poster = np.zeros_like(board)
+    poster[y0 + 8:y1 - 6, x0 + 8:x1 - 8] = True
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(d.base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    best = max(full, key=lambda f: (f & board).sum())
+    assert _iou(board, best) >= 0.8, (_iou(board, best), _iou(poster, best), [f.box for f in found])
+
+
 def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still_is():
     """img_140: the lit courtyard at the end of a gateway's dark passage, a bright patch on
     the base line framed by darkness above and at both sides, stood in the rubble as
@@ -329,7 +356,7 @@ PLATES = holdout_metrics.plates()
 @pytest.mark.skipif(not PLATES, reason="the shared plates and their labels are not on this machine")
 def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measured():
     """The issue's cap on false holdouts (under 2 % of each building), on every plate; the
-    recall measured (12 of 23 since img_140's white car, cut by the frame's bottom and
+    recall measured (13 of 23 since img_100's SALE board is completed to its frame; 12 since img_140's white car, cut by the frame's bottom and
     left edges, is grown past its wheel arch; benchmarks/README.md) as a floor, so a cue
     that stops finding its objects fails here (the 80 % target is the xfail in
     test_holdouts.py)."""
@@ -337,7 +364,9 @@ def test_the_holdouts_keep_off_the_facades_and_find_what_they_found_when_measure
     s = holdout_metrics.summary(rows)
     assert s["counted"] >= 20
     assert s["worst_false_facade"] < 0.02, [(r["plate"], r["false_facade"]) for r in rows]
-    assert s["found"] >= 12, [(r["plate"], r["missed"]) for r in rows]
+    assert s["found"] >= 13, [(r["plate"], r["missed"]) for r in rows]
+    # img_100's SALE board, to its frame (IoU 0.29 when cut to its poster alone)
+    assert "SALE board" not in next(r["missed"] for r in rows if r["plate"] == "img_100.jpg")
     assert "white car" not in next(r["missed"] for r in rows if r["plate"] == "img_140.jpg")
     # ...and to its door and windows off the frame's left edge, redone wider while the cut
     # reaches its box's side: with one widening (IoU 0.57) they fell with the building, and

@@ -29,6 +29,11 @@ ANOMALY = 2.0           # deviation from the row median, in robust spreads, that
 MAX_WIDTH = 0.12        # wider things are cars or awnings (the vehicle and street cues)
 REACH_TOP = 0.12        # a cut whose full width starts this share of its rectangle under its top reaches the top
 RISE_MAX = 0.3          # a thing out on the pavement rises at most this share of the frame above the base line
+FRAME_REACH = 1.0       # a board's frame edge lies within this share of the cut's width outside it...
+FRAME_INSIDE = 0.3      # ...or this share inside it
+FRAME_LEN = 0.3         # and runs at least this share of the cut's height
+FRAME_GROUP_PX = 6.0    # the segments of one edge lie within this many pixels of its outermost
+FRAME_SLANT = 0.18      # an edge of a frame leans at most this (about 10 degrees) off the vertical
 
 
 def row_anomaly(lab: np.ndarray, window: int) -> np.ndarray:
@@ -90,6 +95,7 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
         out_front = y + hh > base + 0.03 * h and x > 1 and x + ww < w - 1
         if piece is not None and out_front:
             piece = _grown_up(full_bgr, piece, rect, (base - RISE_MAX * h) * s, seed)
+            piece = _framed(piece, full_bgr, base * s)
         if piece is None or not _thing_like(piece, hh * ww * s * s, base * s, full_bgr.shape[0], out_front):
             continue
         if _seen_through_an_opening(full_bgr, piece):
@@ -137,6 +143,60 @@ def _grown_up(full_bgr: np.ndarray, piece: Found, rect, top_min: float, seed: in
             return piece
         piece = grown
     return piece
+
+
+def _verticals(full_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+    """Near-vertical line segments (x0, y0, x1, y1, plate pixels) in a crop of the plate,
+    by OpenCV's LSD detector."""
+    H, W = full_bgr.shape[:2]
+    x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
+    if x1 - x0 < 8 or y1 - y0 < 8:
+        return np.zeros((0, 4))
+    found = cv2.createLineSegmentDetector().detect(cv2.cvtColor(full_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY))[0]
+    if found is None:
+        return np.zeros((0, 4))
+    seg = found.reshape(-1, 4) + [x0, y0, x0, y0]
+    dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
+    return seg[(np.abs(dx) < FRAME_SLANT * np.abs(dy)) & (np.abs(dy) > 6.0)]
+
+
+def _framed(piece: Found, full_bgr: np.ndarray, base: float) -> Found:
+    """A board or a kiosk out on the pavement is a framed rectangle, and GrabCut keeps
+    only what differs most from the street behind it: img_100's SALE board was cut to
+    its red poster, its grey frame and its top taken for the facade (half of it went
+    see-through, then under the rubble). Its frame's two side edges are long straight
+    verticals just outside the cut, and at least one runs on down past the facade's
+    foot to the pavement it stands on: the cut is completed to the rectangle between
+    them, from the edges' highest top to their lowest foot. Without such a pair it is
+    left as cut."""
+    ys, xs = np.nonzero(piece.mask)
+    x0, x1 = piece.x + xs.min(), piece.x + xs.max() + 1
+    y0, y1 = piece.y + ys.min(), piece.y + ys.max() + 1
+    pw, ph = x1 - x0, y1 - y0
+    segs = _verticals(full_bgr, int(x0 - 1.5 * pw), int(y0 - ph), int(x1 + 1.5 * pw), int(y1 + ph))
+    sx = 0.5 * (segs[:, 0] + segs[:, 2])
+    top, bot = np.minimum(segs[:, 1], segs[:, 3]), np.maximum(segs[:, 1], segs[:, 3])
+    on_rows = (bot > y0) & (top < y1) & (bot - top >= FRAME_LEN * ph)
+
+    def edge(lo, hi, outer):
+        pick = on_rows & (sx >= lo) & (sx <= hi)
+        if not pick.any():
+            return None
+        xo = outer(sx[pick])
+        grp = pick & (np.abs(sx - xo) <= FRAME_GROUP_PX)
+        return xo, top[grp].min(), bot[grp].max()
+    left = edge(x0 - FRAME_REACH * pw, x0 + FRAME_INSIDE * pw, np.min)
+    right = edge(x1 - FRAME_INSIDE * pw, x1 + FRAME_REACH * pw, np.max)
+    if left is None or right is None or max(left[2], right[2]) < base + 0.02 * piece.mask.shape[0]:
+        return piece
+    bx0, bx1 = int(np.floor(left[0])), int(np.ceil(right[0])) + 1
+    by0, by1 = int(np.floor(min(left[1], right[1], y0))), int(np.ceil(max(left[2], right[2], y1)))
+    X0, Y0 = min(piece.x, bx0), min(piece.y, by0)
+    X1, Y1 = max(piece.x + piece.mask.shape[1], bx1), max(piece.y + piece.mask.shape[0], by1)
+    m = np.zeros((Y1 - Y0, X1 - X0), bool)
+    m[piece.y - Y0:piece.y - Y0 + piece.mask.shape[0], piece.x - X0:piece.x - X0 + piece.mask.shape[1]] = piece.mask
+    m[by0 - Y0:by1 - Y0, bx0 - X0:bx1 - X0] = True
+    return Found(int(X0), int(Y0), m, piece.kind, piece.conf)
 
 
 def _seen_through_an_opening(full_bgr: np.ndarray, piece: Found) -> bool:
