@@ -64,6 +64,16 @@ def _street_plate(things):
 
 # --- street furniture against the facade's repetition ---------------------------------------
 
+def _best_furniture(img: np.ndarray, base_row: float, thing: np.ndarray):
+    """The furniture cue's cut (frame-sized) that covers most of `thing`, and all it found."""
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    return max(full, key=lambda f: (f & thing).sum()), found
+
+
 def test_a_bollard_in_front_of_a_repeating_ground_floor_is_found_and_the_door_is_not():
     # Bollards 0.3 m wide and 0.9 m tall in front of two shop windows' stall risers (over
     # the risers' wall, up against the dark glass); the door (bay 2) reaches the street
@@ -101,12 +111,7 @@ def test_a_tall_board_out_on_the_pavement_is_cut_whole_not_only_its_foot():
     img[legs] = (50, 50, 54)
     board = np.zeros(img.shape[:2], bool)
     board[y0:y1, x0:x1] = True
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    found = furniture(bgr, bgr, float(d.base_row), seed=1)
-    shape = img.shape[:2]
-    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
-            for f in found]
-    best = max(full, key=lambda f: (f & board).sum())
+    best, found = _best_furniture(img, d.base_row, board)
     rows = board.any(axis=1)
     assert (best & board).any(axis=1)[rows].mean() > 0.97, [f.box for f in found]
     assert _iou(board, best & ~legs) >= 0.7, (_iou(board, best & ~legs), [f.box for f in found])
@@ -130,12 +135,7 @@ def test_a_framed_board_is_held_out_to_its_frame_not_only_its_poster():
     board[y0:y1, x0:x1] = True
     poster = np.zeros_like(board)
     poster[y0 + 8:y1 - 6, x0 + 8:x1 - 8] = True
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    found = furniture(bgr, bgr, float(d.base_row), seed=1)
-    shape = img.shape[:2]
-    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
-            for f in found]
-    best = max(full, key=lambda f: (f & board).sum())
+    best, found = _best_furniture(img, d.base_row, board)
     assert _iou(board, best) >= 0.8, (_iou(board, best), _iou(poster, best), [f.box for f in found])
 
 
