@@ -139,6 +139,21 @@ def test_a_framed_board_is_held_out_to_its_frame_not_only_its_poster():
     assert _iou(board, best) >= 0.8, (_iou(board, best), _iou(poster, best), [f.box for f in found])
 
 
+def test_a_frame_is_completed_only_where_an_edge_reaches_the_pavement_past_the_foot():
+    """The frame's sides must run on past the facade's foot by a fiftieth of the frame (the
+    base line's own uncertainty is a hundredth): a pair of door jambs ending on the base
+    line beside a cut is no board's frame."""
+    from derrumbe.stages.holdout_cues.cutout import Found
+    from derrumbe.stages.holdout_cues.furniture import _framed
+    H, W = 400, 600
+    img = np.full((H, W, 3), 180, np.uint8)
+    img[200:300, [280, 320]] = 40                        # two dark verticals, rows 200-300
+    poster = Found(285, 220, np.ones((70, 30), bool), "furniture", 0.5)
+    for base, completed in ((300 - 0.01 * H, False), (300 - 0.05 * H, True)):
+        out = _framed(poster, img, base)
+        assert (out.mask.sum() > 1.5 * poster.mask.sum()) == completed, (base, out.box)
+
+
 def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still_is():
     """img_140: the lit courtyard at the end of a gateway's dark passage, a bright patch on
     the base line framed by darkness above and at both sides, stood in the rubble as

@@ -187,7 +187,7 @@ def _framed(piece: Found, full_bgr: np.ndarray, base: float) -> Found:
         return xo, top[grp].min(), bot[grp].max()
     left = edge(x0 - FRAME_REACH * pw, x0 + FRAME_INSIDE * pw, np.min)
     right = edge(x1 - FRAME_INSIDE * pw, x1 + FRAME_REACH * pw, np.max)
-    if left is None or right is None or max(left[2], right[2]) < base + 0.02 * piece.mask.shape[0]:
+    if left is None or right is None or max(left[2], right[2]) < base + 0.02 * full_bgr.shape[0]:
         return piece
     bx0, bx1 = int(np.floor(left[0])), int(np.ceil(right[0])) + 1
     by0, by1 = int(np.floor(min(left[1], right[1], y0))), int(np.ceil(max(left[2], right[2], y1)))
