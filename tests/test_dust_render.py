@@ -558,6 +558,28 @@ def _deep_slab(near_m: float, far_m: float, sigma: float) -> dict:
                        origin, h)
 
 
+def _fronts_640(frames, building: np.ndarray, depth_m: float, opaque_m: float = 0.0):
+    """Dust frames rendered at 640x360 (march at a third) in a low warm sun, against a plate
+    whose building mask is `building` (no sky) and whose facade stands depth_m away; a piece
+    opaque_m away covers the whole frame (0: none). The camera and each frame's front."""
+    import moderngl
+    cam = CAM.scaled(640, 360)
+    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
+    W, H = 640 // 3, 360 // 3
+    no_sky = np.zeros((360, 640), np.float32)
+    ctx = moderngl.create_standalone_context(backend="egl")
+    try:
+        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
+                         backdrop_depth(cam, (W, H), building, no_sky, depth_m), (W, H),
+                         backdrop_full=backdrop_depth(cam, (640, 360), building, no_sky, depth_m))
+        fronts = [r.render(f, np.full((H, W), opaque_m, np.float32),
+                           np.full((360, 640), opaque_m, np.float32)).front.copy() for f in frames]
+        r.release()
+    finally:
+        ctx.release()
+    return cam, fronts
+
+
 def test_a_thinned_cloud_round_the_lens_gathers_into_clumps_with_windows_through_it():
     """A camera 17 m from a collapse stands in dust of optical depth about 20 (img_100,
     img_270); the see-through thins it to 0.8 between the lens and the building. Thinned
@@ -567,25 +589,10 @@ def test_a_thinned_cloud_round_the_lens_gathers_into_clumps_with_windows_through
     lens's rays, the same dust leaves a good share of the frame nearly clear (the building
     seen through a window) and a good share dense, and the mean opacity stays about the
     even veil's (the see-through still lets about as much of the building through)."""
-    import moderngl
-    cam = CAM.scaled(640, 360)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
-    W, H = 640 // 3, 360 // 3
-    wall = np.ones((360, 640), np.float32)
-    no_sky = np.zeros((360, 640), np.float32)
     state = _deep_slab(12.0, 32.0, 1.0)
-    alpha = {}
-    ctx = moderngl.create_standalone_context(backend="egl")
-    try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
-                         backdrop_depth(cam, (W, H), wall, no_sky, 34.0), (W, H),
-                         backdrop_full=backdrop_depth(cam, (640, 360), wall, no_sky, 34.0))
-        for thin in (1.0, 0.04):
-            alpha[thin] = r.render(dust_frame(state, SUN, thin), np.zeros((H, W), np.float32),
-                                   np.zeros((360, 640), np.float32)).front[..., 3].copy()
-        r.release()
-    finally:
-        ctx.release()
+    cam, fronts = _fronts_640([dust_frame(state, SUN, thin) for thin in (1.0, 0.04)],
+                              np.ones((360, 640), np.float32), 34.0)
+    alpha = {1.0: fronts[0][..., 3], 0.04: fronts[1][..., 3]}
     # The slab's middle as the lens sees it: 2-12 m up and 8 m either side at its far face.
     v0, v1 = (int(cam.cy - cam.f_px * (y - cam.eye_m) / 32.0) for y in (12.0, 2.0))
     u0, u1 = (int(cam.cx + cam.f_px * x / 32.0) for x in (-8.0, 8.0))
@@ -661,12 +668,6 @@ def test_a_dense_clouds_edge_against_a_haze_keeps_the_haze_beside_it():
     lay beside it (dust over the facade), the haze was cut away along the edge and a band
     of bare, darker plate outlined the cloud (img_270 and img_100 at 20 %). Beside the
     edge the haze must stay as opaque as it is further out."""
-    import moderngl
-    cam = CAM.scaled(640, 360)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
-    W, H = 640 // 3, 360 // 3
-    wall = np.ones((360, 640), np.float32)
-    no_sky = np.zeros((360, 640), np.float32)
     h, (nz, ny, nx) = 0.5, (60, 30, 60)
     origin = np.array([-15.0, 0.0, -31.0])
     z = -(origin[2] + (np.arange(nz) + 0.5) * h)[:, None, None]
@@ -674,16 +675,8 @@ def test_a_dense_clouds_edge_against_a_haze_keeps_the_haze_beside_it():
     haze = np.where((z >= 8.0) & (z <= 14.0), 0.07, 0.0) * np.ones((1, ny, 1))
     dense = np.where((z >= 20.0) & (z <= 28.0) & (x < -2.0), 3.0, 0.0) * np.ones((1, ny, 1))
     state = _dust_state(haze + dense, origin, h)
-    ctx = moderngl.create_standalone_context(backend="egl")
-    try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
-                         backdrop_depth(cam, (W, H), wall, no_sky, 30.0), (W, H),
-                         backdrop_full=backdrop_depth(cam, (640, 360), wall, no_sky, 30.0))
-        a = r.render(dust_frame(state, SUN), np.zeros((H, W), np.float32),
-                     np.zeros((360, 640), np.float32)).front[..., 3].copy()
-        r.release()
-    finally:
-        ctx.release()
+    cam, fronts = _fronts_640([dust_frame(state, SUN)], np.ones((360, 640), np.float32), 30.0)
+    a = fronts[0][..., 3]
     rows = slice(int(cam.cy - cam.f_px * (8.0 - cam.eye_m) / 24.0), int(cam.cy - cam.f_px * (3.0 - cam.eye_m) / 24.0))
     edge = int(round(cam.cx + cam.f_px * -2.0 / 24.0))          # the dense block's side, seen at its middle
     assert a[rows, edge - 40:edge - 20].mean() > 0.9            # the dense cloud
@@ -772,27 +765,15 @@ def test_holes_in_dust_lying_on_a_wall_thin_out_softly_while_a_free_clouds_edges
     wall of the building 30 m away and 15 m in front of it: the holes' edges ramp over at
     least twice as many pixels on the wall as in the free layer, which keeps its sharp
     edges."""
-    import moderngl
-    cam = CAM.scaled(640, 360)
-    light = Lighting(SUN, np.array([1.0, 0.93, 0.82]) * 1.2, np.array([0.55, 0.65, 0.8]) * 0.35, np.ones(3) * 0.5)
-    W, H = 640 // 3, 360 // 3
-    none = np.zeros((360, 640), np.float32)         # no building, no sky: the street, then far away
+    # The building's front behind it all: a piece (a wall of it) 30 m away.
+    nears = (27.0, 13.0)
+    cam, fronts = _fronts_640([dust_frame(_holed_layer(near), SUN) for near in nears],
+                              np.zeros((360, 640), np.float32), 1e4, opaque_m=30.0)
     ramps = {}
-    ctx = moderngl.create_standalone_context(backend="egl")
-    try:
-        r = DustRenderer(ctx, cam, light, colour.srgb_colour((200, 188, 168)),
-                         backdrop_depth(cam, (W, H), none, none, 1e4), (W, H),
-                         backdrop_full=backdrop_depth(cam, (640, 360), none, none, 1e4))
-        for near in (27.0, 13.0):
-            # The building's front behind it all: a piece (a wall of it) 30 m away.
-            a = r.render(dust_frame(_holed_layer(near), SUN), np.full((H, W), 30.0, np.float32),
-                         np.full((360, 640), 30.0, np.float32)).front[..., 3].copy()
-            rows = np.zeros(a.shape, bool)      # the layer's middle storeys, clear of its top and foot
-            rows[int(cam.cy - cam.f_px * (10.0 - cam.eye_m) / near):int(cam.cy - cam.f_px * (2.0 - cam.eye_m) / near)] = True
-            ramps[near] = edge_ramps(a, where=rows)
-        r.release()
-    finally:
-        ctx.release()
+    for near, f in zip(nears, fronts):
+        rows = np.zeros(f.shape[:2], bool)      # the layer's middle storeys, clear of its top and foot
+        rows[int(cam.cy - cam.f_px * (10.0 - cam.eye_m) / near):int(cam.cy - cam.f_px * (2.0 - cam.eye_m) / near)] = True
+        ramps[near] = edge_ramps(f[..., 3], where=rows)
     assert min(len(v) for v in ramps.values()) > 50, {k: len(v) for k, v in ramps.items()}
     free, lying = float(np.median(ramps[13.0])), float(np.median(ramps[27.0]))
     assert free <= 2.5, free
