@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from derrumbe.stages.plate import line_segments
+
 NEAR_VERTICAL_DEG = 12.0    # segments this close to vertical are taken as the facade's verticals
 INLIER_DEG = 1.0            # a segment agrees with a vanishing point within this angle
 MIN_LINES = 8               # fewer verticals than this: too few to tell a tilt
@@ -66,10 +68,7 @@ def vertical_segments(gray: np.ndarray) -> np.ndarray:
     h, w = gray.shape
     s = min(1.0, 800.0 / max(h, w))
     small = cv2.resize(gray, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
-    found = cv2.createLineSegmentDetector().detect(small)[0]
-    if found is None:
-        return np.zeros((0, 4))
-    seg = found.reshape(-1, 4) / s
+    seg = line_segments(small) / s
     dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
     upright = np.degrees(np.arctan2(np.abs(dx), np.abs(dy))) < NEAR_VERTICAL_DEG
     return seg[upright & (np.hypot(dx, dy) > 6.0)]

@@ -466,3 +466,10 @@ def resize_linear(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return img.copy()
     shrink = size[0] < img.shape[1]
     return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+def line_segments(gray: np.ndarray) -> np.ndarray:
+    """Straight line segments (x0, y0, x1, y1, pixels of `gray`) by OpenCV's LSD detector:
+    the keystone reads the facade's verticals from them, the furniture cue a board's frame."""
+    found = cv2.createLineSegmentDetector().detect(gray)[0]
+    return np.zeros((0, 4)) if found is None else found.reshape(-1, 4)

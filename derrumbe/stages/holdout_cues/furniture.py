@@ -21,6 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from derrumbe.stages.holdout_cues.cutout import Found, cut
+from derrumbe.stages.plate import line_segments
 
 BAND_UP = 0.2           # a thing standing at the wall ends within this share of the frame above the base line
 BAND_DOWN = 0.1         # the pavement in front searched below the base line, share of the frame
@@ -146,16 +147,12 @@ def _grown_up(full_bgr: np.ndarray, piece: Found, rect, top_min: float, seed: in
 
 
 def _verticals(full_bgr: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """Near-vertical line segments (x0, y0, x1, y1, plate pixels) in a crop of the plate,
-    by OpenCV's LSD detector."""
+    """Near-vertical line segments (x0, y0, x1, y1, plate pixels) in a crop of the plate."""
     H, W = full_bgr.shape[:2]
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(W, x1), min(H, y1)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return np.zeros((0, 4))
-    found = cv2.createLineSegmentDetector().detect(cv2.cvtColor(full_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY))[0]
-    if found is None:
-        return np.zeros((0, 4))
-    seg = found.reshape(-1, 4) + [x0, y0, x0, y0]
+    seg = line_segments(cv2.cvtColor(full_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2GRAY)) + [x0, y0, x0, y0]
     dx, dy = seg[:, 2] - seg[:, 0], seg[:, 3] - seg[:, 1]
     return seg[(np.abs(dx) < FRAME_SLANT * np.abs(dy)) & (np.abs(dy) > 6.0)]
 
