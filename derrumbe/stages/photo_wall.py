@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.ndimage import median_filter
 
 from derrumbe.colour import luminance
 from derrumbe.stages.keystone import lean_scale
@@ -34,6 +35,15 @@ OPENINGS = (0.02, 0.6)   # the share of a facade's tile darker than its wall: wi
 MIN_STOREY = 0.6         # less of a storey than this over the ground floor: too little facade
 WALLNESS = 0.35          # a pixel this far from the wall's brightness (share) takes none of the new colour
 EDGE_KEEP = 0.06         # the facade's outer columns left out (share of its width): corners, drainpipes
+# A downpipe or a cable down the facade: a run of columns at most PIPE_W of a storey wide
+# that stands out from the wall round it (by PIPE_DIFF[0] of the wall's brightness) over
+# PIPE_ROWS of the facade's height (a window's jamb: over the window's height only), with
+# the columns beside it that differ by PIPE_DIFF[1] as often (its shadow, its brackets).
+# On img_181 the pipe's columns stand out over 92-93 % of the rows, a window's mullion
+# over at most 79 % (its storey's window and the rustication's grooves).
+PIPE_W = 0.1
+PIPE_DIFF = (0.25, 0.08)
+PIPE_ROWS = 0.85
 
 
 @dataclass
@@ -92,6 +102,7 @@ def facade_cells(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, store
     bp = period(lum.T, 0.4 * storey_px, 1.4 * storey_px)
     if sp < 6 or bp < 6:
         return None
+    up = _without_pipes(up, storey_px, bp)
     ny, nx = len(up) // sp, (x1 - x0) // bp
     if ny * nx < MIN_CELLS:
         return None
@@ -103,6 +114,73 @@ def facade_cells(lin: np.ndarray, inside: np.ndarray, holdout: np.ndarray, store
     if not OPENINGS[0] < float((lum < 0.6 * np.median(lum)).mean()) < OPENINGS[1]:
         return None             # a plain wall (no windows to show) or no wall at all (a curtain of glass)
     return Cells(np.ascontiguousarray(tile, np.float32), int(sp), int(bp), ref)
+
+
+def _without_pipes(up: np.ndarray, storey_px: float, bay_px: int) -> np.ndarray:
+    """The facade with its downpipes and cables painted out by the wall beside them. The
+    tile repeats every bay and every wing: one pipe became a pipe every few metres of
+    every courtyard wall, and where a wing's piers were widened by their plainest column
+    the pipe was that column, a band of bright metal down a wall (img_181 at 100 %).
+    A pipe runs the facade's whole height, past the window rows; a window's mullion or
+    jamb stands out over the window's height only. It is painted out by the same columns
+    a bay or two along, the same pier without it."""
+    k = max(3, int(round(PIPE_W * storey_px)))
+    lum = luminance(up)
+    # Each column against the wall a pipe's width either side of it, row by row: a pipe
+    # is lighter (or darker) than both in every row. A window's jamb differs from one
+    # side only, and a window's column is its dark frame in some rows and its light
+    # curtain in others.
+    cores = []
+    for sign in (1.0, -1.0):
+        d = [sign * (lum / np.maximum(np.roll(lum, s, axis=1), 1e-6) - 1.0) > PIPE_DIFF[0] for s in (k, -k)]
+        c = (d[0] & d[1]).mean(axis=0) > PIPE_ROWS
+        c[:2] = c[-2:] = False
+        cores.append(c)
+    ref = median_filter(np.median(lum, axis=0), size=6 * k + 1, mode="nearest")
+    share = (np.abs(lum / np.maximum(ref, 1e-6)[None, :] - 1.0) > PIPE_DIFF[1]).mean(axis=0)
+    out = up.copy()
+    anywhere = cores[0] | cores[1]
+    # (a light pipe and its dark shadow are two runs, each as narrow as a pipe)
+    for core in cores:
+        edges = np.flatnonzero(np.diff(np.r_[0, core.astype(np.int8), 0]))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a > k:
+                continue                      # a pilaster or a shopfront's bay, wider than a pipe
+            # With its shadow and brackets: the columns either side still off the wall a little.
+            lo_, hi_ = a, b
+            while lo_ > max(a - k, 1) and share[lo_ - 1] > PIPE_ROWS:
+                lo_ -= 1
+            while hi_ < min(b + k, len(share) - 1) and share[hi_] > PIPE_ROWS:
+                hi_ += 1
+            lo_, hi_ = max(lo_ - 3, 0), min(hi_ + 3, up.shape[1])
+            out[:, lo_:hi_] = _bay_along(up, anywhere, lo_, hi_, bay_px)
+    return out
+
+
+def _bay_along(up: np.ndarray, core: np.ndarray, a: int, b: int, bay_px: int) -> np.ndarray:
+    """Columns a..b as the facade has them a whole number of bays along (the nearest such
+    span inside the facade with no pipe in it), feathered into the columns they join.
+    (Wall taken from beside the pipe brought half a window with it where the pier
+    between two windows was hardly wider than the pipe and its shadow, img_181.)"""
+    n, w = b - a, up.shape[1]
+    for m in (1, -1, 2, -2, 3, -3):
+        p = a + m * bay_px
+        if 0 <= p and p + n <= w and not core[max(p - 2, 0):p + n + 2].any():
+            # Brought to the light each side of the gap (a facade is often lit unevenly
+            # along its length: the patch from a bay over showed as a lighter strip).
+            patch = up[:, p:p + n]
+            g = [_gain(up[:, max(a - 3, 0):max(a, 1)], patch[:, :3]), _gain(up[:, b:b + 3], patch[:, -3:])]
+            patch = patch * np.linspace(g[0], g[1], n)[None, :, None]
+            f = np.clip(np.minimum(np.arange(n) + 1.0, n - np.arange(n)) / 2.0, 0.0, 1.0)[None, :, None]
+            return patch * f + up[:, a:b] * (1 - f)
+    return up[:, a:b]
+
+
+def _gain(want: np.ndarray, have: np.ndarray) -> float:
+    """How much brighter the columns `want` are than `have` (their median, within 2x)."""
+    if not want.size:
+        return 1.0
+    return float(np.clip(np.median(luminance(want)) / max(float(np.median(luminance(have))), 1e-6), 0.5, 2.0))
 
 
 def period(a: np.ndarray, lo: float, hi: float) -> int:
