@@ -889,6 +889,45 @@ def test_a_brick_buildings_floor_breaks_as_timber_boards_joists_and_a_plaster_ce
     assert wood[0] > wood[1] > wood[2] and wood[0] > 1.5 * wood[2], wood     # brown boards
 
 
+def test_a_fallen_walls_inner_face_is_smooth_plaster_knocked_off_to_the_brick_in_patches():
+    """A brick wall's inner face, fallen and turned to the camera: trowelled plaster,
+    smooth at the bricks' scale (its shading changes by under 1.5 % from one pixel, 9 mm
+    here, to the next: shaded by the bricks' facets under it, it drew a grid of tiles,
+    2.4 %), knocked off in patches (a part of the face, more along its broken edges than
+    in its middle) to the darker, redder brick behind it. Drawn whole and flat, the inner
+    faces of walls fallen face-up filled the foreground as grey cards (img_190 at 80 %)."""
+    import cv2
+    from derrumbe.colour import luminance
+    from derrumbe.stages.render import DebrisRenderer
+    lo, hi = np.array([-1.0, 1.0, -4.4]), np.array([1.0, 3.0, -4.0])
+    fr = _one_box_fracture(lo, hi, lambda n: INTERIOR if n[2] < -0.5 else BREAK)
+    plate = np.full((CAM.height, CAM.width, 3), 0.3, np.float32)
+    r = DebrisRenderer(fr, CAM, plate, np.ones((CAM.height, CAM.width), np.float32), _grey_light(),
+                       np.array((0.45, 0.42, 0.38)), 0.25, fr.centroid[:1] + [0, -300, 0],
+                       np.tile([1.0, 0, 0, 0], (1, 1)), masonry=True)
+    try:
+        img = r.render(_still_sim(fr.centroid[0], _axis_quat((0, 1, 0), 180)), 0.5, 0.0, 1).debris[..., :3]
+    finally:
+        r.release()
+    k = CAM.f_px / 4.0                                          # pixels a metre on the face, 4 m away
+    row = lambda y: int(round(CAM.cy - (y - CAM.eye_m) * k))
+    col = lambda x: int(round(CAM.cx + x * k))
+    face = img[row(2.9):row(1.1), col(-0.9):col(0.9)]
+    lum = luminance(face)
+    bare = lum < 0.7 * float(np.median(lum))
+    rim = np.zeros_like(bare)
+    b = int(0.3 * k)
+    rim[:b], rim[-b:], rim[:, :b], rim[:, -b:] = True, True, True, True
+    assert 0.1 < bare.mean() < 0.6, bare.mean()
+    assert bare[rim].mean() > 1.5 * bare[~rim].mean(), (bare[rim].mean(), bare[~rim].mean())
+    brick, plaster = (working_to_rec709(face[m].mean(0)) for m in (bare, ~bare))
+    assert brick[0] / brick[2] > 1.1 * plaster[0] / plaster[2], (brick, plaster)
+    smooth = ~cv2.dilate(bare.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    both = smooth[1:] & smooth[:-1]
+    step = np.abs(np.diff(lum, axis=0))[both].mean() / lum[smooth].mean()
+    assert step < 0.015, step
+
+
 def _pane_scene(depth: float):
     """One pane of window glass, 1.2 x 1.6 m and 6 mm thick, depth m in front of a
     320x180 camera, facing it, falling slowly: a shard since t = 0.2 s."""

@@ -112,6 +112,9 @@ layout(location = 0) out vec4 o_col;
 layout(location = 1) out vec4 o_aux;
 """ + _COMMON + """
 const int FRONT = 0, SIDE = 1, BREAK = 2, INSIDE = 3, GLASSF = 4, REVEAL = 5;
+// Where a fallen wall's plaster has come away: the noise's value over this (about a
+// quarter of an inner face), more within 40 cm of its broken edges.
+const float SPALL = 0.16, SPALL_EDGE = 0.3;
 // The sky a break's face sees at a crack's mouth (as much as the open wall's face, for its
 // orientation), falling off with depth into the wall over a fresh crack's width (a slot
 // of width w seen from depth d into it: about 1 - d / sqrt(d^2 + w^2)).
@@ -277,6 +280,7 @@ void main() {
 #else
     vec3 mat = concrete(v_rest, fine, a, c4, rel, g);
 #endif
+    vec3 core = mat; float core_rel = rel; vec3 core_g = g;     // the wall's own material, under its skins
     // The render or plaster skin of the wall's faces along a break's edges.
     float skin = 0.02 + 0.012 * a.w;
     float outer = elem == E_SLAB ? 0.0 : 1.0 - smoothstep(skin - 0.5 * px, skin + 0.5 * px, v_wall.x);
@@ -294,10 +298,30 @@ void main() {
         // plaster drawn flat read as untextured lilac card once its piece fell, img_190).
         float stain = smoothstep(0.05, 0.55, nz(v_rest * 0.9 + 7.0).w);
         base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * stain); k_relief = 0.35; rel = 0.3 * a.w;
+        // Plaster undulates; it is not shaded by the bricks' facets under it (which drew a
+        // grid of tiles over the inner faces of the walls fallen face-up, img_190 at 80 %).
+        g = a.xyz * 0.6;
+        if (v_rnrm.y <= 0.7 && v_moved > 0.5) {
+            // A fallen wall's plaster knocked off in patches where it was struck, and along
+            // its broken edges: the brick or block behind it shows, set back by the
+            // plaster's thickness, in the shadow of the plaster's broken lip. Drawn whole,
+            // those inner faces filled the foreground as flat grey cards.
+            // (ragged to the centimetre: one or two octaves drew smooth camouflage blots)
+            float s = nz(v_rest * 0.35 + 5.0).w + 0.45 * nz(v_rest * 1.3 + 2.0).w + 0.3 * nz(v_rest.zxy * 4.1 + 1.0).w
+                    + SPALL_EDGE * v_loose * (1.0 - smoothstep(0.05, 0.4, e));
+            float w = max(0.02, 0.6 * px);
+            float off = smoothstep(SPALL - w, SPALL + w, s);
+            float lip = off * (1.0 - smoothstep(SPALL, SPALL + 0.04 + w, s));
+            base = mix(base, core * (1.0 - 0.45 * lip), off);
+            rel = mix(rel, core_rel - 0.6 * lip, off);
+            g = mix(g, core_g, off);
+            k_relief = mix(k_relief, rough, off);
+            fresh = off;
+        }
     } else {
         // A weathered outer face: the wall's render, a roof's covering.
         base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);
-        k_relief = 0.2; rel = 0.3 * a.w;
+        k_relief = 0.2; rel = 0.3 * a.w; g = a.xyz * 0.6;
     }
     // Every lump its own: a little lighter or darker, warmer or greyer, dirtier.
     float hid = hash3(vec3(v_id, v_id * 0.37, 1.7));
