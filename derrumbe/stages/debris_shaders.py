@@ -280,7 +280,7 @@ void main() {
 #else
     vec3 mat = concrete(v_rest, fine, a, c4, rel, g);
 #endif
-    vec3 core = mat; float core_rel = rel; vec3 core_g = g;     // the wall's own material, under its skins
+    vec3 core = mat;          // the wall's own material, under its skins
     // The render or plaster skin of the wall's faces along a break's edges.
     float skin = 0.02 + 0.012 * a.w;
     float outer = elem == E_SLAB ? 0.0 : 1.0 - smoothstep(skin - 0.5 * px, skin + 0.5 * px, v_wall.x);
@@ -297,10 +297,8 @@ void main() {
         // An old room's surfaces: grimy and stained in patches, the paint flaking (clean
         // plaster drawn flat read as untextured lilac card once its piece fell, img_190).
         float stain = smoothstep(0.05, 0.55, nz(v_rest * 0.9 + 7.0).w);
-        base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * stain); k_relief = 0.35; rel = 0.3 * a.w;
-        // Plaster undulates; it is not shaded by the bricks' facets under it (which drew a
-        // grid of tiles over the inner faces of the walls fallen face-up, img_190 at 80 %).
-        g = a.xyz * 0.6;
+        base *= (0.78 + 0.12 * a.w) * (1.0 - 0.22 * stain);
+        float off = 0.0, lip = 0.0;
         if (v_rnrm.y <= 0.7 && v_moved > 0.5) {
             // A fallen wall's plaster knocked off in patches where it was struck, and along
             // its broken edges: the brick or block behind it shows, set back by the
@@ -310,14 +308,17 @@ void main() {
             float s = nz(v_rest * 0.35 + 5.0).w + 0.45 * nz(v_rest * 1.3 + 2.0).w + 0.3 * nz(v_rest.zxy * 4.1 + 1.0).w
                     + SPALL_EDGE * v_loose * (1.0 - smoothstep(0.05, 0.4, e));
             float w = max(0.02, 0.6 * px);
-            float off = smoothstep(SPALL - w, SPALL + w, s);
-            float lip = off * (1.0 - smoothstep(SPALL, SPALL + 0.04 + w, s));
-            base = mix(base, core * (1.0 - 0.45 * lip), off);
-            rel = mix(rel, core_rel - 0.6 * lip, off);
-            g = mix(g, core_g, off);
-            k_relief = mix(k_relief, rough, off);
-            fresh = off;
+            off = smoothstep(SPALL - w, SPALL + w, s);
+            lip = off * (1.0 - smoothstep(SPALL, SPALL + 0.04 + w, s));
         }
+        // Plaster undulates; it is not shaded by the bricks' facets under it (which drew a
+        // grid of tiles over the inner faces of the walls fallen face-up, img_190 at 80 %).
+        // Where it is gone, the material's own relief (rel, g) shows.
+        base = mix(base, core * (1.0 - 0.45 * lip), off);
+        rel = mix(0.3 * a.w, rel - 0.6 * lip, off);
+        g = mix(a.xyz * 0.6, g, off);
+        k_relief = mix(0.35, rough, off);
+        fresh = off;
     } else {
         // A weathered outer face: the wall's render, a roof's covering.
         base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);

@@ -121,15 +121,22 @@ def _without_pipes(up: np.ndarray, storey_px: float, bay_px: int) -> np.ndarray:
     tile repeats every bay and every wing: one pipe became a pipe every few metres of
     every courtyard wall, and where a wing's piers were widened by their plainest column
     the pipe was that column, a band of bright metal down a wall (img_181 at 100 %).
-    A pipe runs the facade's whole height, past the window rows; a window's mullion or
-    jamb stands out over the window's height only. It is painted out by the same columns
-    a bay or two along, the same pier without it."""
+    It is painted out by the same columns a bay or two along, the same pier without it."""
     k = max(3, int(round(PIPE_W * storey_px)))
-    lum = luminance(up)
-    # Each column against the wall a pipe's width either side of it, row by row: a pipe
-    # is lighter (or darker) than both in every row. A window's jamb differs from one
-    # side only, and a window's column is its dark frame in some rows and its light
-    # curtain in others.
+    spans, anywhere = _pipe_spans(luminance(up), k)
+    out = up.copy()
+    for lo, hi in spans:
+        out[:, lo:hi] = _bay_along(up, anywhere, lo, hi, bay_px)
+    return out
+
+
+def _pipe_spans(lum: np.ndarray, k: int) -> tuple[list, np.ndarray]:
+    """The column spans (lo, hi) to paint out, each a pipe's run with its shadow and
+    brackets, and where any pipe's run is. A pipe runs the facade's whole height, past
+    the window rows: lighter (or darker) than the wall k columns either side of it in
+    every row. A window's jamb differs from one side only, its mullion over the window's
+    height only, and a window's column is its dark frame in some rows and its light
+    curtain in others."""
     cores = []
     for sign in (1.0, -1.0):
         d = [sign * (lum / np.maximum(np.roll(lum, s, axis=1), 1e-6) - 1.0) > PIPE_DIFF[0] for s in (k, -k)]
@@ -138,23 +145,20 @@ def _without_pipes(up: np.ndarray, storey_px: float, bay_px: int) -> np.ndarray:
         cores.append(c)
     ref = median_filter(np.median(lum, axis=0), size=6 * k + 1, mode="nearest")
     share = (np.abs(lum / np.maximum(ref, 1e-6)[None, :] - 1.0) > PIPE_DIFF[1]).mean(axis=0)
-    out = up.copy()
-    anywhere = cores[0] | cores[1]
+    spans = []
     # (a light pipe and its dark shadow are two runs, each as narrow as a pipe)
     for core in cores:
         edges = np.flatnonzero(np.diff(np.r_[0, core.astype(np.int8), 0]))
         for a, b in zip(edges[::2], edges[1::2]):
             if b - a > k:
                 continue                      # a pilaster or a shopfront's bay, wider than a pipe
-            # With its shadow and brackets: the columns either side still off the wall a little.
-            lo_, hi_ = a, b
-            while lo_ > max(a - k, 1) and share[lo_ - 1] > PIPE_ROWS:
-                lo_ -= 1
-            while hi_ < min(b + k, len(share) - 1) and share[hi_] > PIPE_ROWS:
-                hi_ += 1
-            lo_, hi_ = max(lo_ - 3, 0), min(hi_ + 3, up.shape[1])
-            out[:, lo_:hi_] = _bay_along(up, anywhere, lo_, hi_, bay_px)
-    return out
+            lo, hi = a, b
+            while lo > max(a - k, 1) and share[lo - 1] > PIPE_ROWS:
+                lo -= 1
+            while hi < min(b + k, len(share) - 1) and share[hi] > PIPE_ROWS:
+                hi += 1
+            spans.append((max(lo - 3, 0), min(hi + 3, lum.shape[1])))
+    return spans, cores[0] | cores[1]
 
 
 def _bay_along(up: np.ndarray, core: np.ndarray, a: int, b: int, bay_px: int) -> np.ndarray:
