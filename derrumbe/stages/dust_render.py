@@ -124,6 +124,17 @@ def unstretched(coords: np.ndarray, grid: Grid, drift) -> np.ndarray:
     return out
 
 
+def carry_velocity(f: DustFrame) -> tuple[float, float, float]:
+    """The cloud's drift velocity (m/s): the air's velocity averaged over the dust, as the
+    simulation drifts the detail's rest positions (dust.py, _regenerate)."""
+    w = np.asarray(f.sigma, np.float64)
+    total = float(w.sum())
+    if total <= 0:
+        return (0.0, 0.0, 0.0)
+    v = np.tensordot(np.asarray(f.vel, np.float64), w, axes=([1, 2, 3], [0, 1, 2])) / total
+    return tuple(float(x) for x in v)
+
+
 def backdrop_depth(cam: Camera, size: tuple, building: np.ndarray, skyness: np.ndarray, facade_depth: float) -> np.ndarray:
     """Depth (along -z) where the plate itself is opaque, per pixel at `size`: the street
     below the horizon, the sky far away, walls beside the building at the street line
@@ -161,6 +172,7 @@ uniform sampler3D vol;        // r: extinction 1/m, g: optical depth to the sun,
 uniform sampler3D coordA;     // advected detail coordinates (m)
 uniform sampler3D coordB;
 uniform vec3 driftA, driftB;  // each set's drift at its last reset (m): a point's rest point is p - drift
+uniform vec3 carry;           // the cloud's drift velocity now (m/s): how its drawn lumps move (motion blur)
 uniform sampler3D velo;       // xyz: air velocity m/s; w: how far the thinned dust is gathered into clumps (windows)
 uniform sampler3D occ;        // coarse max extinction, for skipping empty space
 uniform sampler3D shade;      // optical depth to the sun and the sky through the dust alone (surfaces' shadow)
@@ -305,7 +317,7 @@ void march(vec2 px, vec2 tc, float jit) {
     float dl = length(d);
     vec3 C = vec3(0.0); float T = 1.0; float tau_lens = 0.0;
     vec3 Cf = vec3(0.0); float Tf = 1.0; bool snap = false;
-    float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0; vec3 vw = vec3(0.0);
+    float zw = 0.0, zs = 0.0, sw = 0.0, zwb = 0.0, zsb = 0.0;
     float mu = dot(normalize(d), sun_dir);
     // Each octave carries half the energy, sees 40 % of the optical depth and a phase
     // half as peaked as the one before.
@@ -422,7 +434,7 @@ void march(vec2 px, vec2 tc, float jit) {
                 float a = 1.0 - exp(-se * seg * dl);
                 float wgt = T * a;
                 C += wgt * L;
-                if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se / gather; vw += wgt * texture(velo, uvw).xyz; }
+                if (!snap) { zw += wgt; zs += wgt * t; sw += wgt * se / gather; }
                 else { zwb += wgt; zsb += wgt * t; }
                 T *= 1.0 - a;
             }
@@ -435,14 +447,19 @@ void march(vec2 px, vec2 tc, float jit) {
     o_back = vec4((C - Cf) / tf, 1.0 - T / tf);
     o_shade = vec4(shadeAt(o + d * z_near), shadeAt(o + d * min(z_bg, 3000.0)));
     // The front's depth and density (opacity-weighted), and its motion on screen in
-    // pixels a frame (v down the image).
+    // pixels a frame (v down the image): the motion of what is drawn there, the lumps,
+    // which travel with the cloud's drift. Not the air's own velocity at the front: where
+    // the current streams toward the lens or up a column, the drawn lumps and the grid's
+    // density stay nearly where they are (0.2-0.7 px a frame, measured by optical flow
+    // between frames of img_270 at 40 %) while the air passes at 9-15 px a frame, and a
+    // blur that long drew fine streaks across a still cloud (the radial "sunburst").
     // (with no dust in front of the nearest opaque thing, the depth of the dust behind it:
     // the EXR's dust.Z is where the visible dust is)
     float zf = zw > 1e-4 ? zs / zw : (zwb > 1e-4 ? zsb / zwb : 0.0);
     vec2 mv = vec2(0.0);
     if (zw > 1e-4) {
         vec3 pf = o + d * zf;
-        vec3 p2 = pf + (vw / zw) * frame_s;
+        vec3 p2 = pf + carry * frame_s;
         vec2 a0 = vec2(intr.x * pf.x / -pf.z, -intr.y * (pf.y - eye) / -pf.z);
         vec2 a1 = vec2(intr.x * p2.x / -p2.z, -intr.y * (p2.y - eye) / -p2.z);
         mv = a1 - a0;
@@ -967,6 +984,7 @@ class DustRenderer:
         wa, wb = f.coord_w
         drift = np.zeros((2, 3)) if f.drift is None else np.asarray(f.drift, float)
         p["driftA"].value, p["driftB"].value = tuple(map(float, drift[0])), tuple(map(float, drift[1]))
+        p["carry"].value = carry_velocity(f)
         p["wA"].value, p["wB"].value = float(wa), float(wb)
         p["wnorm"].value = float(max(np.sqrt(wa * wa + wb * wb), 1e-3))
         for unit, tex in enumerate((self.vol, self.cA, self.cB, self.velo, self.occ, self.noise)):
