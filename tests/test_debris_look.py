@@ -928,6 +928,39 @@ def test_a_fallen_walls_inner_face_is_smooth_plaster_knocked_off_to_the_brick_in
     assert step < 0.015, step
 
 
+def test_the_plaster_of_a_wall_fallen_in_pieces_runs_on_across_them():
+    """A brick wall's inner face fallen in four pieces that still lie together, turned to
+    the camera: the room's plaster is one skin, so the pieces' plaster matches across their
+    seams (their medians within 4 %), as their broken faces need not. Tinted piece by piece
+    (up to 30 % apart) it was a patchwork of lighter and darker polygons, img_190 at 100 %."""
+    from derrumbe.colour import luminance
+    from derrumbe.stages.render import DebrisRenderer
+    inner = lambda n: INTERIOR if n[2] < -0.5 else BREAK
+    strips = [(-2.0 + i, -1.0 + i) for i in range(4)]
+    fr = _boxes_fracture([((x0, 1.0, -4.4), (x1, 3.0, -4.0), inner) for x0, x1 in strips])
+    plate = np.full((CAM.height, CAM.width, 3), 0.3, np.float32)
+    r = DebrisRenderer(fr, CAM, plate, np.ones((CAM.height, CAM.width), np.float32), _grey_light(),
+                       np.array((0.45, 0.42, 0.38)), 0.25, fr.centroid + [0, -300, 0],
+                       np.tile([1.0, 0, 0, 0], (fr.n, 1)), masonry=True)
+    try:
+        img = r.render(_still_sim(fr.centroid, _axis_quat((0, 1, 0), 180)), 0.5, 0.0, 1).debris[..., :3]
+    finally:
+        r.release()
+    k = CAM.f_px / 4.0
+    row = lambda y: int(round(CAM.cy - (y - CAM.eye_m) * k))
+    col = lambda x: int(round(CAM.cx + x * k))
+    lum = luminance(img)
+    medians = []
+    for x0, x1 in strips:
+        # (turned about its own centre, each piece shows its inner face where it lay)
+        face = lum[row(2.7):row(1.3), col(x0 + 0.25):col(x1 - 0.25)]
+        plaster = face[face > 0.7 * np.median(face)]             # not where it is knocked off
+        assert plaster.size > 0.3 * face.size
+        medians.append(float(np.median(plaster)))
+    steps = np.abs(np.diff(medians)) / np.array(medians[:-1])
+    assert steps.max() < 0.04, medians
+
+
 def _pane_scene(depth: float):
     """One pane of window glass, 1.2 x 1.6 m and 6 mm thick, depth m in front of a
     320x180 camera, facing it, falling slowly: a shard since t = 0.2 s."""

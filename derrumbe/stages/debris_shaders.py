@@ -324,9 +324,13 @@ void main() {
         base = (elem == E_SLAB && v_rnrm.y > 0.5) ? roof_col * (1.0 + 0.25 * a.w) : facade_albedo * (0.9 + 0.15 * a.w);
         k_relief = 0.2; rel = 0.3 * a.w; g = a.xyz * 0.6;
     }
-    // Every lump its own: a little lighter or darker, warmer or greyer, dirtier.
+    // Every lump's broken faces their own: a little lighter or darker, warmer or greyer,
+    // dirtier. A skin (the plaster of a room, a wall's render) runs on across the pieces
+    // a wall broke into: tinted piece by piece, the inner face of a wall lying in a few
+    // pieces was a patchwork of lighter and darker polygons (img_190 at 100 %).
     float hid = hash3(vec3(v_id, v_id * 0.37, 1.7));
-    base *= (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id)));
+    float lump = kind == BREAK ? 1.0 : fresh;
+    base *= mix(vec3(0.97), (0.82 + 0.3 * hid) * mix(vec3(1.0), vec3(1.05, 1.0, 0.93), hash3(vec3(v_id * 0.11, 3.1, v_id))), lump);
     vec3 np = perturb(n_lit, g, k_relief);
     float occ = mix(0.6, 1.0, smoothstep(-0.7, 0.5, rel));
     // What has moved sees the street under it (a ceiling still in its room sees the room's floor).
