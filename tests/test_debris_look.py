@@ -604,6 +604,37 @@ def test_the_storey_above_the_frame_keeps_its_windows_whole():
     _assert_whole_windows(atlas.image[:120 + 10], 25)
 
 
+def test_the_storeys_above_the_frame_repeat_the_facades_typical_storey_not_its_odd_top_one():
+    """The storey the frame's top cuts is often the odd one: img_270's top floor has no
+    balconies, the three below it have. Repeated over the storeys the frame never saw, it
+    made the sinking block lose its balconies as it dropped, a building swapped for another
+    (judge 44's second worst). What is continued above the frame is the storey most like
+    its neighbours, brought to the top storey's height (a camera tilted up sees storeys
+    taller further down: here 52, 56, 60 and 64 px), so every storey up there has its
+    balcony, at the top storey's period, and the frame itself stays as it was."""
+    from derrumbe.stages.plate_texture import continue_past_frame
+    rng = np.random.default_rng(6)
+    storeys = []
+    for k, h in enumerate((52, 56, 60, 64)):
+        st = 0.5 + 0.02 * rng.normal(0, 1, (h, 120, 3)).astype(np.float32)
+        a, b = int(0.35 * h), int(0.75 * h)
+        for x0 in (20, 70):
+            st[a:b, x0:x0 + 30] = rng.uniform(0.05, 0.15, (b - a, 30, 3))
+        if k > 0:
+            st[int(0.8 * h):int(0.95 * h), 10:110] = 0.2              # a balcony's slab and railing
+        storeys.append(st)
+    shop = np.tile(np.array([0.7, 0.15, 0.1], np.float32), (80, 120, 1))
+    tex = np.concatenate(storeys + [shop])
+    upper = sum(len(st) for st in storeys)
+    atlas = continue_past_frame(tex, (0, -160), (120, len(tex)), storey_px=56.0, upper_rows=upper)
+    assert np.allclose(atlas.image[160:], tex)
+    between = atlas.image[:160, 55:65].mean(axis=(1, 2)) < 0.3     # the wall between the windows
+    runs = np.flatnonzero(np.diff(between.astype(int)) == 1)
+    assert len(runs) >= 2, np.flatnonzero(between)
+    # at about the top storey's height (its period as found, 55 px), not the lower ones' 60-64
+    assert np.all((np.diff(runs) > 48) & (np.diff(runs) < 58)), runs
+
+
 def _assert_whole_windows(img: np.ndarray, col: int) -> None:
     """Down one bay's column: every run of glass (below 0.25) is 25 rows (a whole
     window) and each has its lit sill (0.7) right under it; the first may be cut by the

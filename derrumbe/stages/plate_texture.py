@@ -69,13 +69,48 @@ def repeat_period(edge: np.ndarray, lo: float, hi: float, expect: float | None =
     lags, spans = lags[keep], spans[keep]
     if not len(lags):
         return max(1, min(n, int(round(lo if expect is None else expect))))
-    lum = np.log(np.maximum(edge.astype(np.float32).reshape(n, edge.shape[1], -1).mean(axis=2), 1e-4))
-    prof = np.stack([lum.mean(axis=1), np.abs(np.diff(lum, axis=1)).mean(axis=1)], 1)
-    prof = (prof - prof.mean(axis=0)) / (prof.std(axis=0) + 1e-6)
+    prof = _standardised(_row_profile(edge))
     err = np.array([np.mean(np.abs(prof[k:k + m] - prof[:m])) for k, m in zip(lags, spans)])
     if expect is not None and err.min() > MATCH:
         return int(min(round(expect), n))
     return int(lags[int(np.argmin(err))])
+
+
+def _row_profile(img: np.ndarray) -> np.ndarray:
+    """(rows, 2): each row's log brightness and how much it changes along the row."""
+    n = len(img)
+    lum = np.log(np.maximum(img.astype(np.float32).reshape(n, img.shape[1], -1).mean(axis=2), 1e-4))
+    return np.stack([lum.mean(axis=1), np.abs(np.diff(lum, axis=1)).mean(axis=1)], 1)
+
+
+def _standardised(prof: np.ndarray) -> np.ndarray:
+    return (prof - prof.mean(axis=0)) / (prof.std(axis=0) + 1e-6)
+
+
+TYPICAL_OF = 3           # storeys under the frame's top compared to pick the one repeated above it
+
+
+def typical_storey(top: np.ndarray, p: int, lo: float, hi: float) -> np.ndarray:
+    """The p rows repeated above the frame (top: the frame's rows above the ground floor,
+    top down; p: their period at the frame's top): of the first TYPICAL_OF storeys down
+    from the frame's top, each taken at its own period (a camera tilted up sees them
+    taller further down) and brought to p rows, the one whose row profile is nearest the
+    others'. The storey the frame's top cuts is often the odd one (a top floor without the
+    balconies below it): repeated over the storeys the frame never saw, a sinking block
+    lost its balconies as it dropped, a building swapped for another (img_270 at 40 %).
+    With fewer storeys in the frame, or storeys all alike, the top one."""
+    storeys, start, lag = [], 0, int(p)
+    while len(storeys) < TYPICAL_OF and start + lag <= len(top):
+        storeys.append(top[start:start + lag])
+        start += lag
+        lag = repeat_period(top[start:], lo, hi, expect=p) if len(top) - start > 3 else int(p)
+    if len(storeys) < TYPICAL_OF:
+        return top[:p]
+    tiles = [t if len(t) == p else cv2.resize(t, (t.shape[1], int(p)), interpolation=cv2.INTER_AREA).reshape((int(p),) + t.shape[1:])
+             for t in storeys]
+    profs = _standardised(np.concatenate([_row_profile(t) for t in tiles])).reshape(len(tiles), int(p), 2)
+    cost = [sum(float(np.abs(a - b).mean()) for b in profs) for a in profs]
+    return tiles[int(np.argmin(cost))]
 
 
 @dataclass
@@ -111,11 +146,13 @@ def continue_past_frame(tex: np.ndarray, lo, hi, storey_px: float | None = None,
         v_lo, v_hi, h_lo, h_hi = H / 8, 0.6 * H, W / 10, 0.6 * W
     top = tex if upper_rows is None else tex[:max(2, min(int(upper_rows), H))]
     expect = storey_px if storey_px and storey_px > 4 else None
-    rows = _indices(y0, y1, H, lambda: repeat_period(top, v_lo, v_hi, expect),
-                    lambda: repeat_period(tex[::-1], v_lo, v_hi, expect))
+    img = tex[_indices(0, y1, H, None, lambda: repeat_period(tex[::-1], v_lo, v_hi, expect))]
+    if y0 < 0:
+        p = repeat_period(top, v_lo, v_hi, expect)
+        img = np.concatenate([typical_storey(top, p, v_lo, v_hi)[np.mod(np.arange(y0, 0), p)], img])
     cols = _indices(x0, x1, W, lambda: repeat_period(tex.transpose(1, 0, 2), h_lo, h_hi),
                     lambda: repeat_period(tex.transpose(1, 0, 2)[::-1], h_lo, h_hi))
-    return Atlas(np.ascontiguousarray(tex[rows][:, cols]), x0, y0)
+    return Atlas(np.ascontiguousarray(img[:, cols]), x0, y0)
 
 
 def _indices(a: int, b: int, n: int, period_first, period_last) -> np.ndarray:
