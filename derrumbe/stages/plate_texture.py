@@ -99,18 +99,24 @@ def typical_storey(top: np.ndarray, p: int, lo: float, hi: float) -> np.ndarray:
     balconies below it): repeated over the storeys the frame never saw, a sinking block
     lost its balconies as it dropped, a building swapped for another (img_270 at 40 %).
     With fewer storeys in the frame, or storeys all alike, the top one."""
-    storeys, start, lag = [], 0, int(p)
+    storeys, start, lag = [], 0, p
     while len(storeys) < TYPICAL_OF and start + lag <= len(top):
         storeys.append(top[start:start + lag])
         start += lag
-        lag = repeat_period(top[start:], lo, hi, expect=p) if len(top) - start > 3 else int(p)
+        lag = repeat_period(top[start:], lo, hi, expect=p) if len(top) - start > 3 else p
     if len(storeys) < TYPICAL_OF:
         return top[:p]
-    tiles = [t if len(t) == p else cv2.resize(t, (t.shape[1], int(p)), interpolation=cv2.INTER_AREA).reshape((int(p),) + t.shape[1:])
-             for t in storeys]
-    profs = _standardised(np.concatenate([_row_profile(t) for t in tiles])).reshape(len(tiles), int(p), 2)
+    tiles = [_to_rows(t, p) for t in storeys]
+    profs = _standardised(np.concatenate([_row_profile(t) for t in tiles])).reshape(len(tiles), p, 2)
     cost = [sum(float(np.abs(a - b).mean()) for b in profs) for a in profs]
     return tiles[int(np.argmin(cost))]
+
+
+def _to_rows(img: np.ndarray, n: int) -> np.ndarray:
+    """img resampled to n rows (its columns as they are)."""
+    if len(img) == n:
+        return img
+    return cv2.resize(img, (img.shape[1], n), interpolation=cv2.INTER_AREA).reshape((n,) + img.shape[1:])
 
 
 @dataclass
