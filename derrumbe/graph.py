@@ -241,7 +241,7 @@ def _quality(*tables) -> Callable[[Scene], dict]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("matte", _matte, files=("plate", "mask", "holdout"), version=5,
+    Stage("matte", _matte, files=("plate", "mask", "holdout"), version=6,
           fields=("box", "seed", "plate_colorspace", "no_auto_holdouts"),
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
     Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=3,

@@ -151,6 +151,7 @@ def refine_box(srgb: np.ndarray, box, seed: int) -> np.ndarray:
     if by0 == 0:
         m = _up_to_frame_top(m, (bx0, bx1), by1)
     sides = _side_walls(m, sky, base, (bx0, bx1))
+    m = _straight_sides(m, sky, base, (bx0, bx1))
     m = cv2.resize(m.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     m = (cv2.GaussianBlur(m, (0, 0), 0.7 / scale) > 0.5).astype(np.float32)
     clip = np.zeros((h, w), np.float32)
@@ -357,6 +358,41 @@ def _side_walls(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int
                 out[y, r + 1:x_end] = ~ss[y, r + 1:x_end].astype(bool)
     m[grown] = 1
     return grown
+
+
+SIDE_FILL = 0.3    # at most this share of the width is added to a row that falls short of its side's line
+
+
+def _straight_sides(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int]) -> np.ndarray:
+    """A facade meets its neighbour along one straight edge from its top to the street.
+    GrabCut follows colour: where the facade's margin looks like the neighbour's wall it
+    stops short of that edge for a run of rows. img_190's upper storeys lost 80 px of
+    their margin beside the neighbour's quoins, and that strip stood in the clean plate
+    after the collapse, a notch cut into the party wall. Where no sky lies beside a side
+    (a silhouette against the sky is _side_walls'), the rows that fall short of the
+    straight line through the side's outer half are filled out to it, never past the box
+    and never into the sky."""
+    h, w = m.shape
+    rows = np.nonzero(m[:base].any(axis=1))[0]
+    out = m.copy()
+    if len(rows) < 16:
+        return out
+    gap = max(3, int(0.06 * w))
+    for flip in (False, True):
+        mm, ss = (out[:, ::-1], sky[:, ::-1]) if flip else (out, sky)     # views: writes land in out
+        limit = (w - 1 - box_x[0]) if flip else box_x[1] - 1
+        edge = np.array([w - 1 - np.argmax(mm[y, ::-1]) for y in rows])     # the matte's outer column
+        if np.median(edge) >= w - 2 or np.mean([ss[y, r + 1:r + 1 + gap].any() for y, r in zip(rows, edge)]) > 0.3:
+            continue                        # the facade runs out of the frame, or stands against the sky
+        outer = edge >= np.median(edge)
+        a, b = np.polyfit(rows[outer], edge[outer], 1)
+        if abs(a) > 0.1:
+            continue                        # no straight side to follow
+        line = np.minimum(np.round(a * rows + b).astype(int), limit)
+        for y, r, x_end in zip(rows, edge, line):
+            if r + 1 < x_end <= r + 1 + SIDE_FILL * w:
+                mm[y, r + 1:x_end + 1] = np.maximum(mm[y, r + 1:x_end + 1], ~ss[y, r + 1:x_end + 1])
+    return out
 
 
 def _silhouette_line(rows, edge, sky, gap: int, limit: int):
