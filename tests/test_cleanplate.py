@@ -280,6 +280,41 @@ def test_a_party_wall_shows_the_floors_of_the_building_that_stood_against_it():
         assert lum[r] > 0.8 * wall, (r, lum[r], wall)
 
 
+def test_a_party_walls_grain_has_the_strips_strength_without_its_grooves():
+    """The fine grain a party wall takes from the neighbour's strip: as strong as the
+    strip's own over its plain wall, but none of its lines. Copied, the rustication
+    grooves of img_190's ground floor, tiled down a wall seen at a slant, drew a hatch of
+    fine lines converging on the vanishing point."""
+    from derrumbe.stages.cleanplate import _wall_grain
+    rng = np.random.default_rng(4)
+    rows = np.arange(120)
+    strip = 0.4 * (1.0 + 0.02 * rng.normal(0, 1, (120, 40)))        # plaster with its grain
+    strip[(rows % 12) < 2] *= 0.9                                     # a groove every 12 px
+    grain = _wall_grain(np.repeat(strip[..., None], 3, axis=2).astype(np.float32))
+    dev = grain - 1.0
+    along_rows = dev.mean(axis=1)                                      # a groove darkens its whole row
+    groove = ((rows % 12) < 2).astype(float)
+    assert abs(np.corrcoef(along_rows, groove)[0, 1]) < 0.35, np.corrcoef(along_rows, groove)[0, 1]
+    assert 0.01 < dev.std() < 0.06, dev.std()                         # about the strip's own (its plain rows: 2 %)
+
+
+def test_a_sign_taken_with_the_building_past_its_corner_leaves_the_neighbours_wall():
+    """A sign hung across the building's corner goes down with it (img_190's AVTO
+    panel); the matte past the corner, over the neighbour, is the neighbour's wall
+    continued, not a patch of sky beside the party wall."""
+    from derrumbe.stages.camera import Camera
+    H, W = 300, 400
+    cam = Camera(W, H, 300.0, 250.0, 250.0, 1.6)
+    lin = np.full((H, W, 3), 0.35, np.float32)                        # a plain grey neighbour
+    building = np.zeros((H, W), np.float32)
+    building[0:290, 100:] = 1.0
+    building[120:150, 75:100] = 1.0                                    # the sign, past the corner
+    lin[building > 0] = [0.2, 0.25, 0.2]
+    clean = make_cleanplate(lin, building, np.zeros((H, W), np.float32), np.zeros((H, W), np.float32), cam,
+                            30.0, 1, storey_m=3.2, ground_floor_m=4.0)
+    assert np.abs(clean[122:148, 77:98] - 0.35).max() < 0.02
+
+
 def test_a_party_wall_bares_the_rooms_finishes_and_brick_not_one_smooth_colour():
     """img_190's bared party wall read as 'a smooth grey slab': where a building stood
     against it, its rooms leave their own paint or wallpaper (tints that differ from room

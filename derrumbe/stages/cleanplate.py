@@ -862,8 +862,34 @@ def _party_walls(lin, inside, sky_px, holdout, cam: Camera, depth: float, rng, s
             if b > a:
                 col[a:b, x] = tex[a:b, j] * shade[j]
                 alpha[a:b, x] = 1.0
+        _past_the_corner(lin, inside, xe, side, col, alpha)
         found = True
     return (col, alpha) if found else None
+
+
+def _past_the_corner(lin, inside, xe: int, side: int, col, alpha) -> None:
+    """What the matte holds past the party wall's corner, on the neighbour's side (a sign
+    taken down with the building: img_190's AVTO panel), hung in front of the neighbour's
+    front: its wall, continued from the plate round it (cv2.inpaint), into col and alpha.
+    Left to the layers behind, it showed as a patch of sky beside the party wall."""
+    past = inside.copy()
+    if side < 0:
+        past[:, xe:] = False
+    else:
+        past[:, :xe + 1] = False
+    rows = np.nonzero(past.any(axis=1))[0]
+    if not len(rows):
+        return
+    y0, y1 = max(0, rows[0] - 8), min(inside.shape[0], rows[-1] + 9)
+    cols = slice(0, xe) if side < 0 else slice(xe + 1, inside.shape[1])
+    hole = past[y0:y1, cols].astype(np.uint8)
+    # (in 16 bits: OpenCV 5.1's inpaint of 32-bit floats returns garbage)
+    scale = 65535.0 / max(float(lin.max()), 1e-6)
+    for c in range(3):
+        q = np.clip(lin[y0:y1, cols, c] * scale, 0, 65535).astype(np.uint16)
+        filled = cv2.inpaint(q, hole, 5, cv2.INPAINT_TELEA).astype(np.float32) / scale
+        col[y0:y1, cols, c] = np.where(hole > 0, filled, col[y0:y1, cols, c])
+    alpha[y0:y1, cols] = np.maximum(alpha[y0:y1, cols], hole)
 
 
 # Interior finishes a demolition bares on a party wall (sRGB): whitewash, pastel paints,
@@ -1005,15 +1031,23 @@ def _seamless(a: np.ndarray) -> np.ndarray:
 
 
 def _wall_grain(patch: np.ndarray) -> np.ndarray:
-    """The photo's own fine detail over a strip's plain wall (its brightness against
-    its own blur, a few pixels wide), neutral over its openings, signs and ornament
-    (anything far from the wall's brightness): the grain a bare wall drawn from the
-    strip's blurred colour lacked (the demo's party wall read as a grey CG plane)."""
+    """A bare wall's fine grain, as strong as the photo's over the strip's plain wall (its
+    brightness against its own blur, a few pixels wide; openings, signs and ornament,
+    anything far from the wall's brightness, left out), the grain a wall drawn from the
+    strip's blurred colour lacked (the demo's party wall read as a grey CG plane). Drawn
+    as noise of that strength, not copied: the strip's rustication grooves and joints,
+    tiled down a wall seen at a slant, drew a hatch of fine lines converging on the
+    vanishing point across img_190's party wall."""
     lum = luminance(patch).astype(np.float32)
     ref = max(float(np.median(lum)), 1e-6)
     hp = lum / np.maximum(cv2.GaussianBlur(lum, (0, 0), 3.0), 1e-6)
     plain = np.abs(lum / ref - 1) < 0.2
-    return np.where(plain, np.clip(hp, 0.8, 1.2), 1.0).astype(np.float32)
+    amp = float(np.clip(np.std(hp[plain]) if plain.sum() > 16 else 0.0, 0.0, 0.1))
+    rng = np.random.default_rng(list(patch.shape[:2]))
+    noise = sum(wt * cv2.GaussianBlur(rng.normal(0, 1, patch.shape[:2]).astype(np.float32), (0, 0), sg)
+                for wt, sg in ((1.0, 0.7), (0.6, 2.0)))
+    noise /= max(float(noise.std()), 1e-6)
+    return np.clip(1.0 + amp * noise, 0.8, 1.2).astype(np.float32)
 
 
 def _weathering(h: int, w: int, rng, px_per_m: float | None = None) -> np.ndarray:
