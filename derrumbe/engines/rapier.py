@@ -22,6 +22,7 @@ import rapier3d as rp
 
 FIXED, DYNAMIC, KINEMATIC = "fixed", "dynamic", "kinematic"
 CONTACT_HZ = 60.0
+PUSH_MAX_M = 0.1       # push_apart: the deepest overlap it believes, and the furthest it moves a body
 # Collision groups: which bodies touch which.
 GROUND, STANDING, DEBRIS, CRUSHED, BLOCK, TIPPING = (rp.Group.GROUP_0, rp.Group.GROUP_1, rp.Group.GROUP_2,
                                                      rp.Group.GROUP_3, rp.Group.GROUP_4, rp.Group.GROUP_5)
@@ -249,6 +250,31 @@ class RapierWorld:
                     other = pair.collider2 if pair.collider1 == c else pair.collider1
                     out.add(self._key_of_collider.get(other, -1))
         return out
+
+    def push_apart(self, key: int, depth: float) -> bool:
+        """Moves a body half of the way out of each neighbour its hulls overlap by more
+        than depth (along the contact's normal, by half the overlap past depth; a
+        neighbour doing the same moves the other half): the solver cannot free a lump
+        wedged between others, and friction holds it sunk by centimetres. Whether it
+        moved. (A contact reported deeper than PUSH_MAX_M is the engine's misreading, not an
+        overlap: one with the street was once reported 1168 m deep; and a push moves at
+        most that far.)"""
+        shift = np.zeros(3)
+        for c in self.colliders[key]:
+            for pair in self.w.narrow_phase.contact_pairs_with(c):
+                for man in pair.manifolds:
+                    d = min((p.dist for p in man.points), default=0.0)
+                    if -PUSH_MAX_M < d < -depth:
+                        n = np.array(man.data.normal.to_tuple())        # from collider1 toward collider2
+                        shift += (-n if pair.collider1 == c else n) * 0.5 * (-d - depth)
+        size = float(np.linalg.norm(shift))
+        if size == 0.0:
+            return False
+        shift *= min(1.0, PUSH_MAX_M / size)
+        rb = self.w.rigid_bodies[self.bodies[key]]
+        p = rb.translation
+        rb.translation = (p.x + float(shift[0]), p.y + float(shift[1]), p.z + float(shift[2]))
+        return True
 
     def centre_of_mass(self, key: int) -> np.ndarray:
         return np.array(self.w.rigid_bodies[self.bodies[key]].center_of_mass.to_tuple())
