@@ -251,8 +251,13 @@ class Heap:
         k, i = np.unravel_index(cells, weight.shape)
         x = self.x0 + (i + rng.random(n)) * self.cell
         z = self.z0 + (k + rng.random(n)) * self.cell
-        # Each shows once the heap under it has built to a share of its final depth.
-        show = np.maximum(CHIP_MIN_H, final[k, i] * rng.uniform(0.15, 0.9, n))
+        # Each is part of the rubble it lies in: it shows once the heap under it is about
+        # as deep as the lump is wide (CHIP_MIN_H at least), and by the time it nears its
+        # final depth. Surfacing at a share of the final depth alone (15-90 %), next to none
+        # showed on the first, thin rubble: a smooth strip along the pavement with a
+        # ruler-straight top (img_140 and img_288 at 20 %).
+        size = 2.0 * r[:n] * rng.uniform(0.5, 1.5, n)
+        show = np.maximum(CHIP_MIN_H, np.minimum(size, final[k, i] * rng.uniform(0.15, 0.9, n)))
         return Chips(x.astype(np.float32), z.astype(np.float32), r[:n].astype(np.float32), show.astype(np.float32))
 
 
