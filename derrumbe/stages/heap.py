@@ -122,6 +122,11 @@ class Heap:
                                  fr.centroid[i, 0] + float(fr.verts[i][:, 0].max())] for i in wall]).reshape(-1, 2)
         self.wall_top = np.array([fr.centroid[i, 1] + float(fr.verts[i][:, 1].max()) for i in wall])
         self.front_z = float(fr.facade_z)
+        # What that wall holds back lies behind its back face: held at its front face, the
+        # heap rose inside the wall's own thickness and showed over the standing shop front
+        # as a strip with a ruler-straight top (img_140 and img_288 at 20 %).
+        depth = [float(np.ptp(fr.verts[i][:, 2])) for i in wall]
+        self.back_z = self.front_z - float(np.clip(np.median(depth), 0.2, 0.8) if depth else WALL_EASE_M)
         self.past, self.open = self._obstacle_masks(obstacles)
 
     def heights(self, t: float) -> np.ndarray:
@@ -187,7 +192,7 @@ class Heap:
         the same shape (nothing is lost)."""
         out = h * share
         rows = self.z0 + (np.arange(self.shape[0]) + 0.5) * self.cell
-        inside = rows <= self.front_z
+        inside = rows <= self.back_z
         held = (h - out).sum(axis=0)
         have = out[inside].sum(axis=0)
         out[inside] *= 1.0 + np.where(have > 1e-9, held / np.maximum(have, 1e-9), 0.0)[None, :]
@@ -210,11 +215,11 @@ class Heap:
                 span = (cols >= lo) & (cols <= hi)
                 top[span] = np.maximum(top[span], y)
         rows = self.z0 + (np.arange(nz) + 0.5) * self.cell
-        behind = (rows > self.front_z - 1.0) & (rows <= self.front_z)
+        behind = (rows > self.back_z - 1.0) & (rows <= self.back_z)
         inside = h[behind].max(axis=0) if behind.any() else np.zeros(nx)
         share = np.clip(1.0 - top / np.maximum(inside, 1e-6), 0.0, 1.0)
         share = gaussian_filter(share, WALL_EASE_M / self.cell, mode="nearest")
-        front = np.clip((rows - self.front_z) / WALL_EASE_M, 0.0, 1.0)[:, None]
+        front = np.clip((rows - self.back_z) / max(self.front_z - self.back_z, 1e-3), 0.0, 1.0)[:, None]
         return 1.0 - front * (1.0 - share[None, :])
 
     def _spread(self, grid: np.ndarray) -> np.ndarray:
