@@ -125,6 +125,30 @@ def test_debris_sizes_are_heavy_tailed_with_measured_exponents(implosion):
     assert sizes["bodies"] > 3 * fr.info["clusters"]   # it broke well below its clusters
 
 
+def test_two_lumps_sunk_into_each_other_are_pushed_apart_to_the_freeze_tolerance():
+    """The solver leaves a lump wedged between others sunk by centimetres, and friction
+    holds it there; push_apart moves each body half the overlap past the tolerance out
+    along the contact's normal. Two 0.5 m cubes 4 cm into each other end 1 cm into each
+    other once both are pushed, moved apart along the axis that joins them, not up."""
+    world = RapierWorld(1 / 96, 0.8, 0.0, 1e9)
+    cube = np.array([[x, y, z] for x in (0, 0.5) for y in (0, 0.5) for z in (0, 0.5)], float)
+    keys = [world.add_body([cube + off], (cube + off).mean(0), np.array([1.0]), DYNAMIC, "debris", np.eye(3),
+                           np.zeros(3)) for off in (np.array([0.0, 5.0, 0.0]), np.array([0.46, 5.0, 0.0]))]
+
+    def deepest():
+        world.w.detect_collisions()
+        return min(p.find_deepest_contact().dist for p in world.w.narrow_phase.contact_pairs()
+                   if p.find_deepest_contact() is not None)
+    assert deepest() == pytest.approx(-0.04, abs=2e-3)
+    before = [world.centre_of_mass(k) for k in keys]
+    assert all(world.push_apart(k, 0.01) for k in keys)
+    assert deepest() == pytest.approx(-0.01, abs=2e-3)
+    moved = [world.centre_of_mass(k) - b for k, b in zip(keys, before)]
+    assert moved[0][0] == pytest.approx(-0.015, abs=2e-3) and moved[1][0] == pytest.approx(0.015, abs=2e-3)
+    assert max(abs(m[1]) for m in moved) < 1e-3
+    assert not world.push_apart(keys[0], 0.02)                 # within the tolerance now: left where it is
+
+
 def test_settled_pieces_interpenetrate_less_than_2_cm(implosion):
     fr, sim = implosion
     world = RapierWorld(1 / 96, 0.8, 0.0, 1e9)

@@ -366,7 +366,7 @@ SIDE_FILL = 0.3    # at most this share of the width is added to a row that fall
 def _straight_sides(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int]) -> np.ndarray:
     """A facade meets its neighbour along one straight edge from its top to the street.
     GrabCut follows colour: where the facade's margin looks like the neighbour's wall it
-    stops short of that edge for a run of rows. img_190's upper storeys lost 80 px of
+    stops short of that edge for a run of rows. img_190's upper storeys lost 110 px of
     their margin beside the neighbour's quoins, and that strip stood in the clean plate
     after the collapse, a notch cut into the party wall. Where no sky lies beside a side
     (a silhouette against the sky is _side_walls'), the rows that fall short of the
