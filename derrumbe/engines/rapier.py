@@ -239,16 +239,20 @@ class RapierWorld:
             side, local = (pair.collider2, deep.local_p2)
         return np.array(self.w.colliders[side].position.transform_point(local).to_tuple())
 
+    def _pairs(self, key: int):
+        """(collider, contact pair) for every pair a collider of the body is in."""
+        for c in self.colliders[key]:
+            for pair in self.w.narrow_phase.contact_pairs_with(c):
+                yield c, pair
+
     def sunk_into(self, key: int, depth: float) -> set:
         """Keys of the bodies (-1: the street) the body's hulls overlap by more than depth."""
         out = set()
-        np_ = self.w.narrow_phase
-        for c in self.colliders[key]:
-            for pair in np_.contact_pairs_with(c):
-                d = pair.find_deepest_contact()
-                if d is not None and d.dist < -depth:
-                    other = pair.collider2 if pair.collider1 == c else pair.collider1
-                    out.add(self._key_of_collider.get(other, -1))
+        for c, pair in self._pairs(key):
+            d = pair.find_deepest_contact()
+            if d is not None and d.dist < -depth:
+                other = pair.collider2 if pair.collider1 == c else pair.collider1
+                out.add(self._key_of_collider.get(other, -1))
         return out
 
     def push_apart(self, key: int, depth: float) -> bool:
@@ -260,13 +264,12 @@ class RapierWorld:
         overlap: one with the street was once reported 1168 m deep; and a push moves at
         most that far.)"""
         shift = np.zeros(3)
-        for c in self.colliders[key]:
-            for pair in self.w.narrow_phase.contact_pairs_with(c):
-                for man in pair.manifolds:
-                    d = min((p.dist for p in man.points), default=0.0)
-                    if -PUSH_MAX_M < d < -depth:
-                        n = np.array(man.data.normal.to_tuple())        # from collider1 toward collider2
-                        shift += (-n if pair.collider1 == c else n) * 0.5 * (-d - depth)
+        for c, pair in self._pairs(key):
+            for man in pair.manifolds:
+                d = min((p.dist for p in man.points), default=0.0)
+                if -PUSH_MAX_M < d < -depth:
+                    n = np.array(man.data.normal.to_tuple())        # from collider1 toward collider2
+                    shift += (-n if pair.collider1 == c else n) * 0.5 * (-d - depth)
         size = float(np.linalg.norm(shift))
         if size == 0.0:
             return False

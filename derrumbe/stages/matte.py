@@ -344,7 +344,7 @@ def _side_walls(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int
     for flip in (False, True):
         mm, ss = (m[:, ::-1], sky[:, ::-1]) if flip else (m, sky)
         limit = (w - 1 - box_x[0] if flip else box_x[1]) - tol      # well inside the box's edge on this side
-        edge = np.array([w - 1 - np.argmax(mm[y, ::-1]) for y in rows])      # the matte's outer column
+        edge = _outer_columns(mm, rows)
         line = _silhouette_line(rows, edge, ss, gap, limit)
         if line is None:
             continue
@@ -358,6 +358,12 @@ def _side_walls(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int, int
                 out[y, r + 1:x_end] = ~ss[y, r + 1:x_end].astype(bool)
     m[grown] = 1
     return grown
+
+
+def _outer_columns(m: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The matte's outermost column on its right in each of the rows (flip it for the left)."""
+    w = m.shape[1]
+    return np.array([w - 1 - np.argmax(m[y, ::-1]) for y in rows])
 
 
 SIDE_FILL = 0.3    # at most this share of the width is added to a row that falls short of its side's line
@@ -381,7 +387,7 @@ def _straight_sides(m: np.ndarray, sky: np.ndarray, base: int, box_x: tuple[int,
     for flip in (False, True):
         mm, ss = (out[:, ::-1], sky[:, ::-1]) if flip else (out, sky)     # views: writes land in out
         limit = (w - 1 - box_x[0]) if flip else box_x[1] - 1
-        edge = np.array([w - 1 - np.argmax(mm[y, ::-1]) for y in rows])     # the matte's outer column
+        edge = _outer_columns(mm, rows)
         if np.median(edge) >= w - 2 or np.mean([ss[y, r + 1:r + 1 + gap].any() for y, r in zip(rows, edge)]) > 0.3:
             continue                        # the facade runs out of the frame, or stands against the sky
         outer = edge >= np.median(edge)
