@@ -6,7 +6,8 @@ implosion, the crush front that carries the upper block down.
 implosion: the base storey is blown (its walls kicked outward, the rest folding in), and
     the storeys above drop as one block. The block comes down on the rubble and crushes
     its own storeys from the bottom up, one at a time (Bazant & Verdure 2007's crush-up):
-    each storey that reaches the pile is shed from the block, its walls thrown outward,
+    each storey that reaches the pile is shed from the block from its foot up, a band
+    of about a metre at a time as the block drives it into the pile, its walls thrown outward,
     and the block above decelerates while it drives through it, against a resistance
     of `crush` times its own weight, after a jolt as the storey's columns meet the pile.
     The crushed storey compacts to a quarter of its height. The blown base still resists
@@ -52,6 +53,12 @@ SHED_SPIN = 1.5            # rad/s of tumble each of them takes on its own
 # off the pile over its parked cars to land 3-6 m out on the road in front of them
 # (judges 35 and 37; 42 pieces past 3 m, 8 with the limit).
 SQUEEZE_S = 0.8
+# A storey is crushed from its foot up, in bands about this tall: its walls above the
+# crush front still stand in the block. Shed whole the moment its floor met the pile, the
+# top storey's walls went out as hundreds of loose pieces at once and jostled along the
+# falling roofline as a ridge of cubes (judge 45: "popcorn", img_140/img_181 at 40 %,
+# img_190 at 60 %).
+CRUSH_BAND_M = 1.0
 HINGE_SHARE = 0.4         # topple: the hinge's fall-side edge lies this far behind the middle (of a half-span)
 STOREY, CLUSTER, PIECE = 1, 2, 3
 
@@ -142,6 +149,15 @@ class Implosion(Plan):
         self.drop = 0.0
         self.speed = 0.0
         self.low = self.n_base            # the block's lowest storey
+        self.band = 0                     # ... and its lowest band still standing
+        self.bands = np.zeros(len(fr.storey), int)
+        self.n_bands = np.ones(len(fr.floor_y), int)
+        for st in range(self.n_base, len(fr.floor_y) - 1):
+            h = fr.floor_y[st + 1] - fr.floor_y[st]
+            self.n_bands[st] = max(1, int(round(h / CRUSH_BAND_M)))
+            mine = fr.storey == st
+            rel = (fr.centroid[mine, 1] - fr.floor_y[st]) / h
+            self.bands[mine] = np.clip((rel * self.n_bands[st]).astype(int), 0, self.n_bands[st] - 1)
         self.pile_model = COMPACTION * h0
         self.crushing = False
         self.done = False
@@ -195,27 +211,66 @@ class Implosion(Plan):
         self.drop += self.speed * sim.dt
         rate = self.tilt / self.fall_total * self.speed if self.drop < self.fall_total else 0.0
         sim.drive(self.key, *self._transform(), np.array([0.0, -self.speed, 0.0]), self.tilt_axis * rate)
-        if self.fr.floor_y[self.low] - self.drop <= self.pile_model:
+        if self._front() - self.drop <= self.pile_model:
             self._shed(sim, self.pile_model)
 
+    def _band_h(self) -> float:
+        fr = self.fr
+        if self.low > len(fr.floor_y) - 2:
+            return SLAB_M
+        return (fr.floor_y[self.low + 1] - fr.floor_y[self.low]) / self.n_bands[self.low]
+
+    def _front(self) -> float:
+        """The rest height of the block's foot: its lowest band still standing."""
+        return self.fr.floor_y[self.low] + self.band * self._band_h()
+
     def _shed(self, sim: Destruction, pile: float) -> None:
-        """The block's lowest storey reaches the rubble: it is crushed and shed. The top
-        storey goes without its ceiling: the roof stays on the block and comes down on
+        """The block's foot reaches the rubble: its lowest band is crushed and shed. The
+        top storey goes without its ceiling: the roof stays on the block and comes down on
         that storey's walls, crushing them too (shed all at once, they stood as columns
         of wall pieces under the roof slab, which hung 4.7 m up to the end of a shot)."""
         fr = self.fr
         top = len(fr.floor_y) - 2
         leaves = sim.bodies[self.key].leaves
-        mine = leaves[fr.storey[leaves] == self.low] if self.low <= top else leaves
-        if self.low == top:
-            mine = mine[fr.element_kind[mine] != SLAB]
+        if self.low <= top:
+            mine = leaves[(fr.storey[leaves] == self.low) & (self.bands[leaves] == self.band)]
+            if self.low == top:
+                mine = mine[fr.element_kind[mine] != SLAB]
+        else:
+            mine = leaves
         last = len(mine) == len(leaves)
-        h = fr.floor_y[min(self.low, top) + 1] - fr.floor_y[min(self.low, top)] if self.low <= top else SLAB_M
-        m_block = sim.mass[leaves].sum()
+        h = self._band_h()
+        if len(leaves):
+            self._crush_band(sim, mine, leaves, h, last)
+        self.squeezed.append((sim.time + SQUEEZE_S, SHED_PUSH[1] * self.speed))
+        self.pile_model = pile + COMPACTION * h
+        self.crushing = True
+        if last:
+            self.info["storeys_crushed"] += int(self.low <= top)
+            self.done = True
+            self.key = None
+            return
+        if self.band == 0:
+            self.speed *= 1.0 - JOLT        # the storey's columns meet the pile
+        self.band += 1
+        if self.low > top or self.band >= self.n_bands[self.low]:
+            self.info["storeys_crushed"] += int(self.low <= top)
+            self.low, self.band = self.low + 1, 0
+
+    def _crush_band(self, sim: Destruction, mine: np.ndarray, leaves: np.ndarray, h: float, last: bool) -> None:
+        """mine, the block's lowest band (h tall), leaves the block as loose pieces; the
+        storey's crush is recorded once, as its floor meets the pile."""
+        fr = self.fr
         R, t = self._transform()
-        centre = R @ np.array([self.pivot[0], fr.floor_y[self.low], self.pivot[2]]) + t
-        sim.crush_event(centre, (0.0, -self.speed, 0.0), m_block * G * (1 - COMPACTION) * h,
-                        sim.mass[mine].sum(), int(mine[0]))
+        top = len(fr.floor_y) - 2
+        storey = leaves[fr.storey[leaves] == self.low] if self.low <= top else leaves
+        if self.band == 0 and len(storey):
+            # One event for the storey as its floor meets the pile: its air and dust leave
+            # while the whole storey closes (dust_sources), whichever band its pieces go in.
+            h_st = h * (self.n_bands[self.low] if self.low <= top else 1)
+            centre = R @ np.array([self.pivot[0], fr.floor_y[self.low], self.pivot[2]]) + t
+            sim.crush_event(centre, (0.0, -self.speed, 0.0), sim.mass[leaves].sum() * G * (1 - COMPACTION) * h_st,
+                            sim.mass[storey].sum(), int(storey[0]))
         v = np.array([0.0, -self.speed, 0.0])
         for cl in np.unique(fr.cluster[mine]):
             g = mine[fr.cluster[mine] == cl]
@@ -223,7 +278,7 @@ class Implosion(Plan):
             role = "debris" if out.any() or last else "crushed"
             kick = out * self.speed * self.rng.uniform(*SHED_PUSH) + self.rng.normal(0, 0.3, 3)
             key = sim.detach(g, CLUSTER, DYNAMIC, role, linvel=v + kick, angvel=self.rng.normal(0, 0.4, 3))
-            # A storey crushed onto the pile comes apart: its walls go out as separate
+            # A band crushed onto the pile comes apart: its walls go out as separate
             # pieces, not as storey-high panels that topple whole (img_190's top storey
             # fell at the lens as one 9 m wall). Each piece takes its own share of the
             # crush's scatter and spin: pieces split off with the very same motion sail
@@ -240,16 +295,6 @@ class Implosion(Plan):
                 sim.bodies[k].damage = 0.3
                 lin, ang = sim.world.velocity(k)
                 sim.world.set_velocity(k, lin, np.asarray(ang) + self.rng.normal(0, SHED_SPIN, 3))
-        self.squeezed.append((sim.time + SQUEEZE_S, SHED_PUSH[1] * self.speed))
-        self.info["storeys_crushed"] += int(self.low <= top)
-        if last:
-            self.done = True
-            self.key = None
-            return
-        self.low += 1
-        self.pile_model = pile + COMPACTION * h
-        self.crushing = True
-        self.speed *= 1.0 - JOLT
 
     def _limit_squeezed(self, sim: Destruction) -> None:
         """SQUEEZE_S: what the upper walls' pieces, whatever bodies they are in now, may do."""
@@ -276,7 +321,7 @@ class Implosion(Plan):
         fr = self.fr
         R, t = self._transform()
         n = R @ np.array([0.0, 1.0, 0.0])
-        base = R @ np.array([self.pivot[0], fr.floor_y[self.low], self.pivot[2]]) + t
+        base = R @ np.array([self.pivot[0], self._front(), self.pivot[2]]) + t
         lo, hi = fr.box_lo, fr.box_hi
         inside = (pos[:, 0] > lo[0]) & (pos[:, 0] < hi[0]) & (pos[:, 2] > lo[2]) & (pos[:, 2] < hi[2])
         above = (pos - base) @ n + self.reach > 0.0
