@@ -48,7 +48,8 @@ REPOSE_DEG = 38.0       # the steepest slope a heap of loose rubble stands at
 SPREAD_STEPS = 5        # widenings toward it (always this many: the heap changes smoothly in time)
 SETTLE_S = 0.6          # a piece's fines join the heap over this long once it lies still
 STILL_MS = 0.8          # a piece slower than this (and for good) lies still
-MAX_CELLS = 320         # the grid's longer side
+MAX_CELLS = 400         # the grid's longer side
+GRID_REACH = 1.0        # the grid reaches this share of the building's height out from its walls (half that behind)
 MIN_CELL_M = 0.08
 CHIP_COVER = 0.5        # the share of the heap's top the scattered lumps cover, seen from above
 MAX_CHIPS = 12000       # a render cost cap: past it the cover thins, the sizes stay
@@ -96,9 +97,13 @@ class Heap:
         """obstacles: (lo, hi) boxes of what stands in front (holdouts.obstacles): the
         heap does not run under or past a car toward the lens."""
         lo, hi = np.asarray(fr.box_lo, float), np.asarray(fr.box_hi, float)
-        reach = max(0.6 * float(hi[1]), 3.0)          # where the debris can run out to
+        # Where the debris can run out to, with room for its thin toe: at 0.6 of the
+        # height, img_100's heap still stood 5 cm deep at the grid's near edge and the
+        # demo's 10 cm, cut off there, and it piled 1-1.5 m deep against the back edge,
+        # 1 m behind the building, on every plate: rubble lost (9 % of img_100's).
+        reach = max(GRID_REACH * float(hi[1]), 4.0)
         self.x0, x1 = lo[0] - reach, hi[0] + reach
-        self.z0, z1 = lo[2] - 1.0, hi[2] + reach
+        self.z0, z1 = lo[2] - 0.5 * reach, hi[2] + reach
         self.cell = max(MIN_CELL_M, max(x1 - self.x0, z1 - self.z0) / MAX_CELLS)
         self.shape = (int(np.ceil((z1 - self.z0) / self.cell)), int(np.ceil((x1 - self.x0) / self.cell)))
         self.times, self.pos = sim.times, sim.pos
