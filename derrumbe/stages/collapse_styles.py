@@ -253,8 +253,8 @@ class Implosion(Plan):
         if self.band == 0:
             self.speed *= 1.0 - JOLT        # the storey's columns meet the pile
         self.band += 1
-        if self.low > top or self.band >= self.n_bands[self.low]:
-            self.info["storeys_crushed"] += int(self.low <= top)
+        if self.band >= self.n_bands[self.low]:
+            self.info["storeys_crushed"] += 1
             self.low, self.band = self.low + 1, 0
 
     def _crush_band(self, sim: Destruction, mine: np.ndarray, leaves: np.ndarray, h: float, last: bool) -> None:
