@@ -155,7 +155,7 @@ def test_web_cancel_a_running_job(server):
     from tests.test_web_faults import _alive, _lock_free, _temporaries
     c, root, plate, box, _ = server
     j = c.post("/api/jobs", json={"plate": plate["id"], "kind": "final", "box": box,
-                                  "spec": {**TINY_SPEC, "duration": 8.0, "seed": 99, "size": 320}}).json()
+                                  "spec": {**TINY_SPEC, "duration": 5.0, "seed": 99, "size": 320}}).json()
     shot = root / "plates" / plate["id"] / "shot"
     t0 = time.time()
     while True:
@@ -286,9 +286,11 @@ def test_web_page_end_to_end_in_chromium(tmp_path, demo_files):
             .move_by_offset(int(w * 0.45), int(h * 0.4)).move_by_offset(int(w * 0.45), int(h * 0.35)) \
             .release().perform()
         assert drv.execute_script("return !document.getElementById('preview').disabled")
-        dur = drv.find_element(By.ID, "f_duration")
-        dur.clear()
-        dur.send_keys("2")
+        # A short, sparse preview: what is tested is the page's round trip, not the look.
+        for fid, v in (("f_duration", "2"), ("f_fps", "12"), ("f_pieces", "300")):
+            el = drv.find_element(By.ID, fid)
+            el.clear()
+            el.send_keys(v)
         drv.find_element(By.ID, "preview").click()
         # The preview renders, then plays in the page.
         WebDriverWait(drv, 240).until(lambda d: d.execute_script(
