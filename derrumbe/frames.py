@@ -25,7 +25,7 @@ from derrumbe.stages import exr as exr_out
 from derrumbe.stages import outputs
 from derrumbe.stages.comp import (composite, degrain, estimate_grain_model, regrained, room_darkness, rooms_behind,
                                   settled_dust, shake_track)
-from derrumbe.stages.dust import Sightline, collapse_tops, dust_frame
+from derrumbe.stages.dust import Sightline, collapse_tops, crush_veils, dust_frame
 from derrumbe.stages.dust_render import FAR as FAR_DUST
 from derrumbe.stages.dust_render import DustLayers, backdrop_depth, vector_blur
 from derrumbe.stages.heap import Heap
@@ -92,6 +92,7 @@ class FrameRenderer:
                                     self.dust_colour, self.light)
         self.thin = thinning_track(sp.see_through, info, sp.fps) if sp.dust > 0 else np.ones(1)
         self.tops = collapse_tops(sim, fr, s.frame_times, s["camera"][1].proxy_height_m)
+        self.crushes = crush_veils(sim, s.frame_times)
         self.back_m = float(-fr.centroid[:, 2].min())
         self.front_m = float(-fr.facade_z)
         self.building_m = float(s["camera"][1].proxy_height_m)
@@ -218,7 +219,7 @@ class FrameRenderer:
                 raise DerrumbeError(f"the cached dust of frame {s.spec.first_frame + i} is damaged; "
                                     f"run `derrumbe cache clean {s.cache.root.parent}` and render again")
             thin = float(self.thin[min(i, len(self.thin) - 1)])
-            sight = Sightline(float(self.tops[i]), self.back_m, self.front_m, self.building_m)
+            sight = Sightline(float(self.tops[i]), self.back_m, self.front_m, self.building_m, self.crushes[i])
             dl = dust_layers(self.dust_r, dust_frame(state, light.sun_dir, thin, sight), layers, self.sun_share,
                              sp.shutter / 360.0, solid_depth(hold_i, hold_z))
             t2 = _clock()

@@ -34,9 +34,9 @@ from scipy.ndimage import gaussian_filter, map_coordinates, maximum_filter
 
 from derrumbe.kernels import fluid as K
 from derrumbe.stages.camera import Camera
-from derrumbe.stages.dust_sources import Emissions, event_emissions
+from derrumbe.stages.dust_sources import PILE_S, Emissions, crush_closing, event_emissions
 from derrumbe.stages.fracture import Fracture
-from derrumbe.stages.simulate import G, SimResult
+from derrumbe.stages.simulate import EV_CRUSH, EV_SINK, G, SimResult
 
 EXT_FINE_M2_PER_G = 0.1      # ~10 um mineral dust: 3 / (2 * 2.5e6 g/m^3 * 5e-6 m) * 0.33 (shape, size spread)
 EXT_LOAD_M2_PER_G = 0.006    # ~250 um grit
@@ -634,6 +634,7 @@ class Sightline:
     back_m: float         # its back wall's distance from the lens
     front_m: float | None = None     # its facade's distance from the lens (None: no foot kept, see sight_share)
     building_m: float | None = None  # its height before it fell
+    crush: tuple = ()     # (low m, high m, strength 0..1) of each crush going on (crush_veils)
 
 
 def collapse_tops(sim: SimResult, fr: Fracture, times: np.ndarray, roof_m: float) -> np.ndarray:
@@ -659,6 +660,48 @@ def collapse_tops(sim: SimResult, fr: Fracture, times: np.ndarray, roof_m: float
             h = max(h, float(top[moved][order][k_top]))
         out[j] = min(h, roof_m)
     return out
+
+
+def crush_veils(sim: SimResult, times: np.ndarray) -> list[tuple]:
+    """Per time, the crushes going on: (low, high, strength) of the band of air each one
+    squeezes out at its level (dust_sources' CRUSH and SINK), at full strength while the
+    storey closes, fading over the PILE_S its dust keeps welling after. A storey's band
+    reaches CRUSH_VEIL_M[0] below the crushing level (the pile it is driven into) and
+    CRUSH_VEIL_M[1] above it; a blown base's, from the street to over its top."""
+    e = sim.events[np.isin(sim.events["kind"], (EV_CRUSH, EV_SINK))] if len(sim.events) else sim.events
+    bands = []
+    for k in range(len(e)):
+        sink = int(e["kind"][k]) == EV_SINK
+        p, v = e["pos"][k].astype(float), e["vel"][k].astype(float)
+        _, _, closing = crush_closing(p, v, sink)
+        y = float(p[1])
+        lo, hi = (0.0, 2.0 * y + CRUSH_VEIL_M[1]) if sink else (y - CRUSH_VEIL_M[0], y + CRUSH_VEIL_M[1])
+        bands.append((float(e["t"][k]), closing, lo, hi))
+    out = []
+    for t in np.asarray(times, float):
+        now = []
+        for t0, closing, lo, hi in bands:
+            age = t - t0
+            if 0.0 <= age <= closing + PILE_S:
+                now.append((lo, hi, float(min(1.0, 1.0 - (age - closing) / PILE_S))))
+        out.append(tuple(now))
+    return out
+
+
+def _veil(grid: Grid, sight: Sightline) -> np.ndarray:
+    """Per cell, 0..1: how much of the air a crush is squeezing out lies there, in front of
+    the building (from CRUSH_VEIL_DEPTH_M before the facade to the back wall)."""
+    c = grid.centres()
+    y, dist = c[..., 1], -c[..., 2]
+    veil = np.zeros(y.shape, np.float32)
+    if not sight.crush or sight.front_m is None:
+        return veil
+    near = _smooth(sight.front_m - CRUSH_VEIL_DEPTH_M - FOOT_EASE_M, sight.front_m - CRUSH_VEIL_DEPTH_M, dist) * \
+        (1.0 - _smooth(sight.back_m, sight.back_m + FOOT_EASE_M, dist))
+    for lo, hi, strength in sight.crush:
+        band = _smooth(lo - FOOT_EASE_M, lo, y) * (1.0 - _smooth(hi, hi + FOOT_EASE_M, y))
+        veil = np.maximum(veil, (strength * band * near).astype(np.float32))
+    return veil
 
 
 def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
@@ -726,7 +769,12 @@ def dust_frame(state: dict, sun_dir: np.ndarray, thin: float = 1.0, sight: Sight
         # pile stands there for the rest of the shot and is gathered too.
         stood = inside if sight.building_m is None else np.maximum(
             inside, sight_share(grid, Sightline(max(sight.building_m, sight.roof_m), sight.back_m)))
-        thin_cells = np.power(np.float32(thin), OUTSIDE_THIN + (1.0 - OUTSIDE_THIN) * inside).astype(np.float32)
+        # The air a crush squeezes out keeps more of its dust (the exponent scaled by
+        # CRUSH_KEEP): a block driven into a bare pile behind a faint haze read as a
+        # clean slab with a sharp, saw-toothed foot (img_190 at 40 %, the blind A/B).
+        veil = _veil(grid, sight)
+        thin_cells = np.power(np.float32(thin), (OUTSIDE_THIN + (1.0 - OUTSIDE_THIN) * inside)
+                              * (1.0 - (1.0 - CRUSH_KEEP) * veil)).astype(np.float32)
     sigma = full * thin_cells
     lit = light_density(full, thin_cells, inside)
     s_light = (LIGHT_SIGMA_CAP * (1.0 - np.exp(-lit / LIGHT_SIGMA_CAP))).astype(np.float32)
@@ -814,6 +862,9 @@ FOOT_DEPTH_M = 3.0        # ... but no further out than this (the demo, 19 m awa
 FOOT_WIDE = (1.2, 1.6)    # ... on a plate whose camera is under this many building heights away (eased)
 FOOT_EASE_M = 1.5         # ... eased over this much, up and toward the lens
 SIGHT_BACK_M = 8.0         # ...and from the back wall to this far behind it
+CRUSH_VEIL_M = (2.0, 1.5)  # crush_veils: the band a crush squeezes its air into, below and above its level (m) ...
+CRUSH_VEIL_DEPTH_M = 2.5   # ... from this far in front of the facade (where its jets leave the openings) ...
+CRUSH_KEEP = 0.5           # ... is thinned to thin ** (this share of the exponent it would have)
 FILAMENT_CELLS = 1.2       # the grid's filaments, smoothed away for the light (Gaussian sigma, cells)
 ENCLOSED = 0.5             # a room's share of solid for the light: its walls and floors, spread over it
 SOLID_SIGMA = 4.0          # 1/m: what a cell of solid building does to light in the sweeps (a metre: 2 %)

@@ -206,7 +206,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, sink=
     leaves while the storey closes: the rest is shaken out of the settling pile over
     the next second or so (PILE_S), as footage of collapses shows the cloud still
     welling up from the base after the building is down."""
-    height, closed, closing = _closing(p, v, sink)
+    height, closed, closing = crush_closing(p, v, sink)
     volume = (hi[0] - lo[0]) * (hi[2] - lo[2]) * closed
     spacing = max(1.5 * cell_m, 2.0)
     ring, normal = _footprint_ring(lo, hi, 0.5 * spacing, spacing)
@@ -261,7 +261,7 @@ def _crush(add, t, p, v, energy, fine, heat, lo, hi, cell_m, step_dt, rng, sink=
             vel, pull, flux)
 
 
-def _closing(p, v, sink: bool) -> tuple[float, float, float]:
+def crush_closing(p, v, sink: bool) -> tuple[float, float, float]:
     """The storey's height and how much of it closes (m), and in how long (s). A sink's
     event is at the middle of the base's whole height, which closes to its rubble."""
     if sink:
