@@ -250,22 +250,24 @@ def test_the_collapse_foot_keeps_its_dust_on_a_close_plate_and_the_lens_still_se
         assert np.all(sight_share(grid, sight)[(y < sight.roof_m) & (dist < 15.0)] == 1.0)
 
 
-def test_the_air_a_crush_squeezes_out_keeps_its_dust_and_the_lens_still_sees_the_block_above():
+def test_the_air_a_crush_squeezes_out_keeps_its_dust_on_a_close_plate_and_the_lens_still_sees_the_block_above():
     """A storey crushed under the block pushes its air, and the dust it grinds, out of its
     openings at the crushing level while it closes (its height over the block's speed),
     and dust keeps welling out of the pile for PILE_S after. Thinned like the rest of the
     sightline, a block driven into a bare pile behind a faint haze read as a clean slab
-    with a sharp, saw-toothed foot (img_190 at 40 %). In the band it squeezes its air
-    into (2 m below to 1.5 m above the level, from 2.5 m in front of the facade to the
-    back wall) the dust keeps the square root of the factor while the storey closes, and
-    ever less of it over PILE_S. Before the crush and after it nothing changes, and a
-    ray from the lens to the storeys above the band is thinned all the way."""
+    with a sharp, saw-toothed foot (img_190 at 40 %). With the camera 15 m from a 22 m
+    building, in the band it squeezes its air into (2 m below to 1.5 m above the level,
+    from 2.5 m in front of the facade to the back wall) the dust keeps the square root of
+    the factor while the storey closes, and ever less of it over PILE_S. Before the crush
+    and after it nothing changes, a ray from the lens to the storeys above the band is
+    thinned all the way, and on a wide shot (the camera 2 building heights away) there
+    is no veil: there it laid a flat fog over the cars in front."""
     from derrumbe.stages.camera import STOREY_M
     from derrumbe.stages.dust import Sightline, crush_veils
     from derrumbe.stages.dust_sources import PILE_S
     from derrumbe.stages.simulate import EV_CRUSH, EVENT_DTYPE, SimResult
     ev = np.zeros(1, EVENT_DTYPE)
-    ev["t"], ev["pos"], ev["vel"], ev["energy"], ev["kind"] = 1.0, (0.0, 8.0, -15.0), (0.0, -6.0, 0.0), 1e6, EV_CRUSH
+    ev["t"], ev["pos"], ev["vel"], ev["energy"], ev["kind"] = 1.0, (0.0, 12.0, -15.0), (0.0, -6.0, 0.0), 1e6, EV_CRUSH
     times = np.array([0.0, 1.0])
     sim = SimResult(times, np.zeros((2, 1, 3)), np.zeros((2, 1, 4)), np.zeros(2), np.zeros(1), np.ones(1), {},
                     events=ev)
@@ -274,10 +276,10 @@ def test_the_air_a_crush_squeezes_out_keeps_its_dust_and_the_lens_still_sees_the
     veils = crush_veils(sim, probe)
     assert veils[0] == () and veils[3] == ()
     (lo, hi, strength), = veils[1]
-    assert (lo, hi, strength) == pytest.approx((6.0, 9.5, 1.0))
+    assert (lo, hi, strength) == pytest.approx((10.0, 13.5, 1.0))
     assert veils[2][0][2] == pytest.approx(0.5)
 
-    h, (nz, ny, nx) = 0.25, (160, 80, 8)
+    h, (nz, ny, nx) = 0.25, (160, 100, 8)
     origin = np.array([-1.0, 0.0, -40.0])
     ones = np.ones((nz, ny, nx), np.float16)
     k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
@@ -286,23 +288,24 @@ def test_the_air_a_crush_squeezes_out_keeps_its_dust_and_the_lens_still_sees_the
                  shape=np.array([nz, ny, nx]), sigma=2.0 * ones, coords=np.concatenate([centres, centres]).astype(np.float16),
                  vel=np.zeros((3, nz, ny, nx), np.float16), turb=ones, heat=0 * ones, solid=0 * ones)
     thin = 0.04
-    front, back = 15.0, 27.0           # a wide shot: the camera 1.9 building heights away, no foot kept
+    front, back = 15.0, 27.0
     y = origin[1] + (np.arange(ny) + 0.5) * h
     dist = -(origin[2] + (np.arange(nz) + 0.5) * h)
     sigma = {}
-    for name, crush in (("before", veils[0]), ("closing", veils[1]), ("welling", veils[2])):
-        sight = Sightline(roof_m=14.0, back_m=back, front_m=front, building_m=8.0, crush=crush)
+    for name, crush, building in (("before", veils[0], 22.0), ("closing", veils[1], 22.0),
+                                  ("welling", veils[2], 22.0), ("wide", veils[1], 7.5)):
+        sight = Sightline(roof_m=22.0, back_m=back, front_m=front, building_m=building, crush=crush)
         sigma[name] = dust_frame(state, SUN, thin, sight).sigma[..., nx // 2]
-    band = np.ix_((dist > front - 2.5) & (dist < back), (y > 6.0) & (y < 9.5))
+    band = np.ix_((dist > front - 2.5) & (dist < back), (y > 11.75) & (y < 13.5))     # (over the foot)
     assert np.allclose(sigma["closing"][band], 2.0 * thin ** 0.5, rtol=0.01)
     assert np.allclose(sigma["welling"][band], 2.0 * thin ** 0.75, rtol=0.01)
-    assert np.allclose(sigma["before"][band], 2.0 * thin, rtol=0.01)
+    for name in ("before", "wide"):
+        assert np.allclose(sigma[name][band], 2.0 * thin, rtol=0.01), name
     for name in ("closing", "welling"):
-        for rows, cols in (((dist < front - 4.0), (y < 14.0)), ((dist < back), (y > 11.0) & (y < 14.0)),
-                           ((dist < back), (y < 4.5))):
+        for rows, cols in (((dist < front - 5.0), (y < 21.5)), ((dist < back), (y > 15.0) & (y < 21.5))):
             assert np.allclose(sigma[name][np.ix_(rows, cols)], 2.0 * thin, rtol=0.01), name
-    # A ray from the lens (1.6 m up) to the facade 14 m up passes over the band.
+    # A ray from the lens (1.6 m up) to the facade 20 m up passes over the band.
     s = np.linspace(0.02, 1.0, 200)
     zi = np.floor((-front * s - origin[2]) / h).astype(int)
-    yi = np.floor((1.6 + 12.4 * s) / h).astype(int)
+    yi = np.floor((1.6 + 18.4 * s) / h).astype(int)
     assert np.allclose(sigma["closing"][zi, yi], 2.0 * thin, rtol=0.01)

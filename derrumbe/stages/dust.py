@@ -690,18 +690,31 @@ def crush_veils(sim: SimResult, times: np.ndarray) -> list[tuple]:
 
 def _veil(grid: Grid, sight: Sightline) -> np.ndarray:
     """Per cell, 0..1: how much of the air a crush is squeezing out lies there, in front of
-    the building (from CRUSH_VEIL_DEPTH_M before the facade to the back wall)."""
+    the building (from CRUSH_VEIL_DEPTH_M before the facade to the back wall), on a close
+    plate (_wide)."""
     c = grid.centres()
     y, dist = c[..., 1], -c[..., 2]
     veil = np.zeros(y.shape, np.float32)
-    if not sight.crush or sight.front_m is None:
+    close = 1.0 - _wide(sight)
+    if not sight.crush or close <= 0.0:
         return veil
     near = _smooth(sight.front_m - CRUSH_VEIL_DEPTH_M - FOOT_EASE_M, sight.front_m - CRUSH_VEIL_DEPTH_M, dist) * \
         (1.0 - _smooth(sight.back_m, sight.back_m + FOOT_EASE_M, dist))
     for lo, hi, strength in sight.crush:
         band = _smooth(lo - FOOT_EASE_M, lo, y) * (1.0 - _smooth(hi, hi + FOOT_EASE_M, y))
-        veil = np.maximum(veil, (strength * band * near).astype(np.float32))
+        veil = np.maximum(veil, (close * strength * band * near).astype(np.float32))
     return veil
+
+
+def _wide(sight: Sightline) -> float:
+    """1 on a wide shot (the camera FOOT_WIDE building heights away or more, eased), 0 on
+    a close one; 1 without a facade distance. On a wide shot the thinned cloud already
+    stands dense at the collapse's foot in the frame, and keeping more there laid a flat
+    fog over the cars and people in front (the demo, img_181, img_288, img_263: blind
+    A/B 5 to 0 against the veil)."""
+    if sight.front_m is None or not sight.building_m:
+        return 1.0
+    return float(_smooth(FOOT_WIDE[0], FOOT_WIDE[1], sight.front_m / max(sight.building_m, 1e-3)))
 
 
 def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
@@ -726,8 +739,7 @@ def sight_share(grid: Grid, sight: Sightline) -> np.ndarray:
     below = 1.0 - _smooth(sight.roof_m, sight.roof_m + ease, y)
     before = 1.0 - _smooth(sight.back_m, sight.back_m + SIGHT_BACK_M, dist)
     share = below * before
-    wide = _smooth(FOOT_WIDE[0], FOOT_WIDE[1], sight.front_m / max(sight.building_m, 1e-3)) \
-        if sight.front_m is not None and sight.building_m else 1.0
+    wide = _wide(sight)
     if wide < 1.0:
         top = max(FOOT_SHARE * sight.roof_m, FOOT_MIN_M)
         near = sight.front_m - min(FOOT_NEAR * sight.front_m, FOOT_DEPTH_M)
