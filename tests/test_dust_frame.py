@@ -122,6 +122,18 @@ def test_the_cloud_is_thinned_only_once_it_grows_past_the_see_through_and_recove
     assert np.allclose(thinning_track(1.5, {"lens_tau": 6.0}), [0.25])
 
 
+def _uniform_state(origin: np.ndarray, h: float, shape: tuple, t: float) -> dict:
+    """A stored dust state of a uniform cloud (extinction 2/m) at rest, its detail
+    coordinates the cells' own centres."""
+    nz, ny, nx = shape
+    ones = np.ones(shape, np.float16)
+    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
+    centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
+    return dict(t=np.array([t]), w=np.array([1.0, 0.0]), origin=origin, h=np.array([h]), shape=np.array(shape),
+                sigma=2.0 * ones, coords=np.concatenate([centres, centres]).astype(np.float16),
+                vel=np.zeros((3,) + tuple(shape), np.float16), turb=ones, heat=0 * ones, solid=0 * ones)
+
+
 def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_or_the_cloud_behind():
     """The see-through is there so the camera sees the collapse: the dust between the lens
     and a 20 m building whose back wall is 30 m away is thinned to the factor, so a ray
@@ -135,12 +147,7 @@ def test_the_see_through_thins_the_air_before_the_building_not_the_plume_above_o
     from derrumbe.stages.dust import Sightline
     h, (nz, ny, nx) = 0.5, (120, 80, 40)
     origin = np.array([-10.0, 0.0, -60.0])
-    ones = np.ones((nz, ny, nx), np.float16)
-    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
-    state = dict(t=np.array([3.0]), w=np.array([1.0, 0.0]), origin=origin, h=np.array([h]),
-                 shape=np.array([nz, ny, nx]), sigma=2.0 * ones, coords=np.concatenate([centres, centres]).astype(np.float16),
-                 vel=np.zeros((3, nz, ny, nx), np.float16), turb=ones, heat=0 * ones, solid=0 * ones)
+    state = _uniform_state(origin, h, (nz, ny, nx), 3.0)
     thin = 0.04
     f = dust_frame(state, SUN, thin, Sightline(roof_m=20.0, back_m=30.0))
     # Along the ray from the lens (0, 1.6, 0) to the facade's middle (0, 10, -15).
@@ -281,12 +288,7 @@ def test_the_air_a_crush_squeezes_out_keeps_its_dust_on_a_close_plate_and_the_le
 
     h, (nz, ny, nx) = 0.25, (160, 100, 8)
     origin = np.array([-1.0, 0.0, -40.0])
-    ones = np.ones((nz, ny, nx), np.float16)
-    k, j, i = np.meshgrid(np.arange(nz), np.arange(ny), np.arange(nx), indexing="ij")
-    centres = np.stack([origin[0] + (i + 0.5) * h, origin[1] + (j + 0.5) * h, origin[2] + (k + 0.5) * h])
-    state = dict(t=np.array([1.2]), w=np.array([1.0, 0.0]), origin=origin, h=np.array([h]),
-                 shape=np.array([nz, ny, nx]), sigma=2.0 * ones, coords=np.concatenate([centres, centres]).astype(np.float16),
-                 vel=np.zeros((3, nz, ny, nx), np.float16), turb=ones, heat=0 * ones, solid=0 * ones)
+    state = _uniform_state(origin, h, (nz, ny, nx), 1.2)
     thin = 0.04
     front, back = 15.0, 27.0
     y = origin[1] + (np.arange(ny) + 0.5) * h
