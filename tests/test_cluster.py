@@ -115,7 +115,10 @@ def test_without_the_farm_extra_a_cluster_run_is_one_line(demo_files, tmp_path, 
     assert len(err) == 1 and "farm extra" in err[0] and "pip install 'derrumbe[farm]'" in err[0]
 
 
-def test_an_unreachable_scheduler_is_one_line(demo_files, tmp_path, capsys):
+def test_an_unreachable_scheduler_is_one_line(demo_files, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("distributed", reason="the farm extra")
+    import derrumbe.runners.dask_cluster as dc
+    monkeypatch.setattr(dc, "CONNECT_S", 1)          # (a user waits 10 s; the test need not)
     assert main(_args(demo_files, tmp_path / "x", "--scheduler", "tcp://127.0.0.1:9")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err[0], err

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from derrumbe.errors import DerrumbeError
 
 CHUNK = 8                   # frames a task: a few seconds of work each at preview size
+CONNECT_S = 10              # how long a scheduler that does not answer is waited for
 
 
 def require_dask():
@@ -48,7 +49,7 @@ def connect(scheduler: str | None, workers: int | None = None):
             yield client
         return
     try:
-        client = distributed.Client(scheduler, timeout="10s")
+        client = distributed.Client(scheduler, timeout=f"{CONNECT_S}s")
     except (OSError, TimeoutError) as e:
         raise DerrumbeError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
     with client:
