@@ -959,10 +959,7 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
     # joists' sockets in a row along it, 0.6 m apart (the mark every demolished floor
     # leaves; a thin line alone did not show at 640 px).
     if len(floors):
-        k = np.clip(np.searchsorted(floors, hgt), 1, len(floors)) - 1
-        k = np.where(np.abs(hgt - floors[np.minimum(k + 1, len(floors) - 1)]) < np.abs(hgt - floors[k]),
-                     np.minimum(k + 1, len(floors) - 1), k)
-        d = hgt - floors[k]                              # from the nearest floor
+        d = _from_floor(hgt, floors)
         pocket = _cover(d, px_up, -0.14, 0.14)
         lip = _cover(d, px_up, 0.14, 0.24)
         phase = (back[None, :] + 0.5 * px_back) % 0.6 - 0.5 * px_back
@@ -970,6 +967,13 @@ def _imprint(hgt: np.ndarray, back: np.ndarray, gone_top: float, storeys, rng, w
         socket = _cover(d, px_up, -0.14, 0.16) * along * under
         out = out * ((1.0 - 0.5 * pocket) * (1.0 + 0.08 * lip) * (1.0 - 0.45 * socket))[..., None]
     return out.astype(np.float32)
+
+
+def _from_floor(hgt: np.ndarray, floors: np.ndarray) -> np.ndarray:
+    """Each pixel's height over the nearest floor (m, negative below it); floors sorted."""
+    up = np.clip(np.searchsorted(floors, hgt), 1, max(len(floors) - 1, 1))
+    below, above = floors[up - 1], floors[np.minimum(up, len(floors) - 1)]
+    return np.where(np.abs(hgt - above) < np.abs(hgt - below), hgt - above, hgt - below)
 
 
 def _cover(x: np.ndarray, px: np.ndarray, a: float, b: float) -> np.ndarray:
@@ -992,7 +996,7 @@ def _bared_brick(hgt: np.ndarray, back: np.ndarray, under: np.ndarray, rng, wall
     # Plaster breaks away along ragged edges, not round ones.
     blob = _wall_field(hgt, back, rng, (PLASTER_SHEET_M, 1.0), (0.15, 0.45))
     if len(floors):
-        d = np.min(np.abs(hgt[..., None] - np.asarray(floors)[None, None, :]), axis=-1)
+        d = _from_floor(hgt, np.asarray(floors))
         blob = blob + FLOOR_TEAR * np.exp(-(d / 0.6) ** 2)
     thr = np.quantile(blob[under], 1 - BRICK_SHARE) if under.any() else np.inf
     patch = under & (blob > thr)
