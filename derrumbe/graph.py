@@ -42,7 +42,10 @@ DUST_CELLS = (60_000, 300_000)          # cells of the most the dust grid may gr
 DUST_STEPS_PER_FRAME = (1, 1)
 PARTICLES = (1500, 4000)                # grit and small chunks
 BLUR_SAMPLES = (4, 8)                   # most motion-blur sub-frames a frame
-BLUR_STEP_PX = (5.0, 3.0)               # a new sub-frame for every this many pixels of travel
+# A new sub-frame for every this many pixels of travel; the render smears each between its
+# neighbours (motion_fill.py), so a preview's can be sparse: at 8 px instead of 5 its
+# frames look the same and img_270's render takes a third less time in its moving layer.
+BLUR_STEP_PX = (8.0, 3.0)
 DUST_MARCH_DIV = (3, 4)                 # the dust is marched at 1/3, 1/4 of the frame's size (edges at full size)
 CLEAR_TAU = (0.5, 1.5)                  # near the lens, this range of optical depth from it fades (see DustRenderer)
 
@@ -282,7 +285,7 @@ STAGES: tuple[Stage, ...] = (
                               "march": DUST_MARCH_DIV[s.quality], "clear tau": list(CLEAR_TAU),
                               "working": colour.WORKING,
                               "display": colour.SRGB, "renderer": s.backends.renderer},
-          version=114, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
+          version=115, libs=("numpy", "numba", "opencolorio", OPENCV), store="none", side="frame"),
 )
 BY_NAME = {st.name: st for st in STAGES}
 SIM_SIDE = tuple(st.name for st in STAGES if st.side == "sim")

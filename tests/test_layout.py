@@ -22,7 +22,7 @@ LEVELS = [
      "stages.plate_texture", "stages.photo_wall", "stages.cleanplate",
      "stages.structure", "stages.windows", "stages.fracture", "stages.simulate", "stages.poses", "stages.particles", "stages.heap",
      "stages.dust_sources", "stages.dust", "stages.vdb", "stages.lighting", "stages.debris_mesh",
-     "stages.debris_shaders", "stages.render", "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs",
+     "stages.debris_shaders", "stages.motion_fill", "stages.render", "stages.dust_render", "stages.comp", "stages.exr", "stages.outputs",
      "stages.movies", "stages.manifest", "stages.usd_export"],
     ["backends", "estimates"],
     ["scene"],

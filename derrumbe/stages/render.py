@@ -36,6 +36,7 @@ from derrumbe.stages.camera import PARAPET_M, Camera
 from derrumbe.stages.debris_mesh import BAR_RADIUS_M, FLOATS, LAYOUT, NAMES, rebar, triangle_soup
 from derrumbe.stages.fracture import FRONT, GLASS_FACE, REVEAL, Fracture
 from derrumbe.stages.lighting import Lighting
+from derrumbe.stages.motion_fill import fill_between_subframes
 from derrumbe.stages.plate_texture import continue_past_frame, facade_texture, roof_parapet
 from derrumbe.stages.poses import quat_to_mat, sample_pose
 from derrumbe.stages.simulate import SimResult
@@ -549,7 +550,27 @@ class DebrisRenderer:
         grit_live = particles is not None and particles.n and bool(particles.at(t)[1].any())
         box = self._motion_box(m.p0, m.p1, m.moving, particles if grit_live else None, ta, tb)
         samples = self._moving_layer(sim, t, shutter_s, m, box, particles if grit_live else None)
+        if box is not None and shutter_s > 0:
+            self._fill_gaps(sim, t, shutter_s, samples, box, float(m.blur.max(initial=0.0)))
         return self._layers(samples)
+
+    def _fill_gaps(self, sim: SimResult, t: float, shutter_s: float, samples: int, box, travel_px: float) -> None:
+        """The summed sub-frames smeared along their motion by one sub-frame's gap
+        (motion_fill.py), in the box where something moves, widened by the farthest a
+        point travels over the shutter."""
+        W, H = self.size
+        x, y, w, h = box
+        reach = int(np.ceil(travel_px / 2)) + 2
+        x0, y0, x1, y1 = max(x - reach, 0), max(y - reach, 0), min(x + w + reach, W), min(y + h + reach, H)
+        view = (x0, y0, x1 - x0, y1 - y0)
+        o = self._vector_pass(sim, t, shutter_s / 2, view)    # GL's rows (up)
+        read = lambda fbo, k: np.frombuffer(fbo.read(viewport=view, components=4, attachment=k, dtype="f4"),
+                                            np.float32).reshape(view[3], view[2], 4)
+        col, aux, still = read(self.acc_fbo, 0), read(self.acc_fbo, 1), read(self.still_fbo, 1)
+        c, a = fill_between_subframes(col, aux, still, 2.0 * o[..., :2], o[..., 2], o[..., 3], samples)
+        if c is not col:
+            self.acc_col.write(np.ascontiguousarray(c).tobytes(), viewport=view)
+            self.acc_aux.write(np.ascontiguousarray(a).tobytes(), viewport=view)
 
     def _motion(self, sim: SimResult, t: float, ta: float, tb: float, max_samples: int, px_per_sample: float):
         """Poses over the shutter; what has moved from rest, what moves now (and how far
@@ -895,6 +916,12 @@ class DebrisRenderer:
         """Forward motion (pixels to the frame at t + dt, u right, v up), the nearest
         piece's view depth (m) and its coverage at time t, unblurred: the EXR's vector
         and Z data, which a compositor's vector blur and depth tools expect sharp."""
+        W, H = self.size
+        o = self._vector_pass(sim, t, dt, (0, 0, W, H))[::-1]
+        return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
+
+    def _vector_pass(self, sim: SimResult, t: float, dt: float, view) -> np.ndarray:
+        """vectors' u, v, depth and coverage in the viewport (x, y, w, h; GL's rows, up)."""
         ctx, mgl = self.ctx, self.mgl
         W, H = self.size
         if self._vec is None:
@@ -918,14 +945,14 @@ class DebrisRenderer:
         p0, q0 = sample_pose(sim, t)
         self._upload(p0, q0, zero, zero, np.full(self.n, -1.0), self.shown(sim, t))
         self._visible_triangles(p0, q0, sim.visible(t))
-        self._begin(fbo)
+        self._begin(fbo, tuple(view))
         self.xf.use(0)
         self.xf_next.use(1)
         self.matte_tex.use(2)
         self._draw(vao, (0, self.n_idx))
         ctx.disable(mgl.DEPTH_TEST)
-        o = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[::-1]
-        return o[..., :2].copy(), o[..., 2].copy(), o[..., 3].copy()
+        return np.frombuffer(fbo.read(viewport=tuple(view), components=4, dtype="f4"),
+                             np.float32).reshape(view[3], view[2], 4)
 
     def release(self):
         if self.grit_vbo is not None:
