@@ -366,8 +366,8 @@ def test_a_still_plate_carries_fresh_grain_in_every_frame_before_the_collapse(de
     """A still turned into a plate is not a frozen photograph: two consecutive frames
     before anything moves differ by fresh grain; each frame's noise is the plate's own
     level (measured here on the plain sky, independently of the comp), not the plate's
-    frozen noise plus more; the mean picture is the plate; the same seed gives the same
-    bytes, another seed other grain."""
+    frozen noise plus more; the mean picture is the plate; another seed gives other grain
+    (the same seed's same bytes: test_pipeline's determinism test)."""
     import cv2
     from derrumbe.cli import main
     from tests.conftest import read_rgb
@@ -380,10 +380,10 @@ def test_a_still_plate_carries_fresh_grain_in_every_frame_before_the_collapse(de
     args = ["--box", ",".join(map(str, p.box)), "--size", str(W), "--duration", "0.5", "--start", "0.45",
             "--fps", "8", "--pieces", "200", "--dust", "0", "--shake", "0", "-q"]
     runs = {}
-    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+    for name, seed in (("a", 1), ("c", 2)):
         assert main(["shot", str(plate), "-o", str(tmp_path / name), "--seed", str(seed)] + args) == 0
         runs[name] = [read_rgb(f) for f in sorted((tmp_path / name).glob("shot_v001.*.png"))]
-    a, b, c = runs["a"], runs["b"], runs["c"]
+    a, c = runs["a"], runs["c"]
     assert len(a) == 4
     plate_sigma = _sky_patches(noisy, p.box).std(axis=1).mean()
     for f0, f1 in zip(a, a[1:]):
@@ -395,7 +395,6 @@ def test_a_still_plate_carries_fresh_grain_in_every_frame_before_the_collapse(de
         assert abs(own / plate_sigma - 1) < 0.25, (own, plate_sigma)
     mean = np.mean([f.astype(np.float64) for f in a], axis=0)
     assert np.abs(cv2.blur(mean - noisy, (9, 9))).mean() < 1.5             # the picture is the plate
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(a[1], c[1])
 
 

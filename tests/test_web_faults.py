@@ -260,7 +260,7 @@ def test_kill_9_of_the_server_leaves_no_orphan_render_and_no_stale_lock(tmp_path
     try:
         pid = srv.c.post("/api/plates", content=data).json()["id"]
         r = srv.c.post("/api/jobs", json={"plate": pid, "kind": "preview", "box": box,
-                                          "spec": {"size": 160, "duration": 3.0, "start": 0.2, "fps": 12,
+                                          "spec": {"size": 160, "duration": 3.0, "start": 0.2, "fps": 8,
                                                    "pieces": 300, "dust": 0.3}})
         jid = r.json()["id"]
         shot = root / "plates" / pid / "shot"
@@ -290,7 +290,7 @@ def test_kill_9_of_the_server_leaves_no_orphan_render_and_no_stale_lock(tmp_path
         assert j["state"] == "done", j
         assert [x["id"] for x in srv.c.get("/api/jobs").json()] == [jid]
         m = srv.c.get(f"/api/jobs/{jid}/files/manifest.json").json()
-        assert len(m["frames"]) == 36
+        assert len(m["frames"]) == 24
         assert _temporaries(shot) == []
     finally:
         srv.stop()
