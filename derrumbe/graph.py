@@ -259,7 +259,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("simulate", _simulate, inputs=("fracture", "holdout_depths", "material"),
           fields=("style", "direction", "start", "duration", "fps", "seed"),
           settings=lambda s: {"sample hz": sample_hz(s.spec), "simulator": s.backends.simulator},
-          version=24, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
+          version=26, libs=("numpy",), progress_total=lambda s: int(s.spec.duration * sample_hz(s.spec)) + 1),
     Stage("particles", _particles, inputs=("simulate", "fracture", "material"), fields=("seed", "preview"),
           settings=lambda s: {"count": PARTICLES[s.quality], "working": colour.WORKING}, version=3,
           libs=("numpy", "numba", "opencolorio")),

@@ -451,8 +451,34 @@ def test_debris_hits_a_parked_car_instead_of_passing_through_it(implosion):
     assert inside(free.pos).any(axis=0).sum() >= 5          # without it: debris where the car would be
     sim = simulate(fr, CONCRETE, "implosion", "toward", 0.5, 5.0, 48, 3, obstacles=[(lo, hi)])
     assert not inside(sim.pos).any()
-    low_past = lambda p: ((p[-1, :, 2] > hi[2]) & (np.abs(p[-1, :, 0]) < 3.5) & (p[-1, :, 1] < 0.5)).sum()
-    assert low_past(sim.pos) < low_past(free.pos)            # less rubble lies on the street past it
+    # The pieces that ran into the car's place and lay there now end against it or on it
+    # (the same fracture: the charges break it the same way): 11 of 12 here, 1 without it.
+    through = inside(free.pos).any(axis=0)
+    end = sim.pos[-1]
+    stopped = (end[:, 2] < lo[2] + 0.1) | (end[:, 1] > hi[1] - 0.1) | ~sim.visible(sim.times[-1])
+    assert (stopped & through).sum() >= 0.75 * through.sum(), ((stopped & through).sum(), through.sum())
+
+
+def test_the_charges_take_the_base_walls_foot_and_the_wall_above_drops():
+    """An implosion's charges go to dust and grit with the band of the base's walls they
+    are drilled into (CHARGE_BAND_M), and the wall above it, kicked out with nothing under
+    it, falls: half a second after its charge it has dropped at least half a free fall's
+    1.2 m. Kicked out whole, a ground floor's front stood on its own foot and leaned out
+    while the block came down behind it (img_181: 0.1 m in 0.65 s), a ghost of the shop
+    fronts through the dust on five plates at 20 %."""
+    from derrumbe.stages.collapse_styles import CHARGE_BAND_M
+    fr = _building()
+    sim = simulate(fr, CONCRETE, "implosion", "toward", 0.5, 2.0, 48, 3)
+    front = np.nonzero((fr.storey == 0) & (fr.element_kind == FACADE))[0]
+    foot = front[fr.centroid[front, 1] < CHARGE_BAND_M - 0.3]
+    above = front[fr.centroid[front, 1] > CHARGE_BAND_M + 0.3]
+    assert len(foot) >= 5 and len(above) >= 10
+    assert np.isfinite(sim.hidden[foot]).all() and (sim.hidden[foot] < 0.8).all()     # gone at the charges
+    t_blast = float(np.nanmin(np.where(np.isfinite(sim.released[above]), sim.released[above], np.nan)))
+    k0, k1 = np.searchsorted(sim.times, [t_blast, t_blast + 0.5])
+    drop = sim.pos[k0, above, 1] - sim.pos[k1, above, 1]
+    shown = sim.visible(float(sim.times[k1]))[above]
+    assert np.median(drop[shown]) > 0.5 * 0.5 * G * 0.5 ** 2, np.median(drop[shown])
 
 
 def test_a_crushed_storeys_walls_come_apart_into_pieces(implosion):
