@@ -29,6 +29,9 @@ class Material:
     face_albedo: tuple      # scene-linear Rec.709 RGB of fracture faces (converted to ACEScg at use)
     face_rough: float       # amplitude of the aggregate texture on fracture faces
     dust_srgb: tuple = (196, 190, 178)   # its dust's albedo (sRGB): crushed concrete's light warm grey
+    # Whether an implosion's charges are drilled into its walls' foot (collapse_styles'
+    # CHARGE_BAND_M): a curtain wall carries nothing, its frame's columns are cut behind it.
+    charged_walls: bool = True
 
 
 # Window glass, whatever the walls are made of: annealed float glass cracks at a blow
@@ -48,5 +51,5 @@ MATERIALS = {
                         (206, 182, 160)),
     # A curtain wall: thin glass and mullions on a concrete frame; the glass goes first.
     "glass": Material("glass", 2450.0, 0.12, 0.25, (0.8, 1.5, 3.0, 6.0), 0.8, 0.4, 0.1,
-                      (0.20, 0.27, 0.27), 0.10),
+                      (0.20, 0.27, 0.27), 0.10, charged_walls=False),
 }

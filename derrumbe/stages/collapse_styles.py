@@ -148,10 +148,10 @@ class Implosion(Plan):
         self.upper = np.nonzero(fr.storey >= self.n_base)[0]
         self.upper_walls = self.upper[fr.element_kind[self.upper] != SLAB]
         h0 = fr.floor_y[self.n_base]
-        # Charges go off from the bottom up within a quarter of a second. A curtain wall
-        # carries nothing and has no charges in it: its frame's columns are cut behind it
-        # (ground to grit too, img_263's glass fell as a mush of streaks; blind A/B).
-        band = 0.0 if mat.name == "glass" else CHARGE_BAND_M
+        # Charges go off from the bottom up within a quarter of a second, in the walls'
+        # foot where the material has charges there (ground to grit, a curtain wall's
+        # glass fell as a mush of streaks on img_263; blind A/B).
+        band = CHARGE_BAND_M if mat.charged_walls else 0.0
         for cl in np.unique(fr.cluster[base]):
             g = base[fr.cluster[base] == cl]
             t = start + 0.2 * fr.centroid[g, 1].mean() / h0 + rng.uniform(0, 0.05)
