@@ -175,6 +175,28 @@ def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still
     assert all((f & gate).sum() < 0.1 * gate.sum() for f in full), [f.box for f in found]
     assert max((_iou(masks[0], f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
 
+def test_an_open_leaf_in_a_dark_gateway_is_not_furniture_and_a_bollard_before_a_shop_window_is():
+    """img_140 and img_288: the lit inside of a doorway (a door leaf, a passage's side
+    wall), on the base line and unlike the row, stood in the rubble as a door-high bar of
+    street furniture. Darkness just above something as tall as a door is the opening it
+    stands in; a bollard under a shop window's dark glass is lower, and still held out."""
+    d, img, masks = _street_plate([(12.0, 12.3, 0.9)])
+    gx0, gy0, gx1, gy1 = _box(d, 1.5 * 2.7 - 1.6, 0.0, 1.5 * 2.7 + 1.6, 2.9)   # a carriage gateway in shade
+    img[gy0:gy1, gx0:gx1] = (34, 30, 28)
+    lx0, ly0, lx1, ly1 = _box(d, 1.5 * 2.7 + 0.2, 0.0, 1.5 * 2.7 + 0.7, 1.4)  # its red leaf, open, in perspective
+    leaf = np.array([[lx0, ly1 - 0.1 * (ly1 - ly0)], [lx1, ly1], [lx1, ly0], [lx0, ly0 + 0.3 * (ly1 - ly0)]], np.int32)
+    cv2.fillPoly(img, [leaf], (96, 28, 24))
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(d.base_row), seed=1)
+    shape = img.shape[:2]
+    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+            for f in found]
+    gate = np.zeros(shape, bool)
+    gate[gy0:gy1, gx0:gx1] = True
+    assert all((f & gate).sum() < 0.05 * gate.sum() for f in full), [f.box for f in found]
+    assert max((_iou(masks[0], f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
+
+
 def test_a_plain_ground_floor_has_no_furniture():
     d, img, _ = _street_plate([])
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)

@@ -41,7 +41,7 @@ from derrumbe.stages.holdout_cues.street import street_objects
 from derrumbe.stages.holdout_cues.vehicles import vehicles
 from derrumbe.stages.holdout_cues.wires import wires
 
-VERSION = 15             # bump when detection changes: the matte stage's cache key holds it
+VERSION = 16             # bump when detection changes: the matte stage's cache key holds it
 WORK_PX = 800            # long side of the analysis; GrabCut's and HOG's cost grow with pixels
 PERSON_M = 1.7           # scale cues for the camera: typical heights
 VEHICLE_M = 1.5

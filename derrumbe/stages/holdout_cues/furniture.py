@@ -35,6 +35,9 @@ FRAME_INSIDE = 0.3      # ...or this share inside it
 FRAME_LEN = 0.3         # and runs at least this share of the cut's height
 FRAME_GROUP_PX = 6.0    # the segments of one edge lie within this many pixels of its outermost
 FRAME_SLANT = 0.18      # an edge of a frame leans at most this (about 10 degrees) off the vertical
+TALL_AT_WALL = 0.1      # a patch at the wall taller than this share of the frame is a door's height...
+ABOVE_UP = 0.5          # ...and is looked at above, over this share of its height...
+OPENING_DARK = 0.5      # ...where darker than this share of the lit wall it is inside an opening
 
 
 def row_anomaly(lab: np.ndarray, window: int) -> np.ndarray:
@@ -56,9 +59,29 @@ def _standing(stats, band_top: int, base: float, h: int, w: int) -> bool:
     x, y, ww, hh, area = stats
     foot, top = y + hh, y
     tol = max(2.0, 0.01 * h)
-    at_wall = foot < base + 0.03 * h
     return (foot >= base - tol and top <= base - 0.01 * h and ww <= MAX_WIDTH * w and hh >= 0.02 * h
-            and area >= 0.3 * ww * hh and (not at_wall or top > band_top + 1))
+            and area >= 0.3 * ww * hh and (not _at_wall(foot, base, h) or top > band_top + 1))
+
+
+def _at_wall(foot: float, base: float, h: int) -> bool:
+    """Whether a patch's foot is on the facade's base line rather than out on the pavement."""
+    return foot < base + 0.03 * h
+
+
+def _inside_an_opening(gray: np.ndarray, stats, band_top: int, base: float) -> bool:
+    """Whether a patch at the wall is as tall as a door and has darkness just above it:
+    then it is the lit part of a doorway or a passage (its side wall, an open leaf, a
+    pram parked in it), which falls with the building, not a thing standing in front
+    (img_140's doorway stood as a black bar in the rubble, img_288's café door as a dark
+    slab). Street furniture is lower; a bollard or a bin in front of a shop window's dark
+    glass is too short to be taken for one. `gray` is the plate's luminance at the
+    analysis size; the lit wall is the band's upper quartile of luminance."""
+    x, y, ww, hh, _ = stats
+    if hh < TALL_AT_WALL * gray.shape[0]:
+        return False
+    strip = gray[max(0, int(y - ABOVE_UP * hh)):y, x:x + ww]
+    wall = float(np.percentile(gray[band_top:max(band_top + 1, int(base))], 75))
+    return strip.size > 0 and float(np.median(strip)) < OPENING_DARK * wall
 
 
 def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> list[Found]:
@@ -78,11 +101,14 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
     gray = cv2.cvtColor(bgr[top:bottom], cv2.COLOR_BGR2GRAY)
     m[cv2.Canny(gray, 40, 100) > 0] = 0
     n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+    whole_gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     found = []
     for i in range(1, n):
         st = stats[i].copy()
         st[1] += top
         if not _standing(st, top, base, h, w):
+            continue
+        if _at_wall(st[1] + st[3], base, h) and _inside_an_opening(whole_gray, st, top, base):
             continue
         x, y, ww, hh, _ = st
         # The foot may be darker than the body (its shadow, a plinth's base) and lost by the
