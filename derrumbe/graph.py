@@ -249,7 +249,7 @@ STAGES: tuple[Stage, ...] = (
           settings=lambda s: {"holdouts version": HOLDOUTS_VERSION}, libs=("numpy", "scipy", OPENCV)),
     Stage("camera", _camera, inputs=("matte",), fields=("focal_mm", "horizon_y", "height_m"), version=3,
           libs=("numpy", OPENCV)),
-    Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none"),
+    Stage("holdout_depths", _holdout_depths, inputs=("matte", "camera"), store="none", version=2),
     Stage("windows", _windows, inputs=("matte",), store="none", version=2, libs=("numpy", OPENCV)),
     Stage("material", _material, inputs=("matte", "camera"), fields=("material",), store="none", version=1,
           libs=("numpy", OPENCV)),

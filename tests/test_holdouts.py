@@ -17,7 +17,7 @@ from derrumbe.stages.exr import read_exr
 from derrumbe.stages import holdouts, pedestrian_net
 from derrumbe.stages.holdout_cues import people as people_cue
 from derrumbe.stages.holdout_cues.cutout import box_iou
-from derrumbe.stages.holdouts import FRONT_MARGIN_M, Holdout, HoldoutSet, add_user_holdouts, assign_depths, \
+from derrumbe.stages.holdouts import AT_WALL_M, FRONT_MARGIN_M, Holdout, HoldoutSet, add_user_holdouts, assign_depths, \
     contact_depth, in_front
 from tests.conftest import read_rgb
 
@@ -71,13 +71,19 @@ def test_a_passer_by_on_the_base_line_stands_in_front_and_a_figure_in_a_window_d
     # Base line at cy + f * eye / facade = 300 + 1000 * 1.6 / 30 = 353.3: a figure whose
     # feet are on it (353, the matte's bottom row) is on the pavement against the wall;
     # one whose feet are 60 px higher stands in a shop window. Both are 57 px tall: 1.7 m
-    # at 30 m (a taller one would be no person at that depth).
+    # at 30 m (a taller one would be no person at that depth). The first stands against
+    # the wall (AT_WALL_M out, where the rubble heaped at the wall buries its foot: 2 m out,
+    # a bin stood over the pile as a black square, img_100); one whose feet are 3 px lower,
+    # still on the line within its uncertainty, where its contact says: 1.6 * 1000 / 56 m.
     H, f, cy, eye, facade = 720, 1000.0, 300.0, 1.6, 30.0
-    hs = HoldoutSet([_obj(1, "person", 296, 353, H), _obj(2, "person", 236, 293, H)], (H, 100))
+    hs = HoldoutSet([_obj(1, "person", 296, 353, H), _obj(2, "person", 236, 293, H), _obj(3, "person", 299, 356, H)],
+                    (H, 100))
     dropped = assign_depths(hs, f, cy, eye, facade)
-    assert [o.id for o in hs.objects] == [1] and [o.id for o in dropped] == [2]
-    assert hs.objects[0].depth_m == pytest.approx(facade - FRONT_MARGIN_M)
-    assert "base line" in hs.objects[0].depth_source
+    assert [o.id for o in hs.objects] == [1, 3] and [o.id for o in dropped] == [2]
+    assert hs.objects[0].depth_m == pytest.approx(facade - AT_WALL_M)
+    assert hs.objects[1].depth_m == pytest.approx(1.6 * 1000.0 / 56.0)
+    assert facade - FRONT_MARGIN_M < hs.objects[1].depth_m < facade - AT_WALL_M
+    assert all("base line" in o.depth_source for o in hs.objects)
 
 
 def test_what_stands_in_front_is_taken_out_of_the_building_and_a_figure_in_a_window_is_not():

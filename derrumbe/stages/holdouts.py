@@ -214,6 +214,7 @@ def add_user_holdouts(hs: HoldoutSet, mask: np.ndarray) -> None:
 
 
 FRONT_MARGIN_M = 2.0      # an object whose contact is unseen: this far in front of the facade
+AT_WALL_M = 0.4           # an object whose contact is on the base line stands at least this far in front of it
 
 
 def contact_depth(row: float, f_px: float, cy: float, eye_m: float) -> float | None:
@@ -322,8 +323,10 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     figure on a balcony or in a shop window, an ornament) does not stand in front: it is
     dropped. One whose contact is on the base line, within the line's own uncertainty (a
     hundredth of the frame: the matte's bottom edge), stands on the pavement against the
-    wall: it goes just in front of the facade. A contact cut by the frame's bottom edge is
-    nearer than the bottom row's ground. The artist's own holdouts are never dropped: theirs
+    wall: it goes where its contact says, between FRONT_MARGIN_M and AT_WALL_M in front of
+    the facade (a bin at the wall set 2 m out stood over the rubble heaped round its foot
+    as a black square, img_100 at 20 %: the pile at the wall was behind it). A contact
+    cut by the frame's bottom edge is nearer than the bottom row's ground. The artist's own holdouts are never dropped: theirs
     falls back to the facade's depth less a margin. Each says which it was (depth_source)."""
     near_facade = max(0.5, facade_m - FRONT_MARGIN_M)
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
@@ -346,8 +349,9 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
                 dropped.append(o)
                 continue
             elif o.kind != "user":
-                o.depth_m = near_facade
-                o.depth_source = f"contact on the facade's base line: {FRONT_MARGIN_M:g} m in front of it"
+                at_wall = max(near_facade, facade_m - AT_WALL_M)
+                o.depth_m = at_wall if z is None else float(min(max(z, near_facade), at_wall))
+                o.depth_source = f"contact on the facade's base line: {facade_m - o.depth_m:.1f} m in front of it"
             else:
                 o.depth_m = near_facade
                 o.depth_source = f"contact not in front of the facade: {FRONT_MARGIN_M:g} m in front of it"
