@@ -211,6 +211,7 @@ const float SIDE_SKY = 0.75;     // diffuse skylight on the lens side sinks in a
                                  // single-scattering albedo 0.9, g 0.6 (sqrt(3 (1 - w)(1 - g w)) = 0.37)
 const float LOBE_PX = 9.0;       // march pixels: how far either side a lump's edge is judged (see lobe_light)
 const float LOBE_SHADE = 0.65;   // a crown's light over a flat face's (1 + this), a belly's (1 - this)
+const vec2 BELLY_ALPHA = vec2(0.7, 0.97);  // a belly is shaded only under a lump this opaque (eased from the first)
 const float HAZE_PX = 3.0;       // march pixels: how far beside a cloud's edge its haze is judged (see haze_floor)
 const vec2 LAYER_M = vec2(3.0, 6.0);    // m: dust this close in front of a piece lies on it (see lying_on)
 const float NOSE_M = 3.0;        // height of a gravity current's nose: its lobes fade out above it
@@ -669,6 +670,11 @@ float lobe_light(vec2 tc, vec2 ts, vec2 px) {
         float dy = LOBE_PX * ts.y;
         float st = on_street_at(px + vec2(0.0, dy * float(textureSize(backdrop, 0).y)), tc - vec2(0.0, dy));
         up *= 1.0 - max(on_street(px), st);
+        // A belly is in the shadow of the lump over it, as deep as that lump is opaque
+        // (n4.z, LOBE_PX above): a see-through puff in the sky, 0.6-0.85 opaque, kept the
+        // full shade under it and floated as a dark-bottomed saucer (img_140 at 40 %,
+        // judge 50); a dense front's belly is shaded as before.
+        up *= smoothstep(BELLY_ALPHA.x, BELLY_ALPHA.y, n4.z);
     }
     return 1.0 + LOBE_SHADE * up * smoothstep(0.05, 0.5, len);
 }
