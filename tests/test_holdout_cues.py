@@ -64,6 +64,15 @@ def _street_plate(things):
 
 # --- street furniture against the facade's repetition ---------------------------------------
 
+def _furniture_masks(img: np.ndarray, base_row: float):
+    """What the furniture cue finds on a drawn plate, and each find as a frame-sized mask."""
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    found = furniture(bgr, bgr, float(base_row), seed=1)
+    shape = img.shape[:2]
+    return found, [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
+                   for f in found]
+
+
 def _best_furniture(img: np.ndarray, base_row: float, thing: np.ndarray):
     """The furniture cue's cut (frame-sized) that covers most of `thing`, and all it found."""
     bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
@@ -165,15 +174,12 @@ def test_light_at_the_end_of_a_dark_gateway_is_not_furniture_and_a_bollard_still
     cx, q = (lx0 + lx1) / 2, (lx1 - lx0) / 4                 # daylight at its far end, seen in
     light = np.array([[lx0, ly1], [lx1, ly1], [cx + q, ly0], [cx - q, ly0]], np.int32)  # perspective
     cv2.fillPoly(img, [light], (236, 236, 230))
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    found = furniture(bgr, bgr, float(d.base_row), seed=1)
-    shape = img.shape[:2]
-    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
-            for f in found]
-    gate = np.zeros(shape, bool)
+    found, full = _furniture_masks(img, d.base_row)
+    gate = np.zeros(img.shape[:2], bool)
     gate[gy0:gy1, gx0:gx1] = True
     assert all((f & gate).sum() < 0.1 * gate.sum() for f in full), [f.box for f in found]
     assert max((_iou(masks[0], f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
+
 
 def test_an_open_leaf_in_a_dark_gateway_is_not_furniture_and_a_bollard_before_a_shop_window_is():
     """img_140 and img_288: the lit inside of a doorway (a door leaf, a passage's side
@@ -186,12 +192,8 @@ def test_an_open_leaf_in_a_dark_gateway_is_not_furniture_and_a_bollard_before_a_
     lx0, ly0, lx1, ly1 = _box(d, 1.5 * 2.7 + 0.2, 0.0, 1.5 * 2.7 + 0.7, 1.4)  # its red leaf, open, in perspective
     leaf = np.array([[lx0, ly1 - 0.1 * (ly1 - ly0)], [lx1, ly1], [lx1, ly0], [lx0, ly0 + 0.3 * (ly1 - ly0)]], np.int32)
     cv2.fillPoly(img, [leaf], (96, 28, 24))
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    found = furniture(bgr, bgr, float(d.base_row), seed=1)
-    shape = img.shape[:2]
-    full = [np.pad(f.mask, ((f.y, shape[0] - f.y - f.mask.shape[0]), (f.x, shape[1] - f.x - f.mask.shape[1])))
-            for f in found]
-    gate = np.zeros(shape, bool)
+    found, full = _furniture_masks(img, d.base_row)
+    gate = np.zeros(img.shape[:2], bool)
     gate[gy0:gy1, gx0:gx1] = True
     assert all((f & gate).sum() < 0.05 * gate.sum() for f in full), [f.box for f in found]
     assert max((_iou(masks[0], f) for f in full), default=0.0) >= 0.5, [f.box for f in found]
