@@ -35,9 +35,12 @@ preview: setup
 # headless Chromium, the cluster tests a Dask LocalCluster: the gen, web and farm extras come too.
 # The slowest tests are listed at the end: CI's 15 minutes are spent there. Two workers
 # (pytest-xdist), a test file each, because a third of the suite waits on subprocesses,
-# servers and Chromium: 12:17 -> 10:21 on 2 cores with the shared plates.
+# servers and Chromium: 12:17 -> 10:21 on 2 cores with the shared plates. Each worker on
+# one thread (numba's and OpenMP's pools): two workers each running two threads on 2 cores
+# spent a quarter of their CPU switching (10:21 -> 7:48). Results do not depend on the
+# thread count (test_dust runs the solver on 1 and 2 threads in fresh processes).
 test: setup gen web test-deps
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
+	NUMBA_NUM_THREADS=1 OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 serve: web
 	$(BIN)/derrumbe serve
