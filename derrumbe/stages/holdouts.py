@@ -326,8 +326,9 @@ def assign_depths(hs: HoldoutSet, f_px: float, cy: float, eye_m: float, facade_m
     wall: it goes where its contact says, between FRONT_MARGIN_M and AT_WALL_M in front of
     the facade (a bin at the wall set 2 m out stood over the rubble heaped round its foot
     as a black square, img_100 at 20 %: the pile at the wall was behind it). A contact
-    cut by the frame's bottom edge is nearer than the bottom row's ground. The artist's own holdouts are never dropped: theirs
-    falls back to the facade's depth less a margin. Each says which it was (depth_source)."""
+    cut by the frame's bottom edge is nearer than the bottom row's ground. The artist's
+    own holdouts are never dropped: theirs falls back to the facade's depth less a margin.
+    Each says which it was (depth_source)."""
     near_facade = max(0.5, facade_m - FRONT_MARGIN_M)
     bottom = contact_depth(float(hs.shape[0]), f_px, cy, eye_m)
     base_row = cy + f_px * eye_m / facade_m

@@ -68,20 +68,19 @@ def _at_wall(foot: float, base: float, h: int) -> bool:
     return foot < base + 0.03 * h
 
 
-def _inside_an_opening(gray: np.ndarray, stats, band_top: int, base: float) -> bool:
+def _inside_an_opening(gray: np.ndarray, stats, lit_wall: float) -> bool:
     """Whether a patch at the wall is as tall as a door and has darkness just above it:
     then it is the lit part of a doorway or a passage (its side wall, an open leaf, a
     pram parked in it), which falls with the building, not a thing standing in front
     (img_140's doorway stood as a black bar in the rubble, img_288's café door as a dark
     slab). Street furniture is lower; a bollard or a bin in front of a shop window's dark
     glass is too short to be taken for one. `gray` is the plate's luminance at the
-    analysis size; the lit wall is the band's upper quartile of luminance."""
+    analysis size, `lit_wall` the band's upper quartile of it."""
     x, y, ww, hh, _ = stats
     if hh < TALL_AT_WALL * gray.shape[0]:
         return False
     strip = gray[max(0, int(y - ABOVE_UP * hh)):y, x:x + ww]
-    wall = float(np.percentile(gray[band_top:max(band_top + 1, int(base))], 75))
-    return strip.size > 0 and float(np.median(strip)) < OPENING_DARK * wall
+    return strip.size > 0 and float(np.median(strip)) < OPENING_DARK * lit_wall
 
 
 def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> list[Found]:
@@ -98,17 +97,17 @@ def furniture(full_bgr: np.ndarray, bgr: np.ndarray, base: float, seed: int) -> 
     m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
     # A thing and the door or pier behind it are both unlike the row: the colour edge
     # between them (its outline) keeps them apart.
-    gray = cv2.cvtColor(bgr[top:bottom], cv2.COLOR_BGR2GRAY)
-    m[cv2.Canny(gray, 40, 100) > 0] = 0
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
     whole_gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    m[cv2.Canny(whole_gray[top:bottom], 40, 100) > 0] = 0
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=4)
+    lit_wall = float(np.percentile(whole_gray[top:max(top + 1, int(base))], 75))
     found = []
     for i in range(1, n):
         st = stats[i].copy()
         st[1] += top
         if not _standing(st, top, base, h, w):
             continue
-        if _at_wall(st[1] + st[3], base, h) and _inside_an_opening(whole_gray, st, top, base):
+        if _at_wall(st[1] + st[3], base, h) and _inside_an_opening(whole_gray, st, lit_wall):
             continue
         x, y, ww, hh, _ = st
         # The foot may be darker than the body (its shadow, a plinth's base) and lost by the
